@@ -1,0 +1,122 @@
+#include "common/flags.h"
+
+#include <cstring>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
+namespace modeldist {
+
+void Flags::Add(const std::string& name, const std::string& value_name,
+                const std::string& default_value, const std::string& help) {
+  order_.push_back(name);
+  specs_[name] = Spec{value_name, default_value, help, false};
+}
+
+void Flags::AddBool(const std::string& name, const std::string& help) {
+  order_.push_back(name);
+  specs_[name] = Spec{"", "", help, true};
+}
+
+absl::Status Flags::Parse(int argc, char** argv, int first) {
+  for (int i = first; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg == "--") {
+      for (++i; i < argc; ++i) positional_.push_back(argv[i]);
+      break;
+    }
+    if (arg.size() < 3 || arg.compare(0, 2, "--") != 0) {
+      positional_.push_back(arg);
+      continue;
+    }
+    std::string name = arg.substr(2);
+    std::string value;
+    bool has_value = false;
+    if (size_t eq = name.find('='); eq != std::string::npos) {
+      value = name.substr(eq + 1);
+      name = name.substr(0, eq);
+      has_value = true;
+    }
+    auto it = specs_.find(name);
+    if (it == specs_.end()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("unknown flag --", name, " (see --help)"));
+    }
+    if (it->second.is_bool) {
+      values_[name] = has_value ? value : "true";
+      continue;
+    }
+    if (!has_value) {
+      if (i + 1 >= argc) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("--", name, " needs a value (", it->second.value_name, ")"));
+      }
+      value = argv[++i];
+    }
+    values_[name] = value;
+  }
+  return absl::OkStatus();
+}
+
+std::string Flags::Get(const std::string& name) const {
+  if (auto it = values_.find(name); it != values_.end()) return it->second;
+  auto spec = specs_.find(name);
+  return spec == specs_.end() ? "" : spec->second.default_value;
+}
+
+bool Flags::GetBool(const std::string& name) const {
+  std::string v = Get(name);
+  return v == "true" || v == "1" || v == "yes";
+}
+
+bool Flags::IsSet(const std::string& name) const { return values_.count(name) > 0; }
+
+absl::StatusOr<int64_t> Flags::GetInt(const std::string& name) const {
+  auto v = ParseSize(Get(name));
+  if (!v.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--", name, ": \"", Get(name), "\" is not a number"));
+  }
+  return v;
+}
+
+std::string Flags::Help() const {
+  std::string out;
+  for (const std::string& name : order_) {
+    const Spec& s = specs_.at(name);
+    std::string left = absl::StrCat("  --", name, s.is_bool ? "" : " ", s.value_name);
+    std::string right = s.help;
+    if (!s.is_bool && !s.default_value.empty()) {
+      absl::StrAppend(&right, " (default: ", s.default_value, ")");
+    }
+    absl::StrAppend(&out, absl::StrFormat("%-30s %s\n", left, right));
+  }
+  return out;
+}
+
+absl::StatusOr<int64_t> ParseSize(const std::string& text) {
+  std::string t = absl::AsciiStrToLower(text);
+  int64_t mult = 1;
+  struct Suffix {
+    const char* s;
+    int64_t m;
+  };
+  static constexpr Suffix kSuffixes[] = {{"kib", 1LL << 10}, {"mib", 1LL << 20},
+                                         {"gib", 1LL << 30}, {"k", 1LL << 10},
+                                         {"m", 1LL << 20},   {"g", 1LL << 30}};
+  for (const Suffix& s : kSuffixes) {
+    size_t n = strlen(s.s);
+    if (t.size() > n && t.compare(t.size() - n, n, s.s) == 0) {
+      t.resize(t.size() - n);
+      mult = s.m;
+      break;
+    }
+  }
+  int64_t v = 0;
+  if (!absl::SimpleAtoi(t, &v)) return absl::InvalidArgumentError("not a number");
+  return v * mult;
+}
+
+}  // namespace modeldist

@@ -1,0 +1,61 @@
+// File: flags.h
+//
+// A small command-line parser shared by the three binaries, so that they agree on syntax:
+// `--name value`, `--name=value`, boolean `--name`, `--` ends flags, everything else is
+// positional. Unknown flags are errors that name the flag and point at --help.
+#ifndef MODELDIST_COMMON_FLAGS_H_
+#define MODELDIST_COMMON_FLAGS_H_
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace modeldist {
+
+class Flags {
+ public:
+  // Declares a flag taking a value. `value_name` is shown in help, e.g. "HOST:PORT".
+  void Add(const std::string& name, const std::string& value_name,
+           const std::string& default_value, const std::string& help);
+  // Declares a boolean flag (present = true).
+  void AddBool(const std::string& name, const std::string& help);
+
+  // Parses argv[first..argc). INVALID_ARGUMENT for an unknown flag or a missing value.
+  absl::Status Parse(int argc, char** argv, int first = 1);
+
+  // The value given, or the default.
+  std::string Get(const std::string& name) const;
+  bool GetBool(const std::string& name) const;
+  // The value as an integer; INVALID_ARGUMENT naming the flag when it is not one. Accepts
+  // K/M/G/KiB/MiB/GiB suffixes (binary).
+  absl::StatusOr<int64_t> GetInt(const std::string& name) const;
+  // Whether the flag was given on the command line.
+  bool IsSet(const std::string& name) const;
+
+  const std::vector<std::string>& positional() const { return positional_; }
+
+  // One line per flag: "  --name VALUE   help (default: x)".
+  std::string Help() const;
+
+ private:
+  struct Spec {
+    std::string value_name;
+    std::string default_value;
+    std::string help;
+    bool is_bool = false;
+  };
+  std::vector<std::string> order_;
+  std::map<std::string, Spec> specs_;
+  std::map<std::string, std::string> values_;
+  std::vector<std::string> positional_;
+};
+
+// Parses "123", "4MiB", "1G" ... into bytes/units; INVALID_ARGUMENT otherwise.
+absl::StatusOr<int64_t> ParseSize(const std::string& text);
+
+}  // namespace modeldist
+
+#endif  // MODELDIST_COMMON_FLAGS_H_

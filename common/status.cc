@@ -1,0 +1,44 @@
+#include "common/status.h"
+
+#include "absl/strings/cord.h"
+#include "modeldist/v1/resources.pb.h"
+
+namespace modeldist {
+
+absl::Status MakeError(absl::StatusCode code, absl::string_view reason, absl::string_view message,
+                       const ErrorMetadata& metadata) {
+  absl::Status status(code, message);
+  v1::ErrorInfo info;
+  info.set_reason(std::string(reason));
+  info.set_domain("modeldist.dev");
+  for (const auto& [key, value] : metadata) (*info.mutable_metadata())[key] = value;
+  status.SetPayload(kErrorInfoPayload, absl::Cord(info.SerializeAsString()));
+  return status;
+}
+
+absl::Status InvalidArgument(absl::string_view field, absl::string_view reason,
+                             absl::string_view message) {
+  return MakeError(absl::StatusCode::kInvalidArgument, reason, message,
+                   {{"field", std::string(field)}});
+}
+
+namespace {
+bool ReadErrorInfo(const absl::Status& status, v1::ErrorInfo* info) {
+  auto payload = status.GetPayload(kErrorInfoPayload);
+  return payload.has_value() && info->ParseFromString(std::string(*payload));
+}
+}  // namespace
+
+std::string ErrorReason(const absl::Status& status) {
+  v1::ErrorInfo info;
+  return ReadErrorInfo(status, &info) ? info.reason() : "";
+}
+
+std::string ErrorMetadataValue(const absl::Status& status, absl::string_view key) {
+  v1::ErrorInfo info;
+  if (!ReadErrorInfo(status, &info)) return "";
+  auto it = info.metadata().find(std::string(key));
+  return it == info.metadata().end() ? "" : it->second;
+}
+
+}  // namespace modeldist

@@ -1,0 +1,103 @@
+// File: blob_store.h
+//
+// A content-addressed store of verified blobs on the local file system.
+//
+// Layout under `root`:
+//   blobs/sha256/<first 2 hex>/<64 hex>   verified, immutable blobs (mode 0444)
+//   uploads/<64 hex>.partial              bytes of an upload in progress
+//
+// The one rule: a file under blobs/ always holds exactly the bytes of its name. Bytes are
+// hashed while they are written (one pass), fsynced, and renamed into place only after size
+// and SHA-256 match; anything else is discarded and never listed or served.
+//
+// Thread-safe. Uploads of different digests proceed in parallel; writes to one digest are
+// serialized and must come in order (offset == committed size), so concurrent writers of the
+// same blob cannot interleave bytes.
+#ifndef MODELDIST_STORAGE_BLOB_STORE_H_
+#define MODELDIST_STORAGE_BLOB_STORE_H_
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include "absl/strings/string_view.h"
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+
+namespace modeldist::storage {
+
+// An open, verified blob. Owns the file descriptor; movable, not copyable.
+class BlobReader {
+ public:
+  BlobReader(int fd, int64_t size) : fd_(fd), size_(size) {}
+  BlobReader(BlobReader&& other) noexcept;
+  BlobReader& operator=(BlobReader&& other) noexcept;
+  BlobReader(const BlobReader&) = delete;
+  BlobReader& operator=(const BlobReader&) = delete;
+  ~BlobReader();
+
+  int64_t size() const { return size_; }
+  // Reads up to `size` bytes at `offset` into `buf` (pread); returns the count, 0 at the end.
+  absl::StatusOr<size_t> ReadAt(int64_t offset, char* buf, size_t size) const;
+
+ private:
+  int fd_ = -1;
+  int64_t size_ = 0;
+};
+
+class BlobStore {
+ public:
+  // Opens the store at `root`, creating its folders. Stale temp files from a crash are removed.
+  static absl::StatusOr<std::unique_ptr<BlobStore>> Open(const std::string& root);
+
+  // All `hex` arguments are 64 lowercase hex digits (callers parse digests with ParseDigest);
+  // anything else gives INVALID_ARGUMENT and never reaches the file system.
+
+  // True when a verified blob with this digest is stored.
+  bool Contains(absl::string_view hex) const;
+  // Size of a verified blob; NOT_FOUND when absent.
+  absl::StatusOr<int64_t> Size(absl::string_view hex) const;
+  // Opens a verified blob; NOT_FOUND when absent.
+  absl::StatusOr<BlobReader> Open(absl::string_view hex) const;
+
+  // The number of bytes an upload of `hex` has committed: `expected_size` when the blob is
+  // already stored, else the partial upload's length (0 when none).
+  absl::StatusOr<int64_t> UploadOffset(absl::string_view hex, int64_t expected_size);
+
+  // Appends `data` to the upload of `hex` at `offset`, hashing as it writes.
+  // INVALID_ARGUMENT when `offset` is not the committed size or the upload would exceed
+  // `expected_size`; ALREADY_EXISTS when the blob is already stored.
+  absl::Status Append(absl::string_view hex, int64_t expected_size, int64_t offset,
+                      absl::string_view data);
+
+  // Verifies the upload of `hex` and moves it into blobs/. DATA_LOSS when the size is not
+  // `expected_size` or the SHA-256 differs; the partial upload is then deleted, so the next
+  // upload starts at 0. OK (no-op) when the blob is already stored.
+  absl::Status Finish(absl::string_view hex, int64_t expected_size);
+
+  // Stores a whole blob from memory in one call (Append + Finish). For small blobs and tests.
+  absl::Status Put(absl::string_view hex, absl::string_view data);
+
+  const std::string& root() const { return root_; }
+  std::string BlobPath(absl::string_view hex) const;
+
+ private:
+  explicit BlobStore(std::string root);
+  std::string PartialPath(absl::string_view hex) const;
+
+  // Per-digest upload state, kept in memory so that a resumed upload keeps hashing where it
+  // stopped instead of reading its partial file again. After a restart the state is rebuilt
+  // by hashing the partial once.
+  struct Upload;
+  absl::StatusOr<Upload*> GetUpload(absl::string_view hex) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  std::string root_;
+  absl::Mutex mu_;
+  std::map<std::string, std::unique_ptr<Upload>, std::less<>> uploads_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace modeldist::storage
+
+#endif  // MODELDIST_STORAGE_BLOB_STORE_H_

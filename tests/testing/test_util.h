@@ -1,0 +1,64 @@
+// File: test_util.h
+//
+// Test helpers: StatusIs matchers for absl::Status / StatusOr (the Debian Abseil predates
+// absl's own matchers), and scratch directories removed at the end of a test.
+#ifndef MODELDIST_TESTS_TESTING_TEST_UTIL_H_
+#define MODELDIST_TESTS_TESTING_TEST_UTIL_H_
+
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace modeldist::testing {
+
+inline const absl::Status& GetStatus(const absl::Status& s) { return s; }
+template <typename T>
+const absl::Status& GetStatus(const absl::StatusOr<T>& s) {
+  return s.status();
+}
+
+// Matches a Status or StatusOr whose code is `code` and whose message matches `message`.
+MATCHER_P2(StatusIs, code, message_matcher, "") {
+  const absl::Status& s = ::modeldist::testing::GetStatus(arg);
+  *result_listener << "status is " << s;
+  return s.code() == code &&
+         ::testing::ExplainMatchResult(message_matcher, std::string(s.message()),
+                                       result_listener);
+}
+
+// Matches an OK Status or StatusOr.
+MATCHER(IsOk, "") {
+  const absl::Status& s = ::modeldist::testing::GetStatus(arg);
+  *result_listener << "status is " << s;
+  return s.ok();
+}
+
+#define MD_ASSERT_OK(expr) ASSERT_THAT((expr), ::modeldist::testing::IsOk())
+#define MD_EXPECT_OK(expr) EXPECT_THAT((expr), ::modeldist::testing::IsOk())
+
+// A fresh directory under $TMPDIR (or /tmp), removed with its contents on destruction.
+class ScratchDir {
+ public:
+  ScratchDir();
+  ~ScratchDir();
+  ScratchDir(const ScratchDir&) = delete;
+  ScratchDir& operator=(const ScratchDir&) = delete;
+  const std::string& path() const { return path_; }
+  std::string Join(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+// `size` deterministic pseudo-random bytes from `seed` (incompressible enough for tests).
+std::string RandomBytes(size_t size, uint32_t seed = 1);
+
+// The build directory (from the MODELDIST_BUILD_DIR environment variable set by ctest).
+std::string BuildDir();
+
+}  // namespace modeldist::testing
+
+#endif  // MODELDIST_TESTS_TESTING_TEST_UTIL_H_
