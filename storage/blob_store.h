@@ -59,8 +59,9 @@ class BlobStore {
   bool Contains(absl::string_view hex) const;
   // Size of a verified blob; NOT_FOUND when absent.
   absl::StatusOr<int64_t> Size(absl::string_view hex) const;
-  // Opens a verified blob; NOT_FOUND when absent.
-  absl::StatusOr<BlobReader> Open(absl::string_view hex) const;
+  // Opens a verified blob; NOT_FOUND when absent. Not an overload of Open: a std::string
+  // argument would silently pick the static Open(root) and create a store named after it.
+  absl::StatusOr<BlobReader> OpenBlob(absl::string_view hex) const;
 
   // The number of bytes an upload of `hex` has committed: `expected_size` when the blob is
   // already stored, else the partial upload's length (0 when none).
@@ -88,14 +89,26 @@ class BlobStore {
   std::string PartialPath(absl::string_view hex) const;
 
   // Per-digest upload state, kept in memory so that a resumed upload keeps hashing where it
-  // stopped instead of reading its partial file again. After a restart the state is rebuilt
-  // by hashing the partial once.
+  // stopped instead of reading its partial file again. After a restart (or when the partial
+  // changed behind our back) the state is rebuilt by hashing the partial once.
   struct Upload;
-  absl::StatusOr<Upload*> GetUpload(absl::string_view hex) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Returns the state for `hex`, creating it. Shared so that Finish can drop the map entry
+  // while another thread still waits on the upload's own mutex.
+  std::shared_ptr<Upload> GetUpload(absl::string_view hex) ABSL_LOCKS_EXCLUDED(mu_);
+  void ForgetUpload(absl::string_view hex, const Upload* upload) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // The steps of Append/Finish with `upload->mu` held, so Put can run them as one unit.
+  absl::Status AppendLocked(Upload& upload, absl::string_view hex, int64_t expected_size,
+                            int64_t offset, absl::string_view data);
+  absl::Status FinishLocked(Upload& upload, absl::string_view hex, int64_t expected_size);
+  // Deletes the partial file and resets `upload` to an empty upload.
+  void DiscardLocked(Upload& upload, absl::string_view hex);
 
   std::string root_;
+  // Guards only the map; file I/O happens under each Upload's mutex, so different digests
+  // upload in parallel.
   absl::Mutex mu_;
-  std::map<std::string, std::unique_ptr<Upload>, std::less<>> uploads_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::shared_ptr<Upload>, std::less<>> uploads_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace modeldist::storage

@@ -42,12 +42,14 @@ struct ResolvedTier {
   v1::Version version;
 };
 
+struct CatalogOptions {
+  // The clock for create/publish/yank/update times; tests inject a fake.
+  std::function<absl::Time()> now = [] { return absl::Now(); };
+};
+
 class Catalog {
  public:
-  struct Options {
-    // The clock for create/publish/yank/update times; tests inject a fake.
-    std::function<absl::Time()> now = [] { return absl::Now(); };
-  };
+  using Options = CatalogOptions;
 
   // Opens or creates the catalog at `path` (its folder must exist).
   // FAILED_PRECONDITION when the schema is newer than this binary; UNAVAILABLE on I/O errors.

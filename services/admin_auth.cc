@@ -1,0 +1,66 @@
+#include "services/admin_auth.h"
+
+#include <openssl/crypto.h>
+
+#include <cstdlib>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/file_util.h"
+#include "common/status.h"
+
+namespace modeldist::services {
+
+absl::Status AdminAuth::Check(const grpc::ServerContext& context) const {
+  const auto& metadata = context.client_metadata();
+  auto it = metadata.find("authorization");
+  if (it == metadata.end()) {
+    return MakeError(absl::StatusCode::kUnauthenticated, "MISSING_TOKEN",
+                     "admin rpcs need `authorization: Bearer <token>` metadata");
+  }
+  absl::string_view value(it->second.data(), it->second.size());
+  constexpr absl::string_view kBearer = "Bearer ";
+  if (!absl::StartsWith(value, kBearer)) {
+    return MakeError(absl::StatusCode::kUnauthenticated, "MALFORMED_TOKEN",
+                     "authorization metadata must be `Bearer <token>`");
+  }
+  absl::string_view given = value.substr(kBearer.size());
+  bool match = given.size() == token_.size() &&
+               CRYPTO_memcmp(given.data(), token_.data(), token_.size()) == 0;
+  if (!match) {
+    return MakeError(absl::StatusCode::kUnauthenticated, "WRONG_TOKEN",
+                     "the admin token is not valid");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> LoadAdminToken(const std::string& token_file) {
+  std::string token;
+  std::string source;
+  if (!token_file.empty()) {
+    auto contents = ReadFileToString(token_file);
+    if (!contents.ok()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("cannot read --admin-token-file: ", contents.status().message()));
+    }
+    token = contents->substr(0, contents->find('\n'));
+    source = absl::StrCat("--admin-token-file ", token_file);
+  } else if (const char* env = std::getenv("MODELDIST_ADMIN_TOKEN"); env != nullptr) {
+    token = env;
+    source = "MODELDIST_ADMIN_TOKEN";
+  } else {
+    return absl::FailedPreconditionError(
+        "no admin token: pass --admin-token-file FILE or set MODELDIST_ADMIN_TOKEN "
+        "(e.g. `openssl rand -hex 32 > admin.token`)");
+  }
+  token = std::string(absl::StripAsciiWhitespace(token));
+  if (token.size() < 16) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the admin token from ", source,
+        " is shorter than 16 characters; use e.g. `openssl rand -hex 32`"));
+  }
+  return token;
+}
+
+}  // namespace modeldist::services

@@ -1,0 +1,38 @@
+#include "services/grpc_status.h"
+
+#include "absl/strings/cord.h"
+#include "common/status.h"
+#include "modeldist/v1/resources.pb.h"
+
+namespace modeldist::services {
+
+grpc::Status ToGrpcStatus(const absl::Status& status) {
+  if (status.ok()) return grpc::Status::OK;
+  auto code = static_cast<grpc::StatusCode>(status.code());
+  std::string message(status.message());
+  v1::RpcStatus details;
+  details.set_code(static_cast<int>(status.code()));
+  details.set_message(message);
+  if (auto payload = status.GetPayload(kErrorInfoPayload); payload.has_value()) {
+    auto* any = details.add_details();
+    any->set_type_url(std::string(kErrorInfoPayload));
+    any->set_value(std::string(*payload));
+  }
+  return grpc::Status(code, message, details.SerializeAsString());
+}
+
+absl::Status FromGrpcStatus(const grpc::Status& status) {
+  if (status.ok()) return absl::OkStatus();
+  absl::Status out(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
+  v1::RpcStatus details;
+  if (!status.error_details().empty() && details.ParseFromString(status.error_details())) {
+    for (const auto& any : details.details()) {
+      if (any.type_url() == kErrorInfoPayload) {
+        out.SetPayload(kErrorInfoPayload, absl::Cord(any.value()));
+      }
+    }
+  }
+  return out;
+}
+
+}  // namespace modeldist::services

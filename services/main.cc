@@ -1,0 +1,116 @@
+// modeldist-server: the control plane and origin for on-device model distribution.
+#include <signal.h>
+
+#include <cstdio>
+#include <iostream>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "common/file_util.h"
+#include "common/flags.h"
+#include "services/admin_auth.h"
+#include "services/server.h"
+
+namespace {
+
+constexpr char kUsage[] =
+    "modeldist-server: serves the model registry (admin), signed manifests and verified\n"
+    "artifact bytes (fleet) over gRPC, with reflection and grpc.health.v1.\n"
+    "\n"
+    "Usage: modeldist-server [--listen HOST:PORT] [--data-dir DIR] --admin-token-file FILE\n"
+    "       (or MODELDIST_ADMIN_TOKEN in the environment)\n"
+    "\n"
+    "Flags:\n";
+
+constexpr char kNextSteps[] =
+    "Publish a model:\n"
+    "  modeldistctl --server %s --token-file TOKEN_FILE publish --model llama-3.1-8b \\\n"
+    "    --version 2026.11.0 --platform macos --arch arm64 --format coreml-zip --tier llama8b "
+    "MODEL.zip\n"
+    "Query it (grpcurl, reflection):\n"
+    "  grpcurl -plaintext %s list\n"
+    "  grpcurl -plaintext -d '{\"tier\":\"llama8b\",\"platform\":\"PLATFORM_MACOS\","
+    "\"arch\":\"ARCH_ARM64\"}' %s modeldist.v1.ManifestService/GetManifest\n";
+
+int Fail(const std::string& message) {
+  std::cerr << "modeldist-server: " << message << "\n";
+  return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  modeldist::Flags flags;
+  flags.Add("listen", "HOST:PORT", "127.0.0.1:8470", "address to serve on; port 0 picks one");
+  flags.Add("data-dir", "DIR", "modeldist-data", "catalog, blobs and keys live here");
+  flags.Add("admin-token-file", "FILE", "",
+            "file whose first line is the admin bearer token (else $MODELDIST_ADMIN_TOKEN)");
+  flags.Add("signing-key", "FILE", "",
+            "Ed25519 PEM key for manifests (default: DIR/keys/manifest-signing.pem, created)");
+  flags.Add("tls-cert", "FILE", "", "PEM certificate chain; with --tls-key enables TLS");
+  flags.Add("tls-key", "FILE", "", "PEM private key for --tls-cert");
+  flags.Add("manifest-ttl", "DURATION", "24h", "how long signed manifests stay valid");
+  flags.Add("chunk-size", "BYTES", "256KiB", "ArtifactService.Read chunk size");
+  flags.Add("public-address", "HOST:PORT", "", "address put in manifests for devices");
+  flags.Add("port-file", "FILE", "", "write the bound port here once serving (for scripts)");
+  flags.AddBool("help", "show this help");
+  if (absl::Status s = flags.Parse(argc, argv); !s.ok()) return Fail(std::string(s.message()));
+  if (flags.GetBool("help")) {
+    std::cout << kUsage << flags.Help();
+    return 0;
+  }
+  if (!flags.positional().empty()) {
+    return Fail(absl::StrCat("unexpected argument \"", flags.positional()[0], "\" (see --help)"));
+  }
+
+  modeldist::services::ServerConfig config;
+  config.listen = flags.Get("listen");
+  config.data_dir = flags.Get("data-dir");
+  config.signing_key_file = flags.Get("signing-key");
+  config.tls_cert_file = flags.Get("tls-cert");
+  config.tls_key_file = flags.Get("tls-key");
+  config.public_address = flags.Get("public-address");
+  if (!absl::ParseDuration(flags.Get("manifest-ttl"), &config.manifest_ttl) ||
+      config.manifest_ttl < absl::Minutes(1)) {
+    return Fail("--manifest-ttl must be a duration of at least 1m, e.g. 24h or 90m");
+  }
+  auto chunk = flags.GetInt("chunk-size");
+  if (!chunk.ok()) return Fail(std::string(chunk.status().message()));
+  config.chunk_size = *chunk;
+  auto token = modeldist::services::LoadAdminToken(flags.Get("admin-token-file"));
+  if (!token.ok()) return Fail(std::string(token.status().message()));
+  config.admin_token = *std::move(token);
+
+  // Block SIGINT/SIGTERM before any thread starts so only the waiter below receives them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  auto server = modeldist::services::ModeldistServer::Start(config);
+  if (!server.ok()) return Fail(std::string(server.status().message()));
+
+  std::string host = config.listen.substr(0, config.listen.rfind(':'));
+  std::string address = absl::StrCat(host, ":", (*server)->port());
+  std::cerr << "modeldist-server listening on " << address << " (data: " << config.data_dir
+            << ", " << (config.tls_cert_file.empty() ? "plaintext" : "TLS")
+            << ", manifest key " << (*server)->signing_key_id() << ")\n";
+  fprintf(stderr, kNextSteps, address.c_str(), address.c_str(), address.c_str());
+  if (!flags.Get("port-file").empty()) {
+    auto s = modeldist::WriteFileAtomically(flags.Get("port-file"),
+                                            absl::StrCat((*server)->port(), "\n"), 0644);
+    if (!s.ok()) return Fail(std::string(s.message()));
+  }
+
+  std::thread waiter([&] {
+    int sig = 0;
+    sigwait(&signals, &sig);
+    std::cerr << "modeldist-server: signal " << sig << ", shutting down\n";
+    (*server)->Shutdown();
+  });
+  (*server)->Wait();
+  waiter.join();
+  return 0;
+}

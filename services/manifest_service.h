@@ -1,0 +1,28 @@
+// File: manifest_service.h
+//
+// ManifestService: answers devices from the pre-signed ManifestCache. Open to the fleet.
+#ifndef MODELDIST_SERVICES_MANIFEST_SERVICE_H_
+#define MODELDIST_SERVICES_MANIFEST_SERVICE_H_
+
+#include "modeldist/v1/manifest.grpc.pb.h"
+#include "services/manifest_cache.h"
+
+namespace modeldist::services {
+
+class ManifestServiceImpl final : public v1::ManifestService::Service {
+ public:
+  explicit ManifestServiceImpl(const ManifestCache* cache) : cache_(cache) {}
+
+  grpc::Status GetManifest(grpc::ServerContext* context, const v1::GetManifestRequest* request,
+                           v1::SignedManifest* response) override;
+  grpc::Status GetSigningKeys(grpc::ServerContext* context,
+                              const v1::GetSigningKeysRequest* request,
+                              v1::GetSigningKeysResponse* response) override;
+
+ private:
+  const ManifestCache* cache_;
+};
+
+}  // namespace modeldist::services
+
+#endif  // MODELDIST_SERVICES_MANIFEST_SERVICE_H_

@@ -1,0 +1,163 @@
+#include "services/server.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+
+#include <iostream>
+
+#include "absl/strings/str_cat.h"
+#include "common/ed25519.h"
+#include "common/file_util.h"
+#include "common/status.h"
+#include "services/admin_auth.h"
+#include "services/artifact_service.h"
+#include "services/manifest_cache.h"
+#include "services/manifest_service.h"
+#include "services/registry_service.h"
+#include "storage/blob_store.h"
+#include "storage/catalog.h"
+
+namespace modeldist::services {
+namespace {
+
+// Holds an flock on <data_dir>/LOCK so two servers never share a catalog and blob store.
+class DataDirLock {
+ public:
+  static absl::StatusOr<std::unique_ptr<DataDirLock>> Acquire(const std::string& dir) {
+    std::string path = dir + "/LOCK";
+    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) return ErrnoStatus(errno, path);
+    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+      ::close(fd);
+      return absl::FailedPreconditionError(
+          absl::StrCat("--data-dir ", dir, " is in use by another modeldist-server"));
+    }
+    return std::unique_ptr<DataDirLock>(new DataDirLock(fd));
+  }
+  ~DataDirLock() { ::close(fd_); }
+
+ private:
+  explicit DataDirLock(int fd) : fd_(fd) {}
+  int fd_;
+};
+
+absl::StatusOr<Ed25519PrivateKey> LoadOrCreateSigningKey(const ServerConfig& config) {
+  if (!config.signing_key_file.empty()) {
+    return Ed25519PrivateKey::LoadPemFile(config.signing_key_file);
+  }
+  const std::string dir = config.data_dir + "/keys";
+  const std::string path = dir + "/manifest-signing.pem";
+  auto key = Ed25519PrivateKey::LoadPemFile(path);
+  if (key.ok() || !absl::IsNotFound(key.status())) return key;
+  MD_RETURN_IF_ERROR(MakeDirs(dir, 0700));
+  MD_ASSIGN_OR_RETURN(Ed25519PrivateKey generated, Ed25519PrivateKey::Generate());
+  MD_RETURN_IF_ERROR(generated.SavePemFile(path));
+  std::cerr << "modeldist-server: generated manifest-signing key " << path << " (key id "
+            << generated.public_key().KeyId() << ")\n";
+  return generated;
+}
+
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Credentials(const ServerConfig& c) {
+  if (c.tls_cert_file.empty() != c.tls_key_file.empty()) {
+    return absl::InvalidArgumentError("--tls-cert and --tls-key must be given together");
+  }
+  if (c.tls_cert_file.empty()) return grpc::InsecureServerCredentials();
+  MD_ASSIGN_OR_RETURN(std::string cert, ReadFileToString(c.tls_cert_file));
+  MD_ASSIGN_OR_RETURN(std::string key, ReadFileToString(c.tls_key_file));
+  grpc::SslServerCredentialsOptions options;
+  options.pem_key_cert_pairs.push_back({key, cert});
+  return grpc::SslServerCredentials(options);
+}
+
+}  // namespace
+
+struct ModeldistServer::Parts {
+  std::unique_ptr<DataDirLock> lock;
+  std::unique_ptr<storage::Catalog> catalog;
+  std::unique_ptr<storage::BlobStore> blobs;
+  std::unique_ptr<AdminAuth> auth;
+  std::unique_ptr<ManifestCache> manifests;
+  std::unique_ptr<RegistryServiceImpl> registry;
+  std::unique_ptr<ManifestServiceImpl> manifest_service;
+  std::unique_ptr<ArtifactServiceImpl> artifact_service;
+};
+
+absl::StatusOr<std::unique_ptr<ModeldistServer>> ModeldistServer::Start(
+    const ServerConfig& config) {
+  if (config.admin_token.empty()) {
+    return absl::InvalidArgumentError("an admin token is required");
+  }
+  if (config.chunk_size < 4096 || config.chunk_size > 4 * 1024 * 1024) {
+    return absl::InvalidArgumentError("--chunk-size must be between 4 KiB and 4 MiB");
+  }
+  MD_RETURN_IF_ERROR(MakeDirs(config.data_dir, 0750));
+  auto parts = std::make_unique<Parts>();
+  MD_ASSIGN_OR_RETURN(parts->lock, DataDirLock::Acquire(config.data_dir));
+  MD_ASSIGN_OR_RETURN(parts->catalog, storage::Catalog::Open(config.data_dir + "/catalog.db"));
+  MD_ASSIGN_OR_RETURN(parts->blobs, storage::BlobStore::Open(config.data_dir));
+  MD_ASSIGN_OR_RETURN(Ed25519PrivateKey key, LoadOrCreateSigningKey(config));
+  MD_ASSIGN_OR_RETURN(auto credentials, Credentials(config));
+
+  ManifestCache::Options cache_options;
+  cache_options.ttl = config.manifest_ttl;
+  cache_options.chunk_size = config.chunk_size;
+  cache_options.public_address = config.public_address;
+  parts->manifests =
+      std::make_unique<ManifestCache>(parts->catalog.get(), std::move(key), cache_options);
+  MD_RETURN_IF_ERROR(parts->manifests->Rebuild());
+
+  parts->auth = std::make_unique<AdminAuth>(config.admin_token);
+  parts->registry = std::make_unique<RegistryServiceImpl>(
+      parts->catalog.get(), parts->blobs.get(), parts->manifests.get(), parts->auth.get());
+  parts->manifest_service = std::make_unique<ManifestServiceImpl>(parts->manifests.get());
+  parts->artifact_service =
+      std::make_unique<ArtifactServiceImpl>(parts->blobs.get(), config.chunk_size);
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(config.listen, credentials, &port);
+  builder.SetMaxReceiveMessageSize(config.max_receive_message_bytes);
+  builder.RegisterService(parts->registry.get());
+  builder.RegisterService(parts->manifest_service.get());
+  builder.RegisterService(parts->artifact_service.get());
+
+  auto server = std::unique_ptr<ModeldistServer>(new ModeldistServer());
+  server->server_ = builder.BuildAndStart();
+  if (server->server_ == nullptr || port == 0) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on ", config.listen,
+                     " (address in use or not local? pick another --listen port)"));
+  }
+  server->port_ = port;
+  server->parts_ = std::move(parts);
+  return server;
+}
+
+ModeldistServer::~ModeldistServer() {
+  Shutdown();
+  server_.reset();  // before the services it calls into
+}
+
+std::string ModeldistServer::signing_key_id() const {
+  return parts_->manifests->public_key().KeyId();
+}
+
+std::shared_ptr<grpc::Channel> ModeldistServer::InProcessChannel() {
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(-1);
+  return server_->InProcessChannel(args);
+}
+
+void ModeldistServer::Shutdown() {
+  if (server_ != nullptr) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+}
+
+void ModeldistServer::Wait() { server_->Wait(); }
+
+}  // namespace modeldist::services

@@ -1,0 +1,67 @@
+// File: server.h
+//
+// Wires the catalog, blob store, manifest cache and the three services (plus health and
+// reflection) into one gRPC server. Used by main.cc and by end-to-end tests.
+#ifndef MODELDIST_SERVICES_SERVER_H_
+#define MODELDIST_SERVICES_SERVER_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace modeldist::services {
+
+struct ServerConfig {
+  // HOST:PORT to listen on; port 0 picks a free port (see ModeldistServer::port()).
+  std::string listen = "127.0.0.1:8470";
+  // Holds catalog.db, blobs/, uploads/ and (by default) keys/. Created if missing.
+  std::string data_dir = "modeldist-data";
+  // Required: the bearer token admin rpcs must present.
+  std::string admin_token;
+  // Ed25519 PEM key that signs manifests. Empty: <data_dir>/keys/manifest-signing.pem,
+  // generated on first start.
+  std::string signing_key_file;
+  // PEM certificate chain and key: both set means TLS, both empty means plaintext.
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  absl::Duration manifest_ttl = absl::Hours(24);
+  // Chunk size of ArtifactService.Read (256 KiB measured best; see docs/benchmarks.md).
+  int64_t chunk_size = 256 * 1024;
+  // Address devices should use for ArtifactService, put in manifests; empty = "this server".
+  std::string public_address;
+  // Largest request message accepted; bigger ones fail with RESOURCE_EXHAUSTED.
+  int max_receive_message_bytes = 8 * 1024 * 1024;
+};
+
+class ModeldistServer {
+ public:
+  // Opens the data directory (taking an exclusive lock on it), applies migrations, signs the
+  // current manifests and starts serving. Errors say which flag or file to fix.
+  static absl::StatusOr<std::unique_ptr<ModeldistServer>> Start(const ServerConfig& config);
+  ~ModeldistServer();
+
+  // The port actually bound.
+  int port() const { return port_; }
+  // The key id of the manifest-signing key.
+  std::string signing_key_id() const;
+  // A channel to this server that bypasses the network (for tests).
+  std::shared_ptr<grpc::Channel> InProcessChannel();
+
+  void Shutdown();
+  void Wait();
+
+ private:
+  struct Parts;
+  ModeldistServer() = default;
+  std::unique_ptr<Parts> parts_;
+  std::unique_ptr<grpc::Server> server_;
+  int port_ = 0;
+};
+
+}  // namespace modeldist::services
+
+#endif  // MODELDIST_SERVICES_SERVER_H_

@@ -1,0 +1,112 @@
+// ArtifactService end to end: chunked reads by digest with offsets and limits, and the error
+// codes for bad requests.
+#include "common/digest.h"
+#include "gtest/gtest.h"
+#include "tests/services/test_server.h"
+
+namespace modeldist::testing {
+namespace {
+
+class ArtifactServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    digest_ = server_.PublishBlob("m", "1", v1::PLATFORM_LINUX, v1::ARCH_ANY, v1::FORMAT_GGUF,
+                                  bytes_);
+  }
+
+  // Reads [offset, offset+limit) and checks chunk offsets are contiguous and bounded.
+  grpc::Status Read(const std::string& digest, int64_t offset, int64_t limit, std::string* out) {
+    v1::ReadRequest request;
+    request.set_digest(digest);
+    request.set_offset(offset);
+    request.set_limit(limit);
+    grpc::ClientContext context;
+    auto reader = server_.artifacts().Read(&context, request);
+    v1::ReadResponse chunk;
+    int64_t expect = offset;
+    while (reader->Read(&chunk)) {
+      EXPECT_EQ(chunk.offset(), expect);
+      EXPECT_LE(chunk.data().size(), 256u * 1024);
+      EXPECT_FALSE(chunk.data().empty());
+      expect += static_cast<int64_t>(chunk.data().size());
+      out->append(chunk.data());
+    }
+    return reader->Finish();
+  }
+
+  TestServer server_;
+  const std::string bytes_ = RandomBytes(1024 * 1024 + 4097, 5);
+  std::string digest_;
+};
+
+TEST_F(ArtifactServiceTest, ReadsWholeBlob) {
+  std::string got;
+  ASSERT_TRUE(Read(digest_, 0, 0, &got).ok());
+  EXPECT_EQ(got.size(), bytes_.size());
+  EXPECT_EQ(FormatDigest(Sha256::HexOf(got)), digest_);
+}
+
+TEST_F(ArtifactServiceTest, ReadsRanges) {
+  struct Case {
+    int64_t offset, limit;
+  } cases[] = {{0, 1}, {1, 300000}, {262144, 262144}, {1000000, 0},
+               {static_cast<int64_t>(1024 * 1024 + 4096), 0}, {5, 1 << 30}};
+  for (const Case& c : cases) {
+    std::string got;
+    ASSERT_TRUE(Read(digest_, c.offset, c.limit, &got).ok()) << c.offset;
+    EXPECT_EQ(got, bytes_.substr(c.offset, c.limit == 0 ? std::string::npos : c.limit));
+  }
+}
+
+TEST_F(ArtifactServiceTest, OffsetAtEndIsEmptyPastEndIsOutOfRange) {
+  std::string got;
+  EXPECT_TRUE(Read(digest_, static_cast<int64_t>(bytes_.size()), 0, &got).ok());
+  EXPECT_TRUE(got.empty());
+  grpc::Status s = Read(digest_, static_cast<int64_t>(bytes_.size()) + 1, 0, &got);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::OUT_OF_RANGE);
+  EXPECT_THAT(s.error_message(), ::testing::HasSubstr("past the end"));
+}
+
+TEST_F(ArtifactServiceTest, BadRequests) {
+  std::string got;
+  EXPECT_EQ(Read("sha256:00", 0, 0, &got).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(Read("../../etc/passwd", 0, 0, &got).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(Read(digest_, -1, 0, &got).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(Read(digest_, 0, -1, &got).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(Read(FormatDigest(std::string(64, 'a')), 0, 0, &got).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+  EXPECT_TRUE(got.empty());
+}
+
+TEST_F(ArtifactServiceTest, StatReportsSizeAndChunk) {
+  v1::StatRequest request;
+  request.set_digest(digest_);
+  v1::StatResponse response;
+  grpc::ClientContext context;
+  ASSERT_TRUE(server_.artifacts().Stat(&context, request, &response).ok());
+  EXPECT_EQ(response.size_bytes(), static_cast<int64_t>(bytes_.size()));
+  EXPECT_EQ(response.chunk_size(), 256 * 1024);
+  grpc::ClientContext context2;
+  request.set_digest(FormatDigest(std::string(64, 'b')));
+  EXPECT_EQ(server_.artifacts().Stat(&context2, request, &response).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_F(ArtifactServiceTest, DraftUploadsAreReadableOnlyOnceVerified) {
+  // A declared but unfinished upload is not served.
+  const std::string other = RandomBytes(5000, 99);
+  v1::CreateVersionRequest version;
+  version.set_parent("models/m");
+  version.set_version_id("2");
+  *version.add_artifacts() = MakeArtifact(v1::PLATFORM_LINUX, v1::ARCH_ARM64, v1::FORMAT_GGUF, other);
+  v1::Version v;
+  ASSERT_TRUE(server_.registry().CreateVersion(server_.Admin().get(), version, &v).ok());
+  const std::string digest = version.artifacts(0).digest();
+  ASSERT_TRUE(server_.Upload(digest, other.substr(0, 4000), 0, false).ok());
+  std::string got;
+  EXPECT_EQ(Read(digest, 0, 0, &got).error_code(), grpc::StatusCode::NOT_FOUND);
+}
+
+}  // namespace
+}  // namespace modeldist::testing

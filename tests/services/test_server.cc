@@ -1,0 +1,119 @@
+#include "tests/services/test_server.h"
+
+#include "common/digest.h"
+
+namespace modeldist::testing {
+
+TestServer::TestServer(services::ServerConfig config) : config_(std::move(config)) {
+  config_.listen = "127.0.0.1:0";
+  config_.data_dir = dir_.Join("data");
+  if (config_.admin_token.empty()) config_.admin_token = kTestToken;
+  Start();
+}
+
+void TestServer::Restart() {
+  registry_.reset();
+  manifests_.reset();
+  artifacts_.reset();
+  server_.reset();
+  Start();
+}
+
+void TestServer::Start() {
+  auto server = services::ModeldistServer::Start(config_);
+  if (!server.ok()) {
+    ADD_FAILURE() << "server did not start: " << server.status();
+    abort();
+  }
+  server_ = *std::move(server);
+  auto channel = server_->InProcessChannel();
+  registry_ = v1::RegistryService::NewStub(channel);
+  manifests_ = v1::ManifestService::NewStub(channel);
+  artifacts_ = v1::ArtifactService::NewStub(channel);
+}
+
+TestServer::~TestServer() { server_.reset(); }
+
+std::unique_ptr<grpc::ClientContext> TestServer::Admin(const std::string& token) const {
+  auto context = std::make_unique<grpc::ClientContext>();
+  context->AddMetadata("authorization", "Bearer " + token);
+  return context;
+}
+
+v1::Artifact MakeArtifact(v1::Platform platform, v1::Arch arch, v1::Format format,
+                          const std::string& bytes) {
+  v1::Artifact a;
+  a.set_platform(platform);
+  a.set_arch(arch);
+  a.set_format(format);
+  a.set_digest(FormatDigest(Sha256::HexOf(bytes)));
+  a.set_size_bytes(static_cast<int64_t>(bytes.size()));
+  return a;
+}
+
+grpc::Status TestServer::Upload(const std::string& digest, const std::string& bytes,
+                                int64_t offset, bool finish, size_t message_bytes) {
+  auto context = Admin();
+  v1::WriteArtifactResponse response;
+  auto writer = registry_->WriteArtifact(context.get(), &response);
+  size_t pos = static_cast<size_t>(offset);
+  do {
+    v1::WriteArtifactRequest request;
+    request.set_digest(digest);
+    request.set_write_offset(static_cast<int64_t>(pos));
+    size_t n = std::min(message_bytes, bytes.size() - pos);
+    request.set_data(bytes.substr(pos, n));
+    pos += n;
+    request.set_finish_write(finish && pos == bytes.size());
+    if (!writer->Write(request)) break;
+  } while (pos < bytes.size());
+  writer->WritesDone();
+  return writer->Finish();
+}
+
+std::string TestServer::PublishBlob(const std::string& model, const std::string& version,
+                                    v1::Platform platform, v1::Arch arch, v1::Format format,
+                                    const std::string& bytes) {
+  {
+    v1::CreateModelRequest request;
+    request.set_model_id(model);
+    v1::Model response;
+    grpc::Status s = registry_->CreateModel(Admin().get(), request, &response);
+    EXPECT_TRUE(s.ok() || s.error_code() == grpc::StatusCode::ALREADY_EXISTS)
+        << s.error_message();
+  }
+  v1::Artifact artifact = MakeArtifact(platform, arch, format, bytes);
+  {
+    v1::CreateVersionRequest request;
+    request.set_parent("models/" + model);
+    request.set_version_id(version);
+    *request.add_artifacts() = artifact;
+    v1::Version response;
+    grpc::Status s = registry_->CreateVersion(Admin().get(), request, &response);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+  }
+  grpc::Status upload = Upload(artifact.digest(), bytes);
+  EXPECT_TRUE(upload.ok()) << upload.error_message();
+  {
+    v1::PublishVersionRequest request;
+    request.set_name("models/" + model + "/versions/" + version);
+    v1::Version response;
+    grpc::Status s = registry_->PublishVersion(Admin().get(), request, &response);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+  }
+  return artifact.digest();
+}
+
+v1::TierBinding TestServer::SetTier(const std::string& tier, const std::string& channel,
+                                    const std::string& version) {
+  v1::SetTierRequest request;
+  request.set_tier(tier);
+  request.set_channel(channel);
+  request.set_version(version);
+  v1::TierBinding response;
+  grpc::Status s = registry_->SetTier(Admin().get(), request, &response);
+  EXPECT_TRUE(s.ok()) << s.error_message();
+  return response;
+}
+
+}  // namespace modeldist::testing

@@ -1,0 +1,65 @@
+// File: test_server.h
+//
+// A real ModeldistServer on 127.0.0.1:0 in a scratch data dir, with stubs over an in-process
+// channel, and small helpers to publish artifacts the way modeldistctl does.
+#ifndef MODELDIST_TESTS_SERVICES_TEST_SERVER_H_
+#define MODELDIST_TESTS_SERVICES_TEST_SERVER_H_
+
+#include <memory>
+#include <string>
+
+#include "modeldist/v1/artifact.grpc.pb.h"
+#include "modeldist/v1/manifest.grpc.pb.h"
+#include "modeldist/v1/registry.grpc.pb.h"
+#include "services/server.h"
+#include "tests/testing/test_util.h"
+
+namespace modeldist::testing {
+
+inline constexpr char kTestToken[] = "test-admin-token-0123456789";
+
+class TestServer {
+ public:
+  explicit TestServer(services::ServerConfig config = {});
+  ~TestServer();
+
+  services::ModeldistServer& server() { return *server_; }
+  // Stops the server and starts a new one on the same data dir (a clean restart).
+  void Restart();
+  const std::string& data_dir() const { return dir_.path(); }
+
+  v1::RegistryService::Stub& registry() { return *registry_; }
+  v1::ManifestService::Stub& manifests() { return *manifests_; }
+  v1::ArtifactService::Stub& artifacts() { return *artifacts_; }
+
+  // A client context carrying the admin token (or `token` when given).
+  std::unique_ptr<grpc::ClientContext> Admin(const std::string& token = kTestToken) const;
+
+  // CreateModel (if needed) + CreateVersion with one artifact + upload + publish; returns the
+  // artifact's digest. Fails the test on any error.
+  std::string PublishBlob(const std::string& model, const std::string& version,
+                          v1::Platform platform, v1::Arch arch, v1::Format format,
+                          const std::string& bytes);
+  // Uploads `bytes` of an already declared artifact in one stream (finish_write set).
+  grpc::Status Upload(const std::string& digest, const std::string& bytes,
+                      int64_t offset = 0, bool finish = true, size_t message_bytes = 1 << 20);
+  v1::TierBinding SetTier(const std::string& tier, const std::string& channel,
+                          const std::string& version);
+
+ private:
+  void Start();
+
+  ScratchDir dir_;
+  services::ServerConfig config_;
+  std::unique_ptr<services::ModeldistServer> server_;
+  std::unique_ptr<v1::RegistryService::Stub> registry_;
+  std::unique_ptr<v1::ManifestService::Stub> manifests_;
+  std::unique_ptr<v1::ArtifactService::Stub> artifacts_;
+};
+
+v1::Artifact MakeArtifact(v1::Platform platform, v1::Arch arch, v1::Format format,
+                          const std::string& bytes);
+
+}  // namespace modeldist::testing
+
+#endif  // MODELDIST_TESTS_SERVICES_TEST_SERVER_H_
