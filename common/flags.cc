@@ -1,6 +1,7 @@
 #include "common/flags.h"
 
 #include <cstring>
+#include <limits>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
@@ -60,6 +61,28 @@ absl::Status Flags::Parse(int argc, char** argv, int first) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<int> Flags::ParsePrefix(int argc, char** argv, int first) {
+  int end = first;
+  int next = first;  // Where the caller continues: past `--` if that ended the flags.
+  while (end < argc) {
+    std::string arg = argv[end];
+    if (arg == "--") {
+      next = end + 1;
+      break;
+    }
+    if (arg.size() < 3 || arg.compare(0, 2, "--") != 0) break;
+    std::string name = arg.substr(2);
+    auto it = specs_.find(name);
+    // `--name value` spans two arguments; an unknown flag is left for Parse to report.
+    end +=
+        (name.find('=') == std::string::npos && it != specs_.end() && !it->second.is_bool) ? 2 : 1;
+  }
+  if (end > argc) end = argc;  // A trailing flag without its value: Parse reports it.
+  if (next < end) next = end;
+  if (absl::Status s = Parse(end, argv, first); !s.ok()) return s;
+  return next;
+}
+
 std::string Flags::Get(const std::string& name) const {
   if (auto it = values_.find(name); it != values_.end()) return it->second;
   auto spec = specs_.find(name);
@@ -116,6 +139,11 @@ absl::StatusOr<int64_t> ParseSize(const std::string& text) {
   }
   int64_t v = 0;
   if (!absl::SimpleAtoi(t, &v)) return absl::InvalidArgumentError("not a number");
+  // Signed overflow is undefined behaviour, so a size like "9999999999G" must be refused.
+  if (v > std::numeric_limits<int64_t>::max() / mult ||
+      v < std::numeric_limits<int64_t>::min() / mult) {
+    return absl::InvalidArgumentError("number too large");
+  }
   return v * mult;
 }
 

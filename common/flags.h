@@ -26,6 +26,12 @@ class Flags {
   // Parses argv[first..argc). INVALID_ARGUMENT for an unknown flag or a missing value.
   absl::Status Parse(int argc, char** argv, int first = 1);
 
+  // Like Parse, but stops before the first positional argument (or just after `--`) and
+  // returns its index, or argc when there is none. A program with subcommands parses its
+  // global flags with this and hands argv from the returned index to a second Flags object,
+  // so that the subcommand's flags are not mistaken for unknown global ones.
+  absl::StatusOr<int> ParsePrefix(int argc, char** argv, int first = 1);
+
   // The value given, or the default.
   std::string Get(const std::string& name) const;
   bool GetBool(const std::string& name) const;

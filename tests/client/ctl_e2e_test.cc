@@ -1,0 +1,303 @@
+// End-to-end tests of modeldistctl against the real modeldist-server: the server binary runs
+// on 127.0.0.1:0 with a scratch data dir (tests/e2e/server_process.h), and the modeldistctl
+// binary is run as a user would, checking its output and exit codes. Resumption is driven
+// through the library (a byte cap, a server killed mid-stream) and then finished by the binary.
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "client/modeldistctl/publish.h"
+#include "client/modeldistctl/registry_client.h"
+#include "client/modeldistctl/upload.h"
+#include "common/digest.h"
+#include "gmock/gmock.h"
+#include "grpcpp/create_channel.h"
+#include "gtest/gtest.h"
+#include "tests/e2e/server_process.h"
+#include "tests/testing/test_util.h"
+
+extern char** environ;
+
+namespace modeldist::ctl {
+namespace {
+
+using ::modeldist::testing::IsOk;
+using ::modeldist::testing::ScratchDir;
+using ::modeldist::testing::StatusIs;
+using ::testing::_;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+constexpr char kToken[] = "ctl-e2e-admin-token-0123456789";
+constexpr int64_t kFileSize = 3 * (1 << 20) + 4321;
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  return buffer.str();
+}
+
+struct CtlRun {
+  int code = -1;
+  std::string out;
+  std::string err;
+};
+
+class CtlE2eTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::ofstream(dir_.Join("token")) << kToken << "\n";
+    ASSERT_EQ(::mkdir(dir_.Join("data").c_str(), 0755), 0);
+    server_ = std::make_unique<e2e::ServerProcess>(ServerBinary(), dir_.Join("data"),
+                                                   dir_.Join("token"), dir_.path());
+    ASSERT_TRUE(server_->Start());
+    contents_ = modeldist::testing::RandomBytes(kFileSize, 42);
+    file_ = dir_.Join("model.gguf");
+    std::ofstream(file_, std::ios::binary) << contents_;
+    digest_ = FormatDigest(Sha256::HexOf(contents_));
+  }
+
+  void TearDown() override {
+    if (server_ && HasFailure()) std::cerr << "server log:\n" << server_->LogTail();
+    server_.reset();  // Kills and reaps by PID.
+  }
+
+  static std::string ServerBinary() {
+    return modeldist::testing::BuildDir() + "/services/modeldist-server";
+  }
+  static std::string CtlBinary() { return modeldist::testing::BuildDir() + "/client/modeldistctl"; }
+
+  // Runs the modeldistctl binary with `--server <test server>` prepended unless `no_server`,
+  // with MODELDIST_* variables of the test's own environment removed and `env` added.
+  CtlRun Ctl(std::vector<std::string> args, std::map<std::string, std::string> env = {},
+             bool with_token_file = true) {
+    std::vector<std::string> argv_strings = {CtlBinary(), "--server", server_->address()};
+    if (with_token_file) argv_strings.insert(argv_strings.end(), {"--token-file", Token()});
+    argv_strings.insert(argv_strings.end(), args.begin(), args.end());
+    std::vector<char*> argv;
+    for (std::string& a : argv_strings) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    std::vector<std::string> env_strings;
+    for (char** e = environ; *e != nullptr; ++e) {
+      if (!absl::StartsWith(*e, "MODELDIST_ADMIN_TOKEN=") &&
+          !absl::StartsWith(*e, "MODELDIST_SERVER=")) {
+        env_strings.push_back(*e);
+      }
+    }
+    for (const auto& [k, v] : env) env_strings.push_back(absl::StrCat(k, "=", v));
+    std::vector<char*> envp;
+    for (std::string& e : env_strings) envp.push_back(e.data());
+    envp.push_back(nullptr);
+
+    std::string out_path = dir_.Join("ctl.out");
+    std::string err_path = dir_.Join("ctl.err");
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, out_path.c_str(),
+                                     O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, err_path.c_str(),
+                                     O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    pid_t pid = -1;
+    int err = ::posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), envp.data());
+    posix_spawn_file_actions_destroy(&actions);
+    CtlRun run;
+    if (err != 0) {
+      ADD_FAILURE() << "cannot start " << argv[0] << ": " << strerror(err);
+      return run;
+    }
+    int status = 0;
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    run.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    run.out = ReadAll(out_path);
+    run.err = ReadAll(err_path);
+    return run;
+  }
+
+  std::vector<std::string> PublishArgs(const std::string& version) const {
+    return {"publish", "--model", "e2e-model", "--version", version,  "--platform", "macos",
+            "--arch",  "arm64",   "--format",  "gguf",      "--tier", "llama8b",    file_};
+  }
+
+  std::string Token() const { return dir_.Join("token"); }
+
+  std::unique_ptr<RegistryClient> Client() const {
+    return std::make_unique<RegistryClient>(
+        grpc::CreateChannel(server_->address(), grpc::InsecureChannelCredentials()), kToken);
+  }
+
+  PublishSpec Spec(const std::string& version) const {
+    PublishSpec spec;
+    spec.model_id = "e2e-model";
+    spec.version_id = version;
+    spec.platform = v1::PLATFORM_MACOS;
+    spec.arch = v1::ARCH_ARM64;
+    spec.format = v1::FORMAT_GGUF;
+    spec.tier = "llama8b";
+    spec.channel = "stable";
+    spec.file = file_;
+    return spec;
+  }
+
+  ScratchDir dir_;
+  std::unique_ptr<e2e::ServerProcess> server_;
+  std::string contents_;
+  std::string file_;
+  std::string digest_;
+};
+
+TEST_F(CtlE2eTest, PublishListShowSetTierYank) {
+  CtlRun publish = Ctl(PublishArgs("1.0"));
+  ASSERT_EQ(publish.code, 0) << publish.err;
+  EXPECT_EQ(
+      publish.out,
+      absl::StrCat("published models/e2e-model/versions/1.0 digest ", digest_, " size ", kFileSize,
+                   " (3.15 MB) tier llama8b/stable sequence 1 (sent ", kFileSize, " bytes)\n"));
+
+  CtlRun models = Ctl({"list"});
+  ASSERT_EQ(models.code, 0) << models.err;
+  EXPECT_THAT(models.out, HasSubstr("models/e2e-model"));
+
+  CtlRun versions = Ctl({"list", "e2e-model"});
+  ASSERT_EQ(versions.code, 0) << versions.err;
+  EXPECT_THAT(versions.out, HasSubstr("models/e2e-model/versions/1.0"));
+  EXPECT_THAT(versions.out, HasSubstr("PUBLISHED"));
+  EXPECT_THAT(versions.out, HasSubstr(digest_));
+
+  CtlRun json = Ctl({"--json", "list", "models/e2e-model"});
+  ASSERT_EQ(json.code, 0) << json.err;
+  EXPECT_THAT(json.out, HasSubstr("\"state\":\"PUBLISHED\""));
+  EXPECT_THAT(json.out, HasSubstr("\"uploaded\":true"));
+
+  CtlRun show = Ctl({"show", "e2e-model", "1.0"});
+  ASSERT_EQ(show.code, 0) << show.err;
+  EXPECT_THAT(show.out, HasSubstr(absl::StrCat("digest:   ", digest_)));
+  EXPECT_THAT(show.out, HasSubstr(absl::StrCat("size:     ", kFileSize, " bytes")));
+  EXPECT_THAT(show.out, HasSubstr("uploaded: yes"));
+  EXPECT_EQ(Ctl({"show", "models/e2e-model/versions/1.0"}).out, show.out);
+
+  CtlRun set_tier = Ctl({"set-tier", "--tier", "llama8b", "--channel", "beta", "--model",
+                         "e2e-model", "--version", "1.0"});
+  ASSERT_EQ(set_tier.code, 0) << set_tier.err;
+  EXPECT_EQ(set_tier.out, "tier llama8b/beta -> models/e2e-model/versions/1.0 sequence 1\n");
+
+  CtlRun tiers = Ctl({"list", "--tiers"});
+  ASSERT_EQ(tiers.code, 0) << tiers.err;
+  EXPECT_THAT(tiers.out, HasSubstr("llama8b  beta"));
+  EXPECT_THAT(tiers.out, HasSubstr("llama8b  stable"));
+
+  CtlRun yank = Ctl({"yank", "models/e2e-model/versions/1.0", "--reason", "bad answers"});
+  ASSERT_EQ(yank.code, 0) << yank.err;
+  EXPECT_EQ(yank.out, "yanked models/e2e-model/versions/1.0\n");
+  EXPECT_THAT(Ctl({"show", "e2e-model", "1.0"}).out, HasSubstr("reason:     bad answers"));
+  EXPECT_THAT(Ctl({"list", "--tiers"}).out, HasSubstr("(none"));
+
+  CtlRun again = Ctl({"yank", "models/e2e-model/versions/1.0"});
+  EXPECT_EQ(again.code, 2);
+  EXPECT_THAT(again.err, HasSubstr("FAILED_PRECONDITION"));
+
+  CtlRun missing = Ctl({"show", "e2e-model", "9.9"});
+  EXPECT_EQ(missing.code, 2);
+  EXPECT_THAT(missing.err, HasSubstr("NOT_FOUND"));
+
+  CtlRun republish = Ctl(PublishArgs("1.0"));
+  EXPECT_EQ(republish.code, 2);
+  EXPECT_THAT(republish.err, HasSubstr("yanked"));
+}
+
+TEST_F(CtlE2eTest, WrongTokenExitsTwoWithUnauthenticated) {
+  CtlRun run = Ctl({"list"}, {{"MODELDIST_ADMIN_TOKEN", "wrong-token-but-long-enough"}},
+                   /*with_token_file=*/false);
+  EXPECT_EQ(run.code, 2);
+  EXPECT_THAT(run.err, HasSubstr("UNAUTHENTICATED"));
+  EXPECT_THAT(run.err, Not(HasSubstr("wrong-token")));
+
+  CtlRun from_env = Ctl({"list"}, {{"MODELDIST_ADMIN_TOKEN", kToken}}, false);
+  EXPECT_EQ(from_env.code, 0) << from_env.err;
+}
+
+TEST_F(CtlE2eTest, InterruptedPublishResumesWithTheRemainder) {
+  // The first run stops after 1 MiB + 1000 bytes, closing the stream as a killed client would.
+  constexpr int64_t kCap = (1 << 20) + 1000;
+  std::unique_ptr<RegistryClient> client = Client();
+  PublishOptions capped;
+  capped.upload.max_bytes_to_send = kCap;
+  PublishResult first;
+  ASSERT_THAT(Publish(*client, Spec("2.0"), capped, &first),
+              StatusIs(absl::StatusCode::kAborted, _));
+  EXPECT_EQ(first.upload.bytes_sent, kCap);
+  v1::QueryUploadRequest query;
+  query.set_digest(digest_);
+  absl::StatusOr<v1::QueryUploadResponse> progress = client->QueryUpload(query);
+  ASSERT_THAT(progress, IsOk());
+  ASSERT_GT(progress->committed_size(), 0);
+  ASSERT_FALSE(progress->complete());
+  const int64_t committed = progress->committed_size();
+
+  CtlRun rerun = Ctl({"--json", "publish", "--model", "e2e-model", "--version", "2.0", "--platform",
+                      "macos", "--arch", "arm64", "--format", "gguf", "--tier", "llama8b", file_});
+  ASSERT_EQ(rerun.code, 0) << rerun.err;
+  EXPECT_THAT(rerun.out, HasSubstr(absl::StrCat("\"resumedFrom\":", committed, ",")));
+  EXPECT_THAT(rerun.out, HasSubstr(absl::StrCat("\"bytesSent\":", kFileSize - committed, ",")));
+  EXPECT_THAT(rerun.err, HasSubstr("resuming draft models/e2e-model/versions/2.0"));
+  EXPECT_THAT(Ctl({"show", "e2e-model", "2.0"}).out, HasSubstr("state:      PUBLISHED"));
+}
+
+TEST_F(CtlE2eTest, UploadSurvivesAServerRestartMidStream) {
+  std::unique_ptr<RegistryClient> client = Client();
+  // Declare the draft without sending anything.
+  PublishOptions declare;
+  declare.upload.max_bytes_to_send = 0;
+  PublishResult declared;
+  ASSERT_THAT(Publish(*client, Spec("3.0"), declare, &declared),
+              StatusIs(absl::StatusCode::kAborted, _));
+
+  // Kill the server once 1 MiB is on the wire, and bring it back on the same port.
+  const std::string address = server_->address();
+  const std::string port = std::to_string(server_->port());
+  bool restarted = false;
+  int retries = 0;
+  UploadOptions options;
+  options.retry.initial_backoff = absl::Milliseconds(200);
+  options.retry.max_attempts = 10;
+  options.on_retry = [&](const absl::Status& failure, int, absl::Duration) {
+    ++retries;
+    EXPECT_TRUE(options.retry.IsRetryable(failure)) << failure;
+  };
+  options.on_progress = [&](int64_t position) {
+    if (restarted || position < (1 << 20)) return;
+    restarted = true;
+    server_->Kill();
+    server_ = std::make_unique<e2e::ServerProcess>(
+        ServerBinary(), dir_.Join("data"), dir_.Join("token"), dir_.path(),
+        std::vector<std::string>{"--listen", absl::StrCat("127.0.0.1:", port)});
+    ASSERT_TRUE(server_->Start());
+  };
+  ArtifactUploader uploader(client.get(), options);
+  UploadStats stats;
+  ASSERT_THAT(uploader.Upload(file_, digest_, kFileSize, &stats), IsOk());
+  EXPECT_TRUE(restarted);
+  EXPECT_GE(retries, 1);
+  EXPECT_GE(stats.streams, 2);
+  ASSERT_EQ(server_->address(), address);
+
+  CtlRun finish = Ctl(PublishArgs("3.0"));
+  ASSERT_EQ(finish.code, 0) << finish.err;
+  EXPECT_THAT(finish.out, HasSubstr("(bytes already on the server)"));
+}
+
+}  // namespace
+}  // namespace modeldist::ctl

@@ -1,0 +1,837 @@
+// Unit tests of modeldistctl that need no real server: argument and enum parsing, exit codes,
+// the retry policy, progress formatting, and the resumable uploader and publish flow against a
+// small hand-written fake RegistryService (upload and publish rpcs only) served in-process.
+#include <grpcpp/grpcpp.h>
+#include <sys/stat.h>
+
+#include <fstream>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "client/modeldistctl/commands.h"
+#include "client/modeldistctl/enums.h"
+#include "client/modeldistctl/errors.h"
+#include "client/modeldistctl/progress.h"
+#include "client/modeldistctl/publish.h"
+#include "client/modeldistctl/registry_client.h"
+#include "client/modeldistctl/upload.h"
+#include "common/digest.h"
+#include "common/ed25519.h"
+#include "common/flags.h"
+#include "common/status.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "modeldist/v1/registry.grpc.pb.h"
+#include "tests/testing/test_util.h"
+
+namespace modeldist::ctl {
+namespace {
+
+using ::modeldist::testing::IsOk;
+using ::modeldist::testing::ScratchDir;
+using ::modeldist::testing::StatusIs;
+using ::testing::_;
+using ::testing::AllOf;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+constexpr char kToken[] = "test-admin-token-0123456789";
+
+std::function<std::optional<std::string>(const std::string&)> Env(
+    std::map<std::string, std::string> vars) {
+  return [vars](const std::string& name) -> std::optional<std::string> {
+    auto it = vars.find(name);
+    if (it == vars.end()) return std::nullopt;
+    return it->second;
+  };
+}
+
+void WriteFile(const std::string& path, const std::string& contents) {
+  std::ofstream(path, std::ios::binary) << contents;
+}
+
+// --- Enums -----------------------------------------------------------------------------------
+
+TEST(EnumsTest, AcceptsShortAndProtoNamesInAnyCase) {
+  EXPECT_EQ(*ParsePlatform("platform", "macos"), v1::PLATFORM_MACOS);
+  EXPECT_EQ(*ParsePlatform("platform", "IOS"), v1::PLATFORM_IOS);
+  EXPECT_EQ(*ParsePlatform("platform", "PLATFORM_ANDROID"), v1::PLATFORM_ANDROID);
+  EXPECT_EQ(*ParseArch("arch", "x86_64"), v1::ARCH_X86_64);
+  EXPECT_EQ(*ParseArch("arch", "X86-64"), v1::ARCH_X86_64);
+  EXPECT_EQ(*ParseArch("arch", "ARCH_ARM64"), v1::ARCH_ARM64);
+  EXPECT_EQ(*ParseArch("arch", "any"), v1::ARCH_ANY);
+  EXPECT_EQ(*ParseFormat("format", "coreml-zip"), v1::FORMAT_COREML_ZIP);
+  EXPECT_EQ(*ParseFormat("format", "COREML_ZIP"), v1::FORMAT_COREML_ZIP);
+  EXPECT_EQ(*ParseFormat("format", "FORMAT_GGUF"), v1::FORMAT_GGUF);
+  EXPECT_EQ(*ParseFormat("format", "tflite"), v1::FORMAT_TFLITE);
+}
+
+TEST(EnumsTest, RejectsUnknownAndUnspecifiedAsUsageErrors) {
+  auto bad = ParsePlatform("platform", "beos");
+  EXPECT_THAT(bad, StatusIs(absl::StatusCode::kInvalidArgument,
+                            AllOf(HasSubstr("--platform"), HasSubstr("beos"),
+                                  HasSubstr("macos, ios, linux, windows, android"))));
+  EXPECT_EQ(ExitCodeFor(bad.status()), kExitUsage);
+  EXPECT_FALSE(ParsePlatform("platform", "PLATFORM_UNSPECIFIED").ok());
+  EXPECT_FALSE(ParseArch("arch", "").ok());
+  EXPECT_FALSE(ParseFormat("format", "zip").ok());
+}
+
+TEST(EnumsTest, NamesRoundTrip) {
+  for (v1::Format f : {v1::FORMAT_COREML_ZIP, v1::FORMAT_GGUF, v1::FORMAT_SAFETENSORS,
+                       v1::FORMAT_ONNX, v1::FORMAT_TFLITE}) {
+    EXPECT_EQ(*ParseFormat("format", FormatName(f)), f);
+  }
+  EXPECT_EQ(PlatformName(v1::PLATFORM_MACOS), "macos");
+  EXPECT_EQ(ArchName(v1::ARCH_X86_64), "x86_64");
+  EXPECT_EQ(FormatName(v1::FORMAT_UNSPECIFIED), "unspecified");
+  EXPECT_EQ(StateName(v1::Version::PUBLISHED), "PUBLISHED");
+}
+
+// --- Errors ----------------------------------------------------------------------------------
+
+TEST(ErrorsTest, ExitCodes) {
+  EXPECT_EQ(ExitCodeFor(absl::OkStatus()), kExitOk);
+  EXPECT_EQ(ExitCodeFor(UsageError("x")), kExitUsage);
+  EXPECT_EQ(ExitCodeFor(LocalError(absl::NotFoundError("x"))), kExitLocal);
+  EXPECT_EQ(ExitCodeFor(absl::UnauthenticatedError("x")), kExitRpc);
+  EXPECT_THAT(LocalError(absl::OkStatus()), IsOk());
+}
+
+TEST(ErrorsTest, DescribeNamesCodeAndReasonOfServerErrors) {
+  absl::Status status = MakeError(absl::StatusCode::kFailedPrecondition, "ARTIFACT_NOT_UPLOADED",
+                                  "artifact sha256:ab is not uploaded");
+  EXPECT_EQ(DescribeError(status),
+            "FAILED_PRECONDITION: artifact sha256:ab is not uploaded [ARTIFACT_NOT_UPLOADED]");
+  EXPECT_EQ(DescribeError(UsageError("--model is required")), "--model is required");
+}
+
+TEST(FromGrpcStatusTest, KeepsCodeMessageAndErrorInfoReason) {
+  v1::ErrorInfo info;
+  info.set_reason("VERSION_EXISTS");
+  info.set_domain("modeldist.dev");
+  v1::RpcStatus details;
+  details.set_code(grpc::ALREADY_EXISTS);
+  details.set_message("exists");
+  auto* any = details.add_details();
+  any->set_type_url(std::string(kErrorInfoPayload));
+  any->set_value(info.SerializeAsString());
+  absl::Status status =
+      FromGrpcStatus(grpc::Status(grpc::ALREADY_EXISTS, "exists", details.SerializeAsString()));
+  EXPECT_THAT(status, StatusIs(absl::StatusCode::kAlreadyExists, "exists"));
+  EXPECT_EQ(ErrorReason(status), "VERSION_EXISTS");
+  EXPECT_EQ(ErrorReason(FromGrpcStatus(grpc::Status(grpc::UNAVAILABLE, "down"))), "");
+}
+
+// --- Command line ----------------------------------------------------------------------------
+
+TEST(FlagsParsePrefixTest, StopsAtTheCommand) {
+  Flags flags;
+  flags.Add("server", "HOST:PORT", "d", "");
+  flags.AddBool("json", "");
+  std::vector<std::string> args = {"ctl", "--server", "h:1", "--json", "publish", "--model", "m"};
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  absl::StatusOr<int> at = flags.ParsePrefix(static_cast<int>(argv.size()), argv.data());
+  ASSERT_THAT(at, IsOk());
+  EXPECT_EQ(*at, 4);
+  EXPECT_EQ(flags.Get("server"), "h:1");
+  EXPECT_TRUE(flags.GetBool("json"));
+  EXPECT_TRUE(flags.positional().empty());
+}
+
+TEST(FlagsParsePrefixTest, DoubleDashEndsFlagsAndUnknownFlagsFail) {
+  Flags flags;
+  flags.Add("server", "HOST:PORT", "d", "");
+  std::vector<std::string> args = {"ctl", "--server=x:2", "--", "--weird"};
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  EXPECT_EQ(*flags.ParsePrefix(4, argv.data()), 3);
+  EXPECT_EQ(flags.Get("server"), "x:2");
+
+  Flags other;
+  other.Add("server", "HOST:PORT", "d", "");
+  std::vector<std::string> bad = {"ctl", "--nope", "list"};
+  std::vector<char*> bad_argv;
+  for (auto& a : bad) bad_argv.push_back(a.data());
+  EXPECT_THAT(other.ParsePrefix(3, bad_argv.data()),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--nope")));
+  std::vector<std::string> trailing = {"ctl", "--server"};
+  std::vector<char*> trailing_argv;
+  for (auto& a : trailing) trailing_argv.push_back(a.data());
+  EXPECT_THAT(other.ParsePrefix(2, trailing_argv.data()),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("needs a value")));
+}
+
+TEST(ParseCommandLineTest, GlobalFlagsBeforeTheCommand) {
+  auto line = ParseCommandLine(
+      {"modeldistctl", "--server", "h:9", "--token-file", "t", "--json", "list", "--tiers"},
+      Env({}));
+  ASSERT_THAT(line, IsOk());
+  EXPECT_EQ(line->global.server, "h:9");
+  EXPECT_EQ(line->global.token_file, "t");
+  EXPECT_TRUE(line->global.json);
+  EXPECT_EQ(line->command_args, (std::vector<std::string>{"list", "--tiers"}));
+}
+
+TEST(ParseCommandLineTest, ServerDefaultsFromEnvironmentThenLoopback) {
+  EXPECT_EQ(ParseCommandLine({"modeldistctl", "list"}, Env({}))->global.server, kDefaultServer);
+  EXPECT_EQ(
+      ParseCommandLine({"modeldistctl", "list"}, Env({{"MODELDIST_SERVER", "e:1"}}))->global.server,
+      "e:1");
+  EXPECT_EQ(
+      ParseCommandLine({"modeldistctl", "--server=f:2", "list"}, Env({{"MODELDIST_SERVER", "e:1"}}))
+          ->global.server,
+      "f:2");
+}
+
+TEST(ParseCommandLineTest, CommandFlagsAreNotGlobal) {
+  auto line = ParseCommandLine({"modeldistctl", "--model", "m", "list"}, Env({}));
+  EXPECT_THAT(line, StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--model")));
+  EXPECT_EQ(ExitCodeFor(line.status()), kExitUsage);
+}
+
+TEST(LoadAdminTokenTest, FirstLineOfFileTrimmedElseEnvironment) {
+  ScratchDir dir;
+  WriteFile(dir.Join("token"), "  secret-token-value \nsecond line\n");
+  EXPECT_EQ(*LoadAdminToken(dir.Join("token"), Env({{"MODELDIST_ADMIN_TOKEN", "env"}})),
+            "secret-token-value");
+  EXPECT_EQ(*LoadAdminToken("", Env({{"MODELDIST_ADMIN_TOKEN", "env-token"}})), "env-token");
+}
+
+TEST(LoadAdminTokenTest, ErrorsNeverShowTheToken) {
+  ScratchDir dir;
+  auto none = LoadAdminToken("", Env({}));
+  EXPECT_EQ(ExitCodeFor(none.status()), kExitUsage);
+  EXPECT_THAT(none,
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("MODELDIST_ADMIN_TOKEN")));
+  auto missing = LoadAdminToken(dir.Join("absent"), Env({}));
+  EXPECT_EQ(ExitCodeFor(missing.status()), kExitLocal);
+  WriteFile(dir.Join("bad"), std::string("sekrit\x01value"));
+  auto bad = LoadAdminToken(dir.Join("bad"), Env({}));
+  EXPECT_EQ(ExitCodeFor(bad.status()), kExitUsage);
+  EXPECT_THAT(bad, StatusIs(absl::StatusCode::kInvalidArgument, Not(HasSubstr("sekrit"))));
+  WriteFile(dir.Join("empty"), "\n");
+  EXPECT_EQ(ExitCodeFor(LoadAdminToken(dir.Join("empty"), Env({})).status()), kExitUsage);
+}
+
+// Runs RunCtl with captured output.
+struct CtlRun {
+  int code = -1;
+  std::string out;
+  std::string err;
+};
+
+CtlRun RunInProcess(std::vector<std::string> args, std::map<std::string, std::string> env = {}) {
+  std::ostringstream out, err;
+  Console console;
+  console.out = &out;
+  console.err = &err;
+  console.getenv = Env(std::move(env));
+  args.insert(args.begin(), "modeldistctl");
+  CtlRun run;
+  run.code = RunCtl(args, console);
+  run.out = out.str();
+  run.err = err.str();
+  return run;
+}
+
+TEST(RunCtlTest, HelpListsEveryCommandWithAnExample) {
+  CtlRun run = RunInProcess({"--help"});
+  EXPECT_EQ(run.code, kExitOk);
+  for (const char* c : {"publish", "list", "show", "set-tier", "yank", "keys"}) {
+    EXPECT_THAT(run.out, HasSubstr(absl::StrCat("\n  ", c, " ")));
+    EXPECT_THAT(run.out, HasSubstr(absl::StrCat("modeldistctl ", c, " ")));
+  }
+  for (const char* c : {"publish", "list", "show", "set-tier", "yank", "keys"}) {
+    CtlRun sub = RunInProcess({c, "--help"});
+    EXPECT_EQ(sub.code, kExitOk) << c;
+    EXPECT_THAT(sub.out, HasSubstr("usage: modeldistctl")) << c;
+    EXPECT_THAT(sub.out, HasSubstr("example:")) << c;
+  }
+  EXPECT_EQ(RunInProcess({"help", "publish"}).out, RunInProcess({"publish", "--help"}).out);
+}
+
+TEST(RunCtlTest, UsageErrorsExitOne) {
+  EXPECT_EQ(RunInProcess({}).code, kExitUsage);
+  CtlRun unknown = RunInProcess({"frobnicate"});
+  EXPECT_EQ(unknown.code, kExitUsage);
+  EXPECT_THAT(unknown.err, HasSubstr("unknown command \"frobnicate\""));
+  CtlRun no_model =
+      RunInProcess({"publish", "--version", "1", "f"}, {{"MODELDIST_ADMIN_TOKEN", kToken}});
+  EXPECT_EQ(no_model.code, kExitUsage);
+  EXPECT_THAT(no_model.err, HasSubstr("--model is required"));
+  CtlRun bad_id = RunInProcess({"publish", "--model", "../etc", "--version", "1", "--platform",
+                                "macos", "--arch", "arm64", "--format", "gguf", "--tier", "t", "f"},
+                               {{"MODELDIST_ADMIN_TOKEN", kToken}});
+  EXPECT_EQ(bad_id.code, kExitUsage);
+  EXPECT_THAT(bad_id.err, HasSubstr("--model"));
+  EXPECT_EQ(RunInProcess({"show", "models/m"}).code, kExitUsage);
+  EXPECT_EQ(RunInProcess({"show", "a", "b", "c"}).code, kExitUsage);
+  EXPECT_EQ(RunInProcess({"set-tier", "--tier", "t"}).code, kExitUsage);
+  EXPECT_EQ(RunInProcess({"list", "--tiers", "m"}).code, kExitUsage);
+  EXPECT_EQ(RunInProcess({"keys", "rotate", "--out", "x"}).code, kExitUsage);
+  CtlRun no_token = RunInProcess({"list"});
+  EXPECT_EQ(no_token.code, kExitUsage);
+  EXPECT_THAT(no_token.err, HasSubstr("--token-file"));
+}
+
+TEST(RunCtlTest, MissingFileExitsThree) {
+  ScratchDir dir;
+  CtlRun run =
+      RunInProcess({"publish", "--model", "m", "--version", "1", "--platform", "macos", "--arch",
+                    "arm64", "--format", "COREML_ZIP", "--tier", "t", dir.Join("absent.zip")},
+                   {{"MODELDIST_ADMIN_TOKEN", kToken}});
+  EXPECT_EQ(run.code, kExitLocal);
+  EXPECT_THAT(run.err, HasSubstr("absent.zip"));
+}
+
+TEST(RunCtlTest, UnreachableServerExitsTwoWithCodeName) {
+  // Port 1 on loopback refuses connections at once.
+  CtlRun run =
+      RunInProcess({"--server", "127.0.0.1:1", "list"}, {{"MODELDIST_ADMIN_TOKEN", kToken}});
+  EXPECT_EQ(run.code, kExitRpc);
+  EXPECT_THAT(run.err, HasSubstr("UNAVAILABLE"));
+  EXPECT_THAT(run.err, Not(HasSubstr(kToken)));
+}
+
+TEST(RunCtlTest, KeysGenerateWritesAPrivateKeyAndPrintsOnlyThePublicOne) {
+  ScratchDir dir;
+  std::string path = dir.Join("signing.pem");
+  CtlRun run = RunInProcess({"keys", "generate", "--out", path});
+  ASSERT_EQ(run.code, kExitOk) << run.err;
+  struct stat st;
+  ASSERT_EQ(::stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600);
+  absl::StatusOr<Ed25519PrivateKey> key = Ed25519PrivateKey::LoadPemFile(path);
+  ASSERT_THAT(key, IsOk());
+  EXPECT_THAT(run.out, HasSubstr(absl::StrCat("key id: ", key->public_key().KeyId())));
+  EXPECT_THAT(run.out, HasSubstr(key->public_key().ToPem()));
+  EXPECT_THAT(run.out, Not(HasSubstr("PRIVATE")));
+
+  CtlRun again = RunInProcess({"keys", "generate", "--out", path});
+  EXPECT_EQ(again.code, kExitLocal);
+  EXPECT_THAT(again.err, HasSubstr("refusing to overwrite"));
+  // The first key is untouched.
+  EXPECT_EQ(Ed25519PrivateKey::LoadPemFile(path)->public_key().raw(), key->public_key().raw());
+}
+
+// --- Retry policy ----------------------------------------------------------------------------
+
+TEST(RetryPolicyTest, RetriesOnlyTheNamedCodesOfServerErrors) {
+  RetryPolicy policy;
+  EXPECT_TRUE(policy.IsRetryable(absl::UnavailableError("x")));
+  EXPECT_TRUE(policy.IsRetryable(absl::DeadlineExceededError("x")));
+  EXPECT_FALSE(policy.IsRetryable(absl::OkStatus()));
+  EXPECT_FALSE(policy.IsRetryable(absl::NotFoundError("x")));
+  EXPECT_FALSE(policy.IsRetryable(absl::DataLossError("x")));
+  EXPECT_FALSE(policy.IsRetryable(absl::UnauthenticatedError("x")));
+  EXPECT_FALSE(policy.IsRetryable(LocalError(absl::UnavailableError("disk"))));
+  policy.retryable_codes.insert(absl::StatusCode::kAborted);
+  EXPECT_TRUE(policy.IsRetryable(absl::AbortedError("x")));
+}
+
+TEST(RetryPolicyTest, BackoffGrowsExponentiallyUpToTheCapWithJitterBelow) {
+  RetryPolicy policy;
+  policy.initial_backoff = absl::Seconds(1);
+  policy.max_backoff = absl::Seconds(10);
+  policy.multiplier = 2;
+  policy.jitter = 0.5;
+  EXPECT_EQ(policy.Backoff(1, 0.0), absl::Seconds(1));
+  EXPECT_EQ(policy.Backoff(2, 0.0), absl::Seconds(2));
+  EXPECT_EQ(policy.Backoff(3, 0.0), absl::Seconds(4));
+  EXPECT_EQ(policy.Backoff(5, 0.0), absl::Seconds(10));
+  EXPECT_EQ(policy.Backoff(50, 0.0), absl::Seconds(10));
+  EXPECT_EQ(policy.Backoff(2, 0.5), absl::Milliseconds(1500));
+  EXPECT_GT(policy.Backoff(2, 0.999), absl::Seconds(1));
+}
+
+// --- Progress --------------------------------------------------------------------------------
+
+TEST(ProgressTest, FormatsBytesAndEta) {
+  EXPECT_EQ(FormatBytes(0), "0 B");
+  EXPECT_EQ(FormatBytes(999), "999 B");
+  EXPECT_EQ(FormatBytes(1500), "1.50 kB");
+  EXPECT_EQ(FormatBytes(52'400'000), "52.4 MB");
+  EXPECT_EQ(FormatBytes(4'812'345'678), "4.81 GB");
+  EXPECT_EQ(FormatEta(absl::Seconds(7)), "0:07");
+  EXPECT_EQ(FormatEta(absl::Seconds(754)), "12:34");
+  EXPECT_EQ(FormatEta(absl::Seconds(3723)), "1:02:03");
+  EXPECT_EQ(FormatEta(absl::InfiniteDuration()), "--:--");
+}
+
+TEST(ProgressTest, LineShowsPercentRateAndEtaOfThisRunOnly) {
+  // Resumed at 20 MB, now at 30 MB of 50 MB after 2 s: 5 MB/s, 4 s left.
+  EXPECT_EQ(FormatProgressLine("uploading", 20'000'000, 30'000'000, 50'000'000, absl::Seconds(2)),
+            "uploading  60.0%  30.0 MB / 50.0 MB  5.00 MB/s  ETA 0:04");
+  EXPECT_EQ(FormatProgressLine("hashing", 0, 0, 10, absl::ZeroDuration()),
+            "hashing   0.0%  0 B / 10 B  -- MB/s  ETA --:--");
+  EXPECT_THAT(FormatProgressLine("x", 0, 10, 10, absl::Seconds(1)), HasSubstr("100.0%"));
+}
+
+TEST(ProgressTest, MeterRedrawsInPlaceAtMostEveryIntervalAndClearsAtTheEnd) {
+  absl::Time now = absl::FromUnixSeconds(1000);
+  std::ostringstream out;
+  {
+    ProgressMeter meter(&out, true, "up", 0, 100, [&] { return now; });
+    meter.Update(10);
+    std::string first = out.str();
+    EXPECT_EQ(first.front(), '\r');
+    meter.Update(20);  // Same instant: no redraw.
+    EXPECT_EQ(out.str(), first);
+    now += absl::Seconds(1);
+    meter.Update(30);
+    EXPECT_THAT(out.str(), HasSubstr("30 B / 100 B"));
+  }
+  EXPECT_EQ(out.str().back(), '\r');
+
+  std::ostringstream quiet;
+  {
+    ProgressMeter meter(&quiet, false, "up", 0, 100, [&] { return now; });
+    meter.Update(50);
+  }
+  EXPECT_EQ(quiet.str(), "");
+}
+
+// --- Fake RegistryService --------------------------------------------------------------------
+
+// Just enough of RegistryService for publish: models, versions, uploads, tiers. Faults are
+// injected per test: drop the next WriteArtifact stream after N bytes, or fail QueryUpload.
+class FakeRegistry final : public v1::RegistryService::Service {
+ public:
+  struct Blob {
+    std::string data;
+    int64_t size = 0;
+    bool complete = false;
+  };
+
+  // The next WriteArtifact stream fails with UNAVAILABLE once it has committed `bytes`.
+  void DropNextStreamAfter(int64_t bytes) {
+    std::lock_guard<std::mutex> lock(mu_);
+    drop_after_ = bytes;
+  }
+  // The next `n` QueryUpload calls fail with UNAVAILABLE.
+  void FailQueries(int n) {
+    std::lock_guard<std::mutex> lock(mu_);
+    failing_queries_ = n;
+  }
+  Blob blob(const std::string& digest) {
+    std::lock_guard<std::mutex> lock(mu_);
+    return blobs_[digest];
+  }
+  int write_streams() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return write_streams_;
+  }
+  int64_t bytes_received() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return bytes_received_;
+  }
+  v1::Version version(const std::string& name) {
+    std::lock_guard<std::mutex> lock(mu_);
+    return versions_[name];
+  }
+
+  grpc::Status CreateModel(grpc::ServerContext* context, const v1::CreateModelRequest* request,
+                           v1::Model* response) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!Authorized(context)) return Unauthenticated();
+    std::string name = absl::StrCat("models/", request->model_id());
+    if (!models_.insert(name).second) return grpc::Status(grpc::ALREADY_EXISTS, name);
+    response->set_name(name);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status CreateVersion(grpc::ServerContext* context, const v1::CreateVersionRequest* request,
+                             v1::Version* response) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!Authorized(context)) return Unauthenticated();
+    if (models_.count(request->parent()) == 0) return grpc::Status(grpc::NOT_FOUND, "model");
+    std::string name = absl::StrCat(request->parent(), "/versions/", request->version_id());
+    if (versions_.count(name) > 0) return grpc::Status(grpc::ALREADY_EXISTS, name);
+    v1::Version& v = versions_[name];
+    v.set_name(name);
+    v.set_state(v1::Version::DRAFT);
+    *v.mutable_artifacts() = request->artifacts();
+    for (const v1::Artifact& a : request->artifacts()) blobs_[a.digest()].size = a.size_bytes();
+    *response = v;
+    return grpc::Status::OK;
+  }
+
+  grpc::Status GetVersion(grpc::ServerContext* context, const v1::GetVersionRequest* request,
+                          v1::Version* response) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!Authorized(context)) return Unauthenticated();
+    auto it = versions_.find(request->name());
+    if (it == versions_.end()) return grpc::Status(grpc::NOT_FOUND, request->name());
+    *response = it->second;
+    return grpc::Status::OK;
+  }
+
+  grpc::Status QueryUpload(grpc::ServerContext* context, const v1::QueryUploadRequest* request,
+                           v1::QueryUploadResponse* response) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!Authorized(context)) return Unauthenticated();
+    if (failing_queries_ > 0) {
+      --failing_queries_;
+      return grpc::Status(grpc::UNAVAILABLE, "injected");
+    }
+    auto it = blobs_.find(request->digest());
+    if (it == blobs_.end()) return grpc::Status(grpc::NOT_FOUND, "undeclared");
+    response->set_committed_size(static_cast<int64_t>(it->second.data.size()));
+    response->set_complete(it->second.complete);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status WriteArtifact(grpc::ServerContext* context,
+                             grpc::ServerReader<v1::WriteArtifactRequest>* reader,
+                             v1::WriteArtifactResponse* response) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!Authorized(context)) return Unauthenticated();
+    ++write_streams_;
+    v1::WriteArtifactRequest request;
+    std::string digest;
+    int64_t drop_after = drop_after_;
+    drop_after_ = -1;
+    int64_t received = 0;
+    while (reader->Read(&request)) {
+      if (digest.empty()) digest = request.digest();
+      auto it = blobs_.find(digest);
+      if (it == blobs_.end()) return grpc::Status(grpc::NOT_FOUND, "undeclared");
+      Blob& blob = it->second;
+      if (request.write_offset() != static_cast<int64_t>(blob.data.size())) {
+        return grpc::Status(grpc::INVALID_ARGUMENT, "write_offset is not the committed size");
+      }
+      blob.data += request.data();
+      received += static_cast<int64_t>(request.data().size());
+      bytes_received_ += static_cast<int64_t>(request.data().size());
+      response->set_committed_size(static_cast<int64_t>(blob.data.size()));
+      if (request.finish_write()) {
+        if (static_cast<int64_t>(blob.data.size()) != blob.size ||
+            FormatDigest(Sha256::HexOf(blob.data)) != digest) {
+          blob.data.clear();
+          return grpc::Status(grpc::DATA_LOSS, "digest mismatch");
+        }
+        blob.complete = true;
+        return grpc::Status::OK;
+      }
+      if (drop_after >= 0 && received >= drop_after) {
+        return grpc::Status(grpc::UNAVAILABLE, "injected drop");
+      }
+    }
+    return grpc::Status::OK;
+  }
+
+  grpc::Status PublishVersion(grpc::ServerContext* context,
+                              const v1::PublishVersionRequest* request,
+                              v1::Version* response) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!Authorized(context)) return Unauthenticated();
+    auto it = versions_.find(request->name());
+    if (it == versions_.end()) return grpc::Status(grpc::NOT_FOUND, request->name());
+    if (it->second.state() != v1::Version::DRAFT) {
+      return grpc::Status(grpc::FAILED_PRECONDITION, "not a draft");
+    }
+    for (auto& a : *it->second.mutable_artifacts()) {
+      if (!blobs_[a.digest()].complete) {
+        return grpc::Status(grpc::FAILED_PRECONDITION, "not uploaded");
+      }
+      a.set_uploaded(true);
+    }
+    it->second.set_state(v1::Version::PUBLISHED);
+    *response = it->second;
+    return grpc::Status::OK;
+  }
+
+  grpc::Status SetTier(grpc::ServerContext* context, const v1::SetTierRequest* request,
+                       v1::TierBinding* response) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!Authorized(context)) return Unauthenticated();
+    auto it = versions_.find(request->version());
+    if (it == versions_.end()) return grpc::Status(grpc::NOT_FOUND, request->version());
+    if (it->second.state() != v1::Version::PUBLISHED) {
+      return grpc::Status(grpc::FAILED_PRECONDITION, "not published");
+    }
+    response->set_tier(request->tier());
+    response->set_channel(request->channel().empty() ? "stable" : request->channel());
+    response->set_version(request->version());
+    response->set_sequence(++sequence_);
+    return grpc::Status::OK;
+  }
+
+ private:
+  static bool Authorized(grpc::ServerContext* context) {
+    auto [begin, end] = context->client_metadata().equal_range("authorization");
+    return begin != end && std::string(begin->second.data(), begin->second.size()) ==
+                               absl::StrCat("Bearer ", kToken);
+  }
+  static grpc::Status Unauthenticated() {
+    return grpc::Status(grpc::UNAUTHENTICATED, "missing or wrong admin token");
+  }
+
+  std::mutex mu_;
+  std::set<std::string> models_;
+  std::map<std::string, v1::Version> versions_;
+  std::map<std::string, Blob> blobs_;
+  int64_t drop_after_ = -1;
+  int failing_queries_ = 0;
+  int write_streams_ = 0;
+  int64_t bytes_received_ = 0;
+  int64_t sequence_ = 0;
+};
+
+class FakeServerTest : public ::testing::Test {
+ protected:
+  static constexpr int64_t kFileSize = 5 * (1 << 20) + 123;  // Not a multiple of the chunk.
+
+  void SetUp() override {
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
+    builder.RegisterService(&fake_);
+    server_ = builder.BuildAndStart();
+    ASSERT_NE(server_, nullptr);
+    client_ = std::make_unique<RegistryClient>(
+        grpc::CreateChannel(Address(), grpc::InsecureChannelCredentials()), kToken);
+    contents_ = modeldist::testing::RandomBytes(kFileSize, 7);
+    path_ = dir_.Join("model.gguf");
+    WriteFile(path_, contents_);
+    digest_ = FormatDigest(Sha256::HexOf(contents_));
+  }
+
+  void TearDown() override { server_->Shutdown(); }
+
+  std::string Address() const { return absl::StrCat("127.0.0.1:", port_); }
+
+  PublishSpec Spec(const std::string& version = "1.0") const {
+    PublishSpec spec;
+    spec.model_id = "llama";
+    spec.version_id = version;
+    spec.platform = v1::PLATFORM_MACOS;
+    spec.arch = v1::ARCH_X86_64;
+    spec.format = v1::FORMAT_GGUF;
+    spec.tier = "llama8b";
+    spec.channel = "stable";
+    spec.file = path_;
+    return spec;
+  }
+
+  // Options whose retries do not sleep, recording the waits instead.
+  UploadOptions FastUpload() {
+    UploadOptions options;
+    options.sleep = [this](absl::Duration d) { sleeps_.push_back(d); };
+    options.random = [] { return 0.0; };
+    return options;
+  }
+
+  // Declares the file's artifact, as publish's first steps would.
+  void Declare() {
+    ASSERT_THAT(Publish(*client_, Spec(), PublishOptions{.upload = WithCap(0)}, &ignored_),
+                StatusIs(absl::StatusCode::kAborted, HasSubstr("byte cap")));
+  }
+  UploadOptions WithCap(int64_t cap) {
+    UploadOptions options = FastUpload();
+    options.max_bytes_to_send = cap;
+    return options;
+  }
+
+  FakeRegistry fake_;
+  int port_ = 0;
+  std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<RegistryClient> client_;
+  ScratchDir dir_;
+  std::string path_;
+  std::string contents_;
+  std::string digest_;
+  std::vector<absl::Duration> sleeps_;
+  PublishResult ignored_;
+};
+
+TEST_F(FakeServerTest, UploadSendsTheFileOnceInChunks) {
+  Declare();
+  ArtifactUploader uploader(client_.get(), FastUpload());
+  UploadStats stats;
+  ASSERT_THAT(uploader.Upload(path_, digest_, kFileSize, &stats), IsOk());
+  EXPECT_EQ(fake_.blob(digest_).data, contents_);
+  EXPECT_TRUE(fake_.blob(digest_).complete);
+  EXPECT_EQ(stats.resumed_from, 0);
+  EXPECT_EQ(stats.bytes_sent, kFileSize);
+  EXPECT_EQ(stats.streams, 1);
+  EXPECT_TRUE(sleeps_.empty());
+}
+
+TEST_F(FakeServerTest, DroppedStreamIsRetriedFromTheCommittedSize) {
+  Declare();
+  fake_.DropNextStreamAfter(2 << 20);
+  ArtifactUploader uploader(client_.get(), FastUpload());
+  UploadStats stats;
+  ASSERT_THAT(uploader.Upload(path_, digest_, kFileSize, &stats), IsOk());
+  EXPECT_EQ(fake_.blob(digest_).data, contents_);
+  EXPECT_EQ(stats.streams, 2);
+  ASSERT_EQ(sleeps_.size(), 1u);
+  EXPECT_EQ(sleeps_[0], RetryPolicy().initial_backoff);
+  // The server received each byte once: the retry resumed instead of starting over.
+  EXPECT_EQ(fake_.bytes_received(), kFileSize);
+}
+
+TEST_F(FakeServerTest, GivesUpAfterMaxAttemptsWithoutProgress) {
+  Declare();
+  int streams_before = fake_.write_streams();
+  fake_.FailQueries(100);
+  UploadOptions options = FastUpload();
+  options.retry.max_attempts = 3;
+  ArtifactUploader uploader(client_.get(), options);
+  UploadStats stats;
+  EXPECT_THAT(uploader.Upload(path_, digest_, kFileSize, &stats),
+              StatusIs(absl::StatusCode::kUnavailable, HasSubstr("gave up after 3 attempts")));
+  ASSERT_EQ(sleeps_.size(), 2u);
+  EXPECT_EQ(sleeps_[1], 2 * sleeps_[0]);
+  EXPECT_EQ(fake_.write_streams(), streams_before);
+}
+
+TEST_F(FakeServerTest, NonRetryableErrorsAreNotRetried) {
+  Declare();
+  // A file that changed after it was hashed: same size, other bytes.
+  WriteFile(path_, modeldist::testing::RandomBytes(kFileSize, 8));
+  ArtifactUploader uploader(client_.get(), FastUpload());
+  UploadStats stats;
+  EXPECT_THAT(uploader.Upload(path_, digest_, kFileSize, &stats),
+              StatusIs(absl::StatusCode::kDataLoss, HasSubstr("digest mismatch")));
+  EXPECT_TRUE(sleeps_.empty());
+  EXPECT_EQ(stats.streams, 1);
+}
+
+TEST_F(FakeServerTest, FileThatChangedSizeIsALocalError) {
+  Declare();
+  WriteFile(path_, "short");
+  ArtifactUploader uploader(client_.get(), FastUpload());
+  UploadStats stats;
+  absl::Status status = uploader.Upload(path_, digest_, kFileSize, &stats);
+  EXPECT_EQ(ExitCodeFor(status), kExitLocal);
+  EXPECT_EQ(stats.streams, 0);
+}
+
+TEST_F(FakeServerTest, ByteCapStopsAndASecondUploadSendsOnlyTheRest) {
+  Declare();
+  ArtifactUploader capped(client_.get(), WithCap(3 << 20));
+  UploadStats first;
+  EXPECT_THAT(capped.Upload(path_, digest_, kFileSize, &first),
+              StatusIs(absl::StatusCode::kAborted, _));
+  EXPECT_EQ(first.bytes_sent, 3 << 20);
+  EXPECT_EQ(static_cast<int64_t>(fake_.blob(digest_).data.size()), 3 << 20);
+  EXPECT_FALSE(fake_.blob(digest_).complete);
+
+  ArtifactUploader rest(client_.get(), FastUpload());
+  UploadStats second;
+  ASSERT_THAT(rest.Upload(path_, digest_, kFileSize, &second), IsOk());
+  EXPECT_EQ(second.resumed_from, 3 << 20);
+  EXPECT_EQ(second.bytes_sent, kFileSize - (3 << 20));
+  EXPECT_EQ(fake_.blob(digest_).data, contents_);
+
+  // Once stored, nothing more is sent.
+  UploadStats third;
+  ASSERT_THAT(rest.Upload(path_, digest_, kFileSize, &third), IsOk());
+  EXPECT_TRUE(third.already_complete);
+  EXPECT_EQ(third.bytes_sent, 0);
+}
+
+TEST_F(FakeServerTest, WrongTokenIsUnauthenticatedAndNotRetried) {
+  RegistryClient wrong(grpc::CreateChannel(Address(), grpc::InsecureChannelCredentials()),
+                       "not-the-token");
+  PublishResult result;
+  EXPECT_THAT(Publish(wrong, Spec(), PublishOptions{.upload = FastUpload()}, &result),
+              StatusIs(absl::StatusCode::kUnauthenticated, _));
+  EXPECT_TRUE(sleeps_.empty());
+}
+
+TEST_F(FakeServerTest, PublishCreatesUploadsPublishesAndBindsTheTier) {
+  std::ostringstream log;
+  PublishResult result;
+  ASSERT_THAT(
+      Publish(*client_, Spec(), PublishOptions{.upload = FastUpload(), .log = &log}, &result),
+      IsOk());
+  EXPECT_TRUE(result.model_created);
+  EXPECT_TRUE(result.version_created);
+  EXPECT_EQ(result.digest, digest_);
+  EXPECT_EQ(result.file.size, kFileSize);
+  EXPECT_EQ(result.version.state(), v1::Version::PUBLISHED);
+  EXPECT_EQ(result.binding.version(), "models/llama/versions/1.0");
+  EXPECT_EQ(result.binding.sequence(), 1);
+  EXPECT_EQ(fake_.blob(digest_).data, contents_);
+  EXPECT_EQ(log.str(), "");  // Not a terminal, nothing unusual: no notes, no progress.
+}
+
+TEST_F(FakeServerTest, RerunAfterAnInterruptionResumesTheDraft) {
+  PublishResult first;
+  EXPECT_THAT(Publish(*client_, Spec(), PublishOptions{.upload = WithCap(2 << 20)}, &first),
+              StatusIs(absl::StatusCode::kAborted, _));
+  EXPECT_EQ(fake_.version("models/llama/versions/1.0").state(), v1::Version::DRAFT);
+
+  std::ostringstream log;
+  PublishResult second;
+  ASSERT_THAT(
+      Publish(*client_, Spec(), PublishOptions{.upload = FastUpload(), .log = &log}, &second),
+      IsOk());
+  EXPECT_FALSE(second.model_created);
+  EXPECT_FALSE(second.version_created);
+  EXPECT_EQ(second.upload.resumed_from, 2 << 20);
+  EXPECT_EQ(second.upload.bytes_sent, kFileSize - (2 << 20));
+  EXPECT_THAT(log.str(), HasSubstr("resuming draft models/llama/versions/1.0"));
+  EXPECT_EQ(second.version.state(), v1::Version::PUBLISHED);
+
+  // A third run finds it published with this file and only re-binds the tier.
+  PublishResult third;
+  ASSERT_THAT(Publish(*client_, Spec(), PublishOptions{.upload = FastUpload()}, &third), IsOk());
+  EXPECT_TRUE(third.was_published);
+  EXPECT_EQ(third.upload.bytes_sent, 0);
+  EXPECT_EQ(third.binding.sequence(), 2);
+}
+
+TEST_F(FakeServerTest, ExistingVersionWithAnotherFileIsAClearError) {
+  ASSERT_THAT(Publish(*client_, Spec(), PublishOptions{.upload = FastUpload()}, &ignored_), IsOk());
+  WriteFile(path_, "different bytes");
+  PublishResult result;
+  absl::Status status = Publish(*client_, Spec(), PublishOptions{.upload = FastUpload()}, &result);
+  EXPECT_THAT(status, StatusIs(absl::StatusCode::kAlreadyExists,
+                               AllOf(HasSubstr("models/llama/versions/1.0 already exists"),
+                                     HasSubstr("PUBLISHED"), HasSubstr("new --version"))));
+  EXPECT_EQ(ExitCodeFor(status), kExitRpc);
+}
+
+TEST_F(FakeServerTest, CommandLinePublishPrintsASummaryAndJson) {
+  ScratchDir dir;
+  WriteFile(dir.Join("token"), absl::StrCat(kToken, "\n"));
+  CtlRun run = RunInProcess({"--server", Address(), "--token-file", dir.Join("token"), "publish",
+                             "--model", "llama", "--version", "2.0", "--platform", "MACOS",
+                             "--arch", "x86_64", "--format", "GGUF", "--tier", "llama8b", path_});
+  ASSERT_EQ(run.code, kExitOk) << run.err;
+  EXPECT_EQ(run.out, absl::StrCat("published models/llama/versions/2.0 digest ", digest_, " size ",
+                                  kFileSize, " (5.24 MB) tier llama8b/stable sequence 1 (sent ",
+                                  kFileSize, " bytes)\n"));
+
+  CtlRun json =
+      RunInProcess({"--server", Address(), "--token-file", dir.Join("token"), "--json", "publish",
+                    "--model", "llama", "--version", "2.0", "--platform", "macos", "--arch",
+                    "x86_64", "--format", "gguf", "--tier", "llama8b", path_});
+  ASSERT_EQ(json.code, kExitOk) << json.err;
+  EXPECT_THAT(json.out, HasSubstr("\"alreadyPublished\":true"));
+  EXPECT_THAT(json.out, HasSubstr("\"state\":\"PUBLISHED\""));
+  EXPECT_THAT(json.out, HasSubstr(absl::StrCat("\"digest\":\"", digest_, "\"")));
+
+  CtlRun wrong = RunInProcess(
+      {"--server", Address(), "publish", "--model", "llama", "--version", "3.0", "--platform",
+       "macos", "--arch", "x86_64", "--format", "gguf", "--tier", "llama8b", path_},
+      {{"MODELDIST_ADMIN_TOKEN", "wrong-token"}});
+  EXPECT_EQ(wrong.code, kExitRpc);
+  EXPECT_THAT(wrong.err, HasSubstr("UNAUTHENTICATED"));
+  EXPECT_THAT(wrong.err, Not(HasSubstr("wrong-token")));
+}
+
+}  // namespace
+}  // namespace modeldist::ctl
