@@ -1,0 +1,992 @@
+#include "storage/catalog.h"
+
+#include <sqlite3.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/synchronization/mutex.h"
+#include "common/status.h"
+#include "google/protobuf/timestamp.pb.h"
+#include "storage/migrations.h"
+
+namespace modeldist::storage {
+namespace {
+
+// ---------------------------------------------------------------------------------------------
+// SQL. Every statement the catalog runs is one of these constants; the statement cache is keyed
+// by their addresses. Times are microseconds since the Unix epoch (migrations/0001_init.sql).
+
+// How long a statement waits for a lock held by another connection (a backup, the sqlite3
+// shell, a second server process) before failing with UNAVAILABLE.
+constexpr int kBusyTimeoutMs = 5000;
+
+constexpr char kBeginWrite[] = "BEGIN IMMEDIATE";
+constexpr char kBeginRead[] = "BEGIN DEFERRED";
+constexpr char kCommit[] = "COMMIT";
+
+constexpr char kJournalModeWal[] = "PRAGMA journal_mode = WAL";
+constexpr char kSynchronousFull[] = "PRAGMA synchronous = FULL";
+constexpr char kForeignKeysOn[] = "PRAGMA foreign_keys = ON";
+constexpr char kForeignKeysQuery[] = "PRAGMA foreign_keys";
+constexpr char kIntegrityCheck[] = "PRAGMA integrity_check";
+
+#define MD_MODEL_COLUMNS "id, description, create_time"
+constexpr char kSelectModel[] = "SELECT " MD_MODEL_COLUMNS " FROM models WHERE id = ?";
+constexpr char kListModelsFirst[] = "SELECT " MD_MODEL_COLUMNS " FROM models ORDER BY id LIMIT ?";
+constexpr char kListModelsAfter[] =
+    "SELECT " MD_MODEL_COLUMNS " FROM models WHERE id > ? ORDER BY id LIMIT ?";
+constexpr char kInsertModel[] =
+    "INSERT INTO models (id, description, create_time) VALUES (?, ?, ?)";
+
+#define MD_VERSION_COLUMNS \
+  "model_id, version_id, state, create_time, publish_time, yank_time, yank_reason"
+constexpr char kSelectVersion[] =
+    "SELECT " MD_VERSION_COLUMNS " FROM versions WHERE model_id = ? AND version_id = ?";
+constexpr char kListVersionsFirst[] = "SELECT " MD_VERSION_COLUMNS
+                                      " FROM versions WHERE model_id = ?"
+                                      " ORDER BY version_id LIMIT ?";
+constexpr char kListVersionsAfter[] = "SELECT " MD_VERSION_COLUMNS
+                                      " FROM versions WHERE model_id = ? AND version_id > ?"
+                                      " ORDER BY version_id LIMIT ?";
+constexpr char kInsertVersion[] =
+    "INSERT INTO versions (model_id, version_id, state, create_time) VALUES (?, ?, ?, ?)";
+constexpr char kPublishVersion[] =
+    "UPDATE versions SET state = ?, publish_time = ? WHERE model_id = ? AND version_id = ?";
+constexpr char kYankVersion[] =
+    "UPDATE versions SET state = ?, yank_time = ?, yank_reason = ?"
+    " WHERE model_id = ? AND version_id = ?";
+
+#define MD_ARTIFACT_COLUMNS "platform, arch, format, digest, size_bytes"
+constexpr char kSelectArtifacts[] = "SELECT " MD_ARTIFACT_COLUMNS
+                                    " FROM artifacts WHERE model_id = ? AND version_id = ?"
+                                    " ORDER BY platform, arch, format";
+constexpr char kInsertArtifact[] =
+    "INSERT INTO artifacts (model_id, version_id, " MD_ARTIFACT_COLUMNS
+    ") VALUES (?, ?, ?, ?, ?, ?, ?)";
+// Another declaration of the same bytes with a different size (the size is part of identity).
+constexpr char kSelectConflictingSize[] =
+    "SELECT model_id, version_id, size_bytes FROM artifacts WHERE digest = ? AND size_bytes != ?"
+    " ORDER BY model_id, version_id LIMIT 1";
+constexpr char kSelectDeclaredSize[] = "SELECT size_bytes FROM artifacts WHERE digest = ? LIMIT 1";
+
+#define MD_TIER_COLUMNS "tier, channel, sequence, update_time"
+constexpr char kSelectTier[] =
+    "SELECT " MD_TIER_COLUMNS " FROM tiers WHERE tier = ? AND channel = ?";
+constexpr char kListTiersFirst[] =
+    "SELECT " MD_TIER_COLUMNS " FROM tiers ORDER BY tier, channel LIMIT ?";
+constexpr char kListTiersAfter[] = "SELECT " MD_TIER_COLUMNS
+                                   " FROM tiers WHERE (tier, channel) > (?, ?)"
+                                   " ORDER BY tier, channel LIMIT ?";
+constexpr char kListAllTiers[] = "SELECT " MD_TIER_COLUMNS " FROM tiers ORDER BY tier, channel";
+// A first bind creates the row with sequence 1; every later one adds 1.
+constexpr char kUpsertTier[] =
+    "INSERT INTO tiers (tier, channel, sequence, update_time) VALUES (?, ?, 1, ?)"
+    " ON CONFLICT (tier, channel) DO UPDATE"
+    " SET sequence = sequence + 1, update_time = excluded.update_time";
+constexpr char kBumpTier[] =
+    "UPDATE tiers SET sequence = sequence + 1, update_time = ? WHERE tier = ? AND channel = ?";
+constexpr char kInsertTierHistory[] =
+    "INSERT INTO tier_history (tier, channel, sequence, model_id, version_id, create_time)"
+    " VALUES (?, ?, ?, ?, ?, ?)";
+// What a tier/channel resolves to: its newest bind whose version is still PUBLISHED.
+constexpr char kResolveTier[] =
+    "SELECT h.model_id, h.version_id FROM tier_history AS h"
+    " JOIN versions AS v ON v.model_id = h.model_id AND v.version_id = h.version_id"
+    " WHERE h.tier = ? AND h.channel = ? AND v.state = ?"
+    " ORDER BY h.sequence DESC LIMIT 1";
+constexpr char kSelectTiersEverBoundTo[] =
+    "SELECT DISTINCT tier, channel FROM tier_history WHERE model_id = ? AND version_id = ?"
+    " ORDER BY tier, channel";
+
+#undef MD_MODEL_COLUMNS
+#undef MD_VERSION_COLUMNS
+#undef MD_ARTIFACT_COLUMNS
+#undef MD_TIER_COLUMNS
+
+// ---------------------------------------------------------------------------------------------
+// Statements.
+
+// A cached prepared statement and whether a Statement currently borrows it.
+struct CachedStatement {
+  sqlite3_stmt* stmt = nullptr;
+  bool in_use = false;
+};
+
+// A prepared statement borrowed from the connection's cache for one use. Bind and column
+// indexes are 0-based: bind index i is the (i+1)-th `?`, column i the (i+1)-th result column.
+// A bind failure is remembered and reported by the next Step/Run, so call sites stay flat.
+// Destruction resets the statement, so an abandoned loop never keeps a read snapshot open.
+class Statement {
+ public:
+  Statement(sqlite3* db, CachedStatement* cached) : db_(db), cached_(cached) {
+    cached_->in_use = true;
+  }
+  Statement(Statement&& other) noexcept
+      : db_(other.db_),
+        cached_(std::exchange(other.cached_, nullptr)),
+        bind_status_(std::move(other.bind_status_)) {}
+  Statement(const Statement&) = delete;
+  Statement& operator=(const Statement&) = delete;
+  Statement& operator=(Statement&&) = delete;
+  ~Statement() {
+    if (cached_ == nullptr) return;
+    sqlite3_reset(cached_->stmt);
+    sqlite3_clear_bindings(cached_->stmt);
+    cached_->in_use = false;
+  }
+
+  void BindInt64(int index, int64_t value) { Check(sqlite3_bind_int64(stmt(), index + 1, value)); }
+  void BindText(int index, absl::string_view value) {
+    // A null data pointer would bind SQL NULL; an empty id or description is the empty string.
+    Check(sqlite3_bind_text64(stmt(), index + 1, value.data() != nullptr ? value.data() : "",
+                              value.size(), SQLITE_TRANSIENT, SQLITE_UTF8));
+  }
+
+  // Advances to the next row: true when a row is available, false when done.
+  absl::StatusOr<bool> Step() {
+    MD_RETURN_IF_ERROR(bind_status_);
+    int rc = sqlite3_step(stmt());
+    if (rc == SQLITE_ROW) return true;
+    if (rc == SQLITE_DONE) return false;
+    return Error(rc);
+  }
+  // Runs a statement that returns no rows.
+  absl::Status Run() {
+    MD_ASSIGN_OR_RETURN(bool row, Step());
+    if (row) {
+      return MakeError(absl::StatusCode::kInternal, "CATALOG_ERROR",
+                       absl::StrCat("catalog: unexpected row from \"", sqlite3_sql(stmt()), "\""));
+    }
+    return absl::OkStatus();
+  }
+
+  bool ColumnIsNull(int index) const { return sqlite3_column_type(stmt(), index) == SQLITE_NULL; }
+  int64_t ColumnInt64(int index) const { return sqlite3_column_int64(stmt(), index); }
+  int ColumnInt(int index) const { return sqlite3_column_int(stmt(), index); }
+  std::string ColumnText(int index) const {
+    const unsigned char* text = sqlite3_column_text(stmt(), index);
+    if (text == nullptr) return "";
+    return std::string(reinterpret_cast<const char*>(text), sqlite3_column_bytes(stmt(), index));
+  }
+
+ private:
+  sqlite3_stmt* stmt() const { return cached_->stmt; }
+  void Check(int rc) {
+    if (rc != SQLITE_OK && bind_status_.ok()) bind_status_ = Error(rc);
+  }
+  absl::Status Error(int rc) const {
+    return SqliteError(db_, rc, absl::StrCat("running \"", sqlite3_sql(stmt()), "\""));
+  }
+
+  sqlite3* db_;
+  CachedStatement* cached_;
+  absl::Status bind_status_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Conversions.
+
+google::protobuf::Timestamp ToTimestamp(int64_t micros) {
+  int64_t seconds = micros / 1000000;
+  int64_t rest = micros % 1000000;
+  if (rest < 0) {  // floor, so nanos stays in [0, 1e9) before 1970
+    rest += 1000000;
+    --seconds;
+  }
+  google::protobuf::Timestamp timestamp;
+  timestamp.set_seconds(seconds);
+  timestamp.set_nanos(static_cast<int32_t>(rest * 1000));
+  return timestamp;
+}
+
+std::string ArtifactKey(const v1::Artifact& artifact) {
+  // Values newer than this binary's protos have no name; show the number.
+  auto or_number = [](const std::string& enum_name, int value) {
+    return enum_name.empty() ? absl::StrCat(value) : enum_name;
+  };
+  return absl::StrCat(or_number(v1::Platform_Name(artifact.platform()), artifact.platform()), "/",
+                      or_number(v1::Arch_Name(artifact.arch()), artifact.arch()), "/",
+                      or_number(v1::Format_Name(artifact.format()), artifact.format()));
+}
+
+std::string StateName(int state) {
+  std::string name = v1::Version::State_Name(static_cast<v1::Version::State>(state));
+  return name.empty() ? absl::StrCat(state) : name;
+}
+
+// Columns of MD_MODEL_COLUMNS.
+v1::Model ReadModel(const Statement& s) {
+  v1::Model model;
+  model.set_name(ModelName(s.ColumnText(0)));
+  model.set_description(s.ColumnText(1));
+  *model.mutable_create_time() = ToTimestamp(s.ColumnInt64(2));
+  return model;
+}
+
+// Columns of MD_VERSION_COLUMNS; artifacts are read separately.
+v1::Version ReadVersion(const Statement& s) {
+  v1::Version version;
+  version.set_name(VersionName{s.ColumnText(0), s.ColumnText(1)}.ToString());
+  version.set_state(static_cast<v1::Version::State>(s.ColumnInt(2)));
+  *version.mutable_create_time() = ToTimestamp(s.ColumnInt64(3));
+  if (!s.ColumnIsNull(4)) *version.mutable_publish_time() = ToTimestamp(s.ColumnInt64(4));
+  if (!s.ColumnIsNull(5)) *version.mutable_yank_time() = ToTimestamp(s.ColumnInt64(5));
+  version.set_yank_reason(s.ColumnText(6));
+  return version;
+}
+
+// Columns of MD_ARTIFACT_COLUMNS.
+v1::Artifact ReadArtifact(const Statement& s) {
+  v1::Artifact artifact;
+  artifact.set_platform(static_cast<v1::Platform>(s.ColumnInt(0)));
+  artifact.set_arch(static_cast<v1::Arch>(s.ColumnInt(1)));
+  artifact.set_format(static_cast<v1::Format>(s.ColumnInt(2)));
+  artifact.set_digest(s.ColumnText(3));
+  artifact.set_size_bytes(s.ColumnInt64(4));
+  return artifact;
+}
+
+// Columns of MD_TIER_COLUMNS; `version` is filled in by resolving.
+v1::TierBinding ReadTier(const Statement& s) {
+  v1::TierBinding binding;
+  binding.set_tier(s.ColumnText(0));
+  binding.set_channel(s.ColumnText(1));
+  binding.set_sequence(s.ColumnInt64(2));
+  *binding.mutable_update_time() = ToTimestamp(s.ColumnInt64(3));
+  return binding;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Paging. A page token is the web-safe base64 of length-prefixed parts ("<n>:<bytes>"...): the
+// list kind, its parent (if any) and the last key returned. Keyset paging stays correct when
+// rows are added between pages, and the kind and parent let a token from another list be
+// refused instead of silently skipping rows.
+
+constexpr int kDefaultPageSize = 100;
+constexpr int kMaxPageSize = 1000;
+
+absl::StatusOr<int> EffectivePageSize(int page_size) {
+  if (page_size < 0) {
+    return InvalidArgument("page_size", "INVALID_PAGE_SIZE",
+                           absl::StrCat("page_size must not be negative, got ", page_size));
+  }
+  if (page_size == 0) return kDefaultPageSize;
+  return page_size > kMaxPageSize ? kMaxPageSize : page_size;
+}
+
+std::string EncodePageToken(const std::vector<std::string>& parts) {
+  std::string raw;
+  for (const std::string& part : parts) absl::StrAppend(&raw, part.size(), ":", part);
+  return absl::WebSafeBase64Escape(raw);
+}
+
+absl::Status InvalidPageToken() {
+  return InvalidArgument("page_token", "INVALID_PAGE_TOKEN",
+                         "page_token is malformed or belongs to another list; pass the "
+                         "next_page_token of the previous page unchanged");
+}
+
+// Returns the parts after the kind; `count` of them are expected.
+absl::StatusOr<std::vector<std::string>> DecodePageToken(absl::string_view token,
+                                                         absl::string_view kind, size_t count) {
+  std::string raw;
+  if (!absl::WebSafeBase64Unescape(token, &raw)) return InvalidPageToken();
+  std::vector<std::string> parts;
+  absl::string_view rest = raw;
+  while (!rest.empty()) {
+    size_t colon = rest.find(':');
+    size_t length = 0;
+    if (colon == absl::string_view::npos || colon == 0 || colon > 10 ||
+        !absl::SimpleAtoi(rest.substr(0, colon), &length) || length > rest.size() - colon - 1) {
+      return InvalidPageToken();
+    }
+    parts.emplace_back(rest.substr(colon + 1, length));
+    rest.remove_prefix(colon + 1 + length);
+  }
+  if (parts.size() != count + 1 || parts[0] != kind) return InvalidPageToken();
+  parts.erase(parts.begin());
+  return parts;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors.
+
+absl::Status ModelNotFound(absl::string_view model_id) {
+  std::string name = ModelName(model_id);
+  return MakeError(absl::StatusCode::kNotFound, "MODEL_NOT_FOUND",
+                   absl::StrCat(name, " does not exist"), {{"resource", name}});
+}
+
+absl::Status VersionNotFound(const VersionName& version) {
+  std::string name = version.ToString();
+  return MakeError(absl::StatusCode::kNotFound, "VERSION_NOT_FOUND",
+                   absl::StrCat(name, " does not exist"), {{"resource", name}});
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// The connection and its statement cache. Every method with `mu` held.
+
+struct Catalog::Impl {
+  Impl(sqlite3* connection, Options opts) : db(connection), options(std::move(opts)) {
+    if (!options.now) options.now = [] { return absl::Now(); };
+  }
+  ~Impl() {
+    for (auto& [sql, cached] : cache) sqlite3_finalize(cached.stmt);
+    sqlite3_close(db);
+  }
+
+  // One transaction on the catalog's connection. Writes use BEGIN IMMEDIATE, which takes the
+  // write lock up front, so the reads that decide a write cannot be invalidated by another
+  // process before it commits. Reads spanning several statements use a deferred transaction for
+  // one consistent snapshot. Destruction without Commit rolls back: a failed write leaves nothing.
+  class Transaction {
+   public:
+    explicit Transaction(Impl* impl) : impl_(impl) {}
+    Transaction(const Transaction&) = delete;
+    Transaction& operator=(const Transaction&) = delete;
+    ~Transaction() {
+      // Some errors (SQLITE_FULL, SQLITE_IOERR, ...) end the transaction by themselves.
+      if (open_ && !sqlite3_get_autocommit(impl_->db)) {
+        sqlite3_exec(impl_->db, "ROLLBACK", nullptr, nullptr, nullptr);
+      }
+    }
+
+    absl::Status BeginWrite() ABSL_EXCLUSIVE_LOCKS_REQUIRED(impl_->mu) {
+      return Begin(kBeginWrite);
+    }
+    absl::Status BeginRead() ABSL_EXCLUSIVE_LOCKS_REQUIRED(impl_->mu) { return Begin(kBeginRead); }
+    absl::Status Commit() ABSL_EXCLUSIVE_LOCKS_REQUIRED(impl_->mu) {
+      MD_RETURN_IF_ERROR(impl_->Exec(kCommit));
+      open_ = false;
+      return absl::OkStatus();
+    }
+
+   private:
+    absl::Status Begin(const char* sql) ABSL_EXCLUSIVE_LOCKS_REQUIRED(impl_->mu) {
+      MD_RETURN_IF_ERROR(impl_->Exec(sql));
+      open_ = true;
+      return absl::OkStatus();
+    }
+
+    Impl* impl_;
+    bool open_ = false;
+  };
+
+  absl::Mutex mu;
+  sqlite3* const db;
+  Options options;
+  int schema_version = 0;
+  // Keyed by the address of one of the SQL constants above.
+  std::unordered_map<const char*, CachedStatement> cache ABSL_GUARDED_BY(mu);
+
+  int64_t NowMicros() { return absl::ToUnixMicros(options.now()); }
+
+  // Returns the cached statement for `sql`, preparing it on first use.
+  absl::StatusOr<Statement> Prepare(const char* sql) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    CachedStatement& cached = cache[sql];
+    if (cached.in_use) {
+      // Two live uses of one sqlite3_stmt would silently reset each other's iteration.
+      return MakeError(absl::StatusCode::kInternal, "CATALOG_ERROR",
+                       absl::StrCat("catalog: statement used twice at once: ", sql));
+    }
+    if (cached.stmt == nullptr) {
+      int rc = sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, &cached.stmt, nullptr);
+      if (rc != SQLITE_OK) {
+        cache.erase(sql);
+        return SqliteError(db, rc, absl::StrCat("preparing \"", sql, "\""));
+      }
+    }
+    return Statement(db, &cached);
+  }
+
+  absl::Status Exec(const char* sql) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    MD_ASSIGN_OR_RETURN(Statement s, Prepare(sql));
+    // PRAGMA statements may return a row (the new value); drain it.
+    while (true) {
+      MD_ASSIGN_OR_RETURN(bool row, s.Step());
+      if (!row) return absl::OkStatus();
+    }
+  }
+
+  // The connection settings, all in one place.
+  absl::Status Configure() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    sqlite3_extended_result_codes(db, 1);
+    // Wait for another connection's lock rather than failing at once.
+    sqlite3_busy_timeout(db, kBusyTimeoutMs);
+    {
+      // WAL: readers never block the writer and a commit is one append to the log. SQLite
+      // answers with the mode it ended up in, which is not WAL on some file systems.
+      MD_ASSIGN_OR_RETURN(Statement s, Prepare(kJournalModeWal));
+      MD_ASSIGN_OR_RETURN(bool row, s.Step());
+      std::string mode = row ? s.ColumnText(0) : "";
+      if (mode != "wal") {
+        return MakeError(
+            absl::StatusCode::kUnavailable, "CATALOG_UNAVAILABLE",
+            absl::StrCat("catalog: cannot enable WAL journaling (journal_mode is \"", mode, "\")"));
+      }
+    }
+    // FULL fsyncs the WAL at every commit: an acknowledged write survives power loss (NORMAL
+    // in WAL mode keeps the file consistent but may lose the last commits).
+    MD_RETURN_IF_ERROR(Exec(kSynchronousFull));
+    // SQLite leaves REFERENCES unenforced unless asked, per connection; verify it listened
+    // (a build without foreign key support would ignore the pragma silently).
+    MD_RETURN_IF_ERROR(Exec(kForeignKeysOn));
+    MD_ASSIGN_OR_RETURN(Statement s, Prepare(kForeignKeysQuery));
+    MD_ASSIGN_OR_RETURN(bool row, s.Step());
+    if (!row || s.ColumnInt(0) != 1) {
+      return MakeError(absl::StatusCode::kInternal, "CATALOG_ERROR",
+                       "catalog: SQLite did not enable foreign keys");
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status CheckModelExists(absl::string_view model_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    MD_ASSIGN_OR_RETURN(Statement s, Prepare(kSelectModel));
+    s.BindText(0, model_id);
+    MD_ASSIGN_OR_RETURN(bool found, s.Step());
+    return found ? absl::OkStatus() : ModelNotFound(model_id);
+  }
+
+  absl::Status LoadArtifacts(const VersionName& name, v1::Version* version)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    MD_ASSIGN_OR_RETURN(Statement s, Prepare(kSelectArtifacts));
+    s.BindText(0, name.model);
+    s.BindText(1, name.version);
+    while (true) {
+      MD_ASSIGN_OR_RETURN(bool row, s.Step());
+      if (!row) return absl::OkStatus();
+      *version->add_artifacts() = ReadArtifact(s);
+    }
+  }
+
+  // The version with its artifacts. NOT_FOUND names the model when it is the model that is
+  // missing.
+  absl::StatusOr<v1::Version> LoadVersion(const VersionName& name)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    v1::Version version;
+    {
+      MD_ASSIGN_OR_RETURN(Statement s, Prepare(kSelectVersion));
+      s.BindText(0, name.model);
+      s.BindText(1, name.version);
+      MD_ASSIGN_OR_RETURN(bool found, s.Step());
+      if (found) version = ReadVersion(s);
+    }
+    if (version.name().empty()) {
+      MD_RETURN_IF_ERROR(CheckModelExists(name.model));
+      return VersionNotFound(name);
+    }
+    MD_RETURN_IF_ERROR(LoadArtifacts(name, &version));
+    return version;
+  }
+
+  // What tier/channel resolves to now, if anything.
+  absl::StatusOr<std::optional<VersionName>> Resolve(absl::string_view tier,
+                                                     absl::string_view channel)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    MD_ASSIGN_OR_RETURN(Statement s, Prepare(kResolveTier));
+    s.BindText(0, tier);
+    s.BindText(1, channel);
+    s.BindInt64(2, v1::Version::PUBLISHED);
+    MD_ASSIGN_OR_RETURN(bool found, s.Step());
+    if (!found) return std::nullopt;
+    return VersionName{s.ColumnText(0), s.ColumnText(1)};
+  }
+
+  // Fills binding->version from the tier's history.
+  absl::Status FillResolvedVersion(v1::TierBinding* binding) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    MD_ASSIGN_OR_RETURN(std::optional<VersionName> resolved,
+                        Resolve(binding->tier(), binding->channel()));
+    binding->set_version(resolved ? resolved->ToString() : "");
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<v1::TierBinding> LoadBinding(absl::string_view tier, absl::string_view channel)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    v1::TierBinding binding;
+    {
+      MD_ASSIGN_OR_RETURN(Statement s, Prepare(kSelectTier));
+      s.BindText(0, tier);
+      s.BindText(1, channel);
+      MD_ASSIGN_OR_RETURN(bool found, s.Step());
+      if (!found) {
+        return MakeError(
+            absl::StatusCode::kNotFound, "TIER_NOT_FOUND",
+            absl::StrCat("tier \"", tier, "\" on channel \"", channel, "\" was never bound"),
+            {{"tier", std::string(tier)}, {"channel", std::string(channel)}});
+      }
+      binding = ReadTier(s);
+    }
+    MD_RETURN_IF_ERROR(FillResolvedVersion(&binding));
+    return binding;
+  }
+};
+
+// ---------------------------------------------------------------------------------------------
+// Catalog.
+
+Catalog::Catalog(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Catalog::~Catalog() = default;
+
+absl::StatusOr<std::unique_ptr<Catalog>> Catalog::Open(const std::string& path, Options options) {
+  sqlite3* db = nullptr;
+  int rc = sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr);
+  if (rc != SQLITE_OK) {
+    absl::Status status = SqliteError(db, rc, absl::StrCat("opening ", path));
+    sqlite3_close(db);  // a handle is returned even on failure
+    return status;
+  }
+  auto impl = std::make_unique<Impl>(db, std::move(options));  // owns `db` from here
+  {
+    absl::MutexLock lock(&impl->mu);
+    MD_RETURN_IF_ERROR(impl->Configure());
+  }
+  MD_RETURN_IF_ERROR(ApplyMigrations(db));
+  MD_ASSIGN_OR_RETURN(impl->schema_version, ReadSchemaVersion(db));
+  return std::unique_ptr<Catalog>(new Catalog(std::move(impl)));
+}
+
+int Catalog::SchemaVersion() const { return impl_->schema_version; }
+
+int Catalog::LatestSchemaVersion() { return LatestEmbeddedMigration(); }
+
+absl::StatusOr<v1::Model> Catalog::CreateModel(absl::string_view model_id,
+                                               absl::string_view description) {
+  absl::MutexLock lock(&impl_->mu);
+  Impl::Transaction txn(impl_.get());
+  MD_RETURN_IF_ERROR(txn.BeginWrite());
+  if (absl::Status exists = impl_->CheckModelExists(model_id); !absl::IsNotFound(exists)) {
+    if (!exists.ok()) return exists;
+    std::string name = ModelName(model_id);
+    return MakeError(absl::StatusCode::kAlreadyExists, "MODEL_EXISTS",
+                     absl::StrCat(name, " already exists"), {{"resource", name}});
+  }
+  const int64_t now = impl_->NowMicros();
+  {
+    MD_ASSIGN_OR_RETURN(Statement s, impl_->Prepare(kInsertModel));
+    s.BindText(0, model_id);
+    s.BindText(1, description);
+    s.BindInt64(2, now);
+    MD_RETURN_IF_ERROR(s.Run());
+  }
+  MD_RETURN_IF_ERROR(txn.Commit());
+  v1::Model model;
+  model.set_name(ModelName(model_id));
+  model.set_description(std::string(description));
+  *model.mutable_create_time() = ToTimestamp(now);
+  return model;
+}
+
+absl::StatusOr<v1::Model> Catalog::GetModel(absl::string_view model_id) {
+  absl::MutexLock lock(&impl_->mu);
+  MD_ASSIGN_OR_RETURN(Statement s, impl_->Prepare(kSelectModel));
+  s.BindText(0, model_id);
+  MD_ASSIGN_OR_RETURN(bool found, s.Step());
+  if (!found) return ModelNotFound(model_id);
+  return ReadModel(s);
+}
+
+absl::StatusOr<ListPage<v1::Model>> Catalog::ListModels(int page_size,
+                                                        absl::string_view page_token) {
+  MD_ASSIGN_OR_RETURN(const int limit, EffectivePageSize(page_size));
+  std::vector<std::string> after;
+  if (!page_token.empty()) {
+    MD_ASSIGN_OR_RETURN(after, DecodePageToken(page_token, "models", 1));
+  }
+  absl::MutexLock lock(&impl_->mu);
+  MD_ASSIGN_OR_RETURN(Statement s,
+                      impl_->Prepare(after.empty() ? kListModelsFirst : kListModelsAfter));
+  int bind = 0;
+  if (!after.empty()) s.BindText(bind++, after[0]);
+  s.BindInt64(bind, limit + 1);  // one extra row tells whether another page exists
+
+  ListPage<v1::Model> page;
+  std::string last_id;
+  while (true) {
+    MD_ASSIGN_OR_RETURN(bool row, s.Step());
+    if (!row) break;
+    if (static_cast<int>(page.items.size()) == limit) {
+      page.next_page_token = EncodePageToken({"models", last_id});
+      break;
+    }
+    last_id = s.ColumnText(0);
+    page.items.push_back(ReadModel(s));
+  }
+  return page;
+}
+
+absl::StatusOr<v1::Version> Catalog::CreateVersion(const VersionName& name,
+                                                   const std::vector<v1::Artifact>& artifacts) {
+  // Checks on the request alone come first: they fail the same whatever the catalog holds.
+  for (size_t i = 0; i < artifacts.size(); ++i) {
+    for (size_t j = 0; j < i; ++j) {
+      const v1::Artifact& a = artifacts[j];
+      const v1::Artifact& b = artifacts[i];
+      if (a.platform() == b.platform() && a.arch() == b.arch() && a.format() == b.format()) {
+        return InvalidArgument(
+            "artifacts", "DUPLICATE_ARTIFACT",
+            absl::StrCat("artifacts[", j, "] and artifacts[", i, "] are both for ", ArtifactKey(b),
+                         "; a version has at most one artifact per (platform, ", "arch, format)"));
+      }
+      if (a.digest() == b.digest() && a.size_bytes() != b.size_bytes()) {
+        return InvalidArgument(
+            absl::StrCat("artifacts[", i, "].size_bytes"), "SIZE_CONFLICT",
+            absl::StrCat("artifacts[", i, "].size_bytes is ", b.size_bytes(), " but artifacts[", j,
+                         "] declares ", b.digest(), " with size ", a.size_bytes(),
+                         "; the same bytes cannot have two sizes"));
+      }
+    }
+  }
+
+  absl::MutexLock lock(&impl_->mu);
+  Impl::Transaction txn(impl_.get());
+  MD_RETURN_IF_ERROR(txn.BeginWrite());
+  MD_RETURN_IF_ERROR(impl_->CheckModelExists(name.model));
+  {
+    MD_ASSIGN_OR_RETURN(Statement s, impl_->Prepare(kSelectVersion));
+    s.BindText(0, name.model);
+    s.BindText(1, name.version);
+    MD_ASSIGN_OR_RETURN(bool found, s.Step());
+    if (found) {
+      return MakeError(absl::StatusCode::kAlreadyExists, "VERSION_EXISTS",
+                       absl::StrCat(name.ToString(), " already exists"),
+                       {{"resource", name.ToString()}});
+    }
+  }
+  for (size_t i = 0; i < artifacts.size(); ++i) {
+    MD_ASSIGN_OR_RETURN(Statement s, impl_->Prepare(kSelectConflictingSize));
+    s.BindText(0, artifacts[i].digest());
+    s.BindInt64(1, artifacts[i].size_bytes());
+    MD_ASSIGN_OR_RETURN(bool conflict, s.Step());
+    if (conflict) {
+      std::string field = absl::StrCat("artifacts[", i, "].size_bytes");
+      return InvalidArgument(
+          field, "SIZE_CONFLICT",
+          absl::StrCat(field, " is ", artifacts[i].size_bytes(), " but ",
+                       VersionName{s.ColumnText(0), s.ColumnText(1)}.ToString(), " declares ",
+                       artifacts[i].digest(), " with size ", s.ColumnInt64(2),
+                       "; the same bytes cannot have two sizes"));
+    }
+  }
+
+  {
+    MD_ASSIGN_OR_RETURN(Statement s, impl_->Prepare(kInsertVersion));
+    s.BindText(0, name.model);
+    s.BindText(1, name.version);
+    s.BindInt64(2, v1::Version::DRAFT);
+    s.BindInt64(3, impl_->NowMicros());
+    MD_RETURN_IF_ERROR(s.Run());
+  }
+  for (const v1::Artifact& artifact : artifacts) {
+    MD_ASSIGN_OR_RETURN(Statement s, impl_->Prepare(kInsertArtifact));
+    s.BindText(0, name.model);
+    s.BindText(1, name.version);
+    s.BindInt64(2, artifact.platform());
+    s.BindInt64(3, artifact.arch());
+    s.BindInt64(4, artifact.format());
+    s.BindText(5, artifact.digest());
+    s.BindInt64(6, artifact.size_bytes());
+    MD_RETURN_IF_ERROR(s.Run());
+  }
+  // Read back inside the transaction so the answer is exactly what GetVersion will return.
+  MD_ASSIGN_OR_RETURN(v1::Version version, impl_->LoadVersion(name));
+  MD_RETURN_IF_ERROR(txn.Commit());
+  return version;
+}
+
+absl::StatusOr<v1::Version> Catalog::GetVersion(const VersionName& name) {
+  absl::MutexLock lock(&impl_->mu);
+  Impl::Transaction txn(impl_.get());
+  MD_RETURN_IF_ERROR(txn.BeginRead());
+  MD_ASSIGN_OR_RETURN(v1::Version version, impl_->LoadVersion(name));
+  MD_RETURN_IF_ERROR(txn.Commit());
+  return version;
+}
+
+absl::StatusOr<ListPage<v1::Version>> Catalog::ListVersions(absl::string_view model_id,
+                                                            int page_size,
+                                                            absl::string_view page_token) {
+  MD_ASSIGN_OR_RETURN(const int limit, EffectivePageSize(page_size));
+  std::vector<std::string> after;
+  if (!page_token.empty()) {
+    MD_ASSIGN_OR_RETURN(after, DecodePageToken(page_token, "versions", 2));
+    if (after[0] != model_id) return InvalidPageToken();
+  }
+  absl::MutexLock lock(&impl_->mu);
+  Impl::Transaction txn(impl_.get());
+  MD_RETURN_IF_ERROR(txn.BeginRead());
+  MD_RETURN_IF_ERROR(impl_->CheckModelExists(model_id));
+
+  ListPage<v1::Version> page;
+  std::vector<VersionName> names;
+  {
+    MD_ASSIGN_OR_RETURN(Statement s,
+                        impl_->Prepare(after.empty() ? kListVersionsFirst : kListVersionsAfter));
+    int bind = 0;
+    s.BindText(bind++, model_id);
+    if (!after.empty()) s.BindText(bind++, after[1]);
+    s.BindInt64(bind, limit + 1);
+    while (true) {
+      MD_ASSIGN_OR_RETURN(bool row, s.Step());
+      if (!row) break;
+      if (static_cast<int>(page.items.size()) == limit) {
+        page.next_page_token =
+            EncodePageToken({"versions", std::string(model_id), names.back().version});
+        break;
+      }
+      names.push_back(VersionName{s.ColumnText(0), s.ColumnText(1)});
+      page.items.push_back(ReadVersion(s));
+    }
+  }
+  for (size_t i = 0; i < names.size(); ++i) {
+    MD_RETURN_IF_ERROR(impl_->LoadArtifacts(names[i], &page.items[i]));
+  }
+  MD_RETURN_IF_ERROR(txn.Commit());
+  return page;
+}
+
+absl::StatusOr<v1::Version> Catalog::PublishVersion(
+    const VersionName& name, const std::function<bool(const std::string& digest)>& is_uploaded) {
+  if (!is_uploaded) {
+    return MakeError(absl::StatusCode::kInternal, "CATALOG_ERROR",
+                     "PublishVersion needs an is_uploaded callback");
+  }
+  absl::MutexLock lock(&impl_->mu);
+  Impl::Transaction txn(impl_.get());
+  MD_RETURN_IF_ERROR(txn.BeginWrite());
+  MD_ASSIGN_OR_RETURN(v1::Version version, impl_->LoadVersion(name));
+  if (version.state() != v1::Version::DRAFT) {
+    return MakeError(absl::StatusCode::kFailedPrecondition, "VERSION_NOT_DRAFT",
+                     absl::StrCat(name.ToString(), " is ", StateName(version.state()),
+                                  "; only a DRAFT version can be published"),
+                     {{"resource", name.ToString()}, {"state", StateName(version.state())}});
+  }
+  for (const v1::Artifact& artifact : version.artifacts()) {
+    if (!is_uploaded(artifact.digest())) {
+      return MakeError(
+          absl::StatusCode::kFailedPrecondition, "ARTIFACT_NOT_UPLOADED",
+          absl::StrCat("cannot publish ", name.ToString(), ": its artifact ", ArtifactKey(artifact),
+                       " (", artifact.digest(), ") is not uploaded"),
+          {{"resource", name.ToString()},
+           {"digest", artifact.digest()},
+           {"artifact", ArtifactKey(artifact)}});
+    }
+  }
+  {
+    MD_ASSIGN_OR_RETURN(Statement s, impl_->Prepare(kPublishVersion));
+    s.BindInt64(0, v1::Version::PUBLISHED);
+    s.BindInt64(1, impl_->NowMicros());
+    s.BindText(2, name.model);
+    s.BindText(3, name.version);
+    MD_RETURN_IF_ERROR(s.Run());
+  }
+  MD_ASSIGN_OR_RETURN(version, impl_->LoadVersion(name));
+  MD_RETURN_IF_ERROR(txn.Commit());
+  return version;
+}
+
+absl::StatusOr<v1::Version> Catalog::YankVersion(const VersionName& name,
+                                                 absl::string_view reason) {
+  absl::MutexLock lock(&impl_->mu);
+  Impl::Transaction txn(impl_.get());
+  MD_RETURN_IF_ERROR(txn.BeginWrite());
+  MD_ASSIGN_OR_RETURN(v1::Version version, impl_->LoadVersion(name));
+  if (version.state() != v1::Version::PUBLISHED) {
+    return MakeError(absl::StatusCode::kFailedPrecondition, "VERSION_NOT_PUBLISHED",
+                     absl::StrCat(name.ToString(), " is ", StateName(version.state()),
+                                  "; only a PUBLISHED version can be yanked"),
+                     {{"resource", name.ToString()}, {"state", StateName(version.state())}});
+  }
+
+  // The tiers that resolve to this version now, decided before the yank changes resolution.
+  std::vector<std::pair<std::string, std::string>> ever_bound;
+  {
+    MD_ASSIGN_OR_RETURN(Statement s, impl_->Prepare(kSelectTiersEverBoundTo));
+    s.BindText(0, name.model);
+    s.BindText(1, name.version);
+    while (true) {
+      MD_ASSIGN_OR_RETURN(bool row, s.Step());
+      if (!row) break;
+      ever_bound.emplace_back(s.ColumnText(0), s.ColumnText(1));
+    }
+  }
+  std::vector<std::pair<std::string, std::string>> affected;
+  for (const auto& [tier, channel] : ever_bound) {
+    MD_ASSIGN_OR_RETURN(std::optional<VersionName> resolved, impl_->Resolve(tier, channel));
+    if (resolved && resolved->model == name.model && resolved->version == name.version) {
+      affected.emplace_back(tier, channel);
+    }
+  }
+
+  const int64_t now = impl_->NowMicros();
+  {
+    MD_ASSIGN_OR_RETURN(Statement s, impl_->Prepare(kYankVersion));
+    s.BindInt64(0, v1::Version::YANKED);
+    s.BindInt64(1, now);
+    s.BindText(2, reason);
+    s.BindText(3, name.model);
+    s.BindText(4, name.version);
+    MD_RETURN_IF_ERROR(s.Run());
+  }
+  // Devices compare sequences to refuse stale answers, so a changed resolution must bump it.
+  for (const auto& [tier, channel] : affected) {
+    MD_ASSIGN_OR_RETURN(Statement s, impl_->Prepare(kBumpTier));
+    s.BindInt64(0, now);
+    s.BindText(1, tier);
+    s.BindText(2, channel);
+    MD_RETURN_IF_ERROR(s.Run());
+  }
+  MD_ASSIGN_OR_RETURN(version, impl_->LoadVersion(name));
+  MD_RETURN_IF_ERROR(txn.Commit());
+  return version;
+}
+
+absl::StatusOr<v1::TierBinding> Catalog::SetTier(absl::string_view tier, absl::string_view channel,
+                                                 const VersionName& version_name) {
+  absl::MutexLock lock(&impl_->mu);
+  Impl::Transaction txn(impl_.get());
+  MD_RETURN_IF_ERROR(txn.BeginWrite());
+  MD_ASSIGN_OR_RETURN(v1::Version version, impl_->LoadVersion(version_name));
+  if (version.state() != v1::Version::PUBLISHED) {
+    return MakeError(
+        absl::StatusCode::kFailedPrecondition, "VERSION_NOT_PUBLISHED",
+        absl::StrCat("cannot bind tier \"", tier, "\" on channel \"", channel, "\" to ",
+                     version_name.ToString(), ": it is ", StateName(version.state()),
+                     "; only a PUBLISHED version can be bound"),
+        {{"resource", version_name.ToString()}, {"state", StateName(version.state())}});
+  }
+  const int64_t now = impl_->NowMicros();
+  {
+    MD_ASSIGN_OR_RETURN(Statement s, impl_->Prepare(kUpsertTier));
+    s.BindText(0, tier);
+    s.BindText(1, channel);
+    s.BindInt64(2, now);
+    MD_RETURN_IF_ERROR(s.Run());
+  }
+  MD_ASSIGN_OR_RETURN(v1::TierBinding binding, impl_->LoadBinding(tier, channel));
+  {
+    MD_ASSIGN_OR_RETURN(Statement s, impl_->Prepare(kInsertTierHistory));
+    s.BindText(0, tier);
+    s.BindText(1, channel);
+    s.BindInt64(2, binding.sequence());
+    s.BindText(3, version_name.model);
+    s.BindText(4, version_name.version);
+    s.BindInt64(5, now);
+    MD_RETURN_IF_ERROR(s.Run());
+  }
+  MD_RETURN_IF_ERROR(txn.Commit());
+  binding.set_version(version_name.ToString());  // the newest bind, and it is PUBLISHED
+  return binding;
+}
+
+absl::StatusOr<v1::TierBinding> Catalog::GetTier(absl::string_view tier,
+                                                 absl::string_view channel) {
+  absl::MutexLock lock(&impl_->mu);
+  Impl::Transaction txn(impl_.get());
+  MD_RETURN_IF_ERROR(txn.BeginRead());
+  MD_ASSIGN_OR_RETURN(v1::TierBinding binding, impl_->LoadBinding(tier, channel));
+  MD_RETURN_IF_ERROR(txn.Commit());
+  return binding;
+}
+
+absl::StatusOr<ListPage<v1::TierBinding>> Catalog::ListTiers(int page_size,
+                                                             absl::string_view page_token) {
+  MD_ASSIGN_OR_RETURN(const int limit, EffectivePageSize(page_size));
+  std::vector<std::string> after;
+  if (!page_token.empty()) {
+    MD_ASSIGN_OR_RETURN(after, DecodePageToken(page_token, "tiers", 2));
+  }
+  absl::MutexLock lock(&impl_->mu);
+  Impl::Transaction txn(impl_.get());
+  MD_RETURN_IF_ERROR(txn.BeginRead());
+  ListPage<v1::TierBinding> page;
+  {
+    MD_ASSIGN_OR_RETURN(Statement s,
+                        impl_->Prepare(after.empty() ? kListTiersFirst : kListTiersAfter));
+    int bind = 0;
+    if (!after.empty()) {
+      s.BindText(bind++, after[0]);
+      s.BindText(bind++, after[1]);
+    }
+    s.BindInt64(bind, limit + 1);
+    while (true) {
+      MD_ASSIGN_OR_RETURN(bool row, s.Step());
+      if (!row) break;
+      if (static_cast<int>(page.items.size()) == limit) {
+        const v1::TierBinding& last = page.items.back();
+        page.next_page_token = EncodePageToken({"tiers", last.tier(), last.channel()});
+        break;
+      }
+      page.items.push_back(ReadTier(s));
+    }
+  }
+  for (v1::TierBinding& binding : page.items) {
+    MD_RETURN_IF_ERROR(impl_->FillResolvedVersion(&binding));
+  }
+  MD_RETURN_IF_ERROR(txn.Commit());
+  return page;
+}
+
+absl::StatusOr<std::vector<ResolvedTier>> Catalog::ResolveAllTiers() {
+  absl::MutexLock lock(&impl_->mu);
+  Impl::Transaction txn(impl_.get());
+  MD_RETURN_IF_ERROR(txn.BeginRead());
+  std::vector<v1::TierBinding> bindings;
+  {
+    MD_ASSIGN_OR_RETURN(Statement s, impl_->Prepare(kListAllTiers));
+    while (true) {
+      MD_ASSIGN_OR_RETURN(bool row, s.Step());
+      if (!row) break;
+      bindings.push_back(ReadTier(s));
+    }
+  }
+  std::vector<ResolvedTier> resolved;
+  for (v1::TierBinding& binding : bindings) {
+    MD_ASSIGN_OR_RETURN(std::optional<VersionName> name,
+                        impl_->Resolve(binding.tier(), binding.channel()));
+    if (!name) continue;
+    binding.set_version(name->ToString());
+    MD_ASSIGN_OR_RETURN(v1::Version version, impl_->LoadVersion(*name));
+    resolved.push_back(ResolvedTier{std::move(binding), std::move(version)});
+  }
+  MD_RETURN_IF_ERROR(txn.Commit());
+  return resolved;
+}
+
+absl::StatusOr<int64_t> Catalog::DeclaredSize(absl::string_view digest) {
+  absl::MutexLock lock(&impl_->mu);
+  MD_ASSIGN_OR_RETURN(Statement s, impl_->Prepare(kSelectDeclaredSize));
+  s.BindText(0, digest);
+  MD_ASSIGN_OR_RETURN(bool found, s.Step());
+  if (!found) {
+    return MakeError(absl::StatusCode::kNotFound, "DIGEST_NOT_DECLARED",
+                     absl::StrCat("no version declares an artifact with digest ", digest),
+                     {{"digest", std::string(digest)}});
+  }
+  return s.ColumnInt64(0);
+}
+
+absl::StatusOr<std::string> Catalog::IntegrityCheck() {
+  absl::MutexLock lock(&impl_->mu);
+  MD_ASSIGN_OR_RETURN(Statement s, impl_->Prepare(kIntegrityCheck));
+  std::vector<std::string> lines;
+  while (true) {
+    MD_ASSIGN_OR_RETURN(bool row, s.Step());
+    if (!row) break;
+    lines.push_back(s.ColumnText(0));
+  }
+  return absl::StrJoin(lines, "\n");
+}
+
+}  // namespace modeldist::storage
