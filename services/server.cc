@@ -13,6 +13,7 @@
 #include "common/ed25519.h"
 #include "common/file_util.h"
 #include "common/status.h"
+#include "grpc/health/v1/health.pb.h"
 #include "services/admin_auth.h"
 #include "services/artifact_service.h"
 #include "services/manifest_cache.h"
@@ -117,6 +118,10 @@ absl::StatusOr<std::unique_ptr<ModeldistServer>> ModeldistServer::Start(
   parts->artifact_service =
       std::make_unique<ArtifactServiceImpl>(parts->blobs.get(), config.chunk_size);
 
+  // gRPC's built-in health service has no protobuf descriptor; touching the compiled-in
+  // health.proto keeps its descriptor in the binary (the linker would drop the unreferenced
+  // object), so reflection can describe grpc.health.v1.Health and grpcurl can call it.
+  (void)grpc::health::v1::HealthCheckRequest::descriptor();
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
