@@ -72,9 +72,19 @@ absl::Status FsyncDir(const std::string& dir) {
 }
 
 absl::Status MakeDirs(const std::string& dir, mode_t mode) {
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  if (ec) return absl::UnavailableError(absl::StrCat("mkdir ", dir, ": ", ec.message()));
+  // mkdir(2) per component rather than std::filesystem::create_directories, which always
+  // uses 0777 and so would ignore `mode` (e.g. 0700 for a directory holding keys).
+  for (size_t end = dir.find('/', 1);; end = dir.find('/', end + 1)) {
+    std::string prefix = dir.substr(0, end);
+    if (!prefix.empty() && prefix.back() != '/' && ::mkdir(prefix.c_str(), mode) != 0) {
+      int err = errno;
+      struct stat st;
+      if (err != EEXIST || ::stat(prefix.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+        return ErrnoStatus(err == EEXIST ? ENOTDIR : err, absl::StrCat("mkdir ", prefix));
+      }
+    }
+    if (end == std::string::npos) break;
+  }
   return absl::OkStatus();
 }
 

@@ -1,0 +1,511 @@
+#include "storage/blob_store.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/digest.h"
+#include "common/file_util.h"
+#include "common/status.h"
+
+namespace modeldist::storage {
+namespace {
+
+constexpr absl::string_view kPartialSuffix = ".partial";
+// Files under blobs/ are never written again; the mode makes an accidental write fail loudly.
+constexpr mode_t kBlobMode = 0444;
+constexpr mode_t kPartialMode = 0644;
+// Buffer for rebuilding a hash from a partial file after a restart.
+constexpr size_t kRehashChunk = 1 << 20;
+
+bool IsHex64(absl::string_view hex) {
+  if (hex.size() != 64) return false;
+  for (char c : hex) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  }
+  return true;
+}
+
+// Every public entry point calls this first: a digest becomes part of a path, so anything but
+// 64 lowercase hex digits (e.g. "../../etc") must never reach the file system.
+absl::Status ValidateHex(absl::string_view hex) {
+  if (IsHex64(hex)) return absl::OkStatus();
+  return InvalidArgument("digest", "INVALID_DIGEST",
+                         absl::StrCat("a blob digest is 64 lowercase hex digits, got \"",
+                                      absl::CHexEscape(hex.substr(0, 80)), "\""));
+}
+
+absl::Status ValidateExpectedSize(int64_t expected_size) {
+  if (expected_size >= 0) return absl::OkStatus();
+  return InvalidArgument("size_bytes", "INVALID_SIZE",
+                         absl::StrCat("the blob size must not be negative, got ", expected_size));
+}
+
+// Owns a file descriptor for the length of one operation.
+class ScopedFd {
+ public:
+  explicit ScopedFd(int fd = -1) : fd_(fd) {}
+  ScopedFd(ScopedFd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+  ScopedFd& operator=(ScopedFd&& other) noexcept {
+    if (this != &other) {
+      Reset();
+      fd_ = std::exchange(other.fd_, -1);
+    }
+    return *this;
+  }
+  ScopedFd(const ScopedFd&) = delete;
+  ScopedFd& operator=(const ScopedFd&) = delete;
+  ~ScopedFd() { Reset(); }
+
+  int get() const { return fd_; }
+  bool valid() const { return fd_ >= 0; }
+  int Release() { return std::exchange(fd_, -1); }
+
+ private:
+  void Reset() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+  int fd_;
+};
+
+absl::Status PwriteAll(int fd, const char* data, size_t size, int64_t offset,
+                       const std::string& path) {
+  while (size > 0) {
+    ssize_t n = ::pwrite(fd, data, size, offset);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return ErrnoStatus(errno, absl::StrCat("write ", path));
+    data += n;
+    size -= static_cast<size_t>(n);
+    offset += n;
+  }
+  return absl::OkStatus();
+}
+
+std::string DirOf(const std::string& path) { return path.substr(0, path.rfind('/')); }
+
+}  // namespace
+
+// The in-memory half of an upload. `hash` covers exactly the first `offset` bytes of the
+// partial file; the file's identity (device, inode, size, mtime) is remembered after each
+// write so that a partial truncated, replaced or removed behind our back is noticed and the
+// state rebuilt from what is really on disk instead of trusting a stale hash.
+struct BlobStore::Upload {
+  absl::Mutex mu;
+  bool loaded ABSL_GUARDED_BY(mu) = false;
+  Sha256 hash ABSL_GUARDED_BY(mu);
+  int64_t offset ABSL_GUARDED_BY(mu) = 0;
+  dev_t dev ABSL_GUARDED_BY(mu) = 0;
+  ino_t ino ABSL_GUARDED_BY(mu) = 0;
+  struct timespec mtime ABSL_GUARDED_BY(mu) = {};
+
+  void Reset() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    loaded = true;
+    hash = Sha256();
+    offset = 0;
+    dev = 0;
+    ino = 0;
+    mtime = {};
+  }
+
+  void Remember(const struct stat& st) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    dev = st.st_dev;
+    ino = st.st_ino;
+    mtime = st.st_mtim;
+  }
+
+  bool Matches(const struct stat& st) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    return loaded && st.st_dev == dev && st.st_ino == ino && st.st_size == offset &&
+           st.st_mtim.tv_sec == mtime.tv_sec && st.st_mtim.tv_nsec == mtime.tv_nsec;
+  }
+
+  // Opens the partial at `path` (creating it when `create`) and makes the state describe it,
+  // hashing the file once when the state is missing (restart) or stale. Returns an invalid
+  // fd, with an empty state, when the partial does not exist and `create` is false.
+  absl::StatusOr<ScopedFd> Sync(const std::string& path, bool create)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    ScopedFd fd(::open(path.c_str(), O_RDWR | O_CLOEXEC | (create ? O_CREAT : 0), kPartialMode));
+    if (!fd.valid()) {
+      if (errno == ENOENT && !create) {
+        Reset();
+        return fd;
+      }
+      return ErrnoStatus(errno, absl::StrCat("open ", path));
+    }
+    struct stat st;
+    if (::fstat(fd.get(), &st) != 0) return ErrnoStatus(errno, absl::StrCat("stat ", path));
+    if (Matches(st)) return fd;
+
+    // Rebuild: hash what is on disk. Mark unloaded first so that a failure part way leaves
+    // the next call to try again rather than trust half a hash.
+    loaded = false;
+    Sha256 rebuilt;
+    int64_t size = 0;
+    std::vector<char> buf(kRehashChunk);
+    for (;;) {
+      ssize_t n = ::pread(fd.get(), buf.data(), buf.size(), size);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return ErrnoStatus(errno, absl::StrCat("read ", path));
+      if (n == 0) break;
+      rebuilt.Update(buf.data(), static_cast<size_t>(n));
+      size += n;
+    }
+    if (::fstat(fd.get(), &st) != 0) return ErrnoStatus(errno, absl::StrCat("stat ", path));
+    hash = rebuilt;
+    offset = size;
+    loaded = true;
+    Remember(st);
+    return fd;
+  }
+};
+
+BlobReader::BlobReader(BlobReader&& other) noexcept
+    : fd_(std::exchange(other.fd_, -1)), size_(std::exchange(other.size_, 0)) {}
+
+BlobReader& BlobReader::operator=(BlobReader&& other) noexcept {
+  if (this != &other) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = std::exchange(other.fd_, -1);
+    size_ = std::exchange(other.size_, 0);
+  }
+  return *this;
+}
+
+BlobReader::~BlobReader() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+absl::StatusOr<size_t> BlobReader::ReadAt(int64_t offset, char* buf, size_t size) const {
+  if (fd_ < 0) return absl::FailedPreconditionError("read from a closed (moved-from) BlobReader");
+  if (offset < 0) {
+    return InvalidArgument("read_offset", "INVALID_OFFSET",
+                           absl::StrCat("read offset must not be negative, got ", offset));
+  }
+  if (offset >= size_) return size_t{0};
+  size = static_cast<size_t>(std::min<int64_t>(static_cast<int64_t>(size), size_ - offset));
+  // Fill the whole request (pread may return short counts) so callers see 0 only at the end.
+  size_t done = 0;
+  while (done < size) {
+    ssize_t n = ::pread(fd_, buf + done, size - done, offset + static_cast<int64_t>(done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return ErrnoStatus(errno, "read blob");
+    if (n == 0) break;
+    done += static_cast<size_t>(n);
+  }
+  return done;
+}
+
+BlobStore::BlobStore(std::string root) : root_(std::move(root)) {}
+
+absl::StatusOr<std::unique_ptr<BlobStore>> BlobStore::Open(const std::string& root) {
+  std::unique_ptr<BlobStore> store(new BlobStore(root));
+  MD_RETURN_IF_ERROR(MakeDirs(root + "/blobs/sha256"));
+  const std::string uploads = root + "/uploads";
+  MD_RETURN_IF_ERROR(MakeDirs(uploads));
+
+  // uploads/ holds only `<hex>.partial`. Anything else is debris from a crash (or from an
+  // older layout) and is removed; partials are kept so that uploads resume after a restart.
+  DIR* dir = ::opendir(uploads.c_str());
+  if (dir == nullptr) return ErrnoStatus(errno, absl::StrCat("opendir ", uploads));
+  std::vector<std::string> stale;
+  std::vector<std::string> partials;
+  while (struct dirent* entry = ::readdir(dir)) {
+    absl::string_view name = entry->d_name;
+    if (name == "." || name == "..") continue;
+    if (absl::EndsWith(name, kPartialSuffix) &&
+        IsHex64(name.substr(0, name.size() - kPartialSuffix.size()))) {
+      partials.emplace_back(name.substr(0, 64));
+    } else {
+      stale.emplace_back(name);
+    }
+  }
+  ::closedir(dir);
+  for (const std::string& hex : partials) {
+    if (store->Contains(hex)) {
+      stale.push_back(absl::StrCat(hex, kPartialSuffix));
+    } else {
+      // Finish makes the partial read-only just before renaming it; a crash in between
+      // leaves a read-only partial that the next Append could not open for writing.
+      ::chmod(store->PartialPath(hex).c_str(), kPartialMode);
+    }
+  }
+  for (const std::string& name : stale) {
+    std::string path = absl::StrCat(uploads, "/", name);
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+      // A directory or an unremovable file is not ours to force; it is never read either.
+      if (errno != EISDIR && errno != EPERM) return ErrnoStatus(errno, absl::StrCat("rm ", path));
+    }
+  }
+  return store;
+}
+
+std::string BlobStore::BlobPath(absl::string_view hex) const {
+  return absl::StrCat(root_, "/blobs/sha256/", hex.substr(0, 2), "/", hex);
+}
+
+std::string BlobStore::PartialPath(absl::string_view hex) const {
+  return absl::StrCat(root_, "/uploads/", hex, kPartialSuffix);
+}
+
+bool BlobStore::Contains(absl::string_view hex) const {
+  if (!IsHex64(hex)) return false;
+  struct stat st;
+  return ::stat(BlobPath(hex).c_str(), &st) == 0 && S_ISREG(st.st_mode);
+}
+
+absl::StatusOr<int64_t> BlobStore::Size(absl::string_view hex) const {
+  MD_RETURN_IF_ERROR(ValidateHex(hex));
+  struct stat st;
+  if (::stat(BlobPath(hex).c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
+    return MakeError(absl::StatusCode::kNotFound, "BLOB_NOT_FOUND",
+                     absl::StrCat("blob ", FormatDigest(hex), " is not stored"));
+  }
+  return static_cast<int64_t>(st.st_size);
+}
+
+absl::StatusOr<BlobReader> BlobStore::OpenBlob(absl::string_view hex) const {
+  MD_RETURN_IF_ERROR(ValidateHex(hex));
+  std::string path = BlobPath(hex);
+  ScopedFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) {
+    if (errno == ENOENT) {
+      return MakeError(absl::StatusCode::kNotFound, "BLOB_NOT_FOUND",
+                       absl::StrCat("blob ", FormatDigest(hex), " is not stored"));
+    }
+    return ErrnoStatus(errno, absl::StrCat("open ", path));
+  }
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0) return ErrnoStatus(errno, absl::StrCat("stat ", path));
+  return BlobReader(fd.Release(), static_cast<int64_t>(st.st_size));
+}
+
+std::shared_ptr<BlobStore::Upload> BlobStore::GetUpload(absl::string_view hex) {
+  absl::MutexLock lock(&mu_);
+  auto it = uploads_.find(hex);
+  if (it == uploads_.end()) {
+    it = uploads_.emplace(std::string(hex), std::make_shared<Upload>()).first;
+  }
+  return it->second;
+}
+
+void BlobStore::ForgetUpload(absl::string_view hex, const Upload* upload) {
+  absl::MutexLock lock(&mu_);
+  auto it = uploads_.find(hex);
+  // Only when the map and the caller are the sole holders: a thread waiting on this upload's
+  // mutex must find the same object, or two threads could write one partial at once. New
+  // references are only taken under mu_, so the count cannot grow behind this check.
+  if (it != uploads_.end() && it->second.get() == upload && it->second.use_count() <= 2) {
+    uploads_.erase(it);
+  }
+}
+
+namespace {
+
+// The size a stored blob must have for `expected_size` to describe it. A digest fixes the
+// size, so a disagreement means the caller's metadata is wrong, not the blob.
+absl::Status CheckStoredSize(const BlobStore& store, absl::string_view hex, int64_t expected_size) {
+  MD_ASSIGN_OR_RETURN(int64_t stored, store.Size(hex));
+  if (stored == expected_size) return absl::OkStatus();
+  return MakeError(absl::StatusCode::kInvalidArgument, "SIZE_MISMATCH",
+                   absl::StrCat("blob ", FormatDigest(hex), " is stored with ", stored,
+                                " bytes, not ", expected_size),
+                   {{"field", "size_bytes"}, {"stored_size", absl::StrCat(stored)}});
+}
+
+absl::Status AlreadyStored(absl::string_view hex) {
+  return MakeError(absl::StatusCode::kAlreadyExists, "BLOB_EXISTS",
+                   absl::StrCat("blob ", FormatDigest(hex), " is already stored"));
+}
+
+}  // namespace
+
+absl::StatusOr<int64_t> BlobStore::UploadOffset(absl::string_view hex, int64_t expected_size) {
+  MD_RETURN_IF_ERROR(ValidateHex(hex));
+  MD_RETURN_IF_ERROR(ValidateExpectedSize(expected_size));
+  std::shared_ptr<Upload> upload = GetUpload(hex);
+  absl::MutexLock lock(&upload->mu);
+  if (Contains(hex)) {
+    ForgetUpload(hex, upload.get());
+    MD_RETURN_IF_ERROR(CheckStoredSize(*this, hex, expected_size));
+    return expected_size;
+  }
+  // A query must not create a partial file, hence create=false; nor keep state for a digest
+  // nobody uploads, or queries for random digests would grow the map without bound.
+  MD_ASSIGN_OR_RETURN(ScopedFd fd, upload->Sync(PartialPath(hex), /*create=*/false));
+  if (!fd.valid()) ForgetUpload(hex, upload.get());
+  return upload->offset;
+}
+
+absl::Status BlobStore::Append(absl::string_view hex, int64_t expected_size, int64_t offset,
+                               absl::string_view data) {
+  MD_RETURN_IF_ERROR(ValidateHex(hex));
+  MD_RETURN_IF_ERROR(ValidateExpectedSize(expected_size));
+  std::shared_ptr<Upload> upload = GetUpload(hex);
+  absl::MutexLock lock(&upload->mu);
+  absl::Status status = AppendLocked(*upload, hex, expected_size, offset, data);
+  if (status.code() == absl::StatusCode::kAlreadyExists) ForgetUpload(hex, upload.get());
+  return status;
+}
+
+absl::Status BlobStore::AppendLocked(Upload& upload, absl::string_view hex, int64_t expected_size,
+                                     int64_t offset, absl::string_view data) {
+  // Checked under the upload's lock: a Finish that just completed must not be followed by a
+  // new partial for the same digest.
+  if (Contains(hex)) return AlreadyStored(hex);
+  const std::string path = PartialPath(hex);
+  MD_ASSIGN_OR_RETURN(ScopedFd fd, upload.Sync(path, /*create=*/true));
+  if (offset != upload.offset) {
+    return MakeError(
+        absl::StatusCode::kInvalidArgument, "WRONG_OFFSET",
+        absl::StrCat("the upload of ", FormatDigest(hex), " has committed ", upload.offset,
+                     " bytes; write at offset ", upload.offset, ", not ", offset),
+        {{"field", "write_offset"}, {"committed_size", absl::StrCat(upload.offset)}});
+  }
+  if (static_cast<int64_t>(data.size()) > expected_size - offset) {
+    return MakeError(absl::StatusCode::kInvalidArgument, "TOO_MANY_BYTES",
+                     absl::StrCat("writing ", data.size(), " bytes at offset ", offset,
+                                  " exceeds the size ", expected_size, " of ", FormatDigest(hex)),
+                     {{"field", "data"}, {"committed_size", absl::StrCat(upload.offset)}});
+  }
+  if (data.empty()) return absl::OkStatus();
+
+  absl::Status written = PwriteAll(fd.get(), data.data(), data.size(), offset, path);
+  if (!written.ok()) {
+    // Cut off whatever part of `data` reached the file so it matches the hash again; if even
+    // that fails, the next call rebuilds the state from the file.
+    if (::ftruncate(fd.get(), offset) != 0) upload.loaded = false;
+    struct stat st;
+    if (upload.loaded && ::fstat(fd.get(), &st) == 0) {
+      upload.Remember(st);
+    } else {
+      upload.loaded = false;
+    }
+    return written;
+  }
+  upload.hash.Update(data);
+  upload.offset += static_cast<int64_t>(data.size());
+  struct stat st;
+  if (::fstat(fd.get(), &st) == 0) {
+    upload.Remember(st);
+  } else {
+    upload.loaded = false;
+  }
+  return absl::OkStatus();
+}
+
+void BlobStore::DiscardLocked(Upload& upload, absl::string_view hex) {
+  ::unlink(PartialPath(hex).c_str());
+  upload.Reset();
+}
+
+absl::Status BlobStore::Finish(absl::string_view hex, int64_t expected_size) {
+  MD_RETURN_IF_ERROR(ValidateHex(hex));
+  MD_RETURN_IF_ERROR(ValidateExpectedSize(expected_size));
+  std::shared_ptr<Upload> upload = GetUpload(hex);
+  absl::MutexLock lock(&upload->mu);
+  absl::Status status = FinishLocked(*upload, hex, expected_size);
+  // After DATA_LOSS the partial is gone; a stored blob needs no upload state either.
+  if (status.code() == absl::StatusCode::kDataLoss || Contains(hex)) {
+    ForgetUpload(hex, upload.get());
+  }
+  return status;
+}
+
+absl::Status BlobStore::FinishLocked(Upload& upload, absl::string_view hex, int64_t expected_size) {
+  // A second Finish (a retried RPC) finds the blob stored and succeeds.
+  if (Contains(hex)) return CheckStoredSize(*this, hex, expected_size);
+  const std::string partial = PartialPath(hex);
+  // create=true so that the empty blob, which needs no Append, can be finished too.
+  MD_ASSIGN_OR_RETURN(ScopedFd fd, upload.Sync(partial, /*create=*/true));
+  if (upload.offset != expected_size) {
+    int64_t got = upload.offset;
+    DiscardLocked(upload, hex);
+    return MakeError(
+        absl::StatusCode::kDataLoss, "SIZE_MISMATCH",
+        absl::StrCat("the upload of ", FormatDigest(hex), " has ", got, " bytes, expected ",
+                     expected_size, "; it was discarded, upload again from offset 0"),
+        {{"expected_size", absl::StrCat(expected_size)}, {"actual_size", absl::StrCat(got)}});
+  }
+  // Finish a copy so that the upload's own hash stays usable if a later step fails.
+  std::string actual = Sha256(upload.hash).FinishHex();
+  if (actual != hex) {
+    DiscardLocked(upload, hex);
+    return MakeError(
+        absl::StatusCode::kDataLoss, "DIGEST_MISMATCH",
+        absl::StrCat("the uploaded bytes hash to ", FormatDigest(actual), ", not ",
+                     FormatDigest(hex), "; the upload was discarded, upload again from offset 0"),
+        {{"expected_digest", FormatDigest(hex)}, {"actual_digest", FormatDigest(actual)}});
+  }
+
+  // Durable bytes first, then the name: after a crash blobs/ holds the whole blob or nothing.
+  if (::fsync(fd.get()) != 0) return ErrnoStatus(errno, absl::StrCat("fsync ", partial));
+  if (::fchmod(fd.get(), kBlobMode) != 0) {
+    return ErrnoStatus(errno, absl::StrCat("chmod ", partial));
+  }
+  const std::string blob = BlobPath(hex);
+  const std::string blob_dir = DirOf(blob);
+  struct stat st;
+  bool new_dir = ::stat(blob_dir.c_str(), &st) != 0;
+  absl::Status status = MakeDirs(blob_dir);
+  // A new fan-out directory must itself be durable in blobs/sha256, or the rename is lost.
+  if (status.ok() && new_dir) status = FsyncDir(DirOf(blob_dir));
+  if (status.ok() && ::rename(partial.c_str(), blob.c_str()) != 0) {
+    status = ErrnoStatus(errno, absl::StrCat("rename ", partial, " to ", blob));
+  }
+  if (!status.ok()) {
+    // Still a partial: keep it writable so the upload can be finished later.
+    ::fchmod(fd.get(), kPartialMode);
+    upload.loaded = false;
+    return status;
+  }
+  MD_RETURN_IF_ERROR(FsyncDir(blob_dir));
+  // The partial's name is gone from uploads/; losing that unlink in a crash is harmless
+  // (Open removes partials of stored blobs), so its directory needs no fsync.
+  upload.Reset();
+  ForgetUpload(hex, &upload);
+  return absl::OkStatus();
+}
+
+absl::Status BlobStore::Put(absl::string_view hex, absl::string_view data) {
+  MD_RETURN_IF_ERROR(ValidateHex(hex));
+  const int64_t size = static_cast<int64_t>(data.size());
+  std::shared_ptr<Upload> upload = GetUpload(hex);
+  absl::MutexLock lock(&upload->mu);
+  if (Contains(hex)) {
+    // Storing the same bytes again is a no-op, but bytes that do not match must not pass.
+    if (Sha256::HexOf(data) != hex) {
+      return MakeError(absl::StatusCode::kDataLoss, "DIGEST_MISMATCH",
+                       absl::StrCat("the bytes do not hash to ", FormatDigest(hex)));
+    }
+    return CheckStoredSize(*this, hex, size);
+  }
+  // Continue an interrupted upload of the same digest instead of clobbering it; if what it
+  // had committed turns out wrong (Finish reports DATA_LOSS and discards it), start over
+  // once from 0 with our own bytes.
+  MD_ASSIGN_OR_RETURN(ScopedFd fd, upload->Sync(PartialPath(hex), /*create=*/false));
+  int64_t committed = upload->offset;
+  if (committed > size) {
+    DiscardLocked(*upload, hex);
+    committed = 0;
+  }
+  absl::Status status =
+      AppendLocked(*upload, hex, size, committed, data.substr(static_cast<size_t>(committed)));
+  if (status.ok()) status = FinishLocked(*upload, hex, size);
+  if (committed > 0 && status.code() == absl::StatusCode::kDataLoss) {
+    status = AppendLocked(*upload, hex, size, 0, data);
+    if (status.ok()) status = FinishLocked(*upload, hex, size);
+  }
+  return status;
+}
+
+}  // namespace modeldist::storage
