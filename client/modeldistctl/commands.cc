@@ -167,31 +167,89 @@ absl::Status NoPositional(const Flags& flags, absl::string_view command) {
 void PublishFlags(Flags* f) {
   f->Add("model", "M", "", "model id, e.g. llama-3.1-8b-instruct (created if missing)");
   f->Add("version", "V", "", "version id, e.g. 2026.11.0");
-  f->Add("platform", "P", "", "macos|ios|linux|windows|android");
-  f->Add("arch", "A", "", "arm64|x86_64|any");
-  f->Add("format", "F", "", "coreml-zip|gguf|safetensors|onnx|tflite");
+  f->Add("platform", "P", "", "macos|ios|linux|windows|android, for the single-FILE form");
+  f->Add("arch", "A", "", "arm64|x86_64|any, with --platform");
+  f->Add("format", "F", "", "coreml-zip|gguf|safetensors|onnx|tflite, with --platform");
   f->Add("tier", "T", "", "the tier to bind, e.g. llama8b");
   f->Add("channel", "C", std::string(kDefaultChannel), "the channel to bind");
   f->Add("description", "TEXT", "", "model description, used when the model is created");
   f->AddBool("json", "print the result as JSON");
 }
 
+// A JSON string literal. File names are the only free text publish prints in JSON.
+std::string JsonQuote(absl::string_view text) {
+  std::string out = "\"";
+  for (char c : text) {
+    if (c == '"' || c == '\\') {
+      absl::StrAppend(&out, "\\", std::string(1, c));
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      absl::StrAppend(&out, absl::StrFormat("\\u%04x", static_cast<unsigned char>(c)));
+    } else {
+      out.push_back(c);
+    }
+  }
+  out.push_back('"');
+  return out;
+}
+
+std::string UploadJson(const UploadStats& upload) {
+  return absl::StrFormat("{\"resumedFrom\":%d,\"bytesSent\":%d,\"alreadyComplete\":%s}",
+                         upload.resumed_from, upload.bytes_sent,
+                         upload.already_complete ? "true" : "false");
+}
+
+// How the bytes of one artifact got to the server, for the summary.
+std::string HowUploaded(const PublishResult& result, const PublishedArtifact& a) {
+  if (result.was_published) return "already published";
+  if (a.upload.already_complete) return "bytes already on the server";
+  if (a.upload.resumed_from > 0) {
+    return absl::StrCat("sent ", a.upload.bytes_sent, " bytes, resumed at ", a.upload.resumed_from);
+  }
+  return absl::StrCat("sent ", a.upload.bytes_sent, " bytes");
+}
+
+absl::Status PrintPublishJson(Invocation& inv, const PublishResult& result) {
+  MD_ASSIGN_OR_RETURN(std::string version, ToJson(result.version));
+  MD_ASSIGN_OR_RETURN(std::string binding, ToJson(result.binding));
+  std::vector<std::string> artifacts;
+  for (const PublishedArtifact& a : result.artifacts) {
+    artifacts.push_back(absl::StrFormat(
+        "{\"platform\":\"%s\",\"arch\":\"%s\",\"format\":\"%s\",\"file\":%s,\"digest\":\"%s\","
+        "\"sizeBytes\":%d,\"upload\":%s}",
+        PlatformName(a.spec.platform), ArchName(a.spec.arch), FormatName(a.spec.format),
+        JsonQuote(a.spec.file), a.digest, a.file.size, UploadJson(a.upload)));
+  }
+  std::string legacy;
+  if (result.artifacts.size() == 1) {
+    // The fields of the single-file output from before `artifacts`, kept for its scripts.
+    const PublishedArtifact& a = result.artifacts[0];
+    const UploadStats& u = a.upload;
+    legacy = absl::StrFormat(
+        ",\"digest\":\"%s\",\"sizeBytes\":%d,\"upload\":{\"resumedFrom\":%d,\"bytesSent\":%d,"
+        "\"alreadyComplete\":%s,\"alreadyPublished\":%s}",
+        a.digest, a.file.size, u.resumed_from, u.bytes_sent, u.already_complete ? "true" : "false",
+        result.was_published ? "true" : "false");
+  }
+  inv.out() << absl::StrFormat(
+      "{\"version\":%s,\"tierBinding\":%s,\"artifacts\":[%s],\"alreadyPublished\":%s%s}\n", version,
+      binding, absl::StrJoin(artifacts, ","), result.was_published ? "true" : "false", legacy);
+  return absl::OkStatus();
+}
+
 absl::Status RunPublish(Invocation& inv, const Flags& flags) {
   PublishSpec spec;
-  for (const char* required : {"model", "version", "platform", "arch", "format", "tier"}) {
+  for (const char* required : {"model", "version", "tier"}) {
     if (flags.Get(required).empty())
       return UsageError(absl::StrCat("--", required, " is required"));
   }
-  if (flags.positional().size() != 1) return UsageError("publish needs exactly one FILE");
   spec.model_id = flags.Get("model");
   spec.version_id = flags.Get("version");
-  MD_ASSIGN_OR_RETURN(spec.platform, ParsePlatform("platform", flags.Get("platform")));
-  MD_ASSIGN_OR_RETURN(spec.arch, ParseArch("arch", flags.Get("arch")));
-  MD_ASSIGN_OR_RETURN(spec.format, ParseFormat("format", flags.Get("format")));
   spec.tier = flags.Get("tier");
   spec.channel = flags.Get("channel");
   spec.description = flags.Get("description");
-  spec.file = flags.positional()[0];
+  MD_ASSIGN_OR_RETURN(spec.artifacts,
+                      ParsePublishArtifacts(flags.Get("platform"), flags.Get("arch"),
+                                            flags.Get("format"), flags.positional()));
   MD_RETURN_IF_ERROR(ValidatePublishSpec(spec));
   MD_ASSIGN_OR_RETURN(RegistryClient * client, inv.Client());
 
@@ -201,39 +259,31 @@ absl::Status RunPublish(Invocation& inv, const Flags& flags) {
   PublishResult result;
   absl::Status status = Publish(*client, spec, options, &result);
   if (!status.ok()) {
-    if (result.upload.bytes_sent > 0 || result.version_created) {
+    if (result.BytesSent() > 0 || result.version_created) {
       inv.err() << "the draft and the bytes sent are kept: run the same command again to resume\n";
     }
     return status;
   }
 
-  if (WantJson(inv, flags)) {
-    MD_ASSIGN_OR_RETURN(std::string version, ToJson(result.version));
-    MD_ASSIGN_OR_RETURN(std::string binding, ToJson(result.binding));
-    inv.out() << absl::StrFormat(
-        "{\"version\":%s,\"tierBinding\":%s,\"digest\":\"%s\",\"sizeBytes\":%d,"
-        "\"upload\":{\"resumedFrom\":%d,\"bytesSent\":%d,\"alreadyComplete\":%s,"
-        "\"alreadyPublished\":%s}}\n",
-        version, binding, result.digest, result.file.size, result.upload.resumed_from,
-        result.upload.bytes_sent, result.upload.already_complete ? "true" : "false",
-        result.was_published ? "true" : "false");
+  if (WantJson(inv, flags)) return PrintPublishJson(inv, result);
+  if (result.artifacts.size() == 1) {
+    // One line, as before several files could be published at once.
+    const PublishedArtifact& a = result.artifacts[0];
+    inv.out() << "published " << result.version.name() << " digest " << a.digest << " size "
+              << a.file.size << " (" << FormatBytes(a.file.size) << ") tier "
+              << result.binding.tier() << "/" << result.binding.channel() << " sequence "
+              << result.binding.sequence() << " (" << HowUploaded(result, a) << ")\n";
     return absl::OkStatus();
   }
-  std::string how;
-  if (result.was_published) {
-    how = "already published";
-  } else if (result.upload.already_complete) {
-    how = "bytes already on the server";
-  } else if (result.upload.resumed_from > 0) {
-    how = absl::StrCat("sent ", result.upload.bytes_sent, " bytes, resumed at ",
-                       result.upload.resumed_from);
-  } else {
-    how = absl::StrCat("sent ", result.upload.bytes_sent, " bytes");
+  // A head line, then one indented line per artifact, in the order given.
+  inv.out() << "published " << result.version.name() << " with " << result.artifacts.size()
+            << " artifacts tier " << result.binding.tier() << "/" << result.binding.channel()
+            << " sequence " << result.binding.sequence() << "\n";
+  for (const PublishedArtifact& a : result.artifacts) {
+    inv.out() << "  " << TargetName(a.spec.platform, a.spec.arch, a.spec.format) << " digest "
+              << a.digest << " size " << a.file.size << " (" << FormatBytes(a.file.size) << ") "
+              << a.spec.file << " (" << HowUploaded(result, a) << ")\n";
   }
-  inv.out() << "published " << result.version.name() << " digest " << result.digest << " size "
-            << result.file.size << " (" << FormatBytes(result.file.size) << ") tier "
-            << result.binding.tier() << "/" << result.binding.channel() << " sequence "
-            << result.binding.sequence() << " (" << how << ")\n";
   return absl::OkStatus();
 }
 
@@ -451,12 +501,14 @@ absl::Status RunKeys(Invocation& inv, const Flags& flags) {
 
 const Command kCommands[] = {
     {"publish",
-     "publish --model M --version V --platform P --arch A --format F --tier T [--channel C] "
-     "[--description TEXT] FILE",
-     "upload a model file as a new version and bind a tier to it; rerun to resume",
-     "modeldistctl publish --model llama-3.1-8b-instruct --version 2026.11.0 \\\n"
-     "      --platform macos --arch arm64 --format coreml-zip --tier llama8b \\\n"
-     "      llama-3.1-8b-instruct-coreml.zip",
+     "publish --model M --version V --tier T [--channel C] [--description TEXT]\n"
+     "           PLATFORM/ARCH/FORMAT=FILE...\n"
+     "   or: modeldistctl [global flags] publish --model M --version V --platform P --arch A\n"
+     "           --format F --tier T [--channel C] [--description TEXT] FILE",
+     "upload a version's model files and bind a tier to it; rerun to resume",
+     "modeldistctl publish --model llama-3.1-8b-instruct --version 2026.11.0 --tier llama8b \\\n"
+     "      macos/arm64/coreml-zip=llama-3.1-8b-instruct-coreml.zip \\\n"
+     "      macos/x86_64/gguf=llama-3.1-8b-instruct-q4_0.gguf",
      PublishFlags, RunPublish},
     {"list", "list [M | models/M | --tiers]",
      "list models, the versions and artifacts of model M, or the tier bindings",

@@ -50,8 +50,8 @@ absl::StatusOr<E> ParseEnum(const EnumName<E> (&table)[N], absl::string_view pro
     if (key == Normalize(e.name)) return e.value;
     names.push_back(e.name);
   }
-  return UsageError(absl::StrCat("--", flag, ": unknown ", what, " \"", text, "\"; one of ",
-                                 absl::StrJoin(names, ", ")));
+  return UsageError(absl::StrCat(flag.empty() ? "" : absl::StrCat("--", flag, ": "), "unknown ",
+                                 what, " \"", text, "\"; one of ", absl::StrJoin(names, ", ")));
 }
 
 template <typename E, size_t N>

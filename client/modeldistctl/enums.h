@@ -15,7 +15,9 @@
 
 namespace modeldist::ctl {
 
-// Each returns a usage error (see errors.h) naming `flag` and listing the accepted values.
+// Each returns a usage error (see errors.h) naming `flag` and listing the accepted values. An
+// empty `flag` leaves the flag out, for values that did not come from a flag (the parts of a
+// publish PLATFORM/ARCH/FORMAT=FILE argument), whose caller names the argument instead.
 absl::StatusOr<v1::Platform> ParsePlatform(absl::string_view flag, absl::string_view text);
 absl::StatusOr<v1::Arch> ParseArch(absl::string_view flag, absl::string_view text);
 absl::StatusOr<v1::Format> ParseFormat(absl::string_view flag, absl::string_view text);

@@ -5,11 +5,16 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <map>
 #include <memory>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "client/modeldistctl/enums.h"
 #include "client/modeldistctl/errors.h"
@@ -27,27 +32,60 @@ absl::Status CheckId(absl::string_view flag, absl::string_view id) {
   return status.ok() ? status : UsageError(status.message());
 }
 
-bool SameArtifact(const v1::Artifact& a, const v1::Artifact& b) {
-  return a.platform() == b.platform() && a.arch() == b.arch() && a.format() == b.format() &&
-         a.digest() == b.digest() && a.size_bytes() == b.size_bytes();
+// The (platform, arch, format) a version holds at most one artifact for.
+using Target = std::tuple<v1::Platform, v1::Arch, v1::Format>;
+
+Target TargetOf(const v1::Artifact& a) { return {a.platform(), a.arch(), a.format()}; }
+Target TargetOf(const PublishArtifact& a) { return {a.platform, a.arch, a.format}; }
+
+std::string TargetNameOf(const v1::Artifact& a) {
+  return TargetName(a.platform(), a.arch(), a.format());
+}
+
+std::string DescribeContent(const v1::Artifact& a) {
+  return absl::StrCat(a.digest(), " (", a.size_bytes(), " bytes)");
 }
 
 std::string DescribeArtifact(const v1::Artifact& a) {
-  return absl::StrCat(PlatformName(a.platform()), "/", ArchName(a.arch()), " ",
-                      FormatName(a.format()), " ", a.digest(), " (", a.size_bytes(), " bytes)");
+  return absl::StrCat(TargetNameOf(a), " ", DescribeContent(a));
 }
 
-// Step 3 when the version exists: decides whether this run may continue with it.
-absl::Status CheckExistingVersion(const v1::Version& existing, const v1::Artifact& wanted,
-                                  PublishResult* result) {
-  bool declares = false;
-  std::vector<std::string> declared;
-  for (const v1::Artifact& a : existing.artifacts()) {
-    declares = declares || SameArtifact(a, wanted);
-    declared.push_back(DescribeArtifact(a));
+// What an existing version declares that differs from `wanted`, one phrase per target;
+// empty when the two sets are equal.
+std::vector<std::string> ArtifactDifferences(const v1::Version& existing,
+                                             const std::vector<v1::Artifact>& wanted) {
+  std::map<Target, const v1::Artifact*> declared;
+  for (const v1::Artifact& a : existing.artifacts()) declared[TargetOf(a)] = &a;
+  std::vector<std::string> differences;
+  for (const v1::Artifact& w : wanted) {
+    auto it = declared.find(TargetOf(w));
+    if (it == declared.end()) {
+      differences.push_back(absl::StrCat("it does not declare ", DescribeArtifact(w)));
+      continue;
+    }
+    const v1::Artifact& d = *it->second;
+    if (d.digest() != w.digest() || d.size_bytes() != w.size_bytes()) {
+      differences.push_back(absl::StrCat(TargetNameOf(w), " is ", DescribeContent(d), " there but ",
+                                         DescribeContent(w), " here"));
+    }
+    declared.erase(it);
   }
-  if (declares && existing.state() == v1::Version::DRAFT) return absl::OkStatus();
-  if (declares && existing.state() == v1::Version::PUBLISHED) {
+  // What is left was not asked for; in declaration order, as `show` lists them.
+  for (const v1::Artifact& a : existing.artifacts()) {
+    if (declared.count(TargetOf(a)) > 0) {
+      differences.push_back(absl::StrCat("it also declares ", DescribeArtifact(a)));
+    }
+  }
+  return differences;
+}
+
+// Step 3 when the version exists: decides whether this run may continue with it. Only the
+// exact set of artifacts will do, since a version cannot gain or lose one after creation.
+absl::Status CheckExistingVersion(const v1::Version& existing,
+                                  const std::vector<v1::Artifact>& wanted, PublishResult* result) {
+  std::vector<std::string> differences = ArtifactDifferences(existing, wanted);
+  if (differences.empty() && existing.state() == v1::Version::DRAFT) return absl::OkStatus();
+  if (differences.empty() && existing.state() == v1::Version::PUBLISHED) {
     result->was_published = true;
     return absl::OkStatus();
   }
@@ -57,30 +95,150 @@ absl::Status CheckExistingVersion(const v1::Version& existing, const v1::Artifac
   }
   return absl::AlreadyExistsError(
       absl::StrCat(existing.name(), " already exists (", StateName(existing.state()),
-                   ") without this artifact, ", DescribeArtifact(wanted),
-                   "; it declares: ", declared.empty() ? "nothing" : absl::StrJoin(declared, ", "),
+                   ") with other artifacts than this run's: ", absl::StrJoin(differences, "; "),
                    ". Publish under a new --version"));
 }
 
+// The last component of `path`, for progress labels.
+absl::string_view Basename(absl::string_view path) {
+  size_t slash = path.find_last_of('/');
+  return slash == absl::string_view::npos ? path : path.substr(slash + 1);
+}
+
+// Whether `arg` reads as PLATFORM/ARCH/FORMAT=FILE rather than as a file name: used only to
+// detect the two publish forms being mixed, so it needs just a known platform first.
+bool LooksLikeTargetArg(absl::string_view arg) {
+  size_t eq = arg.find('=');
+  if (eq == absl::string_view::npos) return false;
+  std::vector<absl::string_view> parts = absl::StrSplit(arg.substr(0, eq), '/');
+  return parts.size() == 3 && ParsePlatform("", parts[0]).ok();
+}
+
+absl::Status CheckDistinctTargets(const std::vector<PublishArtifact>& artifacts) {
+  std::map<Target, const PublishArtifact*> seen;
+  for (const PublishArtifact& a : artifacts) {
+    auto [it, inserted] = seen.emplace(TargetOf(a), &a);
+    if (!inserted) {
+      return UsageError(absl::StrCat(TargetName(a.platform, a.arch, a.format), " is given twice (",
+                                     it->second->file, " and ", a.file,
+                                     "); a version holds one file per platform/arch/format"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
+
+int64_t PublishResult::BytesSent() const {
+  int64_t sent = 0;
+  for (const PublishedArtifact& a : artifacts) sent += a.upload.bytes_sent;
+  return sent;
+}
+
+std::string TargetName(v1::Platform platform, v1::Arch arch, v1::Format format) {
+  return absl::StrCat(PlatformName(platform), "/", ArchName(arch), "/", FormatName(format));
+}
+
+absl::StatusOr<PublishArtifact> ParseArtifactArg(absl::string_view arg) {
+  // Every message quotes the argument: with several of them, the user must see which.
+  auto bad = [arg](absl::string_view why) {
+    return UsageError(absl::StrCat("\"", arg, "\": ", why));
+  };
+  size_t eq = arg.find('=');
+  if (eq == absl::string_view::npos) {
+    return bad(
+        "missing '=': expected PLATFORM/ARCH/FORMAT=FILE, e.g. macos/arm64/coreml-zip=model.zip "
+        "(or give --platform, --arch and --format with a single FILE)");
+  }
+  std::vector<absl::string_view> parts = absl::StrSplit(arg.substr(0, eq), '/');
+  if (parts.size() != 3) {
+    return bad("expected PLATFORM/ARCH/FORMAT before '=', e.g. macos/arm64/coreml-zip");
+  }
+  PublishArtifact artifact;
+  artifact.file = std::string(arg.substr(eq + 1));
+  if (artifact.file.empty()) return bad("no FILE after '='");
+  absl::StatusOr<v1::Platform> platform = ParsePlatform("", parts[0]);
+  if (!platform.ok()) return bad(platform.status().message());
+  absl::StatusOr<v1::Arch> arch = ParseArch("", parts[1]);
+  if (!arch.ok()) return bad(arch.status().message());
+  absl::StatusOr<v1::Format> format = ParseFormat("", parts[2]);
+  if (!format.ok()) return bad(format.status().message());
+  artifact.platform = *platform;
+  artifact.arch = *arch;
+  artifact.format = *format;
+  return artifact;
+}
+
+absl::StatusOr<std::vector<PublishArtifact>> ParsePublishArtifacts(
+    const std::string& platform, const std::string& arch, const std::string& format,
+    const std::vector<std::string>& args) {
+  std::vector<PublishArtifact> artifacts;
+  if (!platform.empty() || !arch.empty() || !format.empty()) {
+    for (const std::string& arg : args) {
+      if (LooksLikeTargetArg(arg)) {
+        return UsageError(absl::StrCat(
+            "\"", arg,
+            "\" is a PLATFORM/ARCH/FORMAT=FILE argument, which cannot be mixed with --platform, "
+            "--arch and --format (those describe a single FILE): use one form or the other"));
+      }
+    }
+    if (platform.empty()) return UsageError("--platform is required");
+    if (arch.empty()) return UsageError("--arch is required");
+    if (format.empty()) return UsageError("--format is required");
+    if (args.size() != 1) {
+      return UsageError(
+          "publish needs exactly one FILE with --platform, --arch and --format; for several "
+          "files, drop those flags and give each file as PLATFORM/ARCH/FORMAT=FILE");
+    }
+    PublishArtifact artifact;
+    MD_ASSIGN_OR_RETURN(artifact.platform, ParsePlatform("platform", platform));
+    MD_ASSIGN_OR_RETURN(artifact.arch, ParseArch("arch", arch));
+    MD_ASSIGN_OR_RETURN(artifact.format, ParseFormat("format", format));
+    artifact.file = args[0];
+    artifacts.push_back(std::move(artifact));
+    return artifacts;
+  }
+  if (args.empty()) {
+    return UsageError(
+        "publish needs the files to upload, each as PLATFORM/ARCH/FORMAT=FILE (e.g. "
+        "macos/arm64/coreml-zip=model.zip), or --platform, --arch and --format with one FILE");
+  }
+  for (const std::string& arg : args) {
+    MD_ASSIGN_OR_RETURN(PublishArtifact artifact, ParseArtifactArg(arg));
+    artifacts.push_back(std::move(artifact));
+  }
+  MD_RETURN_IF_ERROR(CheckDistinctTargets(artifacts));
+  return artifacts;
+}
 
 absl::Status ValidatePublishSpec(const PublishSpec& spec) {
   MD_RETURN_IF_ERROR(CheckId("model", spec.model_id));
   MD_RETURN_IF_ERROR(CheckId("version", spec.version_id));
   MD_RETURN_IF_ERROR(CheckId("tier", spec.tier));
   if (!spec.channel.empty()) MD_RETURN_IF_ERROR(CheckId("channel", spec.channel));
-  if (spec.platform == v1::PLATFORM_UNSPECIFIED) return UsageError("--platform is required");
-  if (spec.arch == v1::ARCH_UNSPECIFIED) return UsageError("--arch is required");
-  if (spec.format == v1::FORMAT_UNSPECIFIED) return UsageError("--format is required");
-  if (spec.file.empty()) return UsageError("publish needs the FILE to upload");
+  if (spec.artifacts.empty()) return UsageError("publish needs at least one FILE to upload");
+  for (size_t i = 0; i < spec.artifacts.size(); ++i) {
+    const PublishArtifact& a = spec.artifacts[i];
+    // A single artifact came from the flags, so name them; several came from arguments.
+    auto missing = [&](absl::string_view what) {
+      if (spec.artifacts.size() == 1) return UsageError(absl::StrCat("--", what, " is required"));
+      return UsageError(absl::StrCat("artifact ", i + 1, " (", a.file.empty() ? "no file" : a.file,
+                                     ") has no ", what));
+    };
+    if (a.platform == v1::PLATFORM_UNSPECIFIED) return missing("platform");
+    if (a.arch == v1::ARCH_UNSPECIFIED) return missing("arch");
+    if (a.format == v1::FORMAT_UNSPECIFIED) return missing("format");
+    if (a.file.empty()) return UsageError("publish needs the FILE to upload");
+  }
+  MD_RETURN_IF_ERROR(CheckDistinctTargets(spec.artifacts));
   if (spec.description.size() > 1024) {
     return UsageError("--description is longer than 1024 bytes");
   }
   return absl::OkStatus();
 }
 
-absl::StatusOr<FileDigest> HashFile(const std::string& path, std::ostream* log,
-                                    bool show_progress) {
+absl::StatusOr<FileDigest> HashFile(const std::string& path, std::ostream* log, bool show_progress,
+                                    const std::string& label) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return LocalError(ErrnoStatus(errno, path));
   struct stat st;
@@ -95,7 +253,7 @@ absl::StatusOr<FileDigest> HashFile(const std::string& path, std::ostream* log,
         absl::StrCat(path, S_ISREG(st.st_mode) ? " is empty" : " is not a regular file")));
   }
   // Hashed here rather than with DigestFile so that a multi-GB hash shows progress.
-  ProgressMeter meter(log, show_progress && log != nullptr, "hashing  ", 0, st.st_size);
+  ProgressMeter meter(log, show_progress && log != nullptr, label, 0, st.st_size);
   Sha256 hash;
   FileDigest result;
   std::vector<char> buffer(1 << 20);
@@ -124,10 +282,23 @@ absl::Status Publish(RegistryClient& client, const PublishSpec& spec, const Publ
   auto note = [log](absl::string_view text) {
     if (log != nullptr) *log << text << "\n";
   };
+  const bool draw = options.show_progress && log != nullptr;
+  // With several files, the progress line says which one it is about.
+  // The single-file labels are padded so that both lines start their numbers in one column.
+  auto label = [&spec](absl::string_view verb, const PublishArtifact& a) {
+    if (spec.artifacts.size() == 1) return absl::StrFormat("%-9s", verb);
+    return absl::StrCat(verb, " ", Basename(a.file));
+  };
 
-  // 1. Hash.
-  MD_ASSIGN_OR_RETURN(result->file, HashFile(spec.file, log, options.show_progress));
-  result->digest = FormatDigest(result->file.hex);
+  // 1. Hash every file first: CreateVersion declares all the digests at once.
+  result->artifacts.clear();
+  for (const PublishArtifact& a : spec.artifacts) {
+    PublishedArtifact& done = result->artifacts.emplace_back();
+    done.spec = a;
+    MD_ASSIGN_OR_RETURN(done.file,
+                        HashFile(a.file, log, options.show_progress, label("hashing", a)));
+    done.digest = FormatDigest(done.file.hex);
+  }
   const std::string model_name = ModelName(spec.model_id);
   const std::string version_name = VersionName{spec.model_id, spec.version_id}.ToString();
 
@@ -145,16 +316,19 @@ absl::Status Publish(RegistryClient& client, const PublishSpec& spec, const Publ
   }
 
   // 3. Version.
-  v1::Artifact artifact;
-  artifact.set_platform(spec.platform);
-  artifact.set_arch(spec.arch);
-  artifact.set_format(spec.format);
-  artifact.set_digest(result->digest);
-  artifact.set_size_bytes(result->file.size);
+  std::vector<v1::Artifact> artifacts;
+  for (const PublishedArtifact& done : result->artifacts) {
+    v1::Artifact& artifact = artifacts.emplace_back();
+    artifact.set_platform(done.spec.platform);
+    artifact.set_arch(done.spec.arch);
+    artifact.set_format(done.spec.format);
+    artifact.set_digest(done.digest);
+    artifact.set_size_bytes(done.file.size);
+  }
   v1::CreateVersionRequest create_version;
   create_version.set_parent(model_name);
   create_version.set_version_id(spec.version_id);
-  *create_version.add_artifacts() = artifact;
+  for (const v1::Artifact& artifact : artifacts) *create_version.add_artifacts() = artifact;
   absl::StatusOr<v1::Version> version = client.CreateVersion(create_version);
   if (version.ok()) {
     result->version_created = true;
@@ -163,8 +337,9 @@ absl::Status Publish(RegistryClient& client, const PublishSpec& spec, const Publ
     get.set_name(version_name);
     version = client.GetVersion(get);
     if (!version.ok()) return version.status();
-    MD_RETURN_IF_ERROR(CheckExistingVersion(*version, artifact, result));
-    note(result->was_published ? absl::StrCat(version_name, " is already published with this file")
+    MD_RETURN_IF_ERROR(CheckExistingVersion(*version, artifacts, result));
+    note(result->was_published ? absl::StrCat(version_name, " is already published with ",
+                                              artifacts.size() == 1 ? "this file" : "these files")
                                : absl::StrCat("resuming draft ", version_name));
   } else {
     return version.status();
@@ -172,28 +347,33 @@ absl::Status Publish(RegistryClient& client, const PublishSpec& spec, const Publ
   result->version = *std::move(version);
 
   if (!result->was_published) {
-    // 4. Upload.
-    std::unique_ptr<ProgressMeter> meter;
-    UploadOptions upload_options = options.upload;
-    upload_options.on_progress = [&](int64_t position) {
-      if (!meter) {
-        meter = std::make_unique<ProgressMeter>(log, options.show_progress && log != nullptr,
-                                                "uploading", position, result->file.size);
+    // 4. Upload, one file after the other. Each upload asks QueryUpload first, so a file the
+    // server already holds (from an earlier run, or another version) sends nothing.
+    for (PublishedArtifact& done : result->artifacts) {
+      std::unique_ptr<ProgressMeter> meter;
+      UploadOptions upload_options = options.upload;
+      upload_options.on_progress = [&](int64_t position) {
+        if (!meter) {
+          meter = std::make_unique<ProgressMeter>(log, draw, label("uploading", done.spec),
+                                                  position, done.file.size);
+        }
+        meter->Update(position);
+      };
+      upload_options.on_retry = [&](const absl::Status& failure, int retry, absl::Duration wait) {
+        if (meter) meter->Finish();
+        note(absl::StrCat("upload of ", done.spec.file, " interrupted (", DescribeError(failure),
+                          "); retry ", retry, " in ",
+                          absl::FormatDuration(absl::Trunc(wait, absl::Milliseconds(1)))));
+      };
+      ArtifactUploader uploader(&client, std::move(upload_options));
+      absl::Status uploaded =
+          uploader.Upload(done.spec.file, done.digest, done.file.size, &done.upload);
+      meter.reset();
+      MD_RETURN_IF_ERROR(uploaded);
+      if (done.upload.resumed_from > 0 && !done.upload.already_complete) {
+        note(absl::StrCat("resumed the upload of ", done.spec.file, " at byte ",
+                          done.upload.resumed_from));
       }
-      meter->Update(position);
-    };
-    upload_options.on_retry = [&](const absl::Status& failure, int retry, absl::Duration wait) {
-      if (meter) meter->Finish();
-      note(absl::StrCat("upload interrupted (", DescribeError(failure), "); retry ", retry, " in ",
-                        absl::FormatDuration(absl::Trunc(wait, absl::Milliseconds(1)))));
-    };
-    ArtifactUploader uploader(&client, std::move(upload_options));
-    absl::Status uploaded =
-        uploader.Upload(spec.file, result->digest, result->file.size, &result->upload);
-    meter.reset();
-    MD_RETURN_IF_ERROR(uploaded);
-    if (result->upload.resumed_from > 0 && !result->upload.already_complete) {
-      note(absl::StrCat("resumed the upload at byte ", result->upload.resumed_from));
     }
 
     // 5. Publish.

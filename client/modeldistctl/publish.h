@@ -1,14 +1,17 @@
 // File: publish.h
 //
-// `modeldistctl publish`: from a local file to a published version bound to a tier, in one
-// command that can simply be run again after an interruption.
+// `modeldistctl publish`: from local files to a published version bound to a tier, in one
+// command that can simply be run again after an interruption. A version is immutable and
+// declares all its artifacts at once (e.g. a CoreML zip for macOS arm64 and a GGUF for macOS
+// x86_64), so one run takes every file of the version:
 //
-//   1. hash the file (SHA-256, one pass);
+//   1. hash each file (SHA-256, one pass each);
 //   2. CreateModel (ALREADY_EXISTS is fine);
-//   3. CreateVersion declaring the artifact. If the version exists: a DRAFT declaring the same
-//      artifact is resumed; a PUBLISHED one with the same artifact skips to step 6; anything
-//      else is an ALREADY_EXISTS error that says what differs;
-//   4. upload the bytes, resuming from what the server has committed (upload.h);
+//   3. CreateVersion declaring all the artifacts. If the version exists: a DRAFT declaring
+//      exactly the same artifacts is resumed; a PUBLISHED one with the same artifacts skips
+//      to step 6; anything else is an ALREADY_EXISTS error that says what differs;
+//   4. upload each file's bytes in turn, resuming from what the server has committed
+//      (upload.h); files the server already holds are skipped;
 //   5. PublishVersion;
 //   6. SetTier.
 #ifndef MODELDIST_CLIENT_MODELDISTCTL_PUBLISH_H_
@@ -17,9 +20,11 @@
 #include <cstdint>
 #include <ostream>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "client/modeldistctl/registry_client.h"
 #include "client/modeldistctl/upload.h"
 #include "common/digest.h"
@@ -27,16 +32,22 @@
 
 namespace modeldist::ctl {
 
-struct PublishSpec {
-  std::string model_id;
-  std::string version_id;
+// One file of a version and what it runs on.
+struct PublishArtifact {
   v1::Platform platform = v1::PLATFORM_UNSPECIFIED;
   v1::Arch arch = v1::ARCH_UNSPECIFIED;
   v1::Format format = v1::FORMAT_UNSPECIFIED;
+  std::string file;
+};
+
+struct PublishSpec {
+  std::string model_id;
+  std::string version_id;
   std::string tier;
   std::string channel;      // Empty means the server's default, `stable`.
   std::string description;  // For the model, when publish creates it.
-  std::string file;
+  // At least one, at most one per (platform, arch, format); uploaded in this order.
+  std::vector<PublishArtifact> artifacts;
 };
 
 struct PublishOptions {
@@ -47,26 +58,59 @@ struct PublishOptions {
   bool show_progress = false;
 };
 
-struct PublishResult {
+// What publish did with one artifact.
+struct PublishedArtifact {
+  PublishArtifact spec;
   FileDigest file;
   std::string digest;  // sha256:<hex>
+  UploadStats upload;  // Untouched (resumed_from -1) when the upload was not reached.
+};
+
+struct PublishResult {
+  // In the order of PublishSpec::artifacts, one per file hashed so far.
+  std::vector<PublishedArtifact> artifacts;
   bool model_created = false;
   bool version_created = false;
   bool was_published = false;  // The version was PUBLISHED before this run.
-  UploadStats upload;
   v1::Version version;
   v1::TierBinding binding;
+
+  // File data bytes sent over all the uploads.
+  int64_t BytesSent() const;
 };
+
+// "macos/arm64/coreml-zip": how the command line names an artifact's target.
+std::string TargetName(v1::Platform platform, v1::Arch arch, v1::Format format);
+
+// Parses one PLATFORM/ARCH/FORMAT=FILE argument, e.g. `macos/arm64/coreml-zip=llama.zip`,
+// with the names enums.h accepts. Everything after the first '=' is the file, so a path may
+// contain '='. Usage errors quote the argument.
+absl::StatusOr<PublishArtifact> ParseArtifactArg(absl::string_view arg);
+
+// The artifacts of a publish command line, in one of two forms:
+//   - `--platform P --arch A --format F FILE`: the flags (empty when not given) describe
+//     exactly one FILE;
+//   - no such flags and one PLATFORM/ARCH/FORMAT=FILE argument per artifact.
+// Mixing the forms, a missing part, or two files for one platform/arch/format is a usage
+// error that says so. With the flags, an argument that parses as a platform followed by
+// /ARCH/FORMAT=... counts as mixing (a file really named so can be given as ./macos/...).
+absl::StatusOr<std::vector<PublishArtifact>> ParsePublishArtifacts(
+    const std::string& platform, const std::string& arch, const std::string& format,
+    const std::vector<std::string>& args);
 
 // Validates `spec` without touching the network or the file: usage errors naming the flag.
 absl::Status ValidatePublishSpec(const PublishSpec& spec);
 
-// Hashes `path` with a progress line on `log` when `show_progress`. A local error when the
-// file is missing, unreadable, not a regular file or empty (an artifact has at least 1 byte).
-absl::StatusOr<FileDigest> HashFile(const std::string& path, std::ostream* log, bool show_progress);
+// Hashes `path` with a progress line labelled `label` on `log` when `show_progress`. A local
+// error when the file is missing, unreadable, not a regular file or empty (an artifact has at
+// least 1 byte).
+absl::StatusOr<FileDigest> HashFile(const std::string& path, std::ostream* log, bool show_progress,
+                                    const std::string& label = "hashing  ");
 
 // Runs steps 1-6. `result` is filled in as far as the run got, so a caller can report what
-// was uploaded before a failure.
+// was uploaded before a failure. Uploads stop at the first failure (after the uploader's own
+// retries); the next run resumes there. options.upload.max_bytes_to_send applies to each
+// file's upload.
 absl::Status Publish(RegistryClient& client, const PublishSpec& spec, const PublishOptions& options,
                      PublishResult* result);
 

@@ -13,6 +13,7 @@
 #include <memory>
 #include <sstream>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -24,6 +25,7 @@
 #include "gmock/gmock.h"
 #include "grpcpp/create_channel.h"
 #include "gtest/gtest.h"
+#include "modeldist/v1/manifest.grpc.pb.h"
 #include "tests/e2e/server_process.h"
 #include "tests/testing/test_util.h"
 
@@ -143,12 +145,9 @@ class CtlE2eTest : public ::testing::Test {
     PublishSpec spec;
     spec.model_id = "e2e-model";
     spec.version_id = version;
-    spec.platform = v1::PLATFORM_MACOS;
-    spec.arch = v1::ARCH_ARM64;
-    spec.format = v1::FORMAT_GGUF;
     spec.tier = "llama8b";
     spec.channel = "stable";
-    spec.file = file_;
+    spec.artifacts = {{v1::PLATFORM_MACOS, v1::ARCH_ARM64, v1::FORMAT_GGUF, file_}};
     return spec;
   }
 
@@ -218,6 +217,88 @@ TEST_F(CtlE2eTest, PublishListShowSetTierYank) {
   EXPECT_THAT(republish.err, HasSubstr("yanked"));
 }
 
+TEST_F(CtlE2eTest, PublishesACoreMlZipAndAGgufAsOneVersion) {
+  // The macOS case: Apple Silicon gets CoreML, Intel Macs the GGUF, both in version 4.0.
+  const std::string zip_contents = modeldist::testing::RandomBytes((1 << 20) + 99, 43);
+  const std::string zip = dir_.Join("model-coreml.zip");
+  std::ofstream(zip, std::ios::binary) << zip_contents;
+  const std::string zip_digest = FormatDigest(Sha256::HexOf(zip_contents));
+  const std::vector<std::string> args = {"publish",
+                                         "--model",
+                                         "e2e-model",
+                                         "--version",
+                                         "4.0",
+                                         "--tier",
+                                         "llama8b",
+                                         absl::StrCat("macos/arm64/coreml-zip=", zip),
+                                         absl::StrCat("macos/x86_64/gguf=", file_)};
+
+  CtlRun publish = Ctl(args);
+  ASSERT_EQ(publish.code, 0) << publish.err;
+  EXPECT_THAT(publish.out, HasSubstr("published models/e2e-model/versions/4.0 with 2 artifacts "
+                                     "tier llama8b/stable sequence 1\n"));
+  EXPECT_THAT(publish.out, HasSubstr(absl::StrCat("  macos/arm64/coreml-zip digest ", zip_digest,
+                                                  " size ", zip_contents.size())));
+  EXPECT_THAT(publish.out,
+              HasSubstr(absl::StrCat("  macos/x86_64/gguf digest ", digest_, " size ", kFileSize)));
+
+  CtlRun show = Ctl({"show", "e2e-model", "4.0"});
+  ASSERT_EQ(show.code, 0) << show.err;
+  EXPECT_THAT(show.out, HasSubstr("state:      PUBLISHED"));
+  EXPECT_THAT(show.out, HasSubstr("artifacts:  2\n"));
+  EXPECT_THAT(show.out, HasSubstr(absl::StrCat(
+                            "  - macos/arm64 coreml-zip\n    digest:   ", zip_digest, "\n")));
+  EXPECT_THAT(show.out,
+              HasSubstr(absl::StrCat("  - macos/x86_64 gguf\n    digest:   ", digest_, "\n")));
+  EXPECT_THAT(show.out, Not(HasSubstr("uploaded: no")));
+  std::string::size_type first = show.out.find("uploaded: yes");
+  ASSERT_NE(first, std::string::npos);
+  EXPECT_NE(show.out.find("uploaded: yes", first + 1), std::string::npos);
+
+  CtlRun list = Ctl({"list", "e2e-model"});
+  ASSERT_EQ(list.code, 0) << list.err;
+  EXPECT_THAT(list.out, HasSubstr("macos/arm64   coreml-zip"));
+  EXPECT_THAT(list.out, HasSubstr("macos/x86_64  gguf"));
+
+  // What the fleet sees: each Mac gets the file for its arch from the one tier binding.
+  auto manifests = v1::ManifestService::NewStub(
+      grpc::CreateChannel(server_->address(), grpc::InsecureChannelCredentials()));
+  for (const auto& [arch, format, digest] :
+       {std::tuple(v1::ARCH_ARM64, v1::FORMAT_COREML_ZIP, zip_digest),
+        std::tuple(v1::ARCH_X86_64, v1::FORMAT_GGUF, digest_)}) {
+    v1::GetManifestRequest request;
+    request.set_tier("llama8b");
+    request.set_platform(v1::PLATFORM_MACOS);
+    request.set_arch(arch);
+    grpc::ClientContext context;
+    v1::SignedManifest signed_manifest;
+    grpc::Status status = manifests->GetManifest(&context, request, &signed_manifest);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    v1::Manifest manifest;
+    ASSERT_TRUE(manifest.ParseFromString(signed_manifest.manifest()));
+    EXPECT_EQ(manifest.version(), "models/e2e-model/versions/4.0");
+    EXPECT_EQ(manifest.artifact().format(), format);
+    EXPECT_EQ(manifest.artifact().digest(), digest);
+  }
+
+  // Running it again only re-binds the tier; a different set of files is refused.
+  CtlRun again = Ctl(args);
+  ASSERT_EQ(again.code, 0) << again.err;
+  EXPECT_THAT(again.out, HasSubstr("sequence 2\n"));
+  EXPECT_THAT(again.out, HasSubstr("(already published)"));
+  CtlRun fewer = Ctl({"publish", "--model", "e2e-model", "--version", "4.0", "--tier", "llama8b",
+                      absl::StrCat("macos/x86_64/gguf=", file_)});
+  EXPECT_EQ(fewer.code, 2);
+  EXPECT_THAT(fewer.err, HasSubstr("ALREADY_EXISTS"));
+  EXPECT_THAT(fewer.err, HasSubstr("it also declares macos/arm64/coreml-zip"));
+
+  CtlRun mixed = Ctl({"publish", "--model", "e2e-model", "--version", "5.0", "--tier", "llama8b",
+                      "--platform", "macos", "--arch", "arm64", "--format", "coreml-zip", zip,
+                      absl::StrCat("macos/x86_64/gguf=", file_)});
+  EXPECT_EQ(mixed.code, 1);
+  EXPECT_THAT(mixed.err, HasSubstr("cannot be mixed"));
+}
+
 TEST_F(CtlE2eTest, WrongTokenExitsTwoWithUnauthenticated) {
   CtlRun run = Ctl({"list"}, {{"MODELDIST_ADMIN_TOKEN", "wrong-token-but-long-enough"}},
                    /*with_token_file=*/false);
@@ -238,7 +319,7 @@ TEST_F(CtlE2eTest, InterruptedPublishResumesWithTheRemainder) {
   PublishResult first;
   ASSERT_THAT(Publish(*client, Spec("2.0"), capped, &first),
               StatusIs(absl::StatusCode::kAborted, _));
-  EXPECT_EQ(first.upload.bytes_sent, kCap);
+  EXPECT_EQ(first.BytesSent(), kCap);
   v1::QueryUploadRequest query;
   query.set_digest(digest_);
   absl::StatusOr<v1::QueryUploadResponse> progress = client->QueryUpload(query);

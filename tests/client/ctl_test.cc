@@ -259,6 +259,43 @@ TEST(RunCtlTest, HelpListsEveryCommandWithAnExample) {
   EXPECT_EQ(RunInProcess({"help", "publish"}).out, RunInProcess({"publish", "--help"}).out);
 }
 
+TEST(RunCtlTest, PublishHelpShowsBothFormsAndTheTwoArtifactExample) {
+  constexpr char kExample[] =
+      "macos/arm64/coreml-zip=llama-3.1-8b-instruct-coreml.zip \\\n"
+      "      macos/x86_64/gguf=llama-3.1-8b-instruct-q4_0.gguf";
+  CtlRun main = RunInProcess({"--help"});
+  EXPECT_THAT(main.out, HasSubstr(kExample));
+  CtlRun publish = RunInProcess({"publish", "--help"});
+  EXPECT_THAT(publish.out, HasSubstr(kExample));
+  EXPECT_THAT(publish.out, HasSubstr("PLATFORM/ARCH/FORMAT=FILE..."));
+  EXPECT_THAT(publish.out, HasSubstr("--platform P --arch A"));
+}
+
+TEST(RunCtlTest, PublishUsageErrorsOfThePositionalFormExitOne) {
+  const std::vector<std::string> head = {"publish", "--model", "m", "--version",
+                                         "1",       "--tier",  "t"};
+  auto run = [&head](std::vector<std::string> rest) {
+    std::vector<std::string> args = head;
+    args.insert(args.end(), rest.begin(), rest.end());
+    return RunInProcess(args, {{"MODELDIST_ADMIN_TOKEN", kToken}});
+  };
+  CtlRun mixed = run({"--platform", "macos", "--arch", "arm64", "--format", "coreml-zip",
+                      "llama.zip", "macos/x86_64/gguf=llama.gguf"});
+  EXPECT_EQ(mixed.code, kExitUsage);
+  EXPECT_THAT(mixed.err, HasSubstr("cannot be mixed with --platform"));
+  EXPECT_THAT(mixed.err, HasSubstr("publish --help"));
+  CtlRun twice = run({"macos/arm64/gguf=a.gguf", "macos/arm64/gguf=b.gguf"});
+  EXPECT_EQ(twice.code, kExitUsage);
+  EXPECT_THAT(twice.err, HasSubstr("given twice"));
+  CtlRun no_eq = run({"macos/arm64/gguf"});
+  EXPECT_EQ(no_eq.code, kExitUsage);
+  EXPECT_THAT(no_eq.err, HasSubstr("missing '='"));
+  CtlRun bad = run({"macos/arm64/coreml-zip=a.zip", "beos/x86_64/gguf=b.gguf"});
+  EXPECT_EQ(bad.code, kExitUsage);
+  EXPECT_THAT(bad.err, HasSubstr("unknown platform \"beos\""));
+  EXPECT_EQ(run({}).code, kExitUsage);
+}
+
 TEST(RunCtlTest, UsageErrorsExitOne) {
   EXPECT_EQ(RunInProcess({}).code, kExitUsage);
   CtlRun unknown = RunInProcess({"frobnicate"});
@@ -281,6 +318,17 @@ TEST(RunCtlTest, UsageErrorsExitOne) {
   CtlRun no_token = RunInProcess({"list"});
   EXPECT_EQ(no_token.code, kExitUsage);
   EXPECT_THAT(no_token.err, HasSubstr("--token-file"));
+}
+
+TEST(RunCtlTest, MissingSecondFileExitsThree) {
+  ScratchDir dir;
+  WriteFile(dir.Join("llama.zip"), "zip bytes");
+  CtlRun run = RunInProcess({"publish", "--model", "m", "--version", "1", "--tier", "t",
+                             absl::StrCat("macos/arm64/coreml-zip=", dir.Join("llama.zip")),
+                             absl::StrCat("macos/x86_64/gguf=", dir.Join("absent.gguf"))},
+                            {{"MODELDIST_ADMIN_TOKEN", kToken}});
+  EXPECT_EQ(run.code, kExitLocal);
+  EXPECT_THAT(run.err, HasSubstr("absent.gguf"));
 }
 
 TEST(RunCtlTest, MissingFileExitsThree) {
@@ -321,6 +369,121 @@ TEST(RunCtlTest, KeysGenerateWritesAPrivateKeyAndPrintsOnlyThePublicOne) {
   EXPECT_THAT(again.err, HasSubstr("refusing to overwrite"));
   // The first key is untouched.
   EXPECT_EQ(Ed25519PrivateKey::LoadPemFile(path)->public_key().raw(), key->public_key().raw());
+}
+
+// --- Publish arguments -----------------------------------------------------------------------
+
+TEST(PublishArgsTest, ParsesPlatformArchFormatEqualsFile) {
+  absl::StatusOr<PublishArtifact> a = ParseArtifactArg("macos/arm64/coreml-zip=llama.zip");
+  ASSERT_THAT(a, IsOk());
+  EXPECT_EQ(a->platform, v1::PLATFORM_MACOS);
+  EXPECT_EQ(a->arch, v1::ARCH_ARM64);
+  EXPECT_EQ(a->format, v1::FORMAT_COREML_ZIP);
+  EXPECT_EQ(a->file, "llama.zip");
+  // The same names as the flags, and a file name that contains '=' and '/'.
+  absl::StatusOr<PublishArtifact> b = ParseArtifactArg("MACOS/X86-64/FORMAT_GGUF=out/q=4.gguf");
+  ASSERT_THAT(b, IsOk());
+  EXPECT_EQ(b->arch, v1::ARCH_X86_64);
+  EXPECT_EQ(b->format, v1::FORMAT_GGUF);
+  EXPECT_EQ(b->file, "out/q=4.gguf");
+  EXPECT_EQ(TargetName(b->platform, b->arch, b->format), "macos/x86_64/gguf");
+}
+
+TEST(PublishArgsTest, RejectsBadPartsQuotingTheArgument) {
+  auto platform = ParseArtifactArg("beos/arm64/gguf=m.gguf");
+  EXPECT_THAT(platform, StatusIs(absl::StatusCode::kInvalidArgument,
+                                 AllOf(HasSubstr("\"beos/arm64/gguf=m.gguf\""),
+                                       HasSubstr("unknown platform \"beos\""),
+                                       HasSubstr("macos, ios"), Not(HasSubstr("--platform")))));
+  EXPECT_EQ(ExitCodeFor(platform.status()), kExitUsage);
+  EXPECT_THAT(ParseArtifactArg("macos/sparc/gguf=m"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("unknown arch \"sparc\"")));
+  EXPECT_THAT(ParseArtifactArg("macos/arm64/zip=m"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("unknown format \"zip\"")));
+  EXPECT_THAT(ParseArtifactArg("macos/arm64/gguf"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(HasSubstr("missing '='"), HasSubstr("PLATFORM/ARCH/FORMAT=FILE"))));
+  EXPECT_THAT(ParseArtifactArg("llama.gguf"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("missing '='")));
+  EXPECT_THAT(
+      ParseArtifactArg("macos/gguf=m.gguf"),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("PLATFORM/ARCH/FORMAT before")));
+  EXPECT_THAT(ParseArtifactArg("macos/arm64/gguf="),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("no FILE")));
+}
+
+TEST(PublishArgsTest, SeveralTargetsInOrder) {
+  auto artifacts = ParsePublishArtifacts(
+      "", "", "", {"macos/arm64/coreml-zip=llama.zip", "macos/x86_64/gguf=llama.gguf"});
+  ASSERT_THAT(artifacts, IsOk());
+  ASSERT_EQ(artifacts->size(), 2u);
+  EXPECT_EQ((*artifacts)[0].format, v1::FORMAT_COREML_ZIP);
+  EXPECT_EQ((*artifacts)[0].file, "llama.zip");
+  EXPECT_EQ((*artifacts)[1].arch, v1::ARCH_X86_64);
+  EXPECT_EQ((*artifacts)[1].file, "llama.gguf");
+}
+
+TEST(PublishArgsTest, TheSameTargetTwiceIsAUsageError) {
+  auto twice =
+      ParsePublishArtifacts("", "", "", {"macos/arm64/gguf=a.gguf", "MACOS/ARM64/GGUF=b.gguf"});
+  EXPECT_THAT(twice, StatusIs(absl::StatusCode::kInvalidArgument,
+                              AllOf(HasSubstr("macos/arm64/gguf is given twice"),
+                                    HasSubstr("a.gguf"), HasSubstr("b.gguf"))));
+  EXPECT_EQ(ExitCodeFor(twice.status()), kExitUsage);
+  // Other arch, other format: both fine.
+  EXPECT_THAT(
+      ParsePublishArtifacts(
+          "", "", "", {"macos/arm64/gguf=a", "macos/x86_64/gguf=b", "macos/arm64/coreml-zip=c"}),
+      IsOk());
+
+  PublishSpec spec;
+  spec.model_id = "m";
+  spec.version_id = "1";
+  spec.tier = "t";
+  spec.artifacts = {{v1::PLATFORM_IOS, v1::ARCH_ARM64, v1::FORMAT_ONNX, "a"},
+                    {v1::PLATFORM_IOS, v1::ARCH_ARM64, v1::FORMAT_ONNX, "b"}};
+  EXPECT_THAT(ValidatePublishSpec(spec), StatusIs(absl::StatusCode::kInvalidArgument,
+                                                  HasSubstr("ios/arm64/onnx is given twice")));
+}
+
+TEST(PublishArgsTest, FlagFormTakesExactlyOneFile) {
+  auto one = ParsePublishArtifacts("macos", "arm64", "coreml-zip", {"out/a=b.zip"});
+  ASSERT_THAT(one, IsOk());
+  ASSERT_EQ(one->size(), 1u);
+  EXPECT_EQ((*one)[0].platform, v1::PLATFORM_MACOS);
+  EXPECT_EQ((*one)[0].file, "out/a=b.zip");  // Not a PLATFORM/ARCH/FORMAT=FILE argument.
+  EXPECT_THAT(
+      ParsePublishArtifacts("macos", "arm64", "gguf", {"a", "b"}),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               AllOf(HasSubstr("exactly one FILE"), HasSubstr("PLATFORM/ARCH/FORMAT=FILE"))));
+  EXPECT_THAT(ParsePublishArtifacts("macos", "arm64", "gguf", {}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("exactly one FILE")));
+  EXPECT_THAT(ParsePublishArtifacts("macos", "", "gguf", {"a"}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--arch is required")));
+  EXPECT_THAT(ParsePublishArtifacts("beos", "arm64", "gguf", {"a"}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--platform: unknown")));
+}
+
+TEST(PublishArgsTest, MixingTheFormsIsAUsageErrorThatSaysSo) {
+  for (const auto& [platform, args] : std::vector<std::pair<std::string, std::vector<std::string>>>{
+           {"macos", {"macos/x86_64/gguf=llama.gguf"}},
+           {"macos", {"llama.zip", "macos/x86_64/gguf=llama.gguf"}},
+           {"", {"macos/x86_64/gguf=llama.gguf"}}}) {
+    // The last case gives only --arch: still the flag form.
+    auto mixed =
+        ParsePublishArtifacts(platform, "arm64", platform.empty() ? "" : "coreml-zip", args);
+    EXPECT_THAT(mixed, StatusIs(absl::StatusCode::kInvalidArgument,
+                                AllOf(HasSubstr("cannot be mixed with --platform"),
+                                      HasSubstr("macos/x86_64/gguf=llama.gguf"))))
+        << platform;
+    EXPECT_EQ(ExitCodeFor(mixed.status()), kExitUsage);
+  }
+  // Without any of the flags, a bare FILE is the error instead.
+  EXPECT_THAT(ParsePublishArtifacts("", "", "", {"macos/arm64/gguf=a", "llama.gguf"}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(HasSubstr("\"llama.gguf\""), HasSubstr("missing '='"))));
+  EXPECT_THAT(ParsePublishArtifacts("", "", "", {}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("PLATFORM/ARCH/FORMAT=FILE")));
 }
 
 // --- Retry policy ----------------------------------------------------------------------------
@@ -590,6 +753,7 @@ class FakeRegistry final : public v1::RegistryService::Service {
 class FakeServerTest : public ::testing::Test {
  protected:
   static constexpr int64_t kFileSize = 5 * (1 << 20) + 123;  // Not a multiple of the chunk.
+  static constexpr int64_t kZipSize = 3 * (1 << 20) + 77;
 
   void SetUp() override {
     grpc::ServerBuilder builder;
@@ -603,6 +767,10 @@ class FakeServerTest : public ::testing::Test {
     path_ = dir_.Join("model.gguf");
     WriteFile(path_, contents_);
     digest_ = FormatDigest(Sha256::HexOf(contents_));
+    zip_contents_ = modeldist::testing::RandomBytes(kZipSize, 9);
+    zip_path_ = dir_.Join("model-coreml.zip");
+    WriteFile(zip_path_, zip_contents_);
+    zip_digest_ = FormatDigest(Sha256::HexOf(zip_contents_));
   }
 
   void TearDown() override { server_->Shutdown(); }
@@ -613,12 +781,17 @@ class FakeServerTest : public ::testing::Test {
     PublishSpec spec;
     spec.model_id = "llama";
     spec.version_id = version;
-    spec.platform = v1::PLATFORM_MACOS;
-    spec.arch = v1::ARCH_X86_64;
-    spec.format = v1::FORMAT_GGUF;
     spec.tier = "llama8b";
     spec.channel = "stable";
-    spec.file = path_;
+    spec.artifacts = {{v1::PLATFORM_MACOS, v1::ARCH_X86_64, v1::FORMAT_GGUF, path_}};
+    return spec;
+  }
+
+  // The macOS pair of the hosting guide: a CoreML zip for arm64 next to the GGUF for x86_64.
+  PublishSpec TwoArtifactSpec(const std::string& version = "1.0") const {
+    PublishSpec spec = Spec(version);
+    spec.artifacts.insert(spec.artifacts.begin(),
+                          {v1::PLATFORM_MACOS, v1::ARCH_ARM64, v1::FORMAT_COREML_ZIP, zip_path_});
     return spec;
   }
 
@@ -649,6 +822,9 @@ class FakeServerTest : public ::testing::Test {
   std::string path_;
   std::string contents_;
   std::string digest_;
+  std::string zip_path_;
+  std::string zip_contents_;
+  std::string zip_digest_;
   std::vector<absl::Duration> sleeps_;
   PublishResult ignored_;
 };
@@ -758,8 +934,9 @@ TEST_F(FakeServerTest, PublishCreatesUploadsPublishesAndBindsTheTier) {
       IsOk());
   EXPECT_TRUE(result.model_created);
   EXPECT_TRUE(result.version_created);
-  EXPECT_EQ(result.digest, digest_);
-  EXPECT_EQ(result.file.size, kFileSize);
+  ASSERT_EQ(result.artifacts.size(), 1u);
+  EXPECT_EQ(result.artifacts[0].digest, digest_);
+  EXPECT_EQ(result.artifacts[0].file.size, kFileSize);
   EXPECT_EQ(result.version.state(), v1::Version::PUBLISHED);
   EXPECT_EQ(result.binding.version(), "models/llama/versions/1.0");
   EXPECT_EQ(result.binding.sequence(), 1);
@@ -780,8 +957,8 @@ TEST_F(FakeServerTest, RerunAfterAnInterruptionResumesTheDraft) {
       IsOk());
   EXPECT_FALSE(second.model_created);
   EXPECT_FALSE(second.version_created);
-  EXPECT_EQ(second.upload.resumed_from, 2 << 20);
-  EXPECT_EQ(second.upload.bytes_sent, kFileSize - (2 << 20));
+  EXPECT_EQ(second.artifacts[0].upload.resumed_from, 2 << 20);
+  EXPECT_EQ(second.artifacts[0].upload.bytes_sent, kFileSize - (2 << 20));
   EXPECT_THAT(log.str(), HasSubstr("resuming draft models/llama/versions/1.0"));
   EXPECT_EQ(second.version.state(), v1::Version::PUBLISHED);
 
@@ -789,7 +966,7 @@ TEST_F(FakeServerTest, RerunAfterAnInterruptionResumesTheDraft) {
   PublishResult third;
   ASSERT_THAT(Publish(*client_, Spec(), PublishOptions{.upload = FastUpload()}, &third), IsOk());
   EXPECT_TRUE(third.was_published);
-  EXPECT_EQ(third.upload.bytes_sent, 0);
+  EXPECT_EQ(third.BytesSent(), 0);
   EXPECT_EQ(third.binding.sequence(), 2);
 }
 
@@ -802,6 +979,111 @@ TEST_F(FakeServerTest, ExistingVersionWithAnotherFileIsAClearError) {
                                AllOf(HasSubstr("models/llama/versions/1.0 already exists"),
                                      HasSubstr("PUBLISHED"), HasSubstr("new --version"))));
   EXPECT_EQ(ExitCodeFor(status), kExitRpc);
+}
+
+TEST_F(FakeServerTest, PublishDeclaresAllArtifactsInOneVersionAndUploadsEach) {
+  PublishResult result;
+  ASSERT_THAT(Publish(*client_, TwoArtifactSpec(), PublishOptions{.upload = FastUpload()}, &result),
+              IsOk());
+  ASSERT_EQ(result.artifacts.size(), 2u);
+  EXPECT_EQ(result.artifacts[0].digest, zip_digest_);
+  EXPECT_EQ(result.artifacts[0].file.size, kZipSize);
+  EXPECT_EQ(result.artifacts[0].upload.bytes_sent, kZipSize);
+  EXPECT_EQ(result.artifacts[1].digest, digest_);
+  EXPECT_EQ(result.artifacts[1].upload.bytes_sent, kFileSize);
+  EXPECT_EQ(result.BytesSent(), kZipSize + kFileSize);
+  EXPECT_EQ(fake_.blob(zip_digest_).data, zip_contents_);
+  EXPECT_EQ(fake_.blob(digest_).data, contents_);
+
+  v1::Version version = fake_.version("models/llama/versions/1.0");
+  EXPECT_EQ(version.state(), v1::Version::PUBLISHED);
+  ASSERT_EQ(version.artifacts_size(), 2);
+  EXPECT_EQ(version.artifacts(0).format(), v1::FORMAT_COREML_ZIP);
+  EXPECT_EQ(version.artifacts(0).arch(), v1::ARCH_ARM64);
+  EXPECT_EQ(version.artifacts(0).digest(), zip_digest_);
+  EXPECT_EQ(version.artifacts(1).format(), v1::FORMAT_GGUF);
+  EXPECT_EQ(version.artifacts(1).arch(), v1::ARCH_X86_64);
+  EXPECT_TRUE(version.artifacts(0).uploaded());
+  EXPECT_TRUE(version.artifacts(1).uploaded());
+  EXPECT_EQ(result.binding.sequence(), 1);
+}
+
+TEST_F(FakeServerTest, RerunResumesEachArtifactAndSkipsCompleteOnes) {
+  // The cap applies per file: the zip stops at 1 MiB and the GGUF is never started.
+  PublishResult first;
+  EXPECT_THAT(
+      Publish(*client_, TwoArtifactSpec(), PublishOptions{.upload = WithCap(1 << 20)}, &first),
+      StatusIs(absl::StatusCode::kAborted, _));
+  ASSERT_EQ(first.artifacts.size(), 2u);
+  EXPECT_EQ(first.artifacts[0].upload.bytes_sent, 1 << 20);
+  EXPECT_EQ(first.artifacts[1].upload.resumed_from, -1);
+  EXPECT_EQ(static_cast<int64_t>(fake_.blob(digest_).data.size()), 0);
+
+  // A cap of the zip's size finishes the zip and stops the GGUF part-way.
+  PublishResult second;
+  EXPECT_THAT(
+      Publish(*client_, TwoArtifactSpec(), PublishOptions{.upload = WithCap(kZipSize)}, &second),
+      StatusIs(absl::StatusCode::kAborted, _));
+  EXPECT_FALSE(second.version_created);
+  EXPECT_EQ(second.artifacts[0].upload.resumed_from, 1 << 20);
+  EXPECT_EQ(second.artifacts[0].upload.bytes_sent, kZipSize - (1 << 20));
+  EXPECT_TRUE(fake_.blob(zip_digest_).complete);
+  EXPECT_EQ(second.artifacts[1].upload.bytes_sent, kZipSize);
+  EXPECT_EQ(fake_.version("models/llama/versions/1.0").state(), v1::Version::DRAFT);
+
+  std::ostringstream log;
+  PublishResult third;
+  ASSERT_THAT(Publish(*client_, TwoArtifactSpec(),
+                      PublishOptions{.upload = FastUpload(), .log = &log}, &third),
+              IsOk());
+  EXPECT_TRUE(third.artifacts[0].upload.already_complete);
+  EXPECT_EQ(third.artifacts[0].upload.bytes_sent, 0);
+  EXPECT_EQ(third.artifacts[1].upload.resumed_from, kZipSize);
+  EXPECT_EQ(third.artifacts[1].upload.bytes_sent, kFileSize - kZipSize);
+  EXPECT_THAT(log.str(), HasSubstr("resuming draft models/llama/versions/1.0"));
+  EXPECT_THAT(log.str(), HasSubstr(absl::StrCat("resumed the upload of ", path_, " at byte ")));
+  EXPECT_EQ(third.version.state(), v1::Version::PUBLISHED);
+  // Every byte crossed the wire once over the three runs.
+  EXPECT_EQ(fake_.bytes_received(), kZipSize + kFileSize);
+  EXPECT_EQ(fake_.blob(digest_).data, contents_);
+
+  PublishResult fourth;
+  ASSERT_THAT(Publish(*client_, TwoArtifactSpec(), PublishOptions{.upload = FastUpload()}, &fourth),
+              IsOk());
+  EXPECT_TRUE(fourth.was_published);
+  EXPECT_EQ(fourth.BytesSent(), 0);
+  EXPECT_EQ(fourth.binding.sequence(), 2);
+}
+
+TEST_F(FakeServerTest, ExistingVersionWithOtherArtifactsSaysWhatDiffers) {
+  // A draft declaring only the GGUF cannot take the zip as well.
+  Declare();
+  PublishResult more;
+  EXPECT_THAT(
+      Publish(*client_, TwoArtifactSpec(), PublishOptions{.upload = FastUpload()}, &more),
+      StatusIs(
+          absl::StatusCode::kAlreadyExists,
+          AllOf(HasSubstr("(DRAFT)"),
+                HasSubstr(absl::StrCat("it does not declare macos/arm64/coreml-zip ", zip_digest_)),
+                Not(HasSubstr("macos/x86_64/gguf")))));
+
+  // Nor can a version with both be published with one of them, or another zip.
+  ASSERT_THAT(
+      Publish(*client_, TwoArtifactSpec("2.0"), PublishOptions{.upload = FastUpload()}, &ignored_),
+      IsOk());
+  PublishResult fewer;
+  EXPECT_THAT(Publish(*client_, Spec("2.0"), PublishOptions{.upload = FastUpload()}, &fewer),
+              StatusIs(absl::StatusCode::kAlreadyExists,
+                       AllOf(HasSubstr("(PUBLISHED)"),
+                             HasSubstr("it also declares macos/arm64/coreml-zip"))));
+  WriteFile(zip_path_, "another zip");
+  PublishResult other;
+  EXPECT_THAT(
+      Publish(*client_, TwoArtifactSpec("2.0"), PublishOptions{.upload = FastUpload()}, &other),
+      StatusIs(absl::StatusCode::kAlreadyExists,
+               AllOf(HasSubstr(absl::StrCat("macos/arm64/coreml-zip is ", zip_digest_, " (",
+                                            kZipSize, " bytes) there but sha256:")),
+                     HasSubstr("(11 bytes) here"), HasSubstr("new --version"))));
 }
 
 TEST_F(FakeServerTest, CommandLinePublishPrintsASummaryAndJson) {
@@ -831,6 +1113,61 @@ TEST_F(FakeServerTest, CommandLinePublishPrintsASummaryAndJson) {
   EXPECT_EQ(wrong.code, kExitRpc);
   EXPECT_THAT(wrong.err, HasSubstr("UNAUTHENTICATED"));
   EXPECT_THAT(wrong.err, Not(HasSubstr("wrong-token")));
+}
+
+TEST_F(FakeServerTest, CommandLinePublishOfTwoArtifactsReportsEach) {
+  ScratchDir dir;
+  WriteFile(dir.Join("token"), absl::StrCat(kToken, "\n"));
+  // The GGUF goes up first in a version of its own, so the second run finds its bytes stored.
+  // (The fake numbers tier bindings with one counter, hence sequence 2 below.)
+  CtlRun gguf = RunInProcess({"--server", Address(), "--token-file", dir.Join("token"), "publish",
+                              "--model", "llama", "--version", "1.0", "--tier", "llama8b",
+                              absl::StrCat("macos/x86_64/gguf=", path_)});
+  ASSERT_EQ(gguf.code, kExitOk) << gguf.err;
+  EXPECT_THAT(gguf.out,
+              HasSubstr(absl::StrCat("published models/llama/versions/1.0 digest ", digest_)));
+
+  const std::vector<std::string> args = {"--server",
+                                         Address(),
+                                         "--token-file",
+                                         dir.Join("token"),
+                                         "publish",
+                                         "--model",
+                                         "llama",
+                                         "--version",
+                                         "2.0",
+                                         "--tier",
+                                         "llama8b",
+                                         "--channel",
+                                         "beta",
+                                         absl::StrCat("macos/arm64/coreml-zip=", zip_path_),
+                                         absl::StrCat("macos/x86_64/gguf=", path_)};
+  CtlRun run = RunInProcess(args);
+  ASSERT_EQ(run.code, kExitOk) << run.err;
+  EXPECT_EQ(run.out,
+            absl::StrCat("published models/llama/versions/2.0 with 2 artifacts tier llama8b/beta "
+                         "sequence 2\n",
+                         "  macos/arm64/coreml-zip digest ", zip_digest_, " size ", kZipSize,
+                         " (3.15 MB) ", zip_path_, " (sent ", kZipSize, " bytes)\n",
+                         "  macos/x86_64/gguf digest ", digest_, " size ", kFileSize, " (5.24 MB) ",
+                         path_, " (bytes already on the server)\n"));
+
+  std::vector<std::string> json_args = args;
+  json_args.insert(json_args.begin(), "--json");
+  CtlRun json = RunInProcess(json_args);
+  ASSERT_EQ(json.code, kExitOk) << json.err;
+  EXPECT_THAT(json.out,
+              HasSubstr(absl::StrCat("\"artifacts\":[{\"platform\":\"macos\",\"arch\":\"arm64\","
+                                     "\"format\":\"coreml-zip\",\"file\":\"",
+                                     zip_path_, "\",\"digest\":\"", zip_digest_,
+                                     "\",\"sizeBytes\":", kZipSize,
+                                     ",\"upload\":{\"resumedFrom\":-1,\"bytesSent\":0,")));
+  EXPECT_THAT(json.out, HasSubstr(absl::StrCat("\"format\":\"gguf\",\"file\":\"", path_,
+                                               "\",\"digest\":\"", digest_, "\"")));
+  EXPECT_THAT(json.out, HasSubstr("\"alreadyPublished\":true}"));
+  // The single-file fields are only for single-file runs: they would be ambiguous here.
+  EXPECT_THAT(json.out, Not(HasSubstr("\"upload\":{\"resumedFrom\":-1,\"bytesSent\":0,"
+                                      "\"alreadyComplete\":false,\"alreadyPublished\"")));
 }
 
 }  // namespace
