@@ -24,9 +24,9 @@ absl::StatusOr<std::string> ParseDigest(absl::string_view field, absl::string_vi
   }
   absl::string_view hex = digest.substr(kSha256Prefix.size());
   if (hex.size() != 64) {
-    return InvalidArgument(field, "INVALID_DIGEST",
-                           absl::StrCat(field, " must have 64 hex digits after \"sha256:\", got ",
-                                        hex.size()));
+    return InvalidArgument(
+        field, "INVALID_DIGEST",
+        absl::StrCat(field, " must have 64 hex digits after \"sha256:\", got ", hex.size()));
   }
   for (char c : hex) {
     if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) {

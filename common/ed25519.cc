@@ -71,8 +71,7 @@ std::string Ed25519PublicKey::KeyId() const { return Sha256::HexOf(raw_).substr(
 
 std::string Ed25519PublicKey::ToPem() const {
   PkeyPtr pkey(EVP_PKEY_new_raw_public_key(
-      EVP_PKEY_ED25519, nullptr, reinterpret_cast<const unsigned char*>(raw_.data()),
-      raw_.size()));
+      EVP_PKEY_ED25519, nullptr, reinterpret_cast<const unsigned char*>(raw_.data()), raw_.size()));
   BioPtr bio(BIO_new(BIO_s_mem()));
   PEM_write_bio_PUBKEY(bio.get(), pkey.get());
   return BioToString(bio.get());
@@ -82,15 +81,13 @@ bool Ed25519PublicKey::Verify(absl::string_view context, absl::string_view messa
                               absl::string_view signature) const {
   if (signature.size() != 64) return false;
   PkeyPtr pkey(EVP_PKEY_new_raw_public_key(
-      EVP_PKEY_ED25519, nullptr, reinterpret_cast<const unsigned char*>(raw_.data()),
-      raw_.size()));
+      EVP_PKEY_ED25519, nullptr, reinterpret_cast<const unsigned char*>(raw_.data()), raw_.size()));
   if (!pkey) return false;
   std::string tbs = SignedBytes(context, message);
   EVP_MD_CTX* ctx = EVP_MD_CTX_new();
   bool ok = EVP_DigestVerifyInit(ctx, nullptr, nullptr, nullptr, pkey.get()) == 1 &&
             EVP_DigestVerify(ctx, reinterpret_cast<const unsigned char*>(signature.data()),
-                             signature.size(),
-                             reinterpret_cast<const unsigned char*>(tbs.data()),
+                             signature.size(), reinterpret_cast<const unsigned char*>(tbs.data()),
                              tbs.size()) == 1;
   EVP_MD_CTX_free(ctx);
   return ok;
@@ -101,8 +98,8 @@ struct Ed25519PrivateKey::Impl {
 };
 
 Ed25519PrivateKey::Ed25519PrivateKey(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {
-  public_key_ = std::make_unique<Ed25519PublicKey>(
-      *Ed25519PublicKey::FromRaw(*RawPublic(impl_->pkey.get())));
+  public_key_ =
+      std::make_unique<Ed25519PublicKey>(*Ed25519PublicKey::FromRaw(*RawPublic(impl_->pkey.get())));
 }
 Ed25519PrivateKey::Ed25519PrivateKey(Ed25519PrivateKey&&) noexcept = default;
 Ed25519PrivateKey& Ed25519PrivateKey::operator=(Ed25519PrivateKey&&) noexcept = default;
@@ -123,8 +120,9 @@ absl::StatusOr<Ed25519PrivateKey> Ed25519PrivateKey::LoadPemFile(const std::stri
   PkeyPtr pkey(PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr));
   if (!pkey || EVP_PKEY_id(pkey.get()) != EVP_PKEY_ED25519) {
     return absl::InvalidArgumentError(
-        absl::StrCat(path, " is not a PEM Ed25519 private key (make one with "
-                           "`modeldistctl keys generate`)"));
+        absl::StrCat(path,
+                     " is not a PEM Ed25519 private key (make one with "
+                     "`modeldistctl keys generate`)"));
   }
   auto impl = std::make_unique<Impl>();
   impl->pkey = std::move(pkey);

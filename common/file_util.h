@@ -9,9 +9,9 @@
 #include <sys/types.h>
 
 #include <string>
-#include "absl/strings/string_view.h"
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace modeldist {
 
@@ -20,8 +20,8 @@ absl::StatusOr<std::string> ReadFileToString(const std::string& path);
 
 // Writes `contents` to `path` atomically with permission `mode`. With overwrite=false an
 // existing `path` gives ALREADY_EXISTS and is left untouched.
-absl::Status WriteFileAtomically(const std::string& path, absl::string_view contents,
-                                 mode_t mode, bool overwrite = true);
+absl::Status WriteFileAtomically(const std::string& path, absl::string_view contents, mode_t mode,
+                                 bool overwrite = true);
 
 // fsyncs a directory so that a rename or unlink in it is durable.
 absl::Status FsyncDir(const std::string& dir);

@@ -42,8 +42,7 @@ absl::Status Flags::Parse(int argc, char** argv, int first) {
     }
     auto it = specs_.find(name);
     if (it == specs_.end()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("unknown flag --", name, " (see --help)"));
+      return absl::InvalidArgumentError(absl::StrCat("unknown flag --", name, " (see --help)"));
     }
     if (it->second.is_bool) {
       values_[name] = has_value ? value : "true";
@@ -126,9 +125,8 @@ absl::StatusOr<int64_t> ParseSize(const std::string& text) {
     const char* s;
     int64_t m;
   };
-  static constexpr Suffix kSuffixes[] = {{"kib", 1LL << 10}, {"mib", 1LL << 20},
-                                         {"gib", 1LL << 30}, {"k", 1LL << 10},
-                                         {"m", 1LL << 20},   {"g", 1LL << 30}};
+  static constexpr Suffix kSuffixes[] = {{"kib", 1LL << 10}, {"mib", 1LL << 20}, {"gib", 1LL << 30},
+                                         {"k", 1LL << 10},   {"m", 1LL << 20},   {"g", 1LL << 30}};
   for (const Suffix& s : kSuffixes) {
     size_t n = strlen(s.s);
     if (t.size() > n && t.compare(t.size() - n, n, s.s) == 0) {

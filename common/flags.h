@@ -18,8 +18,8 @@ namespace modeldist {
 class Flags {
  public:
   // Declares a flag taking a value. `value_name` is shown in help, e.g. "HOST:PORT".
-  void Add(const std::string& name, const std::string& value_name,
-           const std::string& default_value, const std::string& help);
+  void Add(const std::string& name, const std::string& value_name, const std::string& default_value,
+           const std::string& help);
   // Declares a boolean flag (present = true).
   void AddBool(const std::string& name, const std::string& help);
 

@@ -7,9 +7,9 @@
 #define MODELDIST_COMMON_NAMES_H_
 
 #include <string>
-#include "absl/strings/string_view.h"
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace modeldist {
 

@@ -11,18 +11,17 @@
 #define MODELDIST_COMMON_STATUS_H_
 
 #include <string>
-#include "absl/strings/string_view.h"
 #include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace modeldist {
 
 // The payload type URL under which the ErrorInfo of a status is stored.
-inline constexpr absl::string_view kErrorInfoPayload =
-    "type.googleapis.com/google.rpc.ErrorInfo";
+inline constexpr absl::string_view kErrorInfoPayload = "type.googleapis.com/google.rpc.ErrorInfo";
 
 using ErrorMetadata = std::vector<std::pair<std::string, std::string>>;
 
@@ -46,18 +45,18 @@ std::string ErrorMetadataValue(const absl::Status& status, absl::string_view key
 #define MD_STATUS_CONCAT_(a, b) MD_STATUS_CONCAT_INNER_(a, b)
 
 // Evaluates `expr` (an absl::Status); returns it from the enclosing function if not OK.
-#define MD_RETURN_IF_ERROR(expr)                      \
-  do {                                                \
-    ::absl::Status md_status_ = (expr);               \
-    if (!md_status_.ok()) return md_status_;          \
+#define MD_RETURN_IF_ERROR(expr)             \
+  do {                                       \
+    ::absl::Status md_status_ = (expr);      \
+    if (!md_status_.ok()) return md_status_; \
   } while (false)
 
 // Evaluates `expr` (an absl::StatusOr<T>); returns its status if not OK, else moves the value
 // into `lhs` (a declaration or an lvalue).
 #define MD_ASSIGN_OR_RETURN(lhs, expr) \
   MD_ASSIGN_OR_RETURN_IMPL_(MD_STATUS_CONCAT_(md_statusor_, __LINE__), lhs, expr)
-#define MD_ASSIGN_OR_RETURN_IMPL_(statusor, lhs, expr) \
-  auto statusor = (expr);                              \
+#define MD_ASSIGN_OR_RETURN_IMPL_(statusor, lhs, expr)     \
+  auto statusor = (expr);                                  \
   if (!statusor.ok()) return std::move(statusor).status(); \
   lhs = std::move(statusor).value()
 

@@ -56,9 +56,9 @@ absl::StatusOr<std::string> LoadAdminToken(const std::string& token_file) {
   }
   token = std::string(absl::StripAsciiWhitespace(token));
   if (token.size() < 16) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "the admin token from ", source,
-        " is shorter than 16 characters; use e.g. `openssl rand -hex 32`"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("the admin token from ", source,
+                     " is shorter than 16 characters; use e.g. `openssl rand -hex 32`"));
   }
   return token;
 }

@@ -48,14 +48,12 @@ absl::Status ArtifactServiceImpl::DoRead(grpc::ServerContext* context,
   return absl::OkStatus();
 }
 
-grpc::Status ArtifactServiceImpl::Read(grpc::ServerContext* context,
-                                       const v1::ReadRequest* request,
+grpc::Status ArtifactServiceImpl::Read(grpc::ServerContext* context, const v1::ReadRequest* request,
                                        grpc::ServerWriter<v1::ReadResponse>* writer) {
   return ToGrpcStatus(DoRead(context, *request, writer));
 }
 
-grpc::Status ArtifactServiceImpl::Stat(grpc::ServerContext* context,
-                                       const v1::StatRequest* request,
+grpc::Status ArtifactServiceImpl::Stat(grpc::ServerContext* context, const v1::StatRequest* request,
                                        v1::StatResponse* response) {
   auto hex = ParseDigest("digest", request->digest());
   if (!hex.ok()) return ToGrpcStatus(hex.status());

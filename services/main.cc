@@ -94,9 +94,9 @@ int main(int argc, char** argv) {
 
   std::string host = config.listen.substr(0, config.listen.rfind(':'));
   std::string address = absl::StrCat(host, ":", (*server)->port());
-  std::cerr << "modeldist-server listening on " << address << " (data: " << config.data_dir
-            << ", " << (config.tls_cert_file.empty() ? "plaintext" : "TLS")
-            << ", manifest key " << (*server)->signing_key_id() << ")\n";
+  std::cerr << "modeldist-server listening on " << address << " (data: " << config.data_dir << ", "
+            << (config.tls_cert_file.empty() ? "plaintext" : "TLS") << ", manifest key "
+            << (*server)->signing_key_id() << ")\n";
   fprintf(stderr, kNextSteps, address.c_str(), address.c_str(), address.c_str());
   if (!flags.Get("port-file").empty()) {
     auto s = modeldist::WriteFileAtomically(flags.Get("port-file"),

@@ -55,8 +55,7 @@ ManifestCache::~ManifestCache() {
   if (refresher_.joinable()) refresher_.join();
 }
 
-std::shared_ptr<const v1::SignedManifest> ManifestCache::Sign(
-    const v1::Manifest& manifest) const {
+std::shared_ptr<const v1::SignedManifest> ManifestCache::Sign(const v1::Manifest& manifest) const {
   auto signed_manifest = std::make_shared<v1::SignedManifest>();
   // Serialize once; the signature covers exactly these bytes and devices verify them as sent.
   manifest.SerializeToString(signed_manifest->mutable_manifest());
@@ -138,15 +137,14 @@ absl::StatusOr<std::shared_ptr<const v1::SignedManifest>> ManifestCache::Lookup(
                                   "\" is not bound to a published version"),
                      {{"tier", tier}, {"channel", channel}});
   }
-  return MakeError(
-      absl::StatusCode::kNotFound, "NO_ARTIFACT_FOR_TARGET",
-      absl::StrCat(offer->second.first, " (tier \"", tier, "\", channel \"", channel,
-                   "\") has no artifact for ", v1::Platform_Name(platform), "/",
-                   v1::Arch_Name(arch), "; it has: ", offer->second.second),
-      {{"tier", tier},
-       {"channel", channel},
-       {"platform", v1::Platform_Name(platform)},
-       {"arch", v1::Arch_Name(arch)}});
+  return MakeError(absl::StatusCode::kNotFound, "NO_ARTIFACT_FOR_TARGET",
+                   absl::StrCat(offer->second.first, " (tier \"", tier, "\", channel \"", channel,
+                                "\") has no artifact for ", v1::Platform_Name(platform), "/",
+                                v1::Arch_Name(arch), "; it has: ", offer->second.second),
+                   {{"tier", tier},
+                    {"channel", channel},
+                    {"platform", v1::Platform_Name(platform)},
+                    {"arch", v1::Arch_Name(arch)}});
 }
 
 void ManifestCache::RefreshLoop() {
@@ -158,8 +156,8 @@ void ManifestCache::RefreshLoop() {
       refresh_after = snapshot_->refresh_after;
       // Wake at the refresh time, or at least once a minute so a changed clock is noticed;
       // after a failed rebuild, wait before trying again instead of spinning.
-      absl::Duration wait = std::max(
-          retry_wait, std::min(absl::Minutes(1), refresh_after - options_.now()));
+      absl::Duration wait =
+          std::max(retry_wait, std::min(absl::Minutes(1), refresh_after - options_.now()));
       if (wait > absl::ZeroDuration()) {
         mu_.AwaitWithTimeout(absl::Condition(&stopping_), wait);
       }

@@ -50,9 +50,10 @@ class ManifestCache {
   // The signed answer for one device class. INVALID_ARGUMENT for unspecified platform/arch;
   // NOT_FOUND when the tier/channel is unbound or has nothing for this platform/arch (the
   // message lists what the bound version offers).
-  absl::StatusOr<std::shared_ptr<const v1::SignedManifest>> Lookup(
-      const std::string& tier, const std::string& channel, v1::Platform platform,
-      v1::Arch arch) const;
+  absl::StatusOr<std::shared_ptr<const v1::SignedManifest>> Lookup(const std::string& tier,
+                                                                   const std::string& channel,
+                                                                   v1::Platform platform,
+                                                                   v1::Arch arch) const;
 
   const Ed25519PublicKey& public_key() const { return key_.public_key(); }
 

@@ -25,9 +25,9 @@ grpc::Status Admin(const AdminAuth* auth, const grpc::ServerContext* context, Bo
 
 absl::Status ValidateText(absl::string_view field, const std::string& text) {
   if (text.size() > kMaxTextBytes) {
-    return InvalidArgument(field, "TEXT_TOO_LONG",
-                           absl::StrCat(field, " is ", text.size(), " bytes; at most ",
-                                        kMaxTextBytes));
+    return InvalidArgument(
+        field, "TEXT_TOO_LONG",
+        absl::StrCat(field, " is ", text.size(), " bytes; at most ", kMaxTextBytes));
   }
   return absl::OkStatus();
 }
@@ -37,25 +37,25 @@ absl::Status ValidateArtifact(int index, const v1::Artifact& a) {
     return absl::StrCat("artifacts[", index, "].", name);
   };
   if (a.platform() == v1::PLATFORM_UNSPECIFIED || !v1::Platform_IsValid(a.platform())) {
-    return InvalidArgument(field("platform"), "MISSING_PLATFORM",
-                           absl::StrCat(field("platform"),
-                                        " is required (PLATFORM_MACOS, PLATFORM_LINUX, ...)"));
+    return InvalidArgument(
+        field("platform"), "MISSING_PLATFORM",
+        absl::StrCat(field("platform"), " is required (PLATFORM_MACOS, PLATFORM_LINUX, ...)"));
   }
   if (a.arch() == v1::ARCH_UNSPECIFIED || !v1::Arch_IsValid(a.arch())) {
-    return InvalidArgument(field("arch"), "MISSING_ARCH",
-                           absl::StrCat(field("arch"),
-                                        " is required (ARCH_ARM64, ARCH_X86_64 or ARCH_ANY)"));
+    return InvalidArgument(
+        field("arch"), "MISSING_ARCH",
+        absl::StrCat(field("arch"), " is required (ARCH_ARM64, ARCH_X86_64 or ARCH_ANY)"));
   }
   if (a.format() == v1::FORMAT_UNSPECIFIED || !v1::Format_IsValid(a.format())) {
-    return InvalidArgument(field("format"), "MISSING_FORMAT",
-                           absl::StrCat(field("format"),
-                                        " is required (FORMAT_COREML_ZIP, FORMAT_GGUF, ...)"));
+    return InvalidArgument(
+        field("format"), "MISSING_FORMAT",
+        absl::StrCat(field("format"), " is required (FORMAT_COREML_ZIP, FORMAT_GGUF, ...)"));
   }
   if (auto hex = ParseDigest(field("digest"), a.digest()); !hex.ok()) return hex.status();
   if (a.size_bytes() <= 0 || a.size_bytes() > kMaxArtifactBytes) {
     return InvalidArgument(field("size_bytes"), "INVALID_SIZE",
-                           absl::StrCat(field("size_bytes"), " must be 1 to ",
-                                        kMaxArtifactBytes, " bytes, got ", a.size_bytes()));
+                           absl::StrCat(field("size_bytes"), " must be 1 to ", kMaxArtifactBytes,
+                                        " bytes, got ", a.size_bytes()));
   }
   return absl::OkStatus();
 }
@@ -139,8 +139,8 @@ grpc::Status RegistryServiceImpl::CreateVersion(grpc::ServerContext* context,
       a.clear_uploaded();
       artifacts.push_back(std::move(a));
     }
-    MD_ASSIGN_OR_RETURN(*response, catalog_->CreateVersion(
-                                       VersionName{model, request->version_id()}, artifacts));
+    MD_ASSIGN_OR_RETURN(
+        *response, catalog_->CreateVersion(VersionName{model, request->version_id()}, artifacts));
     FillUploaded(response);
     return absl::OkStatus();
   });
@@ -163,8 +163,8 @@ grpc::Status RegistryServiceImpl::ListVersions(grpc::ServerContext* context,
   return Admin(auth_, context, [&]() -> absl::Status {
     MD_ASSIGN_OR_RETURN(std::string model, ParseModelName("parent", request->parent()));
     MD_RETURN_IF_ERROR(ValidatePageSize(request->page_size()));
-    MD_ASSIGN_OR_RETURN(auto page, catalog_->ListVersions(model, request->page_size(),
-                                                          request->page_token()));
+    MD_ASSIGN_OR_RETURN(auto page,
+                        catalog_->ListVersions(model, request->page_size(), request->page_token()));
     for (auto& v : page.items) {
       FillUploaded(&v);
       *response->add_versions() = std::move(v);

@@ -26,13 +26,11 @@ class RegistryServiceImpl final : public v1::RegistryService::Service {
                         v1::Model* response) override;
   grpc::Status ListModels(grpc::ServerContext* context, const v1::ListModelsRequest* request,
                           v1::ListModelsResponse* response) override;
-  grpc::Status CreateVersion(grpc::ServerContext* context,
-                             const v1::CreateVersionRequest* request,
+  grpc::Status CreateVersion(grpc::ServerContext* context, const v1::CreateVersionRequest* request,
                              v1::Version* response) override;
   grpc::Status GetVersion(grpc::ServerContext* context, const v1::GetVersionRequest* request,
                           v1::Version* response) override;
-  grpc::Status ListVersions(grpc::ServerContext* context,
-                            const v1::ListVersionsRequest* request,
+  grpc::Status ListVersions(grpc::ServerContext* context, const v1::ListVersionsRequest* request,
                             v1::ListVersionsResponse* response) override;
   grpc::Status WriteArtifact(grpc::ServerContext* context,
                              grpc::ServerReader<v1::WriteArtifactRequest>* reader,

@@ -1,11 +1,10 @@
 #include "services/server.h"
 
 #include <fcntl.h>
-#include <sys/file.h>
-#include <unistd.h>
-
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #include <iostream>
 
@@ -160,7 +159,8 @@ std::shared_ptr<grpc::Channel> ModeldistServer::InProcessChannel() {
 }
 
 void ModeldistServer::Shutdown() {
-  if (server_ != nullptr) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  if (server_ != nullptr)
+    server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
 }
 
 void ModeldistServer::Wait() { server_->Wait(); }

@@ -10,8 +10,8 @@ namespace {
 class ArtifactServiceTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    digest_ = server_.PublishBlob("m", "1", v1::PLATFORM_LINUX, v1::ARCH_ANY, v1::FORMAT_GGUF,
-                                  bytes_);
+    digest_ =
+        server_.PublishBlob("m", "1", v1::PLATFORM_LINUX, v1::ARCH_ANY, v1::FORMAT_GGUF, bytes_);
   }
 
   // Reads [offset, offset+limit) and checks chunk offsets are contiguous and bounded.
@@ -49,8 +49,12 @@ TEST_F(ArtifactServiceTest, ReadsWholeBlob) {
 TEST_F(ArtifactServiceTest, ReadsRanges) {
   struct Case {
     int64_t offset, limit;
-  } cases[] = {{0, 1}, {1, 300000}, {262144, 262144}, {1000000, 0},
-               {static_cast<int64_t>(1024 * 1024 + 4096), 0}, {5, 1 << 30}};
+  } cases[] = {{0, 1},
+               {1, 300000},
+               {262144, 262144},
+               {1000000, 0},
+               {static_cast<int64_t>(1024 * 1024 + 4096), 0},
+               {5, 1 << 30}};
   for (const Case& c : cases) {
     std::string got;
     ASSERT_TRUE(Read(digest_, c.offset, c.limit, &got).ok()) << c.offset;
@@ -70,8 +74,7 @@ TEST_F(ArtifactServiceTest, OffsetAtEndIsEmptyPastEndIsOutOfRange) {
 TEST_F(ArtifactServiceTest, BadRequests) {
   std::string got;
   EXPECT_EQ(Read("sha256:00", 0, 0, &got).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
-  EXPECT_EQ(Read("../../etc/passwd", 0, 0, &got).error_code(),
-            grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(Read("../../etc/passwd", 0, 0, &got).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_EQ(Read(digest_, -1, 0, &got).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_EQ(Read(digest_, 0, -1, &got).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_EQ(Read(FormatDigest(std::string(64, 'a')), 0, 0, &got).error_code(),
@@ -99,7 +102,8 @@ TEST_F(ArtifactServiceTest, DraftUploadsAreReadableOnlyOnceVerified) {
   v1::CreateVersionRequest version;
   version.set_parent("models/m");
   version.set_version_id("2");
-  *version.add_artifacts() = MakeArtifact(v1::PLATFORM_LINUX, v1::ARCH_ARM64, v1::FORMAT_GGUF, other);
+  *version.add_artifacts() =
+      MakeArtifact(v1::PLATFORM_LINUX, v1::ARCH_ARM64, v1::FORMAT_GGUF, other);
   v1::Version v;
   ASSERT_TRUE(server_.registry().CreateVersion(server_.Admin().get(), version, &v).ok());
   const std::string digest = version.artifacts(0).digest();

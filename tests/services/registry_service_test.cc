@@ -13,11 +13,11 @@ namespace {
 
 using ::testing::HasSubstr;
 
-#define EXPECT_GRPC(status, code, substring)                         \
-  do {                                                               \
-    grpc::Status s_ = (status);                                      \
+#define EXPECT_GRPC(status, code, substring)                                  \
+  do {                                                                        \
+    grpc::Status s_ = (status);                                               \
     EXPECT_EQ(s_.error_code(), grpc::StatusCode::code) << s_.error_message(); \
-    EXPECT_THAT(s_.error_message(), HasSubstr(substring));           \
+    EXPECT_THAT(s_.error_message(), HasSubstr(substring));                    \
   } while (false)
 
 class RegistryServiceTest : public ::testing::Test {
@@ -37,15 +37,13 @@ class RegistryServiceTest : public ::testing::Test {
     request.set_version_id(version);
     for (const auto& a : artifacts) *request.add_artifacts() = a;
     v1::Version response;
-    return server_.registry().CreateVersion(server_.Admin().get(), request,
-                                            out ? out : &response);
+    return server_.registry().CreateVersion(server_.Admin().get(), request, out ? out : &response);
   }
   grpc::Status Publish(const std::string& name, v1::Version* out = nullptr) {
     v1::PublishVersionRequest request;
     request.set_name(name);
     v1::Version response;
-    return server_.registry().PublishVersion(server_.Admin().get(), request,
-                                             out ? out : &response);
+    return server_.registry().PublishVersion(server_.Admin().get(), request, out ? out : &response);
   }
   grpc::Status GetVersion(const std::string& name, v1::Version* out) {
     v1::GetVersionRequest request;
@@ -216,7 +214,8 @@ TEST_F(RegistryServiceTest, CorruptUploadIsDiscarded) {
   EXPECT_FALSE(q.complete());
   EXPECT_GRPC(Publish("models/llama/versions/1"), FAILED_PRECONDITION, "");
   // Too few bytes, finished: discarded as well.
-  EXPECT_GRPC(server_.Upload(gguf_.digest(), bytes_.substr(0, 100)), DATA_LOSS, "has 100 bytes, expected");
+  EXPECT_GRPC(server_.Upload(gguf_.digest(), bytes_.substr(0, 100)), DATA_LOSS,
+              "has 100 bytes, expected");
   EXPECT_EQ(Query(gguf_.digest()).committed_size(), 0);
   // Too many bytes: the message that overflows is refused; the whole messages before it were
   // committed (committed_size never goes back) and the upload can still be finished.
@@ -278,8 +277,8 @@ TEST_F(RegistryServiceTest, YankMovesTierBackAndBumpsSequence) {
   set.set_tier("llama8b");
   set.set_version("models/llama/versions/2");
   v1::TierBinding binding;
-  EXPECT_GRPC(server_.registry().SetTier(server_.Admin().get(), set, &binding),
-              FAILED_PRECONDITION, "");
+  EXPECT_GRPC(server_.registry().SetTier(server_.Admin().get(), set, &binding), FAILED_PRECONDITION,
+              "");
 }
 
 TEST_F(RegistryServiceTest, SetTierValidates) {
@@ -297,8 +296,8 @@ TEST_F(RegistryServiceTest, SetTierValidates) {
   EXPECT_GRPC(server_.registry().SetTier(server_.Admin().get(), set, &binding), NOT_FOUND, "");
   ASSERT_TRUE(CreateModel("llama").ok());
   ASSERT_TRUE(CreateVersion("llama", "1", {gguf_}).ok());
-  EXPECT_GRPC(server_.registry().SetTier(server_.Admin().get(), set, &binding),
-              FAILED_PRECONDITION, "");
+  EXPECT_GRPC(server_.registry().SetTier(server_.Admin().get(), set, &binding), FAILED_PRECONDITION,
+              "");
 }
 
 TEST_F(RegistryServiceTest, ListModelsPaginates) {

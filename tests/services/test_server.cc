@@ -51,8 +51,8 @@ v1::Artifact MakeArtifact(v1::Platform platform, v1::Arch arch, v1::Format forma
   return a;
 }
 
-grpc::Status TestServer::Upload(const std::string& digest, const std::string& bytes,
-                                int64_t offset, bool finish, size_t message_bytes) {
+grpc::Status TestServer::Upload(const std::string& digest, const std::string& bytes, int64_t offset,
+                                bool finish, size_t message_bytes) {
   auto context = Admin();
   v1::WriteArtifactResponse response;
   auto writer = registry_->WriteArtifact(context.get(), &response);
@@ -79,8 +79,7 @@ std::string TestServer::PublishBlob(const std::string& model, const std::string&
     request.set_model_id(model);
     v1::Model response;
     grpc::Status s = registry_->CreateModel(Admin().get(), request, &response);
-    EXPECT_TRUE(s.ok() || s.error_code() == grpc::StatusCode::ALREADY_EXISTS)
-        << s.error_message();
+    EXPECT_TRUE(s.ok() || s.error_code() == grpc::StatusCode::ALREADY_EXISTS) << s.error_message();
   }
   v1::Artifact artifact = MakeArtifact(platform, arch, format, bytes);
   {

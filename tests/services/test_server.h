@@ -41,8 +41,8 @@ class TestServer {
                           v1::Platform platform, v1::Arch arch, v1::Format format,
                           const std::string& bytes);
   // Uploads `bytes` of an already declared artifact in one stream (finish_write set).
-  grpc::Status Upload(const std::string& digest, const std::string& bytes,
-                      int64_t offset = 0, bool finish = true, size_t message_bytes = 1 << 20);
+  grpc::Status Upload(const std::string& digest, const std::string& bytes, int64_t offset = 0,
+                      bool finish = true, size_t message_bytes = 1 << 20);
   v1::TierBinding SetTier(const std::string& tier, const std::string& channel,
                           const std::string& version);
 

@@ -17,7 +17,8 @@ void MakeCertificate(const ScratchDir& dir) {
   const std::string command =
       "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 "
       "-subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 "
-      "-keyout " + dir.Join("key.pem") + " -out " + dir.Join("cert.pem") + " 2>/dev/null";
+      "-keyout " +
+      dir.Join("key.pem") + " -out " + dir.Join("cert.pem") + " 2>/dev/null";
   ASSERT_EQ(std::system(command.c_str()), 0) << command;
 }
 
@@ -36,8 +37,8 @@ TEST(TlsTest, ServesTlsAndRefusesPlaintextClients) {
 
   grpc::SslCredentialsOptions tls;
   tls.pem_root_certs = *ReadFileToString(dir.Join("cert.pem"));
-  auto secure = v1::ManifestService::NewStub(
-      grpc::CreateChannel(target, grpc::SslCredentials(tls)));
+  auto secure =
+      v1::ManifestService::NewStub(grpc::CreateChannel(target, grpc::SslCredentials(tls)));
   v1::GetSigningKeysResponse keys;
   grpc::ClientContext c1;
   c1.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
@@ -45,8 +46,8 @@ TEST(TlsTest, ServesTlsAndRefusesPlaintextClients) {
   ASSERT_TRUE(s.ok()) << s.error_message();
   EXPECT_EQ(keys.keys_size(), 1);
 
-  auto plain = v1::ManifestService::NewStub(
-      grpc::CreateChannel(target, grpc::InsecureChannelCredentials()));
+  auto plain =
+      v1::ManifestService::NewStub(grpc::CreateChannel(target, grpc::InsecureChannelCredentials()));
   grpc::ClientContext c2;
   c2.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
   EXPECT_FALSE(plain->GetSigningKeys(&c2, {}, &keys).ok());

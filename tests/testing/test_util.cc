@@ -3,8 +3,8 @@
 #include <stdlib.h>
 
 #include <cstdint>
-#include <filesystem>
 #include <cstring>
+#include <filesystem>
 #include <random>
 
 namespace modeldist::testing {
