@@ -18,7 +18,9 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -36,11 +38,21 @@ struct ListPage {
   std::string next_page_token;  // empty on the last page
 };
 
-// A tier binding with the version it resolves to (only PUBLISHED versions are ever resolved).
+// Everything the manifest cache needs to answer one tier/channel: the binding with the version
+// it resolves to (only PUBLISHED versions are ever resolved), the ACTIVE or PAUSED rollout with
+// its target version, and the device pins with their versions.
 struct ResolvedTier {
   v1::TierBinding binding;
   v1::Version version;
+  std::optional<v1::Rollout> rollout;
+  std::optional<v1::Version> rollout_version;  // set iff rollout is
+  std::vector<v1::DevicePin> pins;             // ordered by device_id
+  // Every version a pin names, by resource name.
+  std::map<std::string, v1::Version> pinned_versions;
 };
+
+// The audit actor recorded when a caller names none.
+inline constexpr absl::string_view kDefaultActor = "admin";
 
 struct CatalogOptions {
   // The clock for create/publish/yank/update times; tests inject a fake.
@@ -63,7 +75,8 @@ class Catalog {
   static int LatestSchemaVersion();
 
   // ALREADY_EXISTS if the model exists.
-  absl::StatusOr<v1::Model> CreateModel(absl::string_view model_id, absl::string_view description);
+  absl::StatusOr<v1::Model> CreateModel(absl::string_view model_id, absl::string_view description,
+                                        absl::string_view actor = kDefaultActor);
   // NOT_FOUND if absent.
   absl::StatusOr<v1::Model> GetModel(absl::string_view model_id);
   // page_size: 0 means 100, values above 1000 are treated as 1000, negative is
@@ -71,12 +84,14 @@ class Catalog {
   // page_token). Ordered by model id.
   absl::StatusOr<ListPage<v1::Model>> ListModels(int page_size, absl::string_view page_token);
 
-  // Creates a DRAFT version with `artifacts` (platform, arch, format, digest, size_bytes read).
+  // Creates a DRAFT version with `artifacts` (platform, arch, format, digest, size_bytes,
+  // constraints and unpacked_size_bytes are stored).
   // NOT_FOUND: no model. ALREADY_EXISTS: version exists. INVALID_ARGUMENT: two artifacts for
   // the same (platform, arch, format) (field artifacts), or a digest already declared
   // elsewhere with another size (field artifacts[i].size_bytes).
   absl::StatusOr<v1::Version> CreateVersion(const VersionName& name,
-                                            const std::vector<v1::Artifact>& artifacts);
+                                            const std::vector<v1::Artifact>& artifacts,
+                                            absl::string_view actor = kDefaultActor);
   // NOT_FOUND if the model or version is absent. `uploaded` is left false: the catalog does
   // not know the blob store.
   absl::StatusOr<v1::Version> GetVersion(const VersionName& name);
@@ -88,25 +103,99 @@ class Catalog {
   // the transaction; the first that is not gives FAILED_PRECONDITION naming its digest and
   // platform/arch/format. FAILED_PRECONDITION when not a DRAFT; NOT_FOUND when absent.
   absl::StatusOr<v1::Version> PublishVersion(
-      const VersionName& name, const std::function<bool(const std::string& digest)>& is_uploaded);
+      const VersionName& name, const std::function<bool(const std::string& digest)>& is_uploaded,
+      absl::string_view actor = kDefaultActor);
 
   // PUBLISHED -> YANKED, atomically with bumping the sequence of every tier/channel that
   // resolved to this version (they now resolve to their newest earlier binding that is not
-  // yanked, or to nothing). FAILED_PRECONDITION when not PUBLISHED.
-  absl::StatusOr<v1::Version> YankVersion(const VersionName& name, absl::string_view reason);
+  // yanked, or to nothing). In the same transaction: an ACTIVE/PAUSED rollout whose
+  // to_version is this version becomes ABORTED, pins to it are removed, and every tier/channel
+  // affected by either gets its sequence bumped. FAILED_PRECONDITION when not PUBLISHED.
+  absl::StatusOr<v1::Version> YankVersion(const VersionName& name, absl::string_view reason,
+                                          absl::string_view actor = kDefaultActor);
 
   // Binds tier/channel to a PUBLISHED version, appending to the tier's history and bumping its
   // sequence by one (a tier's first binding has sequence 1). NOT_FOUND: no version.
   // FAILED_PRECONDITION: the version is not PUBLISHED.
+  // FAILED_PRECONDITION too while a rollout of the tier/channel is ACTIVE or PAUSED (complete
+  // or abort it first).
   absl::StatusOr<v1::TierBinding> SetTier(absl::string_view tier, absl::string_view channel,
-                                          const VersionName& version);
+                                          const VersionName& version,
+                                          absl::string_view actor = kDefaultActor);
   // The current binding; NOT_FOUND if the tier/channel was never bound.
   absl::StatusOr<v1::TierBinding> GetTier(absl::string_view tier, absl::string_view channel);
   // Ordered by (tier, channel). Same paging rules as ListModels.
   absl::StatusOr<ListPage<v1::TierBinding>> ListTiers(int page_size, absl::string_view page_token);
 
-  // Every tier/channel that resolves to a version, with that version and its artifacts.
+  // Every tier/channel that resolves to a version, with its rollout and pins.
   absl::StatusOr<std::vector<ResolvedTier>> ResolveAllTiers();
+
+  // --- Rollouts. Each change bumps the tier/channel's sequence and appends an audit entry,
+  // in one transaction. Rollout ids are `r-<n>`, unique and never reused.
+
+  // Starts a rollout from the current resolved version to `to_version` at `basis_points`.
+  // INVALID_ARGUMENT: basis_points not 0..10000 (field basis_points). NOT_FOUND: tier/channel
+  // not bound or no such version. FAILED_PRECONDITION: to_version not PUBLISHED, or equal to
+  // the current version, or a rollout is already ACTIVE/PAUSED.
+  absl::StatusOr<v1::Rollout> StartRollout(absl::string_view tier, absl::string_view channel,
+                                           const VersionName& to_version, int32_t basis_points,
+                                           absl::string_view actor = kDefaultActor);
+  // INVALID_ARGUMENT: out of range or lower than now. NOT_FOUND: no ACTIVE/PAUSED rollout.
+  // FAILED_PRECONDITION: PAUSED.
+  absl::StatusOr<v1::Rollout> AdvanceRollout(absl::string_view tier, absl::string_view channel,
+                                             int32_t basis_points,
+                                             absl::string_view actor = kDefaultActor);
+  // ACTIVE -> PAUSED. NOT_FOUND: none ACTIVE/PAUSED. FAILED_PRECONDITION: not ACTIVE.
+  absl::StatusOr<v1::Rollout> PauseRollout(absl::string_view tier, absl::string_view channel,
+                                           absl::string_view actor = kDefaultActor);
+  // PAUSED -> ACTIVE. NOT_FOUND: none ACTIVE/PAUSED. FAILED_PRECONDITION: not PAUSED.
+  absl::StatusOr<v1::Rollout> ResumeRollout(absl::string_view tier, absl::string_view channel,
+                                            absl::string_view actor = kDefaultActor);
+  // -> COMPLETED, binding the tier to to_version (a tier history entry). NOT_FOUND: none.
+  absl::StatusOr<v1::Rollout> CompleteRollout(absl::string_view tier, absl::string_view channel,
+                                              absl::string_view actor = kDefaultActor);
+  // -> ABORTED. NOT_FOUND: none ACTIVE/PAUSED.
+  absl::StatusOr<v1::Rollout> AbortRollout(absl::string_view tier, absl::string_view channel,
+                                           absl::string_view actor = kDefaultActor);
+  // Newest first; `tier`/`channel` empty = no filter. Same paging rules as ListModels.
+  absl::StatusOr<ListPage<v1::Rollout>> ListRollouts(absl::string_view tier,
+                                                     absl::string_view channel, int page_size,
+                                                     absl::string_view page_token);
+
+  // --- Device pins. Bumps the sequence; returns {changed, new sequence}.
+  struct PinChange {
+    int32_t changed = 0;
+    int64_t sequence = 0;
+  };
+  // Pins (or re-pins) each device. NOT_FOUND: tier/channel not bound or no such version.
+  // FAILED_PRECONDITION: the version is not PUBLISHED.
+  absl::StatusOr<PinChange> PinDevices(absl::string_view tier, absl::string_view channel,
+                                       const std::vector<std::string>& device_ids,
+                                       const VersionName& version,
+                                       absl::string_view actor = kDefaultActor);
+  // Unknown ids are ignored (changed counts only removed pins). The sequence is bumped only
+  // when something changed. NOT_FOUND: tier/channel not bound.
+  absl::StatusOr<PinChange> UnpinDevices(absl::string_view tier, absl::string_view channel,
+                                         const std::vector<std::string>& device_ids,
+                                         absl::string_view actor = kDefaultActor);
+  // Ordered by (tier, channel, device_id). Same paging rules as ListModels.
+  absl::StatusOr<ListPage<v1::DevicePin>> ListPins(int page_size, absl::string_view page_token);
+
+  // --- Audit log: every mutating method above appends one entry in its own transaction.
+  // Newest first. Same paging rules as ListModels.
+  absl::StatusOr<ListPage<v1::AuditEntry>> ListAuditLog(int page_size,
+                                                        absl::string_view page_token);
+  // Appends an entry on its own (for changes outside the catalog, e.g. key files).
+  absl::Status AppendAudit(absl::string_view actor, absl::string_view action,
+                           absl::string_view resource, absl::string_view details);
+
+  // --- Trust roots: the serialized SignedTrustRoot of each version. The caller verifies
+  // signatures; the catalog only keeps the chain gap-free.
+  // FAILED_PRECONDITION unless `version` is the newest stored + 1 (1 for the first).
+  absl::Status AppendTrustRoot(int64_t version, absl::string_view signed_root,
+                               absl::string_view actor = kDefaultActor);
+  // `version` 0 means the newest. NOT_FOUND when absent (or none stored).
+  absl::StatusOr<std::string> GetTrustRoot(int64_t version);
 
   // The size that versions declare for `digest` (`sha256:<hex>`); NOT_FOUND if none does.
   absl::StatusOr<int64_t> DeclaredSize(absl::string_view digest);
