@@ -562,7 +562,7 @@ int Catalog::SchemaVersion() const { return impl_->schema_version; }
 int Catalog::LatestSchemaVersion() { return LatestEmbeddedMigration(); }
 
 absl::StatusOr<v1::Model> Catalog::CreateModel(absl::string_view model_id,
-                                               absl::string_view description) {
+                                               absl::string_view description, absl::string_view actor) {
   absl::MutexLock lock(&impl_->mu);
   Impl::Transaction txn(impl_.get());
   MD_RETURN_IF_ERROR(txn.BeginWrite());
@@ -627,7 +627,7 @@ absl::StatusOr<ListPage<v1::Model>> Catalog::ListModels(int page_size,
 }
 
 absl::StatusOr<v1::Version> Catalog::CreateVersion(const VersionName& name,
-                                                   const std::vector<v1::Artifact>& artifacts) {
+                                                   const std::vector<v1::Artifact>& artifacts, absl::string_view actor) {
   // Checks on the request alone come first: they fail the same whatever the catalog holds.
   for (size_t i = 0; i < artifacts.size(); ++i) {
     for (size_t j = 0; j < i; ++j) {
@@ -757,7 +757,7 @@ absl::StatusOr<ListPage<v1::Version>> Catalog::ListVersions(absl::string_view mo
 }
 
 absl::StatusOr<v1::Version> Catalog::PublishVersion(
-    const VersionName& name, const std::function<bool(const std::string& digest)>& is_uploaded) {
+    const VersionName& name, const std::function<bool(const std::string& digest)>& is_uploaded, absl::string_view actor) {
   if (!is_uploaded) {
     return MakeError(absl::StatusCode::kInternal, "CATALOG_ERROR",
                      "PublishVersion needs an is_uploaded callback");
@@ -797,7 +797,7 @@ absl::StatusOr<v1::Version> Catalog::PublishVersion(
 }
 
 absl::StatusOr<v1::Version> Catalog::YankVersion(const VersionName& name,
-                                                 absl::string_view reason) {
+                                                 absl::string_view reason, absl::string_view actor) {
   absl::MutexLock lock(&impl_->mu);
   Impl::Transaction txn(impl_.get());
   MD_RETURN_IF_ERROR(txn.BeginWrite());
@@ -853,7 +853,7 @@ absl::StatusOr<v1::Version> Catalog::YankVersion(const VersionName& name,
 }
 
 absl::StatusOr<v1::TierBinding> Catalog::SetTier(absl::string_view tier, absl::string_view channel,
-                                                 const VersionName& version_name) {
+                                                 const VersionName& version_name, absl::string_view actor) {
   absl::MutexLock lock(&impl_->mu);
   Impl::Transaction txn(impl_.get());
   MD_RETURN_IF_ERROR(txn.BeginWrite());
@@ -958,7 +958,10 @@ absl::StatusOr<std::vector<ResolvedTier>> Catalog::ResolveAllTiers() {
     if (!name) continue;
     binding.set_version(name->ToString());
     MD_ASSIGN_OR_RETURN(v1::Version version, impl_->LoadVersion(*name));
-    resolved.push_back(ResolvedTier{std::move(binding), std::move(version)});
+    ResolvedTier tier;
+    tier.binding = std::move(binding);
+    tier.version = std::move(version);
+    resolved.push_back(std::move(tier));
   }
   MD_RETURN_IF_ERROR(txn.Commit());
   return resolved;
