@@ -1,0 +1,500 @@
+#include "bench/bench_util.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <openssl/evp.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <sstream>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/file_util.h"
+#include "common/status.h"
+#include "modeldist/v1/registry.grpc.pb.h"
+
+namespace modeldist::bench {
+namespace {
+
+// PIDs of running children. A fixed array of atomics because the signal handler reads it.
+constexpr int kMaxChildren = 64;
+std::atomic<pid_t> g_children[kMaxChildren];
+
+void Track(pid_t pid) {
+  for (auto& slot : g_children) {
+    pid_t empty = 0;
+    if (slot.compare_exchange_strong(empty, pid)) return;
+  }
+}
+
+void Untrack(pid_t pid) {
+  for (auto& slot : g_children) {
+    pid_t expected = pid;
+    if (slot.compare_exchange_strong(expected, 0)) return;
+  }
+}
+
+void OnFatalSignal(int sig) {
+  // Only async-signal-safe calls here: kill and _exit. The children are servers that exit
+  // promptly on SIGTERM; PR_SET_PDEATHSIG covers them too once we are gone.
+  for (auto& slot : g_children) {
+    pid_t pid = slot.load();
+    if (pid > 0) ::kill(pid, SIGTERM);
+  }
+  ::_exit(128 + sig);
+}
+
+void StopAllChildren() {
+  for (auto& slot : g_children) {
+    pid_t pid = slot.load();
+    if (pid > 0) StopChild(pid);
+  }
+}
+
+absl::StatusOr<pid_t> SpawnImpl(const std::vector<std::string>& argv,
+                                const std::string& stdout_path, const std::string& stderr_path,
+                                bool append) {
+  // Everything the child needs is prepared before fork: after fork only async-signal-safe
+  // calls are allowed, since gRPC threads may hold locks.
+  std::vector<char*> args;
+  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  const int flags = O_WRONLY | O_CREAT | O_CLOEXEC | (append ? O_APPEND : O_TRUNC);
+  int out_fd = -1;
+  int err_fd = -1;
+  if (!stdout_path.empty()) {
+    out_fd = ::open(stdout_path.c_str(), flags, 0644);
+    if (out_fd < 0) return ErrnoStatus(errno, stdout_path);
+  }
+  if (!stderr_path.empty()) {
+    err_fd = stderr_path == stdout_path ? out_fd : ::open(stderr_path.c_str(), flags, 0644);
+    if (err_fd < 0) return ErrnoStatus(errno, stderr_path);
+  }
+  const pid_t parent = ::getpid();
+  pid_t pid = ::fork();
+  if (pid < 0) return ErrnoStatus(errno, "fork");
+  if (pid == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (::getppid() != parent) ::_exit(1);
+    if (out_fd >= 0) ::dup2(out_fd, STDOUT_FILENO);
+    if (err_fd >= 0) ::dup2(err_fd, STDERR_FILENO);
+    ::execv(args[0], args.data());
+    ::_exit(127);
+  }
+  if (out_fd >= 0) ::close(out_fd);
+  if (err_fd >= 0 && err_fd != out_fd) ::close(err_fd);
+  Track(pid);
+  return pid;
+}
+
+// Waits for `pid`; returns its exit code (128+signal if killed).
+int WaitChild(pid_t pid) {
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  Untrack(pid);
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+  return -1;
+}
+
+int PickFreeLoopbackPort() {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return 0;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  socklen_t len = sizeof addr;
+  int port = 0;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
+    port = ntohs(addr.sin_port);
+  }
+  ::close(fd);
+  return port;
+}
+
+std::string RandomToken() {
+  unsigned char bytes[16];
+  std::ifstream urandom("/dev/urandom", std::ios::binary);
+  urandom.read(reinterpret_cast<char*>(bytes), sizeof bytes);
+  return HexEncode(absl::string_view(reinterpret_cast<const char*>(bytes), sizeof bytes));
+}
+
+absl::Status FromGrpc(const grpc::Status& s, absl::string_view what) {
+  return absl::Status(static_cast<absl::StatusCode>(s.error_code()),
+                      absl::StrCat(what, ": ", s.error_message()));
+}
+
+}  // namespace
+
+void InstallChildReaper() {
+  struct sigaction action {};
+  action.sa_handler = OnFatalSignal;
+  sigemptyset(&action.sa_mask);
+  ::sigaction(SIGINT, &action, nullptr);
+  ::sigaction(SIGTERM, &action, nullptr);
+  ::sigaction(SIGHUP, &action, nullptr);
+  std::atexit(StopAllChildren);
+}
+
+absl::StatusOr<pid_t> Spawn(const std::vector<std::string>& argv, const std::string& log_path) {
+  return SpawnImpl(argv, log_path, log_path, /*append=*/true);
+}
+
+void StopChild(pid_t pid, int grace_ms) {
+  if (pid <= 0) return;
+  if (::kill(pid, SIGTERM) != 0 && errno == ESRCH) {
+    Untrack(pid);
+    return;
+  }
+  for (int waited = 0; waited < grace_ms; waited += 10) {
+    int status = 0;
+    pid_t r = ::waitpid(pid, &status, WNOHANG);
+    if (r == pid || (r < 0 && errno == ECHILD)) {
+      Untrack(pid);
+      return;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ::kill(pid, SIGKILL);
+  WaitChild(pid);
+}
+
+bool ChildAlive(pid_t pid) {
+  int status = 0;
+  pid_t r = ::waitpid(pid, &status, WNOHANG);
+  if (r == 0) return true;
+  Untrack(pid);
+  return false;
+}
+
+absl::StatusOr<double> TimeShell(const std::string& command, const std::string& stdout_path) {
+  auto start = std::chrono::steady_clock::now();
+  MD_ASSIGN_OR_RETURN(pid_t pid, SpawnImpl({"/bin/bash", "-c", command},
+                                           stdout_path.empty() ? "/dev/null" : stdout_path, "",
+                                           /*append=*/false));
+  int code = WaitChild(pid);
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (code != 0) {
+    return absl::InternalError(absl::StrCat("`", command, "` exited with ", code));
+  }
+  return seconds;
+}
+
+absl::StatusOr<ServerProcess> StartModeldistServer(const std::string& binary,
+                                                   const std::string& data_dir,
+                                                   const std::string& token_file,
+                                                   int64_t chunk_size,
+                                                   const std::string& log_path) {
+  const std::string port_file = data_dir + ".port";
+  ::unlink(port_file.c_str());
+  ServerProcess server;
+  MD_ASSIGN_OR_RETURN(server.pid, Spawn({binary, "--listen", "127.0.0.1:0", "--data-dir", data_dir,
+                                         "--admin-token-file", token_file, "--port-file", port_file,
+                                         "--chunk-size", absl::StrCat(chunk_size)},
+                                        log_path));
+  for (int waited = 0; waited < 30000; waited += 20) {
+    if (!ChildAlive(server.pid)) {
+      return absl::UnavailableError(
+          absl::StrCat("modeldist-server exited at start; see ", log_path));
+    }
+    auto text = ReadFileToString(port_file);
+    if (text.ok() && !text->empty()) {
+      server.port = std::atoi(text->c_str());
+      if (server.port > 0) {
+        server.address = absl::StrCat("127.0.0.1:", server.port);
+        return server;
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  StopChild(server.pid);
+  return absl::DeadlineExceededError("modeldist-server did not write its port file in 30 s");
+}
+
+absl::StatusOr<ServerProcess> StartNginx(const std::string& prefix, const std::string& root,
+                                         int workers) {
+  for (const char* sub : {"", "/logs", "/tmp"}) {
+    MD_RETURN_IF_ERROR(MakeDirs(prefix + sub));
+  }
+  const std::string token = RandomToken();
+  const std::string probe = ".probe-" + token;
+  MD_RETURN_IF_ERROR(WriteFileAtomically(root + "/" + probe, token, 0644));
+  // A few attempts: the free port we pick can be taken before nginx binds it.
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    int port = PickFreeLoopbackPort();
+    if (port == 0) return absl::UnavailableError("no free loopback port");
+    const std::string conf = absl::StrFormat(
+        "worker_processes %d;\n"
+        "daemon off;\n"
+        "pid %s/nginx.pid;\n"
+        "error_log %s/logs/error.log warn;\n"
+        "events { worker_connections 1024; }\n"
+        "http {\n"
+        "  access_log off;\n"
+        "  client_body_temp_path %s/tmp/body; proxy_temp_path %s/tmp/proxy;\n"
+        "  fastcgi_temp_path %s/tmp/fcgi; uwsgi_temp_path %s/tmp/uwsgi;\n"
+        "  scgi_temp_path %s/tmp/scgi;\n"
+        "  sendfile on; tcp_nopush on; tcp_nodelay on;\n"
+        "  keepalive_requests 1000000; keepalive_timeout 60s;\n"
+        "  default_type application/octet-stream;\n"
+        "  types { application/json json; }\n"
+        "  server { listen 127.0.0.1:%d; root %s; }\n"
+        "}\n",
+        workers, prefix, prefix, prefix, prefix, prefix, prefix, prefix, port, root);
+    MD_RETURN_IF_ERROR(WriteFileAtomically(prefix + "/nginx.conf", conf, 0644));
+    ServerProcess server;
+    MD_ASSIGN_OR_RETURN(
+        server.pid, Spawn({"/usr/sbin/nginx", "-p", prefix + "/", "-e", prefix + "/logs/error.log",
+                           "-c", prefix + "/nginx.conf"},
+                          prefix + "/logs/stderr.log"));
+    server.port = port;
+    server.address = absl::StrCat("127.0.0.1:", port);
+    const std::string got = prefix + "/probe.out";
+    for (int waited = 0; waited < 5000 && ChildAlive(server.pid); waited += 50) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      ::unlink(got.c_str());
+      auto fetched =
+          TimeShell(absl::StrCat("curl -sf --max-time 2 http://", server.address, "/", probe), got);
+      if (!fetched.ok()) continue;
+      auto text = ReadFileToString(got);
+      if (text.ok() && *text == token) return server;
+      // Someone else answers on this port: ours cannot have bound it.
+      break;
+    }
+    StopChild(server.pid);
+  }
+  return absl::UnavailableError(
+      absl::StrCat("nginx did not come up on a free port; see ", prefix, "/logs/error.log"));
+}
+
+absl::StatusOr<FileDigest> MakeIncompressibleFile(const std::string& path, int64_t size) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return ErrnoStatus(errno, path);
+  EVP_CIPHER_CTX* cipher = EVP_CIPHER_CTX_new();
+  const unsigned char key[16] = {'m', 'o', 'd', 'e', 'l', 'd', 'i', 's',
+                                 't', '-', 'b', 'e', 'n', 'c', 'h', '!'};
+  const unsigned char iv[16] = {};
+  EVP_EncryptInit_ex(cipher, EVP_aes_128_ctr(), nullptr, key, iv);
+  constexpr size_t kBlock = 4 << 20;
+  std::vector<unsigned char> zeros(kBlock, 0);
+  std::vector<unsigned char> out(kBlock);
+  Sha256 hash;
+  absl::Status status;
+  for (int64_t done = 0; done < size && status.ok();) {
+    int n = static_cast<int>(std::min<int64_t>(kBlock, size - done));
+    int produced = 0;
+    EVP_EncryptUpdate(cipher, out.data(), &produced, zeros.data(), n);
+    hash.Update(out.data(), static_cast<size_t>(produced));
+    status = WriteAll(fd, out.data(), static_cast<size_t>(produced));
+    done += produced;
+  }
+  EVP_CIPHER_CTX_free(cipher);
+  ::close(fd);
+  MD_RETURN_IF_ERROR(status);
+  return FileDigest{hash.FinishHex(), size};
+}
+
+std::shared_ptr<grpc::Channel> Connect(const std::string& address, bool unique) {
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(-1);
+  if (unique) args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+}
+
+absl::StatusOr<Published> PublishFile(const std::shared_ptr<grpc::Channel>& channel,
+                                      const std::string& token, const std::string& path,
+                                      const FileDigest& digest, const std::string& model,
+                                      const std::string& version, const std::string& tier) {
+  auto registry = v1::RegistryService::NewStub(channel);
+  auto admin = [&token] {
+    auto context = std::make_unique<grpc::ClientContext>();
+    context->AddMetadata("authorization", "Bearer " + token);
+    return context;
+  };
+  Published published;
+  published.digest = FormatDigest(digest.hex);
+  published.size_bytes = digest.size;
+  published.version = absl::StrCat("models/", model, "/versions/", version);
+  {
+    v1::CreateModelRequest request;
+    request.set_model_id(model);
+    v1::Model response;
+    grpc::Status s = registry->CreateModel(admin().get(), request, &response);
+    if (!s.ok() && s.error_code() != grpc::StatusCode::ALREADY_EXISTS) {
+      return FromGrpc(s, "CreateModel");
+    }
+  }
+  {
+    v1::CreateVersionRequest request;
+    request.set_parent("models/" + model);
+    request.set_version_id(version);
+    v1::Artifact* artifact = request.add_artifacts();
+    artifact->set_platform(v1::PLATFORM_LINUX);
+    artifact->set_arch(v1::ARCH_X86_64);
+    artifact->set_format(v1::FORMAT_GGUF);
+    artifact->set_digest(published.digest);
+    artifact->set_size_bytes(digest.size);
+    v1::Version response;
+    grpc::Status s = registry->CreateVersion(admin().get(), request, &response);
+    if (!s.ok()) return FromGrpc(s, "CreateVersion");
+  }
+  {
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return ErrnoStatus(errno, path);
+    auto context = admin();
+    v1::WriteArtifactResponse response;
+    auto writer = registry->WriteArtifact(context.get(), &response);
+    constexpr size_t kMessageBytes = 4 << 20;  // the API's per-message maximum
+    v1::WriteArtifactRequest request;
+    int64_t offset = 0;
+    absl::Status local;
+    for (;;) {
+      request.set_digest(published.digest);
+      request.set_write_offset(offset);
+      std::string* data = request.mutable_data();
+      data->resize(kMessageBytes);
+      ssize_t n = ::pread(fd, data->data(), kMessageBytes, offset);
+      if (n < 0) {
+        local = ErrnoStatus(errno, path);
+        break;
+      }
+      data->resize(static_cast<size_t>(n));
+      offset += n;
+      request.set_finish_write(offset == digest.size);
+      if (!writer->Write(request) || n == 0 || offset == digest.size) break;
+    }
+    ::close(fd);
+    writer->WritesDone();
+    grpc::Status s = writer->Finish();
+    MD_RETURN_IF_ERROR(local);
+    if (!s.ok()) return FromGrpc(s, "WriteArtifact");
+  }
+  {
+    v1::PublishVersionRequest request;
+    request.set_name(published.version);
+    v1::Version response;
+    grpc::Status s = registry->PublishVersion(admin().get(), request, &response);
+    if (!s.ok()) return FromGrpc(s, "PublishVersion");
+  }
+  if (!tier.empty()) {
+    v1::SetTierRequest request;
+    request.set_tier(tier);
+    request.set_version(published.version);
+    v1::TierBinding response;
+    grpc::Status s = registry->SetTier(admin().get(), request, &response);
+    if (!s.ok()) return FromGrpc(s, "SetTier");
+  }
+  return published;
+}
+
+absl::StatusOr<std::string> MakeTempDir(const std::string& parent, const std::string& tag) {
+  std::string pattern = absl::StrCat(parent, "/modeldist-bench-", tag, "-XXXXXX");
+  if (::mkdtemp(pattern.data()) == nullptr) return ErrnoStatus(errno, pattern);
+  // nginx started as root serves as `nobody`, which must be able to reach the files in here.
+  if (::chmod(pattern.c_str(), 0755) != 0) return ErrnoStatus(errno, pattern);
+  return pattern;
+}
+
+void RemoveTree(const std::string& path) {
+  std::error_code ignored;
+  std::filesystem::remove_all(path, ignored);
+}
+
+int64_t ProcStatusKib(pid_t pid, const std::string& key) {
+  std::ifstream in(absl::StrCat("/proc/", pid, "/status"));
+  std::string line;
+  const std::string prefix = key + ":";
+  while (std::getline(in, line)) {
+    if (line.rfind(prefix, 0) == 0) return std::atoll(line.c_str() + prefix.size());
+  }
+  return -1;
+}
+
+namespace {
+
+// Parses /proc/PID/stat: returns utime+stime in seconds and sets *ppid.
+double StatCpuSeconds(const std::string& path, pid_t* ppid) {
+  std::ifstream in(path);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  // The command name (field 2) may hold spaces; the fields after it are fixed.
+  size_t paren = text.rfind(')');
+  if (paren == std::string::npos) return 0;
+  std::istringstream fields(text.substr(paren + 2));
+  std::string field;
+  long long utime = 0, stime = 0;
+  for (int i = 3; i <= 15 && fields >> field; ++i) {
+    if (i == 4 && ppid != nullptr) *ppid = static_cast<pid_t>(std::atoll(field.c_str()));
+    if (i == 14) utime = std::atoll(field.c_str());
+    if (i == 15) stime = std::atoll(field.c_str());
+  }
+  return static_cast<double>(utime + stime) / ::sysconf(_SC_CLK_TCK);
+}
+
+double RusageSeconds(int who) {
+  rusage usage{};
+  ::getrusage(who, &usage);
+  return usage.ru_utime.tv_sec + usage.ru_stime.tv_sec +
+         (usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
+}
+
+}  // namespace
+
+double ProcessCpuSeconds(pid_t pid, bool with_children) {
+  double total = StatCpuSeconds(absl::StrCat("/proc/", pid, "/stat"), nullptr);
+  if (!with_children) return total;
+  std::error_code ignored;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc", ignored)) {
+    const std::string name = entry.path().filename().string();
+    if (name.empty() || name[0] < '0' || name[0] > '9') continue;
+    pid_t ppid = 0;
+    double cpu = StatCpuSeconds(entry.path().string() + "/stat", &ppid);
+    if (ppid == pid) total += cpu;
+  }
+  return total;
+}
+
+double SelfCpuSeconds() { return RusageSeconds(RUSAGE_SELF); }
+double ReapedChildrenCpuSeconds() { return RusageSeconds(RUSAGE_CHILDREN); }
+
+double Median(std::vector<double> values) {
+  if (values.empty()) return 0;
+  std::sort(values.begin(), values.end());
+  size_t n = values.size();
+  return n % 2 == 1 ? values[n / 2] : (values[n / 2 - 1] + values[n / 2]) / 2;
+}
+
+double Min(const std::vector<double>& values) {
+  return values.empty() ? 0 : *std::min_element(values.begin(), values.end());
+}
+
+double Max(const std::vector<double>& values) {
+  return values.empty() ? 0 : *std::max_element(values.begin(), values.end());
+}
+
+std::string MedianRange(const std::vector<double>& values, int precision) {
+  return absl::StrFormat("%.*f (%.*f-%.*f)", precision, Median(values), precision, Min(values),
+                         precision, Max(values));
+}
+
+}  // namespace modeldist::bench

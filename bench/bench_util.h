@@ -1,0 +1,120 @@
+// File: bench_util.h
+//
+// Shared plumbing for the benchmark drivers: child processes that are always stopped by PID
+// (also when the driver fails or is interrupted), starting modeldist-server and nginx on
+// loopback, a big incompressible test file, publishing a file through RegistryService, and
+// small statistics helpers.
+//
+// The drivers compare modeldist with a peer measured in the same run on the same machine, so
+// every figure they print is meant to be read as a ratio, never as an absolute target.
+#ifndef MODELDIST_BENCH_BENCH_UTIL_H_
+#define MODELDIST_BENCH_BENCH_UTIL_H_
+
+#include <grpcpp/grpcpp.h>
+#include <sys/types.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/digest.h"
+
+namespace modeldist::bench {
+
+// ---- Processes -----------------------------------------------------------------------------
+
+// Installs SIGINT/SIGTERM handlers and an atexit hook that stop every child still running, so
+// that no server outlives the driver. Call once at the start of main.
+void InstallChildReaper();
+
+// Starts `argv` (argv[0] is a path) with stdout and stderr appended to `log_path` ("" keeps
+// the driver's). The child gets SIGTERM if the driver dies. Returns its PID.
+absl::StatusOr<pid_t> Spawn(const std::vector<std::string>& argv, const std::string& log_path);
+
+// SIGTERM, then SIGKILL after `grace_ms`; reaps the child. A PID already gone is fine.
+void StopChild(pid_t pid, int grace_ms = 5000);
+
+// True while `pid` (a child of ours) has not exited.
+bool ChildAlive(pid_t pid);
+
+// Runs `command` with `bash -c`, stdout to `stdout_path` ("" = /dev/null), and waits. Returns
+// the wall-clock seconds; an error when it exits non-zero.
+absl::StatusOr<double> TimeShell(const std::string& command, const std::string& stdout_path = "");
+
+// ---- Servers -------------------------------------------------------------------------------
+
+struct ServerProcess {
+  pid_t pid = -1;
+  int port = 0;
+  std::string address;  // 127.0.0.1:port
+};
+
+// Starts modeldist-server on 127.0.0.1:0 with `data_dir`, the admin token in `token_file` and
+// `chunk_size`, and waits until it has written its port file.
+absl::StatusOr<ServerProcess> StartModeldistServer(const std::string& binary,
+                                                   const std::string& data_dir,
+                                                   const std::string& token_file,
+                                                   int64_t chunk_size, const std::string& log_path);
+
+// Starts nginx (`daemon off`, sendfile on, access_log off, `workers` worker processes) with
+// its prefix in `prefix` (created) serving `root` on 127.0.0.1 at a free high port. The bind is
+// checked by fetching a random token file that only this instance can serve, so a foreign
+// listener on the port is never mistaken for ours.
+absl::StatusOr<ServerProcess> StartNginx(const std::string& prefix, const std::string& root,
+                                         int workers = 2);
+
+// ---- Data ----------------------------------------------------------------------------------
+
+// Writes `size` bytes of AES-128-CTR keystream (incompressible, deterministic) to `path` and
+// returns their digest. Fast (AES-NI), so a GiB costs about a second.
+absl::StatusOr<FileDigest> MakeIncompressibleFile(const std::string& path, int64_t size);
+
+// A plaintext channel to `address` that accepts messages of any size. `unique` gives the
+// channel its own TCP connection (gRPC otherwise shares one between equal channels).
+std::shared_ptr<grpc::Channel> Connect(const std::string& address, bool unique = false);
+
+struct Published {
+  std::string digest;  // sha256:<hex>
+  int64_t size_bytes = 0;
+  std::string version;  // models/{model}/versions/{version}
+};
+
+// CreateModel (if needed), CreateVersion with one linux/x86_64 GGUF artifact, WriteArtifact
+// streaming the file, PublishVersion and, when `tier` is not empty, SetTier(tier, stable).
+absl::StatusOr<Published> PublishFile(const std::shared_ptr<grpc::Channel>& channel,
+                                      const std::string& token, const std::string& path,
+                                      const FileDigest& digest, const std::string& model,
+                                      const std::string& version, const std::string& tier);
+
+// ---- Helpers -------------------------------------------------------------------------------
+
+// mkdtemp under `parent` with `tag` in the name, mode 0755 (nginx workers read from it);
+// remove it with RemoveTree.
+absl::StatusOr<std::string> MakeTempDir(const std::string& parent, const std::string& tag);
+void RemoveTree(const std::string& path);
+
+// A value from /proc/PID/status in KiB (e.g. "VmHWM", "VmRSS"); -1 if unreadable.
+int64_t ProcStatusKib(pid_t pid, const std::string& key);
+
+// CPU seconds (user + system) used so far by `pid` (all its threads) and, with
+// `with_children`, by its live direct children (e.g. nginx's workers); 0 if unreadable.
+double ProcessCpuSeconds(pid_t pid, bool with_children = false);
+// CPU seconds of this process, and of its waited-for children, so far (getrusage).
+double SelfCpuSeconds();
+double ReapedChildrenCpuSeconds();
+
+double Median(std::vector<double> values);
+double Min(const std::vector<double>& values);
+double Max(const std::vector<double>& values);
+
+// "1.23 (1.01-1.30)": median (min-max), with `precision` decimals.
+std::string MedianRange(const std::vector<double>& values, int precision = 2);
+
+// Gigabytes (10^9) per second.
+inline double GBps(int64_t bytes, double seconds) { return bytes / seconds / 1e9; }
+
+}  // namespace modeldist::bench
+
+#endif  // MODELDIST_BENCH_BENCH_UTIL_H_

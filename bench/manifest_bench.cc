@@ -1,0 +1,382 @@
+// manifest_bench: GetManifest throughput and latency, modeldist vs nginx static JSON + wrk.
+//
+// Starts modeldist-server, publishes a small artifact bound to tier `bench`, then runs a
+// closed-loop async client: C channels (each its own TCP connection and CompletionQueue
+// thread) with K GetManifest calls always in flight, for --warmup seconds unmeasured and then
+// --duration seconds measured. Prints QPS and p50/p99/p99.9 latency per C x K.
+// Peer: nginx serving a static ~300 B JSON file to `wrk --latency` with the same number of
+// keep-alive connections (and 64, as in docs/perf-baselines). Target: >= 40k QPS with
+// p99 < 2 ms at 32 in flight; the ratio to the peer is printed.
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "bench/bench_util.h"
+#include "common/file_util.h"
+#include "common/flags.h"
+#include "common/status.h"
+#include "modeldist/v1/manifest.grpc.pb.h"
+
+namespace modeldist::bench {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr char kToken[] = "bench-admin-token-0123456789abcdef";
+constexpr double kTargetQps = 40000;
+constexpr double kTargetP99Ms = 2.0;
+
+// About the size of a signed manifest as JSON (a real one is ~300 B of protobuf).
+constexpr char kStaticJson[] =
+    R"({"tier":"bench","channel":"stable","platform":"PLATFORM_LINUX","arch":"ARCH_X86_64",)"
+    R"("model":"models/bench","version":"models/bench/versions/v1","artifact":{"digest":)"
+    R"("sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",)"
+    R"("size_bytes":4096,"chunk_size":262144},"sequence":1,"expires_at":"2026-12-01T00:00:00Z"})"
+    "\n";
+
+struct Shape {
+  int channels = 1;
+  int in_flight = 32;
+};
+
+struct LoadResult {
+  double qps = 0;
+  double p50_ms = 0;
+  double p99_ms = 0;
+  double p999_ms = 0;
+  int64_t errors = 0;
+};
+
+struct Resources {
+  std::string dir;
+  pid_t nginx = -1;
+  pid_t server = -1;
+  ~Resources() {
+    StopChild(server);
+    StopChild(nginx);
+    if (!dir.empty()) RemoveTree(dir);
+  }
+};
+
+double Percentile(const std::vector<int64_t>& sorted_ns, double p) {
+  if (sorted_ns.empty()) return 0;
+  size_t i = std::min(sorted_ns.size() - 1, static_cast<size_t>(p * sorted_ns.size()));
+  return sorted_ns[i] / 1e6;
+}
+
+// One in-flight call. ClientContext cannot be reused, so each call gets a fresh one.
+struct Call {
+  std::optional<grpc::ClientContext> context;
+  v1::SignedManifest response;
+  grpc::Status status;
+  std::unique_ptr<grpc::ClientAsyncResponseReader<v1::SignedManifest>> reader;
+  Clock::time_point start;
+};
+
+// Keeps `in_flight` calls outstanding on one channel until `end`; records the latency of
+// calls that start after `measure_from` and complete by `end`.
+void DriveChannel(const std::string& address, int in_flight, Clock::time_point measure_from,
+                  Clock::time_point end, std::vector<int64_t>* latencies_ns, int64_t* errors) {
+  auto stub = v1::ManifestService::NewStub(Connect(address, /*unique=*/true));
+  grpc::CompletionQueue cq;
+  v1::GetManifestRequest request;
+  request.set_tier("bench");
+  request.set_platform(v1::PLATFORM_LINUX);
+  request.set_arch(v1::ARCH_X86_64);
+  request.set_device_id("bench-device-0001");
+  std::vector<Call> calls(in_flight);
+  auto start_call = [&](Call& call) {
+    call.context.emplace();
+    call.start = Clock::now();
+    call.reader = stub->AsyncGetManifest(&*call.context, request, &cq);
+    call.reader->Finish(&call.response, &call.status, &call);
+  };
+  for (Call& call : calls) start_call(call);
+  int outstanding = in_flight;
+  void* tag = nullptr;
+  bool ok = false;
+  while (outstanding > 0 && cq.Next(&tag, &ok)) {
+    Call& call = *static_cast<Call*>(tag);
+    Clock::time_point now = Clock::now();
+    if (call.start >= measure_from && now <= end) {
+      if (call.status.ok()) {
+        latencies_ns->push_back(
+            std::chrono::duration_cast<std::chrono::nanoseconds>(now - call.start).count());
+      } else {
+        ++*errors;
+      }
+    }
+    if (now < end) {
+      start_call(call);
+    } else {
+      --outstanding;
+    }
+  }
+  cq.Shutdown();
+  while (cq.Next(&tag, &ok)) {
+  }
+}
+
+LoadResult RunLoad(const std::string& address, const Shape& shape, double warmup_s,
+                   double duration_s) {
+  const Clock::time_point measure_from =
+      Clock::now() +
+      std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(warmup_s));
+  const Clock::time_point end = measure_from + std::chrono::duration_cast<Clock::duration>(
+                                                   std::chrono::duration<double>(duration_s));
+  std::vector<std::vector<int64_t>> latencies(shape.channels);
+  std::vector<int64_t> errors(shape.channels, 0);
+  std::vector<std::thread> threads;
+  for (int c = 0; c < shape.channels; ++c) {
+    latencies[c].reserve(500000);
+    threads.emplace_back(DriveChannel, address, shape.in_flight, measure_from, end, &latencies[c],
+                         &errors[c]);
+  }
+  for (auto& t : threads) t.join();
+  std::vector<int64_t> all;
+  LoadResult result;
+  for (int c = 0; c < shape.channels; ++c) {
+    all.insert(all.end(), latencies[c].begin(), latencies[c].end());
+    result.errors += errors[c];
+  }
+  std::sort(all.begin(), all.end());
+  result.qps = all.size() / duration_s;
+  result.p50_ms = Percentile(all, 0.50);
+  result.p99_ms = Percentile(all, 0.99);
+  result.p999_ms = Percentile(all, 0.999);
+  return result;
+}
+
+// Parses "123.45us" / "1.20ms" / "2.00s" into milliseconds.
+double WrkDurationMs(const std::string& text) {
+  double value = std::atof(text.c_str());
+  if (absl::EndsWith(text, "us")) return value / 1000;
+  if (absl::EndsWith(text, "ms")) return value;
+  if (absl::EndsWith(text, "s")) return value * 1000;
+  return value;
+}
+
+absl::StatusOr<LoadResult> RunWrk(const std::string& url, int connections, double warmup_s,
+                                  double duration_s, const std::string& out_path) {
+  // wrk has no warm-up phase: a short unrecorded run first.
+  MD_RETURN_IF_ERROR(TimeShell(absl::StrFormat("wrk -t2 -c%d -d%ds %s", connections,
+                                               std::max(1, static_cast<int>(warmup_s)), url))
+                         .status());
+  MD_RETURN_IF_ERROR(TimeShell(absl::StrFormat("wrk -t2 -c%d -d%ds --latency %s", connections,
+                                               static_cast<int>(duration_s), url),
+                               out_path)
+                         .status());
+  MD_ASSIGN_OR_RETURN(std::string text, ReadFileToString(out_path));
+  LoadResult result;
+  std::istringstream lines(text);
+  std::string line;
+  while (std::getline(lines, line)) {
+    std::vector<std::string> f = absl::StrSplit(line, ' ', absl::SkipWhitespace());
+    if (f.size() == 2 && f[0] == "50%") result.p50_ms = WrkDurationMs(f[1]);
+    if (f.size() == 2 && f[0] == "99%") result.p99_ms = WrkDurationMs(f[1]);
+    if (f.size() == 2 && f[0] == "Requests/sec:") result.qps = std::atof(f[1].c_str());
+    if (line.find("Non-2xx") != std::string::npos ||
+        line.find("Socket errors") != std::string::npos) {
+      result.errors = 1;
+    }
+  }
+  if (result.qps == 0) return absl::InternalError(absl::StrCat("cannot parse wrk output:\n", text));
+  return result;
+}
+
+struct Config {
+  double warmup_s = 1;
+  double duration_s = 5;
+  int reps = 3;
+  std::vector<Shape> shapes;
+  std::vector<int> wrk_connections;
+  std::string server_bin;
+  std::string tmp_parent;
+};
+
+struct Row {
+  std::string name;
+  std::vector<double> qps, p50, p99, p999;
+  int64_t errors = 0;
+  void Add(const LoadResult& r) {
+    qps.push_back(r.qps);
+    p50.push_back(r.p50_ms);
+    p99.push_back(r.p99_ms);
+    p999.push_back(r.p999_ms);
+    errors += r.errors;
+  }
+};
+
+absl::Status Run(const Config& config) {
+  Resources res;
+  MD_ASSIGN_OR_RETURN(res.dir, MakeTempDir(config.tmp_parent, "manifest"));
+  const std::string token_file = res.dir + "/token";
+  MD_RETURN_IF_ERROR(WriteFileAtomically(token_file, kToken, 0600));
+  const std::string art = res.dir + "/small.bin";
+  MD_ASSIGN_OR_RETURN(FileDigest digest, MakeIncompressibleFile(art, 4096));
+  MD_ASSIGN_OR_RETURN(ServerProcess server,
+                      StartModeldistServer(config.server_bin, res.dir + "/data", token_file,
+                                           256 * 1024, res.dir + "/server.log"));
+  res.server = server.pid;
+  MD_RETURN_IF_ERROR(
+      PublishFile(Connect(server.address), kToken, art, digest, "bench", "v1", "bench").status());
+  {
+    auto stub = v1::ManifestService::NewStub(Connect(server.address));
+    grpc::ClientContext context;
+    v1::GetManifestRequest request;
+    request.set_tier("bench");
+    request.set_platform(v1::PLATFORM_LINUX);
+    request.set_arch(v1::ARCH_X86_64);
+    v1::SignedManifest response;
+    grpc::Status s = stub->GetManifest(&context, request, &response);
+    if (!s.ok()) return absl::InternalError(absl::StrCat("GetManifest: ", s.error_message()));
+    std::cerr << "modeldist-server pid " << server.pid << " on " << server.address
+              << "; SignedManifest is " << response.ByteSizeLong() << " bytes\n";
+  }
+
+  const bool have_wrk = ::access("/usr/bin/wrk", X_OK) == 0;
+  std::string url;
+  if (have_wrk) {
+    MD_RETURN_IF_ERROR(MakeDirs(res.dir + "/www"));
+    MD_RETURN_IF_ERROR(WriteFileAtomically(res.dir + "/www/manifest.json", kStaticJson, 0644));
+    MD_ASSIGN_OR_RETURN(ServerProcess nginx, StartNginx(res.dir + "/nginx", res.dir + "/www"));
+    res.nginx = nginx.pid;
+    url = absl::StrCat("http://", nginx.address, "/manifest.json");
+    std::cerr << "nginx pid " << nginx.pid << " on " << nginx.address << " serving "
+              << sizeof(kStaticJson) - 1 << " B JSON\n";
+  }
+
+  std::vector<Row> ours(config.shapes.size());
+  std::vector<Row> peers(config.wrk_connections.size());
+  for (size_t i = 0; i < config.shapes.size(); ++i) {
+    ours[i].name = absl::StrFormat("ours gRPC GetManifest %d ch x %d in flight",
+                                   config.shapes[i].channels, config.shapes[i].in_flight);
+  }
+  for (size_t i = 0; i < config.wrk_connections.size(); ++i) {
+    peers[i].name = absl::StrFormat("peer nginx+wrk -t2 -c%d", config.wrk_connections[i]);
+  }
+  // Interleaved repetitions, so that load drift on the shared machine hits both sides.
+  for (int rep = 1; rep <= config.reps; ++rep) {
+    for (size_t i = 0; i < config.shapes.size(); ++i) {
+      LoadResult r = RunLoad(server.address, config.shapes[i], config.warmup_s, config.duration_s);
+      std::cerr << absl::StrFormat("rep %d %-44s %8.0f QPS p50 %.3f p99 %.3f ms\n", rep,
+                                   ours[i].name, r.qps, r.p50_ms, r.p99_ms);
+      ours[i].Add(r);
+    }
+    for (size_t i = 0; have_wrk && i < config.wrk_connections.size(); ++i) {
+      MD_ASSIGN_OR_RETURN(LoadResult r, RunWrk(url, config.wrk_connections[i], config.warmup_s,
+                                               config.duration_s, res.dir + "/wrk.txt"));
+      std::cerr << absl::StrFormat("rep %d %-44s %8.0f QPS p50 %.3f p99 %.3f ms\n", rep,
+                                   peers[i].name, r.qps, r.p50_ms, r.p99_ms);
+      peers[i].Add(r);
+    }
+  }
+
+  std::cout << absl::StrFormat(
+      "\nmanifest_bench: %d reps x %.0f s measured after %.0f s warm-up; median (min-max)\n",
+      config.reps, config.duration_s, config.warmup_s);
+  std::cout << absl::StrFormat("%-44s %-24s %-22s %-22s %s\n", "load", "QPS", "p50 ms", "p99 ms",
+                               "errors");
+  auto print = [](const Row& row, bool with_p999) {
+    std::cout << absl::StrFormat(
+        "%-44s %-24s %-22s %-22s %d%s\n", row.name, MedianRange(row.qps, 0),
+        MedianRange(row.p50, 3), MedianRange(row.p99, 3), row.errors,
+        with_p999 ? absl::StrFormat("  (p99.9 %.3f ms)", Median(row.p999)) : "");
+  };
+  for (const Row& row : ours) print(row, true);
+  if (!have_wrk) {
+    std::cout << "peer skipped: /usr/bin/wrk not installed (apt-get install -y wrk)\n";
+  }
+  for (const Row& row : peers) {
+    if (!row.qps.empty()) print(row, false);
+  }
+  for (const Row& row : ours) {
+    double qps = Median(row.qps);
+    double p99 = Median(row.p99);
+    std::string ratio = "n/a";
+    if (have_wrk && !peers.empty() && !peers[0].qps.empty()) {
+      ratio = absl::StrFormat("%.2fx of %s (%.0f QPS)", qps / Median(peers[0].qps), peers[0].name,
+                              Median(peers[0].qps));
+    }
+    std::cout << absl::StrFormat(
+        "RESULT manifest %s: %.0f QPS (target >= %.0f: %s), p99 %.3f ms (target < %.1f: %s), "
+        "ratio %s\n",
+        row.name, qps, kTargetQps, qps >= kTargetQps ? "MET" : "MISSED", p99, kTargetP99Ms,
+        p99 < kTargetP99Ms ? "MET" : "MISSED", ratio);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+}  // namespace modeldist::bench
+
+int main(int argc, char** argv) {
+  using namespace modeldist;
+  bench::InstallChildReaper();
+  Flags flags;
+  flags.Add("shapes", "LIST", "1x32,2x16", "CHANNELSxIN_FLIGHT loads to run");
+  flags.Add("wrk-connections", "LIST", "32,64", "wrk -c values for the peer (first = ratio base)");
+  flags.Add("warmup", "SECONDS", "1", "unmeasured seconds before each measurement");
+  flags.Add("duration", "SECONDS", "5", "measured seconds");
+  flags.Add("reps", "N", "3", "repetitions (the median is reported)");
+  flags.Add("server-bin", "PATH", MODELDIST_SERVER_BIN, "modeldist-server binary");
+  flags.Add("tmp", "DIR", "/tmp", "scratch parent directory (deleted at the end)");
+  flags.AddBool("help", "show this help");
+  if (auto s = flags.Parse(argc, argv); !s.ok()) {
+    std::cerr << s.message() << "\n";
+    return 2;
+  }
+  if (flags.GetBool("help")) {
+    std::cout << "manifest_bench: GetManifest QPS/latency vs nginx+wrk\n" << flags.Help();
+    return 0;
+  }
+  bench::Config config;
+  config.warmup_s = std::atof(flags.Get("warmup").c_str());
+  config.duration_s = std::atof(flags.Get("duration").c_str());
+  config.reps = std::max(1, std::atoi(flags.Get("reps").c_str()));
+  for (absl::string_view part : absl::StrSplit(flags.Get("shapes"), ',')) {
+    std::vector<std::string> ck = absl::StrSplit(part, 'x');
+    bench::Shape shape;
+    if (ck.size() != 2 || !absl::SimpleAtoi(ck[0], &shape.channels) ||
+        !absl::SimpleAtoi(ck[1], &shape.in_flight) || shape.channels < 1 || shape.in_flight < 1) {
+      std::cerr << "bad --shapes entry \"" << part << "\" (want e.g. 2x16)\n";
+      return 2;
+    }
+    config.shapes.push_back(shape);
+  }
+  for (absl::string_view part : absl::StrSplit(flags.Get("wrk-connections"), ',')) {
+    int c = 0;
+    if (!absl::SimpleAtoi(part, &c) || c < 2) {
+      std::cerr << "bad --wrk-connections entry \"" << part << "\"\n";
+      return 2;
+    }
+    config.wrk_connections.push_back(c);
+  }
+  if (config.duration_s < 1) {
+    std::cerr << "--duration must be >= 1\n";
+    return 2;
+  }
+  config.server_bin = flags.Get("server-bin");
+  config.tmp_parent = flags.Get("tmp");
+  absl::Status status = bench::Run(config);
+  if (!status.ok()) {
+    std::cerr << "manifest_bench failed: " << status << "\n";
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Builds the benchmarks (Release) and runs all three, writing each driver's output to
+# $RESULTS_DIR (default: $BUILD_DIR/bench-results). Every figure is a ratio against a peer
+# measured in the same run; see docs/benchmarks.md for how to read them.
+#
+# Usage: bench/run_all.sh [--quick]
+#   --quick   smaller artifacts and fewer/shorter repetitions (a smoke test, not for the docs)
+# Environment: BUILD_DIR (default <repo>/build-bench), RESULTS_DIR, BENCH_TMP (default /tmp),
+#              CMAKE_ARGS (extra configure arguments), JOBS (default: nproc).
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+build="${BUILD_DIR:-$repo/build-bench}"
+results="${RESULTS_DIR:-$build/bench-results}"
+tmp="${BENCH_TMP:-/tmp}"
+jobs="${JOBS:-$(nproc)}"
+quick=0
+[[ "${1:-}" == "--quick" ]] && quick=1
+
+for tool in nginx curl openssl; do
+  command -v "$tool" >/dev/null || [[ -x "/usr/sbin/$tool" ]] ||
+    { echo "run_all.sh: $tool is required" >&2; exit 1; }
+done
+command -v wrk >/dev/null ||
+  echo "run_all.sh: wrk not found (apt-get install -y wrk); manifest_bench skips its peer" >&2
+
+# Tests are not needed here, and a half-edited tests/ tree must not block a benchmark run.
+# shellcheck disable=SC2086
+cmake -S "$repo" -B "$build" -DCMAKE_BUILD_TYPE=Release -DMODELDIST_BUILD_TESTS=OFF \
+  -DMODELDIST_BUILD_BENCH=ON ${CMAKE_ARGS:-} >/dev/null
+cmake --build "$build" -j "$jobs" --target modeldist-server download_bench manifest_bench rss_bench
+
+mkdir -p "$results"
+if ((quick)); then
+  download_args=(--size 256MiB --reps 1)
+  manifest_args=(--reps 1 --duration 2)
+  rss_args=(--sizes 64MiB,256MiB --clients 8)
+else
+  download_args=()
+  manifest_args=()
+  rss_args=()
+fi
+
+# run RESULT_NAME BINARY ARGS...: runs bench/BINARY, output to $results/RESULT_NAME.txt.
+run() {
+  local name="$1" binary="$2"
+  shift 2
+  echo "== $binary $* ($(date -u +%FT%TZ), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg))" |
+    tee "$results/$name.txt"
+  # stderr (progress, per-rep lines) goes to the log too: it holds every raw figure.
+  "$build/bench/$binary" "$@" 2>&1 | tee -a "$results/$name.txt"
+}
+
+run download_bench download_bench --tmp "$tmp" "${download_args[@]}"
+# The same on tmpfs: separates the page-cache allocation cost of the disk file system (large
+# on the CI VM, see docs/benchmarks.md) from the transport and hashing.
+if [[ -d /dev/shm ]]; then
+  run download_bench_tmpfs download_bench --tmp /dev/shm "${download_args[@]}"
+fi
+run manifest_bench manifest_bench --tmp "$tmp" "${manifest_args[@]}"
+run rss_bench rss_bench --tmp "$tmp" "${rss_args[@]}"
+
+echo
+echo "Summary (also in $results):"
+for f in download_bench download_bench_tmpfs manifest_bench rss_bench; do
+  [[ -f "$results/$f.txt" ]] && grep -h '^RESULT' "$results/$f.txt" | sed "s/^/$f: /"
+done
