@@ -7,10 +7,13 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <deque>
 #include <memory>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "common/digest.h"
 #include "common/file_util.h"
@@ -92,6 +95,84 @@ absl::Status HashAndWrite(absl::string_view data, Sha256* hash, int fd) {
   return absl::OkStatus();
 }
 
+// Hashes and writes received chunks on a second thread, so that receiving the next chunk
+// (HTTP/2 framing and the protobuf copy, on the caller's thread) overlaps with hashing and
+// writing the one before. At most kDepth chunks wait; their buffers are recycled, so memory
+// stays at a few chunks whatever the artifact size. Bytes are hashed and written in order.
+class HashWritePipeline {
+ public:
+  HashWritePipeline(int fd, Sha256* hash) : fd_(fd), hash_(hash) {
+    worker_ = std::thread([this] { Run(); });
+  }
+  ~HashWritePipeline() { (void)Drain(); }
+
+  // Moves the bytes of `*data` into the queue and gives `*data` a recycled buffer. Blocks
+  // while the queue is full. Returns the worker's first error; nothing is queued after one.
+  absl::Status Push(std::string* data) {
+    absl::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(this, &HashWritePipeline::HasRoomOrError));
+    if (!error_.ok()) return error_;
+    queue_.push_back(std::move(*data));
+    if (!free_.empty()) {
+      *data = std::move(free_.back());
+      free_.pop_back();
+    } else {
+      *data = std::string();
+    }
+    return absl::OkStatus();
+  }
+
+  // Waits until every queued chunk is hashed and written, stops the worker, and returns the
+  // first error. Idempotent.
+  absl::Status Drain() {
+    {
+      absl::MutexLock lock(&mu_);
+      closed_ = true;
+    }
+    if (worker_.joinable()) worker_.join();
+    absl::MutexLock lock(&mu_);
+    return error_;
+  }
+
+ private:
+  static constexpr size_t kDepth = 4;
+
+  bool HasRoomOrError() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return queue_.size() < kDepth || !error_.ok();
+  }
+  bool HasWorkOrClosed() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return !queue_.empty() || closed_;
+  }
+
+  void Run() {
+    for (;;) {
+      std::string chunk;
+      {
+        absl::MutexLock lock(&mu_);
+        mu_.Await(absl::Condition(this, &HashWritePipeline::HasWorkOrClosed));
+        if (queue_.empty()) return;  // closed and drained
+        chunk = std::move(queue_.front());
+        queue_.pop_front();
+      }
+      absl::Status status = HashAndWrite(chunk, hash_, fd_);
+      absl::MutexLock lock(&mu_);
+      if (!status.ok() && error_.ok()) error_ = status;
+      chunk.clear();  // keeps its capacity for the next chunk
+      free_.push_back(std::move(chunk));
+      if (!error_.ok()) queue_.clear();
+    }
+  }
+
+  const int fd_;
+  Sha256* const hash_;
+  absl::Mutex mu_;
+  std::deque<std::string> queue_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::string> free_ ABSL_GUARDED_BY(mu_);
+  absl::Status error_ ABSL_GUARDED_BY(mu_);
+  bool closed_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread worker_;
+};
+
 }  // namespace
 
 std::string PartialPath(const std::string& out_path) { return out_path + ".partial"; }
@@ -154,29 +235,31 @@ absl::StatusOr<DownloadResult> DownloadArtifact(v1::ArtifactService::Stub* stub,
     request.set_offset(offset);
     std::unique_ptr<grpc::ClientReader<v1::ReadResponse>> reader = stub->Read(&context, request);
 
-    // One response object for the whole stream: the parser reuses its data buffer, so memory
-    // stays at one chunk and the steady state allocates nothing.
+    // One response object for the whole stream: the parser reuses its data buffer (the
+    // pipeline hands back a recycled one), so the steady state allocates nothing.
     v1::ReadResponse response;
+    HashWritePipeline pipeline(file.get(), &hash);
     absl::Status local;  // first local failure; ends the stream early
     while (reader->Read(&response)) {
-      const std::string& data = response.data();
+      const int64_t size = static_cast<int64_t>(response.data().size());
       if (response.offset() != offset) {
         local = absl::DataLossError(
             absl::StrCat("chunk at offset ", response.offset(), ", expected ", offset));
-      } else if (static_cast<int64_t>(data.size()) > expected_size - offset) {
+      } else if (size > expected_size - offset) {
         local = absl::DataLossError(
             absl::StrCat(digest, " is longer than the expected ", expected_size, " bytes"));
       } else {
-        local = HashAndWrite(data, &hash, file.get());
+        local = pipeline.Push(response.mutable_data());
       }
       if (!local.ok()) {
         context.TryCancel();
         break;
       }
-      offset += static_cast<int64_t>(data.size());
-      result.bytes_received += static_cast<int64_t>(data.size());
+      offset += size;
+      result.bytes_received += size;
       if (options.on_progress) options.on_progress(offset, expected_size);
     }
+    if (absl::Status written = pipeline.Drain(); local.ok()) local = written;
     grpc::Status finished = reader->Finish();
     if (local.ok() && !finished.ok()) local = FromGrpc(finished);
     if (!local.ok()) {

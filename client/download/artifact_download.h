@@ -43,7 +43,7 @@ struct DownloadOptions {
   int64_t resume_offset = -1;
   // Deadline for the Read stream; infinite by default (large files on slow links).
   absl::Duration timeout = absl::InfiniteDuration();
-  // Called after each chunk is written with the bytes now in the partial and the total.
+  // Called after each chunk is received with the bytes received so far and the total.
   std::function<void(int64_t done, int64_t total)> on_progress;
 };
 
