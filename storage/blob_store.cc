@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <utility>
@@ -22,10 +23,14 @@ namespace modeldist::storage {
 namespace {
 
 constexpr absl::string_view kPartialSuffix = ".partial";
+constexpr absl::string_view kChunksSuffix = ".chunks";
+// Length of one raw SHA-256 digest in a sidecar.
+constexpr size_t kDigestBytes = 32;
 // Files under blobs/ are never written again; the mode makes an accidental write fail loudly.
 constexpr mode_t kBlobMode = 0444;
 constexpr mode_t kPartialMode = 0644;
-// Buffer for rebuilding a hash from a partial file after a restart.
+// Buffer for rebuilding a hash from a partial file after a restart, or for computing the
+// chunk digests of a blob that has no sidecar.
 constexpr size_t kRehashChunk = 1 << 20;
 
 bool IsHex64(absl::string_view hex) {
@@ -94,16 +99,60 @@ absl::Status PwriteAll(int fd, const char* data, size_t size, int64_t offset,
 
 std::string DirOf(const std::string& path) { return path.substr(0, path.rfind('/')); }
 
+// The sidecar length for a blob of `size` bytes: one digest per started chunk.
+int64_t ChunksFileSize(int64_t size) {
+  return (size + kChunkDigestBytes - 1) / kChunkDigestBytes * static_cast<int64_t>(kDigestBytes);
+}
+
+// Hashes a byte stream as a whole and in kChunkDigestBytes slices, in the same pass over the
+// bytes. Writes arrive at arbitrary sizes, so a write may end a chunk part way and start the
+// next. Copyable, so a result can be taken without ending the stream.
+class BlobHasher {
+ public:
+  void Update(absl::string_view data) {
+    whole_.Update(data);
+    while (!data.empty()) {
+      size_t take = static_cast<size_t>(
+          std::min<int64_t>(static_cast<int64_t>(data.size()), kChunkDigestBytes - chunk_fill_));
+      chunk_.Update(data.substr(0, take));
+      chunk_fill_ += static_cast<int64_t>(take);
+      data.remove_prefix(take);
+      if (chunk_fill_ == kChunkDigestBytes) {
+        absl::StrAppend(&done_, absl::HexStringToBytes(chunk_.FinishHex()));
+        chunk_ = Sha256();
+        chunk_fill_ = 0;
+      }
+    }
+  }
+
+  // Hex SHA-256 of everything so far.
+  std::string WholeHex() const { return Sha256(whole_).FinishHex(); }
+
+  // Concatenated raw digests of every chunk so far, the unfinished last one included.
+  std::string ChunkDigests() const {
+    if (chunk_fill_ == 0) return done_;
+    return absl::StrCat(done_, absl::HexStringToBytes(Sha256(chunk_).FinishHex()));
+  }
+
+ private:
+  Sha256 whole_;
+  Sha256 chunk_;
+  // Bytes in `chunk_`; always below kChunkDigestBytes between calls.
+  int64_t chunk_fill_ = 0;
+  // Raw digests of the completed chunks: 32 bytes per 4 MiB, 128 KiB for 16 GiB.
+  std::string done_;
+};
+
 }  // namespace
 
-// The in-memory half of an upload. `hash` covers exactly the first `offset` bytes of the
-// partial file; the file's identity (device, inode, size, mtime) is remembered after each
-// write so that a partial truncated, replaced or removed behind our back is noticed and the
-// state rebuilt from what is really on disk instead of trusting a stale hash.
+// The in-memory half of an upload. `hash` (whole file and chunks) covers exactly the first
+// `offset` bytes of the partial file; the file's identity (device, inode, size, mtime) is
+// remembered after each write so that a partial truncated, replaced or removed behind our back is
+// noticed and the state rebuilt from what is really on disk instead of trusting a stale hash.
 struct BlobStore::Upload {
   absl::Mutex mu;
   bool loaded ABSL_GUARDED_BY(mu) = false;
-  Sha256 hash ABSL_GUARDED_BY(mu);
+  BlobHasher hash ABSL_GUARDED_BY(mu);
   int64_t offset ABSL_GUARDED_BY(mu) = 0;
   dev_t dev ABSL_GUARDED_BY(mu) = 0;
   ino_t ino ABSL_GUARDED_BY(mu) = 0;
@@ -111,7 +160,7 @@ struct BlobStore::Upload {
 
   void Reset() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
     loaded = true;
-    hash = Sha256();
+    hash = BlobHasher();
     offset = 0;
     dev = 0;
     ino = 0;
@@ -146,10 +195,10 @@ struct BlobStore::Upload {
     if (::fstat(fd.get(), &st) != 0) return ErrnoStatus(errno, absl::StrCat("stat ", path));
     if (Matches(st)) return fd;
 
-    // Rebuild: hash what is on disk. Mark unloaded first so that a failure part way leaves
-    // the next call to try again rather than trust half a hash.
+    // Rebuild: hash what is on disk, chunk digests included. Mark unloaded first so that a
+    // failure part way leaves the next call to try again rather than trust half a hash.
     loaded = false;
-    Sha256 rebuilt;
+    BlobHasher rebuilt;
     int64_t size = 0;
     std::vector<char> buf(kRehashChunk);
     for (;;) {
@@ -157,7 +206,7 @@ struct BlobStore::Upload {
       if (n < 0 && errno == EINTR) continue;
       if (n < 0) return ErrnoStatus(errno, absl::StrCat("read ", path));
       if (n == 0) break;
-      rebuilt.Update(buf.data(), static_cast<size_t>(n));
+      rebuilt.Update(absl::string_view(buf.data(), static_cast<size_t>(n)));
       size += n;
     }
     if (::fstat(fd.get(), &st) != 0) return ErrnoStatus(errno, absl::StrCat("stat ", path));
@@ -255,6 +304,10 @@ std::string BlobStore::BlobPath(absl::string_view hex) const {
 
 std::string BlobStore::PartialPath(absl::string_view hex) const {
   return absl::StrCat(root_, "/uploads/", hex, kPartialSuffix);
+}
+
+std::string BlobStore::ChunksPath(absl::string_view hex) const {
+  return absl::StrCat(BlobPath(hex), kChunksSuffix);
 }
 
 bool BlobStore::Contains(absl::string_view hex) const {
@@ -436,8 +489,8 @@ absl::Status BlobStore::FinishLocked(Upload& upload, absl::string_view hex, int6
                      expected_size, "; it was discarded, upload again from offset 0"),
         {{"expected_size", absl::StrCat(expected_size)}, {"actual_size", absl::StrCat(got)}});
   }
-  // Finish a copy so that the upload's own hash stays usable if a later step fails.
-  std::string actual = Sha256(upload.hash).FinishHex();
+  // WholeHex finishes a copy, so the upload's own hash stays usable if a later step fails.
+  std::string actual = upload.hash.WholeHex();
   if (actual != hex) {
     DiscardLocked(upload, hex);
     return MakeError(
@@ -459,6 +512,11 @@ absl::Status BlobStore::FinishLocked(Upload& upload, absl::string_view hex, int6
   absl::Status status = MakeDirs(blob_dir);
   // A new fan-out directory must itself be durable in blobs/sha256, or the rename is lost.
   if (status.ok() && new_dir) status = FsyncDir(DirOf(blob_dir));
+  // The sidecar is durable (WriteChunks fsyncs the directory) before the blob's name exists,
+  // so no crash leaves a stored blob without it. A crash in between leaves a sidecar without
+  // a blob, which is harmless: the digest fixes the bytes, so it is right for any later blob
+  // of that name, and the next Finish replaces it anyway.
+  if (status.ok()) status = WriteChunks(hex, upload.hash.ChunkDigests());
   if (status.ok() && ::rename(partial.c_str(), blob.c_str()) != 0) {
     status = ErrnoStatus(errno, absl::StrCat("rename ", partial, " to ", blob));
   }
@@ -506,6 +564,105 @@ absl::Status BlobStore::Put(absl::string_view hex, absl::string_view data) {
     if (status.ok()) status = FinishLocked(*upload, hex, size);
   }
   return status;
+}
+
+absl::Status BlobStore::WriteChunks(absl::string_view hex, absl::string_view digests) const {
+  // A unique temp name, because two threads may write the same sidecar at once (ChunkDigests
+  // of one legacy blob); the content is the same, so the last rename winning is fine.
+  static std::atomic<uint64_t> counter{0};
+  const std::string tmp = absl::StrCat(root_, "/uploads/", hex, kChunksSuffix, ".tmp.", ::getpid(),
+                                       ".", counter.fetch_add(1));
+  const std::string path = ChunksPath(hex);
+  ScopedFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, kBlobMode));
+  if (!fd.valid()) return ErrnoStatus(errno, absl::StrCat("create ", tmp));
+  absl::Status status = PwriteAll(fd.get(), digests.data(), digests.size(), 0, tmp);
+  if (status.ok() && ::fsync(fd.get()) != 0) {
+    status = ErrnoStatus(errno, absl::StrCat("fsync ", tmp));
+  }
+  if (status.ok() && ::rename(tmp.c_str(), path.c_str()) != 0) {
+    status = ErrnoStatus(errno, absl::StrCat("rename ", tmp, " to ", path));
+  }
+  if (!status.ok()) {
+    ::unlink(tmp.c_str());
+    return status;
+  }
+  return FsyncDir(DirOf(path));
+}
+
+absl::StatusOr<std::vector<std::string>> BlobStore::ChunkDigests(absl::string_view hex) const {
+  MD_RETURN_IF_ERROR(ValidateHex(hex));
+  // The blob decides: a sidecar whose blob is absent (a crash inside Finish) is not served.
+  const std::string blob_path = BlobPath(hex);
+  ScopedFd blob(::open(blob_path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!blob.valid()) {
+    if (errno == ENOENT) {
+      return MakeError(absl::StatusCode::kNotFound, "BLOB_NOT_FOUND",
+                       absl::StrCat("blob ", FormatDigest(hex), " is not stored"));
+    }
+    return ErrnoStatus(errno, absl::StrCat("open ", blob_path));
+  }
+  struct stat st;
+  if (::fstat(blob.get(), &st) != 0) return ErrnoStatus(errno, absl::StrCat("stat ", blob_path));
+  const int64_t size = static_cast<int64_t>(st.st_size);
+  const int64_t want = ChunksFileSize(size);
+
+  auto split = [](absl::string_view raw) {
+    std::vector<std::string> digests;
+    digests.reserve(raw.size() / kDigestBytes);
+    for (size_t at = 0; at < raw.size(); at += kDigestBytes) {
+      digests.emplace_back(raw.substr(at, kDigestBytes));
+    }
+    return digests;
+  };
+
+  // The sidecar is trusted as far as its length: it was written from the verified upload
+  // stream, like the blob, whose bytes are not re-verified on each read either. A wrong
+  // length (truncated, or from another chunk size) is recomputed rather than served.
+  const std::string chunks_path = ChunksPath(hex);
+  ScopedFd chunks(::open(chunks_path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!chunks.valid() && errno != ENOENT) {
+    return ErrnoStatus(errno, absl::StrCat("open ", chunks_path));
+  }
+  struct stat chunks_st;
+  if (chunks.valid() && ::fstat(chunks.get(), &chunks_st) == 0 && S_ISREG(chunks_st.st_mode) &&
+      static_cast<int64_t>(chunks_st.st_size) == want) {
+    std::string raw(static_cast<size_t>(want), '\0');
+    size_t done = 0;
+    while (done < raw.size()) {
+      ssize_t n =
+          ::pread(chunks.get(), raw.data() + done, raw.size() - done, static_cast<off_t>(done));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return ErrnoStatus(errno, absl::StrCat("read ", chunks_path));
+      if (n == 0) break;
+      done += static_cast<size_t>(n);
+    }
+    if (done == raw.size()) return split(raw);
+  }
+
+  // No usable sidecar: one pass over the blob gives the chunk digests and, for free, a check
+  // that the blob still holds the bytes of its name, so corrupt bytes never get digests.
+  BlobHasher hasher;
+  int64_t read = 0;
+  std::vector<char> buf(kRehashChunk);
+  for (;;) {
+    ssize_t n = ::pread(blob.get(), buf.data(), buf.size(), read);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return ErrnoStatus(errno, absl::StrCat("read ", blob_path));
+    if (n == 0) break;
+    hasher.Update(absl::string_view(buf.data(), static_cast<size_t>(n)));
+    read += n;
+  }
+  std::string actual = hasher.WholeHex();
+  if (read != size || actual != hex) {
+    return MakeError(
+        absl::StatusCode::kDataLoss, "BLOB_CORRUPT",
+        absl::StrCat("stored blob ", FormatDigest(hex), " now hashes to ", FormatDigest(actual),
+                     " (", read, " bytes); its bytes on disk are damaged"),
+        {{"expected_digest", FormatDigest(hex)}, {"actual_digest", FormatDigest(actual)}});
+  }
+  std::string raw = hasher.ChunkDigests();
+  MD_RETURN_IF_ERROR(WriteChunks(hex, raw));
+  return split(raw);
 }
 
 }  // namespace modeldist::storage

@@ -3,12 +3,20 @@
 // A content-addressed store of verified blobs on the local file system.
 //
 // Layout under `root`:
-//   blobs/sha256/<first 2 hex>/<64 hex>   verified, immutable blobs (mode 0444)
-//   uploads/<64 hex>.partial              bytes of an upload in progress
+//   blobs/sha256/<first 2 hex>/<64 hex>          verified, immutable blobs (mode 0444)
+//   blobs/sha256/<first 2 hex>/<64 hex>.chunks   the blob's chunk digests (mode 0444)
+//   uploads/<64 hex>.partial                     bytes of an upload in progress
+//   uploads/<anything else>                      temp files; removed by Open
 //
 // The one rule: a file under blobs/ always holds exactly the bytes of its name. Bytes are
 // hashed while they are written (one pass), fsynced, and renamed into place only after size
 // and SHA-256 match; anything else is discarded and never listed or served.
+//
+// The same pass hashes every kChunkDigestBytes slice of the blob. The raw 32-byte digests,
+// concatenated, go to the `.chunks` sidecar, which is durable before the blob is renamed into
+// place, so a stored blob has its sidecar (blobs stored by older versions get one on first
+// use, see ChunkDigests). A sidecar is never a blob: every lookup goes through a validated
+// 64-hex name, which cannot end in `.chunks`.
 //
 // Thread-safe. Uploads of different digests proceed in parallel; writes to one digest are
 // serialized and must come in order (offset == committed size), so concurrent writers of the
@@ -20,6 +28,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
@@ -27,6 +36,13 @@
 #include "absl/synchronization/mutex.h"
 
 namespace modeldist::storage {
+
+// The size of the slices the store keeps a SHA-256 of (the last slice may be shorter); it is
+// the `chunk_size` of every manifest artifact. 4 MiB keeps a 16 GiB model at 4096 digests,
+// about 128 KiB of manifest, while a device that resumes or refetches a failed chunk loses at
+// most 4 MiB. Changing it changes every manifest, and sidecars of the old size would be
+// recomputed (their length no longer matches).
+inline constexpr int64_t kChunkDigestBytes = 4 * 1024 * 1024;
 
 // An open, verified blob. Owns the file descriptor; movable, not copyable.
 class BlobReader {
@@ -81,12 +97,25 @@ class BlobStore {
   // Stores a whole blob from memory in one call (Append + Finish). For small blobs and tests.
   absl::Status Put(absl::string_view hex, absl::string_view data);
 
+  // The raw 32-byte SHA-256 of every kChunkDigestBytes slice of a stored blob, in order:
+  // ceil(size / kChunkDigestBytes) entries, none for the empty blob. NOT_FOUND when the blob
+  // is absent. Normally read from the sidecar written by Finish. When the sidecar is missing
+  // (a blob stored by an older version) or has the wrong length, the blob is read once to
+  // compute the digests, its whole-file SHA-256 is checked on the way (DATA_LOSS, reason
+  // BLOB_CORRUPT, when the bytes on disk no longer match the name; nothing is written), and
+  // the sidecar is written so the next call is cheap; failing to write it is an error too.
+  absl::StatusOr<std::vector<std::string>> ChunkDigests(absl::string_view hex) const;
+
   const std::string& root() const { return root_; }
   std::string BlobPath(absl::string_view hex) const;
 
  private:
   explicit BlobStore(std::string root);
   std::string PartialPath(absl::string_view hex) const;
+  std::string ChunksPath(absl::string_view hex) const;
+  // Atomically replaces the sidecar of `hex` with `digests` (concatenated raw digests): temp
+  // file in uploads/ (so Open cleans up after a crash), fsync, rename, fsync of the directory.
+  absl::Status WriteChunks(absl::string_view hex, absl::string_view digests) const;
 
   // Per-digest upload state, kept in memory so that a resumed upload keeps hashing where it
   // stopped instead of reading its partial file again. After a restart (or when the partial

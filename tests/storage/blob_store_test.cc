@@ -9,8 +9,10 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "common/digest.h"
+#include "common/file_util.h"
 #include "common/status.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -24,6 +26,7 @@ using ::modeldist::testing::RandomBytes;
 using ::modeldist::testing::ScratchDir;
 using ::modeldist::testing::StatusIs;
 using ::testing::_;
+using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 
@@ -35,6 +38,28 @@ MATCHER_P(IsOkAndHolds, expected, "") {
   }
   *result_listener << "value is " << *arg;
   return *arg == expected;
+}
+
+// Matches an OK StatusOr holding exactly the raw digests `expected`; explains a mismatch in
+// hex instead of printing raw bytes.
+MATCHER_P(HoldsDigests, expected, "") {
+  if (!arg.ok()) {
+    *result_listener << "status is " << arg.status();
+    return false;
+  }
+  const std::vector<std::string>& got = *arg;
+  if (got.size() != expected.size()) {
+    *result_listener << "has " << got.size() << " digests, expected " << expected.size();
+    return false;
+  }
+  for (size_t i = 0; i < got.size(); ++i) {
+    if (got[i] != expected[i]) {
+      *result_listener << "digest " << i << " is " << HexEncode(got[i]) << ", expected "
+                       << HexEncode(expected[i]);
+      return false;
+    }
+  }
+  return true;
 }
 
 constexpr int64_t kMiB = 1 << 20;
@@ -72,6 +97,29 @@ std::vector<std::string> FilesUnder(const std::string& dir) {
   return files;
 }
 
+// The raw SHA-256 of every kChunkDigestBytes slice of `data`, computed independently of the
+// store's streaming hasher.
+std::vector<std::string> SliceDigests(const std::string& data) {
+  std::vector<std::string> digests;
+  for (size_t off = 0; off < data.size(); off += kChunkDigestBytes) {
+    digests.push_back(absl::HexStringToBytes(
+        Sha256::HexOf(absl::string_view(data).substr(off, kChunkDigestBytes))));
+  }
+  return digests;
+}
+
+std::string Concat(const std::vector<std::string>& parts) {
+  std::string out;
+  for (const std::string& part : parts) out += part;
+  return out;
+}
+
+std::string ReadFile(const std::string& path) {
+  auto contents = ReadFileToString(path);
+  EXPECT_THAT(contents, IsOk());
+  return contents.ok() ? *contents : "";
+}
+
 // Uploads `data` in `chunk`-byte appends, then finishes.
 absl::Status Upload(BlobStore& store, const std::string& hex, const std::string& data,
                     size_t chunk) {
@@ -91,6 +139,17 @@ class BlobStoreTest : public ::testing::Test {
   }
   std::string PartialPath(const std::string& hex) const {
     return dir_.Join(absl::StrCat("uploads/", hex, ".partial"));
+  }
+  std::string ChunksPath(const std::string& hex) const { return store_->BlobPath(hex) + ".chunks"; }
+  // Writes a blob the way a version without sidecars left it: the blob file alone.
+  void WriteLegacyBlob(const std::string& hex, const std::string& data) {
+    const std::string path = store_->BlobPath(hex);
+    std::filesystem::create_directories(std::filesystem::path(path).parent_path());
+    FILE* f = fopen(path.c_str(), "wb");
+    ASSERT_NE(f, nullptr);
+    ASSERT_EQ(fwrite(data.data(), 1, data.size(), f), data.size());
+    ASSERT_EQ(fclose(f), 0);
+    ASSERT_EQ(::chmod(path.c_str(), 0444), 0);
   }
   bool Exists(const std::string& path) const { return ::access(path.c_str(), F_OK) == 0; }
 
@@ -324,6 +383,7 @@ TEST_F(BlobStoreTest, InvalidHexNeverReachesTheFileSystem) {
     EXPECT_EQ(ErrorReason(status), "INVALID_DIGEST");
     EXPECT_THAT(store_->Finish(bad, 1), StatusIs(absl::StatusCode::kInvalidArgument, _));
     EXPECT_THAT(store_->Put(bad, "x"), StatusIs(absl::StatusCode::kInvalidArgument, _));
+    EXPECT_THAT(store_->ChunkDigests(bad), StatusIs(absl::StatusCode::kInvalidArgument, _));
   }
   EXPECT_THAT(FilesUnder(dir_.path()), IsEmpty());
 }
@@ -450,8 +510,12 @@ TEST_F(BlobStoreTest, StoredBlobsAreReadOnly) {
   struct stat st;
   ASSERT_EQ(::stat(store_->BlobPath(hex).c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 07777, 0444u);
+  ASSERT_EQ(::stat(ChunksPath(hex).c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0444u);
   EXPECT_THAT(FilesUnder(dir_.Join("blobs")),
-              ::testing::ElementsAre(absl::StrCat("sha256/", hex.substr(0, 2), "/", hex)));
+              ::testing::UnorderedElementsAre(
+                  absl::StrCat("sha256/", hex.substr(0, 2), "/", hex),
+                  absl::StrCat("sha256/", hex.substr(0, 2), "/", hex, ".chunks")));
 }
 
 TEST_F(BlobStoreTest, PartialTruncatedBehindOurBackIsNoticed) {
@@ -505,6 +569,191 @@ TEST_F(BlobStoreTest, OpenRemovesStaleTempFilesAndKeepsPartials) {
               ::testing::ElementsAre(absl::StrCat(hex, ".partial")));
   EXPECT_THAT(reopened->UploadOffset(hex, 100), IsOkAndHolds(50));
   EXPECT_EQ(ReadAll(*reopened, stored_hex), stored);
+}
+
+TEST_F(BlobStoreTest, ChunkDigestsAreTheHashOfEachSliceWhateverTheAppendSizes) {
+  // 1 MiB + 7 appends never line up with the 4 MiB chunks, so chunks end inside an append.
+  constexpr size_t kAppend = kMiB + 7;
+  for (int64_t size : {int64_t{1}, kChunkDigestBytes - 1, kChunkDigestBytes, kChunkDigestBytes + 1,
+                       9 * kMiB + 123}) {
+    SCOPED_TRACE(size);
+    const std::string data = RandomBytes(static_cast<size_t>(size), static_cast<uint32_t>(size));
+    const std::string hex = Sha256::HexOf(data);
+    ASSERT_THAT(Upload(*store_, hex, data, kAppend), IsOk());
+
+    const std::vector<std::string> expected = SliceDigests(data);
+    ASSERT_EQ(expected.size(),
+              static_cast<size_t>((size + kChunkDigestBytes - 1) / kChunkDigestBytes));
+    EXPECT_THAT(store_->ChunkDigests(hex), HoldsDigests(expected));
+    // Finish persisted exactly these bytes, so the call above did not have to recompute.
+    EXPECT_EQ(ReadFile(ChunksPath(hex)), Concat(expected));
+  }
+}
+
+TEST_F(BlobStoreTest, PutWritesChunkDigestsAndTheEmptyBlobHasNone) {
+  const std::string data = RandomBytes(kChunkDigestBytes + 5, 20);
+  const std::string hex = Sha256::HexOf(data);
+  ASSERT_THAT(store_->Put(hex, data), IsOk());
+  EXPECT_EQ(ReadFile(ChunksPath(hex)), Concat(SliceDigests(data)));
+  EXPECT_THAT(store_->ChunkDigests(hex), HoldsDigests(SliceDigests(data)));
+
+  const std::string empty = Sha256::HexOf("");
+  ASSERT_THAT(store_->Put(empty, ""), IsOk());
+  EXPECT_TRUE(Exists(ChunksPath(empty)));
+  EXPECT_EQ(ReadFile(ChunksPath(empty)), "");
+  EXPECT_THAT(store_->ChunkDigests(empty), HoldsDigests(std::vector<std::string>{}));
+}
+
+TEST_F(BlobStoreTest, ChunkDigestsSurviveARestartInTheMiddleOfAChunk) {
+  const std::string data = RandomBytes(9 * kMiB + 123, 21);
+  const std::string hex = Sha256::HexOf(data);
+  const int64_t size = static_cast<int64_t>(data.size());
+  // One chunk complete, the second one 1 MiB + 3 bytes in, when the server stops.
+  const int64_t stop = kChunkDigestBytes + kMiB + 3;
+  ASSERT_THAT(store_->Append(hex, size, 0, data.substr(0, 3 * kMiB)), IsOk());
+  ASSERT_THAT(store_->Append(hex, size, 3 * kMiB, data.substr(3 * kMiB, stop - 3 * kMiB)), IsOk());
+  store_.reset();
+
+  store_ = OpenStore(dir_.path());
+  ASSERT_NE(store_, nullptr);
+  ASSERT_THAT(store_->UploadOffset(hex, size), IsOkAndHolds(stop));
+  for (int64_t off = stop; off < size; off += kMiB + 7) {
+    ASSERT_THAT(store_->Append(hex, size, off,
+                               absl::string_view(data).substr(static_cast<size_t>(off), kMiB + 7)),
+                IsOk());
+  }
+  ASSERT_THAT(store_->Finish(hex, size), IsOk());
+  EXPECT_EQ(ReadFile(ChunksPath(hex)), Concat(SliceDigests(data)));
+  EXPECT_THAT(store_->ChunkDigests(hex), HoldsDigests(SliceDigests(data)));
+}
+
+TEST_F(BlobStoreTest, LegacyBlobWithoutSidecarGetsItsDigestsComputedAndKept) {
+  const std::string data = RandomBytes(2 * kChunkDigestBytes + 77, 22);
+  const std::string hex = Sha256::HexOf(data);
+  WriteLegacyBlob(hex, data);
+  ASSERT_TRUE(store_->Contains(hex));
+  ASSERT_FALSE(Exists(ChunksPath(hex)));
+
+  EXPECT_THAT(store_->ChunkDigests(hex), HoldsDigests(SliceDigests(data)));
+  EXPECT_EQ(ReadFile(ChunksPath(hex)), Concat(SliceDigests(data)));
+  // The temp file went to uploads/ and is gone; the blob is untouched.
+  EXPECT_THAT(FilesUnder(dir_.Join("uploads")), IsEmpty());
+  EXPECT_EQ(ReadAll(*store_, hex), data);
+
+  // Later calls are served from the sidecar: a recompute would rename a new file into place.
+  struct stat before, after;
+  ASSERT_EQ(::stat(ChunksPath(hex).c_str(), &before), 0);
+  EXPECT_THAT(store_->ChunkDigests(hex), HoldsDigests(SliceDigests(data)));
+  ASSERT_EQ(::stat(ChunksPath(hex).c_str(), &after), 0);
+  EXPECT_EQ(before.st_ino, after.st_ino);
+}
+
+TEST_F(BlobStoreTest, ConcurrentFirstUsesOfALegacyBlobAgree) {
+  const std::string data = RandomBytes(kChunkDigestBytes + 9, 23);
+  const std::string hex = Sha256::HexOf(data);
+  WriteLegacyBlob(hex, data);
+  std::vector<absl::StatusOr<std::vector<std::string>>> results(6);
+  std::vector<std::thread> threads;
+  for (auto& result : results) {
+    threads.emplace_back([&] { result = store_->ChunkDigests(hex); });
+  }
+  for (auto& t : threads) t.join();
+  for (const auto& result : results) EXPECT_THAT(result, HoldsDigests(SliceDigests(data)));
+  EXPECT_EQ(ReadFile(ChunksPath(hex)), Concat(SliceDigests(data)));
+  EXPECT_THAT(FilesUnder(dir_.Join("uploads")), IsEmpty());
+}
+
+TEST_F(BlobStoreTest, SidecarOfTheWrongLengthIsRecomputed) {
+  const std::string data = RandomBytes(9 * kMiB + 123, 24);
+  const std::string hex = Sha256::HexOf(data);
+  ASSERT_THAT(store_->Put(hex, data), IsOk());
+  const std::string chunks = ChunksPath(hex);
+  // Three chunks make 96 bytes; shorter (truncated) and longer (zero-filled) both fail.
+  for (off_t length : {off_t{0}, off_t{40}, off_t{64}, off_t{128}}) {
+    SCOPED_TRACE(length);
+    ASSERT_EQ(::chmod(chunks.c_str(), 0644), 0);
+    ASSERT_EQ(::truncate(chunks.c_str(), length), 0);
+    EXPECT_THAT(store_->ChunkDigests(hex), HoldsDigests(SliceDigests(data)));
+    EXPECT_EQ(ReadFile(chunks), Concat(SliceDigests(data)));
+  }
+}
+
+TEST_F(BlobStoreTest, CorruptBlobOnDiskIsDataLossFromChunkDigests) {
+  const std::string data = RandomBytes(kChunkDigestBytes + 1000, 25);
+  const std::string hex = Sha256::HexOf(data);
+  ASSERT_THAT(store_->Put(hex, data), IsOk());
+  const std::string blob = store_->BlobPath(hex);
+  ASSERT_EQ(::unlink(ChunksPath(hex).c_str()), 0);
+  ASSERT_EQ(::chmod(blob.c_str(), 0644), 0);
+  {
+    FILE* f = fopen(blob.c_str(), "r+b");
+    ASSERT_NE(f, nullptr);
+    ASSERT_EQ(fseek(f, kChunkDigestBytes + 10, SEEK_SET), 0);
+    fputc(data[kChunkDigestBytes + 10] ^ 0x01, f);
+    fclose(f);
+  }
+
+  auto digests = store_->ChunkDigests(hex);
+  EXPECT_THAT(digests, StatusIs(absl::StatusCode::kDataLoss, HasSubstr(hex)));
+  EXPECT_EQ(ErrorReason(digests.status()), "BLOB_CORRUPT");
+  // Digests of damaged bytes are never persisted.
+  EXPECT_FALSE(Exists(ChunksPath(hex)));
+  EXPECT_THAT(FilesUnder(dir_.Join("uploads")), IsEmpty());
+
+  // A blob that lost bytes no longer matches its sidecar's length, so it is re-hashed too.
+  const std::string other = RandomBytes(3000, 26);
+  const std::string other_hex = Sha256::HexOf(other);
+  ASSERT_THAT(store_->Put(other_hex, other), IsOk());
+  ASSERT_EQ(::chmod(store_->BlobPath(other_hex).c_str(), 0644), 0);
+  ASSERT_EQ(::truncate(store_->BlobPath(other_hex).c_str(), 0), 0);
+  EXPECT_THAT(store_->ChunkDigests(other_hex), StatusIs(absl::StatusCode::kDataLoss, _));
+}
+
+TEST_F(BlobStoreTest, DataLossOnUploadLeavesNoSidecar) {
+  const std::string data = RandomBytes(kChunkDigestBytes + 5, 27);
+  const std::string wrong_hex = Sha256::HexOf("other bytes");
+  ASSERT_THAT(Upload(*store_, wrong_hex, data, kMiB + 7), StatusIs(absl::StatusCode::kDataLoss, _));
+  const std::string hex = Sha256::HexOf(data);
+  ASSERT_THAT(store_->Append(hex, 2 * kChunkDigestBytes, 0, data), IsOk());
+  ASSERT_THAT(store_->Finish(hex, 2 * kChunkDigestBytes), StatusIs(absl::StatusCode::kDataLoss, _));
+
+  EXPECT_THAT(FilesUnder(dir_.path()), IsEmpty());
+  EXPECT_THAT(store_->ChunkDigests(wrong_hex), StatusIs(absl::StatusCode::kNotFound, _));
+  EXPECT_THAT(store_->ChunkDigests(hex), StatusIs(absl::StatusCode::kNotFound, _));
+}
+
+TEST_F(BlobStoreTest, ASidecarIsNeverABlob) {
+  const std::string data = "a blob";
+  const std::string hex = Sha256::HexOf(data);
+  ASSERT_THAT(store_->Put(hex, data), IsOk());
+  const std::string sidecar_name = hex + ".chunks";
+  EXPECT_FALSE(store_->Contains(sidecar_name));
+  EXPECT_THAT(store_->Size(sidecar_name), StatusIs(absl::StatusCode::kInvalidArgument, _));
+  EXPECT_THAT(store_->OpenBlob(sidecar_name), StatusIs(absl::StatusCode::kInvalidArgument, _));
+
+  // A sidecar left without its blob (a crash between the two renames of Finish) does not make
+  // the blob exist, and the next upload of that digest completes normally.
+  const std::string orphan = RandomBytes(100, 28);
+  const std::string orphan_hex = Sha256::HexOf(orphan);
+  ASSERT_THAT(store_->Put(orphan_hex, orphan), IsOk());
+  ASSERT_EQ(::unlink(store_->BlobPath(orphan_hex).c_str()), 0);
+  EXPECT_FALSE(store_->Contains(orphan_hex));
+  EXPECT_THAT(store_->ChunkDigests(orphan_hex), StatusIs(absl::StatusCode::kNotFound, _));
+  EXPECT_THAT(store_->UploadOffset(orphan_hex, 100), IsOkAndHolds(0));
+  ASSERT_THAT(Upload(*store_, orphan_hex, orphan, 33), IsOk());
+  EXPECT_THAT(store_->ChunkDigests(orphan_hex), HoldsDigests(SliceDigests(orphan)));
+}
+
+TEST_F(BlobStoreTest, OpenRemovesATempSidecarLeftByACrash) {
+  const std::string hex = Sha256::HexOf("x");
+  const std::string tmp = dir_.Join(absl::StrCat("uploads/", hex, ".chunks.tmp.1.0"));
+  FILE* f = fopen(tmp.c_str(), "w");
+  ASSERT_NE(f, nullptr);
+  fclose(f);
+  store_.reset();
+  store_ = OpenStore(dir_.path());
+  ASSERT_NE(store_, nullptr);
+  EXPECT_FALSE(Exists(tmp));
 }
 
 }  // namespace
