@@ -3,7 +3,9 @@
 #include <sqlite3.h>
 
 #include <cstdint>
+#include <limits>
 #include <optional>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <utility>
@@ -29,6 +31,9 @@ namespace {
 // How long a statement waits for a lock held by another connection (a backup, the sqlite3
 // shell, a second server process) before failing with UNAVAILABLE.
 constexpr int kBusyTimeoutMs = 5000;
+
+// A rollout's share is in 1/100 of a percent.
+constexpr int32_t kMaxBasisPoints = 10000;
 
 constexpr char kBeginWrite[] = "BEGIN IMMEDIATE";
 constexpr char kBeginRead[] = "BEGIN DEFERRED";
@@ -66,13 +71,14 @@ constexpr char kYankVersion[] =
     "UPDATE versions SET state = ?, yank_time = ?, yank_reason = ?"
     " WHERE model_id = ? AND version_id = ?";
 
-#define MD_ARTIFACT_COLUMNS "platform, arch, format, digest, size_bytes"
+#define MD_ARTIFACT_COLUMNS \
+  "platform, arch, format, digest, size_bytes, constraints, unpacked_size_bytes"
 constexpr char kSelectArtifacts[] = "SELECT " MD_ARTIFACT_COLUMNS
                                     " FROM artifacts WHERE model_id = ? AND version_id = ?"
                                     " ORDER BY platform, arch, format";
 constexpr char kInsertArtifact[] =
     "INSERT INTO artifacts (model_id, version_id, " MD_ARTIFACT_COLUMNS
-    ") VALUES (?, ?, ?, ?, ?, ?, ?)";
+    ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)";
 // Another declaration of the same bytes with a different size (the size is part of identity).
 constexpr char kSelectConflictingSize[] =
     "SELECT model_id, version_id, size_bytes FROM artifacts WHERE digest = ? AND size_bytes != ?"
@@ -108,10 +114,74 @@ constexpr char kSelectTiersEverBoundTo[] =
     "SELECT DISTINCT tier, channel FROM tier_history WHERE model_id = ? AND version_id = ?"
     " ORDER BY tier, channel";
 
+// Rollout states as stored (migrations/0002_rollouts_pins_audit.sql): the open ones are the
+// ACTIVE and PAUSED rollouts, at most one per tier/channel.
+#define MD_ROLLOUT_COLUMNS                                                         \
+  "id, tier, channel, from_model_id, from_version_id, to_model_id, to_version_id," \
+  " basis_points, state, create_time, update_time"
+constexpr char kSelectOpenRollout[] = "SELECT " MD_ROLLOUT_COLUMNS
+                                      " FROM rollouts WHERE tier = ? AND channel = ?"
+                                      " AND state IN (1, 2) ORDER BY id LIMIT 1";
+constexpr char kSelectOpenRolloutsTo[] = "SELECT " MD_ROLLOUT_COLUMNS
+                                         " FROM rollouts WHERE to_model_id = ?"
+                                         " AND to_version_id = ? AND state IN (1, 2) ORDER BY id";
+// An empty filter matches every row; the first page passes the largest id as the cursor.
+constexpr char kListRollouts[] = "SELECT " MD_ROLLOUT_COLUMNS
+                                 " FROM rollouts WHERE (?1 = '' OR tier = ?1)"
+                                 " AND (?2 = '' OR channel = ?2) AND id < ?3"
+                                 " ORDER BY id DESC LIMIT ?4";
+constexpr char kInsertRollout[] =
+    "INSERT INTO rollouts (tier, channel, from_model_id, from_version_id, to_model_id,"
+    " to_version_id, basis_points, state, create_time, update_time)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+constexpr char kUpdateRollout[] =
+    "UPDATE rollouts SET basis_points = ?, state = ?, update_time = ? WHERE id = ?";
+
+#define MD_PIN_COLUMNS "tier, channel, device_id, model_id, version_id, create_time"
+constexpr char kSelectPinsOfTier[] = "SELECT " MD_PIN_COLUMNS
+                                     " FROM device_pins WHERE tier = ? AND channel = ?"
+                                     " ORDER BY device_id";
+constexpr char kListPinsFirst[] =
+    "SELECT " MD_PIN_COLUMNS " FROM device_pins ORDER BY tier, channel, device_id LIMIT ?";
+constexpr char kListPinsAfter[] = "SELECT " MD_PIN_COLUMNS
+                                  " FROM device_pins WHERE (tier, channel, device_id) > (?, ?, ?)"
+                                  " ORDER BY tier, channel, device_id LIMIT ?";
+// Adds a pin or moves it to another version; a re-pin to the same version changes no row, so
+// sqlite3_changes() counts exactly the pins that changed.
+constexpr char kUpsertPin[] =
+    "INSERT INTO device_pins (tier, channel, device_id, model_id, version_id, create_time)"
+    " VALUES (?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (tier, channel, device_id) DO UPDATE"
+    " SET model_id = excluded.model_id, version_id = excluded.version_id,"
+    " create_time = excluded.create_time"
+    " WHERE model_id != excluded.model_id OR version_id != excluded.version_id";
+constexpr char kDeletePin[] =
+    "DELETE FROM device_pins WHERE tier = ? AND channel = ? AND device_id = ?";
+constexpr char kSelectTiersPinnedTo[] =
+    "SELECT tier, channel, COUNT(*) FROM device_pins WHERE model_id = ? AND version_id = ?"
+    " GROUP BY tier, channel ORDER BY tier, channel";
+constexpr char kDeletePinsTo[] = "DELETE FROM device_pins WHERE model_id = ? AND version_id = ?";
+
+#define MD_AUDIT_COLUMNS "id, time, actor, action, resource, details"
+constexpr char kInsertAudit[] =
+    "INSERT INTO audit_log (time, actor, action, resource, details) VALUES (?, ?, ?, ?, ?)";
+// The first page passes the largest id as the cursor.
+constexpr char kListAudit[] =
+    "SELECT " MD_AUDIT_COLUMNS " FROM audit_log WHERE id < ? ORDER BY id DESC LIMIT ?";
+
+constexpr char kSelectNewestTrustRootVersion[] =
+    "SELECT COALESCE(MAX(version), 0) FROM trust_roots";
+constexpr char kSelectTrustRoot[] = "SELECT signed_root FROM trust_roots WHERE version = ?";
+constexpr char kInsertTrustRoot[] =
+    "INSERT INTO trust_roots (version, signed_root, create_time) VALUES (?, ?, ?)";
+
 #undef MD_MODEL_COLUMNS
 #undef MD_VERSION_COLUMNS
 #undef MD_ARTIFACT_COLUMNS
 #undef MD_TIER_COLUMNS
+#undef MD_ROLLOUT_COLUMNS
+#undef MD_PIN_COLUMNS
+#undef MD_AUDIT_COLUMNS
 
 // ---------------------------------------------------------------------------------------------
 // Statements.
@@ -151,6 +221,13 @@ class Statement {
     Check(sqlite3_bind_text64(stmt(), index + 1, value.data() != nullptr ? value.data() : "",
                               value.size(), SQLITE_TRANSIENT, SQLITE_UTF8));
   }
+  // STRICT BLOB columns refuse TEXT, so binary values need their own bind.
+  void BindBlob(int index, absl::string_view value) {
+    // As for text: a null data pointer would bind SQL NULL instead of an empty blob.
+    Check(sqlite3_bind_blob64(stmt(), index + 1, value.data() != nullptr ? value.data() : "",
+                              value.size(), SQLITE_TRANSIENT));
+  }
+  void BindNull(int index) { Check(sqlite3_bind_null(stmt(), index + 1)); }
 
   // Advances to the next row: true when a row is available, false when done.
   absl::StatusOr<bool> Step() {
@@ -177,6 +254,12 @@ class Statement {
     const unsigned char* text = sqlite3_column_text(stmt(), index);
     if (text == nullptr) return "";
     return std::string(reinterpret_cast<const char*>(text), sqlite3_column_bytes(stmt(), index));
+  }
+  // An empty blob and NULL both read as ""; ask ColumnIsNull to tell them apart.
+  std::string ColumnBlob(int index) const {
+    const void* data = sqlite3_column_blob(stmt(), index);
+    if (data == nullptr) return "";
+    return std::string(static_cast<const char*>(data), sqlite3_column_bytes(stmt(), index));
   }
 
  private:
@@ -245,15 +328,84 @@ v1::Version ReadVersion(const Statement& s) {
   return version;
 }
 
-// Columns of MD_ARTIFACT_COLUMNS.
-v1::Artifact ReadArtifact(const Statement& s) {
+// Columns of MD_ARTIFACT_COLUMNS. INTERNAL (CATALOG_CORRUPT) when the stored constraints do not
+// parse: serving an artifact without the constraints it declared could hand it to devices that
+// cannot run it.
+absl::StatusOr<v1::Artifact> ReadArtifact(const Statement& s) {
   v1::Artifact artifact;
   artifact.set_platform(static_cast<v1::Platform>(s.ColumnInt(0)));
   artifact.set_arch(static_cast<v1::Arch>(s.ColumnInt(1)));
   artifact.set_format(static_cast<v1::Format>(s.ColumnInt(2)));
   artifact.set_digest(s.ColumnText(3));
   artifact.set_size_bytes(s.ColumnInt64(4));
+  if (!s.ColumnIsNull(5) && !artifact.mutable_constraints()->ParseFromString(s.ColumnBlob(5))) {
+    return MakeError(absl::StatusCode::kInternal, "CATALOG_CORRUPT",
+                     absl::StrCat("catalog: the stored constraints of artifact ",
+                                  ArtifactKey(artifact), " (", artifact.digest(), ") do not parse"),
+                     {{"digest", artifact.digest()}});
+  }
+  artifact.set_unpacked_size_bytes(s.ColumnInt64(6));
   return artifact;
+}
+
+// A rollout row: the proto plus the keys that updates and version lookups need.
+struct StoredRollout {
+  int64_t id = 0;
+  VersionName from;
+  VersionName to;
+  v1::Rollout rollout;
+};
+
+// Columns of MD_ROLLOUT_COLUMNS.
+StoredRollout ReadRollout(const Statement& s) {
+  StoredRollout stored;
+  stored.id = s.ColumnInt64(0);
+  stored.from = VersionName{s.ColumnText(3), s.ColumnText(4)};
+  stored.to = VersionName{s.ColumnText(5), s.ColumnText(6)};
+  v1::Rollout& rollout = stored.rollout;
+  rollout.set_id(absl::StrCat("r-", stored.id));
+  rollout.set_tier(s.ColumnText(1));
+  rollout.set_channel(s.ColumnText(2));
+  rollout.set_from_version(stored.from.ToString());
+  rollout.set_to_version(stored.to.ToString());
+  rollout.set_basis_points(s.ColumnInt(7));
+  rollout.set_state(static_cast<v1::Rollout::State>(s.ColumnInt(8)));
+  *rollout.mutable_create_time() = ToTimestamp(s.ColumnInt64(9));
+  *rollout.mutable_update_time() = ToTimestamp(s.ColumnInt64(10));
+  return stored;
+}
+
+std::string RolloutStateName(v1::Rollout::State state) {
+  std::string name = v1::Rollout::State_Name(state);
+  return name.empty() ? absl::StrCat(static_cast<int>(state)) : name;
+}
+
+// Columns of MD_PIN_COLUMNS.
+v1::DevicePin ReadPin(const Statement& s) {
+  v1::DevicePin pin;
+  pin.set_tier(s.ColumnText(0));
+  pin.set_channel(s.ColumnText(1));
+  pin.set_device_id(s.ColumnText(2));
+  pin.set_version(VersionName{s.ColumnText(3), s.ColumnText(4)}.ToString());
+  *pin.mutable_create_time() = ToTimestamp(s.ColumnInt64(5));
+  return pin;
+}
+
+// Columns of MD_AUDIT_COLUMNS.
+v1::AuditEntry ReadAuditEntry(const Statement& s) {
+  v1::AuditEntry entry;
+  entry.set_id(s.ColumnInt64(0));
+  *entry.mutable_time() = ToTimestamp(s.ColumnInt64(1));
+  entry.set_actor(s.ColumnText(2));
+  entry.set_action(s.ColumnText(3));
+  entry.set_resource(s.ColumnText(4));
+  entry.set_details(s.ColumnText(5));
+  return entry;
+}
+
+// The audit resource of a tier/channel.
+std::string TierResource(absl::string_view tier, absl::string_view channel) {
+  return absl::StrCat("tiers/", tier, "/channels/", channel);
 }
 
 // Columns of MD_TIER_COLUMNS; `version` is filled in by resolving.
@@ -331,6 +483,48 @@ absl::Status VersionNotFound(const VersionName& version) {
   std::string name = version.ToString();
   return MakeError(absl::StatusCode::kNotFound, "VERSION_NOT_FOUND",
                    absl::StrCat(name, " does not exist"), {{"resource", name}});
+}
+
+absl::Status VersionNotPublished(const v1::Version& version, absl::string_view what) {
+  std::string state = StateName(version.state());
+  return MakeError(absl::StatusCode::kFailedPrecondition, "VERSION_NOT_PUBLISHED",
+                   absl::StrCat("cannot ", what, " ", version.name(), ": it is ", state,
+                                "; only PUBLISHED versions are eligible"),
+                   {{"resource", version.name()}, {"state", state}});
+}
+
+absl::Status CheckBasisPoints(int32_t basis_points) {
+  if (basis_points < 0 || basis_points > kMaxBasisPoints) {
+    return InvalidArgument("basis_points", "INVALID_BASIS_POINTS",
+                           absl::StrCat("basis_points must be 0..", kMaxBasisPoints,
+                                        " (1/100 of a percent), got ", basis_points));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RolloutNotFound(absl::string_view tier, absl::string_view channel) {
+  return MakeError(absl::StatusCode::kNotFound, "ROLLOUT_NOT_FOUND",
+                   absl::StrCat("tier \"", tier, "\" on channel \"", channel,
+                                "\" has no ACTIVE or PAUSED rollout"),
+                   {{"tier", std::string(tier)}, {"channel", std::string(channel)}});
+}
+
+absl::Status RolloutInProgress(const v1::Rollout& rollout, absl::string_view what) {
+  return MakeError(
+      absl::StatusCode::kFailedPrecondition, "ROLLOUT_IN_PROGRESS",
+      absl::StrCat("cannot ", what, ": rollout ", rollout.id(), " of tier \"", rollout.tier(),
+                   "\" on channel \"", rollout.channel(), "\" is ",
+                   RolloutStateName(rollout.state()), "; complete or abort it first"),
+      {{"rollout", rollout.id()}, {"tier", rollout.tier()}, {"channel", rollout.channel()}});
+}
+
+absl::Status RolloutNotInState(const v1::Rollout& rollout, v1::Rollout::State wanted,
+                               absl::string_view reason, absl::string_view what) {
+  std::string state = RolloutStateName(rollout.state());
+  return MakeError(absl::StatusCode::kFailedPrecondition, reason,
+                   absl::StrCat("cannot ", what, " rollout ", rollout.id(), ": it is ", state,
+                                ", not ", RolloutStateName(wanted)),
+                   {{"rollout", rollout.id()}, {"state", state}});
 }
 
 }  // namespace
@@ -467,7 +661,7 @@ struct Catalog::Impl {
     while (true) {
       MD_ASSIGN_OR_RETURN(bool row, s.Step());
       if (!row) return absl::OkStatus();
-      *version->add_artifacts() = ReadArtifact(s);
+      MD_ASSIGN_OR_RETURN(*version->add_artifacts(), ReadArtifact(s));
     }
   }
 
@@ -531,6 +725,138 @@ struct Catalog::Impl {
     MD_RETURN_IF_ERROR(FillResolvedVersion(&binding));
     return binding;
   }
+
+  // Rows changed by the last INSERT/UPDATE/DELETE on this connection.
+  int64_t Changes() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return sqlite3_changes64(db); }
+
+  // Appends one audit entry inside the caller's write transaction, so an entry exists exactly
+  // when its change was committed.
+  absl::Status Audit(int64_t now, absl::string_view actor, absl::string_view action,
+                     absl::string_view resource, absl::string_view details)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    MD_ASSIGN_OR_RETURN(Statement s, Prepare(kInsertAudit));
+    s.BindInt64(0, now);
+    s.BindText(1, actor.empty() ? kDefaultActor : actor);
+    s.BindText(2, action);
+    s.BindText(3, resource);
+    s.BindText(4, details);
+    return s.Run();
+  }
+
+  // Adds one to the sequence of an existing tier/channel and returns the new value. Devices
+  // refuse answers with a lower sequence than one they saw, so every change of what they get
+  // goes through here exactly once per tier/channel and transaction.
+  absl::StatusOr<int64_t> BumpSequence(absl::string_view tier, absl::string_view channel,
+                                       int64_t now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    {
+      MD_ASSIGN_OR_RETURN(Statement s, Prepare(kBumpTier));
+      s.BindInt64(0, now);
+      s.BindText(1, tier);
+      s.BindText(2, channel);
+      MD_RETURN_IF_ERROR(s.Run());
+    }
+    MD_ASSIGN_OR_RETURN(Statement s, Prepare(kSelectTier));
+    s.BindText(0, tier);
+    s.BindText(1, channel);
+    MD_ASSIGN_OR_RETURN(bool found, s.Step());
+    if (!found) {
+      return MakeError(absl::StatusCode::kInternal, "CATALOG_ERROR",
+                       absl::StrCat("catalog: bumping the sequence of ",
+                                    TierResource(tier, channel), ", which does not exist"));
+    }
+    return s.ColumnInt64(2);
+  }
+
+  // The ACTIVE or PAUSED rollout of tier/channel, if any.
+  absl::StatusOr<std::optional<StoredRollout>> LoadOpenRollout(absl::string_view tier,
+                                                               absl::string_view channel)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    MD_ASSIGN_OR_RETURN(Statement s, Prepare(kSelectOpenRollout));
+    s.BindText(0, tier);
+    s.BindText(1, channel);
+    MD_ASSIGN_OR_RETURN(bool found, s.Step());
+    if (!found) return std::nullopt;
+    return ReadRollout(s);
+  }
+
+  // As LoadOpenRollout, but NOT_FOUND (ROLLOUT_NOT_FOUND) when there is none.
+  absl::StatusOr<StoredRollout> RequireOpenRollout(absl::string_view tier,
+                                                   absl::string_view channel)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    MD_ASSIGN_OR_RETURN(std::optional<StoredRollout> open, LoadOpenRollout(tier, channel));
+    if (!open) return RolloutNotFound(tier, channel);
+    return *std::move(open);
+  }
+
+  // Stores a new share and state, and reflects them in `stored`.
+  absl::Status UpdateRollout(StoredRollout* stored, int32_t basis_points, v1::Rollout::State state,
+                             int64_t now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    MD_ASSIGN_OR_RETURN(Statement s, Prepare(kUpdateRollout));
+    s.BindInt64(0, basis_points);
+    s.BindInt64(1, state);
+    s.BindInt64(2, now);
+    s.BindInt64(3, stored->id);
+    MD_RETURN_IF_ERROR(s.Run());
+    stored->rollout.set_basis_points(basis_points);
+    stored->rollout.set_state(state);
+    *stored->rollout.mutable_update_time() = ToTimestamp(now);
+    return absl::OkStatus();
+  }
+
+  // Appends a bind of tier/channel to `version` at `sequence` (already bumped or created).
+  absl::Status InsertTierHistory(absl::string_view tier, absl::string_view channel,
+                                 int64_t sequence, const VersionName& version, int64_t now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    MD_ASSIGN_OR_RETURN(Statement s, Prepare(kInsertTierHistory));
+    s.BindText(0, tier);
+    s.BindText(1, channel);
+    s.BindInt64(2, sequence);
+    s.BindText(3, version.model);
+    s.BindText(4, version.version);
+    s.BindInt64(5, now);
+    return s.Run();
+  }
+
+  // Pause, resume, complete and abort: moves the open rollout of tier/channel to `target`,
+  // bumps the sequence and audits, all in the caller's write transaction. `required` is the
+  // state the rollout must be in (UNSPECIFIED: ACTIVE or PAUSED); otherwise FAILED_PRECONDITION
+  // with `reason`. Pause and resume bump too: the answers are re-signed with the rollout's new
+  // state, and one rule (every rollout change bumps) is simpler for devices and operators.
+  absl::StatusOr<v1::Rollout> TransitionRollout(absl::string_view tier, absl::string_view channel,
+                                                v1::Rollout::State required,
+                                                absl::string_view reason, v1::Rollout::State target,
+                                                absl::string_view action, absl::string_view verb,
+                                                absl::string_view actor)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    MD_ASSIGN_OR_RETURN(StoredRollout stored, RequireOpenRollout(tier, channel));
+    if (required != v1::Rollout::STATE_UNSPECIFIED && stored.rollout.state() != required) {
+      return RolloutNotInState(stored.rollout, required, reason, verb);
+    }
+    const int64_t now = NowMicros();
+    MD_RETURN_IF_ERROR(UpdateRollout(&stored, stored.rollout.basis_points(), target, now));
+    MD_ASSIGN_OR_RETURN(int64_t sequence, BumpSequence(tier, channel, now));
+    std::string details;
+    switch (target) {
+      case v1::Rollout::COMPLETED:
+        // The tier is bound to to_version like a SetTier, so a later yank of it falls back to
+        // from_version through the ordinary history.
+        MD_RETURN_IF_ERROR(InsertTierHistory(tier, channel, sequence, stored.to, now));
+        details = absl::StrCat(stored.rollout.id(), " completed: bound to ",
+                               stored.rollout.to_version(), " (sequence ", sequence, ")");
+        break;
+      case v1::Rollout::ABORTED:
+        details = absl::StrCat(stored.rollout.id(), " aborted at ", stored.rollout.basis_points(),
+                               " bp: everyone back on ", stored.rollout.from_version(),
+                               " (sequence ", sequence, ")");
+        break;
+      default:
+        details = absl::StrCat(stored.rollout.id(), " ", RolloutStateName(target), " at ",
+                               stored.rollout.basis_points(), " bp (sequence ", sequence, ")");
+        break;
+    }
+    MD_RETURN_IF_ERROR(Audit(now, actor, action, TierResource(tier, channel), details));
+    return std::move(stored.rollout);
+  }
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -562,7 +888,8 @@ int Catalog::SchemaVersion() const { return impl_->schema_version; }
 int Catalog::LatestSchemaVersion() { return LatestEmbeddedMigration(); }
 
 absl::StatusOr<v1::Model> Catalog::CreateModel(absl::string_view model_id,
-                                               absl::string_view description, absl::string_view actor) {
+                                               absl::string_view description,
+                                               absl::string_view actor) {
   absl::MutexLock lock(&impl_->mu);
   Impl::Transaction txn(impl_.get());
   MD_RETURN_IF_ERROR(txn.BeginWrite());
@@ -580,6 +907,7 @@ absl::StatusOr<v1::Model> Catalog::CreateModel(absl::string_view model_id,
     s.BindInt64(2, now);
     MD_RETURN_IF_ERROR(s.Run());
   }
+  MD_RETURN_IF_ERROR(impl_->Audit(now, actor, "CreateModel", ModelName(model_id), "created"));
   MD_RETURN_IF_ERROR(txn.Commit());
   v1::Model model;
   model.set_name(ModelName(model_id));
@@ -627,7 +955,8 @@ absl::StatusOr<ListPage<v1::Model>> Catalog::ListModels(int page_size,
 }
 
 absl::StatusOr<v1::Version> Catalog::CreateVersion(const VersionName& name,
-                                                   const std::vector<v1::Artifact>& artifacts, absl::string_view actor) {
+                                                   const std::vector<v1::Artifact>& artifacts,
+                                                   absl::string_view actor) {
   // Checks on the request alone come first: they fail the same whatever the catalog holds.
   for (size_t i = 0; i < artifacts.size(); ++i) {
     for (size_t j = 0; j < i; ++j) {
@@ -680,12 +1009,13 @@ absl::StatusOr<v1::Version> Catalog::CreateVersion(const VersionName& name,
     }
   }
 
+  const int64_t now = impl_->NowMicros();
   {
     MD_ASSIGN_OR_RETURN(Statement s, impl_->Prepare(kInsertVersion));
     s.BindText(0, name.model);
     s.BindText(1, name.version);
     s.BindInt64(2, v1::Version::DRAFT);
-    s.BindInt64(3, impl_->NowMicros());
+    s.BindInt64(3, now);
     MD_RETURN_IF_ERROR(s.Run());
   }
   for (const v1::Artifact& artifact : artifacts) {
@@ -697,10 +1027,22 @@ absl::StatusOr<v1::Version> Catalog::CreateVersion(const VersionName& name,
     s.BindInt64(4, artifact.format());
     s.BindText(5, artifact.digest());
     s.BindInt64(6, artifact.size_bytes());
+    // NULL, not an empty blob, for "no constraints": a read then gives back exactly the
+    // message that was written, presence included.
+    if (artifact.has_constraints()) {
+      s.BindBlob(7, artifact.constraints().SerializeAsString());
+    } else {
+      s.BindNull(7);
+    }
+    s.BindInt64(8, artifact.unpacked_size_bytes());
     MD_RETURN_IF_ERROR(s.Run());
   }
   // Read back inside the transaction so the answer is exactly what GetVersion will return.
   MD_ASSIGN_OR_RETURN(v1::Version version, impl_->LoadVersion(name));
+  MD_RETURN_IF_ERROR(
+      impl_->Audit(now, actor, "CreateVersion", name.ToString(),
+                   absl::StrCat("DRAFT with ", artifacts.size(),
+                                artifacts.size() == 1 ? " artifact" : " artifacts")));
   MD_RETURN_IF_ERROR(txn.Commit());
   return version;
 }
@@ -757,7 +1099,8 @@ absl::StatusOr<ListPage<v1::Version>> Catalog::ListVersions(absl::string_view mo
 }
 
 absl::StatusOr<v1::Version> Catalog::PublishVersion(
-    const VersionName& name, const std::function<bool(const std::string& digest)>& is_uploaded, absl::string_view actor) {
+    const VersionName& name, const std::function<bool(const std::string& digest)>& is_uploaded,
+    absl::string_view actor) {
   if (!is_uploaded) {
     return MakeError(absl::StatusCode::kInternal, "CATALOG_ERROR",
                      "PublishVersion needs an is_uploaded callback");
@@ -783,21 +1126,23 @@ absl::StatusOr<v1::Version> Catalog::PublishVersion(
            {"artifact", ArtifactKey(artifact)}});
     }
   }
+  const int64_t now = impl_->NowMicros();
   {
     MD_ASSIGN_OR_RETURN(Statement s, impl_->Prepare(kPublishVersion));
     s.BindInt64(0, v1::Version::PUBLISHED);
-    s.BindInt64(1, impl_->NowMicros());
+    s.BindInt64(1, now);
     s.BindText(2, name.model);
     s.BindText(3, name.version);
     MD_RETURN_IF_ERROR(s.Run());
   }
   MD_ASSIGN_OR_RETURN(version, impl_->LoadVersion(name));
+  MD_RETURN_IF_ERROR(impl_->Audit(now, actor, "PublishVersion", name.ToString(), "published"));
   MD_RETURN_IF_ERROR(txn.Commit());
   return version;
 }
 
-absl::StatusOr<v1::Version> Catalog::YankVersion(const VersionName& name,
-                                                 absl::string_view reason, absl::string_view actor) {
+absl::StatusOr<v1::Version> Catalog::YankVersion(const VersionName& name, absl::string_view reason,
+                                                 absl::string_view actor) {
   absl::MutexLock lock(&impl_->mu);
   Impl::Transaction txn(impl_.get());
   MD_RETURN_IF_ERROR(txn.BeginWrite());
@@ -808,6 +1153,9 @@ absl::StatusOr<v1::Version> Catalog::YankVersion(const VersionName& name,
                                   "; only a PUBLISHED version can be yanked"),
                      {{"resource", name.ToString()}, {"state", StateName(version.state())}});
   }
+
+  // Every tier/channel whose answers change, each bumped once however many reasons it has.
+  std::set<std::pair<std::string, std::string>> affected;
 
   // The tiers that resolve to this version now, decided before the yank changes resolution.
   std::vector<std::pair<std::string, std::string>> ever_bound;
@@ -821,11 +1169,12 @@ absl::StatusOr<v1::Version> Catalog::YankVersion(const VersionName& name,
       ever_bound.emplace_back(s.ColumnText(0), s.ColumnText(1));
     }
   }
-  std::vector<std::pair<std::string, std::string>> affected;
+  int fallbacks = 0;
   for (const auto& [tier, channel] : ever_bound) {
     MD_ASSIGN_OR_RETURN(std::optional<VersionName> resolved, impl_->Resolve(tier, channel));
     if (resolved && resolved->model == name.model && resolved->version == name.version) {
-      affected.emplace_back(tier, channel);
+      affected.emplace(tier, channel);
+      ++fallbacks;
     }
   }
 
@@ -839,21 +1188,67 @@ absl::StatusOr<v1::Version> Catalog::YankVersion(const VersionName& name,
     s.BindText(4, name.version);
     MD_RETURN_IF_ERROR(s.Run());
   }
-  // Devices compare sequences to refuse stale answers, so a changed resolution must bump it.
-  for (const auto& [tier, channel] : affected) {
-    MD_ASSIGN_OR_RETURN(Statement s, impl_->Prepare(kBumpTier));
-    s.BindInt64(0, now);
-    s.BindText(1, tier);
-    s.BindText(2, channel);
+
+  // A rollout towards a yanked version must not keep serving it to its cohort.
+  std::vector<StoredRollout> aborted;
+  {
+    MD_ASSIGN_OR_RETURN(Statement s, impl_->Prepare(kSelectOpenRolloutsTo));
+    s.BindText(0, name.model);
+    s.BindText(1, name.version);
+    while (true) {
+      MD_ASSIGN_OR_RETURN(bool row, s.Step());
+      if (!row) break;
+      aborted.push_back(ReadRollout(s));
+    }
+  }
+  for (StoredRollout& rollout : aborted) {
+    MD_RETURN_IF_ERROR(
+        impl_->UpdateRollout(&rollout, rollout.rollout.basis_points(), v1::Rollout::ABORTED, now));
+    affected.emplace(rollout.rollout.tier(), rollout.rollout.channel());
+  }
+
+  // Pins name PUBLISHED versions only; pinned devices return to the tier's ordinary answer.
+  int64_t unpinned = 0;
+  {
+    MD_ASSIGN_OR_RETURN(Statement s, impl_->Prepare(kSelectTiersPinnedTo));
+    s.BindText(0, name.model);
+    s.BindText(1, name.version);
+    while (true) {
+      MD_ASSIGN_OR_RETURN(bool row, s.Step());
+      if (!row) break;
+      affected.emplace(s.ColumnText(0), s.ColumnText(1));
+      unpinned += s.ColumnInt64(2);
+    }
+  }
+  if (unpinned > 0) {
+    MD_ASSIGN_OR_RETURN(Statement s, impl_->Prepare(kDeletePinsTo));
+    s.BindText(0, name.model);
+    s.BindText(1, name.version);
     MD_RETURN_IF_ERROR(s.Run());
   }
+
+  std::vector<std::string> changed;
+  for (const auto& [tier, channel] : affected) {
+    MD_ASSIGN_OR_RETURN(int64_t sequence, impl_->BumpSequence(tier, channel, now));
+    changed.push_back(absl::StrCat(TierResource(tier, channel), " (sequence ", sequence, ")"));
+  }
+  std::string details = absl::StrCat("yanked: \"", reason, "\"");
+  if (fallbacks > 0) absl::StrAppend(&details, "; ", fallbacks, " tier(s) fell back");
+  for (const StoredRollout& rollout : aborted) {
+    absl::StrAppend(&details, "; rollout ", rollout.rollout.id(), " aborted");
+  }
+  if (unpinned > 0) absl::StrAppend(&details, "; ", unpinned, " pin(s) removed");
+  if (!changed.empty()) absl::StrAppend(&details, "; changed ", absl::StrJoin(changed, ", "));
+  MD_RETURN_IF_ERROR(impl_->Audit(now, actor, "YankVersion", name.ToString(), details));
+
   MD_ASSIGN_OR_RETURN(version, impl_->LoadVersion(name));
   MD_RETURN_IF_ERROR(txn.Commit());
   return version;
 }
 
 absl::StatusOr<v1::TierBinding> Catalog::SetTier(absl::string_view tier, absl::string_view channel,
-                                                 const VersionName& version_name, absl::string_view actor) {
+                                                 const VersionName& version_name,
+                                                 absl::string_view actor) {
   absl::MutexLock lock(&impl_->mu);
   Impl::Transaction txn(impl_.get());
   MD_RETURN_IF_ERROR(txn.BeginWrite());
@@ -866,6 +1261,13 @@ absl::StatusOr<v1::TierBinding> Catalog::SetTier(absl::string_view tier, absl::s
                      "; only a PUBLISHED version can be bound"),
         {{"resource", version_name.ToString()}, {"state", StateName(version.state())}});
   }
+  // A bind under a running rollout would silently change its from_version for everyone
+  // outside the cohort; the operator decides the rollout's fate first.
+  MD_ASSIGN_OR_RETURN(std::optional<StoredRollout> open, impl_->LoadOpenRollout(tier, channel));
+  if (open) {
+    return RolloutInProgress(open->rollout,
+                             absl::StrCat("bind tier \"", tier, "\" on channel \"", channel, "\""));
+  }
   const int64_t now = impl_->NowMicros();
   {
     MD_ASSIGN_OR_RETURN(Statement s, impl_->Prepare(kUpsertTier));
@@ -875,16 +1277,11 @@ absl::StatusOr<v1::TierBinding> Catalog::SetTier(absl::string_view tier, absl::s
     MD_RETURN_IF_ERROR(s.Run());
   }
   MD_ASSIGN_OR_RETURN(v1::TierBinding binding, impl_->LoadBinding(tier, channel));
-  {
-    MD_ASSIGN_OR_RETURN(Statement s, impl_->Prepare(kInsertTierHistory));
-    s.BindText(0, tier);
-    s.BindText(1, channel);
-    s.BindInt64(2, binding.sequence());
-    s.BindText(3, version_name.model);
-    s.BindText(4, version_name.version);
-    s.BindInt64(5, now);
-    MD_RETURN_IF_ERROR(s.Run());
-  }
+  MD_RETURN_IF_ERROR(
+      impl_->InsertTierHistory(tier, channel, binding.sequence(), version_name, now));
+  MD_RETURN_IF_ERROR(impl_->Audit(
+      now, actor, "SetTier", TierResource(tier, channel),
+      absl::StrCat("bound to ", version_name.ToString(), " (sequence ", binding.sequence(), ")")));
   MD_RETURN_IF_ERROR(txn.Commit());
   binding.set_version(version_name.ToString());  // the newest bind, and it is PUBLISHED
   return binding;
@@ -959,12 +1356,419 @@ absl::StatusOr<std::vector<ResolvedTier>> Catalog::ResolveAllTiers() {
     binding.set_version(name->ToString());
     MD_ASSIGN_OR_RETURN(v1::Version version, impl_->LoadVersion(*name));
     ResolvedTier tier;
+    MD_ASSIGN_OR_RETURN(std::optional<StoredRollout> rollout,
+                        impl_->LoadOpenRollout(binding.tier(), binding.channel()));
+    if (rollout) {
+      // A yank of to_version aborts the rollout in the same transaction, so this is PUBLISHED.
+      MD_ASSIGN_OR_RETURN(tier.rollout_version, impl_->LoadVersion(rollout->to));
+      tier.rollout = std::move(rollout->rollout);
+    }
+    std::vector<VersionName> pinned;
+    {
+      MD_ASSIGN_OR_RETURN(Statement s, impl_->Prepare(kSelectPinsOfTier));
+      s.BindText(0, binding.tier());
+      s.BindText(1, binding.channel());
+      while (true) {
+        MD_ASSIGN_OR_RETURN(bool row, s.Step());
+        if (!row) break;
+        tier.pins.push_back(ReadPin(s));
+        pinned.push_back(VersionName{s.ColumnText(3), s.ColumnText(4)});
+      }
+    }
+    for (const VersionName& pin_version : pinned) {
+      std::string key = pin_version.ToString();
+      if (tier.pinned_versions.count(key) > 0) continue;
+      MD_ASSIGN_OR_RETURN(tier.pinned_versions[key], impl_->LoadVersion(pin_version));
+    }
     tier.binding = std::move(binding);
     tier.version = std::move(version);
     resolved.push_back(std::move(tier));
   }
   MD_RETURN_IF_ERROR(txn.Commit());
   return resolved;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rollouts.
+
+absl::StatusOr<v1::Rollout> Catalog::StartRollout(absl::string_view tier, absl::string_view channel,
+                                                  const VersionName& to_version,
+                                                  int32_t basis_points, absl::string_view actor) {
+  MD_RETURN_IF_ERROR(CheckBasisPoints(basis_points));
+  absl::MutexLock lock(&impl_->mu);
+  Impl::Transaction txn(impl_.get());
+  MD_RETURN_IF_ERROR(txn.BeginWrite());
+  MD_ASSIGN_OR_RETURN(v1::TierBinding binding, impl_->LoadBinding(tier, channel));
+  MD_ASSIGN_OR_RETURN(v1::Version to, impl_->LoadVersion(to_version));
+  if (to.state() != v1::Version::PUBLISHED) return VersionNotPublished(to, "roll out");
+  MD_ASSIGN_OR_RETURN(std::optional<StoredRollout> open, impl_->LoadOpenRollout(tier, channel));
+  if (open) return RolloutInProgress(open->rollout, "start a rollout");
+  // Devices outside the cohort keep what the tier resolves to; with nothing resolved there is
+  // no "from" to keep them on.
+  MD_ASSIGN_OR_RETURN(std::optional<VersionName> from, impl_->Resolve(tier, channel));
+  if (!from) {
+    return MakeError(absl::StatusCode::kNotFound, "TIER_NOT_BOUND",
+                     absl::StrCat("tier \"", tier, "\" on channel \"", channel,
+                                  "\" resolves to no version (every version bound to it was "
+                                  "yanked); bind it with SetTier first"),
+                     {{"tier", std::string(tier)}, {"channel", std::string(channel)}});
+  }
+  if (from->model == to_version.model && from->version == to_version.version) {
+    return MakeError(absl::StatusCode::kFailedPrecondition, "VERSION_ALREADY_BOUND",
+                     absl::StrCat("tier \"", tier, "\" on channel \"", channel,
+                                  "\" already resolves to ", to_version.ToString()),
+                     {{"resource", to_version.ToString()}});
+  }
+
+  const int64_t now = impl_->NowMicros();
+  {
+    MD_ASSIGN_OR_RETURN(Statement s, impl_->Prepare(kInsertRollout));
+    s.BindText(0, tier);
+    s.BindText(1, channel);
+    s.BindText(2, from->model);
+    s.BindText(3, from->version);
+    s.BindText(4, to_version.model);
+    s.BindText(5, to_version.version);
+    s.BindInt64(6, basis_points);
+    s.BindInt64(7, v1::Rollout::ACTIVE);
+    s.BindInt64(8, now);
+    s.BindInt64(9, now);
+    MD_RETURN_IF_ERROR(s.Run());
+  }
+  MD_ASSIGN_OR_RETURN(StoredRollout stored, impl_->RequireOpenRollout(tier, channel));
+  MD_ASSIGN_OR_RETURN(int64_t sequence, impl_->BumpSequence(tier, channel, now));
+  MD_RETURN_IF_ERROR(impl_->Audit(
+      now, actor, "StartRollout", TierResource(tier, channel),
+      absl::StrCat(stored.rollout.id(), ": ", binding.version(), " -> ", to_version.ToString(),
+                   " at ", basis_points, " bp (sequence ", sequence, ")")));
+  MD_RETURN_IF_ERROR(txn.Commit());
+  return std::move(stored.rollout);
+}
+
+absl::StatusOr<v1::Rollout> Catalog::AdvanceRollout(absl::string_view tier,
+                                                    absl::string_view channel, int32_t basis_points,
+                                                    absl::string_view actor) {
+  MD_RETURN_IF_ERROR(CheckBasisPoints(basis_points));
+  absl::MutexLock lock(&impl_->mu);
+  Impl::Transaction txn(impl_.get());
+  MD_RETURN_IF_ERROR(txn.BeginWrite());
+  MD_ASSIGN_OR_RETURN(StoredRollout stored, impl_->RequireOpenRollout(tier, channel));
+  if (stored.rollout.state() != v1::Rollout::ACTIVE) {
+    return RolloutNotInState(stored.rollout, v1::Rollout::ACTIVE, "ROLLOUT_PAUSED", "advance");
+  }
+  const int32_t current = stored.rollout.basis_points();
+  if (basis_points < current) {
+    // The cohort is a prefix of the hash space: shrinking it would move devices back.
+    return MakeError(absl::StatusCode::kInvalidArgument, "BASIS_POINTS_DECREASE",
+                     absl::StrCat("basis_points ", basis_points, " is below the current ", current,
+                                  " of rollout ", stored.rollout.id(),
+                                  "; a rollout only grows (use AbortRollout to go back)"),
+                     {{"field", "basis_points"}, {"rollout", stored.rollout.id()}});
+  }
+  const int64_t now = impl_->NowMicros();
+  std::string details;
+  if (basis_points == current) {
+    // Nothing devices see changes, so no bump; the call is still on record.
+    details = absl::StrCat(stored.rollout.id(), ": unchanged at ", current, " bp");
+  } else {
+    MD_RETURN_IF_ERROR(impl_->UpdateRollout(&stored, basis_points, v1::Rollout::ACTIVE, now));
+    MD_ASSIGN_OR_RETURN(int64_t sequence, impl_->BumpSequence(tier, channel, now));
+    details = absl::StrCat(stored.rollout.id(), ": ", current, " -> ", basis_points,
+                           " bp (sequence ", sequence, ")");
+  }
+  MD_RETURN_IF_ERROR(
+      impl_->Audit(now, actor, "AdvanceRollout", TierResource(tier, channel), details));
+  MD_RETURN_IF_ERROR(txn.Commit());
+  return std::move(stored.rollout);
+}
+
+absl::StatusOr<v1::Rollout> Catalog::PauseRollout(absl::string_view tier, absl::string_view channel,
+                                                  absl::string_view actor) {
+  absl::MutexLock lock(&impl_->mu);
+  Impl::Transaction txn(impl_.get());
+  MD_RETURN_IF_ERROR(txn.BeginWrite());
+  MD_ASSIGN_OR_RETURN(
+      v1::Rollout rollout,
+      impl_->TransitionRollout(tier, channel, v1::Rollout::ACTIVE, "ROLLOUT_NOT_ACTIVE",
+                               v1::Rollout::PAUSED, "PauseRollout", "pause", actor));
+  MD_RETURN_IF_ERROR(txn.Commit());
+  return rollout;
+}
+
+absl::StatusOr<v1::Rollout> Catalog::ResumeRollout(absl::string_view tier,
+                                                   absl::string_view channel,
+                                                   absl::string_view actor) {
+  absl::MutexLock lock(&impl_->mu);
+  Impl::Transaction txn(impl_.get());
+  MD_RETURN_IF_ERROR(txn.BeginWrite());
+  MD_ASSIGN_OR_RETURN(
+      v1::Rollout rollout,
+      impl_->TransitionRollout(tier, channel, v1::Rollout::PAUSED, "ROLLOUT_NOT_PAUSED",
+                               v1::Rollout::ACTIVE, "ResumeRollout", "resume", actor));
+  MD_RETURN_IF_ERROR(txn.Commit());
+  return rollout;
+}
+
+absl::StatusOr<v1::Rollout> Catalog::CompleteRollout(absl::string_view tier,
+                                                     absl::string_view channel,
+                                                     absl::string_view actor) {
+  absl::MutexLock lock(&impl_->mu);
+  Impl::Transaction txn(impl_.get());
+  MD_RETURN_IF_ERROR(txn.BeginWrite());
+  MD_ASSIGN_OR_RETURN(
+      v1::Rollout rollout,
+      impl_->TransitionRollout(tier, channel, v1::Rollout::STATE_UNSPECIFIED, "",
+                               v1::Rollout::COMPLETED, "CompleteRollout", "complete", actor));
+  MD_RETURN_IF_ERROR(txn.Commit());
+  return rollout;
+}
+
+absl::StatusOr<v1::Rollout> Catalog::AbortRollout(absl::string_view tier, absl::string_view channel,
+                                                  absl::string_view actor) {
+  absl::MutexLock lock(&impl_->mu);
+  Impl::Transaction txn(impl_.get());
+  MD_RETURN_IF_ERROR(txn.BeginWrite());
+  MD_ASSIGN_OR_RETURN(
+      v1::Rollout rollout,
+      impl_->TransitionRollout(tier, channel, v1::Rollout::STATE_UNSPECIFIED, "",
+                               v1::Rollout::ABORTED, "AbortRollout", "abort", actor));
+  MD_RETURN_IF_ERROR(txn.Commit());
+  return rollout;
+}
+
+absl::StatusOr<ListPage<v1::Rollout>> Catalog::ListRollouts(absl::string_view tier,
+                                                            absl::string_view channel,
+                                                            int page_size,
+                                                            absl::string_view page_token) {
+  MD_ASSIGN_OR_RETURN(const int limit, EffectivePageSize(page_size));
+  int64_t before = std::numeric_limits<int64_t>::max();
+  if (!page_token.empty()) {
+    // The filter is part of the token: with another filter the cursor would skip rows.
+    MD_ASSIGN_OR_RETURN(std::vector<std::string> after, DecodePageToken(page_token, "rollouts", 3));
+    if (after[0] != tier || after[1] != channel || !absl::SimpleAtoi(after[2], &before)) {
+      return InvalidPageToken();
+    }
+  }
+  absl::MutexLock lock(&impl_->mu);
+  MD_ASSIGN_OR_RETURN(Statement s, impl_->Prepare(kListRollouts));
+  s.BindText(0, tier);
+  s.BindText(1, channel);
+  s.BindInt64(2, before);
+  s.BindInt64(3, limit + 1);
+  ListPage<v1::Rollout> page;
+  int64_t last_id = 0;
+  while (true) {
+    MD_ASSIGN_OR_RETURN(bool row, s.Step());
+    if (!row) break;
+    if (static_cast<int>(page.items.size()) == limit) {
+      page.next_page_token = EncodePageToken(
+          {"rollouts", std::string(tier), std::string(channel), absl::StrCat(last_id)});
+      break;
+    }
+    StoredRollout stored = ReadRollout(s);
+    last_id = stored.id;
+    page.items.push_back(std::move(stored.rollout));
+  }
+  return page;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Device pins.
+
+absl::StatusOr<Catalog::PinChange> Catalog::PinDevices(absl::string_view tier,
+                                                       absl::string_view channel,
+                                                       const std::vector<std::string>& device_ids,
+                                                       const VersionName& version,
+                                                       absl::string_view actor) {
+  absl::MutexLock lock(&impl_->mu);
+  Impl::Transaction txn(impl_.get());
+  MD_RETURN_IF_ERROR(txn.BeginWrite());
+  MD_ASSIGN_OR_RETURN(v1::TierBinding binding, impl_->LoadBinding(tier, channel));
+  MD_ASSIGN_OR_RETURN(v1::Version pinned, impl_->LoadVersion(version));
+  if (pinned.state() != v1::Version::PUBLISHED)
+    return VersionNotPublished(pinned, "pin devices to");
+
+  const int64_t now = impl_->NowMicros();
+  PinChange change;
+  change.sequence = binding.sequence();
+  for (const std::string& device_id : device_ids) {
+    MD_ASSIGN_OR_RETURN(Statement s, impl_->Prepare(kUpsertPin));
+    s.BindText(0, tier);
+    s.BindText(1, channel);
+    s.BindText(2, device_id);
+    s.BindText(3, version.model);
+    s.BindText(4, version.version);
+    s.BindInt64(5, now);
+    MD_RETURN_IF_ERROR(s.Run());
+    change.changed += static_cast<int32_t>(impl_->Changes());
+  }
+  if (change.changed > 0) {
+    MD_ASSIGN_OR_RETURN(change.sequence, impl_->BumpSequence(tier, channel, now));
+  }
+  MD_RETURN_IF_ERROR(impl_->Audit(
+      now, actor, "PinDevices", TierResource(tier, channel),
+      absl::StrCat("pinned ", device_ids.size(), " device(s) to ", version.ToString(), ", ",
+                   change.changed, " changed (sequence ", change.sequence, ")")));
+  MD_RETURN_IF_ERROR(txn.Commit());
+  return change;
+}
+
+absl::StatusOr<Catalog::PinChange> Catalog::UnpinDevices(absl::string_view tier,
+                                                         absl::string_view channel,
+                                                         const std::vector<std::string>& device_ids,
+                                                         absl::string_view actor) {
+  absl::MutexLock lock(&impl_->mu);
+  Impl::Transaction txn(impl_.get());
+  MD_RETURN_IF_ERROR(txn.BeginWrite());
+  MD_ASSIGN_OR_RETURN(v1::TierBinding binding, impl_->LoadBinding(tier, channel));
+  const int64_t now = impl_->NowMicros();
+  PinChange change;
+  change.sequence = binding.sequence();
+  for (const std::string& device_id : device_ids) {
+    MD_ASSIGN_OR_RETURN(Statement s, impl_->Prepare(kDeletePin));
+    s.BindText(0, tier);
+    s.BindText(1, channel);
+    s.BindText(2, device_id);
+    MD_RETURN_IF_ERROR(s.Run());
+    change.changed += static_cast<int32_t>(impl_->Changes());
+  }
+  if (change.changed > 0) {
+    MD_ASSIGN_OR_RETURN(change.sequence, impl_->BumpSequence(tier, channel, now));
+  }
+  MD_RETURN_IF_ERROR(
+      impl_->Audit(now, actor, "UnpinDevices", TierResource(tier, channel),
+                   absl::StrCat("unpinned ", change.changed, " of ", device_ids.size(),
+                                " device(s) (sequence ", change.sequence, ")")));
+  MD_RETURN_IF_ERROR(txn.Commit());
+  return change;
+}
+
+absl::StatusOr<ListPage<v1::DevicePin>> Catalog::ListPins(int page_size,
+                                                          absl::string_view page_token) {
+  MD_ASSIGN_OR_RETURN(const int limit, EffectivePageSize(page_size));
+  std::vector<std::string> after;
+  if (!page_token.empty()) {
+    MD_ASSIGN_OR_RETURN(after, DecodePageToken(page_token, "pins", 3));
+  }
+  absl::MutexLock lock(&impl_->mu);
+  MD_ASSIGN_OR_RETURN(Statement s, impl_->Prepare(after.empty() ? kListPinsFirst : kListPinsAfter));
+  int bind = 0;
+  for (const std::string& part : after) s.BindText(bind++, part);
+  s.BindInt64(bind, limit + 1);
+  ListPage<v1::DevicePin> page;
+  while (true) {
+    MD_ASSIGN_OR_RETURN(bool row, s.Step());
+    if (!row) break;
+    if (static_cast<int>(page.items.size()) == limit) {
+      const v1::DevicePin& last = page.items.back();
+      page.next_page_token =
+          EncodePageToken({"pins", last.tier(), last.channel(), last.device_id()});
+      break;
+    }
+    page.items.push_back(ReadPin(s));
+  }
+  return page;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Audit log.
+
+absl::StatusOr<ListPage<v1::AuditEntry>> Catalog::ListAuditLog(int page_size,
+                                                               absl::string_view page_token) {
+  MD_ASSIGN_OR_RETURN(const int limit, EffectivePageSize(page_size));
+  int64_t before = std::numeric_limits<int64_t>::max();
+  if (!page_token.empty()) {
+    MD_ASSIGN_OR_RETURN(std::vector<std::string> after, DecodePageToken(page_token, "audit", 1));
+    if (!absl::SimpleAtoi(after[0], &before)) return InvalidPageToken();
+  }
+  absl::MutexLock lock(&impl_->mu);
+  MD_ASSIGN_OR_RETURN(Statement s, impl_->Prepare(kListAudit));
+  s.BindInt64(0, before);
+  s.BindInt64(1, limit + 1);
+  ListPage<v1::AuditEntry> page;
+  while (true) {
+    MD_ASSIGN_OR_RETURN(bool row, s.Step());
+    if (!row) break;
+    if (static_cast<int>(page.items.size()) == limit) {
+      page.next_page_token = EncodePageToken({"audit", absl::StrCat(page.items.back().id())});
+      break;
+    }
+    page.items.push_back(ReadAuditEntry(s));
+  }
+  return page;
+}
+
+absl::Status Catalog::AppendAudit(absl::string_view actor, absl::string_view action,
+                                  absl::string_view resource, absl::string_view details) {
+  absl::MutexLock lock(&impl_->mu);
+  Impl::Transaction txn(impl_.get());
+  MD_RETURN_IF_ERROR(txn.BeginWrite());
+  MD_RETURN_IF_ERROR(impl_->Audit(impl_->NowMicros(), actor, action, resource, details));
+  return txn.Commit();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Trust roots.
+
+absl::Status Catalog::AppendTrustRoot(int64_t version, absl::string_view signed_root,
+                                      absl::string_view actor) {
+  absl::MutexLock lock(&impl_->mu);
+  Impl::Transaction txn(impl_.get());
+  MD_RETURN_IF_ERROR(txn.BeginWrite());
+  int64_t newest = 0;
+  {
+    MD_ASSIGN_OR_RETURN(Statement s, impl_->Prepare(kSelectNewestTrustRootVersion));
+    MD_ASSIGN_OR_RETURN(bool row, s.Step());
+    if (row) newest = s.ColumnInt64(0);
+  }
+  // Devices walk the chain one version at a time, each root signed by its predecessor; a gap
+  // or a second root with one number would strand them.
+  if (version != newest + 1) {
+    return MakeError(absl::StatusCode::kFailedPrecondition, "ROOT_VERSION_GAP",
+                     absl::StrCat("trust root version ", version, " cannot follow version ", newest,
+                                  "; the next root must be version ", newest + 1),
+                     {{"version", absl::StrCat(version)}, {"expected", absl::StrCat(newest + 1)}});
+  }
+  const int64_t now = impl_->NowMicros();
+  {
+    MD_ASSIGN_OR_RETURN(Statement s, impl_->Prepare(kInsertTrustRoot));
+    s.BindInt64(0, version);
+    s.BindBlob(1, signed_root);
+    s.BindInt64(2, now);
+    MD_RETURN_IF_ERROR(s.Run());
+  }
+  MD_RETURN_IF_ERROR(impl_->Audit(
+      now, actor, "AppendTrustRoot", absl::StrCat("trustRoots/", version),
+      absl::StrCat("trust root version ", version, " (", signed_root.size(), " bytes)")));
+  return txn.Commit();
+}
+
+absl::StatusOr<std::string> Catalog::GetTrustRoot(int64_t version) {
+  absl::MutexLock lock(&impl_->mu);
+  Impl::Transaction txn(impl_.get());
+  MD_RETURN_IF_ERROR(txn.BeginRead());
+  int64_t wanted = version;
+  if (wanted == 0) {
+    MD_ASSIGN_OR_RETURN(Statement s, impl_->Prepare(kSelectNewestTrustRootVersion));
+    MD_ASSIGN_OR_RETURN(bool row, s.Step());
+    if (row) wanted = s.ColumnInt64(0);
+  }
+  std::string root;
+  bool found = false;
+  if (wanted > 0) {
+    MD_ASSIGN_OR_RETURN(Statement s, impl_->Prepare(kSelectTrustRoot));
+    s.BindInt64(0, wanted);
+    MD_ASSIGN_OR_RETURN(found, s.Step());
+    if (found) root = s.ColumnBlob(0);
+  }
+  MD_RETURN_IF_ERROR(txn.Commit());
+  if (!found) {
+    return MakeError(absl::StatusCode::kNotFound, "TRUST_ROOT_NOT_FOUND",
+                     version == 0 ? std::string("no trust root is stored yet")
+                                  : absl::StrCat("trust root version ", version, " does not exist"),
+                     {{"version", absl::StrCat(version)}});
+  }
+  return root;
 }
 
 absl::StatusOr<int64_t> Catalog::DeclaredSize(absl::string_view digest) {

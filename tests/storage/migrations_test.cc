@@ -95,7 +95,8 @@ TEST_F(MigrationsTest, FreshDatabaseGetsTheLatestVersion) {
   // ISO 8601 UTC, e.g. 2024-05-01T12:00:00.000Z.
   EXPECT_THAT(db.QueryText("SELECT applied_at FROM schema_migrations WHERE version = 1"),
               ::testing::MatchesRegex("[0-9]{4}-[0-9]{2}-[0-9]{2}T.*Z"));
-  for (const char* table : {"models", "versions", "artifacts", "tiers", "tier_history"}) {
+  for (const char* table : {"models", "versions", "artifacts", "tiers", "tier_history", "rollouts",
+                            "device_pins", "audit_log", "trust_roots"}) {
     EXPECT_TRUE(db.HasTable(table)) << table;
   }
 }
