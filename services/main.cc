@@ -47,7 +47,7 @@ int main(int argc, char** argv) {
   flags.Add("admin-token-file", "FILE", "",
             "file whose first line is the admin bearer token (else $MODELDIST_ADMIN_TOKEN)");
   flags.Add("signing-key", "FILE", "",
-            "Ed25519 PEM key for manifests (default: DIR/keys/manifest-signing.pem, created)");
+            "extra Ed25519 PEM key for manifests (default: a key generated in DIR/keys)");
   flags.Add("tls-cert", "FILE", "", "PEM certificate chain; with --tls-key enables TLS");
   flags.Add("tls-key", "FILE", "", "PEM private key for --tls-cert");
   flags.Add("manifest-ttl", "DURATION", "24h", "how long signed manifests stay valid");
@@ -95,7 +95,7 @@ int main(int argc, char** argv) {
   std::string host = config.listen.substr(0, config.listen.rfind(':'));
   std::string address = absl::StrCat(host, ":", (*server)->port());
   std::cerr << "modeldist-server listening on " << address << " (data: " << config.data_dir << ", "
-            << (config.tls_cert_file.empty() ? "plaintext" : "TLS") << ", manifest key "
+            << (config.tls_cert_file.empty() ? "plaintext" : "TLS") << ", manifest keys "
             << (*server)->signing_key_id() << ")\n";
   fprintf(stderr, kNextSteps, address.c_str(), address.c_str(), address.c_str());
   if (!flags.Get("port-file").empty()) {

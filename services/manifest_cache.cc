@@ -2,12 +2,15 @@
 
 #include <google/protobuf/util/time_util.h>
 
+#include <algorithm>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/digest.h"
 #include "common/names.h"
 #include "common/status.h"
+#include "services/selection.h"
 
 namespace modeldist::services {
 namespace {
@@ -26,22 +29,13 @@ std::string Describe(const v1::Artifact& a) {
 // The architectures a device can ask for; an ARCH_ANY artifact answers each of them.
 constexpr v1::Arch kDeviceArches[] = {v1::ARCH_ARM64, v1::ARCH_X86_64};
 
-// Picks the artifact for a device: the exact arch wins over ARCH_ANY.
-const v1::Artifact* Select(const v1::Version& version, v1::Platform platform, v1::Arch arch) {
-  const v1::Artifact* any = nullptr;
-  for (const v1::Artifact& a : version.artifacts()) {
-    if (a.platform() != platform) continue;
-    if (a.arch() == arch) return &a;
-    if (a.arch() == v1::ARCH_ANY && any == nullptr) any = &a;
-  }
-  return any;
-}
-
 }  // namespace
 
-ManifestCache::ManifestCache(storage::Catalog* catalog, Ed25519PrivateKey key, Options options)
+ManifestCache::ManifestCache(storage::Catalog* catalog, const storage::BlobStore* blobs,
+                             const ManifestSigner* signer, Options options)
     : catalog_(catalog),
-      key_(std::move(key)),
+      blobs_(blobs),
+      signer_(signer),
       options_(std::move(options)),
       snapshot_(std::make_shared<Snapshot>()) {
   if (options_.refresh_in_background) refresher_ = std::thread([this] { RefreshLoop(); });
@@ -55,14 +49,71 @@ ManifestCache::~ManifestCache() {
   if (refresher_.joinable()) refresher_.join();
 }
 
-std::shared_ptr<const v1::SignedManifest> ManifestCache::Sign(const v1::Manifest& manifest) const {
-  auto signed_manifest = std::make_shared<v1::SignedManifest>();
-  // Serialize once; the signature covers exactly these bytes and devices verify them as sent.
-  manifest.SerializeToString(signed_manifest->mutable_manifest());
-  v1::Signature* sig = signed_manifest->add_signatures();
-  sig->set_key_id(key_.public_key().KeyId());
-  sig->set_signature(key_.Sign(kManifestSignatureContext, signed_manifest->manifest()));
-  return signed_manifest;
+absl::StatusOr<std::shared_ptr<const std::vector<std::string>>> ManifestCache::ChunkDigests(
+    const std::string& digest) {
+  auto it = chunk_digests_.find(digest);
+  if (it != chunk_digests_.end()) return it->second;
+  MD_ASSIGN_OR_RETURN(std::string hex, ParseDigest("digest", digest));
+  MD_ASSIGN_OR_RETURN(std::vector<std::string> chunks, blobs_->ChunkDigests(hex));
+  auto shared = std::make_shared<const std::vector<std::string>>(std::move(chunks));
+  chunk_digests_[digest] = shared;
+  return shared;
+}
+
+absl::StatusOr<std::shared_ptr<const ManifestCache::VersionAnswers>> ManifestCache::SignVersion(
+    const v1::TierBinding& binding, const v1::Version& version, absl::Time now) {
+  auto answers = std::make_shared<VersionAnswers>();
+  answers->version = version.name();
+  std::vector<std::string> inventory;
+  std::vector<v1::Platform> platforms;
+  for (const v1::Artifact& a : version.artifacts()) {
+    inventory.push_back(Describe(a));
+    if (std::find(platforms.begin(), platforms.end(), a.platform()) == platforms.end()) {
+      platforms.push_back(a.platform());
+    }
+  }
+  answers->inventory = absl::StrJoin(inventory, ", ");
+  MD_ASSIGN_OR_RETURN(VersionName name, ParseVersionName("version", version.name()));
+
+  for (v1::Platform platform : platforms) {
+    for (v1::Arch arch : kDeviceArches) {
+      std::vector<Offer>& offers = answers->offers[{platform, arch}];
+      for (const v1::Artifact* artifact : RankArtifacts(version, platform, arch)) {
+        v1::Manifest m;
+        m.set_tier(binding.tier());
+        m.set_channel(binding.channel());
+        m.set_platform(platform);
+        m.set_arch(arch);
+        m.set_model(ModelName(name.model));
+        m.set_version(version.name());
+        v1::ManifestArtifact* out = m.mutable_artifact();
+        out->set_digest(artifact->digest());
+        out->set_size_bytes(artifact->size_bytes());
+        out->set_format(artifact->format());
+        out->set_platform(artifact->platform());
+        out->set_arch(artifact->arch());
+        out->set_chunk_size(storage::kChunkDigestBytes);
+        out->add_sources()->set_artifact_service(options_.public_address);
+        MD_ASSIGN_OR_RETURN(auto chunks, ChunkDigests(artifact->digest()));
+        for (const std::string& chunk : *chunks) out->add_chunk_sha256(chunk);
+        out->set_unpacked_size_bytes(artifact->unpacked_size_bytes());
+        *out->mutable_constraints() = artifact->constraints();
+        *m.mutable_issued_at() = ToProto(now);
+        *m.mutable_expires_at() = ToProto(now + options_.ttl);
+        m.set_sequence(binding.sequence());
+
+        auto signed_manifest = std::make_shared<v1::SignedManifest>();
+        // Serialize once; the signatures cover exactly these bytes, sent as they are.
+        m.SerializeToString(signed_manifest->mutable_manifest());
+        for (v1::Signature& s : signer_->SignManifest(signed_manifest->manifest())) {
+          *signed_manifest->add_signatures() = std::move(s);
+        }
+        offers.push_back(
+            Offer{std::move(signed_manifest), artifact->constraints(), Describe(*artifact)});
+      }
+    }
+  }
+  return answers;
 }
 
 absl::Status ManifestCache::Rebuild() {
@@ -73,78 +124,96 @@ absl::Status ManifestCache::Rebuild() {
   snapshot->refresh_after = now + options_.ttl / 2;
 
   for (const storage::ResolvedTier& resolved : tiers) {
-    const v1::TierBinding& binding = resolved.binding;
-    const v1::Version& version = resolved.version;
-    std::vector<std::string> offered;
-    std::vector<v1::Platform> platforms;
-    for (const v1::Artifact& a : version.artifacts()) {
-      offered.push_back(Describe(a));
-      if (std::find(platforms.begin(), platforms.end(), a.platform()) == platforms.end()) {
-        platforms.push_back(a.platform());
-      }
+    TierAnswers answers;
+    MD_ASSIGN_OR_RETURN(answers.bound, SignVersion(resolved.binding, resolved.version, now));
+    if (resolved.rollout.has_value() && resolved.rollout_version.has_value()) {
+      answers.rollout = resolved.rollout;
+      MD_ASSIGN_OR_RETURN(answers.rollout_to,
+                          SignVersion(resolved.binding, *resolved.rollout_version, now));
     }
-    snapshot->offers[{binding.tier(), binding.channel()}] = {version.name(),
-                                                             absl::StrJoin(offered, ", ")};
-    auto parsed = ParseVersionName("version", version.name());
-    if (!parsed.ok()) return parsed.status();
-
-    for (v1::Platform platform : platforms) {
-      for (v1::Arch arch : kDeviceArches) {
-        const v1::Artifact* artifact = Select(version, platform, arch);
-        if (artifact == nullptr) continue;
-        v1::Manifest m;
-        m.set_tier(binding.tier());
-        m.set_channel(binding.channel());
-        m.set_platform(platform);
-        m.set_arch(arch);
-        m.set_model(ModelName(parsed->model));
-        m.set_version(version.name());
-        v1::ManifestArtifact* out = m.mutable_artifact();
-        out->set_digest(artifact->digest());
-        out->set_size_bytes(artifact->size_bytes());
-        out->set_format(artifact->format());
-        out->set_platform(artifact->platform());
-        out->set_arch(artifact->arch());
-        out->set_chunk_size(options_.chunk_size);
-        out->add_sources()->set_artifact_service(options_.public_address);
-        *m.mutable_issued_at() = ToProto(now);
-        *m.mutable_expires_at() = ToProto(now + options_.ttl);
-        m.set_sequence(binding.sequence());
-        snapshot->answers[Key{binding.tier(), binding.channel(), platform, arch}] = Sign(m);
+    // Pins to the same version share one set of signed answers.
+    std::map<std::string, std::shared_ptr<const VersionAnswers>> by_version;
+    by_version[resolved.version.name()] = answers.bound;
+    if (answers.rollout_to) by_version[answers.rollout_to->version] = answers.rollout_to;
+    for (const v1::DevicePin& pin : resolved.pins) {
+      auto& signed_version = by_version[pin.version()];
+      if (!signed_version) {
+        auto version = resolved.pinned_versions.find(pin.version());
+        if (version == resolved.pinned_versions.end()) continue;  // yanked meanwhile
+        MD_ASSIGN_OR_RETURN(signed_version, SignVersion(resolved.binding, version->second, now));
       }
+      answers.pins[pin.device_id()] = signed_version;
     }
+    snapshot->tiers[{resolved.binding.tier(), resolved.binding.channel()}] = std::move(answers);
   }
   absl::MutexLock lock(&mu_);
   snapshot_ = std::move(snapshot);
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::shared_ptr<const v1::SignedManifest>> ManifestCache::Lookup(
-    const std::string& tier, const std::string& channel, v1::Platform platform,
-    v1::Arch arch) const {
+absl::StatusOr<ManifestCache::Answer> ManifestCache::Lookup(
+    const v1::GetManifestRequest& request) const {
+  const std::string channel =
+      request.channel().empty() ? std::string(kDefaultChannel) : request.channel();
   std::shared_ptr<const Snapshot> snapshot;
   {
     absl::ReaderMutexLock lock(&mu_);
     snapshot = snapshot_;
   }
-  auto it = snapshot->answers.find(Key{tier, channel, platform, arch});
-  if (it != snapshot->answers.end()) return it->second;
-
-  auto offer = snapshot->offers.find({tier, channel});
-  if (offer == snapshot->offers.end()) {
+  auto tier = snapshot->tiers.find({request.tier(), channel});
+  if (tier == snapshot->tiers.end()) {
     return MakeError(absl::StatusCode::kNotFound, "TIER_NOT_BOUND",
-                     absl::StrCat("tier \"", tier, "\" on channel \"", channel,
+                     absl::StrCat("tier \"", request.tier(), "\" on channel \"", channel,
                                   "\" is not bound to a published version"),
-                     {{"tier", tier}, {"channel", channel}});
+                     {{"tier", request.tier()}, {"channel", channel}});
   }
-  return MakeError(absl::StatusCode::kNotFound, "NO_ARTIFACT_FOR_TARGET",
-                   absl::StrCat(offer->second.first, " (tier \"", tier, "\", channel \"", channel,
-                                "\") has no artifact for ", v1::Platform_Name(platform), "/",
-                                v1::Arch_Name(arch), "; it has: ", offer->second.second),
-                   {{"tier", tier},
-                    {"channel", channel},
-                    {"platform", v1::Platform_Name(platform)},
-                    {"arch", v1::Arch_Name(arch)}});
+  const TierAnswers& answers = tier->second;
+
+  // Which version: a pin wins, then the rollout cohort, then the binding.
+  const VersionAnswers* version = answers.bound.get();
+  std::string why = "tier binding";
+  if (auto pin = answers.pins.find(request.device_id());
+      !request.device_id().empty() && pin != answers.pins.end()) {
+    version = pin->second.get();
+    why = "device pinned";
+  } else if (answers.rollout.has_value()) {
+    const v1::Rollout& r = *answers.rollout;
+    const bool in = InCohort(r.id(), request.device_id(), r.basis_points());
+    if (in) version = answers.rollout_to.get();
+    why = absl::StrCat(
+        "rollout ", r.id(), " at ", r.basis_points(),
+        "/10000: ", in ? "in cohort" : "not in cohort",
+        request.device_id().empty()
+            ? " (no device_id)"
+            : absl::StrCat(" (bucket ", CohortBucket(r.id(), request.device_id()), ")"));
+  }
+
+  auto offers = version->offers.find({request.platform(), request.arch()});
+  if (offers == version->offers.end() || offers->second.empty()) {
+    return MakeError(
+        absl::StatusCode::kNotFound, "NO_ARTIFACT_FOR_TARGET",
+        absl::StrCat(version->version, " (tier \"", request.tier(), "\", channel \"", channel,
+                     "\") has no artifact for ", v1::Platform_Name(request.platform()), "/",
+                     v1::Arch_Name(request.arch()), "; it has: ", version->inventory),
+        {{"tier", request.tier()},
+         {"channel", channel},
+         {"platform", v1::Platform_Name(request.platform())},
+         {"arch", v1::Arch_Name(request.arch())}});
+  }
+  std::vector<std::string> skipped;
+  for (const Offer& offer : offers->second) {
+    std::string unmet = UnmetConstraints(offer.constraints, request.device());
+    if (unmet.empty()) {
+      std::string reason = absl::StrCat(why, "; ", version->version, " ", offer.description);
+      if (!skipped.empty()) absl::StrAppend(&reason, "; skipped ", absl::StrJoin(skipped, "; "));
+      return Answer{offer.signed_manifest, std::move(reason)};
+    }
+    skipped.push_back(absl::StrCat(offer.description, ": ", unmet));
+  }
+  return MakeError(absl::StatusCode::kFailedPrecondition, "DEVICE_DOES_NOT_FIT",
+                   absl::StrCat("no artifact of ", version->version,
+                                " fits this device: ", absl::StrJoin(skipped, "; ")),
+                   {{"tier", request.tier()}, {"channel", channel}});
 }
 
 void ManifestCache::RefreshLoop() {

@@ -1,10 +1,13 @@
 // File: manifest_cache.h
 //
-// Pre-signed manifests for every (tier, channel, platform, arch) the catalog can answer.
+// Pre-signed manifests for every answer the catalog can give: per tier/channel, the bound
+// version, the target version of its rollout and every pinned version, each for every
+// (platform, arch) and candidate artifact.
 //
-// Signing happens when the catalog changes (Rebuild, called by the registry after each
-// successful write) and when answers near expiry (a background refresher re-signs at half the
-// TTL), never on the request path: Lookup is a map find under a reader lock.
+// Signing happens when the catalog or the keys change (Rebuild, called by the registry after
+// each committed change) and when answers near expiry (a background refresher re-signs at
+// half the TTL), never on the request path: Lookup picks among pre-signed answers with a
+// hash for the rollout cohort and a few comparisons for device constraints.
 //
 // Thread-safe.
 #ifndef MODELDIST_SERVICES_MANIFEST_CACHE_H_
@@ -13,16 +16,19 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
-#include <tuple>
+#include <utility>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "common/ed25519.h"
 #include "modeldist/v1/manifest.pb.h"
+#include "services/manifest_signer.h"
+#include "storage/blob_store.h"
 #include "storage/catalog.h"
 
 namespace modeldist::services {
@@ -32,8 +38,6 @@ class ManifestCache {
   struct Options {
     // How long a signed manifest is valid.
     absl::Duration ttl = absl::Hours(24);
-    // Chunk size announced for ArtifactService reads.
-    int64_t chunk_size = 256 * 1024;
     // Value of the artifact_service source; empty means "the server you asked".
     std::string public_address;
     std::function<absl::Time()> now = [] { return absl::Now(); };
@@ -41,39 +45,68 @@ class ManifestCache {
     bool refresh_in_background = true;
   };
 
-  ManifestCache(storage::Catalog* catalog, Ed25519PrivateKey key, Options options);
+  // The answer for one device: the pre-signed manifest and, unsigned, why it was chosen.
+  struct Answer {
+    std::shared_ptr<const v1::SignedManifest> signed_manifest;
+    std::string reason;
+  };
+
+  // `catalog`, `blobs` and `signer` must outlive the cache.
+  ManifestCache(storage::Catalog* catalog, const storage::BlobStore* blobs,
+                const ManifestSigner* signer, Options options);
   ~ManifestCache();  // stops the refresher
 
   // Re-reads the catalog and re-signs every answer. On error the previous answers stay.
   absl::Status Rebuild() ABSL_LOCKS_EXCLUDED(rebuild_mu_);
 
-  // The signed answer for one device class. INVALID_ARGUMENT for unspecified platform/arch;
-  // NOT_FOUND when the tier/channel is unbound or has nothing for this platform/arch (the
-  // message lists what the bound version offers).
-  absl::StatusOr<std::shared_ptr<const v1::SignedManifest>> Lookup(const std::string& tier,
-                                                                   const std::string& channel,
-                                                                   v1::Platform platform,
-                                                                   v1::Arch arch) const;
-
-  const Ed25519PublicKey& public_key() const { return key_.public_key(); }
+  // The answer for a device. `request` must be validated (tier/channel ids, platform, arch);
+  // an empty channel means `stable`.
+  // NOT_FOUND: tier/channel unbound, or its version has nothing for this platform/arch (the
+  // message lists what it has). FAILED_PRECONDITION: candidates exist but the device meets
+  // none of their constraints (the message says what each needs).
+  absl::StatusOr<Answer> Lookup(const v1::GetManifestRequest& request) const;
 
  private:
-  using Key = std::tuple<std::string, std::string, int, int>;  // tier, channel, platform, arch
+  // One pre-signed answer and what a device must have to get it.
+  struct Offer {
+    std::shared_ptr<const v1::SignedManifest> signed_manifest;
+    v1::ArtifactConstraints constraints;
+    std::string description;  // e.g. "FORMAT_COREML_ZIP (PLATFORM_MACOS/ARCH_ARM64)"
+  };
+  // Every answer for one version of one tier/channel, by (platform, arch), best first.
+  struct VersionAnswers {
+    std::string version;
+    std::map<std::pair<int, int>, std::vector<Offer>> offers;
+    std::string inventory;  // for NOT_FOUND: "PLATFORM_MACOS/ARCH_ARM64 FORMAT_COREML_ZIP, ..."
+  };
+  struct TierAnswers {
+    std::shared_ptr<const VersionAnswers> bound;
+    std::optional<v1::Rollout> rollout;
+    std::shared_ptr<const VersionAnswers> rollout_to;
+    std::map<std::string, std::shared_ptr<const VersionAnswers>> pins;  // by device id
+  };
   struct Snapshot {
-    std::map<Key, std::shared_ptr<const v1::SignedManifest>> answers;
-    // For NOT_FOUND messages: tier/channel -> {version name, "macos/arm64 COREML_ZIP, ..."}.
-    std::map<std::pair<std::string, std::string>, std::pair<std::string, std::string>> offers;
+    std::map<std::pair<std::string, std::string>, TierAnswers> tiers;
     absl::Time refresh_after = absl::InfiniteFuture();
   };
 
-  std::shared_ptr<const v1::SignedManifest> Sign(const v1::Manifest& manifest) const;
+  absl::StatusOr<std::shared_ptr<const VersionAnswers>> SignVersion(const v1::TierBinding& binding,
+                                                                    const v1::Version& version,
+                                                                    absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(rebuild_mu_);
+  absl::StatusOr<std::shared_ptr<const std::vector<std::string>>> ChunkDigests(
+      const std::string& digest) ABSL_EXCLUSIVE_LOCKS_REQUIRED(rebuild_mu_);
   void RefreshLoop();
 
   storage::Catalog* catalog_;
-  Ed25519PrivateKey key_;
+  const storage::BlobStore* blobs_;
+  const ManifestSigner* signer_;
   Options options_;
 
   absl::Mutex rebuild_mu_;  // serializes Rebuild so snapshots are installed in order
+  // Chunk digests never change for a digest, so they are read from the store once.
+  std::map<std::string, std::shared_ptr<const std::vector<std::string>>> chunk_digests_
+      ABSL_GUARDED_BY(rebuild_mu_);
   mutable absl::Mutex mu_;
   std::shared_ptr<const Snapshot> snapshot_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;

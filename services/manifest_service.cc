@@ -1,6 +1,7 @@
 #include "services/manifest_service.h"
 
 #include "absl/strings/str_cat.h"
+#include "common/ed25519.h"
 #include "common/names.h"
 #include "common/status.h"
 #include "services/grpc_status.h"
@@ -30,6 +31,22 @@ absl::Status Validate(const v1::GetManifestRequest& r) {
     return InvalidArgument("app_version", "TEXT_TOO_LONG",
                            absl::StrCat("app_version is at most ", kMaxAppVersionBytes, " bytes"));
   }
+  const v1::DeviceInfo& d = r.device();
+  if (d.os_version().size() > 32 ||
+      d.os_version().find_first_not_of("0123456789.") != std::string::npos) {
+    return InvalidArgument("device.os_version", "INVALID_OS_VERSION",
+                           "device.os_version must be dotted numbers like \"14.4.1\"");
+  }
+  if (d.ram_bytes() < 0 || d.free_disk_bytes() < 0) {
+    return InvalidArgument(d.ram_bytes() < 0 ? "device.ram_bytes" : "device.free_disk_bytes",
+                           "INVALID_SIZE", "device sizes must not be negative");
+  }
+  for (int a : d.accelerators()) {
+    if (!v1::Accelerator_IsValid(a)) {
+      return InvalidArgument("device.accelerators", "INVALID_ACCELERATOR",
+                             absl::StrCat("device.accelerators has an unknown value ", a));
+    }
+  }
   return absl::OkStatus();
 }
 
@@ -39,24 +56,38 @@ grpc::Status ManifestServiceImpl::GetManifest(grpc::ServerContext* context,
                                               const v1::GetManifestRequest* request,
                                               v1::SignedManifest* response) {
   if (absl::Status s = Validate(*request); !s.ok()) return ToGrpcStatus(s);
-  const std::string channel =
-      request->channel().empty() ? std::string(kDefaultChannel) : request->channel();
-  auto answer = cache_->Lookup(request->tier(), channel, request->platform(), request->arch());
+  auto answer = cache_->Lookup(*request);
   if (!answer.ok()) return ToGrpcStatus(answer.status());
-  // One copy of a few hundred bytes; the signature was made when the catalog changed.
-  *response = **answer;
+  // One copy of the pre-signed answer; the signatures were made when the catalog changed.
+  *response = *answer->signed_manifest;
+  response->set_selection_reason(std::move(answer->reason));
   return grpc::Status::OK;
 }
 
 grpc::Status ManifestServiceImpl::GetSigningKeys(grpc::ServerContext* context,
                                                  const v1::GetSigningKeysRequest* request,
                                                  v1::GetSigningKeysResponse* response) {
-  const Ed25519PublicKey& key = cache_->public_key();
-  v1::SigningKey* out = response->add_keys();
-  out->set_key_id(key.KeyId());
-  out->set_algorithm("ed25519");
-  out->set_public_key(key.raw());
-  out->set_public_key_pem(key.ToPem());
+  const KeyRing::VerifiedRoot newest = keys_->NewestRoot();  // a snapshot, kept alive
+  for (const v1::SigningKey& key : newest.root.keys()) {
+    v1::SigningKey* out = response->add_keys();
+    *out = key;
+    if (auto parsed = Ed25519PublicKey::FromRaw(key.public_key()); parsed.ok()) {
+      out->set_public_key_pem(parsed->ToPem());
+    }
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status ManifestServiceImpl::GetTrustRoot(grpc::ServerContext* context,
+                                               const v1::GetTrustRootRequest* request,
+                                               v1::SignedTrustRoot* response) {
+  if (request->version() < 0) {
+    return ToGrpcStatus(InvalidArgument("version", "INVALID_VERSION",
+                                        "version must be >= 0 (0 = the newest root)"));
+  }
+  auto root = keys_->Root(request->version());
+  if (!root.ok()) return ToGrpcStatus(root.status());
+  *response = *std::move(root);
   return grpc::Status::OK;
 }
 

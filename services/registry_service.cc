@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/digest.h"
 #include "common/names.h"
 #include "common/status.h"
@@ -32,6 +33,31 @@ absl::Status ValidateText(absl::string_view field, const std::string& text) {
   return absl::OkStatus();
 }
 
+absl::Status ValidateConstraints(int index, const v1::ArtifactConstraints& c) {
+  const std::string field = absl::StrCat("artifacts[", index, "].constraints");
+  const std::string& os = c.min_os_version();
+  if (os.size() > 32 || os.find_first_not_of("0123456789.") != std::string::npos ||
+      (!os.empty() && (os.front() == '.' || os.back() == '.'))) {
+    return InvalidArgument(field + ".min_os_version", "INVALID_OS_VERSION",
+                           absl::StrCat(field,
+                                        ".min_os_version must be dotted numbers like "
+                                        "\"14.0\", got \"",
+                                        os.substr(0, 32), "\""));
+  }
+  if (c.min_ram_bytes() < 0) {
+    return InvalidArgument(field + ".min_ram_bytes", "INVALID_SIZE",
+                           absl::StrCat(field, ".min_ram_bytes must not be negative"));
+  }
+  for (int a : c.required_accelerators()) {
+    if (a == v1::ACCELERATOR_UNSPECIFIED || !v1::Accelerator_IsValid(a)) {
+      return InvalidArgument(
+          field + ".required_accelerators", "INVALID_ACCELERATOR",
+          absl::StrCat(field, ".required_accelerators has an unknown value ", a));
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ValidateArtifact(int index, const v1::Artifact& a) {
   auto field = [index](absl::string_view name) {
     return absl::StrCat("artifacts[", index, "].", name);
@@ -56,6 +82,61 @@ absl::Status ValidateArtifact(int index, const v1::Artifact& a) {
     return InvalidArgument(field("size_bytes"), "INVALID_SIZE",
                            absl::StrCat(field("size_bytes"), " must be 1 to ", kMaxArtifactBytes,
                                         " bytes, got ", a.size_bytes()));
+  }
+  if (a.unpacked_size_bytes() < 0 || a.unpacked_size_bytes() > 64 * kMaxArtifactBytes) {
+    return InvalidArgument(field("unpacked_size_bytes"), "INVALID_SIZE",
+                           absl::StrCat(field("unpacked_size_bytes"), " must be 0 to ",
+                                        64 * kMaxArtifactBytes, " bytes"));
+  }
+  return ValidateConstraints(index, a.constraints());
+}
+
+// The audit actor: `x-modeldist-actor` metadata (printable, at most 128 bytes) or "admin".
+std::string ActorOf(const grpc::ServerContext& context) {
+  const auto& metadata = context.client_metadata();
+  auto it = metadata.find("x-modeldist-actor");
+  if (it == metadata.end() || it->second.empty() || it->second.size() > 128) {
+    return std::string(storage::kDefaultActor);
+  }
+  std::string actor(it->second.data(), it->second.size());
+  for (char& c : actor) {
+    if (c < 0x20 || c > 0x7e) c = '?';
+  }
+  return actor;
+}
+
+constexpr int kMaxPinsPerCall = 1000;
+constexpr size_t kMaxDeviceIdBytes = 128;
+
+// Validates a tier and channel (empty channel = stable) and returns the channel to use.
+absl::StatusOr<std::string> TierChannel(const std::string& tier, const std::string& channel) {
+  MD_RETURN_IF_ERROR(ValidateId("tier", tier));
+  std::string c = channel.empty() ? std::string(kDefaultChannel) : channel;
+  MD_RETURN_IF_ERROR(ValidateId("channel", c));
+  return c;
+}
+
+absl::Status ValidateBasisPoints(int32_t basis_points) {
+  if (basis_points < 0 || basis_points > 10000) {
+    return InvalidArgument(
+        "basis_points", "INVALID_BASIS_POINTS",
+        absl::StrCat("basis_points must be 0..10000 (1/100 %), got ", basis_points));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateDeviceIds(const google::protobuf::RepeatedPtrField<std::string>& ids) {
+  if (ids.empty() || ids.size() > kMaxPinsPerCall) {
+    return InvalidArgument(
+        "device_ids", "INVALID_DEVICE_IDS",
+        absl::StrCat("device_ids must list 1 to ", kMaxPinsPerCall, " devices, got ", ids.size()));
+  }
+  for (int i = 0; i < ids.size(); ++i) {
+    if (ids[i].empty() || ids[i].size() > kMaxDeviceIdBytes) {
+      return InvalidArgument(
+          absl::StrCat("device_ids[", i, "]"), "INVALID_DEVICE_ID",
+          absl::StrCat("device_ids[", i, "] must be 1 to ", kMaxDeviceIdBytes, " bytes"));
+    }
   }
   return absl::OkStatus();
 }
@@ -89,7 +170,8 @@ grpc::Status RegistryServiceImpl::CreateModel(grpc::ServerContext* context,
     MD_RETURN_IF_ERROR(ValidateId("model_id", request->model_id()));
     MD_RETURN_IF_ERROR(ValidateText("model.description", request->model().description()));
     MD_ASSIGN_OR_RETURN(*response,
-                        catalog_->CreateModel(request->model_id(), request->model().description()));
+                        catalog_->CreateModel(request->model_id(), request->model().description(),
+                                              ActorOf(*context)));
     return absl::OkStatus();
   });
 }
@@ -140,7 +222,8 @@ grpc::Status RegistryServiceImpl::CreateVersion(grpc::ServerContext* context,
       artifacts.push_back(std::move(a));
     }
     MD_ASSIGN_OR_RETURN(
-        *response, catalog_->CreateVersion(VersionName{model, request->version_id()}, artifacts));
+        *response, catalog_->CreateVersion(VersionName{model, request->version_id()}, artifacts,
+                                           ActorOf(*context)));
     FillUploaded(response);
     return absl::OkStatus();
   });
@@ -241,7 +324,7 @@ grpc::Status RegistryServiceImpl::PublishVersion(grpc::ServerContext* context,
       auto hex = ParseDigest("digest", digest);
       return hex.ok() && blobs_->Contains(*hex);
     };
-    MD_ASSIGN_OR_RETURN(*response, catalog_->PublishVersion(name, is_uploaded));
+    MD_ASSIGN_OR_RETURN(*response, catalog_->PublishVersion(name, is_uploaded, ActorOf(*context)));
     FillUploaded(response);
     Resign();
     return absl::OkStatus();
@@ -254,7 +337,8 @@ grpc::Status RegistryServiceImpl::YankVersion(grpc::ServerContext* context,
   return Admin(auth_, context, [&]() -> absl::Status {
     MD_ASSIGN_OR_RETURN(VersionName name, ParseVersionName("name", request->name()));
     MD_RETURN_IF_ERROR(ValidateText("reason", request->reason()));
-    MD_ASSIGN_OR_RETURN(*response, catalog_->YankVersion(name, request->reason()));
+    MD_ASSIGN_OR_RETURN(*response,
+                        catalog_->YankVersion(name, request->reason(), ActorOf(*context)));
     FillUploaded(response);
     Resign();
     return absl::OkStatus();
@@ -270,7 +354,8 @@ grpc::Status RegistryServiceImpl::SetTier(grpc::ServerContext* context,
         request->channel().empty() ? std::string(kDefaultChannel) : request->channel();
     MD_RETURN_IF_ERROR(ValidateId("channel", channel));
     MD_ASSIGN_OR_RETURN(VersionName version, ParseVersionName("version", request->version()));
-    MD_ASSIGN_OR_RETURN(*response, catalog_->SetTier(request->tier(), channel, version));
+    MD_ASSIGN_OR_RETURN(*response,
+                        catalog_->SetTier(request->tier(), channel, version, ActorOf(*context)));
     Resign();
     return absl::OkStatus();
   });
@@ -287,6 +372,187 @@ grpc::Status RegistryServiceImpl::ListTiers(grpc::ServerContext* context,
     response->set_next_page_token(page.next_page_token);
     return absl::OkStatus();
   });
+}
+
+grpc::Status RegistryServiceImpl::StartRollout(grpc::ServerContext* context,
+                                               const v1::StartRolloutRequest* request,
+                                               v1::Rollout* response) {
+  return Admin(auth_, context, [&]() -> absl::Status {
+    MD_ASSIGN_OR_RETURN(std::string channel, TierChannel(request->tier(), request->channel()));
+    MD_ASSIGN_OR_RETURN(VersionName to, ParseVersionName("to_version", request->to_version()));
+    MD_RETURN_IF_ERROR(ValidateBasisPoints(request->basis_points()));
+    MD_ASSIGN_OR_RETURN(
+        *response, catalog_->StartRollout(request->tier(), channel, to, request->basis_points(),
+                                          ActorOf(*context)));
+    Resign();
+    return absl::OkStatus();
+  });
+}
+
+grpc::Status RegistryServiceImpl::AdvanceRollout(grpc::ServerContext* context,
+                                                 const v1::AdvanceRolloutRequest* request,
+                                                 v1::Rollout* response) {
+  return Admin(auth_, context, [&]() -> absl::Status {
+    MD_ASSIGN_OR_RETURN(std::string channel, TierChannel(request->tier(), request->channel()));
+    MD_RETURN_IF_ERROR(ValidateBasisPoints(request->basis_points()));
+    MD_ASSIGN_OR_RETURN(*response,
+                        catalog_->AdvanceRollout(request->tier(), channel, request->basis_points(),
+                                                 ActorOf(*context)));
+    Resign();
+    return absl::OkStatus();
+  });
+}
+
+template <typename Change>
+grpc::Status RegistryServiceImpl::RolloutChange(grpc::ServerContext* context,
+                                                const v1::RolloutRequest& request,
+                                                v1::Rollout* response, Change change) {
+  return Admin(auth_, context, [&]() -> absl::Status {
+    MD_ASSIGN_OR_RETURN(std::string channel, TierChannel(request.tier(), request.channel()));
+    MD_ASSIGN_OR_RETURN(*response, change(request.tier(), channel, ActorOf(*context)));
+    Resign();
+    return absl::OkStatus();
+  });
+}
+
+grpc::Status RegistryServiceImpl::PauseRollout(grpc::ServerContext* context,
+                                               const v1::RolloutRequest* request,
+                                               v1::Rollout* response) {
+  return RolloutChange(context, *request, response,
+                       [this](auto&&... args) { return catalog_->PauseRollout(args...); });
+}
+
+grpc::Status RegistryServiceImpl::ResumeRollout(grpc::ServerContext* context,
+                                                const v1::RolloutRequest* request,
+                                                v1::Rollout* response) {
+  return RolloutChange(context, *request, response,
+                       [this](auto&&... args) { return catalog_->ResumeRollout(args...); });
+}
+
+grpc::Status RegistryServiceImpl::CompleteRollout(grpc::ServerContext* context,
+                                                  const v1::RolloutRequest* request,
+                                                  v1::Rollout* response) {
+  return RolloutChange(context, *request, response,
+                       [this](auto&&... args) { return catalog_->CompleteRollout(args...); });
+}
+
+grpc::Status RegistryServiceImpl::AbortRollout(grpc::ServerContext* context,
+                                               const v1::RolloutRequest* request,
+                                               v1::Rollout* response) {
+  return RolloutChange(context, *request, response,
+                       [this](auto&&... args) { return catalog_->AbortRollout(args...); });
+}
+
+grpc::Status RegistryServiceImpl::ListRollouts(grpc::ServerContext* context,
+                                               const v1::ListRolloutsRequest* request,
+                                               v1::ListRolloutsResponse* response) {
+  return Admin(auth_, context, [&]() -> absl::Status {
+    if (!request->tier().empty()) MD_RETURN_IF_ERROR(ValidateId("tier", request->tier()));
+    if (!request->channel().empty()) {
+      if (request->tier().empty()) {
+        return InvalidArgument("channel", "CHANNEL_WITHOUT_TIER",
+                               "channel filters only together with tier");
+      }
+      MD_RETURN_IF_ERROR(ValidateId("channel", request->channel()));
+    }
+    MD_RETURN_IF_ERROR(ValidatePageSize(request->page_size()));
+    MD_ASSIGN_OR_RETURN(
+        auto page, catalog_->ListRollouts(request->tier(), request->channel(), request->page_size(),
+                                          request->page_token()));
+    for (auto& r : page.items) *response->add_rollouts() = std::move(r);
+    response->set_next_page_token(page.next_page_token);
+    return absl::OkStatus();
+  });
+}
+
+grpc::Status RegistryServiceImpl::PinDevices(grpc::ServerContext* context,
+                                             const v1::PinDevicesRequest* request,
+                                             v1::PinDevicesResponse* response) {
+  return Admin(auth_, context, [&]() -> absl::Status {
+    MD_ASSIGN_OR_RETURN(std::string channel, TierChannel(request->tier(), request->channel()));
+    MD_RETURN_IF_ERROR(ValidateDeviceIds(request->device_ids()));
+    MD_ASSIGN_OR_RETURN(VersionName version, ParseVersionName("version", request->version()));
+    std::vector<std::string> ids(request->device_ids().begin(), request->device_ids().end());
+    MD_ASSIGN_OR_RETURN(auto change, catalog_->PinDevices(request->tier(), channel, ids, version,
+                                                          ActorOf(*context)));
+    response->set_changed(change.changed);
+    response->set_sequence(change.sequence);
+    Resign();
+    return absl::OkStatus();
+  });
+}
+
+grpc::Status RegistryServiceImpl::UnpinDevices(grpc::ServerContext* context,
+                                               const v1::UnpinDevicesRequest* request,
+                                               v1::PinDevicesResponse* response) {
+  return Admin(auth_, context, [&]() -> absl::Status {
+    MD_ASSIGN_OR_RETURN(std::string channel, TierChannel(request->tier(), request->channel()));
+    MD_RETURN_IF_ERROR(ValidateDeviceIds(request->device_ids()));
+    std::vector<std::string> ids(request->device_ids().begin(), request->device_ids().end());
+    MD_ASSIGN_OR_RETURN(auto change,
+                        catalog_->UnpinDevices(request->tier(), channel, ids, ActorOf(*context)));
+    response->set_changed(change.changed);
+    response->set_sequence(change.sequence);
+    if (change.changed > 0) Resign();
+    return absl::OkStatus();
+  });
+}
+
+grpc::Status RegistryServiceImpl::ListPins(grpc::ServerContext* context,
+                                           const v1::ListPinsRequest* request,
+                                           v1::ListPinsResponse* response) {
+  return Admin(auth_, context, [&]() -> absl::Status {
+    MD_RETURN_IF_ERROR(ValidatePageSize(request->page_size()));
+    MD_ASSIGN_OR_RETURN(auto page, catalog_->ListPins(request->page_size(), request->page_token()));
+    for (auto& p : page.items) *response->add_pins() = std::move(p);
+    response->set_next_page_token(page.next_page_token);
+    return absl::OkStatus();
+  });
+}
+
+grpc::Status RegistryServiceImpl::ListAuditLog(grpc::ServerContext* context,
+                                               const v1::ListAuditLogRequest* request,
+                                               v1::ListAuditLogResponse* response) {
+  return Admin(auth_, context, [&]() -> absl::Status {
+    MD_RETURN_IF_ERROR(ValidatePageSize(request->page_size()));
+    MD_ASSIGN_OR_RETURN(auto page,
+                        catalog_->ListAuditLog(request->page_size(), request->page_token()));
+    for (auto& e : page.items) *response->add_entries() = std::move(e);
+    response->set_next_page_token(page.next_page_token);
+    return absl::OkStatus();
+  });
+}
+
+template <typename Change>
+grpc::Status RegistryServiceImpl::KeyChange(grpc::ServerContext* context,
+                                            v1::SignedTrustRoot* response, Change change) {
+  return Admin(auth_, context, [&]() -> absl::Status {
+    MD_ASSIGN_OR_RETURN(KeyRing::VerifiedRoot root, change());
+    // The catalog records the new root in its audit log in the same transaction.
+    *response = root.signed_root;
+    Resign();
+    return absl::OkStatus();
+  });
+}
+
+grpc::Status RegistryServiceImpl::AddSigningKey(grpc::ServerContext* context,
+                                                const v1::AddSigningKeyRequest* request,
+                                                v1::SignedTrustRoot* response) {
+  return KeyChange(context, response, [&] { return keys_->AddKey(request->threshold()); });
+}
+
+grpc::Status RegistryServiceImpl::RevokeSigningKey(grpc::ServerContext* context,
+                                                   const v1::RevokeSigningKeyRequest* request,
+                                                   v1::SignedTrustRoot* response) {
+  return KeyChange(context, response,
+                   [&] { return keys_->RevokeKey(request->key_id(), request->threshold()); });
+}
+
+grpc::Status RegistryServiceImpl::RotateSigningKeys(grpc::ServerContext* context,
+                                                    const v1::RotateSigningKeysRequest* request,
+                                                    v1::SignedTrustRoot* response) {
+  return KeyChange(context, response,
+                   [&] { return keys_->RotateKeys(request->count(), request->threshold()); });
 }
 
 }  // namespace modeldist::services

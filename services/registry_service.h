@@ -8,6 +8,7 @@
 
 #include "modeldist/v1/registry.grpc.pb.h"
 #include "services/admin_auth.h"
+#include "services/key_ring.h"
 #include "services/manifest_cache.h"
 #include "storage/blob_store.h"
 #include "storage/catalog.h"
@@ -17,8 +18,8 @@ namespace modeldist::services {
 class RegistryServiceImpl final : public v1::RegistryService::Service {
  public:
   RegistryServiceImpl(storage::Catalog* catalog, storage::BlobStore* blobs,
-                      ManifestCache* manifests, const AdminAuth* auth)
-      : catalog_(catalog), blobs_(blobs), manifests_(manifests), auth_(auth) {}
+                      ManifestCache* manifests, KeyRing* keys, const AdminAuth* auth)
+      : catalog_(catalog), blobs_(blobs), manifests_(manifests), keys_(keys), auth_(auth) {}
 
   grpc::Status CreateModel(grpc::ServerContext* context, const v1::CreateModelRequest* request,
                            v1::Model* response) override;
@@ -46,6 +47,37 @@ class RegistryServiceImpl final : public v1::RegistryService::Service {
                        v1::TierBinding* response) override;
   grpc::Status ListTiers(grpc::ServerContext* context, const v1::ListTiersRequest* request,
                          v1::ListTiersResponse* response) override;
+  grpc::Status StartRollout(grpc::ServerContext* context, const v1::StartRolloutRequest* request,
+                            v1::Rollout* response) override;
+  grpc::Status AdvanceRollout(grpc::ServerContext* context,
+                              const v1::AdvanceRolloutRequest* request,
+                              v1::Rollout* response) override;
+  grpc::Status PauseRollout(grpc::ServerContext* context, const v1::RolloutRequest* request,
+                            v1::Rollout* response) override;
+  grpc::Status ResumeRollout(grpc::ServerContext* context, const v1::RolloutRequest* request,
+                             v1::Rollout* response) override;
+  grpc::Status CompleteRollout(grpc::ServerContext* context, const v1::RolloutRequest* request,
+                               v1::Rollout* response) override;
+  grpc::Status AbortRollout(grpc::ServerContext* context, const v1::RolloutRequest* request,
+                            v1::Rollout* response) override;
+  grpc::Status ListRollouts(grpc::ServerContext* context, const v1::ListRolloutsRequest* request,
+                            v1::ListRolloutsResponse* response) override;
+  grpc::Status PinDevices(grpc::ServerContext* context, const v1::PinDevicesRequest* request,
+                          v1::PinDevicesResponse* response) override;
+  grpc::Status UnpinDevices(grpc::ServerContext* context, const v1::UnpinDevicesRequest* request,
+                            v1::PinDevicesResponse* response) override;
+  grpc::Status ListPins(grpc::ServerContext* context, const v1::ListPinsRequest* request,
+                        v1::ListPinsResponse* response) override;
+  grpc::Status ListAuditLog(grpc::ServerContext* context, const v1::ListAuditLogRequest* request,
+                            v1::ListAuditLogResponse* response) override;
+  grpc::Status AddSigningKey(grpc::ServerContext* context, const v1::AddSigningKeyRequest* request,
+                             v1::SignedTrustRoot* response) override;
+  grpc::Status RevokeSigningKey(grpc::ServerContext* context,
+                                const v1::RevokeSigningKeyRequest* request,
+                                v1::SignedTrustRoot* response) override;
+  grpc::Status RotateSigningKeys(grpc::ServerContext* context,
+                                 const v1::RotateSigningKeysRequest* request,
+                                 v1::SignedTrustRoot* response) override;
 
  private:
   // Sets `uploaded` on every artifact from the blob store.
@@ -56,10 +88,20 @@ class RegistryServiceImpl final : public v1::RegistryService::Service {
   // refresher retries); the failure is logged, not returned, so clients do not retry a write
   // that already happened.
   void Resign();
+  // Runs one rollout state change (pause, resume, complete, abort) after validating the
+  // tier/channel, then re-signs.
+  // Runs one key change (the catalog audits the new root) and re-signs every manifest.
+  template <typename Change>
+  grpc::Status KeyChange(grpc::ServerContext* context, v1::SignedTrustRoot* response,
+                         Change change);
+  template <typename Change>
+  grpc::Status RolloutChange(grpc::ServerContext* context, const v1::RolloutRequest& request,
+                             v1::Rollout* response, Change change);
 
   storage::Catalog* catalog_;
   storage::BlobStore* blobs_;
   ManifestCache* manifests_;
+  KeyRing* keys_;
   const AdminAuth* auth_;
 };
 

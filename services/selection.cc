@@ -27,9 +27,7 @@ int FormatRank(v1::Platform platform, v1::Arch arch, v1::Format format) {
   return static_cast<int>(it - std::begin(order));
 }
 
-std::string FormatBytes(int64_t bytes) {
-  return absl::StrCat(bytes / (1024 * 1024), " MiB");
-}
+std::string FormatBytes(int64_t bytes) { return absl::StrCat(bytes / (1024 * 1024), " MiB"); }
 
 }  // namespace
 
@@ -68,10 +66,9 @@ std::string UnmetConstraints(const v1::ArtifactConstraints& constraints,
   if (!constraints.min_os_version().empty() &&
       (device.os_version().empty() ||
        CompareDottedVersions(device.os_version(), constraints.min_os_version()) < 0)) {
-    missing.push_back(absl::StrCat("needs OS >= ", constraints.min_os_version(), " (device has ",
-                                   device.os_version().empty() ? "none reported"
-                                                               : device.os_version(),
-                                   ")"));
+    missing.push_back(
+        absl::StrCat("needs OS >= ", constraints.min_os_version(), " (device has ",
+                     device.os_version().empty() ? "none reported" : device.os_version(), ")"));
   }
   if (constraints.min_ram_bytes() > 0 && device.ram_bytes() < constraints.min_ram_bytes()) {
     missing.push_back(absl::StrCat("needs RAM >= ", FormatBytes(constraints.min_ram_bytes()),

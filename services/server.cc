@@ -9,12 +9,14 @@
 #include <iostream>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/ed25519.h"
 #include "common/file_util.h"
 #include "common/status.h"
 #include "grpc/health/v1/health.pb.h"
 #include "services/admin_auth.h"
 #include "services/artifact_service.h"
+#include "services/key_ring.h"
 #include "services/manifest_cache.h"
 #include "services/manifest_service.h"
 #include "services/registry_service.h"
@@ -45,21 +47,20 @@ class DataDirLock {
   int fd_;
 };
 
-absl::StatusOr<Ed25519PrivateKey> LoadOrCreateSigningKey(const ServerConfig& config) {
-  if (!config.signing_key_file.empty()) {
-    return Ed25519PrivateKey::LoadPemFile(config.signing_key_file);
+// Keeps the trust root chain in the catalog, so roots share its durability and backups.
+class CatalogTrustRootStore : public TrustRootStore {
+ public:
+  explicit CatalogTrustRootStore(storage::Catalog* catalog) : catalog_(catalog) {}
+  absl::Status Append(int64_t version, absl::string_view signed_root) override {
+    return catalog_->AppendTrustRoot(version, signed_root);
   }
-  const std::string dir = config.data_dir + "/keys";
-  const std::string path = dir + "/manifest-signing.pem";
-  auto key = Ed25519PrivateKey::LoadPemFile(path);
-  if (key.ok() || !absl::IsNotFound(key.status())) return key;
-  MD_RETURN_IF_ERROR(MakeDirs(dir, 0700));
-  MD_ASSIGN_OR_RETURN(Ed25519PrivateKey generated, Ed25519PrivateKey::Generate());
-  MD_RETURN_IF_ERROR(generated.SavePemFile(path));
-  std::cerr << "modeldist-server: generated manifest-signing key " << path << " (key id "
-            << generated.public_key().KeyId() << ")\n";
-  return generated;
-}
+  absl::StatusOr<std::string> Get(int64_t version) override {
+    return catalog_->GetTrustRoot(version);
+  }
+
+ private:
+  storage::Catalog* catalog_;
+};
 
 absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Credentials(const ServerConfig& c) {
   if (c.tls_cert_file.empty() != c.tls_key_file.empty()) {
@@ -80,6 +81,8 @@ struct ModeldistServer::Parts {
   std::unique_ptr<storage::Catalog> catalog;
   std::unique_ptr<storage::BlobStore> blobs;
   std::unique_ptr<AdminAuth> auth;
+  std::unique_ptr<CatalogTrustRootStore> root_store;
+  std::unique_ptr<KeyRing> keys;
   std::unique_ptr<ManifestCache> manifests;
   std::unique_ptr<RegistryServiceImpl> registry;
   std::unique_ptr<ManifestServiceImpl> manifest_service;
@@ -99,21 +102,26 @@ absl::StatusOr<std::unique_ptr<ModeldistServer>> ModeldistServer::Start(
   MD_ASSIGN_OR_RETURN(parts->lock, DataDirLock::Acquire(config.data_dir));
   MD_ASSIGN_OR_RETURN(parts->catalog, storage::Catalog::Open(config.data_dir + "/catalog.db"));
   MD_ASSIGN_OR_RETURN(parts->blobs, storage::BlobStore::Open(config.data_dir));
-  MD_ASSIGN_OR_RETURN(Ed25519PrivateKey key, LoadOrCreateSigningKey(config));
+  parts->root_store = std::make_unique<CatalogTrustRootStore>(parts->catalog.get());
+  KeyRing::Options key_options;
+  key_options.signing_key_file = config.signing_key_file;
+  MD_ASSIGN_OR_RETURN(
+      parts->keys, KeyRing::Open(config.data_dir + "/keys", parts->root_store.get(), key_options));
   MD_ASSIGN_OR_RETURN(auto credentials, Credentials(config));
 
   ManifestCache::Options cache_options;
   cache_options.ttl = config.manifest_ttl;
-  cache_options.chunk_size = config.chunk_size;
   cache_options.public_address = config.public_address;
-  parts->manifests =
-      std::make_unique<ManifestCache>(parts->catalog.get(), std::move(key), cache_options);
+  parts->manifests = std::make_unique<ManifestCache>(parts->catalog.get(), parts->blobs.get(),
+                                                     parts->keys.get(), cache_options);
   MD_RETURN_IF_ERROR(parts->manifests->Rebuild());
 
   parts->auth = std::make_unique<AdminAuth>(config.admin_token);
-  parts->registry = std::make_unique<RegistryServiceImpl>(
-      parts->catalog.get(), parts->blobs.get(), parts->manifests.get(), parts->auth.get());
-  parts->manifest_service = std::make_unique<ManifestServiceImpl>(parts->manifests.get());
+  parts->registry = std::make_unique<RegistryServiceImpl>(parts->catalog.get(), parts->blobs.get(),
+                                                          parts->manifests.get(), parts->keys.get(),
+                                                          parts->auth.get());
+  parts->manifest_service =
+      std::make_unique<ManifestServiceImpl>(parts->manifests.get(), parts->keys.get());
   parts->artifact_service =
       std::make_unique<ArtifactServiceImpl>(parts->blobs.get(), config.chunk_size);
 
@@ -149,7 +157,10 @@ ModeldistServer::~ModeldistServer() {
 }
 
 std::string ModeldistServer::signing_key_id() const {
-  return parts_->manifests->public_key().KeyId();
+  std::vector<std::string> ids;
+  const KeyRing::VerifiedRoot newest = parts_->keys->NewestRoot();
+  for (const auto& key : newest.root.keys()) ids.push_back(key.key_id());
+  return absl::StrJoin(ids, ",");
 }
 
 std::shared_ptr<grpc::Channel> ModeldistServer::InProcessChannel() {

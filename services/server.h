@@ -22,8 +22,9 @@ struct ServerConfig {
   std::string data_dir = "modeldist-data";
   // Required: the bearer token admin rpcs must present.
   std::string admin_token;
-  // Ed25519 PEM key that signs manifests. Empty: <data_dir>/keys/manifest-signing.pem,
-  // generated on first start.
+  // An extra Ed25519 PEM key for signing manifests (kept where it is). On first start it
+  // becomes the only key of trust root 1; without it, root 1 gets a key generated into
+  // <data_dir>/keys/. Keys are then managed with Add/Revoke/RotateSigningKeys.
   std::string signing_key_file;
   // PEM certificate chain and key: both set means TLS, both empty means plaintext.
   std::string tls_cert_file;
@@ -46,7 +47,7 @@ class ModeldistServer {
 
   // The port actually bound.
   int port() const { return port_; }
-  // The key id of the manifest-signing key.
+  // The key ids of the newest trust root, comma-separated.
   std::string signing_key_id() const;
   // A channel to this server that bypasses the network (for tests).
   std::shared_ptr<grpc::Channel> InProcessChannel();

@@ -29,9 +29,11 @@ signed=$WORK/answers/signed-manifest.json
 keys=$WORK/answers/signing-keys.json
 
 step "the served PEM is the public half of the server's signing key"
-openssl pkey -in "$WORK/data/keys/manifest-signing.pem" -pubout >"$WORK/expected.pem"
+# The key ring keeps each private key in data/keys/<key id>.pem.
+key_id=$(jq -r '.keys[0].keyId' "$keys")
+openssl pkey -in "$WORK/data/keys/$key_id.pem" -pubout >"$WORK/expected.pem"
 jq -j '.keys[0].publicKeyPem' "$keys" | diff -u "$WORK/expected.pem" - >&2 ||
-  fail "GetSigningKeys serves another key than data/keys/manifest-signing.pem"
+  fail "GetSigningKeys serves another key than data/keys/$key_id.pem"
 
 step "--offline verifies the saved answers"
 expect_exit 0 "$SCRIPT" --offline "$signed" "$keys"

@@ -6,6 +6,7 @@
 #include "common/digest.h"
 #include "common/ed25519.h"
 #include "gtest/gtest.h"
+#include "storage/blob_store.h"
 #include "tests/services/test_server.h"
 
 namespace modeldist::testing {
@@ -105,7 +106,12 @@ TEST_F(ManifestServiceTest, PicksTheArtifactForTheDeviceAndSignsIt) {
     EXPECT_EQ(m.artifact().digest(), c.want->digest());
     EXPECT_EQ(m.artifact().size_bytes(), c.want->size_bytes());
     EXPECT_EQ(m.artifact().format(), c.want->format());
-    EXPECT_EQ(m.artifact().chunk_size(), 256 * 1024);
+    EXPECT_EQ(m.artifact().chunk_size(), storage::kChunkDigestBytes);
+    // One SHA-256 per 4 MiB chunk (these artifacts are smaller: one chunk).
+    const std::string& bytes = c.want == &coreml_ ? zip_ : gguf_bytes_;
+    ASSERT_EQ(m.artifact().chunk_sha256_size(), 1);
+    EXPECT_EQ(HexEncode(m.artifact().chunk_sha256(0)), Sha256::HexOf(bytes));
+    EXPECT_THAT(signed_manifest.selection_reason(), HasSubstr("tier binding"));
     ASSERT_EQ(m.artifact().sources_size(), 1);
     EXPECT_TRUE(m.artifact().sources(0).has_artifact_service());
     EXPECT_EQ(m.sequence(), binding.sequence());

@@ -146,7 +146,7 @@ TEST(CohortTest, DeterministicAndPerRollout) {
     const std::string id = "d" + std::to_string(i);
     differ += CohortBucket("r-1", id) != CohortBucket("r-2", id);
   }
-  EXPECT_GT(differ, 900);  // another rollout draws a fresh cohort
+  EXPECT_GT(differ, 900);                   // another rollout draws a fresh cohort
   EXPECT_FALSE(InCohort("r-1", "", 9999));  // no device id: never in a partial cohort
   EXPECT_TRUE(InCohort("r-1", "", 10000));
 }

@@ -1,0 +1,254 @@
+#include "common/trust.h"
+
+#include <algorithm>
+#include <map>
+#include <set>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "common/names.h"
+#include "common/status.h"
+
+namespace modeldist {
+namespace {
+
+absl::Status MalformedRoot(absl::string_view which, absl::string_view message) {
+  return MakeError(absl::StatusCode::kInvalidArgument, kReasonMalformedRoot,
+                   absl::StrCat(which, " trust root is malformed: ", message),
+                   {{"root", std::string(which)}});
+}
+
+// The keys of a well-formed root by key id.
+std::map<std::string, Ed25519PublicKey> KeysById(const v1::TrustRoot& root) {
+  std::map<std::string, Ed25519PublicKey> keys;
+  for (const v1::SigningKey& key : root.keys()) {
+    auto public_key = Ed25519PublicKey::FromRaw(key.public_key());
+    if (public_key.ok()) keys.emplace(key.key_id(), *std::move(public_key));
+  }
+  return keys;
+}
+
+// How many distinct keys of `root` made a valid signature of SignedBytes(context, message).
+// Only the first signature with a given key id is checked (see trust.h).
+int CountValidSigners(const v1::TrustRoot& root, absl::string_view context,
+                      absl::string_view message,
+                      const google::protobuf::RepeatedPtrField<v1::Signature>& signatures) {
+  const std::map<std::string, Ed25519PublicKey> keys = KeysById(root);
+  std::set<std::string> tried;
+  int valid = 0;
+  for (const v1::Signature& sig : signatures) {
+    auto it = keys.find(sig.key_id());
+    if (it == keys.end()) continue;                    // unknown or revoked key: ignored
+    if (!tried.insert(sig.key_id()).second) continue;  // one key counts once
+    if (it->second.Verify(context, message, sig.signature())) ++valid;
+  }
+  return valid;
+}
+
+absl::Status RootThreshold(const v1::TrustRoot& signers, absl::string_view by, int64_t root_version,
+                           const v1::SignedTrustRoot& signed_root) {
+  const int valid = CountValidSigners(signers, kRootSignatureContext, signed_root.root(),
+                                      signed_root.signatures());
+  if (valid >= signers.threshold()) return absl::OkStatus();
+  const std::string whose = by == "trusted_root"
+                                ? absl::StrCat("the trusted root (version ", signers.version(), ")")
+                                : std::string("its own");
+  return MakeError(absl::StatusCode::kPermissionDenied, kReasonRootSignatureThresholdNotMet,
+                   absl::StrCat("trust root ", root_version, " has ", valid,
+                                " valid signatures by distinct keys of ", whose, ", needs ",
+                                signers.threshold()),
+                   {{"by", std::string(by)},
+                    {"valid", absl::StrCat(valid)},
+                    {"required", absl::StrCat(signers.threshold())}});
+}
+
+absl::StatusOr<v1::TrustRoot> ParseRoot(const v1::SignedTrustRoot& signed_root) {
+  v1::TrustRoot root;
+  if (!root.ParseFromString(signed_root.root())) {
+    return MalformedRoot("new", "the signed bytes are not a TrustRoot");
+  }
+  absl::Status well_formed = CheckRootWellFormed(root);
+  if (!well_formed.ok()) return MalformedRoot("new", well_formed.message());
+  return root;
+}
+
+absl::Status CheckTrusted(const v1::TrustRoot& trusted) {
+  absl::Status well_formed = CheckRootWellFormed(trusted);
+  if (!well_formed.ok()) return MalformedRoot("trusted", well_formed.message());
+  return absl::OkStatus();
+}
+
+std::string ChannelOrDefault(absl::string_view channel) {
+  return std::string(channel.empty() ? kDefaultChannel : channel);
+}
+
+absl::Status WrongTarget(absl::string_view field, absl::string_view want, absl::string_view got) {
+  return MakeError(absl::StatusCode::kFailedPrecondition, kReasonWrongTarget,
+                   absl::StrCat("the manifest answers ", field, " ", got, ", not ", want),
+                   {{"field", std::string(field)}});
+}
+
+}  // namespace
+
+v1::SigningKey RootKeyFor(const Ed25519PublicKey& key) {
+  v1::SigningKey out;
+  out.set_key_id(key.KeyId());
+  out.set_algorithm(std::string(kEd25519Algorithm));
+  out.set_public_key(key.raw());
+  return out;
+}
+
+absl::Status CheckRootWellFormed(const v1::TrustRoot& root) {
+  auto malformed = [&](absl::string_view message) {
+    return MakeError(absl::StatusCode::kInvalidArgument, kReasonMalformedRoot,
+                     absl::StrCat("version ", root.version(), ": ", message));
+  };
+  if (root.version() < 1) return malformed("version must be at least 1");
+  if (root.keys().empty()) return malformed("it has no keys");
+  if (root.keys_size() > kMaxRootKeys) {
+    return malformed(
+        absl::StrCat("it has ", root.keys_size(), " keys, at most ", kMaxRootKeys, " are allowed"));
+  }
+  if (root.threshold() < 1 || root.threshold() > root.keys_size()) {
+    return malformed(
+        absl::StrCat("threshold ", root.threshold(), " is not in 1..", root.keys_size()));
+  }
+  std::set<std::string> ids;
+  for (const v1::SigningKey& key : root.keys()) {
+    if (key.algorithm() != kEd25519Algorithm) {
+      return malformed(
+          absl::StrCat("key ", key.key_id(), " has algorithm '", key.algorithm(), "'"));
+    }
+    auto public_key = Ed25519PublicKey::FromRaw(key.public_key());
+    if (!public_key.ok()) {
+      return malformed(absl::StrCat("key ", key.key_id(), ": ", public_key.status().message()));
+    }
+    if (public_key->KeyId() != key.key_id()) {
+      return malformed(absl::StrCat("key id '", key.key_id(), "' does not match its public key (",
+                                    public_key->KeyId(), ")"));
+    }
+    if (!ids.insert(key.key_id()).second) {
+      return malformed(absl::StrCat("key ", key.key_id(), " is listed twice"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+v1::SignedTrustRoot SignRoot(const v1::TrustRoot& root,
+                             const std::vector<const Ed25519PrivateKey*>& signers) {
+  v1::SignedTrustRoot out;
+  root.SerializeToString(out.mutable_root());
+  for (const Ed25519PrivateKey* signer : signers) {
+    v1::Signature* sig = out.add_signatures();
+    sig->set_key_id(signer->public_key().KeyId());
+    sig->set_signature(signer->Sign(kRootSignatureContext, out.root()));
+  }
+  return out;
+}
+
+absl::StatusOr<v1::TrustRoot> VerifyFirstRoot(const v1::SignedTrustRoot& signed_root) {
+  MD_ASSIGN_OR_RETURN(v1::TrustRoot root, ParseRoot(signed_root));
+  MD_RETURN_IF_ERROR(RootThreshold(root, "new_root", root.version(), signed_root));
+  return root;
+}
+
+absl::StatusOr<v1::TrustRoot> VerifyNextRoot(const v1::TrustRoot& trusted,
+                                             const v1::SignedTrustRoot& next) {
+  MD_RETURN_IF_ERROR(CheckTrusted(trusted));
+  // The trusted keys vouch for the bytes before anything in them is believed.
+  MD_RETURN_IF_ERROR(RootThreshold(trusted, "trusted_root", trusted.version() + 1, next));
+  MD_ASSIGN_OR_RETURN(v1::TrustRoot root, ParseRoot(next));
+  if (root.version() != trusted.version() + 1) {
+    return MakeError(
+        absl::StatusCode::kFailedPrecondition, kReasonRootVersionNotNext,
+        absl::StrCat("the trusted root is version ", trusted.version(), "; the next must be ",
+                     trusted.version() + 1, ", got ", root.version()),
+        {{"expected", absl::StrCat(trusted.version() + 1)}, {"got", absl::StrCat(root.version())}});
+  }
+  MD_RETURN_IF_ERROR(RootThreshold(root, "new_root", root.version(), next));
+  return root;
+}
+
+absl::StatusOr<v1::Manifest> VerifyManifest(const v1::TrustRoot& root,
+                                            const v1::SignedManifest& signed_manifest) {
+  MD_RETURN_IF_ERROR(CheckTrusted(root));
+  const int valid = CountValidSigners(root, kManifestSignatureContext, signed_manifest.manifest(),
+                                      signed_manifest.signatures());
+  if (valid < root.threshold()) {
+    return MakeError(absl::StatusCode::kPermissionDenied, kReasonSignatureThresholdNotMet,
+                     absl::StrCat("the manifest has ", valid,
+                                  " valid signatures by distinct keys of trust root ",
+                                  root.version(), ", needs ", root.threshold()),
+                     {{"valid", absl::StrCat(valid)},
+                      {"required", absl::StrCat(root.threshold())},
+                      {"root_version", absl::StrCat(root.version())}});
+  }
+  v1::Manifest manifest;
+  if (!manifest.ParseFromString(signed_manifest.manifest())) {
+    return MakeError(absl::StatusCode::kInvalidArgument, kReasonMalformedManifest,
+                     "the signed bytes are not a Manifest");
+  }
+  return manifest;
+}
+
+absl::Status CheckManifestFreshness(const v1::Manifest& manifest, absl::Time now,
+                                    absl::Duration allowed_skew, int64_t highest_seen_sequence) {
+  if (!manifest.has_expires_at()) {
+    return MakeError(absl::StatusCode::kInvalidArgument, kReasonMalformedManifest,
+                     "the manifest has no expires_at");
+  }
+  // Not TimeUtil: its nanosecond arithmetic overflows for far-future seconds.
+  const absl::Time expires_at = absl::FromUnixSeconds(manifest.expires_at().seconds()) +
+                                absl::Nanoseconds(manifest.expires_at().nanos());
+  const absl::Duration skew = std::max(allowed_skew, absl::ZeroDuration());
+  if (now >= expires_at + skew) {
+    return MakeError(
+        absl::StatusCode::kFailedPrecondition, kReasonManifestExpired,
+        absl::StrCat("the manifest expired at ", absl::FormatTime(expires_at), "; now is ",
+                     absl::FormatTime(now), " (allowed skew ", absl::FormatDuration(skew), ")"),
+        {{"expires_at", absl::FormatTime(expires_at)}});
+  }
+  if (manifest.sequence() < highest_seen_sequence) {
+    return MakeError(absl::StatusCode::kFailedPrecondition, kReasonSequenceRollback,
+                     absl::StrCat("the manifest has sequence ", manifest.sequence(),
+                                  ", lower than ", highest_seen_sequence, " seen before"),
+                     {{"sequence", absl::StrCat(manifest.sequence())},
+                      {"highest_seen", absl::StrCat(highest_seen_sequence)}});
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckManifestTarget(const v1::Manifest& manifest, absl::string_view tier,
+                                 absl::string_view channel, v1::Platform platform, v1::Arch arch) {
+  if (platform == v1::PLATFORM_UNSPECIFIED) {
+    return InvalidArgument("platform", "UNSPECIFIED_PLATFORM", "the requested platform is unset");
+  }
+  if (arch == v1::ARCH_UNSPECIFIED || arch == v1::ARCH_ANY) {
+    return InvalidArgument("arch", "UNSPECIFIED_ARCH",
+                           "the requested arch must be a device arch (not unset or ARCH_ANY)");
+  }
+  if (manifest.tier() != tier) return WrongTarget("tier", tier, manifest.tier());
+  if (ChannelOrDefault(manifest.channel()) != ChannelOrDefault(channel)) {
+    return WrongTarget("channel", ChannelOrDefault(channel), ChannelOrDefault(manifest.channel()));
+  }
+  if (manifest.platform() != platform) {
+    return WrongTarget("platform", v1::Platform_Name(platform),
+                       v1::Platform_Name(manifest.platform()));
+  }
+  if (manifest.arch() != arch) {
+    return WrongTarget("arch", v1::Arch_Name(arch), v1::Arch_Name(manifest.arch()));
+  }
+  if (manifest.has_artifact()) {
+    const v1::ManifestArtifact& artifact = manifest.artifact();
+    if (artifact.platform() != platform) {
+      return WrongTarget("artifact.platform", v1::Platform_Name(platform),
+                         v1::Platform_Name(artifact.platform()));
+    }
+    if (artifact.arch() != arch && artifact.arch() != v1::ARCH_ANY) {
+      return WrongTarget("artifact.arch", v1::Arch_Name(arch), v1::Arch_Name(artifact.arch()));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace modeldist
