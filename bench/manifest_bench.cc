@@ -31,6 +31,7 @@
 #include "common/flags.h"
 #include "common/status.h"
 #include "modeldist/v1/manifest.grpc.pb.h"
+#include "modeldist/v1/registry.grpc.pb.h"
 
 namespace modeldist::bench {
 namespace {
@@ -98,10 +99,13 @@ void DriveChannel(const std::string& address, int in_flight, Clock::time_point m
   request.set_tier("bench");
   request.set_platform(v1::PLATFORM_LINUX);
   request.set_arch(v1::ARCH_X86_64);
-  request.set_device_id("bench-device-0001");
   std::vector<Call> calls(in_flight);
+  // Every call asks for another device, so that with a rollout active the cohort hash runs
+  // and both versions' answers are served.
+  uint64_t next_device = 0;
   auto start_call = [&](Call& call) {
     call.context.emplace();
+    request.set_device_id(absl::StrCat("bench-device-", next_device++ % 100000));
     call.start = Clock::now();
     call.reader = stub->AsyncGetManifest(&*call.context, request, &cq);
     call.reader->Finish(&call.response, &call.status, &call);
@@ -207,6 +211,8 @@ struct Config {
   std::vector<int> wrk_connections;
   std::string server_bin;
   std::string tmp_parent;
+  // Publish a second version and start a 50 % rollout to it before measuring.
+  bool rollout = false;
 };
 
 struct Row {
@@ -235,6 +241,23 @@ absl::Status Run(const Config& config) {
   res.server = server.pid;
   MD_RETURN_IF_ERROR(
       PublishFile(Connect(server.address), kToken, art, digest, "bench", "v1", "bench").status());
+  if (config.rollout) {
+    const std::string art2 = res.dir + "/small2.bin";
+    MD_ASSIGN_OR_RETURN(FileDigest digest2, MakeIncompressibleFile(art2, 4096));
+    MD_RETURN_IF_ERROR(
+        PublishFile(Connect(server.address), kToken, art2, digest2, "bench", "v2", "").status());
+    auto registry = v1::RegistryService::NewStub(Connect(server.address));
+    grpc::ClientContext context;
+    context.AddMetadata("authorization", absl::StrCat("Bearer ", kToken));
+    v1::StartRolloutRequest start;
+    start.set_tier("bench");
+    start.set_to_version("models/bench/versions/v2");
+    start.set_basis_points(5000);
+    v1::Rollout rollout;
+    grpc::Status s = registry->StartRollout(&context, start, &rollout);
+    if (!s.ok()) return absl::InternalError(absl::StrCat("StartRollout: ", s.error_message()));
+    std::cerr << "rollout " << rollout.id() << " active: 50 % of devices on v2\n";
+  }
   {
     auto stub = v1::ManifestService::NewStub(Connect(server.address));
     grpc::ClientContext context;
@@ -336,6 +359,7 @@ int main(int argc, char** argv) {
   flags.Add("reps", "N", "3", "repetitions (the median is reported)");
   flags.Add("server-bin", "PATH", MODELDIST_SERVER_BIN, "modeldist-server binary");
   flags.Add("tmp", "DIR", "/tmp", "scratch parent directory (deleted at the end)");
+  flags.AddBool("rollout", "measure with a 50 % rollout active (devices vary per call)");
   flags.AddBool("help", "show this help");
   if (auto s = flags.Parse(argc, argv); !s.ok()) {
     std::cerr << s.message() << "\n";
@@ -373,6 +397,7 @@ int main(int argc, char** argv) {
   }
   config.server_bin = flags.Get("server-bin");
   config.tmp_parent = flags.Get("tmp");
+  config.rollout = flags.GetBool("rollout");
   absl::Status status = bench::Run(config);
   if (!status.ok()) {
     std::cerr << "manifest_bench failed: " << status << "\n";
