@@ -2,25 +2,36 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
+#include <initializer_list>
 #include <iostream>
+#include <limits>
 #include <memory>
+#include <set>
 #include <utility>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/cord.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/time.h"
+#include "absl/types/span.h"
 #include "client/modeldistctl/enums.h"
 #include "client/modeldistctl/errors.h"
 #include "client/modeldistctl/progress.h"
 #include "client/modeldistctl/publish.h"
 #include "client/modeldistctl/registry_client.h"
 #include "common/ed25519.h"
+#include "common/file_util.h"
 #include "common/flags.h"
 #include "common/names.h"
 #include "common/status.h"
+#include "common/trust.h"
 #include "google/protobuf/timestamp.pb.h"
 #include "google/protobuf/util/json_util.h"
 #include "modeldist/v1/manifest.pb.h"
@@ -44,14 +55,24 @@ class Invocation {
   std::ostream& err() const { return *console_.err; }
   bool err_is_tty() const { return console_.err_is_tty; }
 
+  // The channel to the server, created on first use. Commands that need no token (keys root)
+  // use it directly.
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> Channel() {
+    if (!channel_) {
+      MD_ASSIGN_OR_RETURN(channel_, CreateRegistryChannel(global_.server, global_.tls_ca));
+    }
+    return channel_;
+  }
+
   // The registry client, created on first use: reading the token and building the channel
   // are the first things that can fail for a reason outside the command's own arguments.
   absl::StatusOr<RegistryClient*> Client() {
     if (!client_) {
       MD_ASSIGN_OR_RETURN(std::string token, LoadAdminToken(global_.token_file, console_.getenv));
-      MD_ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> channel,
-                          CreateRegistryChannel(global_.server, global_.tls_ca));
-      client_ = std::make_unique<RegistryClient>(std::move(channel), std::move(token));
+      MD_ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> channel, Channel());
+      std::string actor = global_.actor.empty() ? DefaultActor(console_.getenv) : global_.actor;
+      client_ =
+          std::make_unique<RegistryClient>(std::move(channel), std::move(token), std::move(actor));
     }
     return client_.get();
   }
@@ -59,6 +80,7 @@ class Invocation {
  private:
   GlobalOptions global_;
   const Console& console_;
+  std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<RegistryClient> client_;
 };
 
@@ -162,6 +184,62 @@ absl::Status NoPositional(const Flags& flags, absl::string_view command) {
   return UsageError(absl::StrCat(command, ": unexpected argument \"", flags.positional()[0], "\""));
 }
 
+// Commands with subcommands declare the union of their flags; a flag the chosen subcommand
+// does not read is refused rather than ignored, since the user meant something by it.
+absl::Status OnlyFlags(const Flags& flags, absl::string_view command,
+                       std::initializer_list<absl::string_view> allowed,
+                       std::initializer_list<absl::string_view> all) {
+  for (absl::string_view name : all) {
+    if (!flags.IsSet(std::string(name))) continue;
+    if (std::find(allowed.begin(), allowed.end(), name) != allowed.end()) continue;
+    return UsageError(absl::StrCat(command, " does not take --", name));
+  }
+  return absl::OkStatus();
+}
+
+// A whole-number flag from `min` to `max`, or `fallback` when the flag was not given.
+absl::StatusOr<int64_t> IntFlag(const Flags& flags, const std::string& name, int64_t min,
+                                int64_t max, int64_t fallback) {
+  if (!flags.IsSet(name)) return fallback;
+  int64_t value = 0;
+  if (!absl::SimpleAtoi(flags.Get(name), &value) || value < min || value > max) {
+    return UsageError(absl::StrCat("--", name, ": \"", flags.Get(name),
+                                   "\" is not a whole number from ", min, " to ", max));
+  }
+  return value;
+}
+
+// The tier and channel a rollout or pin command acts on.
+struct TierChannel {
+  std::string tier;
+  std::string channel;
+
+  std::string ToString() const { return absl::StrCat(tier, "/", channel); }
+};
+
+void AddTierFlags(Flags* f, const std::string& default_channel = std::string(kDefaultChannel)) {
+  f->Add("tier", "T", "", "the tier, e.g. llama8b");
+  f->Add("channel", "C", default_channel, "the channel");
+}
+
+// --tier is required; --channel as given (its default is the command's).
+absl::StatusOr<TierChannel> TierChannelFromFlags(const Flags& flags) {
+  if (flags.Get("tier").empty()) return UsageError("--tier is required");
+  MD_RETURN_IF_ERROR(AsUsage(ValidateId("--tier", flags.Get("tier"))));
+  if (!flags.Get("channel").empty()) {
+    MD_RETURN_IF_ERROR(AsUsage(ValidateId("--channel", flags.Get("channel"))));
+  }
+  return TierChannel{flags.Get("tier"), flags.Get("channel")};
+}
+
+// --version as models/M/versions/V, or as the version id with --model M.
+absl::StatusOr<VersionName> VersionFromFlags(const Flags& flags) {
+  if (flags.Get("version").empty()) return UsageError("--version is required");
+  std::vector<std::string> version_args = {flags.Get("version")};
+  if (flags.IsSet("model")) version_args.insert(version_args.begin(), flags.Get("model"));
+  return VersionFromArgs(version_args, "--version");
+}
+
 // --- publish ---------------------------------------------------------------------------------
 
 void PublishFlags(Flags* f) {
@@ -173,6 +251,14 @@ void PublishFlags(Flags* f) {
   f->Add("tier", "T", "", "the tier to bind, e.g. llama8b");
   f->Add("channel", "C", std::string(kDefaultChannel), "the channel to bind");
   f->Add("description", "TEXT", "", "model description, used when the model is created");
+  // One set of constraints per command: every artifact gets the same (see publish.h).
+  f->Add("min-os", "VERSION", "",
+         "devices need at least this OS version, e.g. 14.0 (every artifact)");
+  f->Add("min-ram", "BYTES", "", "devices need at least this much RAM, e.g. 8GiB (every artifact)");
+  f->Add("requires", "LIST", "",
+         "devices need all of these, from ane,metal,cuda,vulkan (every artifact)");
+  f->Add("unpacked-size", "BYTES", "",
+         "bytes on disk after activation, e.g. 2GiB (every artifact)");
   f->AddBool("json", "print the result as JSON");
 }
 
@@ -250,6 +336,9 @@ absl::Status RunPublish(Invocation& inv, const Flags& flags) {
   MD_ASSIGN_OR_RETURN(spec.artifacts,
                       ParsePublishArtifacts(flags.Get("platform"), flags.Get("arch"),
                                             flags.Get("format"), flags.positional()));
+  MD_RETURN_IF_ERROR(ParsePublishConstraints(flags.Get("min-os"), flags.Get("min-ram"),
+                                             flags.Get("requires"), flags.Get("unpacked-size"),
+                                             &spec));
   MD_RETURN_IF_ERROR(ValidatePublishSpec(spec));
   MD_ASSIGN_OR_RETURN(RegistryClient * client, inv.Client());
 
@@ -399,6 +488,9 @@ void PrintVersion(std::ostream& out, const v1::Version& v) {
         << "    digest:   " << a.digest() << "\n"
         << "    size:     " << a.size_bytes() << " bytes (" << FormatBytes(a.size_bytes()) << ")\n"
         << "    uploaded: " << (a.uploaded() ? "yes" : "no") << "\n";
+    if (a.constraints().ByteSizeLong() > 0 || a.unpacked_size_bytes() > 0) {
+      out << "    needs:    " << DescribeRequirements(a) << "\n";
+    }
   }
 }
 
@@ -464,18 +556,375 @@ absl::Status RunYank(Invocation& inv, const Flags& flags) {
   return absl::OkStatus();
 }
 
-// --- keys ------------------------------------------------------------------------------------
+// --- rollout ---------------------------------------------------------------------------------
 
-void KeysFlags(Flags* f) {
-  f->Add("out", "FILE", "", "where to write the private key (PKCS#8 PEM, mode 0600)");
-  f->AddBool("json", "print the key id and public key as JSON");
+void RolloutFlags(Flags* f) {
+  // No default channel here: `rollout list` without --channel lists every channel of the tier.
+  // The other subcommands fill in kDefaultChannel themselves.
+  f->Add("tier", "T", "", "the tier, e.g. llama8b (list: optional filter)");
+  f->Add("channel", "C", "",
+         absl::StrCat("the channel (default: ", kDefaultChannel, "; list: every channel)"));
+  f->Add("version", "NAME", "", "start: models/M/versions/V (or the version id, with --model)");
+  f->Add("model", "M", "", "start: the model id, when --version is a version id");
+  f->Add("percent", "P", "",
+         "start, advance: share of devices on the new version, 0 to 100 (e.g. 0.5, 10)");
+  f->AddBool("json", "print the result as JSON");
 }
 
-absl::Status RunKeys(Invocation& inv, const Flags& flags) {
-  const auto& args = flags.positional();
-  if (args.size() != 1 || args[0] != "generate") {
-    return UsageError("the only keys command is: keys generate --out FILE");
+constexpr std::initializer_list<absl::string_view> kRolloutFlags = {"tier", "channel", "version",
+                                                                    "model", "percent"};
+
+std::string RolloutLine(const v1::Rollout& r) {
+  return absl::StrCat("rollout ", r.id(), " ", r.tier(), "/", r.channel(), ": ", r.from_version(),
+                      " -> ", r.to_version(), " at ", FormatBasisPoints(r.basis_points()), " (",
+                      RolloutStateName(r.state()), ")");
+}
+
+absl::Status PrintRollout(Invocation& inv, const Flags& flags, const v1::Rollout& rollout) {
+  if (WantJson(inv, flags)) return PrintJson(inv, rollout);
+  inv.out() << RolloutLine(rollout) << "\n";
+  return absl::OkStatus();
+}
+
+absl::Status RolloutList(Invocation& inv, const Flags& flags) {
+  v1::ListRolloutsRequest request;
+  if (!flags.Get("tier").empty()) {
+    MD_RETURN_IF_ERROR(AsUsage(ValidateId("--tier", flags.Get("tier"))));
+    request.set_tier(flags.Get("tier"));
   }
+  if (!flags.Get("channel").empty()) {
+    if (request.tier().empty()) return UsageError("rollout list: --channel needs --tier");
+    MD_RETURN_IF_ERROR(AsUsage(ValidateId("--channel", flags.Get("channel"))));
+    request.set_channel(flags.Get("channel"));
+  }
+  MD_ASSIGN_OR_RETURN(RegistryClient * client, inv.Client());
+  v1::ListRolloutsResponse all;
+  request.set_page_size(kPageSize);
+  do {
+    MD_ASSIGN_OR_RETURN(v1::ListRolloutsResponse page, client->ListRollouts(request));
+    for (auto& r : *page.mutable_rollouts()) *all.add_rollouts() = std::move(r);
+    request.set_page_token(page.next_page_token());
+  } while (!request.page_token().empty());
+  if (WantJson(inv, flags)) return PrintJson(inv, all);
+  std::vector<std::vector<std::string>> rows = {
+      {"ID", "TIER", "CHANNEL", "FROM", "TO", "PERCENT", "STATE", "UPDATED"}};
+  for (const v1::Rollout& r : all.rollouts()) {
+    rows.push_back({r.id(), r.tier(), r.channel(),
+                    r.from_version().empty() ? "-" : r.from_version(), r.to_version(),
+                    FormatBasisPoints(r.basis_points()), RolloutStateName(r.state()),
+                    FormatTime(r.update_time())});
+  }
+  PrintTable(inv.out(), rows);
+  return absl::OkStatus();
+}
+
+absl::Status RunRollout(Invocation& inv, const Flags& flags) {
+  const auto& args = flags.positional();
+  constexpr absl::string_view kSubcommands = "start, advance, pause, resume, complete, abort, list";
+  if (args.empty()) {
+    return UsageError(absl::StrCat("rollout needs a subcommand: ", kSubcommands));
+  }
+  if (args.size() > 1) {
+    return UsageError(absl::StrCat("rollout ", args[0], ": unexpected argument \"", args[1], "\""));
+  }
+  const std::string& sub = args[0];
+  const std::string command = absl::StrCat("rollout ", sub);
+  if (sub == "list") {
+    MD_RETURN_IF_ERROR(OnlyFlags(flags, command, {"tier", "channel"}, kRolloutFlags));
+    return RolloutList(inv, flags);
+  }
+  if (sub == "start") {
+    MD_RETURN_IF_ERROR(OnlyFlags(flags, command, {"tier", "channel", "version", "model", "percent"},
+                                 kRolloutFlags));
+  } else if (sub == "advance") {
+    MD_RETURN_IF_ERROR(OnlyFlags(flags, command, {"tier", "channel", "percent"}, kRolloutFlags));
+  } else if (sub == "pause" || sub == "resume" || sub == "complete" || sub == "abort") {
+    MD_RETURN_IF_ERROR(OnlyFlags(flags, command, {"tier", "channel"}, kRolloutFlags));
+  } else {
+    return UsageError(
+        absl::StrCat("unknown rollout subcommand \"", sub, "\"; one of ", kSubcommands));
+  }
+  MD_ASSIGN_OR_RETURN(TierChannel target, TierChannelFromFlags(flags));
+  if (target.channel.empty()) target.channel = std::string(kDefaultChannel);
+
+  if (sub == "start" || sub == "advance") {
+    if (flags.Get("percent").empty()) return UsageError("--percent is required");
+    MD_ASSIGN_OR_RETURN(int32_t basis_points, ParsePercent("percent", flags.Get("percent")));
+    if (sub == "start") {
+      MD_ASSIGN_OR_RETURN(VersionName to, VersionFromFlags(flags));
+      MD_ASSIGN_OR_RETURN(RegistryClient * client, inv.Client());
+      v1::StartRolloutRequest request;
+      request.set_tier(target.tier);
+      request.set_channel(target.channel);
+      request.set_to_version(to.ToString());
+      request.set_basis_points(basis_points);
+      MD_ASSIGN_OR_RETURN(v1::Rollout rollout, client->StartRollout(request));
+      return PrintRollout(inv, flags, rollout);
+    }
+    MD_ASSIGN_OR_RETURN(RegistryClient * client, inv.Client());
+    v1::AdvanceRolloutRequest request;
+    request.set_tier(target.tier);
+    request.set_channel(target.channel);
+    request.set_basis_points(basis_points);
+    MD_ASSIGN_OR_RETURN(v1::Rollout rollout, client->AdvanceRollout(request));
+    return PrintRollout(inv, flags, rollout);
+  }
+
+  MD_ASSIGN_OR_RETURN(RegistryClient * client, inv.Client());
+  v1::RolloutRequest request;
+  request.set_tier(target.tier);
+  request.set_channel(target.channel);
+  absl::StatusOr<v1::Rollout> rollout;
+  if (sub == "pause") {
+    rollout = client->PauseRollout(request);
+  } else if (sub == "resume") {
+    rollout = client->ResumeRollout(request);
+  } else if (sub == "complete") {
+    rollout = client->CompleteRollout(request);
+  } else {
+    rollout = client->AbortRollout(request);
+  }
+  if (!rollout.ok()) return rollout.status();
+  return PrintRollout(inv, flags, *rollout);
+}
+
+// --- pin, unpin, pins ------------------------------------------------------------------------
+
+// The server takes at most this many device ids per PinDevices/UnpinDevices call.
+constexpr size_t kMaxDevicesPerCall = 1000;
+constexpr size_t kMaxDeviceIdBytes = 128;
+
+void PinFlags(Flags* f) {
+  AddTierFlags(f);
+  f->Add("version", "NAME", "", "models/M/versions/V (or the version id, with --model)");
+  f->Add("model", "M", "", "the model id, when --version is a version id");
+  f->Add("devices-file", "FILE", "",
+         "more device ids, one per line (blank lines and lines starting with # are skipped)");
+  f->AddBool("json", "print the result as JSON");
+}
+
+void UnpinFlags(Flags* f) {
+  AddTierFlags(f);
+  f->Add("devices-file", "FILE", "",
+         "more device ids, one per line (blank lines and lines starting with # are skipped)");
+  f->AddBool("json", "print the result as JSON");
+}
+
+// The device ids of a pin/unpin command: the arguments, then the lines of --devices-file, in
+// order, each once. A usage error for none or for an id the server would refuse (so that no
+// batch is sent when a later one is bound to fail); a local error for an unreadable file.
+absl::StatusOr<std::vector<std::string>> DeviceIds(const Flags& flags, absl::string_view command) {
+  std::vector<std::string> candidates = flags.positional();
+  if (const std::string path = flags.Get("devices-file"); !path.empty()) {
+    absl::StatusOr<std::string> contents = ReadFileToString(path);
+    if (!contents.ok()) {
+      return LocalError(absl::Status(
+          contents.status().code(), absl::StrCat("--devices-file: ", contents.status().message())));
+    }
+    for (absl::string_view line : absl::StrSplit(*contents, '\n')) {
+      line = absl::StripAsciiWhitespace(line);
+      if (line.empty() || absl::StartsWith(line, "#")) continue;
+      candidates.emplace_back(line);
+    }
+  }
+  std::vector<std::string> ids;
+  std::set<std::string> seen;
+  for (std::string& id : candidates) {
+    if (id.empty()) return UsageError(absl::StrCat(command, ": a device id is empty"));
+    if (id.size() > kMaxDeviceIdBytes) {
+      return UsageError(absl::StrCat(command, ": device id \"", id.substr(0, 40), "...\" is ",
+                                     id.size(), " bytes; at most ", kMaxDeviceIdBytes));
+    }
+    if (seen.insert(id).second) ids.push_back(std::move(id));
+  }
+  if (ids.empty()) {
+    return UsageError(
+        absl::StrCat(command, " needs device ids: as arguments or with --devices-file FILE"));
+  }
+  return ids;
+}
+
+// What a batched pin/unpin did, summed over its calls.
+struct PinTotals {
+  int64_t devices = 0;  // Ids sent in calls that succeeded.
+  int64_t changed = 0;
+  int64_t sequence = 0;  // Of the last call that succeeded.
+  int calls = 0;
+};
+
+// Sends `ids` in calls of at most kMaxDevicesPerCall through `call`. On a failure, says on
+// stderr how far it got, since the earlier batches stay applied.
+absl::Status SendInBatches(
+    Invocation& inv, absl::string_view verb, const std::vector<std::string>& ids,
+    const std::function<absl::StatusOr<v1::PinDevicesResponse>(absl::Span<const std::string>)>&
+        call,
+    PinTotals* totals) {
+  for (size_t begin = 0; begin < ids.size(); begin += kMaxDevicesPerCall) {
+    const size_t end = std::min(ids.size(), begin + kMaxDevicesPerCall);
+    absl::StatusOr<v1::PinDevicesResponse> response =
+        call(absl::MakeConstSpan(ids).subspan(begin, end - begin));
+    if (!response.ok()) {
+      if (totals->calls > 0) {
+        inv.err() << verb << " " << totals->devices << " of " << ids.size()
+                  << " devices before this error; the rest were not sent (running the same "
+                     "command again is safe)\n";
+      }
+      return response.status();
+    }
+    totals->devices += static_cast<int64_t>(end - begin);
+    totals->changed += response->changed();
+    totals->sequence = response->sequence();
+    ++totals->calls;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status PrintPinTotals(Invocation& inv, const Flags& flags, absl::string_view verb,
+                            const TierChannel& target, const std::string& version,
+                            const PinTotals& totals) {
+  if (WantJson(inv, flags)) {
+    inv.out() << absl::StrFormat(
+        "{\"tier\":\"%s\",\"channel\":\"%s\",%s\"devices\":%d,\"changed\":%d,\"sequence\":%d,"
+        "\"calls\":%d}\n",
+        target.tier, target.channel,
+        version.empty() ? "" : absl::StrCat("\"version\":\"", version, "\","), totals.devices,
+        totals.changed, totals.sequence, totals.calls);
+    return absl::OkStatus();
+  }
+  inv.out() << verb << " " << totals.devices << (totals.devices == 1 ? " device" : " devices")
+            << " of " << target.ToString() << (version.empty() ? "" : " to ") << version << " ("
+            << totals.changed << " changed) sequence " << totals.sequence << "\n";
+  return absl::OkStatus();
+}
+
+absl::Status RunPin(Invocation& inv, const Flags& flags) {
+  MD_ASSIGN_OR_RETURN(TierChannel target, TierChannelFromFlags(flags));
+  MD_ASSIGN_OR_RETURN(VersionName version, VersionFromFlags(flags));
+  MD_ASSIGN_OR_RETURN(std::vector<std::string> ids, DeviceIds(flags, "pin"));
+  MD_ASSIGN_OR_RETURN(RegistryClient * client, inv.Client());
+  PinTotals totals;
+  MD_RETURN_IF_ERROR(SendInBatches(
+      inv, "pinned", ids,
+      [&](absl::Span<const std::string> batch) {
+        v1::PinDevicesRequest request;
+        request.set_tier(target.tier);
+        request.set_channel(target.channel);
+        request.set_version(version.ToString());
+        for (const std::string& id : batch) request.add_device_ids(id);
+        return client->PinDevices(request);
+      },
+      &totals));
+  return PrintPinTotals(inv, flags, "pinned", target, version.ToString(), totals);
+}
+
+absl::Status RunUnpin(Invocation& inv, const Flags& flags) {
+  MD_ASSIGN_OR_RETURN(TierChannel target, TierChannelFromFlags(flags));
+  MD_ASSIGN_OR_RETURN(std::vector<std::string> ids, DeviceIds(flags, "unpin"));
+  MD_ASSIGN_OR_RETURN(RegistryClient * client, inv.Client());
+  PinTotals totals;
+  MD_RETURN_IF_ERROR(SendInBatches(
+      inv, "unpinned", ids,
+      [&](absl::Span<const std::string> batch) {
+        v1::UnpinDevicesRequest request;
+        request.set_tier(target.tier);
+        request.set_channel(target.channel);
+        for (const std::string& id : batch) request.add_device_ids(id);
+        return client->UnpinDevices(request);
+      },
+      &totals));
+  return PrintPinTotals(inv, flags, "unpinned", target, "", totals);
+}
+
+void PinsFlags(Flags* f) { f->AddBool("json", "print the pins as JSON"); }
+
+absl::Status RunPins(Invocation& inv, const Flags& flags) {
+  MD_RETURN_IF_ERROR(NoPositional(flags, "pins"));
+  MD_ASSIGN_OR_RETURN(RegistryClient * client, inv.Client());
+  v1::ListPinsResponse all;
+  v1::ListPinsRequest request;
+  request.set_page_size(kPageSize);
+  do {
+    MD_ASSIGN_OR_RETURN(v1::ListPinsResponse page, client->ListPins(request));
+    for (auto& p : *page.mutable_pins()) *all.add_pins() = std::move(p);
+    request.set_page_token(page.next_page_token());
+  } while (!request.page_token().empty());
+  if (WantJson(inv, flags)) return PrintJson(inv, all);
+  std::vector<std::vector<std::string>> rows = {
+      {"TIER", "CHANNEL", "DEVICE", "CREATED", "VERSION"}};
+  for (const v1::DevicePin& p : all.pins()) {
+    rows.push_back(
+        {p.tier(), p.channel(), p.device_id(), FormatTime(p.create_time()), p.version()});
+  }
+  PrintTable(inv.out(), rows);
+  return absl::OkStatus();
+}
+
+// --- audit -----------------------------------------------------------------------------------
+
+constexpr int64_t kDefaultAuditLimit = 50;
+
+void AuditFlags(Flags* f) {
+  f->Add("limit", "N", absl::StrCat(kDefaultAuditLimit), "show the newest N entries; 0 for all");
+  f->AddBool("json", "print the entries as JSON");
+}
+
+// Details are free text from the server; a newline or tab would break the table's rows.
+std::string OneLine(absl::string_view text) {
+  std::string out(text);
+  for (char& c : out) {
+    if (c == '\n' || c == '\r' || c == '\t') c = ' ';
+  }
+  return out;
+}
+
+absl::Status RunAudit(Invocation& inv, const Flags& flags) {
+  MD_RETURN_IF_ERROR(NoPositional(flags, "audit"));
+  MD_ASSIGN_OR_RETURN(int64_t limit, IntFlag(flags, "limit", 0, std::numeric_limits<int32_t>::max(),
+                                             kDefaultAuditLimit));
+  MD_ASSIGN_OR_RETURN(RegistryClient * client, inv.Client());
+  v1::ListAuditLogResponse all;
+  v1::ListAuditLogRequest request;
+  // The server lists newest first, so the first `limit` entries are the newest ones.
+  do {
+    int64_t wanted = limit == 0 ? kPageSize : limit - all.entries_size();
+    request.set_page_size(static_cast<int32_t>(std::min<int64_t>(wanted, kPageSize)));
+    MD_ASSIGN_OR_RETURN(v1::ListAuditLogResponse page, client->ListAuditLog(request));
+    for (auto& e : *page.mutable_entries()) {
+      if (limit != 0 && all.entries_size() >= limit) break;
+      *all.add_entries() = std::move(e);
+    }
+    request.set_page_token(page.next_page_token());
+  } while (!request.page_token().empty() && (limit == 0 || all.entries_size() < limit));
+  if (WantJson(inv, flags)) return PrintJson(inv, all);
+  std::vector<std::vector<std::string>> rows = {{"TIME", "ACTOR", "ACTION", "RESOURCE", "DETAILS"}};
+  for (const v1::AuditEntry& e : all.entries()) {
+    rows.push_back({FormatTime(e.time()), OneLine(e.actor()), e.action(), OneLine(e.resource()),
+                    OneLine(e.details())});
+  }
+  PrintTable(inv.out(), rows);
+  return absl::OkStatus();
+}
+
+// --- keys ------------------------------------------------------------------------------------
+
+// The largest key count RotateSigningKeys accepts.
+constexpr int64_t kMaxRootKeys = 16;
+
+void KeysFlags(Flags* f) {
+  f->Add("out", "FILE", "",
+         "generate: the private key (PKCS#8 PEM, mode 0600); root: the signed root (binary)");
+  f->Add("threshold", "K", "",
+         "add, revoke, rotate: signatures the new root requires (default: "
+         "keep the current one)");
+  f->Add("count", "N", "", "rotate: how many new keys, 1 to 16 (default: as many as now)");
+  f->Add("version", "N", "", "root: the root version to fetch (default: the newest)");
+  f->AddBool("json", "print the key or trust root as JSON");
+}
+
+constexpr std::initializer_list<absl::string_view> kKeysFlags = {"out", "threshold", "count",
+                                                                 "version"};
+
+absl::Status KeysGenerate(Invocation& inv, const Flags& flags) {
   const std::string out = flags.Get("out");
   if (out.empty()) return UsageError("--out is required");
   if (::access(out.c_str(), F_OK) == 0) {
@@ -497,14 +946,128 @@ absl::Status RunKeys(Invocation& inv, const Flags& flags) {
   return absl::OkStatus();
 }
 
+// The root inside `signed_root`. A server error (exit 2) when the bytes do not parse: they
+// came from the server, and the user can do nothing about them locally.
+absl::StatusOr<v1::TrustRoot> ParseRoot(const v1::SignedTrustRoot& signed_root) {
+  v1::TrustRoot root;
+  if (!root.ParseFromString(signed_root.root())) {
+    return absl::DataLossError("the server's signed trust root does not parse as a TrustRoot");
+  }
+  return root;
+}
+
+absl::Status PrintRoot(Invocation& inv, const Flags& flags, const v1::TrustRoot& root,
+                       absl::string_view head) {
+  if (WantJson(inv, flags)) return PrintJson(inv, root);
+  inv.out() << head << "trust root version " << root.version() << ", threshold " << root.threshold()
+            << " of " << root.keys_size() << (root.keys_size() == 1 ? " key" : " keys") << "\n";
+  for (const v1::SigningKey& key : root.keys()) inv.out() << "  key " << key.key_id() << "\n";
+  return absl::OkStatus();
+}
+
+absl::Status KeysChange(Invocation& inv, const Flags& flags, const std::string& sub) {
+  MD_ASSIGN_OR_RETURN(int64_t threshold, IntFlag(flags, "threshold", 1, kMaxRootKeys, 0));
+  MD_ASSIGN_OR_RETURN(int64_t count, IntFlag(flags, "count", 1, kMaxRootKeys, 0));
+  const auto& args = flags.positional();
+  if (sub == "revoke" ? args.size() != 2 : args.size() != 1) {
+    return UsageError(sub == "revoke" ? "keys revoke needs exactly one KEY_ID"
+                                      : absl::StrCat("keys ", sub, " takes no arguments"));
+  }
+  MD_ASSIGN_OR_RETURN(RegistryClient * client, inv.Client());
+  absl::StatusOr<v1::SignedTrustRoot> signed_root;
+  std::string head;
+  if (sub == "add") {
+    v1::AddSigningKeyRequest request;
+    request.set_threshold(static_cast<int32_t>(threshold));
+    signed_root = client->AddSigningKey(request);
+    head = "added a signing key: ";
+  } else if (sub == "revoke") {
+    v1::RevokeSigningKeyRequest request;
+    request.set_key_id(args[1]);
+    request.set_threshold(static_cast<int32_t>(threshold));
+    signed_root = client->RevokeSigningKey(request);
+    head = absl::StrCat("revoked key ", args[1], ": ");
+  } else {
+    v1::RotateSigningKeysRequest request;
+    request.set_count(static_cast<int32_t>(count));
+    request.set_threshold(static_cast<int32_t>(threshold));
+    signed_root = client->RotateSigningKeys(request);
+    head = "rotated the signing keys: ";
+  }
+  if (!signed_root.ok()) return signed_root.status();
+  MD_ASSIGN_OR_RETURN(v1::TrustRoot root, ParseRoot(*signed_root));
+  return PrintRoot(inv, flags, root, head);
+}
+
+absl::Status KeysRoot(Invocation& inv, const Flags& flags) {
+  if (flags.positional().size() != 1) return UsageError("keys root takes no arguments");
+  MD_ASSIGN_OR_RETURN(int64_t version,
+                      IntFlag(flags, "version", 1, std::numeric_limits<int64_t>::max(), 0));
+  MD_ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> channel, inv.Channel());
+  MD_ASSIGN_OR_RETURN(v1::SignedTrustRoot signed_root, FetchTrustRoot(channel, version));
+  // Devices pin what this writes and trust nothing that does not chain to it, so a root that
+  // does not carry its own threshold of signatures must not get that far.
+  absl::StatusOr<v1::TrustRoot> root = VerifyFirstRoot(signed_root);
+  if (!root.ok()) {
+    absl::Status failed(
+        root.status().code(),
+        absl::StrCat("the server's trust root does not verify: ", root.status().message()));
+    // Keeps the ErrorInfo reason (e.g. ROOT_SIGNATURE_THRESHOLD_NOT_MET) for the error line.
+    root.status().ForEachPayload([&failed](absl::string_view type_url, const absl::Cord& payload) {
+      failed.SetPayload(type_url, payload);
+    });
+    return failed;
+  }
+  if (version != 0 && root->version() != version) {
+    return absl::DataLossError(absl::StrCat("asked for trust root version ", version,
+                                            " but the server sent version ", root->version()));
+  }
+  std::string head;
+  if (const std::string out = flags.Get("out"); !out.empty()) {
+    // Public data, refreshed as roots rotate: replacing the file is the normal case.
+    MD_RETURN_IF_ERROR(LocalError(WriteFileAtomically(out, signed_root.SerializeAsString(), 0644)));
+    head = absl::StrCat("wrote ", out, ": ");
+  }
+  return PrintRoot(inv, flags, *root, head);
+}
+
+absl::Status RunKeys(Invocation& inv, const Flags& flags) {
+  const auto& args = flags.positional();
+  constexpr absl::string_view kSubcommands = "generate, add, revoke, rotate, root";
+  if (args.empty()) return UsageError(absl::StrCat("keys needs a subcommand: ", kSubcommands));
+  const std::string& sub = args[0];
+  const std::string command = absl::StrCat("keys ", sub);
+  if (sub == "generate") {
+    MD_RETURN_IF_ERROR(OnlyFlags(flags, command, {"out"}, kKeysFlags));
+    if (args.size() != 1) return UsageError("keys generate takes no arguments");
+    return KeysGenerate(inv, flags);
+  }
+  if (sub == "add" || sub == "revoke") {
+    MD_RETURN_IF_ERROR(OnlyFlags(flags, command, {"threshold"}, kKeysFlags));
+    return KeysChange(inv, flags, sub);
+  }
+  if (sub == "rotate") {
+    MD_RETURN_IF_ERROR(OnlyFlags(flags, command, {"threshold", "count"}, kKeysFlags));
+    return KeysChange(inv, flags, sub);
+  }
+  if (sub == "root") {
+    MD_RETURN_IF_ERROR(OnlyFlags(flags, command, {"version", "out"}, kKeysFlags));
+    return KeysRoot(inv, flags);
+  }
+  return UsageError(absl::StrCat("unknown keys subcommand \"", sub, "\"; one of ", kSubcommands));
+}
+
 // --- Dispatch --------------------------------------------------------------------------------
 
 const Command kCommands[] = {
     {"publish",
      "publish --model M --version V --tier T [--channel C] [--description TEXT]\n"
-     "           PLATFORM/ARCH/FORMAT=FILE...\n"
+     "           [CONSTRAINTS] PLATFORM/ARCH/FORMAT=FILE...\n"
      "   or: modeldistctl [global flags] publish --model M --version V --platform P --arch A\n"
-     "           --format F --tier T [--channel C] [--description TEXT] FILE",
+     "           --format F --tier T [--channel C] [--description TEXT] [CONSTRAINTS] FILE\n"
+     "CONSTRAINTS: [--min-os VERSION] [--min-ram BYTES] [--requires LIST] [--unpacked-size "
+     "BYTES],\n"
+     "what a device needs, declared alike on every artifact of the command",
      "upload a version's model files and bind a tier to it; rerun to resume",
      "modeldistctl publish --model llama-3.1-8b-instruct --version 2026.11.0 --tier llama8b \\\n"
      "      macos/arm64/coreml-zip=llama-3.1-8b-instruct-coreml.zip \\\n"
@@ -525,9 +1088,37 @@ const Command kCommands[] = {
      "withdraw a published version; tiers bound to it fall back to their previous version",
      "modeldistctl yank models/llama-3.1-8b-instruct/versions/2026.11.0 --reason \"bad output\"",
      YankFlags, RunYank},
-    {"keys", "keys generate --out FILE",
-     "generate an Ed25519 manifest signing key for modeldist-server --signing-key",
-     "modeldistctl keys generate --out /etc/modeldist/signing.pem", KeysFlags, RunKeys},
+    {"rollout",
+     "rollout start --tier T [--channel C] --version models/M/versions/V --percent P\n"
+     "   or: modeldistctl [global flags] rollout advance --tier T [--channel C] --percent P\n"
+     "   or: modeldistctl [global flags] rollout pause|resume|complete|abort --tier T "
+     "[--channel C]\n"
+     "   or: modeldistctl [global flags] rollout list [--tier T [--channel C]]",
+     "move a tier to a new version for a growing share of devices (P in %, e.g. 0.5 or 10)",
+     "modeldistctl rollout start --tier llama8b \\\n"
+     "      --version models/llama-3.1-8b-instruct/versions/2026.12.0 --percent 0.5",
+     RolloutFlags, RunRollout},
+    {"pin",
+     "pin --tier T [--channel C] --version models/M/versions/V DEVICE_ID... | --devices-file FILE",
+     "hold devices of a tier on a version, whatever the binding or a rollout says",
+     "modeldistctl pin --tier llama8b --version models/llama-3.1-8b-instruct/versions/2026.11.0 "
+     "\\\n"
+     "      --devices-file qa-devices.txt",
+     PinFlags, RunPin},
+    {"unpin", "unpin --tier T [--channel C] DEVICE_ID... | --devices-file FILE",
+     "release pinned devices (unknown ids are ignored)",
+     "modeldistctl unpin --tier llama8b device-0001 device-0002", UnpinFlags, RunUnpin},
+    {"pins", "pins", "list pinned devices", "modeldistctl pins --json", PinsFlags, RunPins},
+    {"audit", "audit [--limit N]", "show the audit log of catalog changes, newest first",
+     "modeldistctl audit --limit 20", AuditFlags, RunAudit},
+    {"keys",
+     "keys generate --out FILE\n"
+     "   or: modeldistctl [global flags] keys add [--threshold K]\n"
+     "   or: modeldistctl [global flags] keys revoke KEY_ID [--threshold K]\n"
+     "   or: modeldistctl [global flags] keys rotate [--count N] [--threshold K]\n"
+     "   or: modeldistctl [global flags] keys root [--version N] [--out FILE]",
+     "manage the server's manifest-signing keys and trust root; generate a key locally",
+     "modeldistctl keys root --out trust-root.bin", KeysFlags, RunKeys},
 };
 
 const Command* FindCommand(absl::string_view name) {
@@ -544,7 +1135,8 @@ void AddGlobalFlags(Flags* f, const GetEnv& getenv) {
   f->Add("token-file", "FILE", "",
          "admin token file, first line ($MODELDIST_ADMIN_TOKEN when absent)");
   f->Add("tls-ca", "FILE", "", "use TLS, trusting this CA bundle (PEM); plaintext without it");
-  f->AddBool("json", "print results as JSON (list, show, publish, set-tier, yank, keys)");
+  f->Add("actor", "NAME", "", "who you are in the server's audit log (default: $USER@hostname)");
+  f->AddBool("json", "print results as JSON");
   f->AddBool("help", "show this help");
 }
 
@@ -553,8 +1145,8 @@ std::string MainHelp(const GetEnv& getenv) {
   AddGlobalFlags(&global, getenv);
   std::string out =
       "modeldistctl: the admin CLI of a modeldist server (RegistryService).\n\n"
-      "usage: modeldistctl [--server HOST:PORT] [--token-file FILE] [--tls-ca FILE] [--json] "
-      "COMMAND [args]\n\ncommands:\n";
+      "usage: modeldistctl [--server HOST:PORT] [--token-file FILE] [--tls-ca FILE] "
+      "[--actor NAME] [--json] COMMAND [args]\n\ncommands:\n";
   for (const Command& c : kCommands)
     absl::StrAppend(&out, absl::StrFormat("  %-9s %s\n", c.name, c.summary));
   absl::StrAppend(&out, "\nglobal flags (before the command):\n", global.Help(), "\nexamples:\n");
@@ -587,6 +1179,43 @@ int Fail(const Console& console, const absl::Status& status, absl::string_view h
 
 }  // namespace
 
+absl::StatusOr<int32_t> ParsePercent(absl::string_view flag, absl::string_view text) {
+  auto bad = [&](absl::string_view why) {
+    return UsageError(absl::StrCat("--", flag, ": \"", text, "\" ", why));
+  };
+  absl::string_view t = absl::StripAsciiWhitespace(text);
+  if (absl::EndsWith(t, "%")) t.remove_suffix(1);
+  const size_t dot = t.find('.');
+  absl::string_view whole = t.substr(0, dot);
+  absl::string_view fraction = dot == absl::string_view::npos ? "" : t.substr(dot + 1);
+  auto all_digits = [](absl::string_view s) {
+    return s.find_first_not_of("0123456789") == absl::string_view::npos;
+  };
+  if ((whole.empty() && fraction.empty()) || !all_digits(whole) || !all_digits(fraction)) {
+    return bad("is not a percent: expected a number from 0 to 100, e.g. 0.5, 10 or 50");
+  }
+  while (whole.size() > 1 && whole.front() == '0') whole.remove_prefix(1);
+  const bool fraction_is_zero = fraction.find_first_not_of('0') == absl::string_view::npos;
+  int whole_value = 0;
+  if (whole.size() > 3 || (!whole.empty() && !absl::SimpleAtoi(whole, &whole_value)) ||
+      whole_value > 100 || (whole_value == 100 && !fraction_is_zero)) {
+    return bad("is out of range: a share of devices is 0 to 100 (percent)");
+  }
+  // Two decimals are basis points; the third rounds them, half up.
+  auto digit = [&fraction](size_t i) { return i < fraction.size() ? fraction[i] - '0' : 0; };
+  int32_t basis_points = whole_value * 100 + digit(0) * 10 + digit(1);
+  if (digit(2) >= 5) ++basis_points;
+  return basis_points;
+}
+
+std::string FormatBasisPoints(int32_t basis_points) {
+  const int32_t whole = basis_points / 100;
+  const int32_t hundredths = basis_points % 100;
+  if (hundredths == 0) return absl::StrCat(whole, "%");
+  if (hundredths % 10 == 0) return absl::StrCat(whole, ".", hundredths / 10, "%");
+  return absl::StrFormat("%d.%02d%%", whole, hundredths);
+}
+
 Console ProcessConsole() {
   Console console;
   console.out = &std::cout;
@@ -611,6 +1240,9 @@ absl::StatusOr<CommandLine> ParseCommandLine(const std::vector<std::string>& arg
   line.global.server = global.Get("server");
   line.global.token_file = global.Get("token-file");
   line.global.tls_ca = global.Get("tls-ca");
+  if (global.IsSet("actor")) {
+    MD_ASSIGN_OR_RETURN(line.global.actor, ValidateActor(global.Get("actor")));
+  }
   line.global.json = global.GetBool("json");
   line.global.help = global.GetBool("help");
   line.command_args.assign(args.begin() + *command_at, args.end());

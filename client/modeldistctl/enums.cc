@@ -7,6 +7,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "client/modeldistctl/errors.h"
 
 namespace modeldist::ctl {
@@ -30,6 +31,10 @@ constexpr EnumName<v1::Format> kFormats[] = {{v1::FORMAT_COREML_ZIP, "coreml-zip
                                              {v1::FORMAT_SAFETENSORS, "safetensors"},
                                              {v1::FORMAT_ONNX, "onnx"},
                                              {v1::FORMAT_TFLITE, "tflite"}};
+constexpr EnumName<v1::Accelerator> kAccelerators[] = {{v1::ACCELERATOR_ANE, "ane"},
+                                                       {v1::ACCELERATOR_METAL, "metal"},
+                                                       {v1::ACCELERATOR_CUDA, "cuda"},
+                                                       {v1::ACCELERATOR_VULKAN, "vulkan"}};
 
 // Lower case with '-' for '_', so "COREML_ZIP", "coreml_zip" and "coreml-zip" compare equal.
 std::string Normalize(absl::string_view text) {
@@ -76,9 +81,31 @@ absl::StatusOr<v1::Format> ParseFormat(absl::string_view flag, absl::string_view
   return ParseEnum(kFormats, "format-", "format", flag, text);
 }
 
+absl::StatusOr<v1::Accelerator> ParseAccelerator(absl::string_view flag, absl::string_view text) {
+  return ParseEnum(kAccelerators, "accelerator-", "accelerator", flag, text);
+}
+
+absl::StatusOr<std::vector<v1::Accelerator>> ParseAccelerators(absl::string_view flag,
+                                                               absl::string_view text) {
+  std::vector<v1::Accelerator> out;
+  for (absl::string_view item : absl::StrSplit(text, ',')) {
+    if (absl::StripAsciiWhitespace(item).empty()) {
+      return UsageError(absl::StrCat("--", flag, ": empty item in \"", text,
+                                     "\"; expected a comma-separated list like ane,metal"));
+    }
+    absl::StatusOr<v1::Accelerator> accelerator = ParseAccelerator(flag, item);
+    if (!accelerator.ok()) return accelerator.status();
+    if (std::find(out.begin(), out.end(), *accelerator) == out.end()) out.push_back(*accelerator);
+  }
+  return out;
+}
+
 std::string PlatformName(v1::Platform platform) { return NameOf(kPlatforms, platform); }
 std::string ArchName(v1::Arch arch) { return NameOf(kArchs, arch); }
 std::string FormatName(v1::Format format) { return NameOf(kFormats, format); }
+std::string AcceleratorName(v1::Accelerator accelerator) {
+  return NameOf(kAccelerators, accelerator);
+}
 
 std::string StateName(v1::Version::State state) {
   switch (state) {
@@ -88,6 +115,21 @@ std::string StateName(v1::Version::State state) {
       return "PUBLISHED";
     case v1::Version::YANKED:
       return "YANKED";
+    default:
+      return "UNSPECIFIED";
+  }
+}
+
+std::string RolloutStateName(v1::Rollout::State state) {
+  switch (state) {
+    case v1::Rollout::ACTIVE:
+      return "ACTIVE";
+    case v1::Rollout::PAUSED:
+      return "PAUSED";
+    case v1::Rollout::COMPLETED:
+      return "COMPLETED";
+    case v1::Rollout::ABORTED:
+      return "ABORTED";
     default:
       return "UNSPECIFIED";
   }

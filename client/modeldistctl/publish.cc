@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <map>
 #include <memory>
+#include <set>
 #include <tuple>
 #include <utility>
 #include <vector>
@@ -20,6 +21,7 @@
 #include "client/modeldistctl/errors.h"
 #include "client/modeldistctl/progress.h"
 #include "common/file_util.h"
+#include "common/flags.h"
 #include "common/names.h"
 #include "common/status.h"
 
@@ -50,6 +52,23 @@ std::string DescribeArtifact(const v1::Artifact& a) {
   return absl::StrCat(TargetNameOf(a), " ", DescribeContent(a));
 }
 
+// Whether two declarations of one artifact ask the same of a device. Compared as the server
+// means them, not byte for byte, so that a server that normalizes (absent constraints as
+// empty ones, unpacked 0 as the file size, accelerators in its own order) still matches.
+bool SameRequirements(const v1::Artifact& a, const v1::Artifact& b) {
+  auto effective_unpacked = [](const v1::Artifact& x) {
+    return x.unpacked_size_bytes() == 0 ? x.size_bytes() : x.unpacked_size_bytes();
+  };
+  auto accelerators = [](const v1::Artifact& x) {
+    const auto& list = x.constraints().required_accelerators();
+    return std::set<int>(list.begin(), list.end());
+  };
+  return effective_unpacked(a) == effective_unpacked(b) &&
+         a.constraints().min_os_version() == b.constraints().min_os_version() &&
+         a.constraints().min_ram_bytes() == b.constraints().min_ram_bytes() &&
+         accelerators(a) == accelerators(b);
+}
+
 // What an existing version declares that differs from `wanted`, one phrase per target;
 // empty when the two sets are equal.
 std::vector<std::string> ArtifactDifferences(const v1::Version& existing,
@@ -67,6 +86,10 @@ std::vector<std::string> ArtifactDifferences(const v1::Version& existing,
     if (d.digest() != w.digest() || d.size_bytes() != w.size_bytes()) {
       differences.push_back(absl::StrCat(TargetNameOf(w), " is ", DescribeContent(d), " there but ",
                                          DescribeContent(w), " here"));
+    } else if (!SameRequirements(d, w)) {
+      // The same bytes with other constraints would be served to other devices than asked.
+      differences.push_back(absl::StrCat(TargetNameOf(w), " has ", DescribeRequirements(d),
+                                         " there but ", DescribeRequirements(w), " here"));
     }
     declared.erase(it);
   }
@@ -127,7 +150,79 @@ absl::Status CheckDistinctTargets(const std::vector<PublishArtifact>& artifacts)
   return absl::OkStatus();
 }
 
+// Dotted numbers as the server compares them (e.g. 14 or 14.4.1): no empty part, at most 32
+// bytes.
+bool IsDottedVersion(absl::string_view text) {
+  if (text.empty() || text.size() > 32) return false;
+  for (absl::string_view part : absl::StrSplit(text, '.')) {
+    if (part.empty() || part.find_first_not_of("0123456789") != absl::string_view::npos) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// A size flag: at least 1 byte, with ParseSize's suffixes.
+absl::StatusOr<int64_t> ParsePositiveSize(absl::string_view flag, const std::string& text) {
+  absl::StatusOr<int64_t> size = ParseSize(text);
+  if (!size.ok() || *size < 1) {
+    return UsageError(absl::StrCat("--", flag, ": \"", text,
+                                   "\" is not a size of at least 1 byte (e.g. 8589934592, 8GiB, "
+                                   "512M; suffixes K, M, G, KiB, MiB, GiB are binary)"));
+  }
+  return size;
+}
+
 }  // namespace
+
+absl::Status ParsePublishConstraints(const std::string& min_os, const std::string& min_ram,
+                                     const std::string& required_accelerators,
+                                     const std::string& unpacked_size, PublishSpec* spec) {
+  spec->constraints.Clear();
+  spec->unpacked_size_bytes = 0;
+  if (!min_os.empty()) {
+    if (!IsDottedVersion(min_os)) {
+      return UsageError(
+          absl::StrCat("--min-os: \"", min_os, "\" is not a dotted version like 14.0 or 14.4.1"));
+    }
+    spec->constraints.set_min_os_version(min_os);
+  }
+  if (!min_ram.empty()) {
+    MD_ASSIGN_OR_RETURN(int64_t bytes, ParsePositiveSize("min-ram", min_ram));
+    spec->constraints.set_min_ram_bytes(bytes);
+  }
+  if (!required_accelerators.empty()) {
+    MD_ASSIGN_OR_RETURN(std::vector<v1::Accelerator> accelerators,
+                        ParseAccelerators("requires", required_accelerators));
+    for (v1::Accelerator a : accelerators) spec->constraints.add_required_accelerators(a);
+  }
+  if (!unpacked_size.empty()) {
+    MD_ASSIGN_OR_RETURN(spec->unpacked_size_bytes,
+                        ParsePositiveSize("unpacked-size", unpacked_size));
+  }
+  return absl::OkStatus();
+}
+
+std::string DescribeRequirements(const v1::Artifact& artifact) {
+  const v1::ArtifactConstraints& c = artifact.constraints();
+  std::vector<std::string> parts;
+  if (!c.min_os_version().empty()) parts.push_back(absl::StrCat("min OS ", c.min_os_version()));
+  if (c.min_ram_bytes() > 0) {
+    parts.push_back(absl::StrCat("min RAM ", c.min_ram_bytes(), " bytes"));
+  }
+  if (c.required_accelerators_size() > 0) {
+    std::vector<std::string> names;
+    for (int a : c.required_accelerators()) {
+      names.push_back(AcceleratorName(static_cast<v1::Accelerator>(a)));
+    }
+    parts.push_back(absl::StrCat("needs ", absl::StrJoin(names, "+")));
+  }
+  if (artifact.unpacked_size_bytes() > 0) {
+    parts.push_back(absl::StrCat("unpacked ", artifact.unpacked_size_bytes(), " bytes"));
+  }
+  if (parts.empty()) return "no constraints";
+  return absl::StrJoin(parts, ", ");
+}
 
 int64_t PublishResult::BytesSent() const {
   int64_t sent = 0;
@@ -231,6 +326,17 @@ absl::Status ValidatePublishSpec(const PublishSpec& spec) {
     if (a.file.empty()) return UsageError("publish needs the FILE to upload");
   }
   MD_RETURN_IF_ERROR(CheckDistinctTargets(spec.artifacts));
+  if (!spec.constraints.min_os_version().empty() &&
+      !IsDottedVersion(spec.constraints.min_os_version())) {
+    return UsageError("--min-os must be a dotted version like 14.0");
+  }
+  if (spec.constraints.min_ram_bytes() < 0) return UsageError("--min-ram must not be negative");
+  for (int a : spec.constraints.required_accelerators()) {
+    if (a == v1::ACCELERATOR_UNSPECIFIED || !v1::Accelerator_IsValid(a)) {
+      return UsageError(absl::StrCat("--requires has an unknown accelerator ", a));
+    }
+  }
+  if (spec.unpacked_size_bytes < 0) return UsageError("--unpacked-size must not be negative");
   if (spec.description.size() > 1024) {
     return UsageError("--description is longer than 1024 bytes");
   }
@@ -324,6 +430,10 @@ absl::Status Publish(RegistryClient& client, const PublishSpec& spec, const Publ
     artifact.set_format(done.spec.format);
     artifact.set_digest(done.digest);
     artifact.set_size_bytes(done.file.size);
+    // Left unset when not asked for, so that a publish without constraints sends what it
+    // always sent.
+    if (spec.constraints.ByteSizeLong() > 0) *artifact.mutable_constraints() = spec.constraints;
+    artifact.set_unpacked_size_bytes(spec.unpacked_size_bytes);
   }
   v1::CreateVersionRequest create_version;
   create_version.set_parent(model_name);
@@ -332,6 +442,18 @@ absl::Status Publish(RegistryClient& client, const PublishSpec& spec, const Publ
   absl::StatusOr<v1::Version> version = client.CreateVersion(create_version);
   if (version.ok()) {
     result->version_created = true;
+    // A server from before artifact constraints drops them without an error; the version is
+    // created either way, but the user should know its devices will not be filtered.
+    const bool declared_requirements =
+        spec.constraints.ByteSizeLong() > 0 || spec.unpacked_size_bytes > 0;
+    if (declared_requirements && version->artifacts_size() > 0) {
+      if (std::vector<std::string> dropped = ArtifactDifferences(*version, artifacts);
+          !dropped.empty()) {
+        note(absl::StrCat("warning: the server did not keep what this run declared (",
+                          absl::StrJoin(dropped, "; "),
+                          "); it may not support artifact constraints"));
+      }
+    }
   } else if (version.status().code() == absl::StatusCode::kAlreadyExists) {
     v1::GetVersionRequest get;
     get.set_name(version_name);

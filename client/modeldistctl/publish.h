@@ -8,7 +8,8 @@
 //   1. hash each file (SHA-256, one pass each);
 //   2. CreateModel (ALREADY_EXISTS is fine);
 //   3. CreateVersion declaring all the artifacts. If the version exists: a DRAFT declaring
-//      exactly the same artifacts is resumed; a PUBLISHED one with the same artifacts skips
+//      exactly the same artifacts (content, constraints and unpacked size, as the server
+//      returns them) is resumed; a PUBLISHED one with the same artifacts skips
 //      to step 6; anything else is an ALREADY_EXISTS error that says what differs;
 //   4. upload each file's bytes in turn, resuming from what the server has committed
 //      (upload.h); files the server already holds are skipped;
@@ -48,6 +49,12 @@ struct PublishSpec {
   std::string description;  // For the model, when publish creates it.
   // At least one, at most one per (platform, arch, format); uploaded in this order.
   std::vector<PublishArtifact> artifacts;
+  // What a device needs, declared alike on EVERY artifact of the spec: the command line has
+  // one set of constraint flags per command, which keeps the common case (one file, or files
+  // that differ only by arch) short. Empty means none.
+  v1::ArtifactConstraints constraints;
+  // Bytes on disk after activation, for every artifact; 0 means each artifact's own size.
+  int64_t unpacked_size_bytes = 0;
 };
 
 struct PublishOptions {
@@ -97,6 +104,18 @@ absl::StatusOr<PublishArtifact> ParseArtifactArg(absl::string_view arg);
 absl::StatusOr<std::vector<PublishArtifact>> ParsePublishArtifacts(
     const std::string& platform, const std::string& arch, const std::string& format,
     const std::vector<std::string>& args);
+
+// Fills spec->constraints and spec->unpacked_size_bytes from the publish flags (each empty
+// when not given): `min_os` dotted numbers like 14.0; `min_ram` and `unpacked_size` sizes of at
+// least 1 byte with the suffixes of ParseSize (8GiB, 512M, ...); `required_accelerators` a comma
+// list of accelerators (ane,metal,cuda,vulkan). Usage errors name the flag.
+absl::Status ParsePublishConstraints(const std::string& min_os, const std::string& min_ram,
+                                     const std::string& required_accelerators,
+                                     const std::string& unpacked_size, PublishSpec* spec);
+
+// "min OS 14.0, min RAM 8.59 GB, needs ane+metal, unpacked 12 B", or "no constraints": the
+// device-facing requirements of an artifact, for messages and `show`.
+std::string DescribeRequirements(const v1::Artifact& artifact);
 
 // Validates `spec` without touching the network or the file: usage errors naming the flag.
 absl::Status ValidatePublishSpec(const PublishSpec& spec);

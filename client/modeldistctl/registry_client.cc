@@ -4,8 +4,12 @@
 #include <grpcpp/create_channel.h>
 #include <grpcpp/security/credentials.h>
 #include <grpcpp/support/channel_arguments.h>
+#include <pwd.h>
+#include <unistd.h>
 
+#include <climits>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/cord.h"
@@ -97,15 +101,80 @@ absl::StatusOr<std::string> LoadAdminToken(
   return token;
 }
 
+std::string SanitizeActor(absl::string_view actor) {
+  std::string out(absl::StripAsciiWhitespace(actor));
+  // gRPC refuses (fails the call on) a header value with control or non-ASCII bytes, and the
+  // server ignores an actor longer than it records; both would lose the name altogether.
+  for (char& c : out) {
+    if (c < 0x20 || c > 0x7e) c = '?';
+  }
+  if (out.size() > kMaxActorBytes) out.resize(kMaxActorBytes);
+  return out;
+}
+
+std::string DefaultActor(
+    const std::function<std::optional<std::string>(const std::string&)>& getenv) {
+  std::string user;
+  if (std::optional<std::string> env = getenv ? getenv("USER") : std::nullopt;
+      env.has_value() && !env->empty()) {
+    user = *env;
+  } else {
+    // getpwuid_r, not getpwuid: the library may be used from threads (tests run servers).
+    std::vector<char> buffer(16384);
+    struct passwd entry;
+    struct passwd* found = nullptr;
+    if (::getpwuid_r(::getuid(), &entry, buffer.data(), buffer.size(), &found) == 0 &&
+        found != nullptr && found->pw_name != nullptr && found->pw_name[0] != '\0') {
+      user = found->pw_name;
+    } else {
+      user = absl::StrCat("uid", ::getuid());
+    }
+  }
+  char host[HOST_NAME_MAX + 1] = {};
+  std::string hostname = "unknown-host";
+  if (::gethostname(host, sizeof(host) - 1) == 0 && host[0] != '\0') hostname = host;
+  return SanitizeActor(absl::StrCat(user, "@", hostname));
+}
+
+absl::StatusOr<std::string> ValidateActor(absl::string_view actor) {
+  if (actor.empty()) return UsageError("--actor must not be empty");
+  if (actor.size() > kMaxActorBytes) {
+    return UsageError(
+        absl::StrCat("--actor is ", actor.size(), " bytes; at most ", kMaxActorBytes));
+  }
+  for (char c : actor) {
+    if (c < 0x20 || c > 0x7e) {
+      return UsageError("--actor must be printable ASCII (it is sent as a header)");
+    }
+  }
+  return std::string(actor);
+}
+
+absl::StatusOr<v1::SignedTrustRoot> FetchTrustRoot(
+    const std::shared_ptr<grpc::ChannelInterface>& channel, int64_t version,
+    absl::Duration timeout) {
+  std::unique_ptr<v1::ManifestService::Stub> stub = v1::ManifestService::NewStub(channel);
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+  v1::GetTrustRootRequest request;
+  request.set_version(version);
+  v1::SignedTrustRoot response;
+  grpc::Status status = stub->GetTrustRoot(&context, request, &response);
+  if (!status.ok()) return FromGrpcStatus(status);
+  return response;
+}
+
 RegistryClient::RegistryClient(std::shared_ptr<grpc::ChannelInterface> channel, std::string token,
-                               absl::Duration rpc_timeout)
+                               std::string actor, absl::Duration rpc_timeout)
     : stub_(v1::RegistryService::NewStub(channel)),
       token_(std::move(token)),
+      actor_(std::move(actor)),
       rpc_timeout_(rpc_timeout) {}
 
 std::unique_ptr<grpc::ClientContext> RegistryClient::NewStreamContext() const {
   auto context = std::make_unique<grpc::ClientContext>();
   context->AddMetadata("authorization", absl::StrCat("Bearer ", token_));
+  if (!actor_.empty()) context->AddMetadata("x-modeldist-actor", actor_);
   return context;
 }
 
@@ -175,6 +244,93 @@ absl::StatusOr<v1::ListTiersResponse> RegistryClient::ListTiers(
     const v1::ListTiersRequest& request) {
   return Unary<v1::ListTiersResponse>([&](grpc::ClientContext* c, v1::ListTiersResponse* r) {
     return stub_->ListTiers(c, request, r);
+  });
+}
+
+absl::StatusOr<v1::Rollout> RegistryClient::StartRollout(const v1::StartRolloutRequest& request) {
+  return Unary<v1::Rollout>(
+      [&](grpc::ClientContext* c, v1::Rollout* r) { return stub_->StartRollout(c, request, r); });
+}
+
+absl::StatusOr<v1::Rollout> RegistryClient::AdvanceRollout(
+    const v1::AdvanceRolloutRequest& request) {
+  return Unary<v1::Rollout>(
+      [&](grpc::ClientContext* c, v1::Rollout* r) { return stub_->AdvanceRollout(c, request, r); });
+}
+
+absl::StatusOr<v1::Rollout> RegistryClient::PauseRollout(const v1::RolloutRequest& request) {
+  return Unary<v1::Rollout>(
+      [&](grpc::ClientContext* c, v1::Rollout* r) { return stub_->PauseRollout(c, request, r); });
+}
+
+absl::StatusOr<v1::Rollout> RegistryClient::ResumeRollout(const v1::RolloutRequest& request) {
+  return Unary<v1::Rollout>(
+      [&](grpc::ClientContext* c, v1::Rollout* r) { return stub_->ResumeRollout(c, request, r); });
+}
+
+absl::StatusOr<v1::Rollout> RegistryClient::CompleteRollout(const v1::RolloutRequest& request) {
+  return Unary<v1::Rollout>([&](grpc::ClientContext* c, v1::Rollout* r) {
+    return stub_->CompleteRollout(c, request, r);
+  });
+}
+
+absl::StatusOr<v1::Rollout> RegistryClient::AbortRollout(const v1::RolloutRequest& request) {
+  return Unary<v1::Rollout>(
+      [&](grpc::ClientContext* c, v1::Rollout* r) { return stub_->AbortRollout(c, request, r); });
+}
+
+absl::StatusOr<v1::ListRolloutsResponse> RegistryClient::ListRollouts(
+    const v1::ListRolloutsRequest& request) {
+  return Unary<v1::ListRolloutsResponse>([&](grpc::ClientContext* c, v1::ListRolloutsResponse* r) {
+    return stub_->ListRollouts(c, request, r);
+  });
+}
+
+absl::StatusOr<v1::PinDevicesResponse> RegistryClient::PinDevices(
+    const v1::PinDevicesRequest& request) {
+  return Unary<v1::PinDevicesResponse>([&](grpc::ClientContext* c, v1::PinDevicesResponse* r) {
+    return stub_->PinDevices(c, request, r);
+  });
+}
+
+absl::StatusOr<v1::PinDevicesResponse> RegistryClient::UnpinDevices(
+    const v1::UnpinDevicesRequest& request) {
+  return Unary<v1::PinDevicesResponse>([&](grpc::ClientContext* c, v1::PinDevicesResponse* r) {
+    return stub_->UnpinDevices(c, request, r);
+  });
+}
+
+absl::StatusOr<v1::ListPinsResponse> RegistryClient::ListPins(const v1::ListPinsRequest& request) {
+  return Unary<v1::ListPinsResponse>([&](grpc::ClientContext* c, v1::ListPinsResponse* r) {
+    return stub_->ListPins(c, request, r);
+  });
+}
+
+absl::StatusOr<v1::ListAuditLogResponse> RegistryClient::ListAuditLog(
+    const v1::ListAuditLogRequest& request) {
+  return Unary<v1::ListAuditLogResponse>([&](grpc::ClientContext* c, v1::ListAuditLogResponse* r) {
+    return stub_->ListAuditLog(c, request, r);
+  });
+}
+
+absl::StatusOr<v1::SignedTrustRoot> RegistryClient::AddSigningKey(
+    const v1::AddSigningKeyRequest& request) {
+  return Unary<v1::SignedTrustRoot>([&](grpc::ClientContext* c, v1::SignedTrustRoot* r) {
+    return stub_->AddSigningKey(c, request, r);
+  });
+}
+
+absl::StatusOr<v1::SignedTrustRoot> RegistryClient::RevokeSigningKey(
+    const v1::RevokeSigningKeyRequest& request) {
+  return Unary<v1::SignedTrustRoot>([&](grpc::ClientContext* c, v1::SignedTrustRoot* r) {
+    return stub_->RevokeSigningKey(c, request, r);
+  });
+}
+
+absl::StatusOr<v1::SignedTrustRoot> RegistryClient::RotateSigningKeys(
+    const v1::RotateSigningKeysRequest& request) {
+  return Unary<v1::SignedTrustRoot>([&](grpc::ClientContext* c, v1::SignedTrustRoot* r) {
+    return stub_->RotateSigningKeys(c, request, r);
   });
 }
 

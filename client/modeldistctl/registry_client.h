@@ -1,7 +1,8 @@
 // File: registry_client.h
 //
 // The CLI's view of RegistryService: one method per unary rpc returning absl::StatusOr, each
-// call carrying `authorization: Bearer <token>` and a deadline. Server errors keep their code,
+// call carrying `authorization: Bearer <token>`, `x-modeldist-actor` (who, for the server's
+// audit log) and a deadline. Server errors keep their code,
 // message and ErrorInfo reason (common/status.h), so the CLI can print them as sent.
 //
 // The token is held only to build call metadata; nothing here logs or formats it.
@@ -19,7 +20,9 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "modeldist/v1/manifest.grpc.pb.h"
 #include "modeldist/v1/registry.grpc.pb.h"
 
 namespace modeldist::ctl {
@@ -41,12 +44,38 @@ absl::StatusOr<std::string> LoadAdminToken(
     const std::string& token_file,
     const std::function<std::optional<std::string>(const std::string&)>& getenv);
 
+// The server records at most this many bytes of `x-modeldist-actor`, and ignores longer ones.
+inline constexpr size_t kMaxActorBytes = 128;
+
+// `actor` made safe to send as `x-modeldist-actor`: outer whitespace trimmed, every byte
+// outside printable ASCII replaced by '?', cut to kMaxActorBytes. May return "".
+std::string SanitizeActor(absl::string_view actor);
+
+// Who runs this command, as `user@host` (sanitized): the user from $USER via `getenv`, else
+// the password entry of the real uid, else `uid<N>`; the host from gethostname(), else
+// `unknown-host`. Never fails: an audit entry with a rough name beats a refused command.
+std::string DefaultActor(
+    const std::function<std::optional<std::string>(const std::string&)>& getenv);
+
+// An actor given explicitly (--actor): the name itself, or a usage error when it is empty,
+// longer than kMaxActorBytes or not printable ASCII. Unlike DefaultActor nothing is rewritten,
+// since the user chose the name the audit log will show.
+absl::StatusOr<std::string> ValidateActor(absl::string_view actor);
+
+// ManifestService.GetTrustRoot: the signed trust root `version` (0 = the newest). The service
+// is open to the fleet, so no token or actor is sent.
+absl::StatusOr<v1::SignedTrustRoot> FetchTrustRoot(
+    const std::shared_ptr<grpc::ChannelInterface>& channel, int64_t version,
+    absl::Duration timeout = absl::Seconds(30));
+
 class RegistryClient {
  public:
   static constexpr absl::Duration kDefaultRpcTimeout = absl::Seconds(30);
 
+  // `actor` is sent as `x-modeldist-actor` on every call; empty sends none (the server then
+  // records `admin`).
   RegistryClient(std::shared_ptr<grpc::ChannelInterface> channel, std::string token,
-                 absl::Duration rpc_timeout = kDefaultRpcTimeout);
+                 std::string actor = "", absl::Duration rpc_timeout = kDefaultRpcTimeout);
 
   absl::StatusOr<v1::Model> CreateModel(const v1::CreateModelRequest& request);
   absl::StatusOr<v1::ListModelsResponse> ListModels(const v1::ListModelsRequest& request);
@@ -58,9 +87,24 @@ class RegistryClient {
   absl::StatusOr<v1::Version> YankVersion(const v1::YankVersionRequest& request);
   absl::StatusOr<v1::TierBinding> SetTier(const v1::SetTierRequest& request);
   absl::StatusOr<v1::ListTiersResponse> ListTiers(const v1::ListTiersRequest& request);
+  absl::StatusOr<v1::Rollout> StartRollout(const v1::StartRolloutRequest& request);
+  absl::StatusOr<v1::Rollout> AdvanceRollout(const v1::AdvanceRolloutRequest& request);
+  absl::StatusOr<v1::Rollout> PauseRollout(const v1::RolloutRequest& request);
+  absl::StatusOr<v1::Rollout> ResumeRollout(const v1::RolloutRequest& request);
+  absl::StatusOr<v1::Rollout> CompleteRollout(const v1::RolloutRequest& request);
+  absl::StatusOr<v1::Rollout> AbortRollout(const v1::RolloutRequest& request);
+  absl::StatusOr<v1::ListRolloutsResponse> ListRollouts(const v1::ListRolloutsRequest& request);
+  absl::StatusOr<v1::PinDevicesResponse> PinDevices(const v1::PinDevicesRequest& request);
+  absl::StatusOr<v1::PinDevicesResponse> UnpinDevices(const v1::UnpinDevicesRequest& request);
+  absl::StatusOr<v1::ListPinsResponse> ListPins(const v1::ListPinsRequest& request);
+  absl::StatusOr<v1::ListAuditLogResponse> ListAuditLog(const v1::ListAuditLogRequest& request);
+  absl::StatusOr<v1::SignedTrustRoot> AddSigningKey(const v1::AddSigningKeyRequest& request);
+  absl::StatusOr<v1::SignedTrustRoot> RevokeSigningKey(const v1::RevokeSigningKeyRequest& request);
+  absl::StatusOr<v1::SignedTrustRoot> RotateSigningKeys(
+      const v1::RotateSigningKeysRequest& request);
 
-  // For streaming calls: a context with the token and no deadline, since a multi-GB upload
-  // has no sensible bound; a dead connection is detected by keepalive instead.
+  // For streaming calls: a context with the token and actor and no deadline, since a multi-GB
+  // upload has no sensible bound; a dead connection is detected by keepalive instead.
   std::unique_ptr<grpc::ClientContext> NewStreamContext() const;
   v1::RegistryService::Stub& stub() { return *stub_; }
 
@@ -70,6 +114,7 @@ class RegistryClient {
 
   std::unique_ptr<v1::RegistryService::Stub> stub_;
   std::string token_;
+  std::string actor_;
   absl::Duration rpc_timeout_;
 };
 

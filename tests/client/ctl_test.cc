@@ -3,6 +3,7 @@
 // small hand-written fake RegistryService (upload and publish rpcs only) served in-process.
 #include <grpcpp/grpcpp.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <fstream>
 #include <map>
@@ -15,6 +16,8 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "client/modeldistctl/commands.h"
 #include "client/modeldistctl/enums.h"
 #include "client/modeldistctl/errors.h"
@@ -24,10 +27,13 @@
 #include "client/modeldistctl/upload.h"
 #include "common/digest.h"
 #include "common/ed25519.h"
+#include "common/file_util.h"
 #include "common/flags.h"
 #include "common/status.h"
+#include "common/trust.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "modeldist/v1/manifest.grpc.pb.h"
 #include "modeldist/v1/registry.grpc.pb.h"
 #include "tests/testing/test_util.h"
 
@@ -246,11 +252,14 @@ CtlRun RunInProcess(std::vector<std::string> args, std::map<std::string, std::st
 TEST(RunCtlTest, HelpListsEveryCommandWithAnExample) {
   CtlRun run = RunInProcess({"--help"});
   EXPECT_EQ(run.code, kExitOk);
-  for (const char* c : {"publish", "list", "show", "set-tier", "yank", "keys"}) {
+  constexpr const char* kCommands[] = {"publish", "list",  "show", "set-tier", "yank", "rollout",
+                                       "pin",     "unpin", "pins", "audit",    "keys"};
+  for (const char* c : kCommands) {
     EXPECT_THAT(run.out, HasSubstr(absl::StrCat("\n  ", c, " ")));
     EXPECT_THAT(run.out, HasSubstr(absl::StrCat("modeldistctl ", c, " ")));
   }
-  for (const char* c : {"publish", "list", "show", "set-tier", "yank", "keys"}) {
+  EXPECT_THAT(run.out, HasSubstr("--actor NAME"));
+  for (const char* c : kCommands) {
     CtlRun sub = RunInProcess({c, "--help"});
     EXPECT_EQ(sub.code, kExitOk) << c;
     EXPECT_THAT(sub.out, HasSubstr("usage: modeldistctl")) << c;
@@ -369,6 +378,185 @@ TEST(RunCtlTest, KeysGenerateWritesAPrivateKeyAndPrintsOnlyThePublicOne) {
   EXPECT_THAT(again.err, HasSubstr("refusing to overwrite"));
   // The first key is untouched.
   EXPECT_EQ(Ed25519PrivateKey::LoadPemFile(path)->public_key().raw(), key->public_key().raw());
+}
+
+// --- Percent, actor, constraints -------------------------------------------------------------
+
+TEST(ParsePercentTest, DecimalsBecomeBasisPoints) {
+  EXPECT_EQ(*ParsePercent("percent", "0.5"), 50);
+  EXPECT_EQ(*ParsePercent("percent", "1"), 100);
+  EXPECT_EQ(*ParsePercent("percent", "10"), 1000);
+  EXPECT_EQ(*ParsePercent("percent", "50"), 5000);
+  EXPECT_EQ(*ParsePercent("percent", "100"), 10000);
+  EXPECT_EQ(*ParsePercent("percent", "100.000"), 10000);
+  EXPECT_EQ(*ParsePercent("percent", "0"), 0);
+  EXPECT_EQ(*ParsePercent("percent", "0.01"), 1);
+  EXPECT_EQ(*ParsePercent("percent", "12.34"), 1234);
+  EXPECT_EQ(*ParsePercent("percent", ".5"), 50);
+  EXPECT_EQ(*ParsePercent("percent", "007"), 700);
+  EXPECT_EQ(*ParsePercent("percent", "25%"), 2500);
+  // Rounded half up at the third decimal, exactly (0.285 * 100 is 28.499... as a double).
+  EXPECT_EQ(*ParsePercent("percent", "0.285"), 29);
+  EXPECT_EQ(*ParsePercent("percent", "0.125"), 13);
+  EXPECT_EQ(*ParsePercent("percent", "0.004"), 0);
+  EXPECT_EQ(*ParsePercent("percent", "99.999"), 10000);
+}
+
+TEST(ParsePercentTest, RejectsOutOfRangeAndNonNumbersAsUsageErrors) {
+  for (const char* text : {"101", "100.01", "1000", "99999999999999999999"}) {
+    absl::StatusOr<int32_t> bp = ParsePercent("percent", text);
+    EXPECT_THAT(bp, StatusIs(absl::StatusCode::kInvalidArgument,
+                             AllOf(HasSubstr("--percent"), HasSubstr("out of range"))))
+        << text;
+    EXPECT_EQ(ExitCodeFor(bp.status()), kExitUsage);
+  }
+  for (const char* text : {"", ".", "-1", "+5", "abc", "1e2", "0x10", "5 %", "1.2.3", "nan"}) {
+    EXPECT_THAT(ParsePercent("percent", text),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("is not a percent")))
+        << text;
+  }
+}
+
+TEST(ParsePercentTest, FormatsBasisPointsAsTheyWouldBeTyped) {
+  EXPECT_EQ(FormatBasisPoints(50), "0.5%");
+  EXPECT_EQ(FormatBasisPoints(1000), "10%");
+  EXPECT_EQ(FormatBasisPoints(1234), "12.34%");
+  EXPECT_EQ(FormatBasisPoints(5), "0.05%");
+  EXPECT_EQ(FormatBasisPoints(0), "0%");
+  EXPECT_EQ(FormatBasisPoints(10000), "100%");
+  for (int32_t bp : {1, 50, 99, 1234, 10000}) {
+    EXPECT_EQ(*ParsePercent("percent", FormatBasisPoints(bp)), bp);
+  }
+}
+
+TEST(ActorTest, SanitizesToPrintableAsciiOfAtMost128Bytes) {
+  EXPECT_EQ(SanitizeActor("  alice@build-01 \n"), "alice@build-01");
+  EXPECT_EQ(SanitizeActor("bob\x01@h\xc3\xa9st"), "bob?@h??st");
+  EXPECT_EQ(SanitizeActor(std::string(300, 'x')).size(), kMaxActorBytes);
+}
+
+TEST(ActorTest, DefaultIsUserAtHost) {
+  std::string actor = DefaultActor(Env({{"USER", "carol"}}));
+  EXPECT_TRUE(absl::StartsWith(actor, "carol@")) << actor;
+  EXPECT_GT(actor.size(), std::string("carol@").size());
+  // Without $USER the password database names the user; either way there is a user@host.
+  std::string fallback = DefaultActor(Env({}));
+  EXPECT_THAT(fallback, HasSubstr("@"));
+  EXPECT_NE(fallback.front(), '@');
+  EXPECT_LE(DefaultActor(Env({{"USER", std::string(200, 'u')}})).size(), kMaxActorBytes);
+}
+
+TEST(ActorTest, ExplicitActorIsCheckedNotRewritten) {
+  EXPECT_EQ(*ValidateActor("release-bot"), "release-bot");
+  EXPECT_EQ(ExitCodeFor(ValidateActor("").status()), kExitUsage);
+  EXPECT_THAT(ValidateActor(std::string(129, 'a')),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("at most 128")));
+  EXPECT_THAT(ValidateActor("tab\there"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("printable ASCII")));
+  auto line = ParseCommandLine({"modeldistctl", "--actor", "ci@runner-7", "pins"}, Env({}));
+  ASSERT_THAT(line, IsOk());
+  EXPECT_EQ(line->global.actor, "ci@runner-7");
+  EXPECT_EQ(ExitCodeFor(ParseCommandLine({"modeldistctl", "--actor=", "pins"}, Env({})).status()),
+            kExitUsage);
+}
+
+TEST(EnumsTest, AcceleratorListsAreDeduplicatedAndStrict) {
+  auto list = ParseAccelerators("requires", "ane,METAL, cuda,ACCELERATOR_VULKAN,ane");
+  ASSERT_THAT(list, IsOk());
+  EXPECT_EQ(*list, (std::vector<v1::Accelerator>{v1::ACCELERATOR_ANE, v1::ACCELERATOR_METAL,
+                                                 v1::ACCELERATOR_CUDA, v1::ACCELERATOR_VULKAN}));
+  EXPECT_THAT(ParseAccelerators("requires", "ane,tpu"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(HasSubstr("--requires"), HasSubstr("\"tpu\""), HasSubstr("metal"))));
+  EXPECT_THAT(ParseAccelerators("requires", "ane,"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("empty item")));
+  EXPECT_EQ(AcceleratorName(v1::ACCELERATOR_METAL), "metal");
+  EXPECT_EQ(RolloutStateName(v1::Rollout::PAUSED), "PAUSED");
+}
+
+TEST(PublishArgsTest, ConstraintFlagsFillTheSpec) {
+  PublishSpec spec;
+  ASSERT_THAT(ParsePublishConstraints("14.4.1", "8GiB", "ane,metal", "3G", &spec), IsOk());
+  EXPECT_EQ(spec.constraints.min_os_version(), "14.4.1");
+  EXPECT_EQ(spec.constraints.min_ram_bytes(), int64_t{8} << 30);
+  ASSERT_EQ(spec.constraints.required_accelerators_size(), 2);
+  EXPECT_EQ(spec.constraints.required_accelerators(1), v1::ACCELERATOR_METAL);
+  EXPECT_EQ(spec.unpacked_size_bytes, int64_t{3} << 30);
+
+  ASSERT_THAT(ParsePublishConstraints("", "", "", "", &spec), IsOk());
+  EXPECT_EQ(spec.constraints.ByteSizeLong(), 0u);
+  EXPECT_EQ(spec.unpacked_size_bytes, 0);
+
+  for (const char* os : {"14.", ".14", "14..1", "fourteen", "14.0-beta"}) {
+    EXPECT_THAT(ParsePublishConstraints(os, "", "", "", &spec),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--min-os")))
+        << os;
+  }
+  for (const char* size : {"8GB", "0", "-1", "lots"}) {
+    absl::Status status = ParsePublishConstraints("", size, "", "", &spec);
+    EXPECT_THAT(status, StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--min-ram")))
+        << size;
+    EXPECT_EQ(ExitCodeFor(status), kExitUsage);
+  }
+  EXPECT_THAT(ParsePublishConstraints("", "", "", "0", &spec),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--unpacked-size")));
+  EXPECT_THAT(ParsePublishConstraints("", "", "gpu", "", &spec),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--requires")));
+}
+
+TEST(RunCtlTest, FleetCommandUsageErrorsExitOneBeforeAnyCall) {
+  // No token is set: each of these must fail on its arguments first, and say why.
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"rollout", "start", "--version", "models/m/versions/1", "--percent", "5"},
+       "--tier is required"},
+      {{"rollout", "start", "--tier", "t", "--version", "models/m/versions/1", "--percent", "150"},
+       "out of range"},
+      {{"rollout", "start", "--tier", "t", "--percent", "5"}, "--version is required"},
+      {{"rollout", "start", "--tier", "t", "--version", "models/m/versions/1"},
+       "--percent is required"},
+      {{"rollout", "advance", "--tier", "t", "--percent", "half"}, "is not a percent"},
+      {{"rollout", "pause", "--tier", "t", "--percent", "5"},
+       "rollout pause does not take --percent"},
+      {{"rollout", "abort"}, "--tier is required"},
+      {{"rollout", "list", "--channel", "beta"}, "--channel needs --tier"},
+      {{"rollout", "rewind", "--tier", "t"}, "unknown rollout subcommand \"rewind\""},
+      {{"rollout"}, "rollout needs a subcommand"},
+      {{"pin", "--tier", "t", "--version", "models/m/versions/1"}, "pin needs device ids"},
+      {{"pin", "--tier", "t", "d1"}, "--version is required"},
+      {{"pin", "--version", "models/m/versions/1", "d1"}, "--tier is required"},
+      {{"pin", "--tier", "t", "--version", "models/m/versions/1", std::string(129, 'd')},
+       "at most 128"},
+      {{"unpin", "--tier", "t"}, "unpin needs device ids"},
+      {{"pins", "extra"}, "unexpected argument"},
+      {{"audit", "--limit", "-1"}, "--limit"},
+      {{"audit", "--limit", "ten"}, "--limit"},
+      {{"keys", "revoke"}, "exactly one KEY_ID"},
+      {{"keys", "rotate", "--count", "17"}, "--count"},
+      {{"keys", "add", "--threshold", "0"}, "--threshold"},
+      {{"keys", "add", "--count", "2"}, "keys add does not take --count"},
+      {{"keys", "generate", "--out", "x", "--threshold", "2"}, "does not take --threshold"},
+      {{"keys", "root", "--version", "-3"}, "--version"},
+      {{"keys", "root", "--threshold", "1"}, "does not take --threshold"},
+      {{"keys", "lose"}, "unknown keys subcommand"},
+      {{"publish", "--model", "m", "--version", "1", "--tier", "t", "--min-ram", "8GB",
+        "macos/arm64/gguf=f"},
+       "--min-ram"},
+      {{"publish", "--model", "m", "--version", "1", "--tier", "t", "--requires", "tpu",
+        "macos/arm64/gguf=f"},
+       "unknown accelerator \"tpu\""},
+  };
+  for (const auto& [args, message] : cases) {
+    CtlRun run = RunInProcess(args);
+    EXPECT_EQ(run.code, kExitUsage) << absl::StrJoin(args, " ") << "\n" << run.err;
+    EXPECT_THAT(run.err, HasSubstr(message)) << absl::StrJoin(args, " ");
+  }
+}
+
+TEST(RunCtlTest, KeysRootNeedsNoToken) {
+  // Port 1 refuses at once: the failure is the connection, not a missing token.
+  CtlRun run = RunInProcess({"--server", "127.0.0.1:1", "keys", "root"});
+  EXPECT_EQ(run.code, kExitRpc) << run.err;
+  EXPECT_THAT(run.err, HasSubstr("UNAVAILABLE"));
 }
 
 // --- Publish arguments -----------------------------------------------------------------------
@@ -565,8 +753,11 @@ TEST(ProgressTest, MeterRedrawsInPlaceAtMostEveryIntervalAndClearsAtTheEnd) {
 
 // --- Fake RegistryService --------------------------------------------------------------------
 
-// Just enough of RegistryService for publish: models, versions, uploads, tiers. Faults are
-// injected per test: drop the next WriteArtifact stream after N bytes, or fail QueryUpload.
+// Just enough of RegistryService for publish (models, versions, uploads, tiers) and for the
+// fleet commands (rollouts, pins, audit log, key changes). Faults are injected per test: drop
+// the next WriteArtifact stream after N bytes, fail QueryUpload, or fail the Nth PinDevices.
+// Every call's `x-modeldist-actor` is recorded; the calls that change something also append
+// it to the audit log, as the real server does.
 class FakeRegistry final : public v1::RegistryService::Service {
  public:
   struct Blob {
@@ -600,6 +791,39 @@ class FakeRegistry final : public v1::RegistryService::Service {
   v1::Version version(const std::string& name) {
     std::lock_guard<std::mutex> lock(mu_);
     return versions_[name];
+  }
+  // The `x-modeldist-actor` of every call so far ("<none>" when absent), in order.
+  std::vector<std::string> actors() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return actors_;
+  }
+  // The device_ids count of every PinDevices call so far.
+  std::vector<int> pin_batches() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return pin_batches_;
+  }
+  std::map<std::string, v1::DevicePin> pins() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return pins_;
+  }
+  // The page_size of every ListAuditLog call so far.
+  std::vector<int> audit_page_sizes() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return audit_page_sizes_;
+  }
+  // PinDevices call number `n` (1-based) fails with UNAVAILABLE.
+  void FailPinCall(int n) {
+    std::lock_guard<std::mutex> lock(mu_);
+    fail_pin_call_ = n;
+  }
+  // What the key-changing rpcs return.
+  void SetKeyChangeResult(v1::SignedTrustRoot root) {
+    std::lock_guard<std::mutex> lock(mu_);
+    key_change_result_ = std::move(root);
+  }
+  v1::RotateSigningKeysRequest last_rotate() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return last_rotate_;
   }
 
   grpc::Status CreateModel(grpc::ServerContext* context, const v1::CreateModelRequest* request,
@@ -726,11 +950,220 @@ class FakeRegistry final : public v1::RegistryService::Service {
     response->set_channel(request->channel().empty() ? "stable" : request->channel());
     response->set_version(request->version());
     response->set_sequence(++sequence_);
+    bound_[absl::StrCat(response->tier(), "/", response->channel())] = request->version();
+    return grpc::Status::OK;
+  }
+
+  grpc::Status StartRollout(grpc::ServerContext* context, const v1::StartRolloutRequest* request,
+                            v1::Rollout* response) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!Authorized(context)) return Unauthenticated();
+    if (request->basis_points() < 0 || request->basis_points() > 10000) {
+      return grpc::Status(grpc::INVALID_ARGUMENT, "basis_points");
+    }
+    const std::string channel = request->channel().empty() ? "stable" : request->channel();
+    if (Open(request->tier(), channel) != nullptr) {
+      return grpc::Status(grpc::FAILED_PRECONDITION, "a rollout is active");
+    }
+    v1::Rollout& r = rollouts_.emplace_back();
+    r.set_id(absl::StrCat("r-", rollouts_.size()));
+    r.set_tier(request->tier());
+    r.set_channel(channel);
+    r.set_from_version(bound_[absl::StrCat(request->tier(), "/", channel)]);
+    r.set_to_version(request->to_version());
+    r.set_basis_points(request->basis_points());
+    r.set_state(v1::Rollout::ACTIVE);
+    r.mutable_update_time()->set_seconds(1767225600 + static_cast<int64_t>(rollouts_.size()));
+    Audit(context, "StartRollout", r.tier(), r.channel(), absl::StrCat(r.basis_points(), " bp"));
+    *response = r;
+    return grpc::Status::OK;
+  }
+
+  grpc::Status AdvanceRollout(grpc::ServerContext* context,
+                              const v1::AdvanceRolloutRequest* request,
+                              v1::Rollout* response) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!Authorized(context)) return Unauthenticated();
+    v1::Rollout* r =
+        Open(request->tier(), request->channel().empty() ? "stable" : request->channel());
+    if (r == nullptr) return grpc::Status(grpc::NOT_FOUND, "no rollout");
+    if (request->basis_points() < r->basis_points() || request->basis_points() > 10000) {
+      return grpc::Status(grpc::INVALID_ARGUMENT, "lower share than now");
+    }
+    r->set_basis_points(request->basis_points());
+    Audit(context, "AdvanceRollout", r->tier(), r->channel(), "");
+    *response = *r;
+    return grpc::Status::OK;
+  }
+
+  grpc::Status PauseRollout(grpc::ServerContext* context, const v1::RolloutRequest* request,
+                            v1::Rollout* response) override {
+    return EndOrChange(context, *request, v1::Rollout::PAUSED, response);
+  }
+  grpc::Status ResumeRollout(grpc::ServerContext* context, const v1::RolloutRequest* request,
+                             v1::Rollout* response) override {
+    return EndOrChange(context, *request, v1::Rollout::ACTIVE, response);
+  }
+  grpc::Status CompleteRollout(grpc::ServerContext* context, const v1::RolloutRequest* request,
+                               v1::Rollout* response) override {
+    return EndOrChange(context, *request, v1::Rollout::COMPLETED, response);
+  }
+  grpc::Status AbortRollout(grpc::ServerContext* context, const v1::RolloutRequest* request,
+                            v1::Rollout* response) override {
+    return EndOrChange(context, *request, v1::Rollout::ABORTED, response);
+  }
+
+  // Newest first, two per page, so that the client has to follow the page token.
+  grpc::Status ListRollouts(grpc::ServerContext* context, const v1::ListRolloutsRequest* request,
+                            v1::ListRolloutsResponse* response) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!Authorized(context)) return Unauthenticated();
+    std::vector<const v1::Rollout*> matching;
+    for (auto it = rollouts_.rbegin(); it != rollouts_.rend(); ++it) {
+      if (!request->tier().empty() && it->tier() != request->tier()) continue;
+      if (!request->channel().empty() && it->channel() != request->channel()) continue;
+      matching.push_back(&*it);
+    }
+    size_t begin = request->page_token().empty() ? 0 : std::stoul(request->page_token());
+    for (size_t i = begin; i < matching.size() && i < begin + 2; ++i) {
+      *response->add_rollouts() = *matching[i];
+    }
+    if (begin + 2 < matching.size()) response->set_next_page_token(std::to_string(begin + 2));
+    return grpc::Status::OK;
+  }
+
+  grpc::Status PinDevices(grpc::ServerContext* context, const v1::PinDevicesRequest* request,
+                          v1::PinDevicesResponse* response) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!Authorized(context)) return Unauthenticated();
+    pin_batches_.push_back(request->device_ids_size());
+    if (static_cast<int>(pin_batches_.size()) == fail_pin_call_) {
+      return grpc::Status(grpc::UNAVAILABLE, "injected");
+    }
+    if (request->device_ids_size() < 1 || request->device_ids_size() > 1000) {
+      return grpc::Status(grpc::INVALID_ARGUMENT, "1 to 1000 device_ids");
+    }
+    const std::string channel = request->channel().empty() ? "stable" : request->channel();
+    for (const std::string& id : request->device_ids()) {
+      v1::DevicePin& pin = pins_[absl::StrCat(request->tier(), "/", channel, "/", id)];
+      pin.set_tier(request->tier());
+      pin.set_channel(channel);
+      pin.set_device_id(id);
+      pin.set_version(request->version());
+    }
+    response->set_changed(request->device_ids_size());
+    response->set_sequence(++sequence_);
+    Audit(context, "PinDevices", request->tier(), channel,
+          absl::StrCat(request->device_ids_size(), " devices"));
+    return grpc::Status::OK;
+  }
+
+  grpc::Status UnpinDevices(grpc::ServerContext* context, const v1::UnpinDevicesRequest* request,
+                            v1::PinDevicesResponse* response) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!Authorized(context)) return Unauthenticated();
+    const std::string channel = request->channel().empty() ? "stable" : request->channel();
+    int changed = 0;
+    for (const std::string& id : request->device_ids()) {
+      changed +=
+          static_cast<int>(pins_.erase(absl::StrCat(request->tier(), "/", channel, "/", id)));
+    }
+    response->set_changed(changed);
+    response->set_sequence(++sequence_);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status ListPins(grpc::ServerContext* context, const v1::ListPinsRequest* request,
+                        v1::ListPinsResponse* response) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!Authorized(context)) return Unauthenticated();
+    for (const auto& [key, pin] : pins_) *response->add_pins() = pin;
+    return grpc::Status::OK;
+  }
+
+  // Newest first, honouring page_size, so that --limit and paging can be checked.
+  grpc::Status ListAuditLog(grpc::ServerContext* context, const v1::ListAuditLogRequest* request,
+                            v1::ListAuditLogResponse* response) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!Authorized(context)) return Unauthenticated();
+    audit_page_sizes_.push_back(request->page_size());
+    const size_t page = request->page_size() == 0 ? 100 : request->page_size();
+    size_t begin = request->page_token().empty() ? 0 : std::stoul(request->page_token());
+    for (size_t i = begin; i < audit_.size() && i < begin + page; ++i) {
+      *response->add_entries() = audit_[audit_.size() - 1 - i];
+    }
+    if (begin + page < audit_.size()) response->set_next_page_token(std::to_string(begin + page));
+    return grpc::Status::OK;
+  }
+
+  grpc::Status AddSigningKey(grpc::ServerContext* context, const v1::AddSigningKeyRequest*,
+                             v1::SignedTrustRoot* response) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!Authorized(context)) return Unauthenticated();
+    *response = key_change_result_;
+    return grpc::Status::OK;
+  }
+
+  grpc::Status RevokeSigningKey(grpc::ServerContext* context,
+                                const v1::RevokeSigningKeyRequest* request,
+                                v1::SignedTrustRoot* response) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!Authorized(context)) return Unauthenticated();
+    if (request->key_id() == "unknown") return grpc::Status(grpc::NOT_FOUND, "no such key");
+    *response = key_change_result_;
+    return grpc::Status::OK;
+  }
+
+  grpc::Status RotateSigningKeys(grpc::ServerContext* context,
+                                 const v1::RotateSigningKeysRequest* request,
+                                 v1::SignedTrustRoot* response) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!Authorized(context)) return Unauthenticated();
+    last_rotate_ = *request;
+    *response = key_change_result_;
     return grpc::Status::OK;
   }
 
  private:
-  static bool Authorized(grpc::ServerContext* context) {
+  // The ACTIVE or PAUSED rollout of tier/channel, or null.
+  v1::Rollout* Open(const std::string& tier, const std::string& channel) {
+    for (v1::Rollout& r : rollouts_) {
+      if (r.tier() == tier && r.channel() == channel &&
+          (r.state() == v1::Rollout::ACTIVE || r.state() == v1::Rollout::PAUSED)) {
+        return &r;
+      }
+    }
+    return nullptr;
+  }
+
+  grpc::Status EndOrChange(grpc::ServerContext* context, const v1::RolloutRequest& request,
+                           v1::Rollout::State state, v1::Rollout* response) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!Authorized(context)) return Unauthenticated();
+    v1::Rollout* r = Open(request.tier(), request.channel().empty() ? "stable" : request.channel());
+    if (r == nullptr) return grpc::Status(grpc::NOT_FOUND, "no rollout");
+    r->set_state(state);
+    Audit(context, v1::Rollout::State_Name(state), r->tier(), r->channel(), "");
+    *response = *r;
+    return grpc::Status::OK;
+  }
+
+  void Audit(grpc::ServerContext*, const std::string& action, const std::string& tier,
+             const std::string& channel, const std::string& details) {
+    v1::AuditEntry& e = audit_.emplace_back();
+    e.set_id(static_cast<int64_t>(audit_.size()));
+    e.mutable_time()->set_seconds(1767225600 + e.id());
+    e.set_actor(actors_.empty() || actors_.back() == "<none>" ? "admin" : actors_.back());
+    e.set_action(action);
+    e.set_resource(absl::StrCat("tiers/", tier, "/channels/", channel));
+    e.set_details(details);
+  }
+  // Called with mu_ held by every rpc, so it also records the actor.
+  bool Authorized(grpc::ServerContext* context) {
+    auto actor = context->client_metadata().find("x-modeldist-actor");
+    actors_.push_back(actor == context->client_metadata().end()
+                          ? "<none>"
+                          : std::string(actor->second.data(), actor->second.size()));
     auto [begin, end] = context->client_metadata().equal_range("authorization");
     return begin != end && std::string(begin->second.data(), begin->second.size()) ==
                                absl::StrCat("Bearer ", kToken);
@@ -748,6 +1181,48 @@ class FakeRegistry final : public v1::RegistryService::Service {
   int write_streams_ = 0;
   int64_t bytes_received_ = 0;
   int64_t sequence_ = 0;
+  std::vector<std::string> actors_;
+  std::map<std::string, std::string> bound_;   // "tier/channel" -> version.
+  std::vector<v1::Rollout> rollouts_;          // Oldest first.
+  std::map<std::string, v1::DevicePin> pins_;  // By "tier/channel/device".
+  std::vector<int> pin_batches_;
+  int fail_pin_call_ = 0;
+  std::vector<v1::AuditEntry> audit_;  // Oldest first.
+  std::vector<int> audit_page_sizes_;
+  v1::SignedTrustRoot key_change_result_;
+  v1::RotateSigningKeysRequest last_rotate_;
+};
+
+// ManifestService.GetTrustRoot over a list of signed roots (version N at index N-1).
+class FakeManifests final : public v1::ManifestService::Service {
+ public:
+  void AddRoot(v1::SignedTrustRoot root) {
+    std::lock_guard<std::mutex> lock(mu_);
+    roots_.push_back(std::move(root));
+  }
+  // Whether any GetTrustRoot call carried an authorization header (it must not need one).
+  bool saw_authorization() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return saw_authorization_;
+  }
+
+  grpc::Status GetTrustRoot(grpc::ServerContext* context, const v1::GetTrustRootRequest* request,
+                            v1::SignedTrustRoot* response) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (context->client_metadata().count("authorization") > 0) saw_authorization_ = true;
+    const int64_t version =
+        request->version() == 0 ? static_cast<int64_t>(roots_.size()) : request->version();
+    if (version < 1 || version > static_cast<int64_t>(roots_.size())) {
+      return grpc::Status(grpc::NOT_FOUND, "no such root");
+    }
+    *response = roots_[version - 1];
+    return grpc::Status::OK;
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<v1::SignedTrustRoot> roots_;
+  bool saw_authorization_ = false;
 };
 
 class FakeServerTest : public ::testing::Test {
@@ -759,6 +1234,7 @@ class FakeServerTest : public ::testing::Test {
     grpc::ServerBuilder builder;
     builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
     builder.RegisterService(&fake_);
+    builder.RegisterService(&manifests_);
     server_ = builder.BuildAndStart();
     ASSERT_NE(server_, nullptr);
     client_ = std::make_unique<RegistryClient>(
@@ -814,7 +1290,25 @@ class FakeServerTest : public ::testing::Test {
     return options;
   }
 
+  // Global flags that reach the fake with the token, as a user would run modeldistctl.
+  std::vector<std::string> Ctl(std::vector<std::string> args) {
+    if (token_file_.empty()) {
+      token_file_ = dir_.Join("token");
+      WriteFile(token_file_, absl::StrCat(kToken, "\n"));
+    }
+    args.insert(args.begin(), {"--server", Address(), "--token-file", token_file_});
+    return args;
+  }
+
+  // A published version of the fake to roll out or pin to.
+  void PublishFakeVersion(const std::string& version) {
+    ASSERT_THAT(Publish(*client_, Spec(version), PublishOptions{.upload = FastUpload()}, &ignored_),
+                IsOk());
+  }
+
   FakeRegistry fake_;
+  FakeManifests manifests_;
+  std::string token_file_;
   int port_ = 0;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<RegistryClient> client_;
@@ -1168,6 +1662,308 @@ TEST_F(FakeServerTest, CommandLinePublishOfTwoArtifactsReportsEach) {
   // The single-file fields are only for single-file runs: they would be ambiguous here.
   EXPECT_THAT(json.out, Not(HasSubstr("\"upload\":{\"resumedFrom\":-1,\"bytesSent\":0,"
                                       "\"alreadyComplete\":false,\"alreadyPublished\"")));
+}
+
+TEST_F(FakeServerTest, RolloutStartAdvanceListAbortSendBasisPointsAndTheActor) {
+  // Published in this order, the tier ends up bound to 1.0: the rollout's from_version.
+  PublishFakeVersion("2.0");
+  PublishFakeVersion("1.0");
+
+  CtlRun start =
+      RunInProcess(Ctl({"--actor", "release-bot", "rollout", "start", "--tier", "llama8b",
+                        "--model", "llama", "--version", "2.0", "--percent", "0.5"}));
+  ASSERT_EQ(start.code, kExitOk) << start.err;
+  EXPECT_EQ(start.out,
+            "rollout r-1 llama8b/stable: models/llama/versions/1.0 -> models/llama/versions/2.0 "
+            "at 0.5% (ACTIVE)\n");
+  EXPECT_EQ(fake_.actors().back(), "release-bot");
+
+  CtlRun advance =
+      RunInProcess(Ctl({"--json", "rollout", "advance", "--tier", "llama8b", "--percent", "10"}));
+  ASSERT_EQ(advance.code, kExitOk) << advance.err;
+  EXPECT_THAT(advance.out, HasSubstr("\"basisPoints\":1000"));
+  EXPECT_THAT(advance.out, HasSubstr("\"state\":\"ACTIVE\""));
+
+  // The server refuses to move devices back; its error comes through as exit 2.
+  CtlRun back = RunInProcess(Ctl({"rollout", "advance", "--tier", "llama8b", "--percent", "5"}));
+  EXPECT_EQ(back.code, kExitRpc);
+  EXPECT_THAT(back.err, HasSubstr("INVALID_ARGUMENT"));
+
+  CtlRun pause = RunInProcess(Ctl({"rollout", "pause", "--tier", "llama8b"}));
+  ASSERT_EQ(pause.code, kExitOk) << pause.err;
+  EXPECT_THAT(pause.out, HasSubstr("at 10% (PAUSED)"));
+  ASSERT_EQ(RunInProcess(Ctl({"rollout", "resume", "--tier", "llama8b"})).code, kExitOk);
+  CtlRun abort = RunInProcess(Ctl({"rollout", "abort", "--tier", "llama8b"}));
+  ASSERT_EQ(abort.code, kExitOk) << abort.err;
+  EXPECT_THAT(abort.out, HasSubstr("(ABORTED)"));
+
+  // Three more, on two channels, so that the list spans pages of the fake (two per page).
+  ASSERT_EQ(RunInProcess(Ctl({"rollout", "start", "--tier", "llama8b", "--version",
+                              "models/llama/versions/2.0", "--percent", "1"}))
+                .code,
+            kExitOk);
+  ASSERT_EQ(RunInProcess(Ctl({"rollout", "complete", "--tier", "llama8b"})).code, kExitOk);
+  ASSERT_EQ(RunInProcess(Ctl({"rollout", "start", "--tier", "llama8b", "--channel", "beta",
+                              "--version", "models/llama/versions/1.0", "--percent", "100"}))
+                .code,
+            kExitOk);
+
+  CtlRun list = RunInProcess(Ctl({"rollout", "list"}));
+  ASSERT_EQ(list.code, kExitOk) << list.err;
+  std::vector<std::string> lines = absl::StrSplit(list.out, '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 4u) << list.out;
+  EXPECT_THAT(lines[0], HasSubstr("ID   TIER     CHANNEL  FROM"));
+  EXPECT_THAT(lines[0], HasSubstr("PERCENT  STATE      UPDATED"));
+  EXPECT_THAT(lines[1], HasSubstr("r-3  llama8b  beta"));  // Newest first.
+  EXPECT_THAT(lines[1], HasSubstr("100%     ACTIVE"));
+  EXPECT_THAT(lines[1], HasSubstr("2026-01-01T00:00:03Z"));
+  EXPECT_THAT(lines[2], HasSubstr("1%       COMPLETED"));
+  EXPECT_THAT(lines[3], HasSubstr("10%      ABORTED"));
+
+  CtlRun beta = RunInProcess(Ctl({"rollout", "list", "--tier", "llama8b", "--channel", "beta"}));
+  ASSERT_EQ(beta.code, kExitOk) << beta.err;
+  EXPECT_EQ(std::vector<std::string>(absl::StrSplit(beta.out, '\n', absl::SkipEmpty())).size(), 2u);
+  CtlRun none = RunInProcess(Ctl({"--json", "rollout", "list", "--tier", "other"}));
+  ASSERT_EQ(none.code, kExitOk) << none.err;
+  EXPECT_THAT(none.out, HasSubstr("\"rollouts\":[]"));
+}
+
+TEST_F(FakeServerTest, PinSendsBatchesOfAtMostAThousandFromFileAndArguments) {
+  PublishFakeVersion("1.0");
+  std::string ids = "# QA fleet\n\n";
+  for (int i = 0; i < 2499; ++i) absl::StrAppend(&ids, "device-", i, "\n");
+  absl::StrAppend(&ids, "device-0\n");  // A repeat: sent once.
+  WriteFile(dir_.Join("devices.txt"), ids);
+
+  CtlRun pin =
+      RunInProcess(Ctl({"pin", "--tier", "llama8b", "--version", "models/llama/versions/1.0",
+                        "--devices-file", dir_.Join("devices.txt"), "extra-device"}));
+  ASSERT_EQ(pin.code, kExitOk) << pin.err;
+  EXPECT_EQ(fake_.pin_batches(), (std::vector<int>{1000, 1000, 500}));
+  EXPECT_EQ(fake_.pins().size(), 2500u);
+  EXPECT_EQ(fake_.pins().count("llama8b/stable/extra-device"), 1u);
+  EXPECT_THAT(pin.out, HasSubstr("pinned 2500 devices of llama8b/stable to "
+                                 "models/llama/versions/1.0 (2500 changed) sequence "));
+
+  CtlRun unpin = RunInProcess(
+      Ctl({"--json", "unpin", "--tier", "llama8b", "extra-device", "device-1", "no-such"}));
+  ASSERT_EQ(unpin.code, kExitOk) << unpin.err;
+  EXPECT_THAT(
+      unpin.out,
+      HasSubstr("{\"tier\":\"llama8b\",\"channel\":\"stable\",\"devices\":3,\"changed\":2,"));
+  EXPECT_EQ(fake_.pins().size(), 2498u);
+
+  CtlRun pins = RunInProcess(Ctl({"pins"}));
+  ASSERT_EQ(pins.code, kExitOk) << pins.err;
+  EXPECT_THAT(pins.out, HasSubstr("TIER     CHANNEL  DEVICE"));
+  EXPECT_THAT(pins.out, HasSubstr("llama8b  stable   device-0 "));
+  EXPECT_THAT(pins.out, HasSubstr("models/llama/versions/1.0"));
+  EXPECT_THAT(pins.out, Not(HasSubstr("extra-device")));
+}
+
+TEST_F(FakeServerTest, PinFailureSaysHowManyBatchesWereApplied) {
+  PublishFakeVersion("1.0");
+  std::vector<std::string> args = {"pin", "--tier", "llama8b", "--version",
+                                   "models/llama/versions/1.0"};
+  for (int i = 0; i < 1500; ++i) args.push_back(absl::StrCat("d", i));
+  fake_.FailPinCall(2);
+  CtlRun run = RunInProcess(Ctl(args));
+  EXPECT_EQ(run.code, kExitRpc);
+  EXPECT_THAT(run.err, HasSubstr("pinned 1000 of 1500 devices before this error"));
+  EXPECT_THAT(run.err, HasSubstr("UNAVAILABLE"));
+  EXPECT_EQ(fake_.pins().size(), 1000u);
+
+  CtlRun missing =
+      RunInProcess(Ctl({"pin", "--tier", "llama8b", "--version", "models/llama/versions/1.0",
+                        "--devices-file", dir_.Join("absent.txt")}));
+  EXPECT_EQ(missing.code, kExitLocal);
+  EXPECT_THAT(missing.err, HasSubstr("--devices-file"));
+}
+
+TEST_F(FakeServerTest, AuditShowsTheNewestEntriesWithTheirActors) {
+  PublishFakeVersion("1.0");
+  PublishFakeVersion("2.0");
+  for (const char* actor : {"alice@a", "bob@b", "carol@c"}) {
+    ASSERT_EQ(RunInProcess(Ctl({"--actor", actor, "rollout", "start", "--tier", "llama8b",
+                                "--version", "models/llama/versions/2.0", "--percent", "1"}))
+                  .code,
+              kExitOk);
+    ASSERT_EQ(RunInProcess(Ctl({"--actor", actor, "rollout", "abort", "--tier", "llama8b"})).code,
+              kExitOk);
+  }
+  CtlRun run = RunInProcess(Ctl({"audit", "--limit", "3"}));
+  ASSERT_EQ(run.code, kExitOk) << run.err;
+  std::vector<std::string> lines = absl::StrSplit(run.out, '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 4u) << run.out;
+  EXPECT_THAT(lines[0], HasSubstr("TIME                  ACTOR    ACTION"));
+  EXPECT_THAT(lines[0], HasSubstr("RESOURCE                       DETAILS"));
+  EXPECT_THAT(lines[1], HasSubstr("carol@c  ABORTED       tiers/llama8b/channels/stable"));
+  EXPECT_THAT(lines[2], HasSubstr("carol@c  StartRollout  tiers/llama8b/channels/stable  100 bp"));
+  EXPECT_THAT(lines[3], HasSubstr("bob@b"));
+  EXPECT_EQ(fake_.audit_page_sizes(), (std::vector<int>{3}));
+
+  CtlRun all = RunInProcess(Ctl({"--json", "audit", "--limit", "0"}));
+  ASSERT_EQ(all.code, kExitOk) << all.err;
+  EXPECT_THAT(all.out, HasSubstr("\"actor\":\"alice@a\""));
+}
+
+TEST_F(FakeServerTest, EveryRegistryCallCarriesTheDefaultActor) {
+  CtlRun run = RunInProcess(Ctl({"pins"}), {{"USER", "dora"}});
+  ASSERT_EQ(run.code, kExitOk) << run.err;
+  ASSERT_FALSE(fake_.actors().empty());
+  EXPECT_TRUE(absl::StartsWith(fake_.actors().back(), "dora@")) << fake_.actors().back();
+
+  // Publish sends it on every call, the upload stream included.
+  ScratchDir dir;
+  CtlRun publish =
+      RunInProcess(Ctl({"--actor", "ci", "publish", "--model", "llama", "--version", "9.0",
+                        "--tier", "llama8b", absl::StrCat("macos/x86_64/gguf=", path_)}));
+  ASSERT_EQ(publish.code, kExitOk) << publish.err;
+  std::vector<std::string> actors = fake_.actors();
+  EXPECT_GE(actors.size(), 6u);
+  for (size_t i = 1; i < actors.size(); ++i) EXPECT_EQ(actors[i], "ci") << i;
+}
+
+TEST_F(FakeServerTest, PublishDeclaresConstraintsOnEveryArtifactAndComparesThemOnRerun) {
+  const std::vector<std::string> args = {"publish",
+                                         "--model",
+                                         "llama",
+                                         "--version",
+                                         "3.0",
+                                         "--tier",
+                                         "llama8b",
+                                         "--min-os",
+                                         "14.0",
+                                         "--min-ram",
+                                         "8GiB",
+                                         "--requires",
+                                         "ane,metal",
+                                         "--unpacked-size",
+                                         "6M",
+                                         absl::StrCat("macos/arm64/coreml-zip=", zip_path_),
+                                         absl::StrCat("macos/x86_64/gguf=", path_)};
+  CtlRun run = RunInProcess(Ctl(args));
+  ASSERT_EQ(run.code, kExitOk) << run.err;
+  EXPECT_EQ(run.err, "");  // The fake keeps the constraints: no warning.
+  v1::Version version = fake_.version("models/llama/versions/3.0");
+  ASSERT_EQ(version.artifacts_size(), 2);
+  for (const v1::Artifact& a : version.artifacts()) {
+    EXPECT_EQ(a.constraints().min_os_version(), "14.0");
+    EXPECT_EQ(a.constraints().min_ram_bytes(), int64_t{8} << 30);
+    EXPECT_THAT(a.constraints().required_accelerators(),
+                ::testing::ElementsAre(v1::ACCELERATOR_ANE, v1::ACCELERATOR_METAL));
+    EXPECT_EQ(a.unpacked_size_bytes(), 6 << 20);
+  }
+  CtlRun show = RunInProcess(Ctl({"show", "llama", "3.0"}));
+  EXPECT_THAT(show.out, HasSubstr("    needs:    min OS 14.0, min RAM 8589934592 bytes, needs "
+                                  "ane+metal, unpacked 6291456 bytes\n"));
+
+  // Same flags, accelerators in another order: the same version, only re-bound.
+  std::vector<std::string> reordered = args;
+  reordered[12] = "metal,ane";
+  CtlRun again = RunInProcess(Ctl(reordered));
+  ASSERT_EQ(again.code, kExitOk) << again.err;
+  EXPECT_THAT(again.out, HasSubstr("(already published)"));
+
+  // Other constraints on the same bytes are another version, and the error says what differs.
+  std::vector<std::string> more_ram = args;
+  more_ram[10] = "16GiB";
+  CtlRun differs = RunInProcess(Ctl(more_ram));
+  EXPECT_EQ(differs.code, kExitRpc);
+  EXPECT_THAT(differs.err, HasSubstr("ALREADY_EXISTS"));
+  EXPECT_THAT(differs.err,
+              HasSubstr("macos/x86_64/gguf has min OS 14.0, min RAM 8589934592 bytes"));
+  EXPECT_THAT(differs.err, HasSubstr("min RAM 17179869184 bytes"));
+
+  // No constraints at all against a version that has them: also a difference.
+  CtlRun bare = RunInProcess(Ctl({"publish", "--model", "llama", "--version", "3.0", "--tier",
+                                  "llama8b", absl::StrCat("macos/arm64/coreml-zip=", zip_path_),
+                                  absl::StrCat("macos/x86_64/gguf=", path_)}));
+  EXPECT_EQ(bare.code, kExitRpc);
+  EXPECT_THAT(bare.err, HasSubstr("there but no constraints here"));
+}
+
+TEST_F(FakeServerTest, PublishWithoutConstraintsSendsNone) {
+  PublishFakeVersion("1.0");
+  v1::Version version = fake_.version("models/llama/versions/1.0");
+  ASSERT_EQ(version.artifacts_size(), 1);
+  EXPECT_FALSE(version.artifacts(0).has_constraints());
+  EXPECT_EQ(version.artifacts(0).unpacked_size_bytes(), 0);
+}
+
+// A signed root of `keys` with `threshold`, signed by `signers`.
+v1::SignedTrustRoot MakeRoot(int64_t version, const std::vector<const Ed25519PrivateKey*>& keys,
+                             int threshold, const std::vector<const Ed25519PrivateKey*>& signers) {
+  v1::TrustRoot root;
+  root.set_version(version);
+  root.set_threshold(threshold);
+  for (const Ed25519PrivateKey* key : keys) *root.add_keys() = RootKeyFor(key->public_key());
+  return SignRoot(root, signers);
+}
+
+TEST_F(FakeServerTest, KeysRotatePrintsTheNewRoot) {
+  absl::StatusOr<Ed25519PrivateKey> a = Ed25519PrivateKey::Generate();
+  absl::StatusOr<Ed25519PrivateKey> b = Ed25519PrivateKey::Generate();
+  ASSERT_THAT(a, IsOk());
+  ASSERT_THAT(b, IsOk());
+  fake_.SetKeyChangeResult(MakeRoot(4, {&*a, &*b}, 2, {&*a, &*b}));
+
+  CtlRun rotate = RunInProcess(Ctl({"keys", "rotate", "--count", "2", "--threshold", "2"}));
+  ASSERT_EQ(rotate.code, kExitOk) << rotate.err;
+  EXPECT_EQ(rotate.out,
+            absl::StrCat("rotated the signing keys: trust root version 4, threshold 2 "
+                         "of 2 keys\n  key ",
+                         a->public_key().KeyId(), "\n  key ", b->public_key().KeyId(), "\n"));
+  EXPECT_EQ(fake_.last_rotate().count(), 2);
+  EXPECT_EQ(fake_.last_rotate().threshold(), 2);
+
+  CtlRun add = RunInProcess(Ctl({"--json", "keys", "add"}));
+  ASSERT_EQ(add.code, kExitOk) << add.err;
+  EXPECT_THAT(add.out, HasSubstr("\"version\":\"4\""));
+  EXPECT_THAT(add.out, HasSubstr(absl::StrCat("\"keyId\":\"", b->public_key().KeyId(), "\"")));
+
+  CtlRun unknown = RunInProcess(Ctl({"keys", "revoke", "unknown"}));
+  EXPECT_EQ(unknown.code, kExitRpc);
+  EXPECT_THAT(unknown.err, HasSubstr("NOT_FOUND"));
+}
+
+TEST_F(FakeServerTest, KeysRootWritesTheVerifiedRootWithoutAToken) {
+  absl::StatusOr<Ed25519PrivateKey> a = Ed25519PrivateKey::Generate();
+  absl::StatusOr<Ed25519PrivateKey> b = Ed25519PrivateKey::Generate();
+  ASSERT_THAT(a, IsOk());
+  ASSERT_THAT(b, IsOk());
+  v1::SignedTrustRoot first = MakeRoot(1, {&*a}, 1, {&*a});
+  v1::SignedTrustRoot second = MakeRoot(2, {&*a, &*b}, 2, {&*a, &*b});
+  manifests_.AddRoot(first);
+  manifests_.AddRoot(second);
+
+  const std::string out = dir_.Join("root.bin");
+  CtlRun newest = RunInProcess({"--server", Address(), "keys", "root", "--out", out});
+  ASSERT_EQ(newest.code, kExitOk) << newest.err;
+  EXPECT_EQ(*ReadFileToString(out), second.SerializeAsString());
+  EXPECT_EQ(newest.out,
+            absl::StrCat("wrote ", out,
+                         ": trust root version 2, threshold 2 of 2 "
+                         "keys\n  key ",
+                         a->public_key().KeyId(), "\n  key ", b->public_key().KeyId(), "\n"));
+  EXPECT_FALSE(manifests_.saw_authorization());
+
+  CtlRun pinned = RunInProcess({"--server", Address(), "keys", "root", "--version", "1"});
+  ASSERT_EQ(pinned.code, kExitOk) << pinned.err;
+  EXPECT_THAT(pinned.out, HasSubstr("trust root version 1, threshold 1 of 1 key\n"));
+
+  CtlRun missing = RunInProcess({"--server", Address(), "keys", "root", "--version", "7"});
+  EXPECT_EQ(missing.code, kExitRpc);
+  EXPECT_THAT(missing.err, HasSubstr("NOT_FOUND"));
+
+  // A root short of its own threshold would brick the devices that pin it: nothing is written.
+  manifests_.AddRoot(MakeRoot(3, {&*a, &*b}, 2, {&*a}));
+  const std::string bad_out = dir_.Join("bad-root.bin");
+  CtlRun bad = RunInProcess({"--server", Address(), "keys", "root", "--out", bad_out});
+  EXPECT_EQ(bad.code, kExitRpc);
+  EXPECT_THAT(bad.err, HasSubstr("does not verify"));
+  EXPECT_THAT(bad.err, HasSubstr("ROOT_SIGNATURE_THRESHOLD_NOT_MET"));
+  EXPECT_EQ(::access(bad_out.c_str(), F_OK), -1);
 }
 
 }  // namespace
