@@ -43,7 +43,7 @@ packages=(
   build-essential cmake pkg-config
   libgrpc++-dev protobuf-compiler-grpc protobuf-compiler libprotobuf-dev
   grpc-proto            # grpc/health/v1/health.proto, compiled into the server
-  libssl-dev libsqlite3-dev libcurl4-openssl-dev libabsl-dev
+  libssl-dev libsqlite3-dev libcurl4-openssl-dev libabsl-dev libzip-dev
   # Tests and benchmarks.
   libgtest-dev libgmock-dev libbenchmark-dev
   sqlite3 nginx-light jq openssl ca-certificates

@@ -1,0 +1,304 @@
+#include "client/agent/agent.h"
+
+#include <grpcpp/grpcpp.h>
+#include <sys/statvfs.h>
+#include <sys/utsname.h>
+
+#include <map>
+#include <memory>
+#include <sstream>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "common/digest.h"
+#include "common/file_util.h"
+#include "common/names.h"
+#include "common/status.h"
+#include "common/trust.h"
+#include "modeldist/v1/manifest.grpc.pb.h"
+
+namespace modeldist::agent {
+namespace {
+
+absl::Status FromGrpc(const grpc::Status& s, absl::string_view what) {
+  return absl::Status(static_cast<absl::StatusCode>(s.error_code()),
+                      absl::StrCat(what, ": ", s.error_message()));
+}
+
+std::shared_ptr<grpc::Channel> Connect(const SyncOptions& options) {
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(16 * 1024 * 1024);  // manifests of 16 GiB artifacts: ~140 KiB
+  std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
+  if (!options.tls_ca_file.empty()) {
+    grpc::SslCredentialsOptions tls;
+    if (auto pem = ReadFileToString(options.tls_ca_file); pem.ok()) tls.pem_root_certs = *pem;
+    credentials = grpc::SslCredentials(tls);
+  }
+  return grpc::CreateCustomChannel(options.server, credentials, args);
+}
+
+// The trusted root, advanced along the server's chain and persisted.
+class TrustState {
+ public:
+  static absl::StatusOr<TrustState> Load(const SyncOptions& options) {
+    TrustState state;
+    state.path_ = options.dir + "/trust/root.bin";
+    auto stored = ReadFileToString(state.path_);
+    std::string bytes;
+    if (stored.ok()) {
+      bytes = *std::move(stored);
+    } else if (absl::IsNotFound(stored.status())) {
+      if (options.trust_root_file.empty()) {
+        return MakeError(absl::StatusCode::kFailedPrecondition, "NO_TRUST_ROOT",
+                         "no trusted root yet: pass --trust-root FILE (from `modeldistctl keys "
+                         "root --out FILE`)");
+      }
+      MD_ASSIGN_OR_RETURN(bytes, ReadFileToString(options.trust_root_file));
+    } else {
+      return stored.status();
+    }
+    v1::SignedTrustRoot signed_root;
+    if (!signed_root.ParseFromString(bytes)) {
+      return MakeError(absl::StatusCode::kInvalidArgument, "MALFORMED_ROOT",
+                       "the trust root file is not a SignedTrustRoot");
+    }
+    MD_ASSIGN_OR_RETURN(state.root_, VerifyFirstRoot(signed_root));
+    state.signed_ = std::move(signed_root);
+    return state;
+  }
+
+  // Walks GetTrustRoot(N+1), N+2, ... verifying each against the one before.
+  absl::Status Advance(v1::ManifestService::Stub& stub) {
+    bool changed = false;
+    for (;;) {
+      v1::GetTrustRootRequest request;
+      request.set_version(root_.version() + 1);
+      v1::SignedTrustRoot next;
+      grpc::ClientContext context;
+      context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+      grpc::Status s = stub.GetTrustRoot(&context, request, &next);
+      if (s.error_code() == grpc::StatusCode::NOT_FOUND) break;
+      if (!s.ok()) return FromGrpc(s, "GetTrustRoot");
+      MD_ASSIGN_OR_RETURN(root_, VerifyNextRoot(root_, next));
+      signed_ = std::move(next);
+      changed = true;
+    }
+    if (!changed) return absl::OkStatus();
+    MD_RETURN_IF_ERROR(MakeDirs(path_.substr(0, path_.rfind('/')), 0700));
+    return WriteFileAtomically(path_, signed_.SerializeAsString(), 0600);
+  }
+
+  const v1::TrustRoot& root() const { return root_; }
+
+ private:
+  std::string path_;
+  v1::SignedTrustRoot signed_;
+  v1::TrustRoot root_;
+};
+
+// The highest sequence seen per tier/channel, persisted atomically.
+class SequenceStore {
+ public:
+  explicit SequenceStore(std::string path) : path_(std::move(path)) {}
+
+  absl::StatusOr<int64_t> Highest(const std::string& tier, const std::string& channel) {
+    MD_RETURN_IF_ERROR(Read());
+    auto it = highest_.find(Key(tier, channel));
+    return it == highest_.end() ? 0 : it->second;
+  }
+
+  absl::Status Record(const std::string& tier, const std::string& channel, int64_t sequence) {
+    MD_RETURN_IF_ERROR(Read());
+    int64_t& slot = highest_[Key(tier, channel)];
+    if (sequence <= slot) return absl::OkStatus();
+    slot = sequence;
+    std::string out;
+    for (const auto& [key, value] : highest_) absl::StrAppend(&out, key, " ", value, "\n");
+    MD_RETURN_IF_ERROR(MakeDirs(path_.substr(0, path_.rfind('/')), 0700));
+    return WriteFileAtomically(path_, out, 0600);
+  }
+
+ private:
+  static std::string Key(const std::string& tier, const std::string& channel) {
+    return absl::StrCat(tier, " ", channel);  // ids cannot contain spaces
+  }
+  absl::Status Read() {
+    if (loaded_) return absl::OkStatus();
+    auto contents = ReadFileToString(path_);
+    if (!contents.ok() && !absl::IsNotFound(contents.status())) return contents.status();
+    if (contents.ok()) {
+      for (absl::string_view line : absl::StrSplit(*contents, '\n', absl::SkipEmpty())) {
+        std::vector<absl::string_view> parts = absl::StrSplit(line, ' ');
+        int64_t value = 0;
+        if (parts.size() != 3 || !absl::SimpleAtoi(parts[2], &value)) {
+          return MakeError(absl::StatusCode::kDataLoss, "STATE_CORRUPT",
+                           absl::StrCat(path_,
+                                        " is corrupt; it records the highest manifest "
+                                        "sequence seen and must not be edited"));
+        }
+        highest_[absl::StrCat(parts[0], " ", parts[1])] = value;
+      }
+    }
+    loaded_ = true;
+    return absl::OkStatus();
+  }
+
+  std::string path_;
+  bool loaded_ = false;
+  std::map<std::string, int64_t> highest_;
+};
+
+absl::Status CheckDisk(const std::string& dir, const v1::ManifestArtifact& artifact) {
+  struct statvfs fs;
+  if (::statvfs(dir.c_str(), &fs) != 0) return ErrnoStatus(errno, absl::StrCat("statvfs ", dir));
+  const int64_t free_bytes = static_cast<int64_t>(fs.f_bavail) * static_cast<int64_t>(fs.f_frsize);
+  const int64_t unpacked =
+      artifact.unpacked_size_bytes() > 0 ? artifact.unpacked_size_bytes() : artifact.size_bytes();
+  // The download and its unpacked copy coexist until the zip is removed after activation.
+  const int64_t needed =
+      artifact.size_bytes() + (artifact.format() == v1::FORMAT_COREML_ZIP ? unpacked : 0);
+  if (free_bytes < needed) {
+    return MakeError(absl::StatusCode::kResourceExhausted, "INSUFFICIENT_DISK",
+                     absl::StrCat("need ", needed, " bytes free in ", dir, ", have ", free_bytes),
+                     {{"needed", absl::StrCat(needed)}, {"free", absl::StrCat(free_bytes)}});
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+v1::Platform DetectPlatform() {
+#if defined(__APPLE__)
+  return v1::PLATFORM_MACOS;
+#elif defined(__ANDROID__)
+  return v1::PLATFORM_ANDROID;
+#elif defined(_WIN32)
+  return v1::PLATFORM_WINDOWS;
+#else
+  return v1::PLATFORM_LINUX;
+#endif
+}
+
+v1::Arch DetectArch() {
+  struct utsname u;
+  if (::uname(&u) != 0) return v1::ARCH_UNSPECIFIED;
+  const std::string machine = u.machine;
+  if (machine == "x86_64" || machine == "amd64") return v1::ARCH_X86_64;
+  if (machine == "arm64" || machine == "aarch64") return v1::ARCH_ARM64;
+  return v1::ARCH_UNSPECIFIED;
+}
+
+absl::StatusOr<SyncResult> Sync(const SyncOptions& options) {
+  // One clock reading for the whole sync: a long download must not turn a manifest that was
+  // fresh when checked into "expired" half-way, nor a stale one fresh.
+  const absl::Time now = options.now();
+  MD_RETURN_IF_ERROR(ValidateId("tier", options.tier));
+  const std::string channel =
+      options.channel.empty() ? std::string(kDefaultChannel) : options.channel;
+  MD_RETURN_IF_ERROR(ValidateId("channel", channel));
+  if (options.dir.empty()) return InvalidArgument("dir", "MISSING_DIR", "--dir is required");
+  const v1::Platform platform =
+      options.platform != v1::PLATFORM_UNSPECIFIED ? options.platform : DetectPlatform();
+  const v1::Arch arch = options.arch != v1::ARCH_UNSPECIFIED ? options.arch : DetectArch();
+  MD_RETURN_IF_ERROR(MakeDirs(options.dir, 0755));
+
+  MD_ASSIGN_OR_RETURN(TrustState trust, TrustState::Load(options));
+  auto channel_to_server = Connect(options);
+  auto stub = v1::ManifestService::NewStub(channel_to_server);
+  MD_RETURN_IF_ERROR(trust.Advance(*stub));
+
+  v1::GetManifestRequest request;
+  request.set_tier(options.tier);
+  request.set_channel(channel);
+  request.set_platform(platform);
+  request.set_arch(arch);
+  request.set_device_id(options.device_id);
+  *request.mutable_device() = options.device;
+  v1::SignedManifest signed_manifest;
+  {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    grpc::Status s = stub->GetManifest(&context, request, &signed_manifest);
+    if (!s.ok()) return FromGrpc(s, "GetManifest");
+  }
+
+  SyncResult result;
+  result.selection_reason = signed_manifest.selection_reason();
+  MD_ASSIGN_OR_RETURN(result.manifest, VerifyManifest(trust.root(), signed_manifest));
+  const v1::Manifest& manifest = result.manifest;
+  MD_RETURN_IF_ERROR(CheckManifestTarget(manifest, options.tier, channel, platform, arch));
+  SequenceStore sequences(options.dir + "/trust/sequence");
+  MD_ASSIGN_OR_RETURN(int64_t highest, sequences.Highest(options.tier, channel));
+  MD_RETURN_IF_ERROR(CheckManifestFreshness(manifest, now, options.clock_skew, highest));
+  MD_RETURN_IF_ERROR(sequences.Record(options.tier, channel, manifest.sequence()));
+
+  MD_ASSIGN_OR_RETURN(ModelStore store, ModelStore::Open(options.dir));
+  if (auto current = store.Current(); current.has_value() &&
+                                      current->digest == manifest.artifact().digest() &&
+                                      current->version == manifest.version()) {
+    result.installed = *current;
+    return result;
+  }
+  MD_RETURN_IF_ERROR(CheckDisk(options.dir, manifest.artifact()));
+
+  // Sources in the manifest's order; an empty artifact_service means "the server asked".
+  std::vector<std::unique_ptr<ByteSource>> owned;
+  std::string ca_pem;
+  if (!options.tls_ca_file.empty()) {
+    MD_ASSIGN_OR_RETURN(ca_pem, ReadFileToString(options.tls_ca_file));
+  }
+  for (const v1::Source& source : manifest.artifact().sources()) {
+    if (source.has_artifact_service()) {
+      owned.push_back(NewGrpcSource(
+          source.artifact_service().empty() ? options.server : source.artifact_service(), ca_pem));
+    } else if (source.has_http_url()) {
+      owned.push_back(NewHttpSource(source.http_url(), options.tls_ca_file));
+    }
+  }
+  if (owned.empty()) owned.push_back(NewGrpcSource(options.server, ca_pem));
+  std::vector<ByteSource*> sources;
+  for (auto& s : owned) sources.push_back(s.get());
+
+  MD_ASSIGN_OR_RETURN(std::string hex, ParseDigest("digest", manifest.artifact().digest()));
+  const std::string partial = absl::StrCat(store.StagingDir(), "/", hex, ".partial");
+  MD_ASSIGN_OR_RETURN(result.download,
+                      DownloadChunks(manifest.artifact(), sources, partial, options.download));
+  MD_ASSIGN_OR_RETURN(result.installed,
+                      store.Activate(partial, manifest.version(), manifest.artifact().digest(),
+                                     manifest.artifact().format()));
+  result.action = SyncResult::Action::kActivated;
+  return result;
+}
+
+int ExitCodeFor(const absl::Status& status) {
+  if (status.ok()) return 0;
+  const std::string reason = ErrorReason(status);
+  if (reason == "SIGNATURE_THRESHOLD_NOT_MET") return 10;
+  if (reason.rfind("ROOT_", 0) == 0 || reason == "MALFORMED_ROOT" || reason == "NO_TRUST_ROOT") {
+    return 11;
+  }
+  if (reason == "MANIFEST_EXPIRED") return 12;
+  if (reason == "SEQUENCE_ROLLBACK") return 13;
+  if (reason == "WRONG_TARGET") return 14;
+  if (reason == "MALFORMED_MANIFEST") return 15;
+  if (reason == "INSUFFICIENT_DISK") return 16;
+  switch (status.code()) {
+    case absl::StatusCode::kInvalidArgument:
+      return 2;
+    case absl::StatusCode::kNotFound:
+      return 3;
+    case absl::StatusCode::kDataLoss:
+      return 20;
+    case absl::StatusCode::kUnavailable:
+    case absl::StatusCode::kDeadlineExceeded:
+      return 21;
+    case absl::StatusCode::kResourceExhausted:
+      return 16;
+    default:
+      return 1;
+  }
+}
+
+}  // namespace modeldist::agent

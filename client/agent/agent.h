@@ -1,0 +1,80 @@
+// File: agent.h
+//
+// The device agent: one `Sync` brings a tier's model on this device to what the server says,
+// safely. Before any byte is trusted the signed manifest is checked against the pinned trust
+// root (following root rotations), its expiry (clock skew allowance fixed at the start of the
+// sync), its target (tier, channel, platform, arch) and its sequence (never lower than the
+// highest seen, persisted atomically). Then the artifact is downloaded chunk by chunk with
+// resume (chunk_downloader.h) and activated atomically (model_store.h).
+//
+// State under `dir`:
+//   trust/root.bin          the newest verified SignedTrustRoot (first: the pinned root file)
+//   trust/sequence          "<tier> <channel> <highest sequence>" lines
+//   versions/, current, previous, staging/   see model_store.h
+#ifndef MODELDIST_CLIENT_AGENT_AGENT_H_
+#define MODELDIST_CLIENT_AGENT_AGENT_H_
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "client/agent/chunk_downloader.h"
+#include "client/agent/model_store.h"
+#include "modeldist/v1/manifest.pb.h"
+
+namespace modeldist::agent {
+
+struct SyncOptions {
+  // host:port of modeldist-server.
+  std::string server;
+  // PEM CA bundle for TLS to the server and https mirrors; empty = plaintext gRPC.
+  std::string tls_ca_file;
+  std::string tier;
+  std::string channel;  // empty = stable
+  // Where models and state live.
+  std::string dir;
+  // A SignedTrustRoot file pinned out of band (`modeldistctl keys root --out`); read when
+  // `dir` has no trusted root yet.
+  std::string trust_root_file;
+  // Unspecified = detected from this machine.
+  v1::Platform platform = v1::PLATFORM_UNSPECIFIED;
+  v1::Arch arch = v1::ARCH_UNSPECIFIED;
+  std::string device_id;  // empty = none (never in a partial rollout)
+  v1::DeviceInfo device;
+  // How far the device clock may be behind the server's without refusing a fresh manifest.
+  absl::Duration clock_skew = absl::Minutes(5);
+  ChunkDownloadOptions download;
+  // The clock, for tests.
+  std::function<absl::Time()> now = [] { return absl::Now(); };
+};
+
+// What a sync did.
+struct SyncResult {
+  enum class Action { kUpToDate, kActivated };
+  Action action = Action::kUpToDate;
+  v1::Manifest manifest;
+  InstalledVersion installed;
+  ChunkDownloadStats download;
+  std::string selection_reason;
+};
+
+// Brings the model up to date. Errors carry an ErrorInfo reason (common/status.h) that
+// ExitCodeFor maps to a distinct process exit code:
+// * SIGNATURE_THRESHOLD_NOT_MET / ROOT_*: PERMISSION_DENIED, nothing downloaded.
+// * MANIFEST_EXPIRED, SEQUENCE_ROLLBACK, WRONG_TARGET: FAILED_PRECONDITION, nothing downloaded.
+// * INSUFFICIENT_DISK: RESOURCE_EXHAUSTED before downloading.
+// * download and activation errors as their components return them; the old model stays.
+absl::StatusOr<SyncResult> Sync(const SyncOptions& options);
+
+// Detects this machine's platform and architecture (uname).
+v1::Platform DetectPlatform();
+v1::Arch DetectArch();
+
+// Process exit codes of modeldist-agent, one per failure class (documented in docs/agent.md).
+int ExitCodeFor(const absl::Status& status);
+
+}  // namespace modeldist::agent
+
+#endif  // MODELDIST_CLIENT_AGENT_AGENT_H_

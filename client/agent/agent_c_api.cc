@@ -1,0 +1,103 @@
+// The C ABI (include/modeldist/agent.h) over agent::Sync. No exception or C++ type crosses it.
+#include <new>
+#include <string>
+
+#include "absl/strings/ascii.h"
+#include "client/agent/agent.h"
+#include "modeldist/agent.h"
+
+struct md_agent {
+  modeldist::agent::SyncOptions options;
+  std::string last_error;
+  std::string config_error;  // a bad platform/arch, reported by every sync
+  // Backing storage for the strings of the last md_sync_result.
+  std::string version, digest, model_path;
+};
+
+namespace {
+std::string Str(const char* s) { return s == nullptr ? std::string() : std::string(s); }
+
+// "macos" -> PLATFORM_MACOS, "arm64" -> ARCH_ARM64 (the proto enum names, lower case).
+bool ParseEnum(const char* text, const char* prefix, bool (*parse)(const std::string&, int*),
+               int* out) {
+  return parse(std::string(prefix) + absl::AsciiStrToUpper(text), out);
+}
+bool ParsePlatform(const std::string& name, int* out) {
+  modeldist::v1::Platform p;
+  if (!modeldist::v1::Platform_Parse(name, &p)) return false;
+  *out = p;
+  return true;
+}
+bool ParseArch(const std::string& name, int* out) {
+  modeldist::v1::Arch a;
+  if (!modeldist::v1::Arch_Parse(name, &a)) return false;
+  *out = a;
+  return true;
+}
+}  // namespace
+
+extern "C" md_agent* md_agent_new(const md_agent_config* config) {
+  auto* agent = new (std::nothrow) md_agent();
+  if (agent == nullptr || config == nullptr) return agent;
+  auto& o = agent->options;
+  o.server = Str(config->server);
+  o.tier = Str(config->tier);
+  o.channel = Str(config->channel);
+  o.dir = Str(config->dir);
+  o.trust_root_file = Str(config->trust_root_file);
+  o.tls_ca_file = Str(config->tls_ca_file);
+  o.device_id = Str(config->device_id);
+  o.download.max_bytes_per_second = config->max_bytes_per_second;
+  int value = 0;
+  if (config->platform != nullptr && *config->platform != '\0') {
+    if (ParseEnum(config->platform, "PLATFORM_", ParsePlatform, &value)) {
+      o.platform = static_cast<modeldist::v1::Platform>(value);
+    } else {
+      agent->config_error = "unknown platform \"" + Str(config->platform) + "\"";
+    }
+  }
+  if (config->arch != nullptr && *config->arch != '\0') {
+    if (ParseEnum(config->arch, "ARCH_", ParseArch, &value)) {
+      o.arch = static_cast<modeldist::v1::Arch>(value);
+    } else {
+      agent->config_error = "unknown arch \"" + Str(config->arch) + "\"";
+    }
+  }
+  return agent;
+}
+
+extern "C" int md_agent_sync(md_agent* agent, md_progress_fn progress, void* user,
+                             md_sync_result* result) {
+  if (agent == nullptr || result == nullptr) return MD_INVALID_ARGUMENT;
+  if (!agent->config_error.empty()) {
+    agent->last_error = agent->config_error;
+    return MD_INVALID_ARGUMENT;
+  }
+  modeldist::agent::SyncOptions options = agent->options;
+  if (progress != nullptr) {
+    options.download.on_progress = [progress, user](int64_t done, int64_t total) {
+      progress(user, done, total);
+    };
+  }
+  auto synced = modeldist::agent::Sync(options);
+  if (!synced.ok()) {
+    agent->last_error = std::string(synced.status().message());
+    return modeldist::agent::ExitCodeFor(synced.status());
+  }
+  agent->last_error.clear();
+  agent->version = synced->installed.version;
+  agent->digest = synced->installed.digest;
+  agent->model_path = synced->installed.path;
+  result->activated = synced->action == modeldist::agent::SyncResult::Action::kActivated;
+  result->version = agent->version.c_str();
+  result->digest = agent->digest.c_str();
+  result->model_path = agent->model_path.c_str();
+  result->bytes_received = synced->download.bytes_received;
+  return MD_OK;
+}
+
+extern "C" const char* md_agent_last_error(const md_agent* agent) {
+  return agent == nullptr ? "no agent" : agent->last_error.c_str();
+}
+
+extern "C" void md_agent_free(md_agent* agent) { delete agent; }

@@ -1,0 +1,262 @@
+// modeldist-agent: keeps a tier's model on this device verified and current.
+#include <unistd.h>
+
+#include <cstdio>
+#include <iostream>
+#include <string>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "client/agent/agent.h"
+#include "common/digest.h"
+#include "common/flags.h"
+#include "common/status.h"
+
+namespace modeldist::agent {
+namespace {
+
+constexpr char kUsage[] =
+    "modeldist-agent: keeps a tier's on-device model verified and current.\n"
+    "\n"
+    "usage: modeldist-agent COMMAND [flags]\n"
+    "  sync    fetch the signed manifest, verify it, download (resuming), verify, activate\n"
+    "  status  show the active and previous versions and the trust state\n"
+    "  verify  re-hash the active model file against its digest\n"
+    "  gc      remove versions other than the active and previous ones, and stale partials\n"
+    "\n"
+    "example:\n"
+    "  modeldist-agent sync --server models.example.com:8470 --tier llama8b \\\n"
+    "      --dir ~/Library/Application\\ Support/MyApp/models --trust-root root.bin\n"
+    "\n"
+    "exit codes: 0 ok, 1 other error, 2 usage, 3 not found, 10 bad signature, 11 bad trust\n"
+    "root, 12 manifest expired, 13 sequence rollback, 14 wrong target, 15 malformed manifest,\n"
+    "16 insufficient disk, 20 data loss, 21 server unavailable.\n";
+
+bool Tty() { return ::isatty(STDERR_FILENO) == 1; }
+
+int Fail(const absl::Status& status, bool json) {
+  const int code = ExitCodeFor(status);
+  if (json) {
+    std::cout << absl::StrFormat("{\"ok\":false,\"exit\":%d,\"code\":\"%s\",\"reason\":\"%s\"}\n",
+                                 code, absl::StatusCodeToString(status.code()),
+                                 ErrorReason(status));
+  }
+  std::cerr << "modeldist-agent: " << status.message() << "\n";
+  return code;
+}
+
+bool ParseEnumFlag(const std::string& text, const char* prefix, int* out,
+                   bool (*parse)(const std::string&, int*)) {
+  return parse(std::string(prefix) + absl::AsciiStrToUpper(text), out);
+}
+bool ParsePlatformName(const std::string& name, int* out) {
+  v1::Platform p;
+  if (!v1::Platform_Parse(name, &p)) return false;
+  *out = p;
+  return true;
+}
+bool ParseArchName(const std::string& name, int* out) {
+  v1::Arch a;
+  if (!v1::Arch_Parse(name, &a)) return false;
+  *out = a;
+  return true;
+}
+bool ParseAcceleratorName(const std::string& name, int* out) {
+  v1::Accelerator a;
+  if (!v1::Accelerator_Parse(name, &a)) return false;
+  *out = a;
+  return true;
+}
+
+void AddCommonFlags(Flags& flags) {
+  flags.Add("dir", "DIR", "", "where models and agent state live (required)");
+  flags.AddBool("json", "print the result as one JSON object on stdout");
+  flags.AddBool("help", "show this help");
+}
+
+int RunSync(int argc, char** argv) {
+  Flags flags;
+  flags.Add("server", "HOST:PORT", "", "modeldist-server address (required)");
+  flags.Add("tier", "TIER", "", "the tier to keep current, e.g. llama8b (required)");
+  flags.Add("channel", "CHANNEL", "stable", "the channel");
+  flags.Add("trust-root", "FILE", "", "pinned SignedTrustRoot (needed until DIR has one)");
+  flags.Add("tls-ca", "FILE", "", "PEM CA bundle: TLS to the server and https mirrors");
+  flags.Add("platform", "P", "", "macos|ios|linux|windows|android (default: detected)");
+  flags.Add("arch", "A", "", "arm64|x86_64 (default: detected)");
+  flags.Add("device-id", "ID", "", "stable device id for rollout cohorts and pins");
+  flags.Add("os-version", "V", "", "OS version reported for artifact constraints");
+  flags.Add("ram", "BYTES", "0", "RAM reported for artifact constraints, e.g. 16GiB");
+  flags.Add("accelerators", "LIST", "", "e.g. ane,metal, reported for artifact constraints");
+  flags.Add("max-rate", "BYTES", "0", "download bandwidth cap per second, e.g. 20MiB (0 = none)");
+  flags.Add("clock-skew", "DURATION", "5m", "how far behind the server's clock this one may be");
+  AddCommonFlags(flags);
+  if (absl::Status s = flags.Parse(argc, argv, 2); !s.ok()) {
+    std::cerr << "modeldist-agent sync: " << s.message() << "\n";
+    return 2;
+  }
+  if (flags.GetBool("help")) {
+    std::cout << "usage: modeldist-agent sync --server HOST:PORT --tier T --dir DIR "
+                 "[--trust-root FILE] [flags]\n\n"
+              << flags.Help();
+    return 0;
+  }
+  const bool json = flags.GetBool("json");
+  SyncOptions o;
+  o.server = flags.Get("server");
+  o.tier = flags.Get("tier");
+  o.channel = flags.Get("channel");
+  o.dir = flags.Get("dir");
+  o.trust_root_file = flags.Get("trust-root");
+  o.tls_ca_file = flags.Get("tls-ca");
+  o.device_id = flags.Get("device-id");
+  if (o.server.empty() || o.tier.empty() || o.dir.empty()) {
+    std::cerr << "modeldist-agent sync: --server, --tier and --dir are required (see --help)\n";
+    return 2;
+  }
+  int value = 0;
+  if (!flags.Get("platform").empty()) {
+    if (!ParseEnumFlag(flags.Get("platform"), "PLATFORM_", &value, ParsePlatformName)) {
+      std::cerr << "modeldist-agent sync: --platform must be macos, ios, linux, windows or "
+                   "android\n";
+      return 2;
+    }
+    o.platform = static_cast<v1::Platform>(value);
+  }
+  if (!flags.Get("arch").empty()) {
+    if (!ParseEnumFlag(flags.Get("arch"), "ARCH_", &value, ParseArchName)) {
+      std::cerr << "modeldist-agent sync: --arch must be arm64 or x86_64\n";
+      return 2;
+    }
+    o.arch = static_cast<v1::Arch>(value);
+  }
+  o.device.set_os_version(flags.Get("os-version"));
+  auto ram = flags.GetInt("ram");
+  auto rate = flags.GetInt("max-rate");
+  if (!ram.ok() || !rate.ok()) {
+    std::cerr << "modeldist-agent sync: " << (ram.ok() ? rate.status() : ram.status()).message()
+              << "\n";
+    return 2;
+  }
+  o.device.set_ram_bytes(*ram);
+  o.download.max_bytes_per_second = *rate;
+  for (absl::string_view a : absl::StrSplit(flags.Get("accelerators"), ',', absl::SkipEmpty())) {
+    if (!ParseEnumFlag(std::string(a), "ACCELERATOR_", &value, ParseAcceleratorName)) {
+      std::cerr << "modeldist-agent sync: unknown accelerator \"" << a << "\"\n";
+      return 2;
+    }
+    o.device.add_accelerators(static_cast<v1::Accelerator>(value));
+  }
+  if (!absl::ParseDuration(flags.Get("clock-skew"), &o.clock_skew)) {
+    std::cerr << "modeldist-agent sync: --clock-skew must be a duration like 5m\n";
+    return 2;
+  }
+  const absl::Time start = absl::Now();
+  if (Tty() && !json) {
+    o.download.on_progress = [start](int64_t done, int64_t total) {
+      const double s = absl::ToDoubleSeconds(absl::Now() - start);
+      std::fprintf(stderr, "\r  %5.1f%%  %.1f / %.1f MB  %.0f MB/s   ",
+                   total > 0 ? 100.0 * done / total : 100.0, done / 1e6, total / 1e6,
+                   s > 0 ? done / 1e6 / s : 0.0);
+    };
+  }
+  auto result = Sync(o);
+  if (Tty() && !json) std::fprintf(stderr, "\n");
+  if (!result.ok()) return Fail(result.status(), json);
+  const bool activated = result->action == SyncResult::Action::kActivated;
+  if (json) {
+    std::cout << absl::StrFormat(
+        "{\"ok\":true,\"action\":\"%s\",\"version\":\"%s\",\"digest\":\"%s\",\"path\":\"%s\","
+        "\"sequence\":%d,\"chunksTotal\":%d,\"chunksReused\":%d,\"chunksFetched\":%d,"
+        "\"chunksRefetched\":%d,\"bytesReceived\":%d}\n",
+        activated ? "activated" : "up-to-date", result->installed.version, result->installed.digest,
+        result->installed.path, result->manifest.sequence(), result->download.chunks_total,
+        result->download.chunks_reused, result->download.chunks_fetched,
+        result->download.chunks_refetched, result->download.bytes_received);
+  } else {
+    std::cout << (activated ? "activated " : "up to date: ") << result->installed.version << " ("
+              << result->installed.digest << ") at " << result->installed.path << "\n";
+  }
+  return 0;
+}
+
+int RunStore(const std::string& command, int argc, char** argv) {
+  Flags flags;
+  AddCommonFlags(flags);
+  if (absl::Status s = flags.Parse(argc, argv, 2); !s.ok()) {
+    std::cerr << "modeldist-agent " << command << ": " << s.message() << "\n";
+    return 2;
+  }
+  if (flags.GetBool("help")) {
+    std::cout << "usage: modeldist-agent " << command << " --dir DIR [--json]\n\n" << flags.Help();
+    return 0;
+  }
+  const bool json = flags.GetBool("json");
+  if (flags.Get("dir").empty()) {
+    std::cerr << "modeldist-agent " << command << ": --dir is required\n";
+    return 2;
+  }
+  auto store = ModelStore::Open(flags.Get("dir"));
+  if (!store.ok()) return Fail(store.status(), json);
+  if (command == "gc") {
+    auto freed = store->CollectGarbage();
+    if (!freed.ok()) return Fail(freed.status(), json);
+    if (json) {
+      std::cout << "{\"ok\":true,\"freedBytes\":" << *freed << "}\n";
+    } else {
+      std::cout << "freed " << *freed << " bytes\n";
+    }
+    return 0;
+  }
+  auto current = store->Current();
+  if (command == "verify") {
+    if (!current.has_value()) return Fail(absl::NotFoundError("no active version"), json);
+    if (current->format == v1::FORMAT_COREML_ZIP) {
+      // The zip's digest covers the archive, which is not kept after unpacking; its bytes
+      // were verified before extraction.
+      std::cout << "verified at activation (unpacked from " << current->digest << ")\n";
+      return 0;
+    }
+    auto file = DigestFile(current->path);
+    if (!file.ok()) return Fail(file.status(), json);
+    if (FormatDigest(file->hex) != current->digest) {
+      return Fail(
+          MakeError(absl::StatusCode::kDataLoss, "MODEL_CORRUPT",
+                    absl::StrCat(current->path, " hashes to sha256:", file->hex, ", expected ",
+                                 current->digest, "; run sync to reinstall")),
+          json);
+    }
+    std::cout << (json ? "{\"ok\":true}\n" : "ok: " + current->path + "\n");
+    return 0;
+  }
+  // status
+  auto previous = store->Previous();
+  if (json) {
+    std::cout << absl::StrFormat("{\"ok\":true,\"current\":\"%s\",\"previous\":\"%s\"}\n",
+                                 current ? current->version : "",
+                                 previous ? previous->version : "");
+  } else {
+    std::cout << "current:  " << (current ? current->version + " " + current->path : "none")
+              << "\nprevious: " << (previous ? previous->version : "none") << "\n";
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace modeldist::agent
+
+int main(int argc, char** argv) {
+  if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "help") {
+    std::cout << modeldist::agent::kUsage;
+    return argc < 2 ? 2 : 0;
+  }
+  const std::string command = argv[1];
+  if (command == "sync") return modeldist::agent::RunSync(argc, argv);
+  if (command == "status" || command == "verify" || command == "gc") {
+    return modeldist::agent::RunStore(command, argc, argv);
+  }
+  std::cerr << "modeldist-agent: unknown command \"" << command << "\" (see --help)\n";
+  return 2;
+}

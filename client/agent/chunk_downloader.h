@@ -1,0 +1,112 @@
+// File: chunk_downloader.h
+//
+// Verified, resumable, chunk-by-chunk download of one manifest artifact.
+//
+// The manifest lists the SHA-256 of every `chunk_size` chunk. Bytes are written to a partial
+// file and counted only once their chunk's digest matches; a journal next to the partial
+// records how many leading chunks are verified (and for which digest/chunk size), fsynced
+// after the data it describes. On resume every journaled chunk is re-hashed from disk (a local
+// read, never the network): the first that fails ends the verified prefix and is refetched.
+// A chunk that arrives corrupted is refetched alone (Read with offset/limit of that chunk).
+// The whole file's SHA-256 and size are checked at the end, fed from the same pass.
+//
+// Memory stays at about one chunk whatever the artifact size.
+#ifndef MODELDIST_CLIENT_AGENT_CHUNK_DOWNLOADER_H_
+#define MODELDIST_CLIENT_AGENT_CHUNK_DOWNLOADER_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "modeldist/v1/manifest.pb.h"
+
+namespace modeldist::agent {
+
+// Where bytes come from. Implementations: gRPC ArtifactService.Read and HTTP(S) Range GETs
+// through libcurl. Sources are untrusted: every byte is checked by the downloader.
+class ByteSource {
+ public:
+  virtual ~ByteSource() = default;
+  // Streams bytes [offset, offset + limit) of blob `digest` to `sink` in order, in pieces of
+  // any size. Stops early (returning the sink's error) when `sink` fails. A source that sends
+  // more than `limit` bytes is cut off by the downloader through the sink.
+  virtual absl::Status Read(const std::string& digest, int64_t offset, int64_t limit,
+                            const std::function<absl::Status(absl::string_view)>& sink) = 0;
+  // Makes a Read in progress on another thread return soon with an error (any code; the
+  // downloader reports the stall). Thread-safe. The downloader's stall watchdog calls it only
+  // while a Read is running, and again every stall period while that Read stays silent, so a
+  // call that lands just before the Read registers itself may be dropped; it MUST NOT make a
+  // later Read fail.
+  virtual void Cancel() = 0;
+  // For logs and errors, e.g. "grpc://host:port" or the URL without its query.
+  virtual std::string Describe() const = 0;
+};
+
+// ArtifactService.Read at `target` (host:port, plaintext unless `tls_ca_pem` is set).
+std::unique_ptr<ByteSource> NewGrpcSource(const std::string& target, const std::string& tls_ca_pem);
+// HTTP(S) GET with `Range: bytes=offset-(offset+limit-1)` of `url` through libcurl.
+std::unique_ptr<ByteSource> NewHttpSource(const std::string& url, const std::string& ca_file);
+
+struct ChunkDownloadOptions {
+  // Attempts per chunk range before giving up (transport errors, stalls, corrupt chunks).
+  int max_attempts = 8;
+  // Exponential backoff with full jitter between attempts.
+  absl::Duration initial_backoff = absl::Milliseconds(200);
+  absl::Duration max_backoff = absl::Seconds(10);
+  // A read that delivers no byte for this long is abandoned and retried.
+  absl::Duration stall_timeout = absl::Seconds(30);
+  // Bytes per second, 0 = unlimited.
+  int64_t max_bytes_per_second = 0;
+  // fsync data before the journal says it is verified (turn off only in benchmarks).
+  bool fsync = true;
+  // Called on the calling thread after each verified chunk, and once after the partial's
+  // journaled prefix was re-verified on resume.
+  std::function<void(int64_t verified_bytes, int64_t total_bytes)> on_progress;
+  // Injected for tests; defaults to absl::SleepFor.
+  std::function<void(absl::Duration)> sleep;
+};
+
+struct ChunkDownloadStats {
+  int64_t chunks_total = 0;
+  // Chunks taken from the partial after re-verifying them from disk.
+  int64_t chunks_reused = 0;
+  // Chunks fetched over the network, including refetches.
+  int64_t chunks_fetched = 0;
+  // Chunks that arrived corrupted and were fetched again.
+  int64_t chunks_refetched = 0;
+  int64_t bytes_received = 0;
+  // Failed attempts that were followed by another one (on the same or the next source).
+  int retries = 0;
+};
+
+// Downloads `artifact` into `partial_path` (journal: `partial_path + ".journal"`) from the
+// sources in order (the next source is tried when one fails `max_attempts` times). On success
+// the partial holds exactly the verified bytes (size and whole-file SHA-256 checked) and is
+// fsynced; the caller moves it into place. The journal is removed.
+// Errors:
+// * INVALID_ARGUMENT: the manifest artifact is malformed (chunk count does not match size and
+//   chunk_size, bad digest, chunk_size over 64 MiB), no source, empty path, max_attempts < 1.
+// * DATA_LOSS: every source kept sending bytes that do not match, or fewer bytes than the
+//   manifest's size (the partial is kept up to the last verified chunk). Also, reason
+//   DIGEST_MISMATCH, when every chunk matched but the whole file does not match `digest`: the
+//   manifest contradicts itself, so the partial and journal are deleted.
+// * UNAVAILABLE / DEADLINE_EXCEEDED: sources failed or stalled on every attempt.
+// * Any other code a source gave up with, when it is the last source: NOT_FOUND,
+//   PERMISSION_DENIED, UNAUTHENTICATED (an HTTPS server the CA file does not trust),
+//   FAILED_PRECONDITION (a mirror that ignores Range). The message names each source's last
+//   error; the ErrorInfo reason is that of the last one.
+// * RESOURCE_EXHAUSTED: the disk is full (a source's RESOURCE_EXHAUSTED counts as UNAVAILABLE);
+//   other local file errors as common/file_util.h ErrnoStatus maps them.
+absl::StatusOr<ChunkDownloadStats> DownloadChunks(const v1::ManifestArtifact& artifact,
+                                                  const std::vector<ByteSource*>& sources,
+                                                  const std::string& partial_path,
+                                                  const ChunkDownloadOptions& options);
+
+}  // namespace modeldist::agent
+
+#endif  // MODELDIST_CLIENT_AGENT_CHUNK_DOWNLOADER_H_

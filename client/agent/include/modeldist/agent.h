@@ -1,0 +1,84 @@
+/* modeldist/agent.h: the C ABI of the modeldist device agent, for Swift, Dart FFI and C.
+ *
+ * One opaque handle per configuration; md_agent_sync() blocks until the tier's model on this
+ * device is verified and active (or an error), calling `progress` from the calling thread.
+ * Every string the library returns stays valid until the next call on the same handle or
+ * md_agent_free(). Thread-compatible: use one handle per thread.
+ *
+ *   md_agent_config config = {0};
+ *   config.server = "models.example.com:8470";
+ *   config.tier = "llama8b";
+ *   config.dir = "/Users/me/Library/Application Support/App/models";
+ *   config.trust_root_file = ".../root.bin";
+ *   md_agent* agent = md_agent_new(&config);
+ *   md_sync_result result;
+ *   int code = md_agent_sync(agent, on_progress, ctx, &result);
+ *   if (code == MD_OK) load(result.model_path);
+ *   else log(md_agent_last_error(agent));
+ *   md_agent_free(agent);
+ */
+#ifndef MODELDIST_AGENT_H_
+#define MODELDIST_AGENT_H_
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Status codes; the same numbers as modeldist-agent's exit codes (docs/agent.md). */
+enum {
+  MD_OK = 0,
+  MD_ERROR = 1,
+  MD_INVALID_ARGUMENT = 2,
+  MD_NOT_FOUND = 3,
+  MD_BAD_SIGNATURE = 10,
+  MD_BAD_TRUST_ROOT = 11,
+  MD_MANIFEST_EXPIRED = 12,
+  MD_SEQUENCE_ROLLBACK = 13,
+  MD_WRONG_TARGET = 14,
+  MD_MALFORMED_MANIFEST = 15,
+  MD_INSUFFICIENT_DISK = 16,
+  MD_DATA_LOSS = 20,
+  MD_UNAVAILABLE = 21
+};
+
+typedef struct md_agent md_agent;
+
+typedef struct md_agent_config {
+  const char* server;          /* host:port; required */
+  const char* tier;            /* required */
+  const char* channel;         /* NULL or "" = stable */
+  const char* dir;             /* required: models and state */
+  const char* trust_root_file; /* pinned SignedTrustRoot; needed until dir has one */
+  const char* tls_ca_file;     /* NULL = plaintext */
+  const char* platform;        /* NULL = detected; "macos", "linux", ... */
+  const char* arch;            /* NULL = detected; "arm64", "x86_64" */
+  const char* device_id;       /* NULL = none */
+  int64_t max_bytes_per_second; /* 0 = unlimited */
+} md_agent_config;
+
+typedef struct md_sync_result {
+  int activated;          /* 1 when a new version was activated, 0 when already current */
+  const char* version;    /* models/{model}/versions/{version} */
+  const char* digest;     /* sha256:<hex> */
+  const char* model_path; /* the file or folder to load */
+  int64_t bytes_received;
+} md_sync_result;
+
+/* Called with bytes verified so far and the total. */
+typedef void (*md_progress_fn)(void* user, int64_t done, int64_t total);
+
+/* Copies the config. Returns NULL only when out of memory. */
+md_agent* md_agent_new(const md_agent_config* config);
+/* Runs one sync. Returns MD_OK or an error code; `result` is filled on MD_OK. */
+int md_agent_sync(md_agent* agent, md_progress_fn progress, void* user, md_sync_result* result);
+/* The message of the last error on this handle ("" after success). */
+const char* md_agent_last_error(const md_agent* agent);
+void md_agent_free(md_agent* agent);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MODELDIST_AGENT_H_ */

@@ -1,0 +1,191 @@
+// The agent end to end against a real server on loopback: publish, sync, activate, publish a
+// new version, sync (previous kept), gc; and each manifest check refusing with its own code
+// before any byte is downloaded.
+#include "client/agent/agent.h"
+
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "common/file_util.h"
+#include "common/status.h"
+#include "gtest/gtest.h"
+#include "modeldist/agent.h"
+#include "tests/services/test_server.h"
+
+namespace modeldist::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+class AgentTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    server_.SetTier("llama8b", "", Publish("1", v1_));
+    // The app ships root 1, fetched once out of band.
+    v1::GetTrustRootRequest request;
+    request.set_version(1);
+    v1::SignedTrustRoot root;
+    grpc::ClientContext context;
+    ASSERT_TRUE(server_.manifests().GetTrustRoot(&context, request, &root).ok());
+    ASSERT_TRUE(WriteFileAtomically(root_file_, root.SerializeAsString(), 0644).ok());
+  }
+
+  std::string Publish(const std::string& version, const std::string& bytes) {
+    server_.PublishBlob("llama", version, v1::PLATFORM_LINUX, v1::ARCH_X86_64, v1::FORMAT_GGUF,
+                        bytes);
+    return "models/llama/versions/" + version;
+  }
+
+  agent::SyncOptions Options() {
+    agent::SyncOptions o;
+    o.server = "127.0.0.1:" + std::to_string(server_.server().port());
+    o.tier = "llama8b";
+    o.dir = dir_.Join("models");
+    o.trust_root_file = root_file_;
+    o.platform = v1::PLATFORM_LINUX;
+    o.arch = v1::ARCH_X86_64;
+    o.download.initial_backoff = absl::Milliseconds(1);
+    return o;
+  }
+
+  static std::string ReadAll(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }
+
+  TestServer server_;
+  ScratchDir dir_;
+  const std::string root_file_ = dir_.Join("root.bin");
+  // 9 MiB + 5: three 4 MiB chunks.
+  const std::string v1_ = RandomBytes((9 << 20) + 5, 1);
+  const std::string v2_ = RandomBytes((5 << 20) + 7, 2);
+};
+
+TEST_F(AgentTest, SyncActivatesThenUpdatesKeepingPreviousThenGc) {
+  auto first = agent::Sync(Options());
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(first->action, agent::SyncResult::Action::kActivated);
+  EXPECT_EQ(first->download.chunks_total, 3);
+  EXPECT_EQ(first->download.chunks_fetched, 3);
+  EXPECT_EQ(ReadAll(first->installed.path), v1_);
+
+  auto again = agent::Sync(Options());
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->action, agent::SyncResult::Action::kUpToDate);
+  EXPECT_EQ(again->download.bytes_received, 0);
+
+  server_.SetTier("llama8b", "", Publish("2", v2_));
+  auto second = agent::Sync(Options());
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_EQ(second->action, agent::SyncResult::Action::kActivated);
+  EXPECT_EQ(ReadAll(second->installed.path), v2_);
+
+  auto store = agent::ModelStore::Open(Options().dir);
+  ASSERT_TRUE(store.ok());
+  ASSERT_TRUE(store->Previous().has_value());
+  EXPECT_EQ(store->Previous()->version, "models/llama/versions/1");
+  EXPECT_EQ(store->Current()->version, "models/llama/versions/2");
+
+  server_.SetTier("llama8b", "", Publish("3", RandomBytes(1000, 3)));
+  ASSERT_TRUE(agent::Sync(Options()).ok());
+  EXPECT_EQ(store->List().size(), 3u);
+  auto freed = store->CollectGarbage();
+  ASSERT_TRUE(freed.ok()) << freed.status();
+  EXPECT_GT(*freed, 0);
+  EXPECT_EQ(store->List().size(), 2u);  // current (3) and previous (2)
+  EXPECT_EQ(store->Previous()->version, "models/llama/versions/2");
+}
+
+TEST_F(AgentTest, FollowsKeyRotationFromThePinnedRoot) {
+  v1::RotateSigningKeysRequest rotate;
+  rotate.set_count(2);
+  rotate.set_threshold(2);
+  v1::SignedTrustRoot root;
+  ASSERT_TRUE(server_.registry().RotateSigningKeys(server_.Admin().get(), rotate, &root).ok());
+  auto synced = agent::Sync(Options());
+  ASSERT_TRUE(synced.ok()) << synced.status();
+  // The agent persisted root 2 and no longer needs the pinned file.
+  agent::SyncOptions o = Options();
+  o.trust_root_file = "";
+  EXPECT_TRUE(agent::Sync(o).ok());
+}
+
+TEST_F(AgentTest, ExpiredManifestIsRefusedBeforeDownloading) {
+  agent::SyncOptions o = Options();
+  o.now = [] { return absl::Now() + absl::Hours(48); };  // TTL is 24 h
+  auto synced = agent::Sync(o);
+  EXPECT_EQ(ErrorReason(synced.status()), "MANIFEST_EXPIRED");
+  EXPECT_EQ(agent::ExitCodeFor(synced.status()), 12);
+  EXPECT_FALSE(std::filesystem::exists(o.dir + "/current"));
+  // Within the skew allowance it is accepted.
+  o.now = [] { return absl::Now() + absl::Hours(24) + absl::Minutes(1); };
+  EXPECT_TRUE(agent::Sync(o).ok());
+}
+
+TEST_F(AgentTest, SequenceRollbackIsRefused) {
+  ASSERT_TRUE(agent::Sync(Options()).ok());
+  // The device once saw a newer answer than the server now gives (a replayed old manifest).
+  ASSERT_TRUE(
+      WriteFileAtomically(Options().dir + "/trust/sequence", "llama8b stable 99\n", 0600).ok());
+  auto synced = agent::Sync(Options());
+  EXPECT_EQ(ErrorReason(synced.status()), "SEQUENCE_ROLLBACK");
+  EXPECT_EQ(agent::ExitCodeFor(synced.status()), 13);
+}
+
+TEST_F(AgentTest, ForeignRootIsRefused) {
+  // A root from another server (other keys) cannot vouch for this server's manifests.
+  TestServer other;
+  v1::GetTrustRootRequest request;
+  v1::SignedTrustRoot foreign;
+  grpc::ClientContext context;
+  ASSERT_TRUE(other.manifests().GetTrustRoot(&context, request, &foreign).ok());
+  ASSERT_TRUE(WriteFileAtomically(root_file_, foreign.SerializeAsString(), 0644).ok());
+  auto synced = agent::Sync(Options());
+  EXPECT_EQ(ErrorReason(synced.status()), "SIGNATURE_THRESHOLD_NOT_MET");
+  EXPECT_EQ(agent::ExitCodeFor(synced.status()), 10);
+  EXPECT_FALSE(std::filesystem::exists(Options().dir + "/current"));
+}
+
+TEST_F(AgentTest, MissingTrustRootSaysWhatToDo) {
+  agent::SyncOptions o = Options();
+  o.trust_root_file = "";
+  auto synced = agent::Sync(o);
+  EXPECT_EQ(ErrorReason(synced.status()), "NO_TRUST_ROOT");
+  EXPECT_THAT(std::string(synced.status().message()), HasSubstr("--trust-root"));
+}
+
+TEST_F(AgentTest, CApiSyncs) {
+  md_agent_config config = {};
+  const std::string server = "127.0.0.1:" + std::to_string(server_.server().port());
+  const std::string dir = Options().dir;
+  config.server = server.c_str();
+  config.tier = "llama8b";
+  config.dir = dir.c_str();
+  config.trust_root_file = root_file_.c_str();
+  config.platform = "linux";
+  config.arch = "x86_64";
+  md_agent* agent = md_agent_new(&config);
+  ASSERT_NE(agent, nullptr);
+  int64_t last_progress = 0;
+  md_sync_result result = {};
+  int code = md_agent_sync(
+      agent, [](void* user, int64_t done, int64_t total) { *static_cast<int64_t*>(user) = done; },
+      &last_progress, &result);
+  ASSERT_EQ(code, MD_OK) << md_agent_last_error(agent);
+  EXPECT_EQ(result.activated, 1);
+  EXPECT_EQ(std::string(result.version), "models/llama/versions/1");
+  EXPECT_EQ(ReadAll(result.model_path), v1_);
+  EXPECT_EQ(last_progress, static_cast<int64_t>(v1_.size()));
+  md_agent_free(agent);
+
+  config.platform = "beos";
+  agent = md_agent_new(&config);
+  EXPECT_EQ(md_agent_sync(agent, nullptr, nullptr, &result), MD_INVALID_ARGUMENT);
+  EXPECT_THAT(std::string(md_agent_last_error(agent)), HasSubstr("beos"));
+  md_agent_free(agent);
+}
+
+}  // namespace
+}  // namespace modeldist::testing
