@@ -52,11 +52,36 @@ absl::Status Validate(const v1::GetManifestRequest& r) {
 
 }  // namespace
 
-grpc::Status ManifestServiceImpl::GetManifest(grpc::ServerContext* context,
-                                              const v1::GetManifestRequest* request,
-                                              v1::SignedManifest* response) {
-  if (absl::Status s = Validate(*request); !s.ok()) return ToGrpcStatus(s);
-  auto answer = cache_->Lookup(*request);
+namespace {
+grpc::ServerUnaryReactor* Finish(grpc::CallbackServerContext* context, grpc::Status status) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(std::move(status));
+  return reactor;
+}
+}  // namespace
+
+grpc::ServerUnaryReactor* ManifestServiceImpl::GetManifest(grpc::CallbackServerContext* context,
+                                                           const v1::GetManifestRequest* request,
+                                                           v1::SignedManifest* response) {
+  return Finish(context, DoGetManifest(*request, response));
+}
+
+grpc::ServerUnaryReactor* ManifestServiceImpl::GetSigningKeys(
+    grpc::CallbackServerContext* context, const v1::GetSigningKeysRequest* request,
+    v1::GetSigningKeysResponse* response) {
+  return Finish(context, DoGetSigningKeys(response));
+}
+
+grpc::ServerUnaryReactor* ManifestServiceImpl::GetTrustRoot(grpc::CallbackServerContext* context,
+                                                            const v1::GetTrustRootRequest* request,
+                                                            v1::SignedTrustRoot* response) {
+  return Finish(context, DoGetTrustRoot(*request, response));
+}
+
+grpc::Status ManifestServiceImpl::DoGetManifest(const v1::GetManifestRequest& request,
+                                                v1::SignedManifest* response) const {
+  if (absl::Status s = Validate(request); !s.ok()) return ToGrpcStatus(s);
+  auto answer = cache_->Lookup(request);
   if (!answer.ok()) return ToGrpcStatus(answer.status());
   // One copy of the pre-signed answer; the signatures were made when the catalog changed.
   *response = *answer->signed_manifest;
@@ -64,9 +89,7 @@ grpc::Status ManifestServiceImpl::GetManifest(grpc::ServerContext* context,
   return grpc::Status::OK;
 }
 
-grpc::Status ManifestServiceImpl::GetSigningKeys(grpc::ServerContext* context,
-                                                 const v1::GetSigningKeysRequest* request,
-                                                 v1::GetSigningKeysResponse* response) {
+grpc::Status ManifestServiceImpl::DoGetSigningKeys(v1::GetSigningKeysResponse* response) const {
   const KeyRing::VerifiedRoot newest = keys_->NewestRoot();  // a snapshot, kept alive
   for (const v1::SigningKey& key : newest.root.keys()) {
     v1::SigningKey* out = response->add_keys();
@@ -78,14 +101,13 @@ grpc::Status ManifestServiceImpl::GetSigningKeys(grpc::ServerContext* context,
   return grpc::Status::OK;
 }
 
-grpc::Status ManifestServiceImpl::GetTrustRoot(grpc::ServerContext* context,
-                                               const v1::GetTrustRootRequest* request,
-                                               v1::SignedTrustRoot* response) {
-  if (request->version() < 0) {
+grpc::Status ManifestServiceImpl::DoGetTrustRoot(const v1::GetTrustRootRequest& request,
+                                                 v1::SignedTrustRoot* response) const {
+  if (request.version() < 0) {
     return ToGrpcStatus(InvalidArgument("version", "INVALID_VERSION",
                                         "version must be >= 0 (0 = the newest root)"));
   }
-  auto root = keys_->Root(request->version());
+  auto root = keys_->Root(request.version());
   if (!root.ok()) return ToGrpcStatus(root.status());
   *response = *std::move(root);
   return grpc::Status::OK;

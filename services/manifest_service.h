@@ -11,20 +11,31 @@
 
 namespace modeldist::services {
 
-class ManifestServiceImpl final : public v1::ManifestService::Service {
+// Uses the callback API: every rpc here is a lookup in memory that never blocks, so it runs on
+// gRPC's own threads instead of being handed to a sync-server worker thread; the hand-offs
+// dominated GetManifest's cost under load (docs/benchmarks.md).
+class ManifestServiceImpl final : public v1::ManifestService::CallbackService {
  public:
   ManifestServiceImpl(const ManifestCache* cache, const KeyRing* keys)
       : cache_(cache), keys_(keys) {}
 
-  grpc::Status GetManifest(grpc::ServerContext* context, const v1::GetManifestRequest* request,
-                           v1::SignedManifest* response) override;
-  grpc::Status GetSigningKeys(grpc::ServerContext* context,
-                              const v1::GetSigningKeysRequest* request,
-                              v1::GetSigningKeysResponse* response) override;
-  grpc::Status GetTrustRoot(grpc::ServerContext* context, const v1::GetTrustRootRequest* request,
-                            v1::SignedTrustRoot* response) override;
+  grpc::ServerUnaryReactor* GetManifest(grpc::CallbackServerContext* context,
+                                        const v1::GetManifestRequest* request,
+                                        v1::SignedManifest* response) override;
+  grpc::ServerUnaryReactor* GetSigningKeys(grpc::CallbackServerContext* context,
+                                           const v1::GetSigningKeysRequest* request,
+                                           v1::GetSigningKeysResponse* response) override;
+  grpc::ServerUnaryReactor* GetTrustRoot(grpc::CallbackServerContext* context,
+                                         const v1::GetTrustRootRequest* request,
+                                         v1::SignedTrustRoot* response) override;
 
  private:
+  grpc::Status DoGetManifest(const v1::GetManifestRequest& request,
+                             v1::SignedManifest* response) const;
+  grpc::Status DoGetSigningKeys(v1::GetSigningKeysResponse* response) const;
+  grpc::Status DoGetTrustRoot(const v1::GetTrustRootRequest& request,
+                              v1::SignedTrustRoot* response) const;
+
   const ManifestCache* cache_;
   const KeyRing* keys_;
 };
