@@ -256,7 +256,7 @@ int main(int argc, char** argv) {
   flags.Add("size", "BYTES", "1GiB", "artifact size");
   flags.Add("reps", "N", "3", "repetitions of every measurement (the median is reported)");
   flags.Add("chunk-sizes", "LIST", "64KiB,256KiB,1MiB", "server --chunk-size values to measure");
-  flags.Add("default-chunk", "BYTES", "256KiB", "the chunk size the ratio target applies to");
+  flags.Add("default-chunk", "BYTES", "1MiB", "the chunk size the ratio target applies to");
   flags.Add("server-bin", "PATH", MODELDIST_SERVER_BIN, "modeldist-server binary");
   flags.Add("tmp", "DIR", "/tmp", "where the artifact and downloads go (deleted at the end)");
   flags.AddBool("core-only", "skip P_pipe, curl -o /dev/null and the fsync row");

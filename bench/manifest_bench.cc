@@ -237,7 +237,7 @@ absl::Status Run(const Config& config) {
   MD_ASSIGN_OR_RETURN(FileDigest digest, MakeIncompressibleFile(art, 4096));
   MD_ASSIGN_OR_RETURN(ServerProcess server,
                       StartModeldistServer(config.server_bin, res.dir + "/data", token_file,
-                                           256 * 1024, res.dir + "/server.log"));
+                                           1024 * 1024, res.dir + "/server.log"));
   res.server = server.pid;
   MD_RETURN_IF_ERROR(
       PublishFile(Connect(server.address), kToken, art, digest, "bench", "v1", "bench").status());

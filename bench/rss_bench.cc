@@ -34,7 +34,7 @@ struct Config {
   std::vector<int64_t> sizes;
   int clients = 16;
   int sample_ms = 20;
-  int64_t chunk_size = 256 * 1024;
+  int64_t chunk_size = 1024 * 1024;
   bool verify = true;
   std::string server_bin;
   std::string tmp_parent;
@@ -200,7 +200,7 @@ int main(int argc, char** argv) {
   flags.Add("sizes", "LIST", "256MiB,1GiB", "artifact sizes, smallest first (e.g. add 4GiB)");
   flags.Add("clients", "N", "16", "concurrent downloads");
   flags.Add("sample-ms", "MS", "20", "RSS sampling period");
-  flags.Add("chunk-size", "BYTES", "256KiB", "server --chunk-size");
+  flags.Add("chunk-size", "BYTES", "1MiB", "server --chunk-size");
   flags.AddBool("no-verify", "discard the bytes instead of hashing them (faster)");
   flags.Add("server-bin", "PATH", MODELDIST_SERVER_BIN, "modeldist-server binary");
   flags.Add("tmp", "DIR", "/tmp", "scratch parent directory (deleted at the end)");

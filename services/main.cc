@@ -51,7 +51,7 @@ int main(int argc, char** argv) {
   flags.Add("tls-cert", "FILE", "", "PEM certificate chain; with --tls-key enables TLS");
   flags.Add("tls-key", "FILE", "", "PEM private key for --tls-cert");
   flags.Add("manifest-ttl", "DURATION", "24h", "how long signed manifests stay valid");
-  flags.Add("chunk-size", "BYTES", "256KiB", "ArtifactService.Read chunk size");
+  flags.Add("chunk-size", "BYTES", "1MiB", "ArtifactService.Read chunk size");
   flags.Add("public-address", "HOST:PORT", "", "address put in manifests for devices");
   flags.Add("port-file", "FILE", "", "write the bound port here once serving (for scripts)");
   flags.AddBool("help", "show this help");

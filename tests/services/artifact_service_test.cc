@@ -26,7 +26,7 @@ class ArtifactServiceTest : public ::testing::Test {
     int64_t expect = offset;
     while (reader->Read(&chunk)) {
       EXPECT_EQ(chunk.offset(), expect);
-      EXPECT_LE(chunk.data().size(), 256u * 1024);
+      EXPECT_LE(chunk.data().size(), 1024u * 1024);
       EXPECT_FALSE(chunk.data().empty());
       expect += static_cast<int64_t>(chunk.data().size());
       out->append(chunk.data());
@@ -89,7 +89,7 @@ TEST_F(ArtifactServiceTest, StatReportsSizeAndChunk) {
   grpc::ClientContext context;
   ASSERT_TRUE(server_.artifacts().Stat(&context, request, &response).ok());
   EXPECT_EQ(response.size_bytes(), static_cast<int64_t>(bytes_.size()));
-  EXPECT_EQ(response.chunk_size(), 256 * 1024);
+  EXPECT_EQ(response.chunk_size(), 1024 * 1024);
   grpc::ClientContext context2;
   request.set_digest(FormatDigest(std::string(64, 'b')));
   EXPECT_EQ(server_.artifacts().Stat(&context2, request, &response).error_code(),
