@@ -62,6 +62,19 @@ absl::Status WriteAll(int fd, const void* data, size_t size) {
   return absl::OkStatus();
 }
 
+absl::Status PwriteAll(int fd, const char* data, size_t size, int64_t offset,
+                       const std::string& path) {
+  while (size > 0) {
+    ssize_t n = ::pwrite(fd, data, size, offset);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return ErrnoStatus(errno, absl::StrCat("write ", path));
+    data += n;
+    size -= static_cast<size_t>(n);
+    offset += n;
+  }
+  return absl::OkStatus();
+}
+
 absl::Status FsyncDir(const std::string& dir) {
   int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return ErrnoStatus(errno, dir);

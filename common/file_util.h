@@ -7,6 +7,9 @@
 #define MODELDIST_COMMON_FILE_UTIL_H_
 
 #include <sys/types.h>
+#include <unistd.h>
+
+#include <cstdint>
 
 #include <string>
 
@@ -31,6 +34,47 @@ absl::Status MakeDirs(const std::string& dir, mode_t mode = 0755);
 
 // Writes all of `data` at the fd's current position, retrying on EINTR and short writes.
 absl::Status WriteAll(int fd, const void* data, size_t size);
+
+// Writes all of `data` at `offset` (pwrite), retrying on EINTR and short writes; errors name
+// `path`.
+absl::Status PwriteAll(int fd, const char* data, size_t size, int64_t offset,
+                       const std::string& path);
+
+// Owns a file descriptor: closed on destruction unless released. Movable, not copyable.
+class ScopedFd {
+ public:
+  explicit ScopedFd(int fd = -1) : fd_(fd) {}
+  ScopedFd(ScopedFd&& other) noexcept : fd_(other.Release()) {}
+  ScopedFd& operator=(ScopedFd&& other) noexcept {
+    if (this != &other) {
+      Close();
+      fd_ = other.Release();
+    }
+    return *this;
+  }
+  ScopedFd(const ScopedFd&) = delete;
+  ScopedFd& operator=(const ScopedFd&) = delete;
+  ~ScopedFd() { Close(); }
+
+  int get() const { return fd_; }
+  bool valid() const { return fd_ >= 0; }
+  // Gives up ownership; returns the descriptor.
+  int Release() {
+    int fd = fd_;
+    fd_ = -1;
+    return fd;
+  }
+  // Closes now; returns close()'s result (0 when there was nothing to close), so that callers
+  // that must see write-back errors can check it.
+  int Close() {
+    int rc = fd_ >= 0 ? ::close(fd_) : 0;
+    fd_ = -1;
+    return rc;
+  }
+
+ private:
+  int fd_;
+};
 
 // Returns an absl status for `errno` with "what: strerror" as message.
 absl::Status ErrnoStatus(int err, absl::string_view what);

@@ -56,46 +56,7 @@ absl::Status ValidateExpectedSize(int64_t expected_size) {
                          absl::StrCat("the blob size must not be negative, got ", expected_size));
 }
 
-// Owns a file descriptor for the length of one operation.
-class ScopedFd {
- public:
-  explicit ScopedFd(int fd = -1) : fd_(fd) {}
-  ScopedFd(ScopedFd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
-  ScopedFd& operator=(ScopedFd&& other) noexcept {
-    if (this != &other) {
-      Reset();
-      fd_ = std::exchange(other.fd_, -1);
-    }
-    return *this;
-  }
-  ScopedFd(const ScopedFd&) = delete;
-  ScopedFd& operator=(const ScopedFd&) = delete;
-  ~ScopedFd() { Reset(); }
 
-  int get() const { return fd_; }
-  bool valid() const { return fd_ >= 0; }
-  int Release() { return std::exchange(fd_, -1); }
-
- private:
-  void Reset() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-  int fd_;
-};
-
-absl::Status PwriteAll(int fd, const char* data, size_t size, int64_t offset,
-                       const std::string& path) {
-  while (size > 0) {
-    ssize_t n = ::pwrite(fd, data, size, offset);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return ErrnoStatus(errno, absl::StrCat("write ", path));
-    data += n;
-    size -= static_cast<size_t>(n);
-    offset += n;
-  }
-  return absl::OkStatus();
-}
 
 std::string DirOf(const std::string& path) { return path.substr(0, path.rfind('/')); }
 

@@ -34,33 +34,7 @@ constexpr int64_t kMaxArtifactSize = int64_t{1} << 56;
 // in the CPU cache when write() copies it (see client/download/artifact_download.cc).
 constexpr size_t kSliceBytes = 64 * 1024;
 
-// Closes the descriptor on every return path.
-class ScopedFd {
- public:
-  explicit ScopedFd(int fd) : fd_(fd) {}
-  ~ScopedFd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  ScopedFd(const ScopedFd&) = delete;
-  ScopedFd& operator=(const ScopedFd&) = delete;
-  int get() const { return fd_; }
 
- private:
-  int fd_;
-};
-
-absl::Status PwriteAll(int fd, const char* data, size_t size, int64_t offset,
-                       const std::string& path) {
-  while (size > 0) {
-    ssize_t n = ::pwrite(fd, data, size, offset);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return ErrnoStatus(errno, absl::StrCat("writing ", path));
-    data += n;
-    size -= static_cast<size_t>(n);
-    offset += n;
-  }
-  return absl::OkStatus();
-}
 
 absl::Status PreadAll(int fd, char* data, size_t size, int64_t offset, const std::string& path) {
   while (size > 0) {
@@ -468,6 +442,11 @@ class Download {
     if (journal.has_value() && journal->digest == artifact_.digest() &&
         journal->chunk_size == chunk_size_) {
       claimed = std::min<int64_t>(journal->verified_chunks, chunks_);
+    } else if (!text.ok() && st.st_size == size_) {
+      // No journal and every byte present: what a finished download leaves (the journal is
+      // removed last), e.g. when the agent was killed before or during activation. Each chunk
+      // is re-hashed below and the whole file at the end, so this trusts nothing unverified.
+      claimed = chunks_;
     }
     // A chunk counts only if the file really holds all of it.
     while (claimed > 0 && ChunkEnd(claimed - 1) > st.st_size) --claimed;

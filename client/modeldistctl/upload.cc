@@ -19,20 +19,6 @@
 namespace modeldist::ctl {
 namespace {
 
-// Closes a file descriptor on every return path.
-class ScopedFd {
- public:
-  explicit ScopedFd(int fd) : fd_(fd) {}
-  ~ScopedFd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  ScopedFd(const ScopedFd&) = delete;
-  ScopedFd& operator=(const ScopedFd&) = delete;
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
 
 // Reads exactly `size` bytes at `offset`; a short file is a local error, since the bytes the
 // digest was computed over are gone.
