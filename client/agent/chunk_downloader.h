@@ -7,8 +7,10 @@
 // records how many leading chunks are verified (and for which digest/chunk size), fsynced
 // after the data it describes. On resume every journaled chunk is re-hashed from disk (a local
 // read, never the network): the first that fails ends the verified prefix and is refetched.
-// A chunk that arrives corrupted is refetched alone (Read with offset/limit of that chunk).
-// The whole file's SHA-256 and size are checked at the end, fed from the same pass.
+// A complete partial without a journal (a finished download not yet moved into place) is
+// re-hashed from disk the same way. A chunk that arrives corrupted is refetched alone (Read
+// with offset/limit of that chunk). The whole file's SHA-256 and size are checked at the end,
+// fed from the same pass.
 //
 // Memory stays at about one chunk whatever the artifact size.
 #ifndef MODELDIST_CLIENT_AGENT_CHUNK_DOWNLOADER_H_
