@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Builds the benchmarks (Release) and runs all three, writing each driver's output to
+# Builds the benchmarks (Release) and runs them all, writing each driver's output to
 # $RESULTS_DIR (default: $BUILD_DIR/bench-results). Every figure is a ratio against a peer
 # measured in the same run; see docs/benchmarks.md for how to read them.
 #
 # Usage: bench/run_all.sh [--quick]
 #   --quick   smaller artifacts and fewer/shorter repetitions (a smoke test, not for the docs)
 # Environment: BUILD_DIR (default <repo>/build-bench), RESULTS_DIR, BENCH_TMP (default /tmp),
-#              CMAKE_ARGS (extra configure arguments), JOBS (default: nproc).
+#              CMAKE_ARGS (extra configure arguments), JOBS (default: nproc),
+#              AGENT_BIG=1 (agent_bench also syncs an 8 GiB artifact once: ~3.5 min more,
+#              ~17 GiB free in BENCH_TMP).
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -28,18 +30,22 @@ command -v wrk >/dev/null ||
 # shellcheck disable=SC2086
 cmake -S "$repo" -B "$build" -DCMAKE_BUILD_TYPE=Release -DMODELDIST_BUILD_TESTS=OFF \
   -DMODELDIST_BUILD_BENCH=ON ${CMAKE_ARGS:-} >/dev/null
-cmake --build "$build" -j "$jobs" --target modeldist-server download_bench manifest_bench rss_bench
+cmake --build "$build" -j "$jobs" --target modeldist-server modeldist-agent download_bench manifest_bench \
+  rss_bench agent_bench
 
 mkdir -p "$results"
 if ((quick)); then
   download_args=(--size 256MiB --reps 1)
   manifest_args=(--reps 1 --duration 2)
   rss_args=(--sizes 64MiB,256MiB --clients 8)
+  agent_args=(--size 256MiB --reps 1)
 else
   download_args=()
   manifest_args=()
   rss_args=()
+  agent_args=()
 fi
+[[ "${AGENT_BIG:-0}" == 1 ]] && agent_args+=(--big)
 
 # run RESULT_NAME BINARY ARGS...: runs bench/BINARY, output to $results/RESULT_NAME.txt.
 run() {
@@ -59,9 +65,10 @@ if [[ -d /dev/shm ]]; then
 fi
 run manifest_bench manifest_bench --tmp "$tmp" "${manifest_args[@]}"
 run rss_bench rss_bench --tmp "$tmp" "${rss_args[@]}"
+run agent_bench agent_bench --tmp "$tmp" "${agent_args[@]}"
 
 echo
 echo "Summary (also in $results):"
-for f in download_bench download_bench_tmpfs manifest_bench rss_bench; do
+for f in download_bench download_bench_tmpfs manifest_bench rss_bench agent_bench; do
   [[ -f "$results/$f.txt" ]] && grep -h '^RESULT' "$results/$f.txt" | sed "s/^/$f: /"
 done

@@ -12,7 +12,9 @@
 // with offset/limit of that chunk). The whole file's SHA-256 and size are checked at the end,
 // fed from the same pass.
 //
-// Memory stays at about one chunk whatever the artifact size.
+// The downloader itself holds at most two chunk buffers whatever the artifact size; gRPC's
+// adaptive HTTP/2 receive window can still buffer more while the writer waits on fsync
+// (docs/benchmarks.md, agent section: peak RSS grows with run time; not yet bounded).
 #ifndef MODELDIST_CLIENT_AGENT_CHUNK_DOWNLOADER_H_
 #define MODELDIST_CLIENT_AGENT_CHUNK_DOWNLOADER_H_
 
