@@ -857,6 +857,21 @@ struct Catalog::Impl {
     MD_RETURN_IF_ERROR(Audit(now, actor, action, TierResource(tier, channel), details));
     return std::move(stored.rollout);
   }
+
+  // TransitionRollout in a write transaction of its own, under the catalog lock: the whole of
+  // PauseRollout, ResumeRollout, CompleteRollout and AbortRollout.
+  absl::StatusOr<v1::Rollout> TransitionRolloutAtomically(
+      absl::string_view tier, absl::string_view channel, v1::Rollout::State required,
+      absl::string_view reason, v1::Rollout::State target, absl::string_view action,
+      absl::string_view verb, absl::string_view actor) ABSL_LOCKS_EXCLUDED(mu) {
+    absl::MutexLock lock(&mu);
+    Transaction txn(this);
+    MD_RETURN_IF_ERROR(txn.BeginWrite());
+    MD_ASSIGN_OR_RETURN(v1::Rollout rollout, TransitionRollout(tier, channel, required, reason,
+                                                               target, action, verb, actor));
+    MD_RETURN_IF_ERROR(txn.Commit());
+    return rollout;
+  }
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -1484,56 +1499,31 @@ absl::StatusOr<v1::Rollout> Catalog::AdvanceRollout(absl::string_view tier,
 
 absl::StatusOr<v1::Rollout> Catalog::PauseRollout(absl::string_view tier, absl::string_view channel,
                                                   absl::string_view actor) {
-  absl::MutexLock lock(&impl_->mu);
-  Impl::Transaction txn(impl_.get());
-  MD_RETURN_IF_ERROR(txn.BeginWrite());
-  MD_ASSIGN_OR_RETURN(
-      v1::Rollout rollout,
-      impl_->TransitionRollout(tier, channel, v1::Rollout::ACTIVE, "ROLLOUT_NOT_ACTIVE",
-                               v1::Rollout::PAUSED, "PauseRollout", "pause", actor));
-  MD_RETURN_IF_ERROR(txn.Commit());
-  return rollout;
+  return impl_->TransitionRolloutAtomically(tier, channel, v1::Rollout::ACTIVE,
+                                            "ROLLOUT_NOT_ACTIVE", v1::Rollout::PAUSED,
+                                            "PauseRollout", "pause", actor);
 }
 
 absl::StatusOr<v1::Rollout> Catalog::ResumeRollout(absl::string_view tier,
                                                    absl::string_view channel,
                                                    absl::string_view actor) {
-  absl::MutexLock lock(&impl_->mu);
-  Impl::Transaction txn(impl_.get());
-  MD_RETURN_IF_ERROR(txn.BeginWrite());
-  MD_ASSIGN_OR_RETURN(
-      v1::Rollout rollout,
-      impl_->TransitionRollout(tier, channel, v1::Rollout::PAUSED, "ROLLOUT_NOT_PAUSED",
-                               v1::Rollout::ACTIVE, "ResumeRollout", "resume", actor));
-  MD_RETURN_IF_ERROR(txn.Commit());
-  return rollout;
+  return impl_->TransitionRolloutAtomically(tier, channel, v1::Rollout::PAUSED,
+                                            "ROLLOUT_NOT_PAUSED", v1::Rollout::ACTIVE,
+                                            "ResumeRollout", "resume", actor);
 }
 
 absl::StatusOr<v1::Rollout> Catalog::CompleteRollout(absl::string_view tier,
                                                      absl::string_view channel,
                                                      absl::string_view actor) {
-  absl::MutexLock lock(&impl_->mu);
-  Impl::Transaction txn(impl_.get());
-  MD_RETURN_IF_ERROR(txn.BeginWrite());
-  MD_ASSIGN_OR_RETURN(
-      v1::Rollout rollout,
-      impl_->TransitionRollout(tier, channel, v1::Rollout::STATE_UNSPECIFIED, "",
-                               v1::Rollout::COMPLETED, "CompleteRollout", "complete", actor));
-  MD_RETURN_IF_ERROR(txn.Commit());
-  return rollout;
+  return impl_->TransitionRolloutAtomically(tier, channel, v1::Rollout::STATE_UNSPECIFIED, "",
+                                            v1::Rollout::COMPLETED, "CompleteRollout", "complete",
+                                            actor);
 }
 
 absl::StatusOr<v1::Rollout> Catalog::AbortRollout(absl::string_view tier, absl::string_view channel,
                                                   absl::string_view actor) {
-  absl::MutexLock lock(&impl_->mu);
-  Impl::Transaction txn(impl_.get());
-  MD_RETURN_IF_ERROR(txn.BeginWrite());
-  MD_ASSIGN_OR_RETURN(
-      v1::Rollout rollout,
-      impl_->TransitionRollout(tier, channel, v1::Rollout::STATE_UNSPECIFIED, "",
-                               v1::Rollout::ABORTED, "AbortRollout", "abort", actor));
-  MD_RETURN_IF_ERROR(txn.Commit());
-  return rollout;
+  return impl_->TransitionRolloutAtomically(tier, channel, v1::Rollout::STATE_UNSPECIFIED, "",
+                                            v1::Rollout::ABORTED, "AbortRollout", "abort", actor);
 }
 
 absl::StatusOr<ListPage<v1::Rollout>> Catalog::ListRollouts(absl::string_view tier,
