@@ -11,6 +11,7 @@
 #include <sstream>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -170,6 +171,18 @@ absl::Status CheckDisk(const std::string& dir, const v1::ManifestArtifact& artif
 }
 
 }  // namespace
+
+bool ParsePlatformName(absl::string_view text, v1::Platform* out) {
+  return v1::Platform_Parse(absl::StrCat("PLATFORM_", absl::AsciiStrToUpper(text)), out);
+}
+
+bool ParseArchName(absl::string_view text, v1::Arch* out) {
+  return v1::Arch_Parse(absl::StrCat("ARCH_", absl::AsciiStrToUpper(text)), out);
+}
+
+bool ParseAcceleratorName(absl::string_view text, v1::Accelerator* out) {
+  return v1::Accelerator_Parse(absl::StrCat("ACCELERATOR_", absl::AsciiStrToUpper(text)), out);
+}
 
 v1::Platform DetectPlatform() {
 #if defined(__APPLE__)

@@ -2,7 +2,6 @@
 #include <new>
 #include <string>
 
-#include "absl/strings/ascii.h"
 #include "client/agent/agent.h"
 #include "modeldist/agent.h"
 
@@ -17,23 +16,6 @@ struct md_agent {
 namespace {
 std::string Str(const char* s) { return s == nullptr ? std::string() : std::string(s); }
 
-// "macos" -> PLATFORM_MACOS, "arm64" -> ARCH_ARM64 (the proto enum names, lower case).
-bool ParseEnum(const char* text, const char* prefix, bool (*parse)(const std::string&, int*),
-               int* out) {
-  return parse(std::string(prefix) + absl::AsciiStrToUpper(text), out);
-}
-bool ParsePlatform(const std::string& name, int* out) {
-  modeldist::v1::Platform p;
-  if (!modeldist::v1::Platform_Parse(name, &p)) return false;
-  *out = p;
-  return true;
-}
-bool ParseArch(const std::string& name, int* out) {
-  modeldist::v1::Arch a;
-  if (!modeldist::v1::Arch_Parse(name, &a)) return false;
-  *out = a;
-  return true;
-}
 }  // namespace
 
 extern "C" md_agent* md_agent_new(const md_agent_config* config) {
@@ -48,18 +30,13 @@ extern "C" md_agent* md_agent_new(const md_agent_config* config) {
   o.tls_ca_file = Str(config->tls_ca_file);
   o.device_id = Str(config->device_id);
   o.download.max_bytes_per_second = config->max_bytes_per_second;
-  int value = 0;
   if (config->platform != nullptr && *config->platform != '\0') {
-    if (ParseEnum(config->platform, "PLATFORM_", ParsePlatform, &value)) {
-      o.platform = static_cast<modeldist::v1::Platform>(value);
-    } else {
+    if (!modeldist::agent::ParsePlatformName(config->platform, &o.platform)) {
       agent->config_error = "unknown platform \"" + Str(config->platform) + "\"";
     }
   }
   if (config->arch != nullptr && *config->arch != '\0') {
-    if (ParseEnum(config->arch, "ARCH_", ParseArch, &value)) {
-      o.arch = static_cast<modeldist::v1::Arch>(value);
-    } else {
+    if (!modeldist::agent::ParseArchName(config->arch, &o.arch)) {
       agent->config_error = "unknown arch \"" + Str(config->arch) + "\"";
     }
   }

@@ -48,29 +48,6 @@ int Fail(const absl::Status& status, bool json) {
   return code;
 }
 
-bool ParseEnumFlag(const std::string& text, const char* prefix, int* out,
-                   bool (*parse)(const std::string&, int*)) {
-  return parse(std::string(prefix) + absl::AsciiStrToUpper(text), out);
-}
-bool ParsePlatformName(const std::string& name, int* out) {
-  v1::Platform p;
-  if (!v1::Platform_Parse(name, &p)) return false;
-  *out = p;
-  return true;
-}
-bool ParseArchName(const std::string& name, int* out) {
-  v1::Arch a;
-  if (!v1::Arch_Parse(name, &a)) return false;
-  *out = a;
-  return true;
-}
-bool ParseAcceleratorName(const std::string& name, int* out) {
-  v1::Accelerator a;
-  if (!v1::Accelerator_Parse(name, &a)) return false;
-  *out = a;
-  return true;
-}
-
 void AddCommonFlags(Flags& flags) {
   flags.Add("dir", "DIR", "", "where models and agent state live (required)");
   flags.AddBool("json", "print the result as one JSON object on stdout");
@@ -116,21 +93,18 @@ int RunSync(int argc, char** argv) {
     std::cerr << "modeldist-agent sync: --server, --tier and --dir are required (see --help)\n";
     return 2;
   }
-  int value = 0;
   if (!flags.Get("platform").empty()) {
-    if (!ParseEnumFlag(flags.Get("platform"), "PLATFORM_", &value, ParsePlatformName)) {
+    if (!ParsePlatformName(flags.Get("platform"), &o.platform)) {
       std::cerr << "modeldist-agent sync: --platform must be macos, ios, linux, windows or "
                    "android\n";
       return 2;
     }
-    o.platform = static_cast<v1::Platform>(value);
   }
   if (!flags.Get("arch").empty()) {
-    if (!ParseEnumFlag(flags.Get("arch"), "ARCH_", &value, ParseArchName)) {
+    if (!ParseArchName(flags.Get("arch"), &o.arch)) {
       std::cerr << "modeldist-agent sync: --arch must be arm64 or x86_64\n";
       return 2;
     }
-    o.arch = static_cast<v1::Arch>(value);
   }
   o.device.set_os_version(flags.Get("os-version"));
   auto ram = flags.GetInt("ram");
@@ -143,11 +117,12 @@ int RunSync(int argc, char** argv) {
   o.device.set_ram_bytes(*ram);
   o.download.max_bytes_per_second = *rate;
   for (absl::string_view a : absl::StrSplit(flags.Get("accelerators"), ',', absl::SkipEmpty())) {
-    if (!ParseEnumFlag(std::string(a), "ACCELERATOR_", &value, ParseAcceleratorName)) {
+    v1::Accelerator accelerator;
+    if (!ParseAcceleratorName(a, &accelerator)) {
       std::cerr << "modeldist-agent sync: unknown accelerator \"" << a << "\"\n";
       return 2;
     }
-    o.device.add_accelerators(static_cast<v1::Accelerator>(value));
+    o.device.add_accelerators(accelerator);
   }
   if (!absl::ParseDuration(flags.Get("clock-skew"), &o.clock_skew)) {
     std::cerr << "modeldist-agent sync: --clock-skew must be a duration like 5m\n";
