@@ -1,10 +1,14 @@
 #include "common/digest.h"
 
 #include <fcntl.h>
-#include <openssl/evp.h>
+// Before any OpenSSL header: see Sha256::Ctx.
+#define OPENSSL_SUPPRESS_DEPRECATED 1
+#include <openssl/sha.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -50,34 +54,81 @@ std::string HexEncode(absl::string_view bytes) {
   return out;
 }
 
+// OpenSSL's SHA256_* functions are deprecated in 3.0 in favour of EVP, but EVP hides the
+// chaining value, which Resume and ChainingValue need. They run the same assembly (SHA-NI
+// where the CPU has it) as the EVP provider, which itself calls them.
 struct Sha256::Ctx {
-  EVP_MD_CTX* md = EVP_MD_CTX_new();
-  ~Ctx() { EVP_MD_CTX_free(md); }
+  SHA256_CTX sha;
 };
 
-Sha256::Sha256() : ctx_(std::make_unique<Ctx>()) {
-  EVP_DigestInit_ex(ctx_->md, EVP_sha256(), nullptr);
-}
+Sha256::Sha256() : ctx_(std::make_unique<Ctx>()) { SHA256_Init(&ctx_->sha); }
 
-Sha256::Sha256(const Sha256& other) : ctx_(std::make_unique<Ctx>()) {
-  EVP_MD_CTX_copy_ex(ctx_->md, other.ctx_->md);
-}
+Sha256::Sha256(const Sha256& other) : ctx_(std::make_unique<Ctx>(*other.ctx_)) {}
 
 Sha256& Sha256::operator=(const Sha256& other) {
-  if (this != &other) EVP_MD_CTX_copy_ex(ctx_->md, other.ctx_->md);
+  if (this != &other) *ctx_ = *other.ctx_;
   return *this;
 }
 
 Sha256::~Sha256() = default;
 
-void Sha256::Update(const void* data, size_t size) { EVP_DigestUpdate(ctx_->md, data, size); }
-
-std::string Sha256::FinishHex() {
-  unsigned char out[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_DigestFinal_ex(ctx_->md, out, &len);
-  return HexEncode(absl::string_view(reinterpret_cast<const char*>(out), len));
+absl::StatusOr<Sha256> Sha256::Resume(absl::string_view state, int64_t prefix_bytes) {
+  if (state.size() != kStateBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("a SHA-256 chaining value has ", kStateBytes, " bytes, got ", state.size()));
+  }
+  if (prefix_bytes < 0 || prefix_bytes % static_cast<int64_t>(kBlockBytes) != 0 ||
+      prefix_bytes > (int64_t{1} << 60)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("a SHA-256 hash can resume only after a multiple of ", kBlockBytes,
+                     " bytes, got ", prefix_bytes));
+  }
+  Sha256 hash;
+  SHA256_CTX& sha = hash.ctx_->sha;
+  for (size_t i = 0; i < 8; ++i) {
+    const auto* p = reinterpret_cast<const unsigned char*>(state.data()) + 4 * i;
+    sha.h[i] = (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | p[3];
+  }
+  const uint64_t bits = static_cast<uint64_t>(prefix_bytes) * 8;
+  sha.Nl = static_cast<uint32_t>(bits & 0xffffffffu);
+  sha.Nh = static_cast<uint32_t>(bits >> 32);
+  sha.num = 0;
+  return hash;
 }
+
+void Sha256::Update(const void* data, size_t size) { SHA256_Update(&ctx_->sha, data, size); }
+
+int64_t Sha256::bytes() const {
+  const uint64_t bits = (static_cast<uint64_t>(ctx_->sha.Nh) << 32) | ctx_->sha.Nl;
+  return static_cast<int64_t>(bits / 8);
+}
+
+std::string Sha256::ChainingValue() const {
+  // With a block-aligned length nothing waits in the context's buffer, so h[] is the state
+  // after exactly these bytes.
+  if (ctx_->sha.num != 0) {
+    std::fprintf(stderr, "Sha256::ChainingValue after %lld bytes, not a multiple of %zu\n",
+                 static_cast<long long>(bytes()), kBlockBytes);
+    std::abort();
+  }
+  std::string out(kStateBytes, '\0');
+  for (size_t i = 0; i < 8; ++i) {
+    const uint32_t h = ctx_->sha.h[i];
+    out[4 * i] = static_cast<char>(h >> 24);
+    out[4 * i + 1] = static_cast<char>(h >> 16);
+    out[4 * i + 2] = static_cast<char>(h >> 8);
+    out[4 * i + 3] = static_cast<char>(h);
+  }
+  return out;
+}
+
+std::string Sha256::FinishRaw() {
+  unsigned char out[SHA256_DIGEST_LENGTH];
+  SHA256_Final(out, &ctx_->sha);
+  return std::string(reinterpret_cast<const char*>(out), sizeof(out));
+}
+
+std::string Sha256::FinishHex() { return HexEncode(FinishRaw()); }
 
 std::string Sha256::HexOf(absl::string_view data) {
   Sha256 h;

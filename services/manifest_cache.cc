@@ -49,14 +49,14 @@ ManifestCache::~ManifestCache() {
   if (refresher_.joinable()) refresher_.join();
 }
 
-absl::StatusOr<std::shared_ptr<const std::vector<std::string>>> ManifestCache::ChunkDigests(
+absl::StatusOr<std::shared_ptr<const std::vector<std::string>>> ManifestCache::ChunkChain(
     const std::string& digest) {
-  auto it = chunk_digests_.find(digest);
-  if (it != chunk_digests_.end()) return it->second;
+  auto it = chunk_chains_.find(digest);
+  if (it != chunk_chains_.end()) return it->second;
   MD_ASSIGN_OR_RETURN(std::string hex, ParseDigest("digest", digest));
-  MD_ASSIGN_OR_RETURN(std::vector<std::string> chunks, blobs_->ChunkDigests(hex));
-  auto shared = std::make_shared<const std::vector<std::string>>(std::move(chunks));
-  chunk_digests_[digest] = shared;
+  MD_ASSIGN_OR_RETURN(std::vector<std::string> chain, blobs_->ChunkChain(hex));
+  auto shared = std::make_shared<const std::vector<std::string>>(std::move(chain));
+  chunk_chains_[digest] = shared;
   return shared;
 }
 
@@ -94,8 +94,8 @@ absl::StatusOr<std::shared_ptr<const ManifestCache::VersionAnswers>> ManifestCac
         out->set_arch(artifact->arch());
         out->set_chunk_size(storage::kChunkDigestBytes);
         out->add_sources()->set_artifact_service(options_.public_address);
-        MD_ASSIGN_OR_RETURN(auto chunks, ChunkDigests(artifact->digest()));
-        for (const std::string& chunk : *chunks) out->add_chunk_sha256(chunk);
+        MD_ASSIGN_OR_RETURN(auto chain, ChunkChain(artifact->digest()));
+        for (const std::string& entry : *chain) out->add_chunk_chain(entry);
         out->set_unpacked_size_bytes(artifact->unpacked_size_bytes());
         *out->mutable_constraints() = artifact->constraints();
         *m.mutable_issued_at() = ToProto(now);

@@ -94,7 +94,7 @@ class ManifestCache {
                                                                     const v1::Version& version,
                                                                     absl::Time now)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(rebuild_mu_);
-  absl::StatusOr<std::shared_ptr<const std::vector<std::string>>> ChunkDigests(
+  absl::StatusOr<std::shared_ptr<const std::vector<std::string>>> ChunkChain(
       const std::string& digest) ABSL_EXCLUSIVE_LOCKS_REQUIRED(rebuild_mu_);
   void RefreshLoop();
 
@@ -104,8 +104,8 @@ class ManifestCache {
   Options options_;
 
   absl::Mutex rebuild_mu_;  // serializes Rebuild so snapshots are installed in order
-  // Chunk digests never change for a digest, so they are read from the store once.
-  std::map<std::string, std::shared_ptr<const std::vector<std::string>>> chunk_digests_
+  // A digest's chunk chain never changes, so it is read from the store once.
+  std::map<std::string, std::shared_ptr<const std::vector<std::string>>> chunk_chains_
       ABSL_GUARDED_BY(rebuild_mu_);
   mutable absl::Mutex mu_;
   std::shared_ptr<const Snapshot> snapshot_ ABSL_GUARDED_BY(mu_);

@@ -15,6 +15,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/chunk_chain.h"
 #include "common/digest.h"
 #include "common/file_util.h"
 #include "common/status.h"
@@ -23,14 +24,17 @@ namespace modeldist::storage {
 namespace {
 
 constexpr absl::string_view kPartialSuffix = ".partial";
-constexpr absl::string_view kChunksSuffix = ".chunks";
-// Length of one raw SHA-256 digest in a sidecar.
+constexpr absl::string_view kChainSuffix = ".chain";
+// The sidecar of versions that listed each chunk's own SHA-256; removed when its blob's chain
+// is computed.
+constexpr absl::string_view kLegacyChunkDigestsSuffix = ".chunks";
+// Length of one chain entry in a sidecar.
 constexpr size_t kDigestBytes = 32;
 // Files under blobs/ are never written again; the mode makes an accidental write fail loudly.
 constexpr mode_t kBlobMode = 0444;
 constexpr mode_t kPartialMode = 0644;
 // Buffer for rebuilding a hash from a partial file after a restart, or for computing the
-// chunk digests of a blob that has no sidecar.
+// chunk chain of a blob that has no sidecar.
 constexpr size_t kRehashChunk = 1 << 20;
 
 bool IsHex64(absl::string_view hex) {
@@ -56,52 +60,17 @@ absl::Status ValidateExpectedSize(int64_t expected_size) {
                          absl::StrCat("the blob size must not be negative, got ", expected_size));
 }
 
-
-
 std::string DirOf(const std::string& path) { return path.substr(0, path.rfind('/')); }
 
 // The sidecar length for a blob of `size` bytes: one digest per started chunk.
-int64_t ChunksFileSize(int64_t size) {
+int64_t ChainFileSize(int64_t size) {
   return (size + kChunkDigestBytes - 1) / kChunkDigestBytes * static_cast<int64_t>(kDigestBytes);
 }
 
-// Hashes a byte stream as a whole and in kChunkDigestBytes slices, in the same pass over the
-// bytes. Writes arrive at arbitrary sizes, so a write may end a chunk part way and start the
-// next. Copyable, so a result can be taken without ending the stream.
-class BlobHasher {
+// Hashes a blob's bytes once, for both its SHA-256 and its chunk chain (common/chunk_chain.h).
+class BlobHasher : public ChunkChainBuilder {
  public:
-  void Update(absl::string_view data) {
-    whole_.Update(data);
-    while (!data.empty()) {
-      size_t take = static_cast<size_t>(
-          std::min<int64_t>(static_cast<int64_t>(data.size()), kChunkDigestBytes - chunk_fill_));
-      chunk_.Update(data.substr(0, take));
-      chunk_fill_ += static_cast<int64_t>(take);
-      data.remove_prefix(take);
-      if (chunk_fill_ == kChunkDigestBytes) {
-        absl::StrAppend(&done_, absl::HexStringToBytes(chunk_.FinishHex()));
-        chunk_ = Sha256();
-        chunk_fill_ = 0;
-      }
-    }
-  }
-
-  // Hex SHA-256 of everything so far.
-  std::string WholeHex() const { return Sha256(whole_).FinishHex(); }
-
-  // Concatenated raw digests of every chunk so far, the unfinished last one included.
-  std::string ChunkDigests() const {
-    if (chunk_fill_ == 0) return done_;
-    return absl::StrCat(done_, absl::HexStringToBytes(Sha256(chunk_).FinishHex()));
-  }
-
- private:
-  Sha256 whole_;
-  Sha256 chunk_;
-  // Bytes in `chunk_`; always below kChunkDigestBytes between calls.
-  int64_t chunk_fill_ = 0;
-  // Raw digests of the completed chunks: 32 bytes per 4 MiB, 128 KiB for 16 GiB.
-  std::string done_;
+  BlobHasher() : ChunkChainBuilder(kChunkDigestBytes) {}
 };
 
 }  // namespace
@@ -156,7 +125,7 @@ struct BlobStore::Upload {
     if (::fstat(fd.get(), &st) != 0) return ErrnoStatus(errno, absl::StrCat("stat ", path));
     if (Matches(st)) return fd;
 
-    // Rebuild: hash what is on disk, chunk digests included. Mark unloaded first so that a
+    // Rebuild: hash what is on disk, chunk chain included. Mark unloaded first so that a
     // failure part way leaves the next call to try again rather than trust half a hash.
     loaded = false;
     BlobHasher rebuilt;
@@ -267,8 +236,8 @@ std::string BlobStore::PartialPath(absl::string_view hex) const {
   return absl::StrCat(root_, "/uploads/", hex, kPartialSuffix);
 }
 
-std::string BlobStore::ChunksPath(absl::string_view hex) const {
-  return absl::StrCat(BlobPath(hex), kChunksSuffix);
+std::string BlobStore::ChainPath(absl::string_view hex) const {
+  return absl::StrCat(BlobPath(hex), kChainSuffix);
 }
 
 bool BlobStore::Contains(absl::string_view hex) const {
@@ -451,7 +420,7 @@ absl::Status BlobStore::FinishLocked(Upload& upload, absl::string_view hex, int6
         {{"expected_size", absl::StrCat(expected_size)}, {"actual_size", absl::StrCat(got)}});
   }
   // WholeHex finishes a copy, so the upload's own hash stays usable if a later step fails.
-  std::string actual = upload.hash.WholeHex();
+  std::string actual = upload.hash.DigestHex();
   if (actual != hex) {
     DiscardLocked(upload, hex);
     return MakeError(
@@ -473,11 +442,11 @@ absl::Status BlobStore::FinishLocked(Upload& upload, absl::string_view hex, int6
   absl::Status status = MakeDirs(blob_dir);
   // A new fan-out directory must itself be durable in blobs/sha256, or the rename is lost.
   if (status.ok() && new_dir) status = FsyncDir(DirOf(blob_dir));
-  // The sidecar is durable (WriteChunks fsyncs the directory) before the blob's name exists,
+  // The sidecar is durable (WriteChain fsyncs the directory) before the blob's name exists,
   // so no crash leaves a stored blob without it. A crash in between leaves a sidecar without
   // a blob, which is harmless: the digest fixes the bytes, so it is right for any later blob
   // of that name, and the next Finish replaces it anyway.
-  if (status.ok()) status = WriteChunks(hex, upload.hash.ChunkDigests());
+  if (status.ok()) status = WriteChain(hex, upload.hash.Chain());
   if (status.ok() && ::rename(partial.c_str(), blob.c_str()) != 0) {
     status = ErrnoStatus(errno, absl::StrCat("rename ", partial, " to ", blob));
   }
@@ -527,16 +496,16 @@ absl::Status BlobStore::Put(absl::string_view hex, absl::string_view data) {
   return status;
 }
 
-absl::Status BlobStore::WriteChunks(absl::string_view hex, absl::string_view digests) const {
-  // A unique temp name, because two threads may write the same sidecar at once (ChunkDigests
+absl::Status BlobStore::WriteChain(absl::string_view hex, absl::string_view chain) const {
+  // A unique temp name, because two threads may write the same sidecar at once (ChunkChain
   // of one legacy blob); the content is the same, so the last rename winning is fine.
   static std::atomic<uint64_t> counter{0};
-  const std::string tmp = absl::StrCat(root_, "/uploads/", hex, kChunksSuffix, ".tmp.", ::getpid(),
+  const std::string tmp = absl::StrCat(root_, "/uploads/", hex, kChainSuffix, ".tmp.", ::getpid(),
                                        ".", counter.fetch_add(1));
-  const std::string path = ChunksPath(hex);
+  const std::string path = ChainPath(hex);
   ScopedFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, kBlobMode));
   if (!fd.valid()) return ErrnoStatus(errno, absl::StrCat("create ", tmp));
-  absl::Status status = PwriteAll(fd.get(), digests.data(), digests.size(), 0, tmp);
+  absl::Status status = PwriteAll(fd.get(), chain.data(), chain.size(), 0, tmp);
   if (status.ok() && ::fsync(fd.get()) != 0) {
     status = ErrnoStatus(errno, absl::StrCat("fsync ", tmp));
   }
@@ -550,7 +519,7 @@ absl::Status BlobStore::WriteChunks(absl::string_view hex, absl::string_view dig
   return FsyncDir(DirOf(path));
 }
 
-absl::StatusOr<std::vector<std::string>> BlobStore::ChunkDigests(absl::string_view hex) const {
+absl::StatusOr<std::vector<std::string>> BlobStore::ChunkChain(absl::string_view hex) const {
   MD_RETURN_IF_ERROR(ValidateHex(hex));
   // The blob decides: a sidecar whose blob is absent (a crash inside Finish) is not served.
   const std::string blob_path = BlobPath(hex);
@@ -565,21 +534,21 @@ absl::StatusOr<std::vector<std::string>> BlobStore::ChunkDigests(absl::string_vi
   struct stat st;
   if (::fstat(blob.get(), &st) != 0) return ErrnoStatus(errno, absl::StrCat("stat ", blob_path));
   const int64_t size = static_cast<int64_t>(st.st_size);
-  const int64_t want = ChunksFileSize(size);
+  const int64_t want = ChainFileSize(size);
 
   auto split = [](absl::string_view raw) {
-    std::vector<std::string> digests;
-    digests.reserve(raw.size() / kDigestBytes);
+    std::vector<std::string> entries;
+    entries.reserve(raw.size() / kDigestBytes);
     for (size_t at = 0; at < raw.size(); at += kDigestBytes) {
-      digests.emplace_back(raw.substr(at, kDigestBytes));
+      entries.emplace_back(raw.substr(at, kDigestBytes));
     }
-    return digests;
+    return entries;
   };
 
   // The sidecar is trusted as far as its length: it was written from the verified upload
   // stream, like the blob, whose bytes are not re-verified on each read either. A wrong
   // length (truncated, or from another chunk size) is recomputed rather than served.
-  const std::string chunks_path = ChunksPath(hex);
+  const std::string chunks_path = ChainPath(hex);
   ScopedFd chunks(::open(chunks_path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!chunks.valid() && errno != ENOENT) {
     return ErrnoStatus(errno, absl::StrCat("open ", chunks_path));
@@ -600,8 +569,8 @@ absl::StatusOr<std::vector<std::string>> BlobStore::ChunkDigests(absl::string_vi
     if (done == raw.size()) return split(raw);
   }
 
-  // No usable sidecar: one pass over the blob gives the chunk digests and, for free, a check
-  // that the blob still holds the bytes of its name, so corrupt bytes never get digests.
+  // No usable sidecar: one pass over the blob gives the chunk chain and, for free, a check
+  // that the blob still holds the bytes of its name, so corrupt bytes never get a chain.
   BlobHasher hasher;
   int64_t read = 0;
   std::vector<char> buf(kRehashChunk);
@@ -613,7 +582,7 @@ absl::StatusOr<std::vector<std::string>> BlobStore::ChunkDigests(absl::string_vi
     hasher.Update(absl::string_view(buf.data(), static_cast<size_t>(n)));
     read += n;
   }
-  std::string actual = hasher.WholeHex();
+  std::string actual = hasher.DigestHex();
   if (read != size || actual != hex) {
     return MakeError(
         absl::StatusCode::kDataLoss, "BLOB_CORRUPT",
@@ -621,8 +590,9 @@ absl::StatusOr<std::vector<std::string>> BlobStore::ChunkDigests(absl::string_vi
                      " (", read, " bytes); its bytes on disk are damaged"),
         {{"expected_digest", FormatDigest(hex)}, {"actual_digest", FormatDigest(actual)}});
   }
-  std::string raw = hasher.ChunkDigests();
-  MD_RETURN_IF_ERROR(WriteChunks(hex, raw));
+  std::string raw = hasher.Chain();
+  MD_RETURN_IF_ERROR(WriteChain(hex, raw));
+  ::unlink(absl::StrCat(BlobPath(hex), kLegacyChunkDigestsSuffix).c_str());
   return split(raw);
 }
 

@@ -4,7 +4,7 @@
 //
 // Layout under `root`:
 //   blobs/sha256/<first 2 hex>/<64 hex>          verified, immutable blobs (mode 0444)
-//   blobs/sha256/<first 2 hex>/<64 hex>.chunks   the blob's chunk digests (mode 0444)
+//   blobs/sha256/<first 2 hex>/<64 hex>.chain    the blob's chunk chain (mode 0444)
 //   uploads/<64 hex>.partial                     bytes of an upload in progress
 //   uploads/<anything else>                      temp files; removed by Open
 //
@@ -12,11 +12,12 @@
 // hashed while they are written (one pass), fsynced, and renamed into place only after size
 // and SHA-256 match; anything else is discarded and never listed or served.
 //
-// The same pass hashes every kChunkDigestBytes slice of the blob. The raw 32-byte digests,
-// concatenated, go to the `.chunks` sidecar, which is durable before the blob is renamed into
+// The same pass builds the blob's chunk chain for kChunkDigestBytes chunks (common/chunk_chain.h:
+// one 32-byte entry per chunk that lets a device verify that chunk on its own). The entries,
+// concatenated, go to the `.chain` sidecar, which is durable before the blob is renamed into
 // place, so a stored blob has its sidecar (blobs stored by older versions get one on first
-// use, see ChunkDigests). A sidecar is never a blob: every lookup goes through a validated
-// 64-hex name, which cannot end in `.chunks`.
+// use, see ChunkChain). A sidecar is never a blob: every lookup goes through a validated
+// 64-hex name, which cannot end in `.chain`.
 //
 // Thread-safe. Uploads of different digests proceed in parallel; writes to one digest are
 // serialized and must come in order (offset == committed size), so concurrent writers of the
@@ -37,8 +38,9 @@
 
 namespace modeldist::storage {
 
-// The size of the slices the store keeps a SHA-256 of (the last slice may be shorter); it is
-// the `chunk_size` of every manifest artifact. 4 MiB keeps a 16 GiB model at 4096 digests,
+// The chunk size of the chains the store keeps (the last chunk may be shorter); it is the
+// `chunk_size` of every manifest artifact, and a multiple of SHA-256's 64-byte block as chains
+// require. 4 MiB keeps a 16 GiB model at 4096 entries,
 // about 128 KiB of manifest, while a device that resumes or refetches a failed chunk loses at
 // most 4 MiB. Changing it changes every manifest, and sidecars of the old size would be
 // recomputed (their length no longer matches).
@@ -97,14 +99,16 @@ class BlobStore {
   // Stores a whole blob from memory in one call (Append + Finish). For small blobs and tests.
   absl::Status Put(absl::string_view hex, absl::string_view data);
 
-  // The raw 32-byte SHA-256 of every kChunkDigestBytes slice of a stored blob, in order:
-  // ceil(size / kChunkDigestBytes) entries, none for the empty blob. NOT_FOUND when the blob
-  // is absent. Normally read from the sidecar written by Finish. When the sidecar is missing
-  // (a blob stored by an older version) or has the wrong length, the blob is read once to
-  // compute the digests, its whole-file SHA-256 is checked on the way (DATA_LOSS, reason
-  // BLOB_CORRUPT, when the bytes on disk no longer match the name; nothing is written), and
-  // the sidecar is written so the next call is cheap; failing to write it is an error too.
-  absl::StatusOr<std::vector<std::string>> ChunkDigests(absl::string_view hex) const;
+  // The chunk chain of a stored blob for kChunkDigestBytes chunks (common/chunk_chain.h), as
+  // its 32-byte entries: ceil(size / kChunkDigestBytes) of them, none for the empty blob, the
+  // last one the blob's digest. NOT_FOUND when the blob is absent. Normally read from the
+  // sidecar written by Finish. When the sidecar is missing (a blob stored by an older
+  // version) or has the wrong length, the blob is read once to compute the chain, its
+  // whole-file SHA-256 is checked on the way (DATA_LOSS, reason BLOB_CORRUPT, when the bytes
+  // on disk no longer match the name; nothing is written), and the sidecar is written so the
+  // next call is cheap (and a legacy `.chunks` sidecar removed); failing to write it is an
+  // error too.
+  absl::StatusOr<std::vector<std::string>> ChunkChain(absl::string_view hex) const;
 
   const std::string& root() const { return root_; }
   std::string BlobPath(absl::string_view hex) const;
@@ -112,10 +116,10 @@ class BlobStore {
  private:
   explicit BlobStore(std::string root);
   std::string PartialPath(absl::string_view hex) const;
-  std::string ChunksPath(absl::string_view hex) const;
-  // Atomically replaces the sidecar of `hex` with `digests` (concatenated raw digests): temp
+  std::string ChainPath(absl::string_view hex) const;
+  // Atomically replaces the sidecar of `hex` with `chain` (its entries concatenated): temp
   // file in uploads/ (so Open cleans up after a crash), fsync, rename, fsync of the directory.
-  absl::Status WriteChunks(absl::string_view hex, absl::string_view digests) const;
+  absl::Status WriteChain(absl::string_view hex, absl::string_view chain) const;
 
   // Per-digest upload state, kept in memory so that a resumed upload keeps hashing where it
   // stopped instead of reading its partial file again. After a restart (or when the partial

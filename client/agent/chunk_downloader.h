@@ -2,19 +2,23 @@
 //
 // Verified, resumable, chunk-by-chunk download of one manifest artifact.
 //
-// The manifest lists the SHA-256 of every `chunk_size` chunk. Bytes are written to a partial
-// file and counted only once their chunk's digest matches; a journal next to the partial
-// records how many leading chunks are verified (and for which digest/chunk size), fsynced
-// after the data it describes. On resume every journaled chunk is re-hashed from disk (a local
-// read, never the network): the first that fails ends the verified prefix and is refetched.
-// A complete partial without a journal (a finished download not yet moved into place) is
-// re-hashed from disk the same way. A chunk that arrives corrupted is refetched alone (Read
-// with offset/limit of that chunk). The whole file's SHA-256 and size are checked at the end,
-// fed from the same pass.
+// The manifest carries the artifact's chunk chain (common/chunk_chain.h): one signed 32-byte
+// entry per `chunk_size` chunk, with which each chunk is verified on its own and the last one
+// yields the whole file's SHA-256, so every byte is hashed exactly once. Bytes go straight
+// into a partial file at their offset while being hashed, and a chunk counts only once its
+// last byte matched the chain; a journal next to the partial then records how many leading
+// chunks are verified (and for which digest/chunk size). On resume every journaled chunk is
+// re-verified from disk (a local read, never the network): the first that fails ends the
+// verified prefix and is refetched. A complete partial without a journal (a finished download
+// not yet moved into place) is re-verified the same way. A chunk that arrives corrupted is
+// refetched alone (Read with offset/limit of that chunk).
 //
-// The downloader itself holds at most two chunk buffers whatever the artifact size; gRPC's
-// adaptive HTTP/2 receive window can still buffer more while the writer waits on fsync
-// (docs/benchmarks.md, agent section: peak RSS grows with run time; not yet bounded).
+// Durability: with `fsync`, writeback of each verified chunk starts at once and is waited for
+// a few chunks later, and the partial is fdatasync'ed before DownloadChunks returns; the
+// journal itself is never fsynced, because a resume trusts it only after re-verifying.
+//
+// Memory: the downloader holds no chunk buffer, only the bytes in flight in the source (the
+// gRPC source bounds its HTTP/2 window; see grpc_source.cc), whatever the artifact size.
 #ifndef MODELDIST_CLIENT_AGENT_CHUNK_DOWNLOADER_H_
 #define MODELDIST_CLIENT_AGENT_CHUNK_DOWNLOADER_H_
 
@@ -66,7 +70,8 @@ struct ChunkDownloadOptions {
   absl::Duration stall_timeout = absl::Seconds(30);
   // Bytes per second, 0 = unlimited.
   int64_t max_bytes_per_second = 0;
-  // fsync data before the journal says it is verified (turn off only in benchmarks).
+  // Make the partial durable before returning (see "Durability" above). Off only in tests
+  // and benchmarks.
   bool fsync = true;
   // Called on the calling thread after each verified chunk, and once after the partial's
   // journaled prefix was re-verified on resume.
@@ -90,15 +95,15 @@ struct ChunkDownloadStats {
 
 // Downloads `artifact` into `partial_path` (journal: `partial_path + ".journal"`) from the
 // sources in order (the next source is tried when one fails `max_attempts` times). On success
-// the partial holds exactly the verified bytes (size and whole-file SHA-256 checked) and is
-// fsynced; the caller moves it into place. The journal is removed.
+// the partial holds exactly the verified bytes (every chunk and so the whole-file SHA-256
+// checked, and the size) and is fsynced; the caller moves it into place. The journal is
+// removed.
 // Errors:
-// * INVALID_ARGUMENT: the manifest artifact is malformed (chunk count does not match size and
-//   chunk_size, bad digest, chunk_size over 64 MiB), no source, empty path, max_attempts < 1.
+// * INVALID_ARGUMENT: the manifest artifact is malformed (chain length does not match size and
+//   chunk_size, an entry not 32 bytes, a last entry that is not `digest`, bad digest,
+//   chunk_size not a multiple of 64 or over 64 MiB), no source, empty path, max_attempts < 1.
 // * DATA_LOSS: every source kept sending bytes that do not match, or fewer bytes than the
-//   manifest's size (the partial is kept up to the last verified chunk). Also, reason
-//   DIGEST_MISMATCH, when every chunk matched but the whole file does not match `digest`: the
-//   manifest contradicts itself, so the partial and journal are deleted.
+//   manifest's size (the partial is kept up to the last verified chunk).
 // * UNAVAILABLE / DEADLINE_EXCEEDED: sources failed or stalled on every attempt.
 // * Any other code a source gave up with, when it is the last source: NOT_FOUND,
 //   PERMISSION_DENIED, UNAUTHENTICATED (an HTTPS server the CA file does not trust),

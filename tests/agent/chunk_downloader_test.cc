@@ -370,7 +370,7 @@ class ChunkDownloaderTest : public ::testing::Test {
     ASSERT_TRUE(manifest.ParseFromString(signed_manifest.manifest()));
     artifact_ = manifest.artifact();
     ASSERT_EQ(artifact_.chunk_size(), kChunk);
-    ASSERT_EQ(artifact_.chunk_sha256_size(), 3);
+    ASSERT_EQ(artifact_.chunk_chain_size(), 3);
 
     grpc_ = NewGrpcSource(absl::StrCat("127.0.0.1:", server_.server().port()), "");
     partial_ = dir_.Join("model.partial");
@@ -502,17 +502,21 @@ TEST_F(ChunkDownloaderTest, WrongSizeInTheManifestIsDataLoss) {
 
 TEST_F(ChunkDownloaderTest, MalformedManifestArtifactIsInvalidArgument) {
   v1::ManifestArtifact bad = artifact_;
-  bad.set_size_bytes(kSize + kChunk);  // needs 4 chunk digests, has 3
+  bad.set_size_bytes(kSize + kChunk);  // needs 4 chain entries, has 3
   EXPECT_THAT(DownloadChunks(bad, {grpc_.get()}, partial_, options_),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("chunk digests")));
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("3 entries")));
   bad = artifact_;
-  bad.set_chunk_sha256(1, "short");
+  bad.set_chunk_chain(1, "short");
   EXPECT_THAT(DownloadChunks(bad, {grpc_.get()}, partial_, options_),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("32")));
   bad = artifact_;
   bad.set_chunk_size(0);
   EXPECT_THAT(DownloadChunks(bad, {grpc_.get()}, partial_, options_),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("chunk_size")));
+  bad = artifact_;
+  bad.set_chunk_size(kChunk + 1);  // chains need whole SHA-256 blocks
+  EXPECT_THAT(DownloadChunks(bad, {grpc_.get()}, partial_, options_),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("multiple of 64")));
   bad = artifact_;
   bad.set_digest("sha256:XYZ");
   EXPECT_THAT(DownloadChunks(bad, {grpc_.get()}, partial_, options_),
@@ -521,16 +525,33 @@ TEST_F(ChunkDownloaderTest, MalformedManifestArtifactIsInvalidArgument) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("source")));
 }
 
-TEST_F(ChunkDownloaderTest, WholeFileDigestIsCheckedEvenWhenEveryChunkMatches) {
-  // A manifest whose chunk digests match the bytes but whose file digest does not.
+TEST_F(ChunkDownloaderTest, AChainThatDoesNotEndInTheDigestIsRefusedBeforeAnyByte) {
+  // Verifying the last chunk against the chain is what checks the whole file, so a manifest
+  // whose chain ends elsewhere than its digest contradicts itself.
   FaultySource source(grpc_.get());
   source.ServeDigest(artifact_.digest());
   artifact_.set_digest(FormatDigest(Sha256::HexOf("something else")));
   auto stats = Download({&source});
-  EXPECT_THAT(stats, StatusIs(absl::StatusCode::kDataLoss, HasSubstr("hash to")));
-  EXPECT_EQ(ErrorReason(stats.status()), "DIGEST_MISMATCH");
+  EXPECT_THAT(stats, StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("contradicts")));
+  EXPECT_EQ(ErrorReason(stats.status()), "CHAIN_DIGEST_MISMATCH");
+  EXPECT_TRUE(source.reads().empty());
   EXPECT_FALSE(Exists(partial_));
-  EXPECT_FALSE(Exists(partial_ + ".journal"));
+}
+
+TEST_F(ChunkDownloaderTest, AWrongChainEntryFailsOnlyItsChunk) {
+  // Entry 0 altered: chunk 0 can never verify, and chunk 1 (checked from the true entry 0)
+  // is not affected by it.
+  options_.max_attempts = 2;
+  std::string entry = artifact_.chunk_chain(0);
+  entry[5] = static_cast<char>(entry[5] ^ 0x40);
+  artifact_.set_chunk_chain(0, entry);
+  auto stats = Download({grpc_.get()});
+  EXPECT_THAT(stats, StatusIs(absl::StatusCode::kDataLoss, HasSubstr("chunk 0")));
+  EXPECT_EQ(ErrorReason(stats.status()), "CHUNK_DIGEST_MISMATCH");
+  // Nothing was counted: the journal claims no chunk, and a resume keeps no byte.
+  auto journal = ReadFileToString(partial_ + ".journal");
+  ASSERT_THAT(journal, IsOk());
+  EXPECT_THAT(*journal, HasSubstr("verified_chunks 0\n"));
 }
 
 TEST_F(ChunkDownloaderTest, StalledReadIsCancelledAndRetried) {

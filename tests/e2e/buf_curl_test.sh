@@ -49,12 +49,12 @@ jq -e --arg digest "$digest" '
   .sequence == "1" and .tier == "e2e-tier" and .channel == "stable"
   and .version == "models/e2e-model/versions/v1"
   and .artifact.digest == $digest and .artifact.sizeBytes == "10000"
-  and .artifact.chunkSize == "4194304" and (.artifact.chunkSha256 | length) == 1
+  and .artifact.chunkSize == "4194304" and (.artifact.chunkChain | length) == 1
   and .issuedAt != null and .expiresAt != null' "$WORK/manifest.json" >/dev/null ||
   fail "unexpected Manifest: $(cat "$WORK/manifest.json")"
-# The artifact fits one 4 MiB chunk, so its only chunk digest is the whole file's SHA-256.
-chunk_hex=$(jq -r '.artifact.chunkSha256[0]' "$WORK/manifest.json" | base64 -d | od -An -tx1 | tr -d ' \n')
-[[ "sha256:$chunk_hex" == "$digest" ]] || fail "chunk digest $chunk_hex does not match $digest"
+# The artifact fits one 4 MiB chunk, so its chain has one entry: the whole file's SHA-256.
+chunk_hex=$(jq -r '.artifact.chunkChain[0]' "$WORK/manifest.json" | base64 -d | od -An -tx1 | tr -d ' \n')
+[[ "sha256:$chunk_hex" == "$digest" ]] || fail "chain entry $chunk_hex does not match $digest"
 sig_len=$(jq -r '.signatures[0].signature' "$WORK/signed.json" | base64 -d | wc -c)
 [[ $sig_len -eq 64 ]] || fail "signature is $sig_len bytes, want 64 (Ed25519)"
 

@@ -107,10 +107,10 @@ TEST_F(ManifestServiceTest, PicksTheArtifactForTheDeviceAndSignsIt) {
     EXPECT_EQ(m.artifact().size_bytes(), c.want->size_bytes());
     EXPECT_EQ(m.artifact().format(), c.want->format());
     EXPECT_EQ(m.artifact().chunk_size(), storage::kChunkDigestBytes);
-    // One SHA-256 per 4 MiB chunk (these artifacts are smaller: one chunk).
+    // A chain entry per 4 MiB chunk; these artifacts are smaller, so the one entry is the digest.
     const std::string& bytes = c.want == &coreml_ ? zip_ : gguf_bytes_;
-    ASSERT_EQ(m.artifact().chunk_sha256_size(), 1);
-    EXPECT_EQ(HexEncode(m.artifact().chunk_sha256(0)), Sha256::HexOf(bytes));
+    ASSERT_EQ(m.artifact().chunk_chain_size(), 1);
+    EXPECT_EQ(HexEncode(m.artifact().chunk_chain(0)), Sha256::HexOf(bytes));
     EXPECT_THAT(signed_manifest.selection_reason(), HasSubstr("tier binding"));
     ASSERT_EQ(m.artifact().sources_size(), 1);
     EXPECT_TRUE(m.artifact().sources(0).has_artifact_service());

@@ -42,19 +42,19 @@ MATCHER_P(IsOkAndHolds, expected, "") {
 
 // Matches an OK StatusOr holding exactly the raw digests `expected`; explains a mismatch in
 // hex instead of printing raw bytes.
-MATCHER_P(HoldsDigests, expected, "") {
+MATCHER_P(HoldsChain, expected, "") {
   if (!arg.ok()) {
     *result_listener << "status is " << arg.status();
     return false;
   }
   const std::vector<std::string>& got = *arg;
   if (got.size() != expected.size()) {
-    *result_listener << "has " << got.size() << " digests, expected " << expected.size();
+    *result_listener << "has " << got.size() << " entries, expected " << expected.size();
     return false;
   }
   for (size_t i = 0; i < got.size(); ++i) {
     if (got[i] != expected[i]) {
-      *result_listener << "digest " << i << " is " << HexEncode(got[i]) << ", expected "
+      *result_listener << "entry " << i << " is " << HexEncode(got[i]) << ", expected "
                        << HexEncode(expected[i]);
       return false;
     }
@@ -99,13 +99,17 @@ std::vector<std::string> FilesUnder(const std::string& dir) {
 
 // The raw SHA-256 of every kChunkDigestBytes slice of `data`, computed independently of the
 // store's streaming hasher.
-std::vector<std::string> SliceDigests(const std::string& data) {
-  std::vector<std::string> digests;
-  for (size_t off = 0; off < data.size(); off += kChunkDigestBytes) {
-    digests.push_back(absl::HexStringToBytes(
-        Sha256::HexOf(absl::string_view(data).substr(off, kChunkDigestBytes))));
+// The chunk chain of `data` by its definition (common/chunk_chain.h), from Sha256 alone:
+// the chaining value after each whole chunk that more bytes follow, then the file digest.
+std::vector<std::string> ExpectedChain(const std::string& data) {
+  std::vector<std::string> chain;
+  for (size_t end = kChunkDigestBytes; end < data.size(); end += kChunkDigestBytes) {
+    Sha256 prefix;
+    prefix.Update(absl::string_view(data).substr(0, end));
+    chain.push_back(prefix.ChainingValue());
   }
-  return digests;
+  if (!data.empty()) chain.push_back(absl::HexStringToBytes(Sha256::HexOf(data)));
+  return chain;
 }
 
 std::string Concat(const std::vector<std::string>& parts) {
@@ -140,7 +144,7 @@ class BlobStoreTest : public ::testing::Test {
   std::string PartialPath(const std::string& hex) const {
     return dir_.Join(absl::StrCat("uploads/", hex, ".partial"));
   }
-  std::string ChunksPath(const std::string& hex) const { return store_->BlobPath(hex) + ".chunks"; }
+  std::string ChainPath(const std::string& hex) const { return store_->BlobPath(hex) + ".chain"; }
   // Writes a blob the way a version without sidecars left it: the blob file alone.
   void WriteLegacyBlob(const std::string& hex, const std::string& data) {
     const std::string path = store_->BlobPath(hex);
@@ -383,7 +387,7 @@ TEST_F(BlobStoreTest, InvalidHexNeverReachesTheFileSystem) {
     EXPECT_EQ(ErrorReason(status), "INVALID_DIGEST");
     EXPECT_THAT(store_->Finish(bad, 1), StatusIs(absl::StatusCode::kInvalidArgument, _));
     EXPECT_THAT(store_->Put(bad, "x"), StatusIs(absl::StatusCode::kInvalidArgument, _));
-    EXPECT_THAT(store_->ChunkDigests(bad), StatusIs(absl::StatusCode::kInvalidArgument, _));
+    EXPECT_THAT(store_->ChunkChain(bad), StatusIs(absl::StatusCode::kInvalidArgument, _));
   }
   EXPECT_THAT(FilesUnder(dir_.path()), IsEmpty());
 }
@@ -510,12 +514,12 @@ TEST_F(BlobStoreTest, StoredBlobsAreReadOnly) {
   struct stat st;
   ASSERT_EQ(::stat(store_->BlobPath(hex).c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 07777, 0444u);
-  ASSERT_EQ(::stat(ChunksPath(hex).c_str(), &st), 0);
+  ASSERT_EQ(::stat(ChainPath(hex).c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 07777, 0444u);
   EXPECT_THAT(FilesUnder(dir_.Join("blobs")),
               ::testing::UnorderedElementsAre(
                   absl::StrCat("sha256/", hex.substr(0, 2), "/", hex),
-                  absl::StrCat("sha256/", hex.substr(0, 2), "/", hex, ".chunks")));
+                  absl::StrCat("sha256/", hex.substr(0, 2), "/", hex, ".chain")));
 }
 
 TEST_F(BlobStoreTest, PartialTruncatedBehindOurBackIsNoticed) {
@@ -571,7 +575,7 @@ TEST_F(BlobStoreTest, OpenRemovesStaleTempFilesAndKeepsPartials) {
   EXPECT_EQ(ReadAll(*reopened, stored_hex), stored);
 }
 
-TEST_F(BlobStoreTest, ChunkDigestsAreTheHashOfEachSliceWhateverTheAppendSizes) {
+TEST_F(BlobStoreTest, ChunkChainIsRightWhateverTheAppendSizes) {
   // 1 MiB + 7 appends never line up with the 4 MiB chunks, so chunks end inside an append.
   constexpr size_t kAppend = kMiB + 7;
   for (int64_t size : {int64_t{1}, kChunkDigestBytes - 1, kChunkDigestBytes, kChunkDigestBytes + 1,
@@ -581,30 +585,30 @@ TEST_F(BlobStoreTest, ChunkDigestsAreTheHashOfEachSliceWhateverTheAppendSizes) {
     const std::string hex = Sha256::HexOf(data);
     ASSERT_THAT(Upload(*store_, hex, data, kAppend), IsOk());
 
-    const std::vector<std::string> expected = SliceDigests(data);
+    const std::vector<std::string> expected = ExpectedChain(data);
     ASSERT_EQ(expected.size(),
               static_cast<size_t>((size + kChunkDigestBytes - 1) / kChunkDigestBytes));
-    EXPECT_THAT(store_->ChunkDigests(hex), HoldsDigests(expected));
+    EXPECT_THAT(store_->ChunkChain(hex), HoldsChain(expected));
     // Finish persisted exactly these bytes, so the call above did not have to recompute.
-    EXPECT_EQ(ReadFile(ChunksPath(hex)), Concat(expected));
+    EXPECT_EQ(ReadFile(ChainPath(hex)), Concat(expected));
   }
 }
 
-TEST_F(BlobStoreTest, PutWritesChunkDigestsAndTheEmptyBlobHasNone) {
+TEST_F(BlobStoreTest, PutWritesTheChainAndTheEmptyBlobHasNone) {
   const std::string data = RandomBytes(kChunkDigestBytes + 5, 20);
   const std::string hex = Sha256::HexOf(data);
   ASSERT_THAT(store_->Put(hex, data), IsOk());
-  EXPECT_EQ(ReadFile(ChunksPath(hex)), Concat(SliceDigests(data)));
-  EXPECT_THAT(store_->ChunkDigests(hex), HoldsDigests(SliceDigests(data)));
+  EXPECT_EQ(ReadFile(ChainPath(hex)), Concat(ExpectedChain(data)));
+  EXPECT_THAT(store_->ChunkChain(hex), HoldsChain(ExpectedChain(data)));
 
   const std::string empty = Sha256::HexOf("");
   ASSERT_THAT(store_->Put(empty, ""), IsOk());
-  EXPECT_TRUE(Exists(ChunksPath(empty)));
-  EXPECT_EQ(ReadFile(ChunksPath(empty)), "");
-  EXPECT_THAT(store_->ChunkDigests(empty), HoldsDigests(std::vector<std::string>{}));
+  EXPECT_TRUE(Exists(ChainPath(empty)));
+  EXPECT_EQ(ReadFile(ChainPath(empty)), "");
+  EXPECT_THAT(store_->ChunkChain(empty), HoldsChain(std::vector<std::string>{}));
 }
 
-TEST_F(BlobStoreTest, ChunkDigestsSurviveARestartInTheMiddleOfAChunk) {
+TEST_F(BlobStoreTest, ChunkChainSurvivesARestartInTheMiddleOfAChunk) {
   const std::string data = RandomBytes(9 * kMiB + 123, 21);
   const std::string hex = Sha256::HexOf(data);
   const int64_t size = static_cast<int64_t>(data.size());
@@ -623,29 +627,54 @@ TEST_F(BlobStoreTest, ChunkDigestsSurviveARestartInTheMiddleOfAChunk) {
                 IsOk());
   }
   ASSERT_THAT(store_->Finish(hex, size), IsOk());
-  EXPECT_EQ(ReadFile(ChunksPath(hex)), Concat(SliceDigests(data)));
-  EXPECT_THAT(store_->ChunkDigests(hex), HoldsDigests(SliceDigests(data)));
+  EXPECT_EQ(ReadFile(ChainPath(hex)), Concat(ExpectedChain(data)));
+  EXPECT_THAT(store_->ChunkChain(hex), HoldsChain(ExpectedChain(data)));
 }
 
-TEST_F(BlobStoreTest, LegacyBlobWithoutSidecarGetsItsDigestsComputedAndKept) {
+TEST_F(BlobStoreTest, LegacyBlobWithoutSidecarGetsItsChainComputedAndKept) {
   const std::string data = RandomBytes(2 * kChunkDigestBytes + 77, 22);
   const std::string hex = Sha256::HexOf(data);
   WriteLegacyBlob(hex, data);
   ASSERT_TRUE(store_->Contains(hex));
-  ASSERT_FALSE(Exists(ChunksPath(hex)));
+  ASSERT_FALSE(Exists(ChainPath(hex)));
 
-  EXPECT_THAT(store_->ChunkDigests(hex), HoldsDigests(SliceDigests(data)));
-  EXPECT_EQ(ReadFile(ChunksPath(hex)), Concat(SliceDigests(data)));
+  EXPECT_THAT(store_->ChunkChain(hex), HoldsChain(ExpectedChain(data)));
+  EXPECT_EQ(ReadFile(ChainPath(hex)), Concat(ExpectedChain(data)));
   // The temp file went to uploads/ and is gone; the blob is untouched.
   EXPECT_THAT(FilesUnder(dir_.Join("uploads")), IsEmpty());
   EXPECT_EQ(ReadAll(*store_, hex), data);
 
   // Later calls are served from the sidecar: a recompute would rename a new file into place.
   struct stat before, after;
-  ASSERT_EQ(::stat(ChunksPath(hex).c_str(), &before), 0);
-  EXPECT_THAT(store_->ChunkDigests(hex), HoldsDigests(SliceDigests(data)));
-  ASSERT_EQ(::stat(ChunksPath(hex).c_str(), &after), 0);
+  ASSERT_EQ(::stat(ChainPath(hex).c_str(), &before), 0);
+  EXPECT_THAT(store_->ChunkChain(hex), HoldsChain(ExpectedChain(data)));
+  ASSERT_EQ(::stat(ChainPath(hex).c_str(), &after), 0);
   EXPECT_EQ(before.st_ino, after.st_ino);
+}
+
+TEST_F(BlobStoreTest, ALegacyChunkDigestSidecarIsReplacedByTheChain) {
+  // Versions before chunk chains kept each chunk's own SHA-256 in `<hex>.chunks`, a file of
+  // the same length as the chain: it must be neither served nor left behind.
+  const std::string data = RandomBytes(2 * kChunkDigestBytes + 77, 29);
+  const std::string hex = Sha256::HexOf(data);
+  WriteLegacyBlob(hex, data);
+  std::string legacy;
+  for (size_t off = 0; off < data.size(); off += kChunkDigestBytes) {
+    legacy += absl::HexStringToBytes(
+        Sha256::HexOf(absl::string_view(data).substr(off, kChunkDigestBytes)));
+  }
+  const std::string legacy_path = store_->BlobPath(hex) + ".chunks";
+  {
+    FILE* f = fopen(legacy_path.c_str(), "wb");
+    ASSERT_NE(f, nullptr);
+    ASSERT_EQ(fwrite(legacy.data(), 1, legacy.size(), f), legacy.size());
+    fclose(f);
+  }
+  ASSERT_NE(legacy, Concat(ExpectedChain(data)));
+
+  EXPECT_THAT(store_->ChunkChain(hex), HoldsChain(ExpectedChain(data)));
+  EXPECT_EQ(ReadFile(ChainPath(hex)), Concat(ExpectedChain(data)));
+  EXPECT_FALSE(Exists(legacy_path));
 }
 
 TEST_F(BlobStoreTest, ConcurrentFirstUsesOfALegacyBlobAgree) {
@@ -655,11 +684,11 @@ TEST_F(BlobStoreTest, ConcurrentFirstUsesOfALegacyBlobAgree) {
   std::vector<absl::StatusOr<std::vector<std::string>>> results(6);
   std::vector<std::thread> threads;
   for (auto& result : results) {
-    threads.emplace_back([&] { result = store_->ChunkDigests(hex); });
+    threads.emplace_back([&] { result = store_->ChunkChain(hex); });
   }
   for (auto& t : threads) t.join();
-  for (const auto& result : results) EXPECT_THAT(result, HoldsDigests(SliceDigests(data)));
-  EXPECT_EQ(ReadFile(ChunksPath(hex)), Concat(SliceDigests(data)));
+  for (const auto& result : results) EXPECT_THAT(result, HoldsChain(ExpectedChain(data)));
+  EXPECT_EQ(ReadFile(ChainPath(hex)), Concat(ExpectedChain(data)));
   EXPECT_THAT(FilesUnder(dir_.Join("uploads")), IsEmpty());
 }
 
@@ -667,23 +696,23 @@ TEST_F(BlobStoreTest, SidecarOfTheWrongLengthIsRecomputed) {
   const std::string data = RandomBytes(9 * kMiB + 123, 24);
   const std::string hex = Sha256::HexOf(data);
   ASSERT_THAT(store_->Put(hex, data), IsOk());
-  const std::string chunks = ChunksPath(hex);
+  const std::string chunks = ChainPath(hex);
   // Three chunks make 96 bytes; shorter (truncated) and longer (zero-filled) both fail.
   for (off_t length : {off_t{0}, off_t{40}, off_t{64}, off_t{128}}) {
     SCOPED_TRACE(length);
     ASSERT_EQ(::chmod(chunks.c_str(), 0644), 0);
     ASSERT_EQ(::truncate(chunks.c_str(), length), 0);
-    EXPECT_THAT(store_->ChunkDigests(hex), HoldsDigests(SliceDigests(data)));
-    EXPECT_EQ(ReadFile(chunks), Concat(SliceDigests(data)));
+    EXPECT_THAT(store_->ChunkChain(hex), HoldsChain(ExpectedChain(data)));
+    EXPECT_EQ(ReadFile(chunks), Concat(ExpectedChain(data)));
   }
 }
 
-TEST_F(BlobStoreTest, CorruptBlobOnDiskIsDataLossFromChunkDigests) {
+TEST_F(BlobStoreTest, CorruptBlobOnDiskIsDataLossFromChunkChain) {
   const std::string data = RandomBytes(kChunkDigestBytes + 1000, 25);
   const std::string hex = Sha256::HexOf(data);
   ASSERT_THAT(store_->Put(hex, data), IsOk());
   const std::string blob = store_->BlobPath(hex);
-  ASSERT_EQ(::unlink(ChunksPath(hex).c_str()), 0);
+  ASSERT_EQ(::unlink(ChainPath(hex).c_str()), 0);
   ASSERT_EQ(::chmod(blob.c_str(), 0644), 0);
   {
     FILE* f = fopen(blob.c_str(), "r+b");
@@ -693,11 +722,11 @@ TEST_F(BlobStoreTest, CorruptBlobOnDiskIsDataLossFromChunkDigests) {
     fclose(f);
   }
 
-  auto digests = store_->ChunkDigests(hex);
-  EXPECT_THAT(digests, StatusIs(absl::StatusCode::kDataLoss, HasSubstr(hex)));
-  EXPECT_EQ(ErrorReason(digests.status()), "BLOB_CORRUPT");
-  // Digests of damaged bytes are never persisted.
-  EXPECT_FALSE(Exists(ChunksPath(hex)));
+  auto chain = store_->ChunkChain(hex);
+  EXPECT_THAT(chain, StatusIs(absl::StatusCode::kDataLoss, HasSubstr(hex)));
+  EXPECT_EQ(ErrorReason(chain.status()), "BLOB_CORRUPT");
+  // A chain of damaged bytes is never persisted.
+  EXPECT_FALSE(Exists(ChainPath(hex)));
   EXPECT_THAT(FilesUnder(dir_.Join("uploads")), IsEmpty());
 
   // A blob that lost bytes no longer matches its sidecar's length, so it is re-hashed too.
@@ -706,7 +735,7 @@ TEST_F(BlobStoreTest, CorruptBlobOnDiskIsDataLossFromChunkDigests) {
   ASSERT_THAT(store_->Put(other_hex, other), IsOk());
   ASSERT_EQ(::chmod(store_->BlobPath(other_hex).c_str(), 0644), 0);
   ASSERT_EQ(::truncate(store_->BlobPath(other_hex).c_str(), 0), 0);
-  EXPECT_THAT(store_->ChunkDigests(other_hex), StatusIs(absl::StatusCode::kDataLoss, _));
+  EXPECT_THAT(store_->ChunkChain(other_hex), StatusIs(absl::StatusCode::kDataLoss, _));
 }
 
 TEST_F(BlobStoreTest, DataLossOnUploadLeavesNoSidecar) {
@@ -718,15 +747,15 @@ TEST_F(BlobStoreTest, DataLossOnUploadLeavesNoSidecar) {
   ASSERT_THAT(store_->Finish(hex, 2 * kChunkDigestBytes), StatusIs(absl::StatusCode::kDataLoss, _));
 
   EXPECT_THAT(FilesUnder(dir_.path()), IsEmpty());
-  EXPECT_THAT(store_->ChunkDigests(wrong_hex), StatusIs(absl::StatusCode::kNotFound, _));
-  EXPECT_THAT(store_->ChunkDigests(hex), StatusIs(absl::StatusCode::kNotFound, _));
+  EXPECT_THAT(store_->ChunkChain(wrong_hex), StatusIs(absl::StatusCode::kNotFound, _));
+  EXPECT_THAT(store_->ChunkChain(hex), StatusIs(absl::StatusCode::kNotFound, _));
 }
 
 TEST_F(BlobStoreTest, ASidecarIsNeverABlob) {
   const std::string data = "a blob";
   const std::string hex = Sha256::HexOf(data);
   ASSERT_THAT(store_->Put(hex, data), IsOk());
-  const std::string sidecar_name = hex + ".chunks";
+  const std::string sidecar_name = hex + ".chain";
   EXPECT_FALSE(store_->Contains(sidecar_name));
   EXPECT_THAT(store_->Size(sidecar_name), StatusIs(absl::StatusCode::kInvalidArgument, _));
   EXPECT_THAT(store_->OpenBlob(sidecar_name), StatusIs(absl::StatusCode::kInvalidArgument, _));
@@ -738,15 +767,15 @@ TEST_F(BlobStoreTest, ASidecarIsNeverABlob) {
   ASSERT_THAT(store_->Put(orphan_hex, orphan), IsOk());
   ASSERT_EQ(::unlink(store_->BlobPath(orphan_hex).c_str()), 0);
   EXPECT_FALSE(store_->Contains(orphan_hex));
-  EXPECT_THAT(store_->ChunkDigests(orphan_hex), StatusIs(absl::StatusCode::kNotFound, _));
+  EXPECT_THAT(store_->ChunkChain(orphan_hex), StatusIs(absl::StatusCode::kNotFound, _));
   EXPECT_THAT(store_->UploadOffset(orphan_hex, 100), IsOkAndHolds(0));
   ASSERT_THAT(Upload(*store_, orphan_hex, orphan, 33), IsOk());
-  EXPECT_THAT(store_->ChunkDigests(orphan_hex), HoldsDigests(SliceDigests(orphan)));
+  EXPECT_THAT(store_->ChunkChain(orphan_hex), HoldsChain(ExpectedChain(orphan)));
 }
 
 TEST_F(BlobStoreTest, OpenRemovesATempSidecarLeftByACrash) {
   const std::string hex = Sha256::HexOf("x");
-  const std::string tmp = dir_.Join(absl::StrCat("uploads/", hex, ".chunks.tmp.1.0"));
+  const std::string tmp = dir_.Join(absl::StrCat("uploads/", hex, ".chain.tmp.1.0"));
   FILE* f = fopen(tmp.c_str(), "w");
   ASSERT_NE(f, nullptr);
   fclose(f);

@@ -1,0 +1,40 @@
+#include "common/chunk_chain.h"
+
+#include <algorithm>
+
+namespace modeldist {
+
+ChunkChainBuilder::ChunkChainBuilder(int64_t chunk_size) : chunk_size_(chunk_size) {}
+
+void ChunkChainBuilder::Update(absl::string_view data) {
+  while (!data.empty()) {
+    if (fill_ == chunk_size_) {
+      chain_ += hash_.ChainingValue();  // more bytes follow, so this chunk was not the last
+      fill_ = 0;
+    }
+    const size_t take = static_cast<size_t>(
+        std::min<int64_t>(static_cast<int64_t>(data.size()), chunk_size_ - fill_));
+    hash_.Update(data.substr(0, take));
+    fill_ += static_cast<int64_t>(take);
+    data.remove_prefix(take);
+  }
+}
+
+std::string ChunkChainBuilder::DigestHex() const { return Sha256(hash_).FinishHex(); }
+
+std::string ChunkChainBuilder::Chain() const {
+  if (fill_ == 0) return chain_;  // nothing hashed yet: the empty file has no entries
+  return chain_ + Sha256(hash_).FinishRaw();
+}
+
+absl::StatusOr<Sha256> StartChunkHash(absl::string_view previous_entry, int64_t index,
+                                      int64_t chunk_size) {
+  if (index == 0) return Sha256();
+  return Sha256::Resume(previous_entry, index * chunk_size);
+}
+
+std::string EndChunkHash(Sha256* hash, bool last) {
+  return last ? hash->FinishRaw() : hash->ChainingValue();
+}
+
+}  // namespace modeldist
