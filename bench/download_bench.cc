@@ -26,6 +26,7 @@
 #include "common/file_util.h"
 #include "common/flags.h"
 #include "common/status.h"
+#include "modeldist/v1/artifact.grpc.pb.h"
 
 namespace modeldist::bench {
 namespace {
@@ -75,7 +76,8 @@ absl::StatusOr<Sample> TimeOurs(const Config& config, Resources& res, int64_t ch
                       StartModeldistServer(config.server_bin, data_dir, token_file, chunk,
                                            res.dir + "/server.log"));
   res.server = server.pid;
-  auto stub = v1::ArtifactService::NewStub(Connect(server.address));
+  std::shared_ptr<grpc::Channel> channel = Connect(server.address);
+  auto stub = v1::ArtifactService::NewStub(channel);
   // Connect first, so that channel setup is not counted (curl's is, but it is < 1 ms).
   {
     grpc::ClientContext context;
@@ -95,7 +97,7 @@ absl::StatusOr<Sample> TimeOurs(const Config& config, Resources& res, int64_t ch
   const double cpu_before = SelfCpuSeconds() + ProcessCpuSeconds(server.pid);
   auto start = std::chrono::steady_clock::now();
   auto result =
-      client::DownloadArtifact(stub.get(), artifact.digest, artifact.size_bytes, out, options);
+      client::DownloadArtifact(channel, artifact.digest, artifact.size_bytes, out, options);
   Sample sample;
   sample.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   sample.cpu_seconds = SelfCpuSeconds() + ProcessCpuSeconds(server.pid) - cpu_before;

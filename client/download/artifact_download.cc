@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "client/download/raw_read.h"
 #include "common/digest.h"
 #include "common/file_util.h"
 #include "common/status.h"
@@ -26,11 +27,6 @@ namespace {
 constexpr size_t kRehashBufferBytes = 1 << 20;
 // Received chunks are hashed and written in slices of this size (see HashAndWrite).
 constexpr size_t kSliceBytes = 64 * 1024;
-
-
-absl::Status FromGrpc(const grpc::Status& status) {
-  return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
-}
 
 std::string DirName(const std::string& path) {
   size_t slash = path.rfind('/');
@@ -78,9 +74,11 @@ absl::Status HashAndWrite(absl::string_view data, Sha256* hash, int fd) {
 }
 
 // Hashes and writes received chunks on a second thread, so that receiving the next chunk
-// (HTTP/2 framing and the protobuf copy, on the caller's thread) overlaps with hashing and
-// writing the one before. At most kDepth chunks wait; their buffers are recycled, so memory
-// stays at a few chunks whatever the artifact size. Bytes are hashed and written in order.
+// (HTTP/2 framing and parsing, on the caller's thread) overlaps with hashing and writing the one
+// before. Chunks are views into gRPC's receive buffers (client/download/raw_read.h), queued
+// with the references that keep those alive: nothing is copied. At most kDepth chunks wait and
+// their vectors are recycled, so memory stays at a few chunks whatever the artifact size.
+// Bytes are hashed and written in order.
 class HashWritePipeline {
  public:
   HashWritePipeline(int fd, Sha256* hash) : fd_(fd), hash_(hash) {
@@ -88,18 +86,18 @@ class HashWritePipeline {
   }
   ~HashWritePipeline() { (void)Drain(); }
 
-  // Moves the bytes of `*data` into the queue and gives `*data` a recycled buffer. Blocks
+  // Moves `*chunk` into the queue and leaves `*chunk` empty (with recycled capacity). Blocks
   // while the queue is full. Returns the worker's first error; nothing is queued after one.
-  absl::Status Push(std::string* data) {
+  absl::Status Push(ReadChunk* chunk) {
     absl::MutexLock lock(&mu_);
     mu_.Await(absl::Condition(this, &HashWritePipeline::HasRoomOrError));
     if (!error_.ok()) return error_;
-    queue_.push_back(std::move(*data));
+    queue_.push_back(std::move(*chunk));
     if (!free_.empty()) {
-      *data = std::move(free_.back());
+      *chunk = std::move(free_.back());
       free_.pop_back();
     } else {
-      *data = std::string();
+      *chunk = ReadChunk();
     }
     return absl::OkStatus();
   }
@@ -128,7 +126,7 @@ class HashWritePipeline {
 
   void Run() {
     for (;;) {
-      std::string chunk;
+      ReadChunk chunk;
       {
         absl::MutexLock lock(&mu_);
         mu_.Await(absl::Condition(this, &HashWritePipeline::HasWorkOrClosed));
@@ -136,10 +134,14 @@ class HashWritePipeline {
         chunk = std::move(queue_.front());
         queue_.pop_front();
       }
-      absl::Status status = HashAndWrite(chunk, hash_, fd_);
+      absl::Status status;
+      for (absl::string_view piece : chunk.data) {
+        status = HashAndWrite(piece, hash_, fd_);
+        if (!status.ok()) break;
+      }
+      chunk.Clear();  // hands gRPC's buffers back; the vectors keep their capacity
       absl::MutexLock lock(&mu_);
       if (!status.ok() && error_.ok()) error_ = status;
-      chunk.clear();  // keeps its capacity for the next chunk
       free_.push_back(std::move(chunk));
       if (!error_.ok()) queue_.clear();
     }
@@ -148,8 +150,8 @@ class HashWritePipeline {
   const int fd_;
   Sha256* const hash_;
   absl::Mutex mu_;
-  std::deque<std::string> queue_ ABSL_GUARDED_BY(mu_);
-  std::vector<std::string> free_ ABSL_GUARDED_BY(mu_);
+  std::deque<ReadChunk> queue_ ABSL_GUARDED_BY(mu_);
+  std::vector<ReadChunk> free_ ABSL_GUARDED_BY(mu_);
   absl::Status error_ ABSL_GUARDED_BY(mu_);
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
   std::thread worker_;
@@ -159,7 +161,7 @@ class HashWritePipeline {
 
 std::string PartialPath(const std::string& out_path) { return out_path + ".partial"; }
 
-absl::StatusOr<DownloadResult> DownloadArtifact(v1::ArtifactService::Stub* stub,
+absl::StatusOr<DownloadResult> DownloadArtifact(std::shared_ptr<grpc::ChannelInterface> channel,
                                                 const std::string& digest, int64_t expected_size,
                                                 const std::string& out_path,
                                                 const DownloadOptions& options) {
@@ -215,23 +217,23 @@ absl::StatusOr<DownloadResult> DownloadArtifact(v1::ArtifactService::Stub* stub,
     v1::ReadRequest request;
     request.set_digest(digest);
     request.set_offset(offset);
-    std::unique_ptr<grpc::ClientReader<v1::ReadResponse>> reader = stub->Read(&context, request);
+    RawReadStream stream(channel, &context, request);
 
-    // One response object for the whole stream: the parser reuses its data buffer (the
-    // pipeline hands back a recycled one), so the steady state allocates nothing.
-    v1::ReadResponse response;
+    // One chunk object for the whole stream: the pipeline hands back a recycled one, so the
+    // steady state allocates nothing.
+    ReadChunk chunk;
     HashWritePipeline pipeline(file.get(), &hash);
     absl::Status local;  // first local failure; ends the stream early
-    while (reader->Read(&response)) {
-      const int64_t size = static_cast<int64_t>(response.data().size());
-      if (response.offset() != offset) {
+    while (stream.Next(&chunk)) {
+      const int64_t size = static_cast<int64_t>(chunk.size());
+      if (chunk.offset != offset) {
         local = absl::DataLossError(
-            absl::StrCat("chunk at offset ", response.offset(), ", expected ", offset));
+            absl::StrCat("chunk at offset ", chunk.offset, ", expected ", offset));
       } else if (size > expected_size - offset) {
         local = absl::DataLossError(
             absl::StrCat(digest, " is longer than the expected ", expected_size, " bytes"));
       } else {
-        local = pipeline.Push(response.mutable_data());
+        local = pipeline.Push(&chunk);
       }
       if (!local.ok()) {
         context.TryCancel();
@@ -242,8 +244,7 @@ absl::StatusOr<DownloadResult> DownloadArtifact(v1::ArtifactService::Stub* stub,
       if (options.on_progress) options.on_progress(offset, expected_size);
     }
     if (absl::Status written = pipeline.Drain(); local.ok()) local = written;
-    grpc::Status finished = reader->Finish();
-    if (local.ok() && !finished.ok()) local = FromGrpc(finished);
+    if (absl::Status finished = stream.Finish(); local.ok()) local = finished;
     if (!local.ok()) {
       if (absl::IsDataLoss(local) || offset == 0) return DiscardPartial(partial, local);
       return local;
