@@ -66,17 +66,17 @@ absl::StatusOr<ArtifactServiceImpl::ReadPlan> ArtifactServiceImpl::PlanRead(
   return ReadPlan{std::move(blob), request.offset(), end};
 }
 
-// One Read stream. Its steps alternate between the read pool (parse, validate, pread: may
-// block) and gRPC (send the message); exactly one of them is pending at any time, and that one
-// either continues the stream or Finishes it, so Finish is called once and nothing touches the
-// reactor after OnDone.
+// One Read stream. Its steps run on the read pool (parse, validate, blocking pread) or on gRPC's
+// threads (OnWriteDone, and preads the page cache can serve at once); exactly one step is
+// pending at any time, and it either continues the stream or Finishes it, so Finish is called
+// once and nothing touches the reactor after OnDone.
 class ArtifactServiceImpl::ReadReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
   ReadReactor(ArtifactServiceImpl* service, grpc::CallbackServerContext* context,
               const grpc::ByteBuffer& request)
       : service_(service), context_(context), request_(request) {
-    // Validation opens the blob file, so it runs on the pool too. StartWrite and Finish may
-    // be called before gRPC gets the reactor back from Read; gRPC queues them.
+    // Validation opens the blob file, so it runs on the pool. StartWrite and Finish may be
+    // called before gRPC gets the reactor back from Read; gRPC queues them.
     service_->read_pool_.Run([this] { Start(); });
   }
 
@@ -87,7 +87,7 @@ class ArtifactServiceImpl::ReadReactor final : public grpc::ServerWriteReactor<g
     } else if (plan_->offset >= plan_->end) {
       Finish(grpc::Status::OK);
     } else {
-      service_->read_pool_.Run([this] { SendNext(); });
+      NextMessage(/*may_block=*/false);
     }
   }
 
@@ -114,44 +114,71 @@ class ArtifactServiceImpl::ReadReactor final : public grpc::ServerWriteReactor<g
       Finish(grpc::Status::OK);  // offset == size: an empty read
       return;
     }
-    SendNext();
+    NextMessage(/*may_block=*/true);
   }
 
-  void SendNext() {
-    absl::Status status = ReadMessage();
-    if (!status.ok()) {
-      Finish(ToGrpcStatus(status));
+  // Starts the next message. Off the pool (`may_block` false) only what the page cache holds
+  // is read here, so a warm blob streams without a thread hop per message; whatever is left
+  // is read on the pool.
+  void NextMessage(bool may_block) {
+    if (context_->IsCancelled()) {
+      Finish(ToGrpcStatus(absl::CancelledError("the client cancelled the read")));
       return;
     }
-    StartWrite(&message_);
+    want_ = static_cast<size_t>(std::min(service_->chunk_size_, plan_->end - plan_->offset));
+    // The header's length varint depends on how many bytes the reads return, so the bytes go
+    // at a fixed distance from the slice's start and the header is written right before them
+    // (SendMessage). _large: always a heap slice, never inlined in the grpc_slice struct, so
+    // `data_` stays valid once the struct is handed to `slice_`.
+    grpc_slice raw = grpc_slice_malloc_large(kMaxReadResponseHeaderBytes + want_);
+    data_ = reinterpret_cast<char*>(GRPC_SLICE_START_PTR(raw)) + kMaxReadResponseHeaderBytes;
+    slice_ = grpc::Slice(raw, grpc::Slice::STEAL_REF);
+    filled_ = 0;
+    if (!may_block) {
+      absl::StatusOr<size_t> got = plan_->blob.ReadCachedAt(plan_->offset, data_, want_);
+      if (!got.ok()) {
+        Finish(ToGrpcStatus(got.status()));
+        return;
+      }
+      filled_ = *got;
+      if (filled_ == want_) {
+        SendMessage();
+        return;
+      }
+      service_->read_pool_.Run([this] { FillAndSend(); });
+      return;
+    }
+    FillAndSend();
   }
 
-  // Fills message_ with the next ReadResponse: one slice, the header right before the bytes.
-  // The header's length varint depends on how many bytes pread returns, so the bytes go at a
-  // fixed distance from the slice's start and the header is written right-aligned before them.
-  absl::Status ReadMessage() {
-    if (context_->IsCancelled()) return absl::CancelledError("the client cancelled the read");
-    const int64_t offset = plan_->offset;
-    const size_t want = static_cast<size_t>(std::min(service_->chunk_size_, plan_->end - offset));
-    // _large: always a heap slice, never inlined in the grpc_slice struct, so the pointer stays
-    // valid once the struct is handed to `whole`.
-    grpc_slice raw = grpc_slice_malloc_large(kMaxReadResponseHeaderBytes + want);
-    char* const data =
-        reinterpret_cast<char*>(GRPC_SLICE_START_PTR(raw)) + kMaxReadResponseHeaderBytes;
-    grpc::Slice whole(raw, grpc::Slice::STEAL_REF);
-    MD_ASSIGN_OR_RETURN(size_t got, plan_->blob.ReadAt(offset, data, want));
-    if (got == 0) {
-      return MakeError(absl::StatusCode::kDataLoss, "BLOB_TRUNCATED",
-                       absl::StrCat("blob ", digest_, " is shorter than recorded"));
+  // On the pool: reads the rest of the message's bytes, blocking if need be, and sends it.
+  void FillAndSend() {
+    absl::StatusOr<size_t> got = plan_->blob.ReadAt(plan_->offset + static_cast<int64_t>(filled_),
+                                                    data_ + filled_, want_ - filled_);
+    if (!got.ok()) {
+      Finish(ToGrpcStatus(got.status()));
+      return;
     }
+    filled_ += *got;
+    if (filled_ == 0) {
+      Finish(ToGrpcStatus(MakeError(absl::StatusCode::kDataLoss, "BLOB_TRUNCATED",
+                                    absl::StrCat("blob ", digest_, " is shorter than recorded"))));
+      return;
+    }
+    SendMessage();
+  }
+
+  // Writes the header before the `filled_` bytes and hands the message to gRPC.
+  void SendMessage() {
     char header[kMaxReadResponseHeaderBytes];
-    const size_t header_size = ReadResponseHeader(offset, got, header);
-    std::memcpy(data - header_size, header, header_size);
-    grpc::Slice message =
-        whole.sub(kMaxReadResponseHeaderBytes - header_size, kMaxReadResponseHeaderBytes + got);
+    const size_t header_size = ReadResponseHeader(plan_->offset, filled_, header);
+    std::memcpy(data_ - header_size, header, header_size);
+    grpc::Slice message = slice_.sub(kMaxReadResponseHeaderBytes - header_size,
+                                     kMaxReadResponseHeaderBytes + filled_);
+    slice_ = grpc::Slice();
     message_ = grpc::ByteBuffer(&message, 1);
-    plan_->offset += static_cast<int64_t>(got);
-    return absl::OkStatus();
+    plan_->offset += static_cast<int64_t>(filled_);
+    StartWrite(&message_);
   }
 
   ArtifactServiceImpl* const service_;
@@ -159,7 +186,12 @@ class ArtifactServiceImpl::ReadReactor final : public grpc::ServerWriteReactor<g
   grpc::ByteBuffer request_;
   std::string digest_;            // as requested, for errors
   std::optional<ReadPlan> plan_;  // set once the request is valid
-  grpc::ByteBuffer message_;      // the one message in flight
+  // The message being read: `want_` bytes go to `data_` in `slice_`; `filled_` are there.
+  grpc::Slice slice_;
+  char* data_ = nullptr;
+  size_t want_ = 0;
+  size_t filled_ = 0;
+  grpc::ByteBuffer message_;  // the one message in flight
 };
 
 grpc::ServerWriteReactor<grpc::ByteBuffer>* ArtifactServiceImpl::Read(

@@ -10,10 +10,15 @@
 // protobuf would write, so generated clients, grpcurl and `buf curl` see a normal ReadResponse,
 // and reflection still describes the method.
 //
-// One write is in flight per stream: the next pread starts only when the previous message was
+// One write is in flight per stream: the next message is read only when the previous one was
 // handed to the transport (OnWriteDone), so HTTP/2 flow control bounds memory at about one
-// chunk per stream whatever the blob size. The preads run on a BlockingPool, never on gRPC's
-// callback threads (they poll the network too, and a cold disk would stall every call).
+// chunk per stream whatever the blob size. gRPC runs OnWriteDone on threads that also poll the
+// network, so there only what the page cache holds is read (BlobReader::ReadCachedAt, never
+// waiting for the disk); the rest, and the request's validation, run on a BlockingPool. A warm
+// blob thus streams without a thread hop per message, and a cold disk never stalls the other
+// calls. (download_bench, 1 MiB chunks: with every pread on the pool the server's CPU per GB
+// stayed where the copying sync server was, ~0.47 s; reading cached bytes inline cut it to
+// ~0.38 s.)
 #ifndef MODELDIST_SERVICES_ARTIFACT_SERVICE_H_
 #define MODELDIST_SERVICES_ARTIFACT_SERVICE_H_
 

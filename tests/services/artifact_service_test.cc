@@ -2,6 +2,9 @@
 // codes for bad requests.
 #include "services/artifact_service.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <thread>
 #include <vector>
 
@@ -146,6 +149,28 @@ TEST_F(ArtifactServiceTest, ConcurrentReadsAndCancelledReads) {
       EXPECT_EQ(status[i].error_code(), grpc::StatusCode::CANCELLED);
       EXPECT_EQ(got[i], bytes_.substr(0, got[i].size()));
     }
+  }
+}
+
+TEST_F(ArtifactServiceTest, ReadsABlobThePageCacheDropped) {
+  // With the blob's pages dropped, the cached-only reads on gRPC's threads find part of a
+  // message or nothing (only readahead's pages) and the pool reads the rest: the bytes must
+  // come out the same.
+  const std::string big = RandomBytes(12 * 1024 * 1024 + 5, 6);
+  const std::string digest =
+      server_.PublishBlob("big", "1", v1::PLATFORM_LINUX, v1::ARCH_ANY, v1::FORMAT_GGUF, big);
+  const std::string hex = digest.substr(std::string("sha256:").size());
+  const std::string path =
+      server_.data_dir() + "/data/blobs/sha256/" + hex.substr(0, 2) + "/" + hex;
+  for (int64_t offset : {0, 3000}) {
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    ASSERT_GE(fd, 0) << path;
+    ::fdatasync(fd);
+    EXPECT_EQ(::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+    ::close(fd);
+    std::string got;
+    ASSERT_TRUE(Read(digest, offset, 0, &got).ok());
+    EXPECT_TRUE(got == big.substr(offset)) << "offset " << offset;
   }
 }
 
