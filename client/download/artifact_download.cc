@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -25,7 +26,7 @@ namespace {
 
 // Buffer for re-hashing an existing partial; big enough that the syscall cost vanishes.
 constexpr size_t kRehashBufferBytes = 1 << 20;
-// Received chunks are hashed and written in slices of this size (see HashAndWrite).
+// Received chunks are hashed and written in slices of this size (see HashWriter).
 constexpr size_t kSliceBytes = 64 * 1024;
 
 std::string DirName(const std::string& path) {
@@ -61,17 +62,59 @@ absl::Status HashPrefix(int fd, int64_t length, const std::string& partial, Sha2
   return absl::OkStatus();
 }
 
-// Hashes `data` and appends it to `fd` in slices of kSliceBytes, so that each slice is still
-// in the CPU cache when write() copies it. On the 2-vCPU CI VM (docs/benchmarks.md) writing a
-// whole 256 KiB chunk after hashing it cost 3.3 CPU-s/GB end to end; slicing cut it to 1.7.
-absl::Status HashAndWrite(absl::string_view data, Sha256* hash, int fd) {
-  for (size_t pos = 0; pos < data.size(); pos += kSliceBytes) {
-    const size_t n = std::min(kSliceBytes, data.size() - pos);
-    hash->Update(data.data() + pos, n);
-    MD_RETURN_IF_ERROR(WriteAll(fd, data.data() + pos, n));
+// Hashes bytes and appends them to a file in writes of about kSliceBytes. Each slice is written
+// right after it is hashed, while it is still in the CPU cache: on the 2-vCPU CI VM
+// (docs/benchmarks.md) writing a whole 256 KiB chunk after hashing it cost 3.3 CPU-s/GB end to
+// end; slicing cut it to 1.7. Small pieces are gathered into one writev: gRPC's received
+// slices, which the pieces point into, can be as small as 8 KiB (its first TCP reads).
+class HashWriter {
+ public:
+  HashWriter(int fd, const std::string& path, Sha256* hash) : fd_(fd), path_(path), hash_(hash) {}
+
+  // Hashes `piece` and queues it for writing; writes once kSliceBytes are queued. `piece` must
+  // stay valid until the next Flush.
+  absl::Status Add(absl::string_view piece) {
+    for (size_t pos = 0; pos < piece.size(); pos += kSliceBytes) {
+      const size_t n = std::min(kSliceBytes, piece.size() - pos);
+      hash_->Update(piece.data() + pos, n);
+      iov_.push_back({const_cast<char*>(piece.data() + pos), n});
+      queued_ += n;
+      if (queued_ >= kSliceBytes || iov_.size() >= kMaxIov) MD_RETURN_IF_ERROR(Flush());
+    }
+    return absl::OkStatus();
   }
-  return absl::OkStatus();
-}
+
+  // Writes whatever is queued.
+  absl::Status Flush() {
+    size_t i = 0;
+    while (i < iov_.size()) {
+      ssize_t n = ::writev(fd_, &iov_[i], static_cast<int>(iov_.size() - i));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return ErrnoStatus(errno, absl::StrCat("writing ", path_));
+      // A short write: skip what went out, resume inside the first iovec not fully written.
+      for (size_t left = static_cast<size_t>(n); left > 0;) {
+        const size_t k = std::min(left, iov_[i].iov_len);
+        iov_[i].iov_base = static_cast<char*>(iov_[i].iov_base) + k;
+        iov_[i].iov_len -= k;
+        left -= k;
+        if (iov_[i].iov_len == 0) ++i;
+      }
+    }
+    iov_.clear();
+    queued_ = 0;
+    return absl::OkStatus();
+  }
+
+ private:
+  // Well under IOV_MAX (1024).
+  static constexpr size_t kMaxIov = 64;
+
+  const int fd_;
+  const std::string path_;
+  Sha256* const hash_;
+  std::vector<iovec> iov_;
+  size_t queued_ = 0;
+};
 
 // Hashes and writes received chunks on a second thread, so that receiving the next chunk
 // (HTTP/2 framing and parsing, on the caller's thread) overlaps with hashing and writing the one
@@ -81,7 +124,7 @@ absl::Status HashAndWrite(absl::string_view data, Sha256* hash, int fd) {
 // Bytes are hashed and written in order.
 class HashWritePipeline {
  public:
-  HashWritePipeline(int fd, Sha256* hash) : fd_(fd), hash_(hash) {
+  HashWritePipeline(int fd, const std::string& path, Sha256* hash) : writer_(fd, path, hash) {
     worker_ = std::thread([this] { Run(); });
   }
   ~HashWritePipeline() { (void)Drain(); }
@@ -136,9 +179,10 @@ class HashWritePipeline {
       }
       absl::Status status;
       for (absl::string_view piece : chunk.data) {
-        status = HashAndWrite(piece, hash_, fd_);
+        status = writer_.Add(piece);
         if (!status.ok()) break;
       }
+      if (status.ok()) status = writer_.Flush();  // before the pieces go away
       chunk.Clear();  // hands gRPC's buffers back; the vectors keep their capacity
       absl::MutexLock lock(&mu_);
       if (!status.ok() && error_.ok()) error_ = status;
@@ -147,8 +191,7 @@ class HashWritePipeline {
     }
   }
 
-  const int fd_;
-  Sha256* const hash_;
+  HashWriter writer_;  // used by the worker only
   absl::Mutex mu_;
   std::deque<ReadChunk> queue_ ABSL_GUARDED_BY(mu_);
   std::vector<ReadChunk> free_ ABSL_GUARDED_BY(mu_);
@@ -222,7 +265,7 @@ absl::StatusOr<DownloadResult> DownloadArtifact(std::shared_ptr<grpc::ChannelInt
     // One chunk object for the whole stream: the pipeline hands back a recycled one, so the
     // steady state allocates nothing.
     ReadChunk chunk;
-    HashWritePipeline pipeline(file.get(), &hash);
+    HashWritePipeline pipeline(file.get(), partial, &hash);
     absl::Status local;  // first local failure; ends the stream early
     while (stream.Next(&chunk)) {
       const int64_t size = static_cast<int64_t>(chunk.size());
