@@ -26,6 +26,7 @@
 #include "common/file_util.h"
 #include "common/flags.h"
 #include "common/status.h"
+#include "modeldist/v1/artifact.grpc.pb.h"
 
 namespace modeldist::bench {
 namespace {
@@ -65,6 +66,8 @@ std::string SizeName(int64_t bytes) {
 struct Sample {
   double seconds = 0;
   double cpu_seconds = 0;
+  // Ours only: the server's part of cpu_seconds (the rest is the client's); -1 for peers.
+  double server_cpu_seconds = -1;
 };
 
 // Times one DownloadArtifact from a server freshly started with `chunk`.
@@ -75,7 +78,8 @@ absl::StatusOr<Sample> TimeOurs(const Config& config, Resources& res, int64_t ch
                       StartModeldistServer(config.server_bin, data_dir, token_file, chunk,
                                            res.dir + "/server.log"));
   res.server = server.pid;
-  auto stub = v1::ArtifactService::NewStub(Connect(server.address));
+  std::shared_ptr<grpc::Channel> channel = Connect(server.address);
+  auto stub = v1::ArtifactService::NewStub(channel);
   // Connect first, so that channel setup is not counted (curl's is, but it is < 1 ms).
   {
     grpc::ClientContext context;
@@ -92,13 +96,15 @@ absl::StatusOr<Sample> TimeOurs(const Config& config, Resources& res, int64_t ch
   client::DownloadOptions options;
   options.fsync = fsync;
   options.resume = false;
-  const double cpu_before = SelfCpuSeconds() + ProcessCpuSeconds(server.pid);
+  const double client_cpu_before = SelfCpuSeconds();
+  const double server_cpu_before = ProcessCpuSeconds(server.pid);
   auto start = std::chrono::steady_clock::now();
   auto result =
-      client::DownloadArtifact(stub.get(), artifact.digest, artifact.size_bytes, out, options);
+      client::DownloadArtifact(channel, artifact.digest, artifact.size_bytes, out, options);
   Sample sample;
   sample.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  sample.cpu_seconds = SelfCpuSeconds() + ProcessCpuSeconds(server.pid) - cpu_before;
+  sample.server_cpu_seconds = ProcessCpuSeconds(server.pid) - server_cpu_before;
+  sample.cpu_seconds = SelfCpuSeconds() - client_cpu_before + sample.server_cpu_seconds;
   MD_RETURN_IF_ERROR(result.status());
   if (result->bytes_received != artifact.size_bytes) {
     return absl::InternalError("DownloadArtifact received the wrong number of bytes");
@@ -175,13 +181,23 @@ absl::Status Run(const Config& config) {
 
   std::map<std::string, std::vector<double>> gbps;        // row name -> GB/s per rep
   std::map<std::string, std::vector<double>> cpu_per_gb;  // row name -> CPU s per GB per rep
+  // Ours only: row name -> the server's CPU s per GB per rep (the client's is the rest).
+  std::map<std::string, std::vector<double>> server_cpu_per_gb;
   std::vector<std::string> order;
   auto record = [&](const std::string& row, const Sample& sample) {
     if (gbps.find(row) == gbps.end()) order.push_back(row);
     gbps[row].push_back(GBps(config.size, sample.seconds));
     cpu_per_gb[row].push_back(sample.cpu_seconds / (config.size / 1e9));
-    std::cerr << absl::StrFormat("  %-44s %6.3f s  %5.2f GB/s  CPU %5.2f s\n", row, sample.seconds,
-                                 GBps(config.size, sample.seconds), sample.cpu_seconds);
+    std::string split;
+    if (sample.server_cpu_seconds >= 0) {
+      server_cpu_per_gb[row].push_back(sample.server_cpu_seconds / (config.size / 1e9));
+      split = absl::StrFormat(" (client %.2f s, server %.2f s)",
+                              sample.cpu_seconds - sample.server_cpu_seconds,
+                              sample.server_cpu_seconds);
+    }
+    std::cerr << absl::StrFormat("  %-44s %6.3f s  %5.2f GB/s  CPU %5.2f s%s\n", row,
+                                 sample.seconds, GBps(config.size, sample.seconds),
+                                 sample.cpu_seconds, split);
   };
   const std::string p_verify = "peer P_verify: curl -o FILE && openssl dgst";
   const std::string p_pipe = "peer P_pipe:   curl | openssl dgst";
@@ -228,6 +244,15 @@ absl::Status Run(const Config& config) {
     std::cout << absl::StrFormat("%-46s %-20s %-18s %s\n", row, MedianRange(gbps[row]),
                                  absl::StrFormat("%.2fx", Median(gbps[row]) / peer),
                                  MedianRange(cpu_per_gb[row]));
+  }
+  for (const std::string& row : order) {
+    if (server_cpu_per_gb.count(row) == 0) continue;
+    std::vector<double> client;
+    for (size_t i = 0; i < cpu_per_gb[row].size(); ++i) {
+      client.push_back(cpu_per_gb[row][i] - server_cpu_per_gb[row][i]);
+    }
+    std::cout << absl::StrFormat("  %-44s CPU s per GB: client %s, server %s\n", row,
+                                 MedianRange(client), MedianRange(server_cpu_per_gb[row]));
   }
   int64_t best_chunk = config.chunk_sizes.front();
   for (int64_t chunk : config.chunk_sizes) {

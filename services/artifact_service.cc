@@ -1,6 +1,12 @@
 #include "services/artifact_service.h"
 
+#include <grpc/slice.h>
+
 #include <algorithm>
+#include <cstring>
+#include <optional>
+#include <string>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "common/digest.h"
@@ -8,10 +14,39 @@
 #include "services/grpc_status.h"
 
 namespace modeldist::services {
+namespace {
 
-absl::Status ArtifactServiceImpl::DoRead(grpc::ServerContext* context,
-                                         const v1::ReadRequest& request,
-                                         grpc::ServerWriter<v1::ReadResponse>* writer) const {
+// ReadResponse's tags: field number << 3 | wire type.
+constexpr char kOffsetTag = (1 << 3) | 0;  // varint
+constexpr char kDataTag = (2 << 3) | 2;    // length-delimited
+
+size_t PutVarint(uint64_t value, char* out) {
+  size_t n = 0;
+  while (value >= 0x80) {
+    out[n++] = static_cast<char>(value | 0x80);
+    value >>= 7;
+  }
+  out[n++] = static_cast<char>(value);
+  return n;
+}
+
+}  // namespace
+
+size_t ReadResponseHeader(int64_t offset, size_t data_size, char* out) {
+  size_t n = 0;
+  if (offset != 0) {
+    out[n++] = kOffsetTag;
+    n += PutVarint(static_cast<uint64_t>(offset), out + n);  // int64: two's complement
+  }
+  if (data_size != 0) {
+    out[n++] = kDataTag;
+    n += PutVarint(data_size, out + n);
+  }
+  return n;
+}
+
+absl::StatusOr<ArtifactServiceImpl::ReadPlan> ArtifactServiceImpl::PlanRead(
+    const v1::ReadRequest& request) const {
   MD_ASSIGN_OR_RETURN(std::string hex, ParseDigest("digest", request.digest()));
   if (request.offset() < 0) {
     return InvalidArgument("offset", "INVALID_OFFSET", "offset must be >= 0");
@@ -28,29 +63,140 @@ absl::Status ArtifactServiceImpl::DoRead(grpc::ServerContext* context,
   }
   int64_t end = blob.size();
   if (request.limit() > 0) end = std::min(end, request.offset() + request.limit());
-
-  v1::ReadResponse response;
-  for (int64_t offset = request.offset(); offset < end;) {
-    if (context->IsCancelled()) return absl::CancelledError("the client cancelled the read");
-    const size_t want = static_cast<size_t>(std::min(chunk_size_, end - offset));
-    std::string* data = response.mutable_data();
-    data->resize(want);
-    MD_ASSIGN_OR_RETURN(size_t got, blob.ReadAt(offset, data->data(), want));
-    if (got == 0) {
-      return MakeError(absl::StatusCode::kDataLoss, "BLOB_TRUNCATED",
-                       absl::StrCat("blob ", request.digest(), " is shorter than recorded"));
-    }
-    data->resize(got);
-    response.set_offset(offset);
-    if (!writer->Write(response)) return absl::CancelledError("the client went away");
-    offset += static_cast<int64_t>(got);
-  }
-  return absl::OkStatus();
+  return ReadPlan{std::move(blob), request.offset(), end};
 }
 
-grpc::Status ArtifactServiceImpl::Read(grpc::ServerContext* context, const v1::ReadRequest* request,
-                                       grpc::ServerWriter<v1::ReadResponse>* writer) {
-  return ToGrpcStatus(DoRead(context, *request, writer));
+// One Read stream. Its steps run on the read pool (parse, validate, blocking pread) or on gRPC's
+// threads (OnWriteDone, and preads the page cache can serve at once); exactly one step is
+// pending at any time, and it either continues the stream or Finishes it, so Finish is called
+// once and nothing touches the reactor after OnDone.
+class ArtifactServiceImpl::ReadReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
+ public:
+  ReadReactor(ArtifactServiceImpl* service, grpc::CallbackServerContext* context,
+              const grpc::ByteBuffer& request)
+      : service_(service), context_(context), request_(request) {
+    // Validation opens the blob file, so it runs on the pool. StartWrite and Finish may be
+    // called before gRPC gets the reactor back from Read; gRPC queues them.
+    service_->read_pool_.Run([this] { Start(); });
+  }
+
+  void OnWriteDone(bool ok) override {
+    message_.Clear();  // the transport is done with the slice
+    if (!ok) {
+      Finish(ToGrpcStatus(absl::CancelledError("the client went away")));
+    } else if (plan_->offset >= plan_->end) {
+      Finish(grpc::Status::OK);
+    } else {
+      NextMessage(/*may_block=*/false);
+    }
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  void Start() {
+    v1::ReadRequest request;
+    // The same parse, and the same status on failure, as the generated sync handler.
+    grpc::Status parsed =
+        grpc::SerializationTraits<v1::ReadRequest>::Deserialize(&request_, &request);
+    if (!parsed.ok()) {
+      Finish(parsed);
+      return;
+    }
+    absl::StatusOr<ReadPlan> plan = service_->PlanRead(request);
+    if (!plan.ok()) {
+      Finish(ToGrpcStatus(plan.status()));
+      return;
+    }
+    plan_.emplace(*std::move(plan));
+    digest_ = request.digest();
+    if (plan_->offset >= plan_->end) {
+      Finish(grpc::Status::OK);  // offset == size: an empty read
+      return;
+    }
+    NextMessage(/*may_block=*/true);
+  }
+
+  // Starts the next message. Off the pool (`may_block` false) only what the page cache holds
+  // is read here, so a warm blob streams without a thread hop per message; whatever is left
+  // is read on the pool.
+  void NextMessage(bool may_block) {
+    if (context_->IsCancelled()) {
+      Finish(ToGrpcStatus(absl::CancelledError("the client cancelled the read")));
+      return;
+    }
+    want_ = static_cast<size_t>(std::min(service_->chunk_size_, plan_->end - plan_->offset));
+    // The header's length varint depends on how many bytes the reads return, so the bytes go
+    // at a fixed distance from the slice's start and the header is written right before them
+    // (SendMessage). _large: always a heap slice, never inlined in the grpc_slice struct, so
+    // `data_` stays valid once the struct is handed to `slice_`.
+    grpc_slice raw = grpc_slice_malloc_large(kMaxReadResponseHeaderBytes + want_);
+    data_ = reinterpret_cast<char*>(GRPC_SLICE_START_PTR(raw)) + kMaxReadResponseHeaderBytes;
+    slice_ = grpc::Slice(raw, grpc::Slice::STEAL_REF);
+    filled_ = 0;
+    if (!may_block) {
+      absl::StatusOr<size_t> got = plan_->blob.ReadCachedAt(plan_->offset, data_, want_);
+      if (!got.ok()) {
+        Finish(ToGrpcStatus(got.status()));
+        return;
+      }
+      filled_ = *got;
+      if (filled_ == want_) {
+        SendMessage();
+        return;
+      }
+      service_->read_pool_.Run([this] { FillAndSend(); });
+      return;
+    }
+    FillAndSend();
+  }
+
+  // On the pool: reads the rest of the message's bytes, blocking if need be, and sends it.
+  void FillAndSend() {
+    absl::StatusOr<size_t> got = plan_->blob.ReadAt(plan_->offset + static_cast<int64_t>(filled_),
+                                                    data_ + filled_, want_ - filled_);
+    if (!got.ok()) {
+      Finish(ToGrpcStatus(got.status()));
+      return;
+    }
+    filled_ += *got;
+    if (filled_ == 0) {
+      Finish(ToGrpcStatus(MakeError(absl::StatusCode::kDataLoss, "BLOB_TRUNCATED",
+                                    absl::StrCat("blob ", digest_, " is shorter than recorded"))));
+      return;
+    }
+    SendMessage();
+  }
+
+  // Writes the header before the `filled_` bytes and hands the message to gRPC.
+  void SendMessage() {
+    char header[kMaxReadResponseHeaderBytes];
+    const size_t header_size = ReadResponseHeader(plan_->offset, filled_, header);
+    std::memcpy(data_ - header_size, header, header_size);
+    grpc::Slice message = slice_.sub(kMaxReadResponseHeaderBytes - header_size,
+                                     kMaxReadResponseHeaderBytes + filled_);
+    slice_ = grpc::Slice();
+    message_ = grpc::ByteBuffer(&message, 1);
+    plan_->offset += static_cast<int64_t>(filled_);
+    StartWrite(&message_);
+  }
+
+  ArtifactServiceImpl* const service_;
+  grpc::CallbackServerContext* const context_;
+  grpc::ByteBuffer request_;
+  std::string digest_;            // as requested, for errors
+  std::optional<ReadPlan> plan_;  // set once the request is valid
+  // The message being read: `want_` bytes go to `data_` in `slice_`; `filled_` are there.
+  grpc::Slice slice_;
+  char* data_ = nullptr;
+  size_t want_ = 0;
+  size_t filled_ = 0;
+  grpc::ByteBuffer message_;  // the one message in flight
+};
+
+grpc::ServerWriteReactor<grpc::ByteBuffer>* ArtifactServiceImpl::Read(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request) {
+  return new ReadReactor(this, context, *request);
 }
 
 grpc::Status ArtifactServiceImpl::Stat(grpc::ServerContext* context, const v1::StatRequest* request,

@@ -1,33 +1,72 @@
 // File: artifact_service.h
 //
-// ArtifactService: streams verified blobs by digest. Each chunk is pread straight into the
-// response's bytes field (one copy, measured as fast as zero-copy once the client hashes; see
-// docs/benchmarks.md), and the sync writer's flow control keeps memory at a few chunks per
-// stream whatever the blob size.
+// ArtifactService: streams verified blobs by digest.
+//
+// Read is served as a raw callback method: each message is built by hand as one grpc_slice
+// holding the ReadResponse's protobuf header (field tags and varints, ReadResponseHeader) and
+// the chunk's bytes, pread straight into the slice after it. gRPC sends that slice as is, so
+// every byte is copied once (page cache to slice) instead of twice (page cache to the
+// protobuf's `data`, then into the serialized message). The bytes on the wire are exactly what
+// protobuf would write, so generated clients, grpcurl and `buf curl` see a normal ReadResponse,
+// and reflection still describes the method.
+//
+// One write is in flight per stream: the next message is read only when the previous one was
+// handed to the transport (OnWriteDone), so HTTP/2 flow control bounds memory at about one
+// chunk per stream whatever the blob size. gRPC runs OnWriteDone on threads that also poll the
+// network, so there only what the page cache holds is read (BlobReader::ReadCachedAt, never
+// waiting for the disk); the rest, and the request's validation, run on a BlockingPool. A warm
+// blob thus streams without a thread hop per message, and a cold disk never stalls the other
+// calls. (download_bench, 1 MiB chunks: with every pread on the pool the server's CPU per GB
+// stayed where the copying sync server was, ~0.47 s; reading cached bytes inline cut it to
+// ~0.38 s.)
 #ifndef MODELDIST_SERVICES_ARTIFACT_SERVICE_H_
 #define MODELDIST_SERVICES_ARTIFACT_SERVICE_H_
 
+#include <cstddef>
+#include <cstdint>
+
 #include "modeldist/v1/artifact.grpc.pb.h"
+#include "services/blocking_pool.h"
 #include "storage/blob_store.h"
 
 namespace modeldist::services {
 
-class ArtifactServiceImpl final : public v1::ArtifactService::Service {
- public:
-  ArtifactServiceImpl(const storage::BlobStore* blobs, int64_t chunk_size)
-      : blobs_(blobs), chunk_size_(chunk_size) {}
+// The longest ReadResponseHeader: two one-byte tags and two 10-byte varints.
+inline constexpr size_t kMaxReadResponseHeaderBytes = 22;
 
-  grpc::Status Read(grpc::ServerContext* context, const v1::ReadRequest* request,
-                    grpc::ServerWriter<v1::ReadResponse>* writer) override;
+// Writes to `out` (room for kMaxReadResponseHeaderBytes) the bytes protobuf puts before the
+// data of a ReadResponse{offset, data of `data_size` bytes}: `offset` (field 1, omitted when 0,
+// as proto3 does) and the tag and length of `data` (field 2, omitted when empty). Returns how
+// many bytes it wrote. Header followed by the data is byte for byte protobuf's serialization.
+size_t ReadResponseHeader(int64_t offset, size_t data_size, char* out);
+
+class ArtifactServiceImpl final
+    : public v1::ArtifactService::WithRawCallbackMethod_Read<v1::ArtifactService::Service> {
+ public:
+  // `read_threads`: the BlockingPool that runs the preads of every Read stream.
+  ArtifactServiceImpl(const storage::BlobStore* blobs, int64_t chunk_size, int read_threads = 4)
+      : blobs_(blobs), chunk_size_(chunk_size), read_pool_(read_threads) {}
+
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* Read(grpc::CallbackServerContext* context,
+                                                   const grpc::ByteBuffer* request) override;
   grpc::Status Stat(grpc::ServerContext* context, const v1::StatRequest* request,
                     v1::StatResponse* response) override;
 
  private:
-  absl::Status DoRead(grpc::ServerContext* context, const v1::ReadRequest& request,
-                      grpc::ServerWriter<v1::ReadResponse>* writer) const;
+  class ReadReactor;
+
+  // What a valid Read sends: bytes [offset, end) of `blob`.
+  struct ReadPlan {
+    storage::BlobReader blob;
+    int64_t offset;
+    int64_t end;
+  };
+  absl::StatusOr<ReadPlan> PlanRead(const v1::ReadRequest& request) const;
 
   const storage::BlobStore* blobs_;
   int64_t chunk_size_;
+  // Last member: destroyed (its threads joined) first, while what its tasks use still exists.
+  BlockingPool read_pool_;
 };
 
 }  // namespace modeldist::services

@@ -59,6 +59,11 @@ class BlobReader {
   int64_t size() const { return size_; }
   // Reads up to `size` bytes at `offset` into `buf` (pread); returns the count, 0 at the end.
   absl::StatusOr<size_t> ReadAt(int64_t offset, char* buf, size_t size) const;
+  // Like ReadAt, but takes only what the page cache holds now and never waits for the disk
+  // (preadv2 with RWF_NOWAIT): returns how many bytes from `offset` on it read, possibly fewer
+  // than asked or 0, where the file system cannot tell without blocking too. For threads that
+  // must not block (gRPC's callback threads); the caller reads the rest with ReadAt elsewhere.
+  absl::StatusOr<size_t> ReadCachedAt(int64_t offset, char* buf, size_t size) const;
 
  private:
   int fd_ = -1;

@@ -1,4 +1,5 @@
-// ByteSource over ArtifactService.Read.
+// ByteSource over ArtifactService.Read. The sink gets views into gRPC's receive buffers
+// (client/download/raw_read.h), so bytes reach the chunk verifier without a copy.
 #include <grpcpp/grpcpp.h>
 
 #include <memory>
@@ -7,8 +8,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "client/agent/chunk_downloader.h"
+#include "client/download/raw_read.h"
 #include "common/status.h"
-#include "modeldist/v1/artifact.grpc.pb.h"
+#include "modeldist/v1/artifact.pb.h"
 
 namespace modeldist::agent {
 namespace {
@@ -26,8 +28,7 @@ constexpr int kStreamWindowBytes = 4 * 1024 * 1024;
 class GrpcSource final : public ByteSource {
  public:
   GrpcSource(std::string description, std::shared_ptr<grpc::Channel> channel)
-      : description_(std::move(description)),
-        stub_(v1::ArtifactService::NewStub(std::move(channel))) {}
+      : description_(std::move(description)), channel_(std::move(channel)) {}
 
   absl::Status Read(const std::string& digest, int64_t offset, int64_t limit,
                     const std::function<absl::Status(absl::string_view)>& sink) override {
@@ -57,33 +58,34 @@ class GrpcSource final : public ByteSource {
     request.set_digest(digest);
     request.set_offset(offset);
     request.set_limit(limit);
-    std::unique_ptr<grpc::ClientReader<v1::ReadResponse>> reader = stub_->Read(context, request);
-    // One response for the whole stream, so the parser reuses its data buffer.
-    v1::ReadResponse response;
+    client::RawReadStream stream(channel_, context, request);
+    // One chunk for the whole stream, so its vectors keep their capacity.
+    client::ReadChunk chunk;
     int64_t next = offset;
     absl::Status local;
-    while (reader->Read(&response)) {
-      if (response.offset() != next) {
+    while (local.ok() && stream.Next(&chunk)) {
+      if (chunk.offset != next) {
         local = MakeError(absl::StatusCode::kDataLoss, "SOURCE_OUT_OF_ORDER",
-                          absl::StrCat(description_, " sent bytes at offset ", response.offset(),
+                          absl::StrCat(description_, " sent bytes at offset ", chunk.offset,
                                        ", expected ", next));
         break;
       }
-      next += static_cast<int64_t>(response.data().size());
-      if (response.data().empty()) continue;
-      local = sink(response.data());
-      if (!local.ok()) break;
+      next += static_cast<int64_t>(chunk.size());
+      // The pieces point into gRPC's buffers, which `chunk` keeps alive until the next Next.
+      for (absl::string_view piece : chunk.data) {
+        local = sink(piece);
+        if (!local.ok()) break;
+      }
     }
     if (!local.ok()) context->TryCancel();
-    grpc::Status finished = reader->Finish();
+    absl::Status finished = stream.Finish();
     if (!local.ok()) return local;
     if (finished.ok()) return absl::OkStatus();
-    return absl::Status(static_cast<absl::StatusCode>(finished.error_code()),
-                        absl::StrCat(description_, ": ", finished.error_message()));
+    return absl::Status(finished.code(), absl::StrCat(description_, ": ", finished.message()));
   }
 
   const std::string description_;
-  const std::unique_ptr<v1::ArtifactService::Stub> stub_;
+  const std::shared_ptr<grpc::Channel> channel_;
   absl::Mutex mu_;
   grpc::ClientContext* context_ ABSL_GUARDED_BY(mu_) = nullptr;
 };

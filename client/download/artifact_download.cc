@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -15,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "client/download/raw_read.h"
 #include "common/digest.h"
 #include "common/file_util.h"
 #include "common/status.h"
@@ -24,13 +26,8 @@ namespace {
 
 // Buffer for re-hashing an existing partial; big enough that the syscall cost vanishes.
 constexpr size_t kRehashBufferBytes = 1 << 20;
-// Received chunks are hashed and written in slices of this size (see HashAndWrite).
+// Received chunks are hashed and written in slices of this size (see HashWriter).
 constexpr size_t kSliceBytes = 64 * 1024;
-
-
-absl::Status FromGrpc(const grpc::Status& status) {
-  return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
-}
 
 std::string DirName(const std::string& path) {
   size_t slash = path.rfind('/');
@@ -65,41 +62,85 @@ absl::Status HashPrefix(int fd, int64_t length, const std::string& partial, Sha2
   return absl::OkStatus();
 }
 
-// Hashes `data` and appends it to `fd` in slices of kSliceBytes, so that each slice is still
-// in the CPU cache when write() copies it. On the 2-vCPU CI VM (docs/benchmarks.md) writing a
-// whole 256 KiB chunk after hashing it cost 3.3 CPU-s/GB end to end; slicing cut it to 1.7.
-absl::Status HashAndWrite(absl::string_view data, Sha256* hash, int fd) {
-  for (size_t pos = 0; pos < data.size(); pos += kSliceBytes) {
-    const size_t n = std::min(kSliceBytes, data.size() - pos);
-    hash->Update(data.data() + pos, n);
-    MD_RETURN_IF_ERROR(WriteAll(fd, data.data() + pos, n));
+// Hashes bytes and appends them to a file in writes of about kSliceBytes. Each slice is written
+// right after it is hashed, while it is still in the CPU cache: on the 2-vCPU CI VM
+// (docs/benchmarks.md) writing a whole 256 KiB chunk after hashing it cost 3.3 CPU-s/GB end to
+// end; slicing cut it to 1.7. Small pieces are gathered into one writev: gRPC's received
+// slices, which the pieces point into, can be as small as 8 KiB (its first TCP reads).
+class HashWriter {
+ public:
+  HashWriter(int fd, const std::string& path, Sha256* hash) : fd_(fd), path_(path), hash_(hash) {}
+
+  // Hashes `piece` and queues it for writing; writes once kSliceBytes are queued. `piece` must
+  // stay valid until the next Flush.
+  absl::Status Add(absl::string_view piece) {
+    for (size_t pos = 0; pos < piece.size(); pos += kSliceBytes) {
+      const size_t n = std::min(kSliceBytes, piece.size() - pos);
+      hash_->Update(piece.data() + pos, n);
+      iov_.push_back({const_cast<char*>(piece.data() + pos), n});
+      queued_ += n;
+      if (queued_ >= kSliceBytes || iov_.size() >= kMaxIov) MD_RETURN_IF_ERROR(Flush());
+    }
+    return absl::OkStatus();
   }
-  return absl::OkStatus();
-}
+
+  // Writes whatever is queued.
+  absl::Status Flush() {
+    size_t i = 0;
+    while (i < iov_.size()) {
+      ssize_t n = ::writev(fd_, &iov_[i], static_cast<int>(iov_.size() - i));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return ErrnoStatus(errno, absl::StrCat("writing ", path_));
+      // A short write: skip what went out, resume inside the first iovec not fully written.
+      for (size_t left = static_cast<size_t>(n); left > 0;) {
+        const size_t k = std::min(left, iov_[i].iov_len);
+        iov_[i].iov_base = static_cast<char*>(iov_[i].iov_base) + k;
+        iov_[i].iov_len -= k;
+        left -= k;
+        if (iov_[i].iov_len == 0) ++i;
+      }
+    }
+    iov_.clear();
+    queued_ = 0;
+    return absl::OkStatus();
+  }
+
+ private:
+  // Well under IOV_MAX (1024).
+  static constexpr size_t kMaxIov = 64;
+
+  const int fd_;
+  const std::string path_;
+  Sha256* const hash_;
+  std::vector<iovec> iov_;
+  size_t queued_ = 0;
+};
 
 // Hashes and writes received chunks on a second thread, so that receiving the next chunk
-// (HTTP/2 framing and the protobuf copy, on the caller's thread) overlaps with hashing and
-// writing the one before. At most kDepth chunks wait; their buffers are recycled, so memory
-// stays at a few chunks whatever the artifact size. Bytes are hashed and written in order.
+// (HTTP/2 framing and parsing, on the caller's thread) overlaps with hashing and writing the one
+// before. Chunks are views into gRPC's receive buffers (client/download/raw_read.h), queued
+// with the references that keep those alive: nothing is copied. At most kDepth chunks wait and
+// their vectors are recycled, so memory stays at a few chunks whatever the artifact size.
+// Bytes are hashed and written in order.
 class HashWritePipeline {
  public:
-  HashWritePipeline(int fd, Sha256* hash) : fd_(fd), hash_(hash) {
+  HashWritePipeline(int fd, const std::string& path, Sha256* hash) : writer_(fd, path, hash) {
     worker_ = std::thread([this] { Run(); });
   }
   ~HashWritePipeline() { (void)Drain(); }
 
-  // Moves the bytes of `*data` into the queue and gives `*data` a recycled buffer. Blocks
+  // Moves `*chunk` into the queue and leaves `*chunk` empty (with recycled capacity). Blocks
   // while the queue is full. Returns the worker's first error; nothing is queued after one.
-  absl::Status Push(std::string* data) {
+  absl::Status Push(ReadChunk* chunk) {
     absl::MutexLock lock(&mu_);
     mu_.Await(absl::Condition(this, &HashWritePipeline::HasRoomOrError));
     if (!error_.ok()) return error_;
-    queue_.push_back(std::move(*data));
+    queue_.push_back(std::move(*chunk));
     if (!free_.empty()) {
-      *data = std::move(free_.back());
+      *chunk = std::move(free_.back());
       free_.pop_back();
     } else {
-      *data = std::string();
+      *chunk = ReadChunk();
     }
     return absl::OkStatus();
   }
@@ -128,7 +169,7 @@ class HashWritePipeline {
 
   void Run() {
     for (;;) {
-      std::string chunk;
+      ReadChunk chunk;
       {
         absl::MutexLock lock(&mu_);
         mu_.Await(absl::Condition(this, &HashWritePipeline::HasWorkOrClosed));
@@ -136,20 +177,24 @@ class HashWritePipeline {
         chunk = std::move(queue_.front());
         queue_.pop_front();
       }
-      absl::Status status = HashAndWrite(chunk, hash_, fd_);
+      absl::Status status;
+      for (absl::string_view piece : chunk.data) {
+        status = writer_.Add(piece);
+        if (!status.ok()) break;
+      }
+      if (status.ok()) status = writer_.Flush();  // before the pieces go away
+      chunk.Clear();  // hands gRPC's buffers back; the vectors keep their capacity
       absl::MutexLock lock(&mu_);
       if (!status.ok() && error_.ok()) error_ = status;
-      chunk.clear();  // keeps its capacity for the next chunk
       free_.push_back(std::move(chunk));
       if (!error_.ok()) queue_.clear();
     }
   }
 
-  const int fd_;
-  Sha256* const hash_;
+  HashWriter writer_;  // used by the worker only
   absl::Mutex mu_;
-  std::deque<std::string> queue_ ABSL_GUARDED_BY(mu_);
-  std::vector<std::string> free_ ABSL_GUARDED_BY(mu_);
+  std::deque<ReadChunk> queue_ ABSL_GUARDED_BY(mu_);
+  std::vector<ReadChunk> free_ ABSL_GUARDED_BY(mu_);
   absl::Status error_ ABSL_GUARDED_BY(mu_);
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
   std::thread worker_;
@@ -159,7 +204,7 @@ class HashWritePipeline {
 
 std::string PartialPath(const std::string& out_path) { return out_path + ".partial"; }
 
-absl::StatusOr<DownloadResult> DownloadArtifact(v1::ArtifactService::Stub* stub,
+absl::StatusOr<DownloadResult> DownloadArtifact(std::shared_ptr<grpc::ChannelInterface> channel,
                                                 const std::string& digest, int64_t expected_size,
                                                 const std::string& out_path,
                                                 const DownloadOptions& options) {
@@ -215,23 +260,23 @@ absl::StatusOr<DownloadResult> DownloadArtifact(v1::ArtifactService::Stub* stub,
     v1::ReadRequest request;
     request.set_digest(digest);
     request.set_offset(offset);
-    std::unique_ptr<grpc::ClientReader<v1::ReadResponse>> reader = stub->Read(&context, request);
+    RawReadStream stream(channel, &context, request);
 
-    // One response object for the whole stream: the parser reuses its data buffer (the
-    // pipeline hands back a recycled one), so the steady state allocates nothing.
-    v1::ReadResponse response;
-    HashWritePipeline pipeline(file.get(), &hash);
+    // One chunk object for the whole stream: the pipeline hands back a recycled one, so the
+    // steady state allocates nothing.
+    ReadChunk chunk;
+    HashWritePipeline pipeline(file.get(), partial, &hash);
     absl::Status local;  // first local failure; ends the stream early
-    while (reader->Read(&response)) {
-      const int64_t size = static_cast<int64_t>(response.data().size());
-      if (response.offset() != offset) {
+    while (stream.Next(&chunk)) {
+      const int64_t size = static_cast<int64_t>(chunk.size());
+      if (chunk.offset != offset) {
         local = absl::DataLossError(
-            absl::StrCat("chunk at offset ", response.offset(), ", expected ", offset));
+            absl::StrCat("chunk at offset ", chunk.offset, ", expected ", offset));
       } else if (size > expected_size - offset) {
         local = absl::DataLossError(
             absl::StrCat(digest, " is longer than the expected ", expected_size, " bytes"));
       } else {
-        local = pipeline.Push(response.mutable_data());
+        local = pipeline.Push(&chunk);
       }
       if (!local.ok()) {
         context.TryCancel();
@@ -242,8 +287,7 @@ absl::StatusOr<DownloadResult> DownloadArtifact(v1::ArtifactService::Stub* stub,
       if (options.on_progress) options.on_progress(offset, expected_size);
     }
     if (absl::Status written = pipeline.Drain(); local.ok()) local = written;
-    grpc::Status finished = reader->Finish();
-    if (local.ok() && !finished.ok()) local = FromGrpc(finished);
+    if (absl::Status finished = stream.Finish(); local.ok()) local = finished;
     if (!local.ok()) {
       if (absl::IsDataLoss(local) || offset == 0) return DiscardPartial(partial, local);
       return local;

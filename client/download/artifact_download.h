@@ -12,22 +12,26 @@
 // not persisted), which costs a local read but never trusts them blindly: a bad partial shows
 // up as a digest mismatch at the end.
 //
+// Bytes travel from gRPC's receive buffers to the hash and the file without a copy
+// (client/download/raw_read.h).
+//
 // Example:
-//   auto stub = v1::ArtifactService::NewStub(channel);
 //   MD_ASSIGN_OR_RETURN(DownloadResult r,
-//                       DownloadArtifact(stub.get(), manifest.artifact().digest(),
+//                       DownloadArtifact(channel, manifest.artifact().digest(),
 //                                        manifest.artifact().size_bytes(), "/models/m.gguf",
 //                                        {.fsync = true}));
 #ifndef MODELDIST_CLIENT_DOWNLOAD_ARTIFACT_DOWNLOAD_H_
 #define MODELDIST_CLIENT_DOWNLOAD_ARTIFACT_DOWNLOAD_H_
 
+#include <grpcpp/grpcpp.h>
+
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "modeldist/v1/artifact.grpc.pb.h"
 
 namespace modeldist::client {
 
@@ -63,20 +67,20 @@ struct DownloadResult {
 std::string PartialPath(const std::string& out_path);
 
 // Downloads blob `digest` (`sha256:<64 lowercase hex>`, `expected_size` bytes) to `out_path`
-// through `stub` (not owned; must outlive the call).
+// with ArtifactService.Read on `channel`.
 //
 // On success `out_path` holds exactly the verified bytes (an existing file there is replaced)
 // and no partial is left.
 // Errors:
 // * INVALID_ARGUMENT: malformed `digest`, negative `expected_size`, or empty `out_path`.
 // * DATA_LOSS: the bytes do not hash to `digest`, the server sent more or fewer bytes than
-//   `expected_size`, or chunks out of order. The partial is deleted (a retry starts at 0)
-//   and `out_path` is left untouched.
+//   `expected_size`, chunks out of order, or a message that is not a valid ReadResponse. The
+//   partial is deleted (a retry starts at 0) and `out_path` is left untouched.
 // * Any code of ArtifactService.Read (NOT_FOUND, UNAVAILABLE, DEADLINE_EXCEEDED, ...), or of a
 //   local file operation (common/file_util.h ErrnoStatus: RESOURCE_EXHAUSTED for a full disk,
 //   PERMISSION_DENIED, UNAVAILABLE): the partial is kept with every byte received, for a
 //   later resume (unless it is empty).
-absl::StatusOr<DownloadResult> DownloadArtifact(v1::ArtifactService::Stub* stub,
+absl::StatusOr<DownloadResult> DownloadArtifact(std::shared_ptr<grpc::ChannelInterface> channel,
                                                 const std::string& digest, int64_t expected_size,
                                                 const std::string& out_path,
                                                 const DownloadOptions& options = {});

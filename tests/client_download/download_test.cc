@@ -90,17 +90,17 @@ class FakeServer {
     server_ = builder.BuildAndStart();
     grpc::ChannelArguments args;
     args.SetMaxReceiveMessageSize(-1);
-    stub_ = v1::ArtifactService::NewStub(server_->InProcessChannel(args));
+    channel_ = server_->InProcessChannel(args);
   }
   ~FakeServer() { server_->Shutdown(); }
 
   FakeArtifactService& service() { return service_; }
-  v1::ArtifactService::Stub* stub() { return stub_.get(); }
+  const std::shared_ptr<grpc::Channel>& channel() const { return channel_; }
 
  private:
   FakeArtifactService service_;
   std::unique_ptr<grpc::Server> server_;
-  std::unique_ptr<v1::ArtifactService::Stub> stub_;
+  std::shared_ptr<grpc::Channel> channel_;
 };
 
 class DownloadTest : public ::testing::Test {
@@ -127,7 +127,7 @@ TEST_F(DownloadTest, DownloadsAndVerifies) {
     EXPECT_EQ(total, size());
     progress.push_back(done);
   };
-  auto result = DownloadArtifact(&server_.artifacts(), digest_, size(), out_, options);
+  auto result = DownloadArtifact(server_.channel(), digest_, size(), out_, options);
   MD_ASSERT_OK(result);
   EXPECT_EQ(result->path, out_);
   EXPECT_EQ(result->digest, digest_);
@@ -144,20 +144,20 @@ TEST_F(DownloadTest, DownloadsAndVerifies) {
 TEST_F(DownloadTest, FsyncOptionStillDownloads) {
   DownloadOptions options;
   options.fsync = true;
-  MD_ASSERT_OK(DownloadArtifact(&server_.artifacts(), digest_, size(), out_, options));
+  MD_ASSERT_OK(DownloadArtifact(server_.channel(), digest_, size(), out_, options));
   EXPECT_EQ(Slurp(out_), bytes_);
 }
 
 TEST_F(DownloadTest, ReplacesAnExistingFile) {
   Spit(out_, "an older model");
-  MD_ASSERT_OK(DownloadArtifact(&server_.artifacts(), digest_, size(), out_));
+  MD_ASSERT_OK(DownloadArtifact(server_.channel(), digest_, size(), out_));
   EXPECT_EQ(Slurp(out_), bytes_);
 }
 
 TEST_F(DownloadTest, ResumesFromPartial) {
   const int64_t have = 300000;  // not on a chunk boundary
   Spit(PartialPath(out_), bytes_.substr(0, have));
-  auto result = DownloadArtifact(&server_.artifacts(), digest_, size(), out_);
+  auto result = DownloadArtifact(server_.channel(), digest_, size(), out_);
   MD_ASSERT_OK(result);
   EXPECT_EQ(result->resumed_from, have);
   EXPECT_EQ(result->bytes_received, size() - have);
@@ -170,7 +170,7 @@ TEST_F(DownloadTest, ResumeOffsetDiscardsBytesPastIt) {
   Spit(PartialPath(out_), bytes_.substr(0, 300000) + std::string(200000, 'x'));
   DownloadOptions options;
   options.resume_offset = 300000;
-  auto result = DownloadArtifact(&server_.artifacts(), digest_, size(), out_, options);
+  auto result = DownloadArtifact(server_.channel(), digest_, size(), out_, options);
   MD_ASSERT_OK(result);
   EXPECT_EQ(result->resumed_from, 300000);
   EXPECT_EQ(Slurp(out_), bytes_);
@@ -180,7 +180,7 @@ TEST_F(DownloadTest, ResumeOffVersusAPartialStartsOver) {
   Spit(PartialPath(out_), std::string(1000, 'x'));
   DownloadOptions options;
   options.resume = false;
-  auto result = DownloadArtifact(&server_.artifacts(), digest_, size(), out_, options);
+  auto result = DownloadArtifact(server_.channel(), digest_, size(), out_, options);
   MD_ASSERT_OK(result);
   EXPECT_EQ(result->resumed_from, 0);
   EXPECT_EQ(Slurp(out_), bytes_);
@@ -188,7 +188,7 @@ TEST_F(DownloadTest, ResumeOffVersusAPartialStartsOver) {
 
 TEST_F(DownloadTest, PartialLongerThanArtifactStartsOver) {
   Spit(PartialPath(out_), bytes_ + "trailing");
-  auto result = DownloadArtifact(&server_.artifacts(), digest_, size(), out_);
+  auto result = DownloadArtifact(server_.channel(), digest_, size(), out_);
   MD_ASSERT_OK(result);
   EXPECT_EQ(result->resumed_from, 0);
   EXPECT_EQ(Slurp(out_), bytes_);
@@ -198,12 +198,12 @@ TEST_F(DownloadTest, CorruptPartialIsDataLossThenRetrySucceeds) {
   std::string bad = bytes_.substr(0, 300000);
   bad[12345] ^= 1;
   Spit(PartialPath(out_), bad);
-  auto result = DownloadArtifact(&server_.artifacts(), digest_, size(), out_);
+  auto result = DownloadArtifact(server_.channel(), digest_, size(), out_);
   EXPECT_THAT(result, StatusIs(absl::StatusCode::kDataLoss, ::testing::HasSubstr("hash to")));
   EXPECT_FALSE(Exists(out_));
   EXPECT_FALSE(Exists(PartialPath(out_)));
   // The bad partial is gone, so the retry starts at 0 and succeeds.
-  result = DownloadArtifact(&server_.artifacts(), digest_, size(), out_);
+  result = DownloadArtifact(server_.channel(), digest_, size(), out_);
   MD_ASSERT_OK(result);
   EXPECT_EQ(result->resumed_from, 0);
   EXPECT_EQ(Slurp(out_), bytes_);
@@ -211,14 +211,14 @@ TEST_F(DownloadTest, CorruptPartialIsDataLossThenRetrySucceeds) {
 
 TEST_F(DownloadTest, ArtifactLongerThanExpectedIsDataLoss) {
   Spit(out_, "previous");
-  auto result = DownloadArtifact(&server_.artifacts(), digest_, size() - 1, out_);
+  auto result = DownloadArtifact(server_.channel(), digest_, size() - 1, out_);
   EXPECT_THAT(result, StatusIs(absl::StatusCode::kDataLoss, ::testing::HasSubstr("longer")));
   EXPECT_EQ(Slurp(out_), "previous");  // untouched
   EXPECT_FALSE(Exists(PartialPath(out_)));
 }
 
 TEST_F(DownloadTest, ArtifactShorterThanExpectedIsDataLoss) {
-  auto result = DownloadArtifact(&server_.artifacts(), digest_, size() + 1, out_);
+  auto result = DownloadArtifact(server_.channel(), digest_, size() + 1, out_);
   EXPECT_THAT(result, StatusIs(absl::StatusCode::kDataLoss, ::testing::HasSubstr("ended")));
   EXPECT_FALSE(Exists(out_));
   EXPECT_FALSE(Exists(PartialPath(out_)));
@@ -226,18 +226,18 @@ TEST_F(DownloadTest, ArtifactShorterThanExpectedIsDataLoss) {
 
 TEST_F(DownloadTest, UnknownDigestIsNotFoundAndLeavesNoFile) {
   const std::string other = FormatDigest(Sha256::HexOf("not published"));
-  auto result = DownloadArtifact(&server_.artifacts(), other, 13, out_);
+  auto result = DownloadArtifact(server_.channel(), other, 13, out_);
   EXPECT_THAT(result, StatusIs(absl::StatusCode::kNotFound, ::testing::_));
   EXPECT_FALSE(Exists(out_));
   EXPECT_FALSE(Exists(PartialPath(out_)));
 }
 
 TEST_F(DownloadTest, RejectsBadArguments) {
-  EXPECT_THAT(DownloadArtifact(&server_.artifacts(), "sha256:XYZ", size(), out_),
+  EXPECT_THAT(DownloadArtifact(server_.channel(), "sha256:XYZ", size(), out_),
               StatusIs(absl::StatusCode::kInvalidArgument, ::testing::_));
-  EXPECT_THAT(DownloadArtifact(&server_.artifacts(), digest_, -1, out_),
+  EXPECT_THAT(DownloadArtifact(server_.channel(), digest_, -1, out_),
               StatusIs(absl::StatusCode::kInvalidArgument, ::testing::_));
-  EXPECT_THAT(DownloadArtifact(&server_.artifacts(), digest_, size(), ""),
+  EXPECT_THAT(DownloadArtifact(server_.channel(), digest_, size(), ""),
               StatusIs(absl::StatusCode::kInvalidArgument, ::testing::_));
   EXPECT_FALSE(Exists(PartialPath(out_)));
 }
@@ -254,7 +254,7 @@ class FakeDownloadTest : public ::testing::Test {
 TEST_F(FakeDownloadTest, CorruptedBytesAreDataLossAndLeaveNoFile) {
   fake_.service().CorruptByteAt(400000);
   Spit(out_, "previous");
-  auto result = DownloadArtifact(fake_.stub(), digest_, 500000, out_);
+  auto result = DownloadArtifact(fake_.channel(), digest_, 500000, out_);
   EXPECT_THAT(result, StatusIs(absl::StatusCode::kDataLoss, ::testing::HasSubstr(digest_)));
   EXPECT_EQ(ErrorReason(result.status()), "DIGEST_MISMATCH");
   EXPECT_EQ(Slurp(out_), "previous");
@@ -263,7 +263,7 @@ TEST_F(FakeDownloadTest, CorruptedBytesAreDataLossAndLeaveNoFile) {
 
 TEST_F(FakeDownloadTest, MismatchedDigestIsDataLossAndLeavesNoFile) {
   const std::string wrong = FormatDigest(Sha256::HexOf("something else"));
-  auto result = DownloadArtifact(fake_.stub(), wrong, 500000, out_);
+  auto result = DownloadArtifact(fake_.channel(), wrong, 500000, out_);
   EXPECT_THAT(result, StatusIs(absl::StatusCode::kDataLoss, ::testing::_));
   EXPECT_FALSE(Exists(out_));
   EXPECT_FALSE(Exists(PartialPath(out_)));
@@ -271,7 +271,7 @@ TEST_F(FakeDownloadTest, MismatchedDigestIsDataLossAndLeavesNoFile) {
 
 TEST_F(FakeDownloadTest, InterruptedStreamKeepsPartialAndNextCallResumes) {
   fake_.service().FailNextReadAfter(200000);
-  auto first = DownloadArtifact(fake_.stub(), digest_, 500000, out_);
+  auto first = DownloadArtifact(fake_.channel(), digest_, 500000, out_);
   EXPECT_THAT(first, StatusIs(absl::StatusCode::kUnavailable, ::testing::HasSubstr("injected")));
   EXPECT_FALSE(Exists(out_));
   const std::string partial = Slurp(PartialPath(out_));
@@ -279,7 +279,7 @@ TEST_F(FakeDownloadTest, InterruptedStreamKeepsPartialAndNextCallResumes) {
   ASSERT_LT(partial.size(), 500000u);
   EXPECT_EQ(partial, bytes_.substr(0, partial.size()));
 
-  auto second = DownloadArtifact(fake_.stub(), digest_, 500000, out_);
+  auto second = DownloadArtifact(fake_.channel(), digest_, 500000, out_);
   MD_ASSERT_OK(second);
   EXPECT_EQ(fake_.service().last_offset(), static_cast<int64_t>(partial.size()));
   EXPECT_EQ(second->resumed_from, static_cast<int64_t>(partial.size()));

@@ -1,5 +1,13 @@
 // ArtifactService end to end: chunked reads by digest with offsets and limits, and the error
 // codes for bad requests.
+#include "services/artifact_service.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <thread>
+#include <vector>
+
 #include "common/digest.h"
 #include "gtest/gtest.h"
 #include "tests/services/test_server.h"
@@ -110,6 +118,76 @@ TEST_F(ArtifactServiceTest, DraftUploadsAreReadableOnlyOnceVerified) {
   ASSERT_TRUE(server_.Upload(digest, other.substr(0, 4000), 0, false).ok());
   std::string got;
   EXPECT_EQ(Read(digest, 0, 0, &got).error_code(), grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_F(ArtifactServiceTest, ConcurrentReadsAndCancelledReads) {
+  // Half the streams read everything, half cancel after their first message; every stream's
+  // reactor must finish (the server's destructor waits for them).
+  std::vector<std::thread> threads;
+  std::vector<std::string> got(8);
+  std::vector<grpc::Status> status(8);
+  for (int i = 0; i < 8; ++i) {
+    threads.emplace_back([&, i] {
+      v1::ReadRequest request;
+      request.set_digest(digest_);
+      grpc::ClientContext context;
+      auto reader = server_.artifacts().Read(&context, request);
+      v1::ReadResponse chunk;
+      while (reader->Read(&chunk)) {
+        got[i].append(chunk.data());
+        if (i % 2 == 1) context.TryCancel();
+      }
+      status[i] = reader->Finish();
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  for (int i = 0; i < 8; ++i) {
+    if (i % 2 == 0) {
+      EXPECT_TRUE(status[i].ok()) << status[i].error_message();
+      EXPECT_EQ(got[i], bytes_);
+    } else {
+      EXPECT_EQ(status[i].error_code(), grpc::StatusCode::CANCELLED);
+      EXPECT_EQ(got[i], bytes_.substr(0, got[i].size()));
+    }
+  }
+}
+
+TEST_F(ArtifactServiceTest, ReadsABlobThePageCacheDropped) {
+  // With the blob's pages dropped, the cached-only reads on gRPC's threads find part of a
+  // message or nothing (only readahead's pages) and the pool reads the rest: the bytes must
+  // come out the same.
+  const std::string big = RandomBytes(12 * 1024 * 1024 + 5, 6);
+  const std::string digest =
+      server_.PublishBlob("big", "1", v1::PLATFORM_LINUX, v1::ARCH_ANY, v1::FORMAT_GGUF, big);
+  const std::string hex = digest.substr(std::string("sha256:").size());
+  const std::string path =
+      server_.data_dir() + "/data/blobs/sha256/" + hex.substr(0, 2) + "/" + hex;
+  for (int64_t offset : {0, 3000}) {
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    ASSERT_GE(fd, 0) << path;
+    ::fdatasync(fd);
+    EXPECT_EQ(::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+    ::close(fd);
+    std::string got;
+    ASSERT_TRUE(Read(digest, offset, 0, &got).ok());
+    EXPECT_TRUE(got == big.substr(offset)) << "offset " << offset;
+  }
+}
+
+TEST(ReadResponseHeaderTest, HeaderPlusDataIsProtobufsSerialization) {
+  for (int64_t offset : {int64_t{0}, int64_t{1}, int64_t{127}, int64_t{128}, int64_t{16384},
+                         int64_t{1} << 40, INT64_MAX, int64_t{-1}}) {
+    for (size_t size : {size_t{0}, size_t{1}, size_t{127}, size_t{128}, size_t{4096},
+                        size_t{1} << 20, size_t{4} << 20}) {
+      v1::ReadResponse response;
+      response.set_offset(offset);
+      response.set_data(std::string(size, 'x'));
+      char header[services::kMaxReadResponseHeaderBytes];
+      const size_t n = services::ReadResponseHeader(offset, size, header);
+      EXPECT_EQ(std::string(header, n) + response.data(), response.SerializeAsString())
+          << "offset " << offset << ", size " << size;
+    }
+  }
 }
 
 }  // namespace

@@ -15,6 +15,7 @@ void TestServer::Restart() {
   registry_.reset();
   manifests_.reset();
   artifacts_.reset();
+  channel_.reset();
   server_.reset();
   Start();
 }
@@ -26,10 +27,10 @@ void TestServer::Start() {
     abort();
   }
   server_ = *std::move(server);
-  auto channel = server_->InProcessChannel();
-  registry_ = v1::RegistryService::NewStub(channel);
-  manifests_ = v1::ManifestService::NewStub(channel);
-  artifacts_ = v1::ArtifactService::NewStub(channel);
+  channel_ = server_->InProcessChannel();
+  registry_ = v1::RegistryService::NewStub(channel_);
+  manifests_ = v1::ManifestService::NewStub(channel_);
+  artifacts_ = v1::ArtifactService::NewStub(channel_);
 }
 
 TestServer::~TestServer() { server_.reset(); }

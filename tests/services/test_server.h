@@ -31,6 +31,8 @@ class TestServer {
   v1::RegistryService::Stub& registry() { return *registry_; }
   v1::ManifestService::Stub& manifests() { return *manifests_; }
   v1::ArtifactService::Stub& artifacts() { return *artifacts_; }
+  // The in-process channel the stubs use, for clients that take a channel.
+  const std::shared_ptr<grpc::Channel>& channel() const { return channel_; }
 
   // A client context carrying the admin token (or `token` when given).
   std::unique_ptr<grpc::ClientContext> Admin(const std::string& token = kTestToken) const;
@@ -52,6 +54,7 @@ class TestServer {
   ScratchDir dir_;
   services::ServerConfig config_;
   std::unique_ptr<services::ModeldistServer> server_;
+  std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::RegistryService::Stub> registry_;
   std::unique_ptr<v1::ManifestService::Stub> manifests_;
   std::unique_ptr<v1::ArtifactService::Stub> artifacts_;

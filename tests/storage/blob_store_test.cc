@@ -493,6 +493,27 @@ TEST_F(BlobStoreTest, LargeBlobReadsBackAtAnyOffset) {
               StatusIs(absl::StatusCode::kInvalidArgument, _));
 }
 
+TEST_F(BlobStoreTest, ReadCachedAtReturnsAPrefixOfWhatReadAtReads) {
+  const std::string data = RandomBytes(3 * kMiB + 7, 14);
+  const std::string hex = Sha256::HexOf(data);
+  const int64_t size = static_cast<int64_t>(data.size());
+  ASSERT_THAT(Upload(*store_, hex, data, kMiB), IsOk());
+  auto reader = store_->OpenBlob(hex);
+  ASSERT_THAT(reader, IsOk());
+  std::string buf(kMiB, '\0');
+  // Whatever the page cache holds (all of it here, just written, unless the file system cannot
+  // say without blocking), it is the right bytes from `offset` on, never past the end.
+  for (int64_t offset : {int64_t{0}, kMiB + 1, size - 10}) {
+    auto n = reader->ReadCachedAt(offset, buf.data(), buf.size());
+    ASSERT_THAT(n, IsOk());
+    EXPECT_LE(*n, static_cast<size_t>(std::min<int64_t>(kMiB, size - offset)));
+    EXPECT_EQ(buf.substr(0, *n), data.substr(static_cast<size_t>(offset), *n)) << offset;
+  }
+  EXPECT_THAT(reader->ReadCachedAt(size, buf.data(), buf.size()), IsOkAndHolds(0u));
+  EXPECT_THAT(reader->ReadCachedAt(-1, buf.data(), buf.size()),
+              StatusIs(absl::StatusCode::kInvalidArgument, _));
+}
+
 TEST_F(BlobStoreTest, MovedReaderKeepsTheFile) {
   const std::string data = "movable";
   const std::string hex = Sha256::HexOf(data);
