@@ -6,7 +6,10 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
+#include <cstring>
 #include <deque>
+#include <new>
 #include <optional>
 #include <random>
 #include <thread>
@@ -278,27 +281,63 @@ class Writeback {
   int64_t next_ = 0;
 };
 
-// Writes received bytes into the partial on a second thread, so that copying them into the
-// page cache overlaps with hashing the next ones (hashing and writing on one thread capped the
-// agent at about 0.7 GB/s here). The receiving thread copies each piece into one of kBlocks
-// fixed blocks (reused, so no allocation per piece) and waits for a free block when the disk
-// lags: memory stays at kBlocks * kBlockBytes. Markers queued between the blocks say that a
-// chunk was verified: once every byte before the marker is written, the worker starts its
-// writeback and moves the journal past it, so the journal never claims bytes not yet written.
+// A fixed-size, page-aligned buffer (O_DIRECT needs aligned memory).
+class Block {
+ public:
+  static constexpr size_t kCapacity = 256 * 1024;
+  static constexpr size_t kAlignment = 4096;
+
+  Block() : data_(static_cast<char*>(std::aligned_alloc(kAlignment, kCapacity))) {
+    if (data_ == nullptr) throw std::bad_alloc();
+  }
+  ~Block() { std::free(data_); }
+  Block(const Block&) = delete;
+  Block& operator=(const Block&) = delete;
+
+  const char* data() const { return data_; }
+  size_t size() const { return size_; }
+  bool full() const { return size_ == kCapacity; }
+  void clear() { size_ = 0; }
+  // Appends as much of `bytes` as fits; returns how much.
+  size_t Append(absl::string_view bytes) {
+    const size_t n = std::min(bytes.size(), kCapacity - size_);
+    std::memcpy(data_ + size_, bytes.data(), n);
+    size_ += n;
+    return n;
+  }
+
+ private:
+  char* const data_;
+  size_t size_ = 0;
+};
+
+// Writes received bytes into the partial on a second thread, so that writing them overlaps
+// with hashing the next ones (hashing and writing on one thread capped the agent at about
+// 0.7 GB/s here). The receiving thread copies each piece into one of kBlocks fixed blocks
+// (reused, so no allocation per piece) and waits for a free block when the disk lags: memory
+// stays at kBlocks * Block::kCapacity. Markers queued between the blocks say that a chunk was
+// verified: once every byte before the marker is written, the worker moves the journal past
+// it, so the journal never claims bytes not yet written.
+//
+// Blocks are written with O_DIRECT where the file system allows it (a second descriptor):
+// the bytes go from the block to the disk, without a copy into the page cache, without dirty
+// pages to flush at the end, and without evicting the rest of the page cache for a model that
+// may be larger than RAM. On this VM a buffered write of 1 GiB cost 0.3-3 CPU-s (page-cache
+// allocation) and its fsync 0.5-1.5 s; direct writes ran at the disk's 1.6 GB/s. Blocks that
+// are not aligned (the file's tail, a stream resumed mid-chunk) and file systems without
+// O_DIRECT (tmpfs) use the ordinary descriptor, with writeback started per chunk instead.
 class BlockWriter {
  public:
   BlockWriter(int fd, std::string partial, std::string journal_path, Journal journal,
               bool writeback)
       : fd_(fd),
+        direct_fd_(::open(partial.c_str(), O_WRONLY | O_DIRECT | O_CLOEXEC)),
         partial_(std::move(partial)),
         journal_path_(std::move(journal_path)),
         journal_(std::move(journal)),
-        writeback_(fd, writeback),
+        writeback_(fd, writeback && !direct_fd_.valid()),
         storage_(kBlocks) {
-    for (std::string& block : storage_) {
-      block.reserve(kBlockBytes);
-      free_.push_back(&block);
-    }
+    for (Block& block : storage_) free_.push_back(&block);
     worker_ = std::thread([this] { Run(); });
   }
   ~BlockWriter() { (void)Drain(); }
@@ -311,7 +350,7 @@ class BlockWriter {
     while (!data.empty()) {
       if (current_ != nullptr &&
           (offset != current_offset_ + static_cast<int64_t>(current_->size()) ||
-           current_->size() == kBlockBytes)) {
+           current_->full())) {
         Submit();
       }
       if (current_ == nullptr) {
@@ -323,8 +362,7 @@ class BlockWriter {
         current_->clear();
         current_offset_ = offset;
       }
-      const size_t n = std::min(data.size(), kBlockBytes - current_->size());
-      current_->append(data.data(), n);
+      const size_t n = current_->Append(data);
       data.remove_prefix(n);
       offset += static_cast<int64_t>(n);
     }
@@ -358,12 +396,11 @@ class BlockWriter {
   }
 
  private:
-  static constexpr size_t kBlockBytes = 256 * 1024;
   static constexpr size_t kBlocks = 16;
 
   // A block of bytes to write at `offset`, or (block == nullptr) a verified-chunk marker.
   struct Item {
-    std::string* block;
+    Block* block;
     int64_t offset;
     int64_t chunk;
     int64_t chunk_offset;
@@ -406,7 +443,10 @@ class BlockWriter {
 
   absl::Status Do(const Item& item) {
     if (item.block != nullptr) {
-      return PwriteAll(fd_, item.block->data(), item.block->size(), item.offset, partial_);
+      const bool aligned =
+          item.offset % Block::kAlignment == 0 && item.block->size() % Block::kAlignment == 0;
+      return PwriteAll(direct_fd_.valid() && aligned ? direct_fd_.get() : fd_, item.block->data(),
+                       item.block->size(), item.offset, partial_);
     }
     writeback_.Written(item.chunk_offset, item.chunk_length);
     journal_.verified_chunks = item.chunk + 1;
@@ -414,17 +454,18 @@ class BlockWriter {
   }
 
   const int fd_;
+  const ScopedFd direct_fd_;  // invalid where O_DIRECT is not supported
   const std::string partial_;
   const std::string journal_path_;
   Journal journal_;      // worker thread only
   Writeback writeback_;  // worker thread only
-  std::vector<std::string> storage_;
+  std::vector<Block> storage_;
   // The receiving thread's block being filled (not in free_ or queue_), and its file offset.
-  std::string* current_ = nullptr;
+  Block* current_ = nullptr;
   int64_t current_offset_ = 0;
 
   absl::Mutex mu_;
-  std::vector<std::string*> free_ ABSL_GUARDED_BY(mu_);
+  std::vector<Block*> free_ ABSL_GUARDED_BY(mu_);
   std::deque<Item> queue_ ABSL_GUARDED_BY(mu_);
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
   absl::Status error_ ABSL_GUARDED_BY(mu_);
