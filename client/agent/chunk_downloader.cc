@@ -21,6 +21,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "client/download/block_writer.h"
 #include "common/chunk_chain.h"
 #include "common/digest.h"
 #include "common/file_util.h"
@@ -245,233 +246,6 @@ class Throttle {
   absl::Duration skew_;
 };
 
-// Starts writeback of the bytes just verified and waits for the bytes kWritebackLag chunks
-// back, so that the fsync at the end finds almost nothing dirty (it used to take ~0.4 s per
-// GiB here) and dirty pages stay bounded however large the artifact. Linux only; elsewhere
-// the final fsync does all the work.
-class Writeback {
- public:
-  Writeback(int fd, bool enabled) : fd_(fd), enabled_(enabled) {}
-
-  // Bytes [offset, offset + length) were written.
-  void Written(int64_t offset, int64_t length) {
-#ifdef __linux__
-    if (!enabled_ || length <= 0) return;
-    // Errors are ignored here: these are hints, the final fsync reports any I/O error.
-    ::sync_file_range(fd_, offset, length, SYNC_FILE_RANGE_WRITE);
-    ranges_[next_ % kWritebackLag] = {offset, length};
-    ++next_;
-    if (next_ >= kWritebackLag) {
-      const auto [old_offset, old_length] = ranges_[next_ % kWritebackLag];
-      ::sync_file_range(
-          fd_, old_offset, old_length,
-          SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER);
-    }
-#else
-    (void)offset;
-    (void)length;
-#endif
-  }
-
- private:
-  static constexpr int64_t kWritebackLag = 4;
-  const int fd_;
-  const bool enabled_;
-  std::pair<int64_t, int64_t> ranges_[kWritebackLag] = {};
-  int64_t next_ = 0;
-};
-
-// A fixed-size, page-aligned buffer (O_DIRECT needs aligned memory).
-class Block {
- public:
-  static constexpr size_t kCapacity = 256 * 1024;
-  static constexpr size_t kAlignment = 4096;
-
-  Block() : data_(static_cast<char*>(std::aligned_alloc(kAlignment, kCapacity))) {
-    if (data_ == nullptr) throw std::bad_alloc();
-  }
-  ~Block() { std::free(data_); }
-  Block(const Block&) = delete;
-  Block& operator=(const Block&) = delete;
-
-  const char* data() const { return data_; }
-  size_t size() const { return size_; }
-  bool full() const { return size_ == kCapacity; }
-  void clear() { size_ = 0; }
-  // Appends as much of `bytes` as fits; returns how much.
-  size_t Append(absl::string_view bytes) {
-    const size_t n = std::min(bytes.size(), kCapacity - size_);
-    std::memcpy(data_ + size_, bytes.data(), n);
-    size_ += n;
-    return n;
-  }
-
- private:
-  char* const data_;
-  size_t size_ = 0;
-};
-
-// Writes received bytes into the partial on a second thread, so that writing them overlaps
-// with hashing the next ones (hashing and writing on one thread capped the agent at about
-// 0.7 GB/s here). The receiving thread copies each piece into one of kBlocks fixed blocks
-// (reused, so no allocation per piece) and waits for a free block when the disk lags: memory
-// stays at kBlocks * Block::kCapacity. Markers queued between the blocks say that a chunk was
-// verified: once every byte before the marker is written, the worker moves the journal past
-// it, so the journal never claims bytes not yet written.
-//
-// Blocks are written with O_DIRECT where the file system allows it (a second descriptor):
-// the bytes go from the block to the disk, without a copy into the page cache, without dirty
-// pages to flush at the end, and without evicting the rest of the page cache for a model that
-// may be larger than RAM. On this VM a buffered write of 1 GiB cost 0.3-3 CPU-s (page-cache
-// allocation) and its fsync 0.5-1.5 s; direct writes ran at the disk's 1.6 GB/s. Blocks that
-// are not aligned (the file's tail, a stream resumed mid-chunk) and file systems without
-// O_DIRECT (tmpfs) use the ordinary descriptor, with writeback started per chunk instead.
-class BlockWriter {
- public:
-  BlockWriter(int fd, std::string partial, std::string journal_path, Journal journal,
-              bool writeback)
-      : fd_(fd),
-        direct_fd_(::open(partial.c_str(), O_WRONLY | O_DIRECT | O_CLOEXEC)),
-        partial_(std::move(partial)),
-        journal_path_(std::move(journal_path)),
-        journal_(std::move(journal)),
-        writeback_(fd, writeback && !direct_fd_.valid()),
-        storage_(kBlocks) {
-    for (Block& block : storage_) free_.push_back(&block);
-    worker_ = std::thread([this] { Run(); });
-  }
-  ~BlockWriter() { (void)Drain(); }
-  BlockWriter(const BlockWriter&) = delete;
-  BlockWriter& operator=(const BlockWriter&) = delete;
-
-  // Queues a copy of `data` for writing at `offset`. Blocks while every block is in use.
-  // Returns the worker's first error; nothing is queued after one.
-  absl::Status Append(int64_t offset, absl::string_view data) {
-    while (!data.empty()) {
-      if (current_ != nullptr &&
-          (offset != current_offset_ + static_cast<int64_t>(current_->size()) ||
-           current_->full())) {
-        Submit();
-      }
-      if (current_ == nullptr) {
-        absl::MutexLock lock(&mu_);
-        mu_.Await(absl::Condition(this, &BlockWriter::HasFreeBlockOrFailed));
-        if (!error_.ok()) return error_;
-        current_ = free_.back();
-        free_.pop_back();
-        current_->clear();
-        current_offset_ = offset;
-      }
-      const size_t n = current_->Append(data);
-      data.remove_prefix(n);
-      offset += static_cast<int64_t>(n);
-    }
-    return error();
-  }
-
-  // Chunk `index`, bytes [offset, offset + length), matched the chain: once the bytes queued so
-  // far are written, start its writeback and journal chunks [0, index] as verified.
-  void ChunkVerified(int64_t index, int64_t offset, int64_t length) {
-    Submit();
-    absl::MutexLock lock(&mu_);
-    queue_.push_back(Item{nullptr, 0, index, offset, length});
-  }
-
-  // The worker's first error so far, without waiting.
-  absl::Status error() {
-    absl::MutexLock lock(&mu_);
-    return error_;
-  }
-
-  // Writes everything queued, stops the worker and returns its first error. Idempotent.
-  absl::Status Drain() {
-    Submit();
-    {
-      absl::MutexLock lock(&mu_);
-      closed_ = true;
-    }
-    if (worker_.joinable()) worker_.join();
-    absl::MutexLock lock(&mu_);
-    return error_;
-  }
-
- private:
-  static constexpr size_t kBlocks = 16;
-
-  // A block of bytes to write at `offset`, or (block == nullptr) a verified-chunk marker.
-  struct Item {
-    Block* block;
-    int64_t offset;
-    int64_t chunk;
-    int64_t chunk_offset;
-    int64_t chunk_length;
-  };
-
-  bool HasFreeBlockOrFailed() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return !free_.empty() || !error_.ok();
-  }
-  bool HasWorkOrClosed() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return !queue_.empty() || closed_;
-  }
-
-  void Submit() {
-    if (current_ == nullptr) return;
-    absl::MutexLock lock(&mu_);
-    queue_.push_back(Item{current_, current_offset_, -1, 0, 0});
-    current_ = nullptr;
-  }
-
-  void Run() {
-    for (;;) {
-      Item item;
-      bool failed;
-      {
-        absl::MutexLock lock(&mu_);
-        mu_.Await(absl::Condition(this, &BlockWriter::HasWorkOrClosed));
-        if (queue_.empty()) return;  // closed and drained
-        item = queue_.front();
-        queue_.pop_front();
-        failed = !error_.ok();
-      }
-      absl::Status status;
-      if (!failed) status = Do(item);  // after an error, blocks are only recycled
-      absl::MutexLock lock(&mu_);
-      if (!status.ok() && error_.ok()) error_ = status;
-      if (item.block != nullptr) free_.push_back(item.block);
-    }
-  }
-
-  absl::Status Do(const Item& item) {
-    if (item.block != nullptr) {
-      const bool aligned =
-          item.offset % Block::kAlignment == 0 && item.block->size() % Block::kAlignment == 0;
-      return PwriteAll(direct_fd_.valid() && aligned ? direct_fd_.get() : fd_, item.block->data(),
-                       item.block->size(), item.offset, partial_);
-    }
-    writeback_.Written(item.chunk_offset, item.chunk_length);
-    journal_.verified_chunks = item.chunk + 1;
-    return WriteJournal(journal_path_, journal_);
-  }
-
-  const int fd_;
-  const ScopedFd direct_fd_;  // invalid where O_DIRECT is not supported
-  const std::string partial_;
-  const std::string journal_path_;
-  Journal journal_;      // worker thread only
-  Writeback writeback_;  // worker thread only
-  std::vector<Block> storage_;
-  // The receiving thread's block being filled (not in free_ or queue_), and its file offset.
-  Block* current_ = nullptr;
-  int64_t current_offset_ = 0;
-
-  absl::Mutex mu_;
-  std::vector<Block*> free_ ABSL_GUARDED_BY(mu_);
-  std::deque<Item> queue_ ABSL_GUARDED_BY(mu_);
-  bool closed_ ABSL_GUARDED_BY(mu_) = false;
-  absl::Status error_ ABSL_GUARDED_BY(mu_);
-  std::thread worker_;
-};
-
 // One DownloadChunks call.
 //
 // Bytes go straight from the source into the partial at their offset (no chunk buffer), hashed
@@ -507,8 +281,7 @@ class Download {
     MD_RETURN_IF_ERROR(Resume());
 
     if (next_chunk_ < chunks_) {
-      writer_.emplace(fd_, partial_, journal_path_,
-                      Journal{artifact_.digest(), chunk_size_, next_chunk_}, options_.fsync);
+      writer_.emplace(fd_, partial_, options_.fsync);
       MD_RETURN_IF_ERROR(StartChunk());
       absl::Status fetched = FetchRemaining();
       absl::Status written = writer_->Drain();
@@ -786,8 +559,13 @@ class Download {
 
   // Chunk `next_chunk_` matched: record it and move on to the next one.
   absl::Status ChunkVerified() {
-    writer_->ChunkVerified(next_chunk_, ChunkOffset(next_chunk_), ChunkLength(next_chunk_));
     ++next_chunk_;
+    // On the writer's thread once the chunk's bytes are written, so the journal never claims
+    // bytes that are not in the file.
+    writer_->Checkpoint([path = journal_path_,
+                         journal = Journal{artifact_.digest(), chunk_size_, next_chunk_}] {
+      return WriteJournal(path, journal);
+    });
     ReportProgress();
     if (next_chunk_ < chunks_) return StartChunk();
     return absl::OkStatus();
@@ -807,7 +585,7 @@ class Download {
   std::mt19937_64 rng_;
 
   int fd_ = -1;  // the partial, owned by Run
-  std::optional<BlockWriter> writer_;
+  std::optional<client::BlockWriter> writer_;
   ChunkDownloadStats stats_;
   int64_t next_chunk_ = 0;    // the first chunk not yet verified
   int64_t chunk_fill_ = 0;    // bytes of chunk `next_chunk_` written and hashed so far

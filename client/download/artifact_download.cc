@@ -2,20 +2,16 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
-#include <chrono>
-#include <deque>
 #include <memory>
-#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "client/download/block_writer.h"
 #include "client/download/raw_read.h"
 #include "common/digest.h"
 #include "common/file_util.h"
@@ -26,7 +22,7 @@ namespace {
 
 // Buffer for re-hashing an existing partial; big enough that the syscall cost vanishes.
 constexpr size_t kRehashBufferBytes = 1 << 20;
-// Received chunks are hashed and written in slices of this size (see HashWriter).
+// Received pieces are hashed and queued in slices of this size (see HashAndQueue).
 constexpr size_t kSliceBytes = 64 * 1024;
 
 std::string DirName(const std::string& path) {
@@ -62,143 +58,19 @@ absl::Status HashPrefix(int fd, int64_t length, const std::string& partial, Sha2
   return absl::OkStatus();
 }
 
-// Hashes bytes and appends them to a file in writes of about kSliceBytes. Each slice is written
-// right after it is hashed, while it is still in the CPU cache: on the 2-vCPU CI VM
-// (docs/benchmarks.md) writing a whole 256 KiB chunk after hashing it cost 3.3 CPU-s/GB end to
-// end; slicing cut it to 1.7. Small pieces are gathered into one writev: gRPC's received
-// slices, which the pieces point into, can be as small as 8 KiB (its first TCP reads).
-class HashWriter {
- public:
-  HashWriter(int fd, const std::string& path, Sha256* hash) : fd_(fd), path_(path), hash_(hash) {}
-
-  // Hashes `piece` and queues it for writing; writes once kSliceBytes are queued. `piece` must
-  // stay valid until the next Flush.
-  absl::Status Add(absl::string_view piece) {
+// Hashes the pieces of `chunk` (at file offset `offset`) and queues them for writing.
+absl::Status HashAndQueue(const ReadChunk& chunk, int64_t offset, Sha256* hash,
+                          BlockWriter* writer) {
+  for (absl::string_view piece : chunk.data) {
     for (size_t pos = 0; pos < piece.size(); pos += kSliceBytes) {
-      const size_t n = std::min(kSliceBytes, piece.size() - pos);
-      hash_->Update(piece.data() + pos, n);
-      iov_.push_back({const_cast<char*>(piece.data() + pos), n});
-      queued_ += n;
-      if (queued_ >= kSliceBytes || iov_.size() >= kMaxIov) MD_RETURN_IF_ERROR(Flush());
-    }
-    return absl::OkStatus();
-  }
-
-  // Writes whatever is queued.
-  absl::Status Flush() {
-    size_t i = 0;
-    while (i < iov_.size()) {
-      ssize_t n = ::writev(fd_, &iov_[i], static_cast<int>(iov_.size() - i));
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) return ErrnoStatus(errno, absl::StrCat("writing ", path_));
-      // A short write: skip what went out, resume inside the first iovec not fully written.
-      for (size_t left = static_cast<size_t>(n); left > 0;) {
-        const size_t k = std::min(left, iov_[i].iov_len);
-        iov_[i].iov_base = static_cast<char*>(iov_[i].iov_base) + k;
-        iov_[i].iov_len -= k;
-        left -= k;
-        if (iov_[i].iov_len == 0) ++i;
-      }
-    }
-    iov_.clear();
-    queued_ = 0;
-    return absl::OkStatus();
-  }
-
- private:
-  // Well under IOV_MAX (1024).
-  static constexpr size_t kMaxIov = 64;
-
-  const int fd_;
-  const std::string path_;
-  Sha256* const hash_;
-  std::vector<iovec> iov_;
-  size_t queued_ = 0;
-};
-
-// Hashes and writes received chunks on a second thread, so that receiving the next chunk
-// (HTTP/2 framing and parsing, on the caller's thread) overlaps with hashing and writing the one
-// before. Chunks are views into gRPC's receive buffers (client/download/raw_read.h), queued
-// with the references that keep those alive: nothing is copied. At most kDepth chunks wait and
-// their vectors are recycled, so memory stays at a few chunks whatever the artifact size.
-// Bytes are hashed and written in order.
-class HashWritePipeline {
- public:
-  HashWritePipeline(int fd, const std::string& path, Sha256* hash) : writer_(fd, path, hash) {
-    worker_ = std::thread([this] { Run(); });
-  }
-  ~HashWritePipeline() { (void)Drain(); }
-
-  // Moves `*chunk` into the queue and leaves `*chunk` empty (with recycled capacity). Blocks
-  // while the queue is full. Returns the worker's first error; nothing is queued after one.
-  absl::Status Push(ReadChunk* chunk) {
-    absl::MutexLock lock(&mu_);
-    mu_.Await(absl::Condition(this, &HashWritePipeline::HasRoomOrError));
-    if (!error_.ok()) return error_;
-    queue_.push_back(std::move(*chunk));
-    if (!free_.empty()) {
-      *chunk = std::move(free_.back());
-      free_.pop_back();
-    } else {
-      *chunk = ReadChunk();
-    }
-    return absl::OkStatus();
-  }
-
-  // Waits until every queued chunk is hashed and written, stops the worker, and returns the
-  // first error. Idempotent.
-  absl::Status Drain() {
-    {
-      absl::MutexLock lock(&mu_);
-      closed_ = true;
-    }
-    if (worker_.joinable()) worker_.join();
-    absl::MutexLock lock(&mu_);
-    return error_;
-  }
-
- private:
-  static constexpr size_t kDepth = 4;
-
-  bool HasRoomOrError() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return queue_.size() < kDepth || !error_.ok();
-  }
-  bool HasWorkOrClosed() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return !queue_.empty() || closed_;
-  }
-
-  void Run() {
-    for (;;) {
-      ReadChunk chunk;
-      {
-        absl::MutexLock lock(&mu_);
-        mu_.Await(absl::Condition(this, &HashWritePipeline::HasWorkOrClosed));
-        if (queue_.empty()) return;  // closed and drained
-        chunk = std::move(queue_.front());
-        queue_.pop_front();
-      }
-      absl::Status status;
-      for (absl::string_view piece : chunk.data) {
-        status = writer_.Add(piece);
-        if (!status.ok()) break;
-      }
-      if (status.ok()) status = writer_.Flush();  // before the pieces go away
-      chunk.Clear();  // hands gRPC's buffers back; the vectors keep their capacity
-      absl::MutexLock lock(&mu_);
-      if (!status.ok() && error_.ok()) error_ = status;
-      free_.push_back(std::move(chunk));
-      if (!error_.ok()) queue_.clear();
+      const absl::string_view slice = piece.substr(pos, kSliceBytes);
+      hash->Update(slice);
+      MD_RETURN_IF_ERROR(writer->Append(offset, slice));
+      offset += static_cast<int64_t>(slice.size());
     }
   }
-
-  HashWriter writer_;  // used by the worker only
-  absl::Mutex mu_;
-  std::deque<ReadChunk> queue_ ABSL_GUARDED_BY(mu_);
-  std::vector<ReadChunk> free_ ABSL_GUARDED_BY(mu_);
-  absl::Status error_ ABSL_GUARDED_BY(mu_);
-  bool closed_ ABSL_GUARDED_BY(mu_) = false;
-  std::thread worker_;
-};
+  return absl::OkStatus();
+}
 
 }  // namespace
 
@@ -262,10 +134,11 @@ absl::StatusOr<DownloadResult> DownloadArtifact(std::shared_ptr<grpc::ChannelInt
     request.set_offset(offset);
     RawReadStream stream(channel, &context, request);
 
-    // One chunk object for the whole stream: the pipeline hands back a recycled one, so the
-    // steady state allocates nothing.
+    // The receiving thread hashes each piece, in slices still in the CPU cache for the copy
+    // into the writer's blocks; the writer thread writes them (client/download/block_writer.h).
+    // Hashing and writing on one thread capped this at about 0.7 GB/s.
     ReadChunk chunk;
-    HashWritePipeline pipeline(file.get(), partial, &hash);
+    BlockWriter writer(file.get(), partial, options.fsync);
     absl::Status local;  // first local failure; ends the stream early
     while (stream.Next(&chunk)) {
       const int64_t size = static_cast<int64_t>(chunk.size());
@@ -276,7 +149,7 @@ absl::StatusOr<DownloadResult> DownloadArtifact(std::shared_ptr<grpc::ChannelInt
         local = absl::DataLossError(
             absl::StrCat(digest, " is longer than the expected ", expected_size, " bytes"));
       } else {
-        local = pipeline.Push(&chunk);
+        local = HashAndQueue(chunk, offset, &hash, &writer);
       }
       if (!local.ok()) {
         context.TryCancel();
@@ -286,7 +159,7 @@ absl::StatusOr<DownloadResult> DownloadArtifact(std::shared_ptr<grpc::ChannelInt
       result.bytes_received += size;
       if (options.on_progress) options.on_progress(offset, expected_size);
     }
-    if (absl::Status written = pipeline.Drain(); local.ok()) local = written;
+    if (absl::Status written = writer.Drain(); local.ok()) local = written;
     if (absl::Status finished = stream.Finish(); local.ok()) local = finished;
     if (!local.ok()) {
       if (absl::IsDataLoss(local) || offset == 0) return DiscardPartial(partial, local);
