@@ -1,5 +1,6 @@
 #include "common/names.h"
 
+#include <algorithm>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -35,6 +36,26 @@ absl::Status ValidateId(absl::string_view field, absl::string_view id) {
     }
   }
   return absl::OkStatus();
+}
+
+absl::Status ValidateUploadId(absl::string_view field, absl::string_view id) {
+  auto allowed = [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '-';
+  };
+  std::string problem;
+  if (id.size() < kMinUploadIdLength || id.size() > kMaxUploadIdLength) {
+    problem = absl::StrCat("got ", id.size(), " characters");
+  } else if (!std::all_of(id.begin(), id.end(), allowed)) {
+    problem = "got other characters";
+  } else {
+    return absl::OkStatus();
+  }
+  // The id itself is not echoed: it may hold bytes that a log or terminal should not get.
+  return InvalidArgument(
+      field, "INVALID_UPLOAD_ID",
+      absl::StrCat(field, " must be ", kMinUploadIdLength, " to ", kMaxUploadIdLength,
+                   " characters of A-Z, a-z, 0-9, '_' and '-'; ", problem));
 }
 
 std::string VersionName::ToString() const {

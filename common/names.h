@@ -14,11 +14,21 @@
 namespace modeldist {
 
 inline constexpr size_t kMaxIdLength = 128;
+// Upload session ids (RegistryService.WriteArtifact `upload_id`) are chosen by clients; the
+// minimum keeps them hard to collide with another client's, the maximum keeps file names short.
+inline constexpr size_t kMinUploadIdLength = 16;
+inline constexpr size_t kMaxUploadIdLength = 64;
 inline constexpr absl::string_view kDefaultChannel = "stable";
 
 // OK when `id` is 1-128 chars of [A-Za-z0-9._-], starts with a letter or digit and has no
 // "..". Otherwise INVALID_ARGUMENT naming `field` and saying what is wrong.
 absl::Status ValidateId(absl::string_view field, absl::string_view id);
+
+// OK when `id` is kMinUploadIdLength to kMaxUploadIdLength characters of [A-Za-z0-9_-].
+// Stricter than ValidateId on purpose: without '.', an upload id can never be "." or "..",
+// nor look like a file suffix, so `session-<id>.partial` names exactly one session. Otherwise
+// INVALID_ARGUMENT naming `field`, reason INVALID_UPLOAD_ID.
+absl::Status ValidateUploadId(absl::string_view field, absl::string_view id);
 
 struct VersionName {
   std::string model;

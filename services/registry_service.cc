@@ -15,7 +15,7 @@ namespace {
 
 constexpr size_t kMaxTextBytes = 1024;
 constexpr int kMaxArtifacts = 64;
-constexpr int64_t kMaxArtifactBytes = int64_t{1} << 40;  // 1 TiB
+constexpr int64_t kMaxArtifactBytes = storage::kMaxBlobBytes;  // 1 TiB
 
 // Runs `body` after the admin check and maps its status at the edge.
 template <typename Body>
@@ -263,20 +263,27 @@ absl::Status RegistryServiceImpl::DoWriteArtifact(
   if (!reader->Read(&request)) {
     return InvalidArgument("digest", "EMPTY_UPLOAD", "the upload stream carried no message");
   }
+  if (!request.upload_id().empty()) return DoWriteSession(reader, request, response);
   const std::string digest = request.digest();
   MD_ASSIGN_OR_RETURN(std::string hex, ParseDigest("digest", digest));
-  // Only declared artifacts may be uploaded: the declaration gives the size to enforce, and
-  // the store never fills with bytes nobody asked for.
+  // Only declared artifacts may be uploaded by digest: the declaration gives the size to
+  // enforce, and the store never fills with bytes nobody asked for.
   MD_ASSIGN_OR_RETURN(int64_t size, catalog_->DeclaredSize(digest));
   if (blobs_->Contains(hex)) {
     // Someone already uploaded these bytes: the write is complete (as in ByteStream).
     response->set_committed_size(size);
+    response->set_digest(digest);
     return absl::OkStatus();
   }
   do {
     if (!request.digest().empty() && request.digest() != digest) {
       return InvalidArgument("digest", "DIGEST_CHANGED",
                              "digest must be the same in every message of an upload");
+    }
+    if (!request.upload_id().empty()) {
+      return InvalidArgument("upload_id", "UPLOAD_ID_CHANGED",
+                             "upload_id must be the same in every message of an upload, and "
+                             "this one started by digest");
     }
     if (request.write_offset() < 0) {
       return InvalidArgument("write_offset", "INVALID_OFFSET", "write_offset must be >= 0");
@@ -287,12 +294,71 @@ absl::Status RegistryServiceImpl::DoWriteArtifact(
     if (request.finish_write()) {
       MD_RETURN_IF_ERROR(blobs_->Finish(hex, size));
       response->set_committed_size(size);
+      response->set_digest(digest);
       return absl::OkStatus();
     }
   } while (reader->Read(&request));
   // The client closed without finishing: keep what was committed so it can resume.
   MD_ASSIGN_OR_RETURN(int64_t committed, blobs_->UploadOffset(hex, size));
   response->set_committed_size(committed);
+  return absl::OkStatus();
+}
+
+absl::Status RegistryServiceImpl::DoWriteSession(
+    grpc::ServerReader<v1::WriteArtifactRequest>* reader, v1::WriteArtifactRequest& request,
+    v1::WriteArtifactResponse* response) {
+  const std::string id = request.upload_id();
+  MD_RETURN_IF_ERROR(ValidateUploadId("upload_id", id));
+  const int64_t declared_size = request.size_bytes();
+  MD_RETURN_IF_ERROR(storage::ValidateDeclaredSize(declared_size));
+  do {
+    if (!request.upload_id().empty() && request.upload_id() != id) {
+      return InvalidArgument("upload_id", "UPLOAD_ID_CHANGED",
+                             "upload_id must be the same in every message of an upload");
+    }
+    if (request.write_offset() < 0) {
+      return InvalidArgument("write_offset", "INVALID_OFFSET", "write_offset must be >= 0");
+    }
+    if (!request.finish_write()) {
+      if (!request.digest().empty()) {
+        // Accepting it early would suggest it is checked early; it can only be checked
+        // against all the bytes.
+        return InvalidArgument("digest", "DIGEST_BEFORE_FINISH",
+                               "in an upload session, digest is sent with finish_write only");
+      }
+      if (!request.data().empty() || request.write_offset() != 0) {
+        MD_RETURN_IF_ERROR(
+            blobs_->AppendToSession(id, declared_size, request.write_offset(), request.data()));
+      }
+      continue;
+    }
+    // The last message: its bytes count only with the digest that vouches for them.
+    if (request.digest().empty()) {
+      return InvalidArgument("digest", "MISSING_DIGEST",
+                             "finish_write in an upload session must carry the digest the "
+                             "client computed over the bytes it sent");
+    }
+    MD_ASSIGN_OR_RETURN(std::string hex, ParseDigest("digest", request.digest()));
+    MD_ASSIGN_OR_RETURN(storage::UploadSessionState state, blobs_->QuerySession(id));
+    // A finished session answers a repeated finish (its first answer may have been lost)
+    // from its record, without taking more bytes.
+    if (!state.finished()) {
+      if (state.committed_size == 0 && request.write_offset() == 0 && request.data().empty()) {
+        return InvalidArgument("data", "EMPTY_UPLOAD",
+                               "an upload session needs at least 1 byte of data before "
+                               "finish_write");
+      }
+      MD_RETURN_IF_ERROR(
+          blobs_->AppendToSession(id, declared_size, request.write_offset(), request.data()));
+    }
+    MD_ASSIGN_OR_RETURN(int64_t size, blobs_->FinishSession(id, declared_size, hex));
+    response->set_committed_size(size);
+    response->set_digest(FormatDigest(hex));
+    return absl::OkStatus();
+  } while (reader->Read(&request));
+  // The client closed without finishing: what was committed stays for it to resume.
+  MD_ASSIGN_OR_RETURN(storage::UploadSessionState state, blobs_->QuerySession(id));
+  response->set_committed_size(state.committed_size);
   return absl::OkStatus();
 }
 
@@ -306,11 +372,25 @@ grpc::Status RegistryServiceImpl::QueryUpload(grpc::ServerContext* context,
                                               const v1::QueryUploadRequest* request,
                                               v1::QueryUploadResponse* response) {
   return Admin(auth_, context, [&]() -> absl::Status {
+    if (!request->upload_id().empty()) {
+      if (!request->digest().empty()) {
+        return InvalidArgument("upload_id", "TWO_TARGETS",
+                               "set digest (an upload by digest) or upload_id (an upload "
+                               "session), not both");
+      }
+      MD_ASSIGN_OR_RETURN(storage::UploadSessionState state,
+                          blobs_->QuerySession(request->upload_id()));
+      response->set_committed_size(state.committed_size);
+      response->set_complete(state.finished());
+      if (state.finished()) response->set_digest(FormatDigest(state.digest_hex));
+      return absl::OkStatus();
+    }
     MD_ASSIGN_OR_RETURN(std::string hex, ParseDigest("digest", request->digest()));
     MD_ASSIGN_OR_RETURN(int64_t size, catalog_->DeclaredSize(request->digest()));
     MD_ASSIGN_OR_RETURN(int64_t committed, blobs_->UploadOffset(hex, size));
     response->set_committed_size(committed);
     response->set_complete(blobs_->Contains(hex));
+    if (response->complete()) response->set_digest(request->digest());
     return absl::OkStatus();
   });
 }

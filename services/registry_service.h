@@ -84,6 +84,9 @@ class RegistryServiceImpl final : public v1::RegistryService::Service {
   void FillUploaded(v1::Version* version) const;
   absl::Status DoWriteArtifact(grpc::ServerReader<v1::WriteArtifactRequest>* reader,
                                v1::WriteArtifactResponse* response);
+  // WriteArtifact for an upload session; `first` is the stream's first message.
+  absl::Status DoWriteSession(grpc::ServerReader<v1::WriteArtifactRequest>* reader,
+                              v1::WriteArtifactRequest& first, v1::WriteArtifactResponse* response);
   // Re-signs manifests after a committed change. The change stands even if this fails (the
   // refresher retries); the failure is logged, not returned, so clients do not retry a write
   // that already happened.

@@ -10,15 +10,18 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <iostream>
 #include <utility>
 #include <vector>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "common/chunk_chain.h"
 #include "common/digest.h"
 #include "common/file_util.h"
+#include "common/names.h"
 #include "common/status.h"
 
 namespace modeldist::storage {
@@ -26,6 +29,13 @@ namespace {
 
 constexpr absl::string_view kPartialSuffix = ".partial";
 constexpr absl::string_view kChainSuffix = ".chain";
+// Upload session files are uploads/session-<upload id>{.partial,.done}.
+constexpr absl::string_view kSessionPrefix = "session-";
+constexpr absl::string_view kSessionRecordSuffix = ".done";
+// VerifyLocked's expected size when any size will do (a session that declared none).
+constexpr int64_t kAnySize = -1;
+// How often writes to sessions may trigger a sweep of expired ones.
+constexpr absl::Duration kSessionSweepInterval = absl::Hours(1);
 // The sidecar of versions that listed each chunk's own SHA-256; removed when its blob's chain
 // is computed.
 constexpr absl::string_view kLegacyChunkDigestsSuffix = ".chunks";
@@ -59,6 +69,43 @@ absl::Status ValidateExpectedSize(int64_t expected_size) {
   if (expected_size >= 0) return absl::OkStatus();
   return InvalidArgument("size_bytes", "INVALID_SIZE",
                          absl::StrCat("the blob size must not be negative, got ", expected_size));
+}
+
+// The key of a session's state and files. Only called with a validated id.
+std::string SessionKey(absl::string_view id) { return absl::StrCat(kSessionPrefix, id); }
+
+bool IsSessionKey(absl::string_view key) {
+  return absl::StartsWith(key, kSessionPrefix) &&
+         ValidateUploadId("upload_id", key.substr(kSessionPrefix.size())).ok();
+}
+
+// How messages name an upload: by its digest, or by its session id.
+std::string UploadName(absl::string_view key) {
+  if (absl::StartsWith(key, kSessionPrefix)) {
+    return absl::StrCat("upload session ", key.substr(kSessionPrefix.size()));
+  }
+  return absl::StrCat("the upload of ", FormatDigest(key));
+}
+
+// What a name under uploads/ is; `key` gets the upload key of partials and records.
+enum class UploadsEntry { kDebris, kDigestPartial, kSessionPartial, kSessionRecord };
+UploadsEntry ClassifyUploadsEntry(absl::string_view name, std::string* key) {
+  absl::string_view stem = name;
+  UploadsEntry session_kind;
+  if (absl::ConsumeSuffix(&stem, kPartialSuffix)) {
+    if (IsHex64(stem)) {
+      *key = std::string(stem);
+      return UploadsEntry::kDigestPartial;
+    }
+    session_kind = UploadsEntry::kSessionPartial;
+  } else if (absl::ConsumeSuffix(&stem, kSessionRecordSuffix)) {
+    session_kind = UploadsEntry::kSessionRecord;
+  } else {
+    return UploadsEntry::kDebris;
+  }
+  if (!IsSessionKey(stem)) return UploadsEntry::kDebris;
+  *key = std::string(stem);
+  return session_kind;
 }
 
 std::string DirOf(const std::string& path) { return path.substr(0, path.rfind('/')); }
@@ -149,6 +196,13 @@ struct BlobStore::Upload {
   }
 };
 
+absl::Status ValidateDeclaredSize(int64_t declared_size) {
+  if (declared_size >= 0 && declared_size <= kMaxBlobBytes) return absl::OkStatus();
+  return InvalidArgument("size_bytes", "INVALID_SIZE",
+                         absl::StrCat("size_bytes must be 1 to ", kMaxBlobBytes,
+                                      " bytes, or 0 when not known; got ", declared_size));
+}
+
 BlobReader::BlobReader(BlobReader&& other) noexcept
     : fd_(std::exchange(other.fd_, -1)), size_(std::exchange(other.size_, 0)) {}
 
@@ -216,31 +270,40 @@ absl::StatusOr<std::unique_ptr<BlobStore>> BlobStore::Open(const std::string& ro
   const std::string uploads = root + "/uploads";
   MD_RETURN_IF_ERROR(MakeDirs(uploads));
 
-  // uploads/ holds only `<hex>.partial`. Anything else is debris from a crash (or from an
-  // older layout) and is removed; partials are kept so that uploads resume after a restart.
+  // uploads/ holds only partials and session records. Anything else is debris from a crash
+  // (or from an older layout) and is removed; partials are kept so that uploads resume after
+  // a restart, unless their blob is stored already or their session expired.
   DIR* dir = ::opendir(uploads.c_str());
   if (dir == nullptr) return ErrnoStatus(errno, absl::StrCat("opendir ", uploads));
   std::vector<std::string> stale;
-  std::vector<std::string> partials;
+  std::vector<std::string> partials;  // keys
   while (struct dirent* entry = ::readdir(dir)) {
     absl::string_view name = entry->d_name;
     if (name == "." || name == "..") continue;
-    if (absl::EndsWith(name, kPartialSuffix) &&
-        IsHex64(name.substr(0, name.size() - kPartialSuffix.size()))) {
-      partials.emplace_back(name.substr(0, 64));
-    } else {
-      stale.emplace_back(name);
+    std::string key;
+    switch (ClassifyUploadsEntry(name, &key)) {
+      case UploadsEntry::kDigestPartial:
+        if (store->Contains(key)) {
+          stale.emplace_back(name);
+        } else {
+          partials.push_back(std::move(key));
+        }
+        break;
+      case UploadsEntry::kSessionPartial:
+        partials.push_back(std::move(key));
+        break;
+      case UploadsEntry::kSessionRecord:
+        break;
+      case UploadsEntry::kDebris:
+        stale.emplace_back(name);
+        break;
     }
   }
   ::closedir(dir);
-  for (const std::string& hex : partials) {
-    if (store->Contains(hex)) {
-      stale.push_back(absl::StrCat(hex, kPartialSuffix));
-    } else {
-      // Finish makes the partial read-only just before renaming it; a crash in between
-      // leaves a read-only partial that the next Append could not open for writing.
-      ::chmod(store->PartialPath(hex).c_str(), kPartialMode);
-    }
+  for (const std::string& key : partials) {
+    // Finish makes the partial read-only just before renaming it; a crash in between
+    // leaves a read-only partial that the next Append could not open for writing.
+    ::chmod(store->PartialPath(key).c_str(), kPartialMode);
   }
   for (const std::string& name : stale) {
     std::string path = absl::StrCat(uploads, "/", name);
@@ -249,6 +312,7 @@ absl::StatusOr<std::unique_ptr<BlobStore>> BlobStore::Open(const std::string& ro
       if (errno != EISDIR && errno != EPERM) return ErrnoStatus(errno, absl::StrCat("rm ", path));
     }
   }
+  MD_RETURN_IF_ERROR(store->RemoveExpiredSessions(absl::Now()));
   return store;
 }
 
@@ -256,8 +320,12 @@ std::string BlobStore::BlobPath(absl::string_view hex) const {
   return absl::StrCat(root_, "/blobs/sha256/", hex.substr(0, 2), "/", hex);
 }
 
-std::string BlobStore::PartialPath(absl::string_view hex) const {
-  return absl::StrCat(root_, "/uploads/", hex, kPartialSuffix);
+std::string BlobStore::PartialPath(absl::string_view key) const {
+  return absl::StrCat(root_, "/uploads/", key, kPartialSuffix);
+}
+
+std::string BlobStore::SessionRecordPath(absl::string_view key) const {
+  return absl::StrCat(root_, "/uploads/", key, kSessionRecordSuffix);
 }
 
 std::string BlobStore::ChainPath(absl::string_view hex) const {
@@ -296,18 +364,18 @@ absl::StatusOr<BlobReader> BlobStore::OpenBlob(absl::string_view hex) const {
   return BlobReader(fd.Release(), static_cast<int64_t>(st.st_size));
 }
 
-std::shared_ptr<BlobStore::Upload> BlobStore::GetUpload(absl::string_view hex) {
+std::shared_ptr<BlobStore::Upload> BlobStore::GetUpload(absl::string_view key) {
   absl::MutexLock lock(&mu_);
-  auto it = uploads_.find(hex);
+  auto it = uploads_.find(key);
   if (it == uploads_.end()) {
-    it = uploads_.emplace(std::string(hex), std::make_shared<Upload>()).first;
+    it = uploads_.emplace(std::string(key), std::make_shared<Upload>()).first;
   }
   return it->second;
 }
 
-void BlobStore::ForgetUpload(absl::string_view hex, const Upload* upload) {
+void BlobStore::ForgetUpload(absl::string_view key, const Upload* upload) {
   absl::MutexLock lock(&mu_);
-  auto it = uploads_.find(hex);
+  auto it = uploads_.find(key);
   // Only when the map and the caller are the sole holders: a thread waiting on this upload's
   // mutex must find the same object, or two threads could write one partial at once. New
   // references are only taken under mu_, so the count cannot grow behind this check.
@@ -332,6 +400,13 @@ absl::Status CheckStoredSize(const BlobStore& store, absl::string_view hex, int6
 absl::Status AlreadyStored(absl::string_view hex) {
   return MakeError(absl::StatusCode::kAlreadyExists, "BLOB_EXISTS",
                    absl::StrCat("blob ", FormatDigest(hex), " is already stored"));
+}
+
+absl::Status SessionFinished(absl::string_view key, absl::string_view hex) {
+  return MakeError(absl::StatusCode::kAlreadyExists, "UPLOAD_SESSION_FINISHED",
+                   absl::StrCat(UploadName(key), " is already finished as ", FormatDigest(hex),
+                                "; QueryUpload returns its digest"),
+                   {{"field", "upload_id"}, {"digest", FormatDigest(hex)}});
 }
 
 }  // namespace
@@ -359,29 +434,29 @@ absl::Status BlobStore::Append(absl::string_view hex, int64_t expected_size, int
   MD_RETURN_IF_ERROR(ValidateExpectedSize(expected_size));
   std::shared_ptr<Upload> upload = GetUpload(hex);
   absl::MutexLock lock(&upload->mu);
-  absl::Status status = AppendLocked(*upload, hex, expected_size, offset, data);
-  if (status.code() == absl::StatusCode::kAlreadyExists) ForgetUpload(hex, upload.get());
-  return status;
-}
-
-absl::Status BlobStore::AppendLocked(Upload& upload, absl::string_view hex, int64_t expected_size,
-                                     int64_t offset, absl::string_view data) {
   // Checked under the upload's lock: a Finish that just completed must not be followed by a
   // new partial for the same digest.
-  if (Contains(hex)) return AlreadyStored(hex);
-  const std::string path = PartialPath(hex);
+  if (Contains(hex)) {
+    ForgetUpload(hex, upload.get());
+    return AlreadyStored(hex);
+  }
+  return AppendLocked(*upload, hex, expected_size, offset, data);
+}
+
+absl::Status BlobStore::AppendLocked(Upload& upload, absl::string_view key, int64_t max_size,
+                                     int64_t offset, absl::string_view data) {
+  const std::string path = PartialPath(key);
   MD_ASSIGN_OR_RETURN(ScopedFd fd, upload.Sync(path, /*create=*/true));
   if (offset != upload.offset) {
-    return MakeError(
-        absl::StatusCode::kInvalidArgument, "WRONG_OFFSET",
-        absl::StrCat("the upload of ", FormatDigest(hex), " has committed ", upload.offset,
-                     " bytes; write at offset ", upload.offset, ", not ", offset),
-        {{"field", "write_offset"}, {"committed_size", absl::StrCat(upload.offset)}});
+    return MakeError(absl::StatusCode::kInvalidArgument, "WRONG_OFFSET",
+                     absl::StrCat(UploadName(key), " has committed ", upload.offset,
+                                  " bytes; write_offset must be ", upload.offset, ", not ", offset),
+                     {{"field", "write_offset"}, {"committed_size", absl::StrCat(upload.offset)}});
   }
-  if (static_cast<int64_t>(data.size()) > expected_size - offset) {
+  if (static_cast<int64_t>(data.size()) > max_size - offset) {
     return MakeError(absl::StatusCode::kInvalidArgument, "TOO_MANY_BYTES",
                      absl::StrCat("writing ", data.size(), " bytes at offset ", offset,
-                                  " exceeds the size ", expected_size, " of ", FormatDigest(hex)),
+                                  " exceeds the size ", max_size, " of ", UploadName(key)),
                      {{"field", "data"}, {"committed_size", absl::StrCat(upload.offset)}});
   }
   if (data.empty()) return absl::OkStatus();
@@ -410,8 +485,8 @@ absl::Status BlobStore::AppendLocked(Upload& upload, absl::string_view hex, int6
   return absl::OkStatus();
 }
 
-void BlobStore::DiscardLocked(Upload& upload, absl::string_view hex) {
-  ::unlink(PartialPath(hex).c_str());
+void BlobStore::DiscardLocked(Upload& upload, absl::string_view key) {
+  ::unlink(PartialPath(key).c_str());
   upload.Reset();
 }
 
@@ -431,32 +506,42 @@ absl::Status BlobStore::Finish(absl::string_view hex, int64_t expected_size) {
 absl::Status BlobStore::FinishLocked(Upload& upload, absl::string_view hex, int64_t expected_size) {
   // A second Finish (a retried RPC) finds the blob stored and succeeds.
   if (Contains(hex)) return CheckStoredSize(*this, hex, expected_size);
-  const std::string partial = PartialPath(hex);
+  MD_ASSIGN_OR_RETURN(ScopedFd fd, VerifyLocked(upload, hex, expected_size, hex));
+  return CommitLocked(upload, hex, hex, fd.get());
+}
+
+absl::StatusOr<ScopedFd> BlobStore::VerifyLocked(Upload& upload, absl::string_view key,
+                                                 int64_t expected_size, absl::string_view hex) {
   // create=true so that the empty blob, which needs no Append, can be finished too.
-  MD_ASSIGN_OR_RETURN(ScopedFd fd, upload.Sync(partial, /*create=*/true));
-  if (upload.offset != expected_size) {
+  MD_ASSIGN_OR_RETURN(ScopedFd fd, upload.Sync(PartialPath(key), /*create=*/true));
+  if (expected_size != kAnySize && upload.offset != expected_size) {
     int64_t got = upload.offset;
-    DiscardLocked(upload, hex);
+    DiscardLocked(upload, key);
     return MakeError(
         absl::StatusCode::kDataLoss, "SIZE_MISMATCH",
-        absl::StrCat("the upload of ", FormatDigest(hex), " has ", got, " bytes, expected ",
-                     expected_size, "; it was discarded, upload again from offset 0"),
+        absl::StrCat(UploadName(key), " has ", got, " bytes, expected ", expected_size,
+                     "; it was discarded, upload again from offset 0"),
         {{"expected_size", absl::StrCat(expected_size)}, {"actual_size", absl::StrCat(got)}});
   }
-  // WholeHex finishes a copy, so the upload's own hash stays usable if a later step fails.
+  // DigestHex finishes a copy, so the upload's own hash stays usable if a later step fails.
   std::string actual = upload.hash.DigestHex();
   if (actual != hex) {
-    DiscardLocked(upload, hex);
+    DiscardLocked(upload, key);
     return MakeError(
         absl::StatusCode::kDataLoss, "DIGEST_MISMATCH",
         absl::StrCat("the uploaded bytes hash to ", FormatDigest(actual), ", not ",
                      FormatDigest(hex), "; the upload was discarded, upload again from offset 0"),
         {{"expected_digest", FormatDigest(hex)}, {"actual_digest", FormatDigest(actual)}});
   }
+  return fd;
+}
 
+absl::Status BlobStore::CommitLocked(Upload& upload, absl::string_view key, absl::string_view hex,
+                                     int fd) {
+  const std::string partial = PartialPath(key);
   // Durable bytes first, then the name: after a crash blobs/ holds the whole blob or nothing.
-  if (::fsync(fd.get()) != 0) return ErrnoStatus(errno, absl::StrCat("fsync ", partial));
-  if (::fchmod(fd.get(), kBlobMode) != 0) {
+  if (::fsync(fd) != 0) return ErrnoStatus(errno, absl::StrCat("fsync ", partial));
+  if (::fchmod(fd, kBlobMode) != 0) {
     return ErrnoStatus(errno, absl::StrCat("chmod ", partial));
   }
   const std::string blob = BlobPath(hex);
@@ -476,7 +561,7 @@ absl::Status BlobStore::FinishLocked(Upload& upload, absl::string_view hex, int6
   }
   if (!status.ok()) {
     // Still a partial: keep it writable so the upload can be finished later.
-    ::fchmod(fd.get(), kPartialMode);
+    ::fchmod(fd, kPartialMode);
     upload.loaded = false;
     return status;
   }
@@ -484,7 +569,7 @@ absl::Status BlobStore::FinishLocked(Upload& upload, absl::string_view hex, int6
   // The partial's name is gone from uploads/; losing that unlink in a crash is harmless
   // (Open removes partials of stored blobs), so its directory needs no fsync.
   upload.Reset();
-  ForgetUpload(hex, &upload);
+  ForgetUpload(key, &upload);
   return absl::OkStatus();
 }
 
@@ -518,6 +603,141 @@ absl::Status BlobStore::Put(absl::string_view hex, absl::string_view data) {
     if (status.ok()) status = FinishLocked(*upload, hex, size);
   }
   return status;
+}
+
+// --- upload sessions -------------------------------------------------------------------------
+
+std::string BlobStore::FinishedDigestLocked(absl::string_view key) const {
+  struct stat st;
+  if (::stat(PartialPath(key).c_str(), &st) == 0) return "";
+  absl::StatusOr<std::string> record = ReadFileToString(SessionRecordPath(key));
+  if (!record.ok() || !IsHex64(*record) || !Contains(*record)) return "";
+  return *std::move(record);
+}
+
+absl::StatusOr<UploadSessionState> BlobStore::QuerySession(absl::string_view id) {
+  MD_RETURN_IF_ERROR(ValidateUploadId("upload_id", id));
+  const std::string key = SessionKey(id);
+  std::shared_ptr<Upload> upload = GetUpload(key);
+  absl::MutexLock lock(&upload->mu);
+  UploadSessionState state;
+  state.digest_hex = FinishedDigestLocked(key);
+  if (state.finished()) {
+    ForgetUpload(key, upload.get());
+    MD_ASSIGN_OR_RETURN(state.committed_size, Size(state.digest_hex));
+    return state;
+  }
+  // As in UploadOffset: a query creates neither a partial nor lasting state.
+  MD_ASSIGN_OR_RETURN(ScopedFd fd, upload->Sync(PartialPath(key), /*create=*/false));
+  if (!fd.valid()) ForgetUpload(key, upload.get());
+  state.committed_size = upload->offset;
+  return state;
+}
+
+absl::Status BlobStore::AppendToSession(absl::string_view id, int64_t declared_size, int64_t offset,
+                                        absl::string_view data) {
+  MD_RETURN_IF_ERROR(ValidateUploadId("upload_id", id));
+  MD_RETURN_IF_ERROR(ValidateDeclaredSize(declared_size));
+  // Before taking this session's lock: the sweep takes the locks of the sessions it removes.
+  MaybeRemoveExpiredSessions(absl::Now());
+  const std::string key = SessionKey(id);
+  std::shared_ptr<Upload> upload = GetUpload(key);
+  absl::MutexLock lock(&upload->mu);
+  if (std::string done = FinishedDigestLocked(key); !done.empty()) {
+    ForgetUpload(key, upload.get());
+    return SessionFinished(key, done);
+  }
+  return AppendLocked(*upload, key, declared_size == 0 ? kMaxBlobBytes : declared_size, offset,
+                      data);
+}
+
+absl::StatusOr<int64_t> BlobStore::FinishSession(absl::string_view id, int64_t declared_size,
+                                                 absl::string_view hex) {
+  MD_RETURN_IF_ERROR(ValidateUploadId("upload_id", id));
+  MD_RETURN_IF_ERROR(ValidateDeclaredSize(declared_size));
+  MD_RETURN_IF_ERROR(ValidateHex(hex));
+  const std::string key = SessionKey(id);
+  std::shared_ptr<Upload> upload = GetUpload(key);
+  absl::MutexLock lock(&upload->mu);
+  absl::StatusOr<int64_t> size = FinishSessionLocked(*upload, key, declared_size, hex);
+  if (size.status().code() == absl::StatusCode::kDataLoss) {
+    // Discarded: no record of an earlier finish may outlive it either.
+    ::unlink(SessionRecordPath(key).c_str());
+  }
+  if (!size.ok() && size.status().code() != absl::StatusCode::kDataLoss) return size;
+  ForgetUpload(key, upload.get());
+  return size;
+}
+
+absl::StatusOr<int64_t> BlobStore::FinishSessionLocked(Upload& upload, absl::string_view key,
+                                                       int64_t declared_size,
+                                                       absl::string_view hex) {
+  // A retried finish (the answer to the first one was lost) succeeds again.
+  if (std::string done = FinishedDigestLocked(key); !done.empty()) {
+    if (done != hex) return SessionFinished(key, done);
+    return Size(done);
+  }
+  MD_ASSIGN_OR_RETURN(
+      ScopedFd fd, VerifyLocked(upload, key, declared_size == 0 ? kAnySize : declared_size, hex));
+  const int64_t size = upload.offset;
+  // The record goes first and durably: once the partial is renamed away, it is the only
+  // trace of which blob this session became. Until then the partial outranks it.
+  MD_RETURN_IF_ERROR(WriteFileAtomically(SessionRecordPath(key), hex, kPartialMode));
+  if (Contains(hex)) {
+    // The same bytes arrived earlier (another session, or a digest upload): keep one copy.
+    // Stored blobs are only ever complete and verified, so this one is the same bytes.
+    DiscardLocked(upload, key);
+    return size;
+  }
+  MD_RETURN_IF_ERROR(CommitLocked(upload, key, hex, fd.get()));
+  return size;
+}
+
+absl::Status BlobStore::RemoveExpiredSessions(absl::Time now) {
+  const std::string uploads = absl::StrCat(root_, "/uploads");
+  DIR* dir = ::opendir(uploads.c_str());
+  if (dir == nullptr) return ErrnoStatus(errno, absl::StrCat("opendir ", uploads));
+  std::vector<std::string> keys;
+  while (struct dirent* entry = ::readdir(dir)) {
+    std::string key;
+    UploadsEntry kind = ClassifyUploadsEntry(entry->d_name, &key);
+    if (kind == UploadsEntry::kSessionPartial || kind == UploadsEntry::kSessionRecord) {
+      keys.push_back(std::move(key));
+    }
+  }
+  ::closedir(dir);
+  const absl::Time cutoff = now - kUploadSessionTtl;
+  auto expired = [cutoff](const std::string& path) {
+    struct stat st;
+    return ::stat(path.c_str(), &st) == 0 && absl::TimeFromTimespec(st.st_mtim) < cutoff;
+  };
+  for (const std::string& key : keys) {
+    const std::string partial = PartialPath(key);
+    const std::string record = SessionRecordPath(key);
+    if (!expired(partial) && !expired(record)) continue;
+    // Checked again under the session's lock, so that a session written meanwhile survives
+    // and no writer finds its partial gone half way through a call.
+    std::shared_ptr<Upload> upload = GetUpload(key);
+    absl::MutexLock lock(&upload->mu);
+    if (expired(partial)) DiscardLocked(*upload, key);
+    if (expired(record)) ::unlink(record.c_str());
+    // The state of a live session carries its hash; only a session without a partial may go.
+    struct stat st;
+    if (::stat(partial.c_str(), &st) != 0) ForgetUpload(key, upload.get());
+  }
+  return absl::OkStatus();
+}
+
+void BlobStore::MaybeRemoveExpiredSessions(absl::Time now) {
+  {
+    absl::MutexLock lock(&sweep_mu_);
+    if (now < next_sweep_) return;
+    next_sweep_ = now + kSessionSweepInterval;
+  }
+  if (absl::Status status = RemoveExpiredSessions(now); !status.ok()) {
+    std::cerr << "modeldist: removing expired upload sessions failed (will retry): " << status
+              << "\n";
+  }
 }
 
 absl::Status BlobStore::WriteChain(absl::string_view hex, absl::string_view chain) const {

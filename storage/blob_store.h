@@ -6,6 +6,8 @@
 //   blobs/sha256/<first 2 hex>/<64 hex>          verified, immutable blobs (mode 0444)
 //   blobs/sha256/<first 2 hex>/<64 hex>.chain    the blob's chunk chain (mode 0444)
 //   uploads/<64 hex>.partial                     bytes of an upload in progress
+//   uploads/session-<upload id>.partial          bytes of an upload session in progress
+//   uploads/session-<upload id>.done             the digest a finished session stored
 //   uploads/<anything else>                      temp files; removed by Open
 //
 // The one rule: a file under blobs/ always holds exactly the bytes of its name. Bytes are
@@ -19,9 +21,21 @@
 // use, see ChunkChain). A sidecar is never a blob: every lookup goes through a validated
 // 64-hex name, which cannot end in `.chain`.
 //
-// Thread-safe. Uploads of different digests proceed in parallel; writes to one digest are
-// serialized and must come in order (offset == committed size), so concurrent writers of the
-// same blob cannot interleave bytes.
+// Upload sessions are uploads whose digest the writer learns only from the bytes it sends
+// (modeldistctl hashes a file while uploading it, so it reads the file once). A session is
+// named by a client-chosen id, checked by ValidateUploadId (common/names.h) before it becomes
+// part of a file name, and is written exactly like a digest upload: the same per-upload state,
+// the same single hashing pass, the same rebuild after a restart. FinishSession is told the
+// digest the writer computed and stores the blob under it only when the store's own hash and
+// size agree; then the blob is like any other (fsynced, `.chain` sidecar, renamed into blobs/).
+// The session leaves a small `.done` record naming the stored digest, so a writer that lost
+// the answer (a crash, a dropped connection) can still learn it. Partials and records of
+// sessions expire kUploadSessionTtl after their last change: Open removes them, and so does a
+// sweep at most hourly while sessions are written.
+//
+// Thread-safe. Uploads of different digests (and sessions) proceed in parallel; writes to one
+// digest or session are serialized and must come in order (offset == committed size), so
+// concurrent writers of the same upload cannot interleave bytes.
 #ifndef MODELDIST_STORAGE_BLOB_STORE_H_
 #define MODELDIST_STORAGE_BLOB_STORE_H_
 
@@ -35,6 +49,8 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/file_util.h"
 
 namespace modeldist::storage {
 
@@ -45,6 +61,26 @@ namespace modeldist::storage {
 // most 4 MiB. Changing it changes every manifest, and sidecars of the old size would be
 // recomputed (their length no longer matches).
 inline constexpr int64_t kChunkDigestBytes = 4 * 1024 * 1024;
+
+// The largest blob the store accepts (1 TiB): the bound of an upload session that declared no
+// size, and of every artifact a version declares.
+inline constexpr int64_t kMaxBlobBytes = int64_t{1} << 40;
+
+// Upload session partials and `.done` records older than this (since their last write) are
+// removed. A week lets a multi-GB upload interrupted on a Friday resume on Monday.
+inline constexpr absl::Duration kUploadSessionTtl = absl::Hours(7 * 24);
+
+// OK when `declared_size` can be an upload session's declared size: 0 (not known) to
+// kMaxBlobBytes. Otherwise INVALID_ARGUMENT naming `size_bytes`.
+absl::Status ValidateDeclaredSize(int64_t declared_size);
+
+// What a session has: `committed_size` bytes so far, or, once finished, the stored blob's
+// digest (64 hex) and size.
+struct UploadSessionState {
+  int64_t committed_size = 0;
+  std::string digest_hex;  // Empty until the session is finished.
+  bool finished() const { return !digest_hex.empty(); }
+};
 
 // An open, verified blob. Owns the file descriptor; movable, not copyable.
 class BlobReader {
@@ -104,6 +140,34 @@ class BlobStore {
   // Stores a whole blob from memory in one call (Append + Finish). For small blobs and tests.
   absl::Status Put(absl::string_view hex, absl::string_view data);
 
+  // Upload sessions. `id` is checked with ValidateUploadId (INVALID_ARGUMENT naming
+  // `upload_id` otherwise, before any file is touched). `declared_size` is the size the writer
+  // announced, 0 when it did not know it (e.g. it reads a pipe): the session may then grow to
+  // kMaxBlobBytes and is finished at whatever size it has.
+
+  // The session's state: its committed size (0 for a session nobody wrote, which is not an
+  // error: sessions start with their first Append), or its stored digest once finished.
+  absl::StatusOr<UploadSessionState> QuerySession(absl::string_view id);
+
+  // Appends `data` at `offset`, hashing as it writes, like Append. INVALID_ARGUMENT when
+  // `offset` is not the committed size or the session would exceed its size;
+  // ALREADY_EXISTS when the session is finished.
+  absl::Status AppendToSession(absl::string_view id, int64_t declared_size, int64_t offset,
+                               absl::string_view data);
+
+  // Verifies that the session's bytes hash to `hex` (the writer's digest) and number
+  // `declared_size` (when declared), then stores them as blob `hex` like Finish, and records
+  // the digest for QuerySession. Returns the blob's size. If the blob is already stored the
+  // bytes are dropped instead of stored twice. DATA_LOSS on a mismatch: nothing is stored and
+  // the session is discarded (it starts again at 0). Repeating a successful call with the same
+  // digest returns OK again; with another digest, ALREADY_EXISTS.
+  absl::StatusOr<int64_t> FinishSession(absl::string_view id, int64_t declared_size,
+                                        absl::string_view hex);
+
+  // Removes session partials and records not changed for kUploadSessionTtl before `now`.
+  // Open calls it; so does AppendToSession, at most once an hour.
+  absl::Status RemoveExpiredSessions(absl::Time now);
+
   // The chunk chain of a stored blob for kChunkDigestBytes chunks (common/chunk_chain.h), as
   // its 32-byte entries: ceil(size / kChunkDigestBytes) of them, none for the empty blob, the
   // last one the blob's digest. NOT_FOUND when the blob is absent. Normally read from the
@@ -120,7 +184,11 @@ class BlobStore {
 
  private:
   explicit BlobStore(std::string root);
-  std::string PartialPath(absl::string_view hex) const;
+  // Uploads are keyed by the blob's hex digest, or by "session-<upload id>" for a session;
+  // a session key is never 64 hex digits, so the two never meet.
+  std::string PartialPath(absl::string_view key) const;
+  // uploads/session-<id>.done for the session key `key`.
+  std::string SessionRecordPath(absl::string_view key) const;
   std::string ChainPath(absl::string_view hex) const;
   // Atomically replaces the sidecar of `hex` with `chain` (its entries concatenated): temp
   // file in uploads/ (so Open cleans up after a crash), fsync, rename, fsync of the directory.
@@ -130,23 +198,43 @@ class BlobStore {
   // stopped instead of reading its partial file again. After a restart (or when the partial
   // changed behind our back) the state is rebuilt by hashing the partial once.
   struct Upload;
-  // Returns the state for `hex`, creating it. Shared so that Finish can drop the map entry
+  // Returns the state for `key`, creating it. Shared so that Finish can drop the map entry
   // while another thread still waits on the upload's own mutex.
-  std::shared_ptr<Upload> GetUpload(absl::string_view hex) ABSL_LOCKS_EXCLUDED(mu_);
-  void ForgetUpload(absl::string_view hex, const Upload* upload) ABSL_LOCKS_EXCLUDED(mu_);
+  std::shared_ptr<Upload> GetUpload(absl::string_view key) ABSL_LOCKS_EXCLUDED(mu_);
+  void ForgetUpload(absl::string_view key, const Upload* upload) ABSL_LOCKS_EXCLUDED(mu_);
 
-  // The steps of Append/Finish with `upload->mu` held, so Put can run them as one unit.
-  absl::Status AppendLocked(Upload& upload, absl::string_view hex, int64_t expected_size,
-                            int64_t offset, absl::string_view data);
+  // The steps of Append/Finish with `upload->mu` held, so Put can run them as one unit, and
+  // digest uploads and sessions share them. AppendLocked refuses to grow the upload beyond
+  // `max_size` bytes.
+  absl::Status AppendLocked(Upload& upload, absl::string_view key, int64_t max_size, int64_t offset,
+                            absl::string_view data);
   absl::Status FinishLocked(Upload& upload, absl::string_view hex, int64_t expected_size);
+  // Checks that the upload `key` holds `expected_size` bytes (any number for kAnySize) that
+  // hash to `hex`; returns its partial, open. DATA_LOSS, with the partial discarded, when not.
+  absl::StatusOr<ScopedFd> VerifyLocked(Upload& upload, absl::string_view key,
+                                        int64_t expected_size, absl::string_view hex);
+  // Makes the verified partial of `key` (open as `fd`) the blob `hex`: fsync, read-only,
+  // chain sidecar, rename into blobs/, fsync of the directory; then forgets the upload.
+  absl::Status CommitLocked(Upload& upload, absl::string_view key, absl::string_view hex, int fd);
   // Deletes the partial file and resets `upload` to an empty upload.
-  void DiscardLocked(Upload& upload, absl::string_view hex);
+  void DiscardLocked(Upload& upload, absl::string_view key);
+  absl::StatusOr<int64_t> FinishSessionLocked(Upload& upload, absl::string_view key,
+                                              int64_t declared_size, absl::string_view hex);
+  // The digest (64 hex) a finished session stored, or "" while it is not finished. A record
+  // counts only while no partial exists and its blob is stored: a crash between writing the
+  // record and storing the blob leaves the partial, and the session finishes again.
+  std::string FinishedDigestLocked(absl::string_view key) const;
+  // Runs RemoveExpiredSessions(now) when the last sweep is an hour old. Best effort: a sweep
+  // that fails is logged, not reported to the writer whose call triggered it.
+  void MaybeRemoveExpiredSessions(absl::Time now);
 
   std::string root_;
   // Guards only the map; file I/O happens under each Upload's mutex, so different digests
   // upload in parallel.
   absl::Mutex mu_;
   std::map<std::string, std::shared_ptr<Upload>, std::less<>> uploads_ ABSL_GUARDED_BY(mu_);
+  absl::Mutex sweep_mu_;
+  absl::Time next_sweep_ ABSL_GUARDED_BY(sweep_mu_) = absl::InfinitePast();
 };
 
 }  // namespace modeldist::storage

@@ -279,9 +279,10 @@ std::string JsonQuote(absl::string_view text) {
 }
 
 std::string UploadJson(const UploadStats& upload) {
-  return absl::StrFormat("{\"resumedFrom\":%d,\"bytesSent\":%d,\"alreadyComplete\":%s}",
-                         upload.resumed_from, upload.bytes_sent,
-                         upload.already_complete ? "true" : "false");
+  return absl::StrFormat(
+      "{\"resumedFrom\":%d,\"bytesSent\":%d,\"alreadyComplete\":%s,\"bytesRead\":%d}",
+      upload.resumed_from, upload.bytes_sent, upload.already_complete ? "true" : "false",
+      upload.bytes_read);
 }
 
 // How the bytes of one artifact got to the server, for the summary.
@@ -349,7 +350,8 @@ absl::Status RunPublish(Invocation& inv, const Flags& flags) {
   absl::Status status = Publish(*client, spec, options, &result);
   if (!status.ok()) {
     if (result.BytesSent() > 0 || result.version_created) {
-      inv.err() << "the draft and the bytes sent are kept: run the same command again to resume\n";
+      inv.err() << "the bytes sent (and the draft, if one was created) are kept: run the same "
+                   "command again to resume\n";
     }
     return status;
   }

@@ -30,16 +30,16 @@ std::string FormatEta(absl::Duration d) {
 
 std::string FormatProgressLine(absl::string_view label, int64_t start, int64_t done, int64_t total,
                                absl::Duration elapsed) {
-  double percent =
-      total > 0 ? 100.0 * static_cast<double>(done) / static_cast<double>(total) : 100.0;
   double seconds = absl::ToDoubleSeconds(elapsed);
   double rate = seconds > 0 ? static_cast<double>(done - start) / seconds : 0;
-  std::string rate_text = "-- MB/s";
+  std::string rate_text =
+      rate > 0 ? absl::StrCat(FormatBytes(static_cast<int64_t>(rate)), "/s") : "-- MB/s";
+  // A pipe: no total, so no percentage or ETA either.
+  if (total < 0) return absl::StrFormat("%s %s  %s", label, FormatBytes(done), rate_text);
+  double percent =
+      total > 0 ? 100.0 * static_cast<double>(done) / static_cast<double>(total) : 100.0;
   absl::Duration eta = absl::InfiniteDuration();
-  if (rate > 0) {
-    rate_text = absl::StrCat(FormatBytes(static_cast<int64_t>(rate)), "/s");
-    eta = absl::Seconds(static_cast<double>(total - done) / rate);
-  }
+  if (rate > 0) eta = absl::Seconds(static_cast<double>(total - done) / rate);
   if (done >= total) eta = absl::ZeroDuration();
   return absl::StrFormat("%s %5.1f%%  %s / %s  %s  ETA %s", label, percent, FormatBytes(done),
                          FormatBytes(total), rate_text, FormatEta(eta));

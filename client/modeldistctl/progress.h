@@ -26,7 +26,8 @@ std::string FormatEta(absl::Duration d);
 
 // The progress line, e.g. "uploading  42.0%  21.0 MB / 50.0 MB  10.5 MB/s  ETA 0:03".
 // `done` and `total` are positions in the file; the rate counts only what this run moved
-// since `start` (a resumed upload starts past 0), over `elapsed`.
+// since `start` (a resumed upload starts past 0), over `elapsed`. A negative `total` (a pipe,
+// whose size is unknown) shows the amount and rate alone: "uploading  21.0 MB  10.5 MB/s".
 std::string FormatProgressLine(absl::string_view label, int64_t start, int64_t done, int64_t total,
                                absl::Duration elapsed);
 

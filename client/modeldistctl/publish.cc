@@ -1,12 +1,12 @@
 #include "client/modeldistctl/publish.h"
 
-#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <cerrno>
+#include <cstdint>
 #include <map>
 #include <memory>
+#include <random>
 #include <set>
 #include <tuple>
 #include <utility>
@@ -102,6 +102,11 @@ std::vector<std::string> ArtifactDifferences(const v1::Version& existing,
   return differences;
 }
 
+absl::Status YankedError(const v1::Version& existing) {
+  return absl::AlreadyExistsError(
+      absl::StrCat(existing.name(), " exists and was yanked; publish under a new --version"));
+}
+
 // Step 3 when the version exists: decides whether this run may continue with it. Only the
 // exact set of artifacts will do, since a version cannot gain or lose one after creation.
 absl::Status CheckExistingVersion(const v1::Version& existing,
@@ -112,10 +117,7 @@ absl::Status CheckExistingVersion(const v1::Version& existing,
     result->was_published = true;
     return absl::OkStatus();
   }
-  if (existing.state() == v1::Version::YANKED) {
-    return absl::AlreadyExistsError(
-        absl::StrCat(existing.name(), " exists and was yanked; publish under a new --version"));
-  }
+  if (existing.state() == v1::Version::YANKED) return YankedError(existing);
   return absl::AlreadyExistsError(
       absl::StrCat(existing.name(), " already exists (", StateName(existing.state()),
                    ") with other artifacts than this run's: ", absl::StrJoin(differences, "; "),
@@ -343,42 +345,63 @@ absl::Status ValidatePublishSpec(const PublishSpec& spec) {
   return absl::OkStatus();
 }
 
+namespace {
+
+// Reads `file` to its end for its digest alone, with a progress line labelled `label`.
+absl::StatusOr<FileDigest> HashToEnd(HashingFileReader& file, std::ostream* log, bool draw,
+                                     const std::string& label) {
+  ProgressMeter meter(log, draw, label, file.position(), file.size());
+  MD_RETURN_IF_ERROR(file.ReadToEnd([&meter](int64_t position) { meter.Update(position); }));
+  MD_RETURN_IF_ERROR(file.CheckUnchanged());
+  return FileDigest{file.DigestHex(), file.position()};
+}
+
+// The declared artifact of `version` for the target of `a`, or null.
+const v1::Artifact* DeclaredFor(const v1::Version& version, const PublishArtifact& a) {
+  for (const v1::Artifact& declared : version.artifacts()) {
+    if (TargetOf(declared) == TargetOf(a)) return &declared;
+  }
+  return nullptr;
+}
+
+// Whether this run must send the bytes of `file`: always for a new version; for a DRAFT only
+// when it declares this target, does not hold the bytes yet and the sizes agree (else the
+// file cannot be what it declares and hashing it is enough to say so). Otherwise the file is
+// only hashed, to compare it with what the version declares.
+bool NeedsUpload(const absl::StatusOr<v1::Version>& existing, const PublishArtifact& a,
+                 const HashingFileReader& file) {
+  if (!existing.ok()) return true;
+  const v1::Artifact* declared = DeclaredFor(*existing, a);
+  return existing->state() == v1::Version::DRAFT && declared != nullptr && !declared->uploaded() &&
+         (file.is_pipe() || declared->size_bytes() == file.size());
+}
+
+}  // namespace
+
+std::string UploadIdFor(const HashingFileReader& file) {
+  Sha256 hash;
+  if (file.is_pipe()) {
+    // A pipe cannot be read again, so its upload never resumes: a fresh id every time.
+    std::random_device random;
+    for (int i = 0; i < 8; ++i) {
+      const uint32_t word = random();
+      hash.Update(&word, sizeof word);
+    }
+  } else {
+    char host[256] = {};
+    ::gethostname(host, sizeof host - 1);
+    const struct stat& st = file.opened_stat();
+    hash.Update(absl::StrCat("modeldistctl-upload-v1", std::string(1, '\0'), host,
+                             std::string(1, '\0'), st.st_dev, ":", st.st_ino, ":", st.st_size, ":",
+                             st.st_mtim.tv_sec, ".", st.st_mtim.tv_nsec));
+  }
+  return absl::StrCat("ctl-", hash.FinishHex().substr(0, 40));
+}
+
 absl::StatusOr<FileDigest> HashFile(const std::string& path, std::ostream* log, bool show_progress,
                                     const std::string& label) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return LocalError(ErrnoStatus(errno, path));
-  struct stat st;
-  if (::fstat(fd, &st) != 0) {
-    int err = errno;
-    ::close(fd);
-    return LocalError(ErrnoStatus(err, path));
-  }
-  if (!S_ISREG(st.st_mode) || st.st_size == 0) {
-    ::close(fd);
-    return LocalError(absl::InvalidArgumentError(
-        absl::StrCat(path, S_ISREG(st.st_mode) ? " is empty" : " is not a regular file")));
-  }
-  // Hashed here rather than with DigestFile so that a multi-GB hash shows progress.
-  ProgressMeter meter(log, show_progress && log != nullptr, label, 0, st.st_size);
-  Sha256 hash;
-  FileDigest result;
-  std::vector<char> buffer(1 << 20);
-  for (;;) {
-    ssize_t n = ::read(fd, buffer.data(), buffer.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      int err = errno;
-      ::close(fd);
-      return LocalError(ErrnoStatus(err, absl::StrCat("reading ", path)));
-    }
-    if (n == 0) break;
-    hash.Update(buffer.data(), static_cast<size_t>(n));
-    result.size += n;
-    meter.Update(result.size);
-  }
-  ::close(fd);
-  result.hex = hash.FinishHex();
-  return result;
+  MD_ASSIGN_OR_RETURN(HashingFileReader file, HashingFileReader::Open(path));
+  return HashToEnd(file, log, show_progress && log != nullptr, label);
 }
 
 absl::Status Publish(RegistryClient& client, const PublishSpec& spec, const PublishOptions& options,
@@ -396,14 +419,14 @@ absl::Status Publish(RegistryClient& client, const PublishSpec& spec, const Publ
     return absl::StrCat(verb, " ", Basename(a.file));
   };
 
-  // 1. Hash every file first: CreateVersion declares all the digests at once.
+  // 1. Open every file before any rpc, so that a missing one changes nothing on the server.
+  // Nothing is read yet: each file is read once, in step 3.
   result->artifacts.clear();
+  std::vector<HashingFileReader> files;
   for (const PublishArtifact& a : spec.artifacts) {
-    PublishedArtifact& done = result->artifacts.emplace_back();
-    done.spec = a;
-    MD_ASSIGN_OR_RETURN(done.file,
-                        HashFile(a.file, log, options.show_progress, label("hashing", a)));
-    done.digest = FormatDigest(done.file.hex);
+    result->artifacts.emplace_back().spec = a;
+    MD_ASSIGN_OR_RETURN(HashingFileReader file, HashingFileReader::Open(a.file));
+    files.push_back(std::move(file));
   }
   const std::string model_name = ModelName(spec.model_id);
   const std::string version_name = VersionName{spec.model_id, spec.version_id}.ToString();
@@ -421,7 +444,52 @@ absl::Status Publish(RegistryClient& client, const PublishSpec& spec, const Publ
     return model.status();
   }
 
-  // 3. Version.
+  // 3. The files, one after the other. A version is declared with its digests, so a new one
+  // is created only after its files are uploaded; each upload hashes the file as it sends it.
+  v1::GetVersionRequest get_version;
+  get_version.set_name(version_name);
+  absl::StatusOr<v1::Version> existing = client.GetVersion(get_version);
+  if (!existing.ok() && existing.status().code() != absl::StatusCode::kNotFound) {
+    return existing.status();
+  }
+  if (existing.ok() && existing->state() == v1::Version::YANKED) return YankedError(*existing);
+  for (size_t i = 0; i < files.size(); ++i) {
+    PublishedArtifact& done = result->artifacts[i];
+    HashingFileReader& file = files[i];
+    if (!NeedsUpload(existing, done.spec, file)) {
+      MD_ASSIGN_OR_RETURN(done.file, HashToEnd(file, log, draw, label("hashing", done.spec)));
+      done.digest = FormatDigest(done.file.hex);
+      continue;
+    }
+    std::unique_ptr<ProgressMeter> meter;
+    UploadOptions upload_options = options.upload;
+    upload_options.on_progress = [&, caller = options.upload.on_progress](int64_t position) {
+      if (!meter) {
+        meter = std::make_unique<ProgressMeter>(log, draw, label("uploading", done.spec), position,
+                                                file.size());
+      }
+      meter->Update(position);
+      if (caller) caller(position);
+    };
+    upload_options.on_retry = [&](const absl::Status& failure, int retry, absl::Duration wait) {
+      if (meter) meter->Finish();
+      note(absl::StrCat("upload of ", done.spec.file, " interrupted (", DescribeError(failure),
+                        "); retry ", retry, " in ",
+                        absl::FormatDuration(absl::Trunc(wait, absl::Milliseconds(1)))));
+    };
+    ArtifactUploader uploader(&client, std::move(upload_options));
+    absl::StatusOr<FileDigest> uploaded = uploader.Upload(file, UploadIdFor(file), &done.upload);
+    meter.reset();
+    MD_RETURN_IF_ERROR(uploaded.status());
+    done.file = *std::move(uploaded);
+    done.digest = FormatDigest(done.file.hex);
+    if (done.upload.resumed_from > 0 && !done.upload.already_complete) {
+      note(absl::StrCat("resumed the upload of ", done.spec.file, " at byte ",
+                        done.upload.resumed_from));
+    }
+  }
+
+  // 4. Version.
   std::vector<v1::Artifact> artifacts;
   for (const PublishedArtifact& done : result->artifacts) {
     v1::Artifact& artifact = artifacts.emplace_back();
@@ -435,70 +503,43 @@ absl::Status Publish(RegistryClient& client, const PublishSpec& spec, const Publ
     if (spec.constraints.ByteSizeLong() > 0) *artifact.mutable_constraints() = spec.constraints;
     artifact.set_unpacked_size_bytes(spec.unpacked_size_bytes);
   }
-  v1::CreateVersionRequest create_version;
-  create_version.set_parent(model_name);
-  create_version.set_version_id(spec.version_id);
-  for (const v1::Artifact& artifact : artifacts) *create_version.add_artifacts() = artifact;
-  absl::StatusOr<v1::Version> version = client.CreateVersion(create_version);
-  if (version.ok()) {
-    result->version_created = true;
-    // A server from before artifact constraints drops them without an error; the version is
-    // created either way, but the user should know its devices will not be filtered.
-    const bool declared_requirements =
-        spec.constraints.ByteSizeLong() > 0 || spec.unpacked_size_bytes > 0;
-    if (declared_requirements && version->artifacts_size() > 0) {
-      if (std::vector<std::string> dropped = ArtifactDifferences(*version, artifacts);
-          !dropped.empty()) {
-        note(absl::StrCat("warning: the server did not keep what this run declared (",
-                          absl::StrJoin(dropped, "; "),
-                          "); it may not support artifact constraints"));
+  absl::StatusOr<v1::Version> version = existing;
+  if (!existing.ok()) {
+    v1::CreateVersionRequest create_version;
+    create_version.set_parent(model_name);
+    create_version.set_version_id(spec.version_id);
+    for (const v1::Artifact& artifact : artifacts) *create_version.add_artifacts() = artifact;
+    version = client.CreateVersion(create_version);
+    if (version.ok()) {
+      result->version_created = true;
+      // A server from before artifact constraints drops them without an error; the version
+      // is created either way, but the user should know its devices will not be filtered.
+      const bool declared_requirements =
+          spec.constraints.ByteSizeLong() > 0 || spec.unpacked_size_bytes > 0;
+      if (declared_requirements && version->artifacts_size() > 0) {
+        if (std::vector<std::string> dropped = ArtifactDifferences(*version, artifacts);
+            !dropped.empty()) {
+          note(absl::StrCat("warning: the server did not keep what this run declared (",
+                            absl::StrJoin(dropped, "; "),
+                            "); it may not support artifact constraints"));
+        }
       }
+    } else if (version.status().code() == absl::StatusCode::kAlreadyExists) {
+      // Created by someone else since step 3.
+      version = client.GetVersion(get_version);
     }
-  } else if (version.status().code() == absl::StatusCode::kAlreadyExists) {
-    v1::GetVersionRequest get;
-    get.set_name(version_name);
-    version = client.GetVersion(get);
     if (!version.ok()) return version.status();
+  }
+  if (!result->version_created) {
     MD_RETURN_IF_ERROR(CheckExistingVersion(*version, artifacts, result));
     note(result->was_published ? absl::StrCat(version_name, " is already published with ",
                                               artifacts.size() == 1 ? "this file" : "these files")
                                : absl::StrCat("resuming draft ", version_name));
-  } else {
-    return version.status();
   }
   result->version = *std::move(version);
 
+  // 5. Publish.
   if (!result->was_published) {
-    // 4. Upload, one file after the other. Each upload asks QueryUpload first, so a file the
-    // server already holds (from an earlier run, or another version) sends nothing.
-    for (PublishedArtifact& done : result->artifacts) {
-      std::unique_ptr<ProgressMeter> meter;
-      UploadOptions upload_options = options.upload;
-      upload_options.on_progress = [&](int64_t position) {
-        if (!meter) {
-          meter = std::make_unique<ProgressMeter>(log, draw, label("uploading", done.spec),
-                                                  position, done.file.size);
-        }
-        meter->Update(position);
-      };
-      upload_options.on_retry = [&](const absl::Status& failure, int retry, absl::Duration wait) {
-        if (meter) meter->Finish();
-        note(absl::StrCat("upload of ", done.spec.file, " interrupted (", DescribeError(failure),
-                          "); retry ", retry, " in ",
-                          absl::FormatDuration(absl::Trunc(wait, absl::Milliseconds(1)))));
-      };
-      ArtifactUploader uploader(&client, std::move(upload_options));
-      absl::Status uploaded =
-          uploader.Upload(done.spec.file, done.digest, done.file.size, &done.upload);
-      meter.reset();
-      MD_RETURN_IF_ERROR(uploaded);
-      if (done.upload.resumed_from > 0 && !done.upload.already_complete) {
-        note(absl::StrCat("resumed the upload of ", done.spec.file, " at byte ",
-                          done.upload.resumed_from));
-      }
-    }
-
-    // 5. Publish.
     v1::PublishVersionRequest publish;
     publish.set_name(version_name);
     MD_ASSIGN_OR_RETURN(result->version, client.PublishVersion(publish));

@@ -3,16 +3,21 @@
 // `modeldistctl publish`: from local files to a published version bound to a tier, in one
 // command that can simply be run again after an interruption. A version is immutable and
 // declares all its artifacts at once (e.g. a CoreML zip for macOS arm64 and a GGUF for macOS
-// x86_64), so one run takes every file of the version:
+// x86_64), so one run takes every file of the version. Each file is read once: its SHA-256 is
+// computed while it is uploaded (upload.h), never in a pass of its own before.
 //
-//   1. hash each file (SHA-256, one pass each);
+//   1. open every file (a regular file or a pipe; nothing is read yet);
 //   2. CreateModel (ALREADY_EXISTS is fine);
-//   3. CreateVersion declaring all the artifacts. If the version exists: a DRAFT declaring
-//      exactly the same artifacts (content, constraints and unpacked size, as the server
-//      returns them) is resumed; a PUBLISHED one with the same artifacts skips
-//      to step 6; anything else is an ALREADY_EXISTS error that says what differs;
-//   4. upload each file's bytes in turn, resuming from what the server has committed
-//      (upload.h); files the server already holds are skipped;
+//   3. GetVersion, then each file in turn. For a new version: upload it in an upload session
+//      whose id is derived from the file's identity (UploadIdFor), hashing it in the same
+//      pass; the server stores the bytes once its own hash agrees, and a rerun resumes the
+//      session (or finds it finished). For an existing version, files it already holds (and
+//      files it does not declare) are only hashed, to compare;
+//   4. CreateVersion declaring all the artifacts with the digests learnt in step 3. If the
+//      version exists: a DRAFT declaring exactly the same artifacts (content, constraints and
+//      unpacked size, as the server returns them) is resumed; a PUBLISHED one with the same
+//      artifacts skips to step 6; anything else is an ALREADY_EXISTS error that says what
+//      differs;
 //   5. PublishVersion;
 //   6. SetTier.
 #ifndef MODELDIST_CLIENT_MODELDISTCTL_PUBLISH_H_
@@ -26,6 +31,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "client/modeldistctl/hashing_file_reader.h"
 #include "client/modeldistctl/registry_client.h"
 #include "client/modeldistctl/upload.h"
 #include "common/digest.h"
@@ -58,7 +64,7 @@ struct PublishSpec {
 };
 
 struct PublishOptions {
-  UploadOptions upload;  // on_progress is set by Publish to drive the meter.
+  UploadOptions upload;  // Publish wraps on_progress and sets on_retry, for its own lines.
   // Notes for people (e.g. "resuming draft ...") and the progress line go here.
   std::ostream* log = nullptr;
   // Draw progress lines on `log` (when it is a terminal).
@@ -74,7 +80,8 @@ struct PublishedArtifact {
 };
 
 struct PublishResult {
-  // In the order of PublishSpec::artifacts, one per file hashed so far.
+  // In the order of PublishSpec::artifacts, one per file opened so far; `file` and `digest`
+  // are set once the file was read.
   std::vector<PublishedArtifact> artifacts;
   bool model_created = false;
   bool version_created = false;
@@ -120,16 +127,24 @@ std::string DescribeRequirements(const v1::Artifact& artifact);
 // Validates `spec` without touching the network or the file: usage errors naming the flag.
 absl::Status ValidatePublishSpec(const PublishSpec& spec);
 
-// Hashes `path` with a progress line labelled `label` on `log` when `show_progress`. A local
-// error when the file is missing, unreadable, not a regular file or empty (an artifact has at
-// least 1 byte).
+// Hashes `path` (a regular file or a pipe) with a progress line labelled `label` on `log`
+// when `show_progress`. A local error when the file is missing, unreadable, neither a regular
+// file nor a pipe, or empty (an artifact has at least 1 byte).
 absl::StatusOr<FileDigest> HashFile(const std::string& path, std::ostream* log, bool show_progress,
                                     const std::string& label = "hashing  ");
+
+// The upload session id publish uses for `file`: derived from the host and the file's
+// identity when opened (device, inode, size, modification time), so that running publish
+// again on the same, unchanged file resumes its session or finds it finished, even for
+// another version or target (then only the file's hash is checked, nothing is sent); a file
+// that changed gets a new session. A pipe, which cannot be read again, gets a random id.
+// "ctl-" and 40 hex digits.
+std::string UploadIdFor(const HashingFileReader& file);
 
 // Runs steps 1-6. `result` is filled in as far as the run got, so a caller can report what
 // was uploaded before a failure. Uploads stop at the first failure (after the uploader's own
 // retries); the next run resumes there. options.upload.max_bytes_to_send applies to each
-// file's upload.
+// file's upload; options.upload.on_progress is called after publish's own progress line.
 absl::Status Publish(RegistryClient& client, const PublishSpec& spec, const PublishOptions& options,
                      PublishResult* result);
 

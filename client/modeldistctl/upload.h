@@ -1,11 +1,16 @@
 // File: upload.h
 //
-// Resumable artifact upload over RegistryService.WriteArtifact (google.bytestream style): ask
-// QueryUpload how much the server has committed, stream the rest of the file from there in
-// fixed-size messages, finish_write on the last. A failure whose code the RetryPolicy names
-// (by default UNAVAILABLE and DEADLINE_EXCEEDED: a dropped connection, a restarting server)
-// is retried after an exponential backoff with jitter, each attempt starting again from
-// QueryUpload, so that no byte the server already holds is sent twice.
+// Resumable, single-pass artifact upload over RegistryService.WriteArtifact upload sessions
+// (google.bytestream style): ask QueryUpload how much of the session the server has
+// committed, stream the rest of the file from there in fixed-size messages, hashing each byte
+// as it is read (hashing_file_reader.h), and send the digest with finish_write; the server
+// stores the bytes only if its own hash agrees. The file is read once; see
+// HashingFileReader for the two reads a failure may add.
+//
+// A failure whose code the RetryPolicy names (by default UNAVAILABLE and DEADLINE_EXCEEDED: a
+// dropped connection, a restarting server) is retried after an exponential backoff with
+// jitter, each attempt starting again from QueryUpload, so that no byte the server already
+// holds is sent twice.
 #ifndef MODELDIST_CLIENT_MODELDISTCTL_UPLOAD_H_
 #define MODELDIST_CLIENT_MODELDISTCTL_UPLOAD_H_
 
@@ -15,9 +20,12 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "client/modeldistctl/hashing_file_reader.h"
 #include "client/modeldistctl/registry_client.h"
+#include "common/digest.h"
 
 namespace modeldist::ctl {
 
@@ -45,13 +53,15 @@ struct UploadOptions {
   int64_t chunk_size = 1 << 20;
   // Stop after sending this many data bytes, closing the stream without finish_write as an
   // interrupted client would; Upload then returns ABORTED. -1 means no cap. For tests and
-  // demonstrations of resumption.
+  // demonstrations of resumption. (Reaching the end of the file with the cap spent still
+  // finishes: finish_write carries no data.)
   int64_t max_bytes_to_send = -1;
   RetryPolicy retry;
   // Injectable for tests.
   std::function<void(absl::Duration)> sleep = absl::SleepFor;
   std::function<double()> random;  // [0, 1); a seeded engine when empty.
-  // Called with the file position after every message sent.
+  // Called with the file position after every message sent, and while a committed prefix is
+  // read again to rebuild the hash.
   std::function<void(int64_t position)> on_progress;
   // Called before each backoff wait with the failure that caused it.
   std::function<void(const absl::Status& failure, int retry, absl::Duration wait)> on_retry;
@@ -65,8 +75,11 @@ struct UploadStats {
   int64_t bytes_sent = 0;
   // WriteArtifact streams opened.
   int streams = 0;
-  // QueryUpload said the blob was already stored: nothing was sent.
+  // QueryUpload said the session was already finished: nothing was sent.
   bool already_complete = false;
+  // Bytes read from the file over all attempts: its size when every byte was read once, more
+  // only when a committed prefix had to be hashed again or lost bytes resent.
+  int64_t bytes_read = 0;
 };
 
 class ArtifactUploader {
@@ -74,17 +87,34 @@ class ArtifactUploader {
   // `client` must outlive the uploader.
   ArtifactUploader(RegistryClient* client, UploadOptions options);
 
-  // Uploads the file at `path`, which must be `size` bytes hashing to `digest`. OK once the
-  // server has verified and stored the blob. Errors: a local error (errors.h) if the file
-  // cannot be read or has changed size; ABORTED at the byte cap; otherwise the server's
-  // status (after retries are exhausted, for retryable codes).
-  absl::Status Upload(const std::string& path, const std::string& digest, int64_t size,
-                      UploadStats* stats);
+  // Uploads `file` in upload session `upload_id` (16-64 chars of [A-Za-z0-9_-]), hashing it
+  // in the same pass, and returns its digest and size once the server has verified and stored
+  // the blob under that digest. Resumes a session the server already holds bytes of: the
+  // committed prefix is read again only to rebuild the hash. When the session is already
+  // finished (an earlier run stored the file but stopped before using it), the file is hashed
+  // to check that it is still what was stored, and nothing is sent.
+  // Errors: a local error (errors.h) if the file cannot be read, changed while it was read
+  // (size or modification time) or no longer matches a finished session; ABORTED at the byte
+  // cap; otherwise the server's status (after retries are exhausted, for retryable codes),
+  // e.g. DATA_LOSS when the server's hash disagrees.
+  absl::StatusOr<FileDigest> Upload(HashingFileReader& file, const std::string& upload_id,
+                                    UploadStats* stats);
 
  private:
-  // One QueryUpload + WriteArtifact stream. `committed_at_start` gets QueryUpload's answer.
-  absl::Status Attempt(int fd, const std::string& path, const std::string& digest, int64_t size,
-                       UploadStats* stats, int64_t* committed_at_start);
+  absl::StatusOr<FileDigest> UploadWithRetries(HashingFileReader& file,
+                                               const std::string& upload_id, UploadStats* stats);
+  // One QueryUpload + WriteArtifact stream. `committed_at_start` gets QueryUpload's answer;
+  // `result` is set on success.
+  absl::Status Attempt(HashingFileReader& file, const std::string& upload_id, UploadStats* stats,
+                       int64_t* committed_at_start, FileDigest* result);
+  // The WriteArtifact stream of an attempt, from `committed` to finish_write (or the cap).
+  absl::Status Stream(HashingFileReader& file, const std::string& upload_id, int64_t committed,
+                      UploadStats* stats, FileDigest* result);
+  bool CapSpent(const UploadStats& stats) const;
+  absl::Status CapError(const UploadStats& stats, int64_t committed) const;
+  // The session is finished: hash the rest of `file` and compare with `stored_digest`.
+  absl::Status CheckFinished(HashingFileReader& file, const std::string& upload_id,
+                             const std::string& stored_digest, FileDigest* result);
 
   RegistryClient* client_;
   UploadOptions options_;

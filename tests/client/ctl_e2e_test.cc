@@ -4,21 +4,26 @@
 // through the library (a byte cap, a server killed mid-stream) and then finished by the binary.
 #include <fcntl.h>
 #include <spawn.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <memory>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <tuple>
 #include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "client/modeldistctl/hashing_file_reader.h"
 #include "client/modeldistctl/publish.h"
 #include "client/modeldistctl/registry_client.h"
 #include "client/modeldistctl/upload.h"
@@ -28,6 +33,7 @@
 #include "gmock/gmock.h"
 #include "grpcpp/create_channel.h"
 #include "gtest/gtest.h"
+#include "modeldist/v1/artifact.grpc.pb.h"
 #include "modeldist/v1/manifest.grpc.pb.h"
 #include "tests/e2e/server_process.h"
 #include "tests/testing/test_util.h"
@@ -53,6 +59,29 @@ std::string ReadAll(const std::string& path) {
   buffer << in.rdbuf();
   return buffer.str();
 }
+
+// Writes `contents` into the FIFO at `path` from a thread, once a reader has opened it (within
+// a minute; then it gives up, so that a failing test does not hang). Joined on destruction.
+class FifoWriter {
+ public:
+  FifoWriter(std::string path, std::string contents)
+      : thread_([path = std::move(path), contents = std::move(contents)] {
+          int fd = -1;
+          // O_NONBLOCK: ENXIO until a reader has the FIFO open, instead of blocking forever.
+          for (int i = 0; i < 6000 && fd < 0; ++i) {
+            fd = ::open(path.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+            if (fd < 0) ::usleep(10000);
+          }
+          if (fd < 0) return;
+          ::fcntl(fd, F_SETFL, 0);  // Blocking writes from here on.
+          WriteAll(fd, contents.data(), contents.size()).IgnoreError();
+          ::close(fd);
+        }) {}
+  ~FifoWriter() { thread_.join(); }
+
+ private:
+  std::thread thread_;
+};
 
 struct CtlRun {
   int code = -1;
@@ -89,6 +118,13 @@ class CtlE2eTest : public ::testing::Test {
   // of the same name).
   CtlRun Ctl(std::vector<std::string> args, std::map<std::string, std::string> env = {},
              bool with_token_file = true) {
+    return WaitCtl(StartCtl(std::move(args), std::move(env), with_token_file));
+  }
+
+  // Ctl in two halves, for a test that does something while the command runs. Returns the
+  // child's pid, or -1 after a test failure.
+  pid_t StartCtl(std::vector<std::string> args, std::map<std::string, std::string> env = {},
+                 bool with_token_file = true) {
     std::vector<std::string> argv_strings = {CtlBinary(), "--server", server_->address()};
     if (with_token_file) argv_strings.insert(argv_strings.end(), {"--token-file", Token()});
     argv_strings.insert(argv_strings.end(), args.begin(), args.end());
@@ -107,31 +143,37 @@ class CtlE2eTest : public ::testing::Test {
     for (std::string& e : env_strings) envp.push_back(e.data());
     envp.push_back(nullptr);
 
-    std::string out_path = dir_.Join("ctl.out");
-    std::string err_path = dir_.Join("ctl.err");
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);
     posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, out_path.c_str(),
+    posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, OutPath().c_str(),
                                      O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, err_path.c_str(),
+    posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, ErrPath().c_str(),
                                      O_WRONLY | O_CREAT | O_TRUNC, 0644);
     pid_t pid = -1;
     int err = ::posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), envp.data());
     posix_spawn_file_actions_destroy(&actions);
-    CtlRun run;
     if (err != 0) {
       ADD_FAILURE() << "cannot start " << argv[0] << ": " << strerror(err);
-      return run;
+      return -1;
     }
+    return pid;
+  }
+
+  CtlRun WaitCtl(pid_t pid) {
+    CtlRun run;
+    if (pid < 0) return run;
     int status = 0;
     while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
     }
     run.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    run.out = ReadAll(out_path);
-    run.err = ReadAll(err_path);
+    run.out = ReadAll(OutPath());
+    run.err = ReadAll(ErrPath());
     return run;
   }
+
+  std::string OutPath() const { return dir_.Join("ctl.out"); }
+  std::string ErrPath() const { return dir_.Join("ctl.err"); }
 
   std::vector<std::string> PublishArgs(const std::string& version) const {
     return {"publish", "--model", "e2e-model", "--version", version,  "--platform", "macos",
@@ -139,6 +181,46 @@ class CtlE2eTest : public ::testing::Test {
   }
 
   std::string Token() const { return dir_.Join("token"); }
+
+  // What a device of `platform`/`arch` on `tier` gets: a manifest that verifies against the
+  // server's trust root and names `digest`, and bytes (ArtifactService.Read) that are
+  // `contents` and hash to it.
+  void ExpectDeviceGets(const std::string& tier, v1::Platform platform, v1::Arch arch,
+                        const std::string& digest, const std::string& contents) {
+    auto channel = grpc::CreateChannel(server_->address(), grpc::InsecureChannelCredentials());
+    absl::StatusOr<v1::SignedTrustRoot> signed_root = FetchTrustRoot(channel, 1);
+    ASSERT_THAT(signed_root, IsOk());
+    absl::StatusOr<v1::TrustRoot> root = VerifyFirstRoot(*signed_root);
+    ASSERT_THAT(root, IsOk());
+    v1::GetManifestRequest request;
+    request.set_tier(tier);
+    request.set_platform(platform);
+    request.set_arch(arch);
+    grpc::ClientContext context;
+    v1::SignedManifest signed_manifest;
+    grpc::Status status =
+        v1::ManifestService::NewStub(channel)->GetManifest(&context, request, &signed_manifest);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    absl::StatusOr<v1::Manifest> manifest = VerifyManifest(*root, signed_manifest);
+    ASSERT_THAT(manifest, IsOk());
+    EXPECT_EQ(manifest->artifact().digest(), digest);
+    EXPECT_EQ(manifest->artifact().size_bytes(), static_cast<int64_t>(contents.size()));
+
+    v1::ReadRequest read;
+    read.set_digest(digest);
+    grpc::ClientContext read_context;
+    auto reader = v1::ArtifactService::NewStub(channel)->Read(&read_context, read);
+    Sha256 hash;
+    std::string got;
+    v1::ReadResponse chunk;
+    while (reader->Read(&chunk)) {
+      hash.Update(chunk.data());
+      got += chunk.data();
+    }
+    ASSERT_TRUE(reader->Finish().ok());
+    EXPECT_EQ(FormatDigest(hash.FinishHex()), digest);
+    EXPECT_TRUE(got == contents) << "the served bytes differ from the published ones";
+  }
 
   std::unique_ptr<RegistryClient> Client() const {
     return std::make_unique<RegistryClient>(
@@ -324,8 +406,12 @@ TEST_F(CtlE2eTest, InterruptedPublishResumesWithTheRemainder) {
   ASSERT_THAT(Publish(*client, Spec("2.0"), capped, &first),
               StatusIs(absl::StatusCode::kAborted, _));
   EXPECT_EQ(first.BytesSent(), kCap);
+  EXPECT_FALSE(first.version_created);  // Declared only once the file is uploaded and hashed.
+  // The session the command line will find: its id follows the file's identity.
+  absl::StatusOr<HashingFileReader> file = HashingFileReader::Open(file_);
+  ASSERT_THAT(file, IsOk());
   v1::QueryUploadRequest query;
-  query.set_digest(digest_);
+  query.set_upload_id(UploadIdFor(*file));
   absl::StatusOr<v1::QueryUploadResponse> progress = client->QueryUpload(query);
   ASSERT_THAT(progress, IsOk());
   ASSERT_GT(progress->committed_size(), 0);
@@ -337,19 +423,15 @@ TEST_F(CtlE2eTest, InterruptedPublishResumesWithTheRemainder) {
   ASSERT_EQ(rerun.code, 0) << rerun.err;
   EXPECT_THAT(rerun.out, HasSubstr(absl::StrCat("\"resumedFrom\":", committed, ",")));
   EXPECT_THAT(rerun.out, HasSubstr(absl::StrCat("\"bytesSent\":", kFileSize - committed, ",")));
-  EXPECT_THAT(rerun.err, HasSubstr("resuming draft models/e2e-model/versions/2.0"));
+  // The committed prefix was read again only to hash it: each byte once in this run.
+  EXPECT_THAT(rerun.out, HasSubstr(absl::StrCat("\"bytesRead\":", kFileSize, "}")));
+  EXPECT_THAT(rerun.err,
+              HasSubstr(absl::StrCat("resumed the upload of ", file_, " at byte ", committed)));
   EXPECT_THAT(Ctl({"show", "e2e-model", "2.0"}).out, HasSubstr("state:      PUBLISHED"));
 }
 
 TEST_F(CtlE2eTest, UploadSurvivesAServerRestartMidStream) {
   std::unique_ptr<RegistryClient> client = Client();
-  // Declare the draft without sending anything.
-  PublishOptions declare;
-  declare.upload.max_bytes_to_send = 0;
-  PublishResult declared;
-  ASSERT_THAT(Publish(*client, Spec("3.0"), declare, &declared),
-              StatusIs(absl::StatusCode::kAborted, _));
-
   // Kill the server once 1 MiB is on the wire, and bring it back on the same port.
   const std::string address = server_->address();
   const std::string port = std::to_string(server_->port());
@@ -371,17 +453,108 @@ TEST_F(CtlE2eTest, UploadSurvivesAServerRestartMidStream) {
         std::vector<std::string>{"--listen", absl::StrCat("127.0.0.1:", port)});
     ASSERT_TRUE(server_->Start());
   };
+  absl::StatusOr<HashingFileReader> file = HashingFileReader::Open(file_);
+  ASSERT_THAT(file, IsOk());
   ArtifactUploader uploader(client.get(), options);
   UploadStats stats;
-  ASSERT_THAT(uploader.Upload(file_, digest_, kFileSize, &stats), IsOk());
+  absl::StatusOr<FileDigest> uploaded = uploader.Upload(*file, UploadIdFor(*file), &stats);
+  ASSERT_THAT(uploaded, IsOk());
+  EXPECT_EQ(FormatDigest(uploaded->hex), digest_);
   EXPECT_TRUE(restarted);
   EXPECT_GE(retries, 1);
   EXPECT_GE(stats.streams, 2);
   ASSERT_EQ(server_->address(), address);
 
+  // The stored session is found by the command line (the same file, so the same session):
+  // it only hashes the file, sends nothing, and declares, publishes and binds.
   CtlRun finish = Ctl(PublishArgs("3.0"));
   ASSERT_EQ(finish.code, 0) << finish.err;
   EXPECT_THAT(finish.out, HasSubstr("(bytes already on the server)"));
+  EXPECT_THAT(finish.out, HasSubstr(digest_));
+}
+
+// Publishes from named pipes, which can be read only once: publish succeeding proves that it
+// hashes while it uploads. The published artifact is then checked as a device would: a
+// manifest verified against the server's trust root, bytes that hash to its digest.
+TEST_F(CtlE2eTest, PublishFromANamedPipeReadsItOnceAndTheArtifactVerifies) {
+  const std::string fifo = dir_.Join("model.fifo");
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  {
+    FifoWriter writer(fifo, contents_);
+    CtlRun publish =
+        Ctl({"publish", "--model", "e2e-model", "--version", "6.0", "--platform", "linux", "--arch",
+             "x86_64", "--format", "gguf", "--tier", "pipes", fifo});
+    ASSERT_EQ(publish.code, 0) << publish.err;
+    EXPECT_EQ(publish.out,
+              absl::StrCat("published models/e2e-model/versions/6.0 digest ", digest_, " size ",
+                           kFileSize, " (3.15 MB) tier pipes/stable sequence 1 (sent ", kFileSize,
+                           " bytes)\n"));
+  }
+  ExpectDeviceGets("pipes", v1::PLATFORM_LINUX, v1::ARCH_X86_64, digest_, contents_);
+
+  // The multi-artifact form: a pipe next to a regular file, each read once.
+  const std::string other = modeldist::testing::RandomBytes((1 << 20) + 5, 44);
+  const std::string other_digest = FormatDigest(Sha256::HexOf(other));
+  CtlRun both;
+  {
+    FifoWriter writer(fifo, other);
+    both = Ctl({"--json", "publish", "--model", "e2e-model", "--version", "7.0", "--tier", "pipes",
+                absl::StrCat("linux/arm64/gguf=", fifo), absl::StrCat("macos/arm64/gguf=", file_)});
+  }
+  ASSERT_EQ(both.code, 0) << both.err;
+  EXPECT_THAT(both.out, HasSubstr(absl::StrCat(
+                            "\"file\":\"", fifo, "\",\"digest\":\"", other_digest,
+                            "\",\"sizeBytes\":", other.size(),
+                            ",\"upload\":{\"resumedFrom\":0,\"bytesSent\":", other.size(),
+                            ",\"alreadyComplete\":false,", "\"bytesRead\":", other.size(), "}")));
+  EXPECT_THAT(both.out, HasSubstr(absl::StrCat(
+                            "\"file\":\"", file_, "\",\"digest\":\"", digest_, "\",\"sizeBytes\":",
+                            kFileSize, ",\"upload\":{\"resumedFrom\":0,\"bytesSent\":", kFileSize,
+                            ",\"alreadyComplete\":false,", "\"bytesRead\":", kFileSize, "}")));
+  ExpectDeviceGets("pipes", v1::PLATFORM_LINUX, v1::ARCH_ARM64, other_digest, other);
+  ExpectDeviceGets("pipes", v1::PLATFORM_MACOS, v1::ARCH_ARM64, digest_, contents_);
+}
+
+// The command line killed (SIGKILL) half way through an upload: the same command again
+// resumes where the server stopped, reading the committed prefix once more only to hash it.
+TEST_F(CtlE2eTest, KilledPublishResumesWhereTheServerStopped) {
+  const int64_t size = 48 << 20;
+  const std::string contents = modeldist::testing::RandomBytes(static_cast<size_t>(size), 45);
+  const std::string big = dir_.Join("big.gguf");
+  std::ofstream(big, std::ios::binary) << contents;
+  const std::vector<std::string> args = {
+      "--json", "publish", "--model",  "e2e-model", "--version", "8.0", "--platform", "linux",
+      "--arch", "x86_64",  "--format", "gguf",      "--tier",    "big", big};
+  pid_t pid = StartCtl(args);
+  ASSERT_GT(pid, 0);
+  // Kill it once the server holds 4 MiB of the session.
+  const std::string uploads = dir_.Join("data/uploads");
+  bool killed = false;
+  for (int i = 0; i < 60000 && !killed; ++i) {
+    for (const auto& entry : std::filesystem::directory_iterator(uploads)) {
+      if (absl::EndsWith(entry.path().string(), ".partial") && entry.file_size() >= (4 << 20)) {
+        killed = ::kill(pid, SIGKILL) == 0;
+        break;
+      }
+    }
+    if (!killed) ::usleep(1000);
+  }
+  CtlRun first = WaitCtl(pid);
+  ASSERT_TRUE(killed) << "the upload ended before it could be interrupted: " << first.out;
+  ASSERT_EQ(first.code, 128 + SIGKILL);
+
+  CtlRun rerun = Ctl(args);
+  ASSERT_EQ(rerun.code, 0) << rerun.err;
+  const std::string key = "\"resumedFrom\":";
+  const size_t at = rerun.out.find(key);
+  ASSERT_NE(at, std::string::npos) << rerun.out;
+  const int64_t resumed = std::stoll(rerun.out.substr(at + key.size()));
+  EXPECT_GE(resumed, 4 << 20);
+  EXPECT_LT(resumed, size);
+  EXPECT_THAT(rerun.out, HasSubstr(absl::StrCat("\"bytesSent\":", size - resumed, ",")));
+  EXPECT_THAT(rerun.out, HasSubstr(absl::StrCat("\"bytesRead\":", size, "}")));
+  ExpectDeviceGets("big", v1::PLATFORM_LINUX, v1::ARCH_X86_64,
+                   FormatDigest(Sha256::HexOf(contents)), contents);
 }
 
 // The fleet commands against the real server: a staged rollout, pins that beat it, the audit

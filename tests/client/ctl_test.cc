@@ -12,6 +12,7 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -21,6 +22,7 @@
 #include "client/modeldistctl/commands.h"
 #include "client/modeldistctl/enums.h"
 #include "client/modeldistctl/errors.h"
+#include "client/modeldistctl/hashing_file_reader.h"
 #include "client/modeldistctl/progress.h"
 #include "client/modeldistctl/publish.h"
 #include "client/modeldistctl/registry_client.h"
@@ -29,6 +31,7 @@
 #include "common/ed25519.h"
 #include "common/file_util.h"
 #include "common/flags.h"
+#include "common/names.h"
 #include "common/status.h"
 #include "common/trust.h"
 #include "gmock/gmock.h"
@@ -727,6 +730,13 @@ TEST(ProgressTest, LineShowsPercentRateAndEtaOfThisRunOnly) {
   EXPECT_THAT(FormatProgressLine("x", 0, 10, 10, absl::Seconds(1)), HasSubstr("100.0%"));
 }
 
+TEST(ProgressTest, APipeOfUnknownSizeShowsAmountAndRateOnly) {
+  EXPECT_EQ(FormatProgressLine("uploading", 0, 21'000'000, -1, absl::Seconds(2)),
+            "uploading 21.0 MB  10.5 MB/s");
+  EXPECT_EQ(FormatProgressLine("uploading", 0, 0, -1, absl::ZeroDuration()),
+            "uploading 0 B  -- MB/s");
+}
+
 TEST(ProgressTest, MeterRedrawsInPlaceAtMostEveryIntervalAndClearsAtTheEnd) {
   absl::Time now = absl::FromUnixSeconds(1000);
   std::ostringstream out;
@@ -753,9 +763,10 @@ TEST(ProgressTest, MeterRedrawsInPlaceAtMostEveryIntervalAndClearsAtTheEnd) {
 
 // --- Fake RegistryService --------------------------------------------------------------------
 
-// Just enough of RegistryService for publish (models, versions, uploads, tiers) and for the
-// fleet commands (rollouts, pins, audit log, key changes). Faults are injected per test: drop
-// the next WriteArtifact stream after N bytes, fail QueryUpload, or fail the Nth PinDevices.
+// Just enough of RegistryService for publish (models, versions, upload sessions, tiers) and for
+// the fleet commands (rollouts, pins, audit log, key changes). Faults are injected per test:
+// drop the next WriteArtifact stream after N bytes, corrupt a byte on its way in, fail
+// QueryUpload, or fail the Nth PinDevices.
 // Every call's `x-modeldist-actor` is recorded; the calls that change something also append
 // it to the audit log, as the real server does.
 class FakeRegistry final : public v1::RegistryService::Service {
@@ -770,6 +781,17 @@ class FakeRegistry final : public v1::RegistryService::Service {
   void DropNextStreamAfter(int64_t bytes) {
     std::lock_guard<std::mutex> lock(mu_);
     drop_after_ = bytes;
+  }
+  // The next byte received is flipped, as a bad link or disk would, so the session's digest
+  // cannot match.
+  void CorruptNextByte() {
+    std::lock_guard<std::mutex> lock(mu_);
+    corrupt_next_byte_ = true;
+  }
+  // What the upload session `id` holds, committed (not yet finished).
+  std::string session_data(const std::string& id) {
+    std::lock_guard<std::mutex> lock(mu_);
+    return sessions_[id].data;
   }
   // The next `n` QueryUpload calls fail with UNAVAILABLE.
   void FailQueries(int n) {
@@ -791,6 +813,10 @@ class FakeRegistry final : public v1::RegistryService::Service {
   v1::Version version(const std::string& name) {
     std::lock_guard<std::mutex> lock(mu_);
     return versions_[name];
+  }
+  bool has_version(const std::string& name) {
+    std::lock_guard<std::mutex> lock(mu_);
+    return versions_.count(name) > 0;
   }
   // The `x-modeldist-actor` of every call so far ("<none>" when absent), in order.
   std::vector<std::string> actors() {
@@ -859,9 +885,13 @@ class FakeRegistry final : public v1::RegistryService::Service {
     auto it = versions_.find(request->name());
     if (it == versions_.end()) return grpc::Status(grpc::NOT_FOUND, request->name());
     *response = it->second;
+    for (v1::Artifact& a : *response->mutable_artifacts()) {
+      a.set_uploaded(blobs_[a.digest()].complete);
+    }
     return grpc::Status::OK;
   }
 
+  // Upload sessions only: modeldistctl uploads nothing by digest.
   grpc::Status QueryUpload(grpc::ServerContext* context, const v1::QueryUploadRequest* request,
                            v1::QueryUploadResponse* response) override {
     std::lock_guard<std::mutex> lock(mu_);
@@ -870,10 +900,15 @@ class FakeRegistry final : public v1::RegistryService::Service {
       --failing_queries_;
       return grpc::Status(grpc::UNAVAILABLE, "injected");
     }
-    auto it = blobs_.find(request->digest());
-    if (it == blobs_.end()) return grpc::Status(grpc::NOT_FOUND, "undeclared");
-    response->set_committed_size(static_cast<int64_t>(it->second.data.size()));
-    response->set_complete(it->second.complete);
+    if (request->upload_id().empty()) return grpc::Status(grpc::INVALID_ARGUMENT, "upload_id");
+    const Session& session = sessions_[request->upload_id()];
+    if (!session.digest.empty()) {
+      response->set_committed_size(blobs_[session.digest].size);
+      response->set_complete(true);
+      response->set_digest(session.digest);
+    } else {
+      response->set_committed_size(static_cast<int64_t>(session.data.size()));
+    }
     return grpc::Status::OK;
   }
 
@@ -884,29 +919,50 @@ class FakeRegistry final : public v1::RegistryService::Service {
     if (!Authorized(context)) return Unauthenticated();
     ++write_streams_;
     v1::WriteArtifactRequest request;
-    std::string digest;
+    std::string id;
+    int64_t declared_size = 0;
     int64_t drop_after = drop_after_;
     drop_after_ = -1;
     int64_t received = 0;
     while (reader->Read(&request)) {
-      if (digest.empty()) digest = request.digest();
-      auto it = blobs_.find(digest);
-      if (it == blobs_.end()) return grpc::Status(grpc::NOT_FOUND, "undeclared");
-      Blob& blob = it->second;
-      if (request.write_offset() != static_cast<int64_t>(blob.data.size())) {
+      if (id.empty()) {
+        id = request.upload_id();
+        declared_size = request.size_bytes();
+        if (id.empty()) return grpc::Status(grpc::INVALID_ARGUMENT, "upload_id is required");
+      }
+      Session& session = sessions_[id];
+      if (!session.digest.empty()) {
+        if (request.finish_write() && request.digest() == session.digest) {
+          response->set_committed_size(blobs_[session.digest].size);
+          return grpc::Status::OK;
+        }
+        return grpc::Status(grpc::ALREADY_EXISTS, "session finished");
+      }
+      if (request.write_offset() != static_cast<int64_t>(session.data.size())) {
         return grpc::Status(grpc::INVALID_ARGUMENT, "write_offset is not the committed size");
       }
-      blob.data += request.data();
-      received += static_cast<int64_t>(request.data().size());
-      bytes_received_ += static_cast<int64_t>(request.data().size());
-      response->set_committed_size(static_cast<int64_t>(blob.data.size()));
+      std::string data = request.data();
+      if (corrupt_next_byte_ && !data.empty()) {
+        data[0] ^= 0x01;
+        corrupt_next_byte_ = false;
+      }
+      session.data += data;
+      received += static_cast<int64_t>(data.size());
+      bytes_received_ += static_cast<int64_t>(data.size());
+      response->set_committed_size(static_cast<int64_t>(session.data.size()));
       if (request.finish_write()) {
-        if (static_cast<int64_t>(blob.data.size()) != blob.size ||
-            FormatDigest(Sha256::HexOf(blob.data)) != digest) {
-          blob.data.clear();
+        const int64_t size = static_cast<int64_t>(session.data.size());
+        if ((declared_size > 0 && size != declared_size) ||
+            FormatDigest(Sha256::HexOf(session.data)) != request.digest()) {
+          session = Session();
           return grpc::Status(grpc::DATA_LOSS, "digest mismatch");
         }
+        Blob& blob = blobs_[request.digest()];
+        blob.data = std::move(session.data);
+        blob.size = size;
         blob.complete = true;
+        session = Session{.data = "", .digest = request.digest()};
+        response->set_digest(request.digest());
         return grpc::Status::OK;
       }
       if (drop_after >= 0 && received >= drop_after) {
@@ -1176,6 +1232,12 @@ class FakeRegistry final : public v1::RegistryService::Service {
   std::set<std::string> models_;
   std::map<std::string, v1::Version> versions_;
   std::map<std::string, Blob> blobs_;
+  struct Session {
+    std::string data;    // Committed bytes, until finished.
+    std::string digest;  // Set once finished: the blob it became.
+  };
+  std::map<std::string, Session> sessions_;
+  bool corrupt_next_byte_ = false;
   int64_t drop_after_ = -1;
   int failing_queries_ = 0;
   int write_streams_ = 0;
@@ -1279,10 +1341,28 @@ class FakeServerTest : public ::testing::Test {
     return options;
   }
 
-  // Declares the file's artifact, as publish's first steps would.
-  void Declare() {
-    ASSERT_THAT(Publish(*client_, Spec(), PublishOptions{.upload = WithCap(0)}, &ignored_),
-                StatusIs(absl::StatusCode::kAborted, HasSubstr("byte cap")));
+  // A DRAFT of `spec`'s model and version declaring the GGUF file alone, as another client
+  // (or an older modeldistctl, which declared before uploading) could leave it.
+  void DeclareDraft(const PublishSpec& spec) {
+    v1::CreateModelRequest model;
+    model.set_model_id(spec.model_id);
+    ASSERT_THAT(client_->CreateModel(model), IsOk());
+    v1::CreateVersionRequest version;
+    version.set_parent(absl::StrCat("models/", spec.model_id));
+    version.set_version_id(spec.version_id);
+    v1::Artifact* a = version.add_artifacts();
+    a->set_platform(v1::PLATFORM_MACOS);
+    a->set_arch(v1::ARCH_X86_64);
+    a->set_format(v1::FORMAT_GGUF);
+    a->set_digest(digest_);
+    a->set_size_bytes(kFileSize);
+    ASSERT_THAT(client_->CreateVersion(version), IsOk());
+  }
+  // The model file, opened for an upload as publish opens it.
+  HashingFileReader OpenFile() {
+    absl::StatusOr<HashingFileReader> file = HashingFileReader::Open(path_);
+    EXPECT_THAT(file, IsOk());
+    return *std::move(file);
   }
   UploadOptions WithCap(int64_t cap) {
     UploadOptions options = FastUpload();
@@ -1323,92 +1403,171 @@ class FakeServerTest : public ::testing::Test {
   PublishResult ignored_;
 };
 
-TEST_F(FakeServerTest, UploadSendsTheFileOnceInChunks) {
-  Declare();
+constexpr char kUploadId[] = "ctl-test-0123456789abcdef";
+
+TEST_F(FakeServerTest, UploadReadsTheFileOnceHashingItAsItSends) {
+  HashingFileReader file = OpenFile();
   ArtifactUploader uploader(client_.get(), FastUpload());
   UploadStats stats;
-  ASSERT_THAT(uploader.Upload(path_, digest_, kFileSize, &stats), IsOk());
+  absl::StatusOr<FileDigest> uploaded = uploader.Upload(file, kUploadId, &stats);
+  ASSERT_THAT(uploaded, IsOk());
+  EXPECT_EQ(FormatDigest(uploaded->hex), digest_);
+  EXPECT_EQ(uploaded->size, kFileSize);
   EXPECT_EQ(fake_.blob(digest_).data, contents_);
   EXPECT_TRUE(fake_.blob(digest_).complete);
   EXPECT_EQ(stats.resumed_from, 0);
   EXPECT_EQ(stats.bytes_sent, kFileSize);
+  EXPECT_EQ(stats.bytes_read, kFileSize);  // One pass: hashing did not read it again.
   EXPECT_EQ(stats.streams, 1);
   EXPECT_TRUE(sleeps_.empty());
 }
 
 TEST_F(FakeServerTest, DroppedStreamIsRetriedFromTheCommittedSize) {
-  Declare();
   fake_.DropNextStreamAfter(2 << 20);
+  HashingFileReader file = OpenFile();
   ArtifactUploader uploader(client_.get(), FastUpload());
   UploadStats stats;
-  ASSERT_THAT(uploader.Upload(path_, digest_, kFileSize, &stats), IsOk());
+  absl::StatusOr<FileDigest> uploaded = uploader.Upload(file, kUploadId, &stats);
+  ASSERT_THAT(uploaded, IsOk());
+  EXPECT_EQ(FormatDigest(uploaded->hex), digest_);
   EXPECT_EQ(fake_.blob(digest_).data, contents_);
   EXPECT_EQ(stats.streams, 2);
   ASSERT_EQ(sleeps_.size(), 1u);
   EXPECT_EQ(sleeps_[0], RetryPolicy().initial_backoff);
-  // The server received each byte once: the retry resumed instead of starting over.
+  // The server received each byte once: the retry resumed instead of starting over. Only
+  // what was in flight when the stream broke may have been read from the file again.
   EXPECT_EQ(fake_.bytes_received(), kFileSize);
+  EXPECT_GE(stats.bytes_read, kFileSize);
+  EXPECT_LE(stats.bytes_read, stats.bytes_sent + (1 << 20));  // Resent bytes, one message.
 }
 
 TEST_F(FakeServerTest, GivesUpAfterMaxAttemptsWithoutProgress) {
-  Declare();
-  int streams_before = fake_.write_streams();
   fake_.FailQueries(100);
   UploadOptions options = FastUpload();
   options.retry.max_attempts = 3;
+  HashingFileReader file = OpenFile();
   ArtifactUploader uploader(client_.get(), options);
   UploadStats stats;
-  EXPECT_THAT(uploader.Upload(path_, digest_, kFileSize, &stats),
+  EXPECT_THAT(uploader.Upload(file, kUploadId, &stats),
               StatusIs(absl::StatusCode::kUnavailable, HasSubstr("gave up after 3 attempts")));
   ASSERT_EQ(sleeps_.size(), 2u);
   EXPECT_EQ(sleeps_[1], 2 * sleeps_[0]);
-  EXPECT_EQ(fake_.write_streams(), streams_before);
+  EXPECT_EQ(fake_.write_streams(), 0);
+  EXPECT_EQ(stats.bytes_read, 0);
 }
 
-TEST_F(FakeServerTest, NonRetryableErrorsAreNotRetried) {
-  Declare();
-  // A file that changed after it was hashed: same size, other bytes.
-  WriteFile(path_, modeldist::testing::RandomBytes(kFileSize, 8));
+TEST_F(FakeServerTest, DigestMismatchAtTheServerIsNotRetried) {
+  // A byte damaged on its way in: the server's hash cannot match the digest sent.
+  fake_.CorruptNextByte();
+  HashingFileReader file = OpenFile();
   ArtifactUploader uploader(client_.get(), FastUpload());
   UploadStats stats;
-  EXPECT_THAT(uploader.Upload(path_, digest_, kFileSize, &stats),
+  EXPECT_THAT(uploader.Upload(file, kUploadId, &stats),
               StatusIs(absl::StatusCode::kDataLoss, HasSubstr("digest mismatch")));
   EXPECT_TRUE(sleeps_.empty());
   EXPECT_EQ(stats.streams, 1);
+  EXPECT_FALSE(fake_.blob(digest_).complete);
 }
 
-TEST_F(FakeServerTest, FileThatChangedSizeIsALocalError) {
-  Declare();
-  WriteFile(path_, "short");
-  ArtifactUploader uploader(client_.get(), FastUpload());
+TEST_F(FakeServerTest, FileThatChangesDuringTheUploadIsALocalErrorAndNeverFinished) {
+  UploadOptions options = FastUpload();
+  bool changed = false;
+  options.on_progress = [&](int64_t position) {
+    if (changed || position < (1 << 20)) return;
+    changed = true;
+    std::ofstream(path_, std::ios::binary | std::ios::app) << "more";
+  };
+  HashingFileReader file = OpenFile();
+  ArtifactUploader uploader(client_.get(), options);
   UploadStats stats;
-  absl::Status status = uploader.Upload(path_, digest_, kFileSize, &stats);
-  EXPECT_EQ(ExitCodeFor(status), kExitLocal);
-  EXPECT_EQ(stats.streams, 0);
+  absl::StatusOr<FileDigest> uploaded = uploader.Upload(file, kUploadId, &stats);
+  EXPECT_THAT(uploaded, StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("changed")));
+  EXPECT_EQ(ExitCodeFor(uploaded.status()), kExitLocal);
+  EXPECT_TRUE(changed);
+  EXPECT_TRUE(sleeps_.empty());
+  // Bytes went out (the stream was cancelled, so maybe not all arrived), but no finish_write
+  // vouched for them.
+  EXPECT_FALSE(fake_.blob(digest_).complete);
+  EXPECT_TRUE(absl::StartsWith(contents_, fake_.session_data(kUploadId)));
 }
 
-TEST_F(FakeServerTest, ByteCapStopsAndASecondUploadSendsOnlyTheRest) {
-  Declare();
+TEST_F(FakeServerTest, ByteCapStopsAndAResumeReadsThePrefixOnlyToHashIt) {
+  HashingFileReader first_run = OpenFile();
   ArtifactUploader capped(client_.get(), WithCap(3 << 20));
   UploadStats first;
-  EXPECT_THAT(capped.Upload(path_, digest_, kFileSize, &first),
-              StatusIs(absl::StatusCode::kAborted, _));
+  EXPECT_THAT(capped.Upload(first_run, kUploadId, &first), StatusIs(absl::StatusCode::kAborted, _));
   EXPECT_EQ(first.bytes_sent, 3 << 20);
-  EXPECT_EQ(static_cast<int64_t>(fake_.blob(digest_).data.size()), 3 << 20);
-  EXPECT_FALSE(fake_.blob(digest_).complete);
+  EXPECT_EQ(first.bytes_read, 3 << 20);
+  EXPECT_EQ(fake_.session_data(kUploadId), contents_.substr(0, 3 << 20));
 
+  // A new run (a new reader, as after a restart) hashes the 3 MiB the server holds, then
+  // sends only the rest.
+  HashingFileReader second_run = OpenFile();
   ArtifactUploader rest(client_.get(), FastUpload());
   UploadStats second;
-  ASSERT_THAT(rest.Upload(path_, digest_, kFileSize, &second), IsOk());
+  ASSERT_THAT(rest.Upload(second_run, kUploadId, &second), IsOk());
   EXPECT_EQ(second.resumed_from, 3 << 20);
   EXPECT_EQ(second.bytes_sent, kFileSize - (3 << 20));
+  EXPECT_EQ(second.bytes_read, kFileSize);
   EXPECT_EQ(fake_.blob(digest_).data, contents_);
 
-  // Once stored, nothing more is sent.
+  // Once finished, nothing more is sent; the file is hashed to check it is what was stored.
+  HashingFileReader third_run = OpenFile();
   UploadStats third;
-  ASSERT_THAT(rest.Upload(path_, digest_, kFileSize, &third), IsOk());
+  absl::StatusOr<FileDigest> again = rest.Upload(third_run, kUploadId, &third);
+  ASSERT_THAT(again, IsOk());
+  EXPECT_EQ(FormatDigest(again->hex), digest_);
   EXPECT_TRUE(third.already_complete);
   EXPECT_EQ(third.bytes_sent, 0);
+  EXPECT_EQ(third.bytes_read, kFileSize);
+  EXPECT_EQ(fake_.bytes_received(), kFileSize);
+}
+
+TEST_F(FakeServerTest, AFinishedSessionOfOtherBytesIsALocalError) {
+  HashingFileReader file = OpenFile();
+  ArtifactUploader uploader(client_.get(), FastUpload());
+  UploadStats stats;
+  ASSERT_THAT(uploader.Upload(file, kUploadId, &stats), IsOk());
+  // Same size, other bytes, and the session id of the old file (as if the modification time
+  // had been forged back).
+  WriteFile(path_, modeldist::testing::RandomBytes(kFileSize, 8));
+  HashingFileReader changed = OpenFile();
+  UploadStats again;
+  absl::StatusOr<FileDigest> status = uploader.Upload(changed, kUploadId, &again);
+  EXPECT_THAT(status, StatusIs(absl::StatusCode::kFailedPrecondition,
+                               AllOf(HasSubstr(digest_), HasSubstr("touch it"))));
+  EXPECT_EQ(ExitCodeFor(status.status()), kExitLocal);
+}
+
+TEST_F(FakeServerTest, PipesAreReadOnceAndUploadedWithoutADeclaredSize) {
+  const std::string fifo = dir_.Join("model.fifo");
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  std::thread writer([&] { std::ofstream(fifo, std::ios::binary) << contents_; });
+  absl::StatusOr<HashingFileReader> file = HashingFileReader::Open(fifo);
+  ASSERT_THAT(file, IsOk());
+  EXPECT_TRUE(file->is_pipe());
+  EXPECT_EQ(file->size(), -1);
+  const std::string id = UploadIdFor(*file);
+  EXPECT_THAT(ValidateUploadId("upload_id", id), IsOk());
+  ArtifactUploader uploader(client_.get(), FastUpload());
+  UploadStats stats;
+  absl::StatusOr<FileDigest> uploaded = uploader.Upload(*file, id, &stats);
+  writer.join();
+  ASSERT_THAT(uploaded, IsOk());
+  EXPECT_EQ(FormatDigest(uploaded->hex), digest_);
+  EXPECT_EQ(uploaded->size, kFileSize);
+  EXPECT_EQ(fake_.blob(digest_).data, contents_);
+  EXPECT_EQ(stats.bytes_read, kFileSize);
+}
+
+TEST_F(FakeServerTest, UploadIdsFollowTheFilesIdentity) {
+  const std::string id = UploadIdFor(OpenFile());
+  EXPECT_THAT(ValidateUploadId("upload_id", id), IsOk());
+  EXPECT_TRUE(absl::StartsWith(id, "ctl-"));
+  EXPECT_EQ(UploadIdFor(OpenFile()), id);  // The same, unchanged file: resume.
+  EXPECT_NE(UploadIdFor(*HashingFileReader::Open(zip_path_)), id);
+  WriteFile(path_, contents_ + "x");
+  EXPECT_NE(UploadIdFor(OpenFile()), id);  // Changed: a new session.
 }
 
 TEST_F(FakeServerTest, WrongTokenIsUnauthenticatedAndNotRetried) {
@@ -1435,14 +1594,17 @@ TEST_F(FakeServerTest, PublishCreatesUploadsPublishesAndBindsTheTier) {
   EXPECT_EQ(result.binding.version(), "models/llama/versions/1.0");
   EXPECT_EQ(result.binding.sequence(), 1);
   EXPECT_EQ(fake_.blob(digest_).data, contents_);
+  EXPECT_EQ(result.artifacts[0].upload.bytes_read, kFileSize);  // Hashed while it was sent.
   EXPECT_EQ(log.str(), "");  // Not a terminal, nothing unusual: no notes, no progress.
 }
 
-TEST_F(FakeServerTest, RerunAfterAnInterruptionResumesTheDraft) {
+TEST_F(FakeServerTest, RerunAfterAnInterruptionResumesTheUpload) {
   PublishResult first;
   EXPECT_THAT(Publish(*client_, Spec(), PublishOptions{.upload = WithCap(2 << 20)}, &first),
               StatusIs(absl::StatusCode::kAborted, _));
-  EXPECT_EQ(fake_.version("models/llama/versions/1.0").state(), v1::Version::DRAFT);
+  // The version is declared with its digests, which are known only once the files are read.
+  EXPECT_FALSE(first.version_created);
+  EXPECT_FALSE(fake_.has_version("models/llama/versions/1.0"));
 
   std::ostringstream log;
   PublishResult second;
@@ -1450,11 +1612,15 @@ TEST_F(FakeServerTest, RerunAfterAnInterruptionResumesTheDraft) {
       Publish(*client_, Spec(), PublishOptions{.upload = FastUpload(), .log = &log}, &second),
       IsOk());
   EXPECT_FALSE(second.model_created);
-  EXPECT_FALSE(second.version_created);
+  EXPECT_TRUE(second.version_created);
   EXPECT_EQ(second.artifacts[0].upload.resumed_from, 2 << 20);
   EXPECT_EQ(second.artifacts[0].upload.bytes_sent, kFileSize - (2 << 20));
-  EXPECT_THAT(log.str(), HasSubstr("resuming draft models/llama/versions/1.0"));
+  // The 2 MiB the server held were read again, only to hash them: once over the whole file.
+  EXPECT_EQ(second.artifacts[0].upload.bytes_read, kFileSize);
+  EXPECT_THAT(log.str(),
+              HasSubstr(absl::StrCat("resumed the upload of ", path_, " at byte ", 2 << 20)));
   EXPECT_EQ(second.version.state(), v1::Version::PUBLISHED);
+  EXPECT_EQ(fake_.bytes_received(), kFileSize);
 
   // A third run finds it published with this file and only re-binds the tier.
   PublishResult third;
@@ -1462,6 +1628,20 @@ TEST_F(FakeServerTest, RerunAfterAnInterruptionResumesTheDraft) {
   EXPECT_TRUE(third.was_published);
   EXPECT_EQ(third.BytesSent(), 0);
   EXPECT_EQ(third.binding.sequence(), 2);
+}
+
+TEST_F(FakeServerTest, ADraftLeftByAnotherClientIsUploadedToAndPublished) {
+  DeclareDraft(Spec());
+  std::ostringstream log;
+  PublishResult result;
+  ASSERT_THAT(
+      Publish(*client_, Spec(), PublishOptions{.upload = FastUpload(), .log = &log}, &result),
+      IsOk());
+  EXPECT_FALSE(result.version_created);
+  EXPECT_THAT(log.str(), HasSubstr("resuming draft models/llama/versions/1.0"));
+  EXPECT_EQ(result.artifacts[0].upload.bytes_sent, kFileSize);
+  EXPECT_EQ(result.artifacts[0].upload.bytes_read, kFileSize);
+  EXPECT_EQ(result.version.state(), v1::Version::PUBLISHED);
 }
 
 TEST_F(FakeServerTest, ExistingVersionWithAnotherFileIsAClearError) {
@@ -1523,7 +1703,8 @@ TEST_F(FakeServerTest, RerunResumesEachArtifactAndSkipsCompleteOnes) {
   EXPECT_EQ(second.artifacts[0].upload.bytes_sent, kZipSize - (1 << 20));
   EXPECT_TRUE(fake_.blob(zip_digest_).complete);
   EXPECT_EQ(second.artifacts[1].upload.bytes_sent, kZipSize);
-  EXPECT_EQ(fake_.version("models/llama/versions/1.0").state(), v1::Version::DRAFT);
+  // Not declared until every file is uploaded and hashed.
+  EXPECT_FALSE(fake_.has_version("models/llama/versions/1.0"));
 
   std::ostringstream log;
   PublishResult third;
@@ -1534,7 +1715,7 @@ TEST_F(FakeServerTest, RerunResumesEachArtifactAndSkipsCompleteOnes) {
   EXPECT_EQ(third.artifacts[0].upload.bytes_sent, 0);
   EXPECT_EQ(third.artifacts[1].upload.resumed_from, kZipSize);
   EXPECT_EQ(third.artifacts[1].upload.bytes_sent, kFileSize - kZipSize);
-  EXPECT_THAT(log.str(), HasSubstr("resuming draft models/llama/versions/1.0"));
+  EXPECT_TRUE(third.version_created);
   EXPECT_THAT(log.str(), HasSubstr(absl::StrCat("resumed the upload of ", path_, " at byte ")));
   EXPECT_EQ(third.version.state(), v1::Version::PUBLISHED);
   // Every byte crossed the wire once over the three runs.
@@ -1551,7 +1732,7 @@ TEST_F(FakeServerTest, RerunResumesEachArtifactAndSkipsCompleteOnes) {
 
 TEST_F(FakeServerTest, ExistingVersionWithOtherArtifactsSaysWhatDiffers) {
   // A draft declaring only the GGUF cannot take the zip as well.
-  Declare();
+  DeclareDraft(Spec());
   PublishResult more;
   EXPECT_THAT(
       Publish(*client_, TwoArtifactSpec(), PublishOptions{.upload = FastUpload()}, &more),

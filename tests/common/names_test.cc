@@ -46,6 +46,29 @@ TEST(ValidateIdTest, RejectsPathTricks) {
   }
 }
 
+TEST(ValidateUploadIdTest, AcceptsSixteenToSixtyFourLettersDigitsDashesUnderscores) {
+  EXPECT_THAT(ValidateUploadId("upload_id", "ctl-0123456789abcdef"), IsOk());
+  EXPECT_THAT(ValidateUploadId("upload_id", std::string(kMinUploadIdLength, '_')), IsOk());
+  EXPECT_THAT(ValidateUploadId("upload_id", std::string(kMaxUploadIdLength, 'Z')), IsOk());
+}
+
+TEST(ValidateUploadIdTest, RejectsOtherLengthsAndCharactersWithoutEchoingThem) {
+  for (const std::string& id :
+       {std::string(""), std::string(kMinUploadIdLength - 1, 'a'),
+        std::string(kMaxUploadIdLength + 1, 'a'), std::string("aaaaaaaaaaaaaaa.b"),
+        std::string("../../etc/passwd0"), std::string("aaaaaaaa/aaaaaaaa"),
+        std::string("aaaaaaaa\0aaaaaaaa", 17), std::string("aaaaaaaa\x1b[2Jaaaaaa")}) {
+    SCOPED_TRACE(id);
+    absl::Status status = ValidateUploadId("upload_id", id);
+    EXPECT_THAT(status, StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("upload_id")));
+    EXPECT_EQ(ErrorReason(status), "INVALID_UPLOAD_ID");
+    EXPECT_EQ(ErrorMetadataValue(status, "field"), "upload_id");
+    if (!id.empty()) {
+      EXPECT_THAT(std::string(status.message()), ::testing::Not(HasSubstr(id)));
+    }
+  }
+}
+
 TEST(ParseModelNameTest, ParsesModelsSlashId) {
   auto model = ParseModelName("name", "models/llama-3");
   ASSERT_THAT(model, IsOk());

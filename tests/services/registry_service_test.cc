@@ -1,7 +1,10 @@
 // RegistryService end to end through a real server: auth, validation (code + field in the
 // message), the version lifecycle and resumable, verified uploads.
+#include <filesystem>
 #include <string>
+#include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "common/digest.h"
 #include "common/status.h"
 #include "gtest/gtest.h"
@@ -12,6 +15,8 @@ namespace modeldist::testing {
 namespace {
 
 using ::testing::HasSubstr;
+
+constexpr char kUploadId[] = "svc-test-0123456789abcdef";
 
 #define EXPECT_GRPC(status, code, substring)                                  \
   do {                                                                        \
@@ -59,6 +64,40 @@ class RegistryServiceTest : public ::testing::Test {
     return response;
   }
 
+  v1::QueryUploadResponse QuerySession(const std::string& upload_id) {
+    v1::QueryUploadRequest request;
+    request.set_upload_id(upload_id);
+    v1::QueryUploadResponse response;
+    grpc::Status s = server_.registry().QueryUpload(server_.Admin().get(), request, &response);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return response;
+  }
+  // Sends `messages` as one WriteArtifact stream.
+  grpc::Status Write(const std::vector<v1::WriteArtifactRequest>& messages) {
+    auto context = server_.Admin();
+    v1::WriteArtifactResponse response;
+    auto writer = server_.registry().WriteArtifact(context.get(), &response);
+    for (const auto& m : messages) {
+      if (!writer->Write(m)) break;
+    }
+    writer->WritesDone();
+    return writer->Finish();
+  }
+  static v1::WriteArtifactRequest Message(const std::string& upload_id, int64_t offset,
+                                          const std::string& data, bool finish = false,
+                                          const std::string& digest = "") {
+    v1::WriteArtifactRequest m;
+    m.set_upload_id(upload_id);
+    m.set_write_offset(offset);
+    m.set_data(data);
+    m.set_finish_write(finish);
+    m.set_digest(digest);
+    return m;
+  }
+  bool BlobsEmpty() const {
+    return std::filesystem::is_empty(server_.data_dir() + "/data/blobs/sha256");
+  }
+
   TestServer server_;
   const std::string bytes_ = RandomBytes(3 * 1024 * 1024 + 17, 7);
   const v1::Artifact gguf_ =
@@ -104,7 +143,23 @@ TEST_F(RegistryServiceTest, EveryRpcRefusesMissingOrWrongToken) {
     writer->Write(w);
     writer->WritesDone();
     EXPECT_GRPC(writer->Finish(), UNAUTHENTICATED, "");
+    // Upload sessions need the token like every other rpc of the service.
+    auto sc = context();
+    auto session_writer = r.WriteArtifact(sc.get(), &written);
+    v1::WriteArtifactRequest s;
+    s.set_upload_id(kUploadId);
+    s.set_data("x");
+    s.set_finish_write(true);
+    s.set_digest(FormatDigest(Sha256::HexOf("x")));
+    session_writer->Write(s);
+    session_writer->WritesDone();
+    EXPECT_GRPC(session_writer->Finish(), UNAUTHENTICATED, "");
+    v1::QueryUploadRequest session_query;
+    session_query.set_upload_id(kUploadId);
+    EXPECT_GRPC(r.QueryUpload(context().get(), session_query, &query), UNAUTHENTICATED, "");
   }
+  // No session was started.
+  EXPECT_TRUE(std::filesystem::is_empty(server_.data_dir() + "/data/uploads"));
   // Nothing was created by the refused calls.
   v1::ListModelsResponse models;
   ASSERT_TRUE(server_.registry().ListModels(server_.Admin().get(), {}, &models).ok());
@@ -328,6 +383,156 @@ TEST_F(RegistryServiceTest, ListModelsPaginates) {
   bad.set_page_size(-1);
   EXPECT_GRPC(server_.registry().ListModels(server_.Admin().get(), bad, &response),
               INVALID_ARGUMENT, "page_size");
+}
+
+// --- upload sessions -------------------------------------------------------------------------
+
+TEST_F(RegistryServiceTest, SessionUploadThenDeclarePublishAndServe) {
+  v1::WriteArtifactResponse written;
+  ASSERT_TRUE(server_.UploadSession({.upload_id = kUploadId, .bytes = bytes_}, &written).ok());
+  EXPECT_EQ(written.committed_size(), static_cast<int64_t>(bytes_.size()));
+  EXPECT_EQ(written.digest(), gguf_.digest());
+  v1::QueryUploadResponse q = QuerySession(kUploadId);
+  EXPECT_TRUE(q.complete());
+  EXPECT_EQ(q.committed_size(), static_cast<int64_t>(bytes_.size()));
+  EXPECT_EQ(q.digest(), gguf_.digest());
+
+  // Declared afterwards, the version finds its bytes stored and publishes.
+  ASSERT_TRUE(CreateModel("llama").ok());
+  v1::Version v;
+  ASSERT_TRUE(CreateVersion("llama", "1", {gguf_}, &v).ok());
+  ASSERT_EQ(v.artifacts_size(), 1);
+  EXPECT_TRUE(v.artifacts(0).uploaded());
+  EXPECT_TRUE(Query(gguf_.digest()).complete());
+  ASSERT_TRUE(Publish("models/llama/versions/1", &v).ok());
+  EXPECT_EQ(v.state(), v1::Version::PUBLISHED);
+
+  v1::ReadRequest read;
+  read.set_digest(gguf_.digest());
+  grpc::ClientContext context;
+  auto reader = server_.artifacts().Read(&context, read);
+  std::string got;
+  v1::ReadResponse chunk;
+  while (reader->Read(&chunk)) got += chunk.data();
+  ASSERT_TRUE(reader->Finish().ok());
+  EXPECT_EQ(got, bytes_);
+}
+
+TEST_F(RegistryServiceTest, SessionResumesAcrossStreamsAndARestart) {
+  const int64_t half = static_cast<int64_t>(bytes_.size() / 2);
+  v1::WriteArtifactResponse written;
+  ASSERT_TRUE(server_
+                  .UploadSession({.upload_id = kUploadId,
+                                  .bytes = bytes_.substr(0, static_cast<size_t>(half)),
+                                  .finish = false,
+                                  .size_bytes = static_cast<int64_t>(bytes_.size())},
+                                 &written)
+                  .ok());
+  EXPECT_EQ(written.committed_size(), half);
+  EXPECT_TRUE(written.digest().empty());
+  server_.Restart();
+  v1::QueryUploadResponse q = QuerySession(kUploadId);
+  EXPECT_EQ(q.committed_size(), half);
+  EXPECT_FALSE(q.complete());
+  EXPECT_GRPC(server_.UploadSession({.upload_id = kUploadId, .bytes = bytes_, .offset = 1}),
+              INVALID_ARGUMENT, absl::StrCat("write_offset must be ", half));
+  ASSERT_TRUE(
+      server_.UploadSession({.upload_id = kUploadId, .bytes = bytes_, .offset = half}).ok());
+  EXPECT_EQ(QuerySession(kUploadId).digest(), gguf_.digest());
+}
+
+TEST_F(RegistryServiceTest, SessionFieldsAreValidatedAndNamed) {
+  const std::string digest = gguf_.digest();
+  for (const std::string& bad : {std::string("short"), std::string("../../etc/passwd-xx"),
+                                 std::string(65, 'a'), std::string("has.dots.in.it.xyz")}) {
+    SCOPED_TRACE(bad);
+    EXPECT_GRPC(Write({Message(bad, 0, "x", true, FormatDigest(Sha256::HexOf("x")))}),
+                INVALID_ARGUMENT, "upload_id must be 16 to 64 characters");
+    v1::QueryUploadRequest query;
+    query.set_upload_id(bad);
+    v1::QueryUploadResponse response;
+    EXPECT_GRPC(server_.registry().QueryUpload(server_.Admin().get(), query, &response),
+                INVALID_ARGUMENT, "upload_id");
+  }
+  v1::WriteArtifactRequest sized = Message(kUploadId, 0, "abc");
+  sized.set_size_bytes(-1);
+  EXPECT_GRPC(Write({sized}), INVALID_ARGUMENT, "size_bytes");
+  sized.set_size_bytes((int64_t{1} << 40) + 1);
+  EXPECT_GRPC(Write({sized}), INVALID_ARGUMENT, "size_bytes");
+  EXPECT_GRPC(Write({Message(kUploadId, -1, "abc")}), INVALID_ARGUMENT, "write_offset");
+  EXPECT_GRPC(Write({Message(kUploadId, 0, "abc", false, digest)}), INVALID_ARGUMENT,
+              "digest is sent with finish_write only");
+  EXPECT_GRPC(Write({Message(kUploadId, 0, "abc"), Message("another-id-0123456789", 3, "d")}),
+              INVALID_ARGUMENT, "upload_id must be the same");
+  EXPECT_GRPC(Write({Message(kUploadId, 3, "def", true)}), INVALID_ARGUMENT,
+              "must carry the digest");
+  EXPECT_GRPC(Write({Message(kUploadId, 3, "def", true, "sha256:ABC")}), INVALID_ARGUMENT,
+              "digest");
+  EXPECT_GRPC(Write({Message(kUploadId, 1, "x")}), INVALID_ARGUMENT, "write_offset must be 3");
+  // None of the refused final messages committed its bytes.
+  EXPECT_EQ(QuerySession(kUploadId).committed_size(), 3);
+
+  // A session of no bytes at all is refused at finish.
+  EXPECT_GRPC(
+      Write({Message("empty-session-0123456789", 0, "", true, FormatDigest(Sha256::HexOf("")))}),
+      INVALID_ARGUMENT, "at least 1 byte of data");
+  // More bytes than declared.
+  v1::WriteArtifactRequest small = Message("small-session-0123456789", 0, "abcd");
+  small.set_size_bytes(3);
+  EXPECT_GRPC(Write({small}), INVALID_ARGUMENT, "exceeds");
+  // A stream that started by digest cannot switch to a session.
+  ASSERT_TRUE(CreateModel("llama").ok());
+  ASSERT_TRUE(CreateVersion("llama", "1", {gguf_}).ok());
+  v1::WriteArtifactRequest by_digest;
+  by_digest.set_digest(digest);
+  by_digest.set_data("a");
+  EXPECT_GRPC(Write({by_digest, Message(kUploadId, 1, "b")}), INVALID_ARGUMENT, "upload_id");
+  // QueryUpload takes one of the two.
+  v1::QueryUploadRequest both;
+  both.set_digest(digest);
+  both.set_upload_id(kUploadId);
+  v1::QueryUploadResponse response;
+  EXPECT_GRPC(server_.registry().QueryUpload(server_.Admin().get(), both, &response),
+              INVALID_ARGUMENT, "not both");
+  EXPECT_TRUE(BlobsEmpty());
+}
+
+TEST_F(RegistryServiceTest, SessionWhoseBytesDoNotMatchTheDigestIsDataLoss) {
+  std::string corrupt = bytes_;
+  corrupt[12345] ^= 0x01;
+  // The client claims the digest of the real bytes; the server hashed what arrived.
+  EXPECT_GRPC(
+      server_.UploadSession({.upload_id = kUploadId, .bytes = corrupt, .digest = gguf_.digest()}),
+      DATA_LOSS, gguf_.digest());
+  v1::QueryUploadResponse q = QuerySession(kUploadId);
+  EXPECT_EQ(q.committed_size(), 0);
+  EXPECT_FALSE(q.complete());
+  EXPECT_TRUE(BlobsEmpty());
+  EXPECT_TRUE(std::filesystem::is_empty(server_.data_dir() + "/data/uploads"));
+
+  // Fewer bytes than declared: discarded as well.
+  EXPECT_GRPC(server_.UploadSession({.upload_id = kUploadId,
+                                     .bytes = bytes_.substr(0, 100),
+                                     .size_bytes = static_cast<int64_t>(bytes_.size())}),
+              DATA_LOSS, "has 100 bytes, expected");
+  EXPECT_EQ(QuerySession(kUploadId).committed_size(), 0);
+  EXPECT_TRUE(BlobsEmpty());
+
+  // The session id can be used again from 0.
+  ASSERT_TRUE(server_.UploadSession({.upload_id = kUploadId, .bytes = bytes_}).ok());
+  EXPECT_TRUE(QuerySession(kUploadId).complete());
+}
+
+TEST_F(RegistryServiceTest, FinishedSessionTakesNoMoreBytesButRepeatsItsFinish) {
+  ASSERT_TRUE(server_.UploadSession({.upload_id = kUploadId, .bytes = bytes_}).ok());
+  const int64_t size = static_cast<int64_t>(bytes_.size());
+  EXPECT_GRPC(server_.UploadSession({.upload_id = kUploadId, .bytes = bytes_}), ALREADY_EXISTS,
+              gguf_.digest());
+  // The finish message of a client that lost the first answer succeeds again.
+  v1::WriteArtifactRequest finish = Message(kUploadId, size, "", true, gguf_.digest());
+  EXPECT_TRUE(Write({finish}).ok());
+  finish.set_digest(FormatDigest(Sha256::HexOf("other bytes")));
+  EXPECT_GRPC(Write({finish}), ALREADY_EXISTS, gguf_.digest());
 }
 
 }  // namespace

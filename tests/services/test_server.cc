@@ -1,5 +1,7 @@
 #include "tests/services/test_server.h"
 
+#include <algorithm>
+
 #include "common/digest.h"
 
 namespace modeldist::testing {
@@ -52,24 +54,50 @@ v1::Artifact MakeArtifact(v1::Platform platform, v1::Arch arch, v1::Format forma
   return a;
 }
 
-grpc::Status TestServer::Upload(const std::string& digest, const std::string& bytes, int64_t offset,
-                                bool finish, size_t message_bytes) {
+grpc::Status TestServer::Stream(const v1::WriteArtifactRequest& first,
+                                const v1::WriteArtifactRequest& last, const std::string& bytes,
+                                int64_t offset, bool finish, size_t message_bytes,
+                                v1::WriteArtifactResponse* response) {
   auto context = Admin();
-  v1::WriteArtifactResponse response;
-  auto writer = registry_->WriteArtifact(context.get(), &response);
+  v1::WriteArtifactResponse ignored;
+  auto writer = registry_->WriteArtifact(context.get(), response ? response : &ignored);
   size_t pos = static_cast<size_t>(offset);
+  bool first_message = true;
   do {
     v1::WriteArtifactRequest request;
-    request.set_digest(digest);
+    if (first_message) request = first;
+    first_message = false;
     request.set_write_offset(static_cast<int64_t>(pos));
     size_t n = std::min(message_bytes, bytes.size() - pos);
     request.set_data(bytes.substr(pos, n));
     pos += n;
-    request.set_finish_write(finish && pos == bytes.size());
+    if (finish && pos == bytes.size()) {
+      request.MergeFrom(last);
+      request.set_finish_write(true);
+    }
     if (!writer->Write(request)) break;
   } while (pos < bytes.size());
   writer->WritesDone();
   return writer->Finish();
+}
+
+grpc::Status TestServer::Upload(const std::string& digest, const std::string& bytes, int64_t offset,
+                                bool finish, size_t message_bytes) {
+  v1::WriteArtifactRequest first;
+  first.set_digest(digest);
+  return Stream(first, {}, bytes, offset, finish, message_bytes, nullptr);
+}
+
+grpc::Status TestServer::UploadSession(const SessionUpload& upload,
+                                       v1::WriteArtifactResponse* response) {
+  v1::WriteArtifactRequest first;
+  first.set_upload_id(upload.upload_id);
+  first.set_size_bytes(upload.size_bytes >= 0 ? upload.size_bytes
+                                              : static_cast<int64_t>(upload.bytes.size()));
+  v1::WriteArtifactRequest last;
+  last.set_digest(upload.digest.value_or(FormatDigest(Sha256::HexOf(upload.bytes))));
+  return Stream(first, last, upload.bytes, upload.offset, upload.finish, upload.message_bytes,
+                response);
 }
 
 std::string TestServer::PublishBlob(const std::string& model, const std::string& version,

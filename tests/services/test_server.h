@@ -6,6 +6,7 @@
 #define MODELDIST_TESTS_SERVICES_TEST_SERVER_H_
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "modeldist/v1/artifact.grpc.pb.h"
@@ -17,6 +18,18 @@
 namespace modeldist::testing {
 
 inline constexpr char kTestToken[] = "test-admin-token-0123456789";
+
+// One WriteArtifact stream of an upload session (TestServer::UploadSession).
+struct SessionUpload {
+  std::string upload_id = "";
+  std::string bytes = "";  // The whole file; the stream sends it from `offset`.
+  int64_t offset = 0;
+  bool finish = true;  // The last message sets finish_write, with `digest`.
+  // Sent with finish_write: the SHA-256 of `bytes` when unset; "" sends none.
+  std::optional<std::string> digest = std::nullopt;
+  int64_t size_bytes = -1;  // Declared in the first message; -1 means bytes.size().
+  size_t message_bytes = 1 << 20;
+};
 
 class TestServer {
  public:
@@ -45,11 +58,19 @@ class TestServer {
   // Uploads `bytes` of an already declared artifact in one stream (finish_write set).
   grpc::Status Upload(const std::string& digest, const std::string& bytes, int64_t offset = 0,
                       bool finish = true, size_t message_bytes = 1 << 20);
+  // Uploads `upload.bytes` in an upload session, as one stream.
+  grpc::Status UploadSession(const SessionUpload& upload,
+                             v1::WriteArtifactResponse* response = nullptr);
   v1::TierBinding SetTier(const std::string& tier, const std::string& channel,
                           const std::string& version);
 
  private:
   void Start();
+  // Streams `bytes` from `offset` in messages of `message_bytes`: the first message has the
+  // fields of `first`, the last those of `last` and finish_write (when `finish`).
+  grpc::Status Stream(const v1::WriteArtifactRequest& first, const v1::WriteArtifactRequest& last,
+                      const std::string& bytes, int64_t offset, bool finish, size_t message_bytes,
+                      v1::WriteArtifactResponse* response);
 
   ScratchDir dir_;
   services::ServerConfig config_;
