@@ -683,6 +683,9 @@ absl::StatusOr<int64_t> BlobStore::FinishSessionLocked(Upload& upload, absl::str
   // The record goes first and durably: once the partial is renamed away, it is the only
   // trace of which blob this session became. Until then the partial outranks it.
   MD_RETURN_IF_ERROR(WriteFileAtomically(SessionRecordPath(key), hex, kPartialMode));
+  // An upload of the same bytes under another key (a digest upload, another session) holds
+  // another lock and may store them at the same moment; whichever rename comes last replaces
+  // a file with identical, verified bytes, which readers cannot tell apart.
   if (Contains(hex)) {
     // The same bytes arrived earlier (another session, or a digest upload): keep one copy.
     // Stored blobs are only ever complete and verified, so this one is the same bytes.

@@ -376,6 +376,11 @@ bool NeedsUpload(const absl::StatusOr<v1::Version>& existing, const PublishArtif
          (file.is_pipe() || declared->size_bytes() == file.size());
 }
 
+// A line for people on `log`, when there is one.
+void Note(std::ostream* log, absl::string_view text) {
+  if (log != nullptr) *log << text << "\n";
+}
+
 }  // namespace
 
 std::string UploadIdFor(const HashingFileReader& file) {
@@ -398,19 +403,50 @@ std::string UploadIdFor(const HashingFileReader& file) {
   return absl::StrCat("ctl-", hash.FinishHex().substr(0, 40));
 }
 
-absl::StatusOr<FileDigest> HashFile(const std::string& path, std::ostream* log, bool show_progress,
-                                    const std::string& label) {
-  MD_ASSIGN_OR_RETURN(HashingFileReader file, HashingFileReader::Open(path));
-  return HashToEnd(file, log, show_progress && log != nullptr, label);
+namespace {
+
+// Step 3 for a file whose bytes must go up: uploads it in its session, hashing it in the same
+// pass, with a progress line labelled `label` and notes on options.log.
+absl::Status UploadArtifact(RegistryClient& client, const PublishOptions& options,
+                            const std::string& label, HashingFileReader& file,
+                            PublishedArtifact* done) {
+  std::ostream* log = options.log;
+  std::unique_ptr<ProgressMeter> meter;
+  UploadOptions upload_options = options.upload;
+  upload_options.on_progress = [&, caller = options.upload.on_progress](int64_t position) {
+    if (!meter) {
+      meter = std::make_unique<ProgressMeter>(log, options.show_progress && log != nullptr, label,
+                                              position, file.size());
+    }
+    meter->Update(position);
+    if (caller) caller(position);
+  };
+  upload_options.on_retry = [&](const absl::Status& failure, int retry, absl::Duration wait) {
+    if (meter) meter->Finish();
+    Note(log, absl::StrCat("upload of ", done->spec.file, " interrupted (", DescribeError(failure),
+                           "); retry ", retry, " in ",
+                           absl::FormatDuration(absl::Trunc(wait, absl::Milliseconds(1)))));
+  };
+  ArtifactUploader uploader(&client, std::move(upload_options));
+  absl::StatusOr<FileDigest> uploaded = uploader.Upload(file, UploadIdFor(file), &done->upload);
+  meter.reset();
+  MD_RETURN_IF_ERROR(uploaded.status());
+  done->file = *std::move(uploaded);
+  done->digest = FormatDigest(done->file.hex);
+  if (done->upload.resumed_from > 0 && !done->upload.already_complete) {
+    Note(log, absl::StrCat("resumed the upload of ", done->spec.file, " at byte ",
+                           done->upload.resumed_from));
+  }
+  return absl::OkStatus();
 }
+
+}  // namespace
 
 absl::Status Publish(RegistryClient& client, const PublishSpec& spec, const PublishOptions& options,
                      PublishResult* result) {
   MD_RETURN_IF_ERROR(ValidatePublishSpec(spec));
   std::ostream* log = options.log;
-  auto note = [log](absl::string_view text) {
-    if (log != nullptr) *log << text << "\n";
-  };
+  auto note = [log](absl::string_view text) { Note(log, text); };
   const bool draw = options.show_progress && log != nullptr;
   // With several files, the progress line says which one it is about.
   // The single-file labels are padded so that both lines start their numbers in one column.
@@ -461,32 +497,7 @@ absl::Status Publish(RegistryClient& client, const PublishSpec& spec, const Publ
       done.digest = FormatDigest(done.file.hex);
       continue;
     }
-    std::unique_ptr<ProgressMeter> meter;
-    UploadOptions upload_options = options.upload;
-    upload_options.on_progress = [&, caller = options.upload.on_progress](int64_t position) {
-      if (!meter) {
-        meter = std::make_unique<ProgressMeter>(log, draw, label("uploading", done.spec), position,
-                                                file.size());
-      }
-      meter->Update(position);
-      if (caller) caller(position);
-    };
-    upload_options.on_retry = [&](const absl::Status& failure, int retry, absl::Duration wait) {
-      if (meter) meter->Finish();
-      note(absl::StrCat("upload of ", done.spec.file, " interrupted (", DescribeError(failure),
-                        "); retry ", retry, " in ",
-                        absl::FormatDuration(absl::Trunc(wait, absl::Milliseconds(1)))));
-    };
-    ArtifactUploader uploader(&client, std::move(upload_options));
-    absl::StatusOr<FileDigest> uploaded = uploader.Upload(file, UploadIdFor(file), &done.upload);
-    meter.reset();
-    MD_RETURN_IF_ERROR(uploaded.status());
-    done.file = *std::move(uploaded);
-    done.digest = FormatDigest(done.file.hex);
-    if (done.upload.resumed_from > 0 && !done.upload.already_complete) {
-      note(absl::StrCat("resumed the upload of ", done.spec.file, " at byte ",
-                        done.upload.resumed_from));
-    }
+    MD_RETURN_IF_ERROR(UploadArtifact(client, options, label("uploading", done.spec), file, &done));
   }
 
   // 4. Version.

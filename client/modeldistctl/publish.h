@@ -127,12 +127,6 @@ std::string DescribeRequirements(const v1::Artifact& artifact);
 // Validates `spec` without touching the network or the file: usage errors naming the flag.
 absl::Status ValidatePublishSpec(const PublishSpec& spec);
 
-// Hashes `path` (a regular file or a pipe) with a progress line labelled `label` on `log`
-// when `show_progress`. A local error when the file is missing, unreadable, neither a regular
-// file nor a pipe, or empty (an artifact has at least 1 byte).
-absl::StatusOr<FileDigest> HashFile(const std::string& path, std::ostream* log, bool show_progress,
-                                    const std::string& label = "hashing  ");
-
 // The upload session id publish uses for `file`: derived from the host and the file's
 // identity when opened (device, inode, size, modification time), so that running publish
 // again on the same, unchanged file resumes its session or finds it finished, even for
