@@ -562,10 +562,10 @@ class Download {
     ++next_chunk_;
     // On the writer's thread once the chunk's bytes are written, so the journal never claims
     // bytes that are not in the file.
-    writer_->Checkpoint([path = journal_path_,
-                         journal = Journal{artifact_.digest(), chunk_size_, next_chunk_}] {
-      return WriteJournal(path, journal);
-    });
+    writer_->Checkpoint(
+        [path = journal_path_, journal = Journal{artifact_.digest(), chunk_size_, next_chunk_}] {
+          return WriteJournal(path, journal);
+        });
     ReportProgress();
     if (next_chunk_ < chunks_) return StartChunk();
     return absl::OkStatus();

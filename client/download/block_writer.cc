@@ -40,8 +40,7 @@ BlockWriter::~BlockWriter() { (void)Drain(); }
 absl::Status BlockWriter::Append(int64_t offset, absl::string_view data) {
   while (!data.empty()) {
     if (current_ != nullptr &&
-        (offset != current_offset_ + static_cast<int64_t>(current_->size()) ||
-         current_->full())) {
+        (offset != current_offset_ + static_cast<int64_t>(current_->size()) || current_->full())) {
       Submit();
     }
     if (current_ == nullptr) {
@@ -112,8 +111,7 @@ void BlockWriter::Run() {
 }
 
 absl::Status BlockWriter::Write(const Block& block, int64_t offset) {
-  const bool aligned =
-      offset % Block::kAlignment == 0 && block.size() % Block::kAlignment == 0;
+  const bool aligned = offset % Block::kAlignment == 0 && block.size() % Block::kAlignment == 0;
   if (direct_fd_.valid() && aligned) {
     return PwriteAll(direct_fd_.get(), block.data(), block.size(), offset, path_);
   }
@@ -130,9 +128,9 @@ void BlockWriter::StartWriteback(int64_t offset, int64_t length) {
   ++writebacks_;
   if (writebacks_ >= kWritebackLag) {
     const auto [old_offset, old_length] = started_[writebacks_ % kWritebackLag];
-    ::sync_file_range(fd_, old_offset, old_length,
-                      SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
-                          SYNC_FILE_RANGE_WAIT_AFTER);
+    ::sync_file_range(
+        fd_, old_offset, old_length,
+        SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER);
   }
 #else
   (void)offset;
