@@ -1,0 +1,195 @@
+// The agent against a hostile ManifestService: a proxy in front of a real server that replays
+// an old signed answer, tampers with the signature or the signed bytes, or answers with the
+// (validly signed) manifest of another arch. None may activate anything or download a byte;
+// each fails with its own reason and exit code, and the model installed before stays active.
+#include <grpcpp/grpcpp.h>
+
+#include <atomic>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "client/agent/agent.h"
+#include "common/file_util.h"
+#include "common/status.h"
+#include "gtest/gtest.h"
+#include "modeldist/v1/manifest.grpc.pb.h"
+#include "tests/services/test_server.h"
+
+namespace modeldist::testing {
+namespace {
+
+// Forwards ManifestService to `upstream`, letting a test rewrite GetManifest's answer.
+class HostileManifestProxy final : public v1::ManifestService::Service {
+ public:
+  // Turns the upstream answer for `request` into what the proxy sends.
+  using Rewrite = std::function<grpc::Status(const v1::GetManifestRequest& request,
+                                             v1::SignedManifest* answer)>;
+
+  explicit HostileManifestProxy(std::shared_ptr<grpc::Channel> upstream)
+      : upstream_(v1::ManifestService::NewStub(std::move(upstream))) {
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
+    builder.RegisterService(this);
+    server_ = builder.BuildAndStart();
+  }
+  ~HostileManifestProxy() override { server_->Shutdown(); }
+
+  int port() const { return port_; }
+  void set_rewrite(Rewrite rewrite) { rewrite_ = std::move(rewrite); }
+  // GetManifest calls forwarded upstream.
+  int forwarded() const { return forwarded_; }
+
+  grpc::Status GetManifest(grpc::ServerContext*, const v1::GetManifestRequest* request,
+                           v1::SignedManifest* answer) override {
+    grpc::ClientContext context;
+    ++forwarded_;
+    grpc::Status status = upstream_->GetManifest(&context, *request, answer);
+    if (!status.ok() || !rewrite_) return status;
+    return rewrite_(*request, answer);
+  }
+  grpc::Status GetTrustRoot(grpc::ServerContext*, const v1::GetTrustRootRequest* request,
+                            v1::SignedTrustRoot* answer) override {
+    grpc::ClientContext context;
+    return upstream_->GetTrustRoot(&context, *request, answer);
+  }
+  grpc::Status GetSigningKeys(grpc::ServerContext*, const v1::GetSigningKeysRequest* request,
+                              v1::GetSigningKeysResponse* answer) override {
+    grpc::ClientContext context;
+    return upstream_->GetSigningKeys(&context, *request, answer);
+  }
+
+ private:
+  std::unique_ptr<v1::ManifestService::Stub> upstream_;
+  Rewrite rewrite_;
+  std::atomic<int> forwarded_{0};
+  int port_ = 0;
+  std::unique_ptr<grpc::Server> server_;
+};
+
+class HostileManifestTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    server_.SetTier("llama8b", "", Publish("1", v1::ARCH_X86_64, v1_bytes_));
+    v1::GetTrustRootRequest request;
+    request.set_version(1);
+    v1::SignedTrustRoot root;
+    grpc::ClientContext context;
+    ASSERT_TRUE(server_.manifests().GetTrustRoot(&context, request, &root).ok());
+    ASSERT_TRUE(WriteFileAtomically(root_file_, root.SerializeAsString(), 0644).ok());
+    // The device installs version 1 from the real server.
+    auto first = agent::Sync(Options(ServerAddress()));
+    ASSERT_TRUE(first.ok()) << first.status();
+    installed_ = first->installed.path;
+    ASSERT_TRUE(std::filesystem::exists(installed_));
+  }
+
+  std::string Publish(const std::string& version, v1::Arch arch, const std::string& bytes,
+                      v1::Platform platform = v1::PLATFORM_LINUX) {
+    server_.PublishBlob("llama", version, platform, arch, v1::FORMAT_GGUF, bytes);
+    return "models/llama/versions/" + version;
+  }
+  std::string ServerAddress() { return "127.0.0.1:" + std::to_string(server_.server().port()); }
+  std::string ProxyAddress() { return "127.0.0.1:" + std::to_string(proxy_.port()); }
+
+  agent::SyncOptions Options(const std::string& address) {
+    agent::SyncOptions o;
+    o.server = address;
+    o.tier = "llama8b";
+    o.dir = dir_.Join("models");
+    o.trust_root_file = root_file_;
+    o.platform = v1::PLATFORM_LINUX;
+    o.arch = v1::ARCH_X86_64;
+    o.download.initial_backoff = absl::Milliseconds(1);
+    return o;
+  }
+
+  // A hostile sync through the proxy: refused with `reason` and `exit_code`, and the device
+  // still runs version 1 with nothing downloaded.
+  void ExpectRefused(const std::string& reason, int exit_code) {
+    auto synced = agent::Sync(Options(ProxyAddress()));
+    ASSERT_FALSE(synced.ok());
+    EXPECT_EQ(ErrorReason(synced.status()), reason) << synced.status();
+    EXPECT_EQ(agent::ExitCodeFor(synced.status()), exit_code);
+    EXPECT_GE(proxy_.forwarded(), 1);
+    auto store = agent::ModelStore::Open(Options(ProxyAddress()).dir);
+    ASSERT_TRUE(store.ok());
+    ASSERT_TRUE(store->Current().has_value());
+    EXPECT_EQ(store->Current()->path, installed_);
+    EXPECT_TRUE(std::filesystem::is_empty(store->StagingDir())) << "bytes were downloaded";
+  }
+
+  TestServer server_;
+  HostileManifestProxy proxy_{server_.channel()};
+  ScratchDir dir_;
+  const std::string root_file_ = dir_.Join("root.bin");
+  const std::string v1_bytes_ = RandomBytes((5 << 20) + 3, 11);
+  const std::string arm_bytes_ = RandomBytes(1000, 12);
+  std::string installed_;
+};
+
+TEST_F(HostileManifestTest, TamperedSignatureIsRefused) {
+  server_.SetTier("llama8b", "", Publish("2", v1::ARCH_X86_64, RandomBytes(4000, 13)));
+  proxy_.set_rewrite([](const v1::GetManifestRequest&, v1::SignedManifest* answer) {
+    std::string* signature = answer->mutable_signatures(0)->mutable_signature();
+    (*signature)[7] = static_cast<char>((*signature)[7] ^ 0x01);
+    return grpc::Status::OK;
+  });
+  ExpectRefused("SIGNATURE_THRESHOLD_NOT_MET", 10);
+}
+
+TEST_F(HostileManifestTest, TamperedManifestBytesAreRefused) {
+  server_.SetTier("llama8b", "", Publish("2", v1::ARCH_X86_64, RandomBytes(4000, 14)));
+  proxy_.set_rewrite([](const v1::GetManifestRequest&, v1::SignedManifest* answer) {
+    std::string* bytes = answer->mutable_manifest();
+    (*bytes)[bytes->size() / 2] = static_cast<char>((*bytes)[bytes->size() / 2] ^ 0x20);
+    return grpc::Status::OK;
+  });
+  ExpectRefused("SIGNATURE_THRESHOLD_NOT_MET", 10);
+}
+
+TEST_F(HostileManifestTest, AnotherPlatformsManifestIsRefused) {
+  // Validly signed by the same keys, but the answer for a Mac (macOS arm64, on its own tier):
+  // a Linux x86_64 device asking for llama8b must not take it.
+  server_.SetTier("llama8b-mac", "",
+                  Publish("mac1", v1::ARCH_ARM64, arm_bytes_, v1::PLATFORM_MACOS));
+  auto upstream = v1::ManifestService::NewStub(server_.channel());
+  proxy_.set_rewrite(
+      [&upstream](const v1::GetManifestRequest& request, v1::SignedManifest* answer) {
+        v1::GetManifestRequest other = request;
+        other.set_tier("llama8b-mac");
+        other.set_platform(v1::PLATFORM_MACOS);
+        other.set_arch(v1::ARCH_ARM64);
+        grpc::ClientContext context;
+        return upstream->GetManifest(&context, other, answer);
+      });
+  ExpectRefused("WRONG_TARGET", 14);
+}
+
+TEST_F(HostileManifestTest, ReplayedOldManifestIsRefused) {
+  // Record today's signed answer (version 1), then the device moves on to version 2.
+  v1::SignedManifest old_answer;
+  {
+    auto upstream = v1::ManifestService::NewStub(server_.channel());
+    v1::GetManifestRequest request;
+    request.set_tier("llama8b");
+    request.set_platform(v1::PLATFORM_LINUX);
+    request.set_arch(v1::ARCH_X86_64);
+    grpc::ClientContext context;
+    ASSERT_TRUE(upstream->GetManifest(&context, request, &old_answer).ok());
+  }
+  server_.SetTier("llama8b", "", Publish("2", v1::ARCH_X86_64, RandomBytes(4000, 15)));
+  auto second = agent::Sync(Options(ServerAddress()));
+  ASSERT_TRUE(second.ok()) << second.status();
+  installed_ = second->installed.path;
+  // Now the proxy serves the old, validly signed, unexpired answer.
+  proxy_.set_rewrite([&old_answer](const v1::GetManifestRequest&, v1::SignedManifest* answer) {
+    *answer = old_answer;
+    return grpc::Status::OK;
+  });
+  ExpectRefused("SEQUENCE_ROLLBACK", 13);
+}
+
+}  // namespace
+}  // namespace modeldist::testing
