@@ -220,26 +220,14 @@ BlobReader::~BlobReader() {
 }
 
 absl::StatusOr<size_t> BlobReader::ReadAt(int64_t offset, char* buf, size_t size) const {
-  if (fd_ < 0) return absl::FailedPreconditionError("read from a closed (moved-from) BlobReader");
-  if (offset < 0) {
-    return InvalidArgument("read_offset", "INVALID_OFFSET",
-                           absl::StrCat("read offset must not be negative, got ", offset));
-  }
-  if (offset >= size_) return size_t{0};
-  size = static_cast<size_t>(std::min<int64_t>(static_cast<int64_t>(size), size_ - offset));
-  // Fill the whole request (pread may return short counts) so callers see 0 only at the end.
-  size_t done = 0;
-  while (done < size) {
-    ssize_t n = ::pread(fd_, buf + done, size - done, offset + static_cast<int64_t>(done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return ErrnoStatus(errno, "read blob");
-    if (n == 0) break;
-    done += static_cast<size_t>(n);
-  }
-  return done;
+  return Read(offset, buf, size, /*flags=*/0);
 }
 
 absl::StatusOr<size_t> BlobReader::ReadCachedAt(int64_t offset, char* buf, size_t size) const {
+  return Read(offset, buf, size, RWF_NOWAIT);
+}
+
+absl::StatusOr<size_t> BlobReader::Read(int64_t offset, char* buf, size_t size, int flags) const {
   if (fd_ < 0) return absl::FailedPreconditionError("read from a closed (moved-from) BlobReader");
   if (offset < 0) {
     return InvalidArgument("read_offset", "INVALID_OFFSET",
@@ -247,14 +235,15 @@ absl::StatusOr<size_t> BlobReader::ReadCachedAt(int64_t offset, char* buf, size_
   }
   if (offset >= size_) return size_t{0};
   size = static_cast<size_t>(std::min<int64_t>(static_cast<int64_t>(size), size_ - offset));
+  // Fill the whole request (reads may return short counts) so callers see 0 only at the end.
   size_t done = 0;
   while (done < size) {
     iovec iov{buf + done, size - done};
-    ssize_t n = ::preadv2(fd_, &iov, 1, offset + static_cast<int64_t>(done), RWF_NOWAIT);
+    ssize_t n = ::preadv2(fd_, &iov, 1, offset + static_cast<int64_t>(done), flags);
     if (n < 0 && errno == EINTR) continue;
-    // EAGAIN: the next page is not cached. EOPNOTSUPP: this file system (or kernel) cannot
-    // tell without blocking. Either way the caller reads the rest with ReadAt.
-    if (n < 0 && (errno == EAGAIN || errno == EOPNOTSUPP)) break;
+    // With RWF_NOWAIT: EAGAIN, the next page is not cached; EOPNOTSUPP, this file system (or
+    // kernel) cannot tell without blocking. Either way the caller reads the rest with ReadAt.
+    if (n < 0 && (flags & RWF_NOWAIT) != 0 && (errno == EAGAIN || errno == EOPNOTSUPP)) break;
     if (n < 0) return ErrnoStatus(errno, "read blob");
     if (n == 0) break;
     done += static_cast<size_t>(n);

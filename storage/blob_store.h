@@ -102,6 +102,9 @@ class BlobReader {
   absl::StatusOr<size_t> ReadCachedAt(int64_t offset, char* buf, size_t size) const;
 
  private:
+  // ReadAt and ReadCachedAt: preadv2 with `flags` until `size` bytes or the end.
+  absl::StatusOr<size_t> Read(int64_t offset, char* buf, size_t size, int flags) const;
+
   int fd_ = -1;
   int64_t size_ = 0;
 };

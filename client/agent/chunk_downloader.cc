@@ -6,10 +6,6 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <cstdlib>
-#include <cstring>
-#include <deque>
-#include <new>
 #include <optional>
 #include <random>
 #include <thread>

@@ -13,12 +13,13 @@
 // not yet moved into place) is re-verified the same way. A chunk that arrives corrupted is
 // refetched alone (Read with offset/limit of that chunk).
 //
-// Durability: with `fsync`, writeback of each verified chunk starts at once and is waited for
-// a few chunks later, and the partial is fdatasync'ed before DownloadChunks returns; the
-// journal itself is never fsynced, because a resume trusts it only after re-verifying.
+// Durability: the bytes are written by client/download/block_writer.h (O_DIRECT blocks where
+// the file system allows it, else buffered with writeback started per block), and with `fsync`
+// the partial is fdatasync'ed before DownloadChunks returns; the journal itself is never
+// fsynced, because a resume trusts it only after re-verifying.
 //
-// Memory: the downloader holds no chunk buffer, only the bytes in flight in the source (the
-// gRPC source bounds its HTTP/2 window; see grpc_source.cc), whatever the artifact size.
+// Memory: the block writer's 4 MiB of blocks plus the bytes in flight in the source (the gRPC
+// source fixes its HTTP/2 window; see grpc_source.cc), whatever the artifact size.
 #ifndef MODELDIST_CLIENT_AGENT_CHUNK_DOWNLOADER_H_
 #define MODELDIST_CLIENT_AGENT_CHUNK_DOWNLOADER_H_
 
