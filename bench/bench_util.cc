@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <openssl/evp.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -69,9 +70,17 @@ void StopAllChildren() {
   }
 }
 
+cpu_set_t ToCpuSet(const std::vector<int>& cpus) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  for (int cpu : cpus) CPU_SET(cpu, &set);
+  return set;
+}
+
+// `cpus`: the CPUs the child may use (empty = inherit the driver's).
 absl::StatusOr<pid_t> SpawnImpl(const std::vector<std::string>& argv,
                                 const std::string& stdout_path, const std::string& stderr_path,
-                                bool append) {
+                                bool append, const std::vector<int>& cpus = {}) {
   // Everything the child needs is prepared before fork: after fork only async-signal-safe
   // calls are allowed, since gRPC threads may hold locks.
   std::vector<char*> args;
@@ -88,6 +97,7 @@ absl::StatusOr<pid_t> SpawnImpl(const std::vector<std::string>& argv,
     err_fd = stderr_path == stdout_path ? out_fd : ::open(stderr_path.c_str(), flags, 0644);
     if (err_fd < 0) return ErrnoStatus(errno, stderr_path);
   }
+  const cpu_set_t cpu_set = ToCpuSet(cpus);
   const pid_t parent = ::getpid();
   pid_t pid = ::fork();
   if (pid < 0) return ErrnoStatus(errno, "fork");
@@ -96,6 +106,7 @@ absl::StatusOr<pid_t> SpawnImpl(const std::vector<std::string>& argv,
     if (::getppid() != parent) ::_exit(1);
     if (out_fd >= 0) ::dup2(out_fd, STDOUT_FILENO);
     if (err_fd >= 0) ::dup2(err_fd, STDERR_FILENO);
+    if (!cpus.empty() && ::sched_setaffinity(0, sizeof cpu_set, &cpu_set) != 0) ::_exit(126);
     ::execv(args[0], args.data());
     ::_exit(127);
   }
@@ -188,6 +199,47 @@ bool ChildAlive(pid_t pid) {
   return false;
 }
 
+absl::StatusOr<Placement> SplitPlacement() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (::sched_getaffinity(0, sizeof set, &set) != 0) return ErrnoStatus(errno, "sched_getaffinity");
+  std::vector<int> allowed;
+  for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
+    if (CPU_ISSET(cpu, &set)) allowed.push_back(cpu);
+  }
+  if (allowed.size() < 2) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("a split placement needs 2 CPUs and this process may use ", allowed.size(),
+                     "; use --placement shared"));
+  }
+  Placement placement;
+  placement.server_cpus = {allowed.back()};
+  placement.driver_cpus.assign(allowed.begin(), allowed.end() - 1);
+  return placement;
+}
+
+absl::Status PinThisProcess(const std::vector<int>& cpus) {
+  if (cpus.empty()) return absl::OkStatus();
+  const cpu_set_t set = ToCpuSet(cpus);
+  if (::sched_setaffinity(0, sizeof set, &set) != 0) {
+    return ErrnoStatus(errno, absl::StrCat("sched_setaffinity ", CpuListText(cpus)));
+  }
+  return absl::OkStatus();
+}
+
+std::string CpuListText(const std::vector<int>& cpus) {
+  if (cpus.empty()) return "any";
+  std::string text;
+  for (size_t i = 0; i < cpus.size();) {
+    size_t j = i;
+    while (j + 1 < cpus.size() && cpus[j + 1] == cpus[j] + 1) ++j;
+    absl::StrAppend(&text, text.empty() ? "" : ",", cpus[i]);
+    if (j > i) absl::StrAppend(&text, "-", cpus[j]);
+    i = j + 1;
+  }
+  return text;
+}
+
 absl::StatusOr<double> TimeShell(const std::string& command, const std::string& stdout_path) {
   auto start = std::chrono::steady_clock::now();
   MD_ASSIGN_OR_RETURN(pid_t pid, SpawnImpl({"/bin/bash", "-c", command},
@@ -204,15 +256,16 @@ absl::StatusOr<double> TimeShell(const std::string& command, const std::string& 
 absl::StatusOr<ServerProcess> StartModeldistServer(const std::string& binary,
                                                    const std::string& data_dir,
                                                    const std::string& token_file,
-                                                   int64_t chunk_size,
-                                                   const std::string& log_path) {
+                                                   int64_t chunk_size, const std::string& log_path,
+                                                   const std::vector<int>& cpus) {
   const std::string port_file = data_dir + ".port";
   ::unlink(port_file.c_str());
   ServerProcess server;
-  MD_ASSIGN_OR_RETURN(server.pid, Spawn({binary, "--listen", "127.0.0.1:0", "--data-dir", data_dir,
-                                         "--admin-token-file", token_file, "--port-file", port_file,
-                                         "--chunk-size", absl::StrCat(chunk_size)},
-                                        log_path));
+  MD_ASSIGN_OR_RETURN(
+      server.pid,
+      SpawnImpl({binary, "--listen", "127.0.0.1:0", "--data-dir", data_dir, "--admin-token-file",
+                 token_file, "--port-file", port_file, "--chunk-size", absl::StrCat(chunk_size)},
+                log_path, log_path, /*append=*/true, cpus));
   for (int waited = 0; waited < 30000; waited += 20) {
     if (!ChildAlive(server.pid)) {
       return absl::UnavailableError(
@@ -233,7 +286,7 @@ absl::StatusOr<ServerProcess> StartModeldistServer(const std::string& binary,
 }
 
 absl::StatusOr<ServerProcess> StartNginx(const std::string& prefix, const std::string& root,
-                                         int workers) {
+                                         int workers, const std::vector<int>& cpus) {
   for (const char* sub : {"", "/logs", "/tmp"}) {
     MD_RETURN_IF_ERROR(MakeDirs(prefix + sub));
   }
@@ -264,10 +317,11 @@ absl::StatusOr<ServerProcess> StartNginx(const std::string& prefix, const std::s
         workers, prefix, prefix, prefix, prefix, prefix, prefix, prefix, port, root);
     MD_RETURN_IF_ERROR(WriteFileAtomically(prefix + "/nginx.conf", conf, 0644));
     ServerProcess server;
-    MD_ASSIGN_OR_RETURN(
-        server.pid, Spawn({"/usr/sbin/nginx", "-p", prefix + "/", "-e", prefix + "/logs/error.log",
-                           "-c", prefix + "/nginx.conf"},
-                          prefix + "/logs/stderr.log"));
+    const std::string stderr_log = prefix + "/logs/stderr.log";
+    MD_ASSIGN_OR_RETURN(server.pid,
+                        SpawnImpl({"/usr/sbin/nginx", "-p", prefix + "/", "-e",
+                                   prefix + "/logs/error.log", "-c", prefix + "/nginx.conf"},
+                                  stderr_log, stderr_log, /*append=*/true, cpus));
     server.port = port;
     server.address = absl::StrCat("127.0.0.1:", port);
     const std::string got = prefix + "/probe.out";

@@ -39,6 +39,27 @@ void StopChild(pid_t pid, int grace_ms = 5000);
 // True while `pid` (a child of ours) has not exited.
 bool ChildAlive(pid_t pid);
 
+// ---- CPU placement -------------------------------------------------------------------------
+
+// Which CPUs the driver (the load generator, and the tools it runs such as wrk) and the servers
+// it starts may use. Empty lists mean "wherever the scheduler puts them".
+struct Placement {
+  std::vector<int> driver_cpus;
+  std::vector<int> server_cpus;
+};
+
+// The last CPU this process may use for servers, the others for the driver: the split gRPC's
+// own benchmark driver makes when client and server share one machine, so that a closed-loop
+// load generator does not take time slices from the server it measures. Needs >= 2 CPUs.
+absl::StatusOr<Placement> SplitPlacement();
+
+// Restricts this process to `cpus` (no-op when empty). Call at the start of main, before any
+// gRPC use: threads inherit the set only when they are created after it.
+absl::Status PinThisProcess(const std::vector<int>& cpus);
+
+// "0-2,5" style text for a CPU list ("any" when empty).
+std::string CpuListText(const std::vector<int>& cpus);
+
 // Runs `command` with `bash -c`, stdout to `stdout_path` ("" = /dev/null), and waits. Returns
 // the wall-clock seconds; an error when it exits non-zero.
 absl::StatusOr<double> TimeShell(const std::string& command, const std::string& stdout_path = "");
@@ -53,17 +74,19 @@ struct ServerProcess {
 
 // Starts modeldist-server on 127.0.0.1:0 with `data_dir`, the admin token in `token_file` and
 // `chunk_size`, and waits until it has written its port file.
+// `cpus` restricts the server to those CPUs (empty = any).
 absl::StatusOr<ServerProcess> StartModeldistServer(const std::string& binary,
                                                    const std::string& data_dir,
                                                    const std::string& token_file,
-                                                   int64_t chunk_size, const std::string& log_path);
+                                                   int64_t chunk_size, const std::string& log_path,
+                                                   const std::vector<int>& cpus = {});
 
 // Starts nginx (`daemon off`, sendfile on, access_log off, `workers` worker processes) with
 // its prefix in `prefix` (created) serving `root` on 127.0.0.1 at a free high port. The bind is
 // checked by fetching a random token file that only this instance can serve, so a foreign
-// listener on the port is never mistaken for ours.
+// listener on the port is never mistaken for ours. `cpus` restricts it to those CPUs.
 absl::StatusOr<ServerProcess> StartNginx(const std::string& prefix, const std::string& root,
-                                         int workers = 2);
+                                         int workers = 2, const std::vector<int>& cpus = {});
 
 // ---- Data ----------------------------------------------------------------------------------
 

@@ -1,12 +1,18 @@
 // manifest_bench: GetManifest throughput and latency, modeldist vs nginx static JSON + wrk.
 //
 // Starts modeldist-server, publishes a small artifact bound to tier `bench`, then runs a
-// closed-loop async client: C channels (each its own TCP connection and CompletionQueue
-// thread) with K GetManifest calls always in flight, for --warmup seconds unmeasured and then
+// closed-loop async client: C channels (each its own TCP connection), driven by one
+// CompletionQueue thread per driver CPU, with K GetManifest calls always in flight on each, for
+// --warmup seconds unmeasured and then
 // --duration seconds measured. Prints QPS and p50/p99/p99.9 latency per C x K.
 // Peer: nginx serving a static ~300 B JSON file to `wrk --latency` with the same number of
 // keep-alive connections (and 64, as in docs/perf-baselines). Target: >= 40k QPS with
 // p99 < 2 ms at 32 in flight; the ratio to the peer is printed.
+//
+// Placement: by default (`split`) the servers (modeldist-server, nginx) get the last CPU and
+// the load generators (this driver, wrk) the others, as gRPC's benchmark driver does on one
+// machine. On two cores a closed-loop load generator sharing the server's cores takes its time
+// slices, and p99 then measures that contention; `--placement shared` measures it anyway.
 #include <unistd.h>
 
 #include <algorithm>
@@ -82,6 +88,7 @@ double Percentile(const std::vector<int64_t>& sorted_ns, double p) {
 
 // One in-flight call. ClientContext cannot be reused, so each call gets a fresh one.
 struct Call {
+  v1::ManifestService::Stub* stub = nullptr;  // the channel this call slot uses
   std::optional<grpc::ClientContext> context;
   v1::SignedManifest response;
   grpc::Status status;
@@ -89,17 +96,23 @@ struct Call {
   Clock::time_point start;
 };
 
-// Keeps `in_flight` calls outstanding on one channel until `end`; records the latency of
-// calls that start after `measure_from` and complete by `end`.
-void DriveChannel(const std::string& address, int in_flight, Clock::time_point measure_from,
-                  Clock::time_point end, std::vector<int64_t>* latencies_ns, int64_t* errors) {
-  auto stub = v1::ManifestService::NewStub(Connect(address, /*unique=*/true));
+// Keeps `in_flight` calls outstanding on each of `channels` channels until `end`, all driven
+// from this thread's one CompletionQueue; records the latency of calls that start after
+// `measure_from` and complete by `end`.
+void DriveChannels(const std::string& address, int channels, int in_flight,
+                   Clock::time_point measure_from, Clock::time_point end,
+                   std::vector<int64_t>* latencies_ns, int64_t* errors) {
+  std::vector<std::unique_ptr<v1::ManifestService::Stub>> stubs;
+  for (int c = 0; c < channels; ++c) {
+    stubs.push_back(v1::ManifestService::NewStub(Connect(address, /*unique=*/true)));
+  }
   grpc::CompletionQueue cq;
   v1::GetManifestRequest request;
   request.set_tier("bench");
   request.set_platform(v1::PLATFORM_LINUX);
   request.set_arch(v1::ARCH_X86_64);
-  std::vector<Call> calls(in_flight);
+  std::vector<Call> calls(static_cast<size_t>(channels) * in_flight);
+  for (size_t i = 0; i < calls.size(); ++i) calls[i].stub = stubs[i % stubs.size()].get();
   // Every call asks for another device, so that with a rollout active the cohort hash runs
   // and both versions' answers are served.
   uint64_t next_device = 0;
@@ -107,11 +120,11 @@ void DriveChannel(const std::string& address, int in_flight, Clock::time_point m
     call.context.emplace();
     request.set_device_id(absl::StrCat("bench-device-", next_device++ % 100000));
     call.start = Clock::now();
-    call.reader = stub->AsyncGetManifest(&*call.context, request, &cq);
+    call.reader = call.stub->AsyncGetManifest(&*call.context, request, &cq);
     call.reader->Finish(&call.response, &call.status, &call);
   };
   for (Call& call : calls) start_call(call);
-  int outstanding = in_flight;
+  size_t outstanding = calls.size();
   void* tag = nullptr;
   bool ok = false;
   while (outstanding > 0 && cq.Next(&tag, &ok)) {
@@ -136,27 +149,33 @@ void DriveChannel(const std::string& address, int in_flight, Clock::time_point m
   }
 }
 
-LoadResult RunLoad(const std::string& address, const Shape& shape, double warmup_s,
+// One driving thread per CPU the driver may use (at most one per channel): more threads than
+// CPUs would make the load generator's own threads wait for time slices, which shows up in
+// the tail as if the server were slow.
+LoadResult RunLoad(const std::string& address, const Shape& shape, int driver_cpus, double warmup_s,
                    double duration_s) {
   const Clock::time_point measure_from =
       Clock::now() +
       std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(warmup_s));
   const Clock::time_point end = measure_from + std::chrono::duration_cast<Clock::duration>(
                                                    std::chrono::duration<double>(duration_s));
-  std::vector<std::vector<int64_t>> latencies(shape.channels);
-  std::vector<int64_t> errors(shape.channels, 0);
+  const int num_threads = std::clamp(driver_cpus, 1, shape.channels);
+  std::vector<std::vector<int64_t>> latencies(num_threads);
+  std::vector<int64_t> errors(num_threads, 0);
   std::vector<std::thread> threads;
-  for (int c = 0; c < shape.channels; ++c) {
-    latencies[c].reserve(500000);
-    threads.emplace_back(DriveChannel, address, shape.in_flight, measure_from, end, &latencies[c],
-                         &errors[c]);
+  for (int t = 0; t < num_threads; ++t) {
+    // Channels dealt out round-robin: thread t drives channels t, t + T, ...
+    const int channels = shape.channels / num_threads + (t < shape.channels % num_threads);
+    latencies[t].reserve(500000);
+    threads.emplace_back(DriveChannels, address, channels, shape.in_flight, measure_from, end,
+                         &latencies[t], &errors[t]);
   }
   for (auto& t : threads) t.join();
   std::vector<int64_t> all;
   LoadResult result;
-  for (int c = 0; c < shape.channels; ++c) {
-    all.insert(all.end(), latencies[c].begin(), latencies[c].end());
-    result.errors += errors[c];
+  for (int t = 0; t < num_threads; ++t) {
+    all.insert(all.end(), latencies[t].begin(), latencies[t].end());
+    result.errors += errors[t];
   }
   std::sort(all.begin(), all.end());
   result.qps = all.size() / duration_s;
@@ -175,14 +194,14 @@ double WrkDurationMs(const std::string& text) {
   return value;
 }
 
-absl::StatusOr<LoadResult> RunWrk(const std::string& url, int connections, double warmup_s,
-                                  double duration_s, const std::string& out_path) {
+absl::StatusOr<LoadResult> RunWrk(const std::string& url, int threads, int connections,
+                                  double warmup_s, double duration_s, const std::string& out_path) {
   // wrk has no warm-up phase: a short unrecorded run first.
-  MD_RETURN_IF_ERROR(TimeShell(absl::StrFormat("wrk -t2 -c%d -d%ds %s", connections,
+  MD_RETURN_IF_ERROR(TimeShell(absl::StrFormat("wrk -t%d -c%d -d%ds %s", threads, connections,
                                                std::max(1, static_cast<int>(warmup_s)), url))
                          .status());
-  MD_RETURN_IF_ERROR(TimeShell(absl::StrFormat("wrk -t2 -c%d -d%ds --latency %s", connections,
-                                               static_cast<int>(duration_s), url),
+  MD_RETURN_IF_ERROR(TimeShell(absl::StrFormat("wrk -t%d -c%d -d%ds --latency %s", threads,
+                                               connections, static_cast<int>(duration_s), url),
                                out_path)
                          .status());
   MD_ASSIGN_OR_RETURN(std::string text, ReadFileToString(out_path));
@@ -211,6 +230,10 @@ struct Config {
   std::vector<int> wrk_connections;
   std::string server_bin;
   std::string tmp_parent;
+  // The driver is already pinned to placement.driver_cpus (see main).
+  Placement placement;
+  std::string placement_name;
+  int driver_cpus = 1;  // CPUs the driver may use
   // Publish a second version and start a 50 % rollout to it before measuring.
   bool rollout = false;
 };
@@ -228,6 +251,11 @@ struct Row {
   }
 };
 
+// wrk's threads follow the same rule as ours: one per driver CPU.
+int WrkThreads(const Config& config, size_t i) {
+  return std::clamp(config.driver_cpus, 1, config.wrk_connections[i]);
+}
+
 absl::Status Run(const Config& config) {
   Resources res;
   MD_ASSIGN_OR_RETURN(res.dir, MakeTempDir(config.tmp_parent, "manifest"));
@@ -235,9 +263,10 @@ absl::Status Run(const Config& config) {
   MD_RETURN_IF_ERROR(WriteFileAtomically(token_file, kToken, 0600));
   const std::string art = res.dir + "/small.bin";
   MD_ASSIGN_OR_RETURN(FileDigest digest, MakeIncompressibleFile(art, 4096));
-  MD_ASSIGN_OR_RETURN(ServerProcess server,
-                      StartModeldistServer(config.server_bin, res.dir + "/data", token_file,
-                                           1024 * 1024, res.dir + "/server.log"));
+  MD_ASSIGN_OR_RETURN(
+      ServerProcess server,
+      StartModeldistServer(config.server_bin, res.dir + "/data", token_file, 1024 * 1024,
+                           res.dir + "/server.log", config.placement.server_cpus));
   res.server = server.pid;
   MD_RETURN_IF_ERROR(
       PublishFile(Connect(server.address), kToken, art, digest, "bench", "v1", "bench").status());
@@ -277,7 +306,10 @@ absl::Status Run(const Config& config) {
   if (have_wrk) {
     MD_RETURN_IF_ERROR(MakeDirs(res.dir + "/www"));
     MD_RETURN_IF_ERROR(WriteFileAtomically(res.dir + "/www/manifest.json", kStaticJson, 0644));
-    MD_ASSIGN_OR_RETURN(ServerProcess nginx, StartNginx(res.dir + "/nginx", res.dir + "/www"));
+    const std::vector<int>& cpus = config.placement.server_cpus;
+    const int workers = cpus.empty() ? 2 : static_cast<int>(cpus.size());
+    MD_ASSIGN_OR_RETURN(ServerProcess nginx,
+                        StartNginx(res.dir + "/nginx", res.dir + "/www", workers, cpus));
     res.nginx = nginx.pid;
     url = absl::StrCat("http://", nginx.address, "/manifest.json");
     std::cerr << "nginx pid " << nginx.pid << " on " << nginx.address << " serving "
@@ -291,19 +323,22 @@ absl::Status Run(const Config& config) {
                                    config.shapes[i].channels, config.shapes[i].in_flight);
   }
   for (size_t i = 0; i < config.wrk_connections.size(); ++i) {
-    peers[i].name = absl::StrFormat("peer nginx+wrk -t2 -c%d", config.wrk_connections[i]);
+    peers[i].name = absl::StrFormat("peer nginx+wrk -t%d -c%d", WrkThreads(config, i),
+                                    config.wrk_connections[i]);
   }
   // Interleaved repetitions, so that load drift on the shared machine hits both sides.
   for (int rep = 1; rep <= config.reps; ++rep) {
     for (size_t i = 0; i < config.shapes.size(); ++i) {
-      LoadResult r = RunLoad(server.address, config.shapes[i], config.warmup_s, config.duration_s);
+      LoadResult r = RunLoad(server.address, config.shapes[i], config.driver_cpus, config.warmup_s,
+                             config.duration_s);
       std::cerr << absl::StrFormat("rep %d %-44s %8.0f QPS p50 %.3f p99 %.3f ms\n", rep,
                                    ours[i].name, r.qps, r.p50_ms, r.p99_ms);
       ours[i].Add(r);
     }
     for (size_t i = 0; have_wrk && i < config.wrk_connections.size(); ++i) {
-      MD_ASSIGN_OR_RETURN(LoadResult r, RunWrk(url, config.wrk_connections[i], config.warmup_s,
-                                               config.duration_s, res.dir + "/wrk.txt"));
+      MD_ASSIGN_OR_RETURN(LoadResult r,
+                          RunWrk(url, WrkThreads(config, i), config.wrk_connections[i],
+                                 config.warmup_s, config.duration_s, res.dir + "/wrk.txt"));
       std::cerr << absl::StrFormat("rep %d %-44s %8.0f QPS p50 %.3f p99 %.3f ms\n", rep,
                                    peers[i].name, r.qps, r.p50_ms, r.p99_ms);
       peers[i].Add(r);
@@ -311,8 +346,10 @@ absl::Status Run(const Config& config) {
   }
 
   std::cout << absl::StrFormat(
-      "\nmanifest_bench: %d reps x %.0f s measured after %.0f s warm-up; median (min-max)\n",
-      config.reps, config.duration_s, config.warmup_s);
+      "\nmanifest_bench: %d reps x %.0f s measured after %.0f s warm-up; median (min-max)\n"
+      "placement %s: servers on CPU %s, load generators on CPU %s\n",
+      config.reps, config.duration_s, config.warmup_s, config.placement_name,
+      CpuListText(config.placement.server_cpus), CpuListText(config.placement.driver_cpus));
   std::cout << absl::StrFormat("%-44s %-24s %-22s %-22s %s\n", "load", "QPS", "p50 ms", "p99 ms",
                                "errors");
   auto print = [](const Row& row, bool with_p999) {
@@ -337,10 +374,10 @@ absl::Status Run(const Config& config) {
                               Median(peers[0].qps));
     }
     std::cout << absl::StrFormat(
-        "RESULT manifest %s: %.0f QPS (target >= %.0f: %s), p99 %.3f ms (target < %.1f: %s), "
-        "ratio %s\n",
-        row.name, qps, kTargetQps, qps >= kTargetQps ? "MET" : "MISSED", p99, kTargetP99Ms,
-        p99 < kTargetP99Ms ? "MET" : "MISSED", ratio);
+        "RESULT manifest %s, placement %s: %.0f QPS (target >= %.0f: %s), p99 %.3f ms "
+        "(target < %.1f: %s), ratio %s\n",
+        row.name, config.placement_name, qps, kTargetQps, qps >= kTargetQps ? "MET" : "MISSED", p99,
+        kTargetP99Ms, p99 < kTargetP99Ms ? "MET" : "MISSED", ratio);
   }
   return absl::OkStatus();
 }
@@ -359,6 +396,8 @@ int main(int argc, char** argv) {
   flags.Add("reps", "N", "3", "repetitions (the median is reported)");
   flags.Add("server-bin", "PATH", MODELDIST_SERVER_BIN, "modeldist-server binary");
   flags.Add("tmp", "DIR", "/tmp", "scratch parent directory (deleted at the end)");
+  flags.Add("placement", "split|shared", "split",
+            "split: servers on the last CPU, load generators on the others; shared: anywhere");
   flags.AddBool("rollout", "measure with a 50 % rollout active (devices vary per call)");
   flags.AddBool("help", "show this help");
   if (auto s = flags.Parse(argc, argv); !s.ok()) {
@@ -398,6 +437,26 @@ int main(int argc, char** argv) {
   config.server_bin = flags.Get("server-bin");
   config.tmp_parent = flags.Get("tmp");
   config.rollout = flags.GetBool("rollout");
+  config.placement_name = flags.Get("placement");
+  if (config.placement_name == "split") {
+    auto placement = bench::SplitPlacement();
+    if (!placement.ok()) {
+      std::cerr << placement.status().message() << "\n";
+      return 2;
+    }
+    config.placement = *std::move(placement);
+    // Before any gRPC use, so that gRPC's threads in this process inherit the set.
+    if (auto s = bench::PinThisProcess(config.placement.driver_cpus); !s.ok()) {
+      std::cerr << s << "\n";
+      return 1;
+    }
+    config.driver_cpus = static_cast<int>(config.placement.driver_cpus.size());
+  } else if (config.placement_name == "shared") {
+    config.driver_cpus = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  } else {
+    std::cerr << "--placement must be split or shared\n";
+    return 2;
+  }
   absl::Status status = bench::Run(config);
   if (!status.ok()) {
     std::cerr << "manifest_bench failed: " << status << "\n";

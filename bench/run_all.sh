@@ -64,11 +64,14 @@ if [[ -d /dev/shm ]]; then
   run download_bench_tmpfs download_bench --tmp /dev/shm "${download_args[@]}"
 fi
 run manifest_bench manifest_bench --tmp "$tmp" "${manifest_args[@]}"
+# The same with the load generator on the server's cores: how much a co-located client costs.
+run manifest_bench_shared manifest_bench --tmp "$tmp" --placement shared "${manifest_args[@]}"
 run rss_bench rss_bench --tmp "$tmp" "${rss_args[@]}"
 run agent_bench agent_bench --tmp "$tmp" "${agent_args[@]}"
 
 echo
 echo "Summary (also in $results):"
-for f in download_bench download_bench_tmpfs manifest_bench rss_bench agent_bench; do
+for f in download_bench download_bench_tmpfs manifest_bench manifest_bench_shared rss_bench \
+  agent_bench; do
   [[ -f "$results/$f.txt" ]] && grep -h '^RESULT' "$results/$f.txt" | sed "s/^/$f: /"
 done

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "absl/strings/str_cat.h"
+
 namespace modeldist {
 
 ChunkChainBuilder::ChunkChainBuilder(int64_t chunk_size) : chunk_size_(chunk_size) {}
@@ -29,6 +31,12 @@ std::string ChunkChainBuilder::Chain() const {
 
 absl::StatusOr<Sha256> StartChunkHash(absl::string_view previous_entry, int64_t index,
                                       int64_t chunk_size) {
+  // Checked here, not only by Resume: index * chunk_size can be a multiple of 64 when
+  // chunk_size is not (index 64, say), and such a chain cannot be resumed at every chunk.
+  if (chunk_size <= 0 || chunk_size % 64 != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("chunk size ", chunk_size, " is not a positive multiple of 64 bytes"));
+  }
   if (index == 0) return Sha256();
   return Sha256::Resume(previous_entry, index * chunk_size);
 }

@@ -1,6 +1,7 @@
 #include "client/download/block_writer.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -8,6 +9,7 @@
 #include <cstring>
 #include <new>
 
+#include "absl/strings/str_cat.h"
 #include "common/status.h"
 
 namespace modeldist::client {
@@ -19,15 +21,32 @@ Block::Block() : data_(static_cast<char*>(std::aligned_alloc(kAlignment, kCapaci
 Block::~Block() { std::free(data_); }
 
 size_t Block::Append(absl::string_view bytes) {
-  const size_t n = std::min(bytes.size(), kCapacity - size_);
+  const size_t n = std::min(bytes.size(), limit_ - size_);
   std::memcpy(data_ + size_, bytes.data(), n);
   size_ += n;
   return n;
 }
 
+namespace {
+
+// A second, O_DIRECT descriptor of the file `fd` refers to, opened by `path`; invalid where the
+// file system has no O_DIRECT or `path` now names another file (renamed or replaced meanwhile).
+ScopedFd OpenDirectTwin(int fd, const std::string& path) {
+  ScopedFd direct(::open(path.c_str(), O_WRONLY | O_DIRECT | O_CLOEXEC));
+  struct stat a {};
+  struct stat b {};
+  if (!direct.valid() || ::fstat(fd, &a) != 0 || ::fstat(direct.get(), &b) != 0 ||
+      a.st_dev != b.st_dev || a.st_ino != b.st_ino) {
+    return ScopedFd();
+  }
+  return direct;
+}
+
+}  // namespace
+
 BlockWriter::BlockWriter(int fd, std::string path, bool writeback)
     : fd_(fd),
-      direct_fd_(::open(path.c_str(), O_WRONLY | O_DIRECT | O_CLOEXEC)),
+      direct_fd_(OpenDirectTwin(fd, path)),
       path_(std::move(path)),
       writeback_(writeback),
       storage_(kBlocks) {
@@ -45,11 +64,14 @@ absl::Status BlockWriter::Append(int64_t offset, absl::string_view data) {
     }
     if (current_ == nullptr) {
       absl::MutexLock lock(&mu_);
+      if (closed_) return absl::FailedPreconditionError("BlockWriter::Append after Drain");
       mu_.Await(absl::Condition(this, &BlockWriter::HasFreeBlockOrFailed));
       if (!error_.ok()) return error_;
       current_ = free_.back();
       free_.pop_back();
-      current_->clear();
+      // A block starting off a kCapacity boundary (a resumed stream) ends at the next one, so
+      // that the blocks after it are aligned for O_DIRECT.
+      current_->Reset(Block::kCapacity - static_cast<size_t>(offset % Block::kCapacity));
       current_offset_ = offset;
     }
     const size_t n = current_->Append(data);
@@ -62,7 +84,12 @@ absl::Status BlockWriter::Append(int64_t offset, absl::string_view data) {
 void BlockWriter::Checkpoint(std::function<absl::Status()> then) {
   Submit();
   absl::MutexLock lock(&mu_);
-  queue_.push_back(Item{nullptr, 0, std::move(then)});
+  if (!closed_) {
+    queue_.push_back(Item{nullptr, 0, std::move(then)});
+    return;
+  }
+  // Drained: every byte is written and the worker is gone.
+  if (error_.ok()) error_ = then();
 }
 
 absl::Status BlockWriter::error() {
@@ -112,12 +139,32 @@ void BlockWriter::Run() {
 
 absl::Status BlockWriter::Write(const Block& block, int64_t offset) {
   const bool aligned = offset % Block::kAlignment == 0 && block.size() % Block::kAlignment == 0;
-  if (direct_fd_.valid() && aligned) {
-    return PwriteAll(direct_fd_.get(), block.data(), block.size(), offset, path_);
+  if (aligned && direct()) {
+    MD_ASSIGN_OR_RETURN(bool written, TryWriteDirect(block, offset));
+    if (written) return absl::OkStatus();
   }
   MD_RETURN_IF_ERROR(PwriteAll(fd_, block.data(), block.size(), offset, path_));
   if (writeback_) StartWriteback(offset, static_cast<int64_t>(block.size()));
   return absl::OkStatus();
+}
+
+absl::StatusOr<bool> BlockWriter::TryWriteDirect(const Block& block, int64_t offset) {
+  ssize_t n;
+  do {
+    n = ::pwrite(direct_fd_.get(), block.data(), block.size(), offset);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0 && errno == EINVAL) {
+    // The device wants a larger alignment than kAlignment: buffered from now on.
+    direct_refused_ = true;
+    return false;
+  }
+  if (n < 0) return ErrnoStatus(errno, absl::StrCat("write ", path_));
+  direct_bytes_ += n;
+  if (static_cast<size_t>(n) < block.size()) {  // short (e.g. the disk filled): finish buffered
+    MD_RETURN_IF_ERROR(
+        PwriteAll(fd_, block.data() + n, block.size() - static_cast<size_t>(n), offset + n, path_));
+  }
+  return true;
 }
 
 void BlockWriter::StartWriteback(int64_t offset, int64_t length) {

@@ -13,12 +13,16 @@
 // at the end, and no eviction of the rest of the page cache by a model that may be larger than
 // RAM. On the 2-vCPU CI VM a buffered write of 1 GiB cost 0.3-3 CPU-s (page-cache allocation)
 // and its fsync 0.5-1.5 s, while direct writes ran at the disk's 1.6 GB/s. Blocks that are not
-// 4 KiB-aligned (a file's tail, a stream resumed mid-way) and file systems without O_DIRECT
-// (tmpfs) use the caller's ordinary descriptor; with `writeback`, their writeback is started at
-// once and waited for a few blocks later, so a final fsync finds little left to do.
+// 4 KiB-aligned (a file's tail, the first block of a stream resumed mid-way, which ends at the
+// next 256 KiB boundary so that the rest are aligned) and file systems without O_DIRECT (tmpfs)
+// use the caller's ordinary descriptor; so does every block after a direct write is refused
+// with EINVAL (a device that needs a larger alignment). With `writeback`, buffered writes have
+// their writeback started at once and waited for a few blocks later, so a final fsync finds
+// little left to do.
 #ifndef MODELDIST_CLIENT_DOWNLOAD_BLOCK_WRITER_H_
 #define MODELDIST_CLIENT_DOWNLOAD_BLOCK_WRITER_H_
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
@@ -30,6 +34,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "common/file_util.h"
@@ -49,32 +54,38 @@ class Block {
 
   const char* data() const { return data_; }
   size_t size() const { return size_; }
-  bool full() const { return size_ == kCapacity; }
-  void clear() { size_ = 0; }
+  bool full() const { return size_ == limit_; }
+  // Empties the block and lets it take `limit` (<= kCapacity) bytes.
+  void Reset(size_t limit) {
+    size_ = 0;
+    limit_ = limit;
+  }
   // Appends as much of `bytes` as fits; returns how much.
   size_t Append(absl::string_view bytes);
 
  private:
   char* const data_;
   size_t size_ = 0;
+  size_t limit_ = kCapacity;
 };
 
 class BlockWriter {
  public:
   // Writes into `fd` (an open, writable descriptor of `path`, owned by the caller and kept open
-  // until Drain returns). `writeback`: start and pace writeback of buffered writes (for callers
-  // that fsync at the end).
+  // until Drain returns; O_DIRECT is used only if `path` still names the file `fd` refers to).
+  // `writeback`: start and pace writeback of buffered writes (for callers that fsync at the end).
   BlockWriter(int fd, std::string path, bool writeback);
   ~BlockWriter();
   BlockWriter(const BlockWriter&) = delete;
   BlockWriter& operator=(const BlockWriter&) = delete;
 
   // Queues a copy of `data` for writing at `offset`. Blocks while every block is in use.
-  // Returns the worker's first error; nothing is queued after one.
+  // Returns the worker's first error; nothing is queued after one. FAILED_PRECONDITION after
+  // Drain.
   absl::Status Append(int64_t offset, absl::string_view data);
 
   // Runs `then` on the worker once every byte queued so far is written; its error becomes the
-  // writer's error.
+  // writer's error. After Drain (everything written) it runs at once, on the caller's thread.
   void Checkpoint(std::function<absl::Status()> then);
 
   // The worker's first error so far, without waiting.
@@ -83,8 +94,11 @@ class BlockWriter {
   // Writes everything queued, stops the worker and returns its first error. Idempotent.
   absl::Status Drain();
 
-  // Whether blocks go to the disk with O_DIRECT (false on file systems without it).
-  bool direct() const { return direct_fd_.valid(); }
+  // Whether aligned blocks go to the disk with O_DIRECT (false on file systems without it, or
+  // once a direct write was refused).
+  bool direct() const { return direct_fd_.valid() && !direct_refused_.load(); }
+  // Bytes written so far with O_DIRECT (the rest went through the page cache).
+  int64_t direct_bytes() const { return direct_bytes_.load(); }
 
  private:
   static constexpr size_t kBlocks = 16;
@@ -104,10 +118,14 @@ class BlockWriter {
   void Submit();
   void Run();
   absl::Status Write(const Block& block, int64_t offset);
+  // Writes with O_DIRECT; false (nothing written) when the file system refuses it.
+  absl::StatusOr<bool> TryWriteDirect(const Block& block, int64_t offset);
   void StartWriteback(int64_t offset, int64_t length);
 
   const int fd_;
   const ScopedFd direct_fd_;  // invalid where O_DIRECT is not supported
+  std::atomic<bool> direct_refused_{false};
+  std::atomic<int64_t> direct_bytes_{0};
   const std::string path_;
   const bool writeback_;
   std::vector<Block> storage_;

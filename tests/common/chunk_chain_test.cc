@@ -149,5 +149,14 @@ TEST(ChunkChainTest, ACopyTakesTheChainOfThePrefixAndTheStreamGoesOn) {
   EXPECT_EQ(builder.Chain(), whole.Chain());
 }
 
+TEST(ChunkChainTest, StartChunkHashRefusesAChunkSizeThatIsNotAMultipleOf64) {
+  const std::string entry(32, '\x01');
+  // 64 * 100 is a multiple of 64, so only the chunk size itself shows the problem.
+  EXPECT_EQ(StartChunkHash(entry, 64, 100).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(StartChunkHash("", 0, 100).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(StartChunkHash(entry, 1, 0).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(StartChunkHash(entry, 64, 128).ok());
+}
+
 }  // namespace
 }  // namespace modeldist
