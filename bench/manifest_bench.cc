@@ -66,6 +66,9 @@ struct LoadResult {
   double p50_ms = 0;
   double p99_ms = 0;
   double p999_ms = 0;
+  // CPU the server process (with its children: nginx's workers) spent per answered request
+  // while measured: less sensitive to a busy machine than QPS.
+  double server_cpu_us = 0;
   int64_t errors = 0;
 };
 
@@ -152,8 +155,8 @@ void DriveChannels(const std::string& address, int channels, int in_flight,
 // One driving thread per CPU the driver may use (at most one per channel): more threads than
 // CPUs would make the load generator's own threads wait for time slices, which shows up in
 // the tail as if the server were slow.
-LoadResult RunLoad(const std::string& address, const Shape& shape, int driver_cpus, double warmup_s,
-                   double duration_s) {
+LoadResult RunLoad(const std::string& address, pid_t server, const Shape& shape, int driver_cpus,
+                   double warmup_s, double duration_s) {
   const Clock::time_point measure_from =
       Clock::now() +
       std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(warmup_s));
@@ -170,6 +173,10 @@ LoadResult RunLoad(const std::string& address, const Shape& shape, int driver_cp
     threads.emplace_back(DriveChannels, address, channels, shape.in_flight, measure_from, end,
                          &latencies[t], &errors[t]);
   }
+  std::this_thread::sleep_until(measure_from);
+  const double cpu_start = ProcessCpuSeconds(server);
+  std::this_thread::sleep_until(end);
+  const double cpu_used = ProcessCpuSeconds(server) - cpu_start;
   for (auto& t : threads) t.join();
   std::vector<int64_t> all;
   LoadResult result;
@@ -182,6 +189,7 @@ LoadResult RunLoad(const std::string& address, const Shape& shape, int driver_cp
   result.p50_ms = Percentile(all, 0.50);
   result.p99_ms = Percentile(all, 0.99);
   result.p999_ms = Percentile(all, 0.999);
+  if (!all.empty()) result.server_cpu_us = cpu_used * 1e6 / static_cast<double>(all.size());
   return result;
 }
 
@@ -194,16 +202,18 @@ double WrkDurationMs(const std::string& text) {
   return value;
 }
 
-absl::StatusOr<LoadResult> RunWrk(const std::string& url, int threads, int connections,
+absl::StatusOr<LoadResult> RunWrk(const std::string& url, pid_t nginx, int threads, int connections,
                                   double warmup_s, double duration_s, const std::string& out_path) {
   // wrk has no warm-up phase: a short unrecorded run first.
   MD_RETURN_IF_ERROR(TimeShell(absl::StrFormat("wrk -t%d -c%d -d%ds %s", threads, connections,
                                                std::max(1, static_cast<int>(warmup_s)), url))
                          .status());
+  const double cpu_start = ProcessCpuSeconds(nginx, /*with_children=*/true);
   MD_RETURN_IF_ERROR(TimeShell(absl::StrFormat("wrk -t%d -c%d -d%ds --latency %s", threads,
                                                connections, static_cast<int>(duration_s), url),
                                out_path)
                          .status());
+  const double cpu_used = ProcessCpuSeconds(nginx, /*with_children=*/true) - cpu_start;
   MD_ASSIGN_OR_RETURN(std::string text, ReadFileToString(out_path));
   LoadResult result;
   std::istringstream lines(text);
@@ -219,6 +229,7 @@ absl::StatusOr<LoadResult> RunWrk(const std::string& url, int threads, int conne
     }
   }
   if (result.qps == 0) return absl::InternalError(absl::StrCat("cannot parse wrk output:\n", text));
+  result.server_cpu_us = cpu_used * 1e6 / (result.qps * static_cast<int>(duration_s));
   return result;
 }
 
@@ -240,10 +251,11 @@ struct Config {
 
 struct Row {
   std::string name;
-  std::vector<double> qps, p50, p99, p999;
+  std::vector<double> qps, p50, p99, p999, cpu_us;
   int64_t errors = 0;
   void Add(const LoadResult& r) {
     qps.push_back(r.qps);
+    cpu_us.push_back(r.server_cpu_us);
     p50.push_back(r.p50_ms);
     p99.push_back(r.p99_ms);
     p999.push_back(r.p999_ms);
@@ -329,18 +341,20 @@ absl::Status Run(const Config& config) {
   // Interleaved repetitions, so that load drift on the shared machine hits both sides.
   for (int rep = 1; rep <= config.reps; ++rep) {
     for (size_t i = 0; i < config.shapes.size(); ++i) {
-      LoadResult r = RunLoad(server.address, config.shapes[i], config.driver_cpus, config.warmup_s,
-                             config.duration_s);
-      std::cerr << absl::StrFormat("rep %d %-44s %8.0f QPS p50 %.3f p99 %.3f ms\n", rep,
-                                   ours[i].name, r.qps, r.p50_ms, r.p99_ms);
+      LoadResult r = RunLoad(server.address, server.pid, config.shapes[i], config.driver_cpus,
+                             config.warmup_s, config.duration_s);
+      std::cerr << absl::StrFormat(
+          "rep %d %-44s %8.0f QPS p50 %.3f p99 %.3f ms, server CPU %.1f us/req\n", rep,
+          ours[i].name, r.qps, r.p50_ms, r.p99_ms, r.server_cpu_us);
       ours[i].Add(r);
     }
     for (size_t i = 0; have_wrk && i < config.wrk_connections.size(); ++i) {
       MD_ASSIGN_OR_RETURN(LoadResult r,
-                          RunWrk(url, WrkThreads(config, i), config.wrk_connections[i],
+                          RunWrk(url, res.nginx, WrkThreads(config, i), config.wrk_connections[i],
                                  config.warmup_s, config.duration_s, res.dir + "/wrk.txt"));
-      std::cerr << absl::StrFormat("rep %d %-44s %8.0f QPS p50 %.3f p99 %.3f ms\n", rep,
-                                   peers[i].name, r.qps, r.p50_ms, r.p99_ms);
+      std::cerr << absl::StrFormat(
+          "rep %d %-44s %8.0f QPS p50 %.3f p99 %.3f ms, server CPU %.1f us/req\n", rep,
+          peers[i].name, r.qps, r.p50_ms, r.p99_ms, r.server_cpu_us);
       peers[i].Add(r);
     }
   }
@@ -350,12 +364,12 @@ absl::Status Run(const Config& config) {
       "placement %s: servers on CPU %s, load generators on CPU %s\n",
       config.reps, config.duration_s, config.warmup_s, config.placement_name,
       CpuListText(config.placement.server_cpus), CpuListText(config.placement.driver_cpus));
-  std::cout << absl::StrFormat("%-44s %-24s %-22s %-22s %s\n", "load", "QPS", "p50 ms", "p99 ms",
-                               "errors");
+  std::cout << absl::StrFormat("%-44s %-24s %-22s %-22s %-20s %s\n", "load", "QPS", "p50 ms",
+                               "p99 ms", "server CPU us/req", "errors");
   auto print = [](const Row& row, bool with_p999) {
     std::cout << absl::StrFormat(
-        "%-44s %-24s %-22s %-22s %d%s\n", row.name, MedianRange(row.qps, 0),
-        MedianRange(row.p50, 3), MedianRange(row.p99, 3), row.errors,
+        "%-44s %-24s %-22s %-22s %-20s %d%s\n", row.name, MedianRange(row.qps, 0),
+        MedianRange(row.p50, 3), MedianRange(row.p99, 3), MedianRange(row.cpu_us, 1), row.errors,
         with_p999 ? absl::StrFormat("  (p99.9 %.3f ms)", Median(row.p999)) : "");
   };
   for (const Row& row : ours) print(row, true);
