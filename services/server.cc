@@ -101,7 +101,16 @@ absl::StatusOr<std::unique_ptr<ModeldistServer>> ModeldistServer::Start(
   auto parts = std::make_unique<Parts>();
   MD_ASSIGN_OR_RETURN(parts->lock, DataDirLock::Acquire(config.data_dir));
   MD_ASSIGN_OR_RETURN(parts->catalog, storage::Catalog::Open(config.data_dir + "/catalog.db"));
-  MD_ASSIGN_OR_RETURN(parts->blobs, storage::BlobStore::Open(config.data_dir));
+  storage::BlobStore::Options blob_options;
+  // A session's blob is unwanted once no version declares it (see storage/blob_store.h).
+  blob_options.is_referenced =
+      [catalog = parts->catalog.get()](absl::string_view hex) -> absl::StatusOr<bool> {
+    absl::StatusOr<int64_t> size = catalog->DeclaredSize(absl::StrCat("sha256:", hex));
+    if (size.ok()) return true;
+    if (absl::IsNotFound(size.status())) return false;
+    return size.status();
+  };
+  MD_ASSIGN_OR_RETURN(parts->blobs, storage::BlobStore::Open(config.data_dir, blob_options));
   parts->root_store = std::make_unique<CatalogTrustRootStore>(parts->catalog.get());
   KeyRing::Options key_options;
   key_options.signing_key_file = config.signing_key_file;

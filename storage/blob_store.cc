@@ -11,6 +11,8 @@
 #include <cerrno>
 #include <cstring>
 #include <iostream>
+#include <set>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -251,10 +253,12 @@ absl::StatusOr<size_t> BlobReader::Read(int64_t offset, char* buf, size_t size, 
   return done;
 }
 
-BlobStore::BlobStore(std::string root) : root_(std::move(root)) {}
+BlobStore::BlobStore(std::string root, Options options)
+    : root_(std::move(root)), options_(std::move(options)) {}
 
-absl::StatusOr<std::unique_ptr<BlobStore>> BlobStore::Open(const std::string& root) {
-  std::unique_ptr<BlobStore> store(new BlobStore(root));
+absl::StatusOr<std::unique_ptr<BlobStore>> BlobStore::Open(const std::string& root,
+                                                           Options options) {
+  std::unique_ptr<BlobStore> store(new BlobStore(root, std::move(options)));
   MD_RETURN_IF_ERROR(MakeDirs(root + "/blobs/sha256"));
   const std::string uploads = root + "/uploads";
   MD_RETURN_IF_ERROR(MakeDirs(uploads));
@@ -669,6 +673,9 @@ absl::StatusOr<int64_t> BlobStore::FinishSessionLocked(Upload& upload, absl::str
   MD_ASSIGN_OR_RETURN(
       ScopedFd fd, VerifyLocked(upload, key, declared_size == 0 ? kAnySize : declared_size, hex));
   const int64_t size = upload.offset;
+  // From here until the blob is in place this session claims it: RemoveUnwantedBlobs either
+  // ran before (and the blob is stored again below) or sees the record and keeps it.
+  absl::ReaderMutexLock claim(&claim_mu_);
   // The record goes first and durably: once the partial is renamed away, it is the only
   // trace of which blob this session became. Until then the partial outranks it.
   MD_RETURN_IF_ERROR(WriteFileAtomically(SessionRecordPath(key), hex, kPartialMode));
@@ -703,6 +710,7 @@ absl::Status BlobStore::RemoveExpiredSessions(absl::Time now) {
     struct stat st;
     return ::stat(path.c_str(), &st) == 0 && absl::TimeFromTimespec(st.st_mtim) < cutoff;
   };
+  std::vector<std::string> stored_by_expired;  // digests named by the records removed
   for (const std::string& key : keys) {
     const std::string partial = PartialPath(key);
     const std::string record = SessionRecordPath(key);
@@ -712,10 +720,54 @@ absl::Status BlobStore::RemoveExpiredSessions(absl::Time now) {
     std::shared_ptr<Upload> upload = GetUpload(key);
     absl::MutexLock lock(&upload->mu);
     if (expired(partial)) DiscardLocked(*upload, key);
-    if (expired(record)) ::unlink(record.c_str());
+    if (expired(record)) {
+      absl::StatusOr<std::string> hex = ReadFileToString(record);
+      if (hex.ok() && IsHex64(*hex)) stored_by_expired.push_back(*std::move(hex));
+      ::unlink(record.c_str());
+    }
     // The state of a live session carries its hash; only a session without a partial may go.
     struct stat st;
     if (::stat(partial.c_str(), &st) != 0) ForgetUpload(key, upload.get());
+  }
+  if (!options_.is_referenced || stored_by_expired.empty()) return absl::OkStatus();
+  return RemoveUnwantedBlobs(stored_by_expired);
+}
+
+absl::Status BlobStore::RemoveUnwantedBlobs(const std::vector<std::string>& candidates) {
+  absl::MutexLock claim(&claim_mu_);
+  // Digests that live session records name: their writers may still declare them.
+  std::set<std::string, std::less<>> claimed;
+  const std::string uploads = absl::StrCat(root_, "/uploads");
+  DIR* dir = ::opendir(uploads.c_str());
+  if (dir == nullptr) return ErrnoStatus(errno, absl::StrCat("opendir ", uploads));
+  std::vector<std::string> record_keys;
+  while (struct dirent* entry = ::readdir(dir)) {
+    std::string key;
+    if (ClassifyUploadsEntry(entry->d_name, &key) == UploadsEntry::kSessionRecord) {
+      record_keys.push_back(std::move(key));
+    }
+  }
+  ::closedir(dir);
+  for (const std::string& key : record_keys) {
+    absl::StatusOr<std::string> hex = ReadFileToString(SessionRecordPath(key));
+    if (hex.ok()) claimed.insert(*std::move(hex));
+  }
+  for (const std::string& hex : candidates) {
+    if (claimed.contains(hex) || !Contains(hex)) continue;
+    absl::StatusOr<bool> referenced = options_.is_referenced(hex);
+    if (!referenced.ok() || *referenced) continue;
+    const std::string path = BlobPath(hex);
+    struct stat st {};
+    ::stat(path.c_str(), &st);
+    // The blob first: a crash before the sidecar goes leaves only a small sidecar behind,
+    // which is never taken for a blob (names ending in .chain are not digests).
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+      return ErrnoStatus(errno, absl::StrCat("rm ", path));
+    }
+    ::unlink(ChainPath(hex).c_str());
+    std::cerr << "modeldist: removed blob sha256:" << hex << " (" << st.st_size
+              << " bytes): an upload session stored it, the session expired, and no version "
+                 "declares it\n";
   }
   return absl::OkStatus();
 }

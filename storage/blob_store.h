@@ -31,7 +31,11 @@
 // The session leaves a small `.done` record naming the stored digest, so a writer that lost
 // the answer (a crash, a dropped connection) can still learn it. Partials and records of
 // sessions expire kUploadSessionTtl after their last change: Open removes them, and so does a
-// sweep at most hourly while sessions are written.
+// sweep at most hourly while sessions are written. When a session's record expires, the blob
+// it stored goes too if nothing wants it any more: no version declares it (asked through
+// Options::is_referenced) and no other session's record names it. That is the blob of a
+// publish that uploaded its bytes but never created its version (modeldistctl killed between
+// the two, say); without it such blobs would stay forever.
 //
 // Thread-safe. Uploads of different digests (and sessions) proceed in parallel; writes to one
 // digest or session are serialized and must come in order (offset == committed size), so
@@ -40,6 +44,7 @@
 #define MODELDIST_STORAGE_BLOB_STORE_H_
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -111,8 +116,16 @@ class BlobReader {
 
 class BlobStore {
  public:
+  struct Options {
+    // Whether any version declares the blob `hex` (the catalog's answer). Unset: the store
+    // never removes a blob. An error counts as "referenced": a blob is removed only when it
+    // is known to be unwanted.
+    std::function<absl::StatusOr<bool>(absl::string_view hex)> is_referenced;
+  };
+
   // Opens the store at `root`, creating its folders. Stale temp files from a crash are removed.
-  static absl::StatusOr<std::unique_ptr<BlobStore>> Open(const std::string& root);
+  static absl::StatusOr<std::unique_ptr<BlobStore>> Open(const std::string& root,
+                                                         Options options = {});
 
   // All `hex` arguments are 64 lowercase hex digits (callers parse digests with ParseDigest);
   // anything else gives INVALID_ARGUMENT and never reaches the file system.
@@ -167,8 +180,9 @@ class BlobStore {
   absl::StatusOr<int64_t> FinishSession(absl::string_view id, int64_t declared_size,
                                         absl::string_view hex);
 
-  // Removes session partials and records not changed for kUploadSessionTtl before `now`.
-  // Open calls it; so does AppendToSession, at most once an hour.
+  // Removes session partials and records not changed for kUploadSessionTtl before `now`, and
+  // the blobs of the removed records that nothing wants (see the file comment). Open calls
+  // it; so does AppendToSession, at most once an hour.
   absl::Status RemoveExpiredSessions(absl::Time now);
 
   // The chunk chain of a stored blob for kChunkDigestBytes chunks (common/chunk_chain.h), as
@@ -186,7 +200,7 @@ class BlobStore {
   std::string BlobPath(absl::string_view hex) const;
 
  private:
-  explicit BlobStore(std::string root);
+  BlobStore(std::string root, Options options);
   // Uploads are keyed by the blob's hex digest, or by "session-<upload id>" for a session;
   // a session key is never 64 hex digits, so the two never meet.
   std::string PartialPath(absl::string_view key) const;
@@ -230,8 +244,15 @@ class BlobStore {
   // Runs RemoveExpiredSessions(now) when the last sweep is an hour old. Best effort: a sweep
   // that fails is logged, not reported to the writer whose call triggered it.
   void MaybeRemoveExpiredSessions(absl::Time now);
+  // Removes those of `candidates` (hex digests whose session records just expired) that no
+  // version declares and no session record names.
+  absl::Status RemoveUnwantedBlobs(const std::vector<std::string>& candidates);
 
   std::string root_;
+  Options options_;
+  // Shared by a session's finish from its record write to its blob being in place, exclusive
+  // while RemoveUnwantedBlobs decides: a blob a session has just claimed is never removed.
+  absl::Mutex claim_mu_;
   // Guards only the map; file I/O happens under each Upload's mutex, so different digests
   // upload in parallel.
   absl::Mutex mu_;

@@ -1,5 +1,6 @@
 // RegistryService end to end through a real server: auth, validation (code + field in the
 // message), the version lifecycle and resumable, verified uploads.
+#include <chrono>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -416,6 +417,41 @@ TEST_F(RegistryServiceTest, SessionUploadThenDeclarePublishAndServe) {
   while (reader->Read(&chunk)) got += chunk.data();
   ASSERT_TRUE(reader->Finish().ok());
   EXPECT_EQ(got, bytes_);
+}
+
+// The blob of a publish that uploaded its bytes but never declared them goes once its session
+// record expires; a declared one stays, even in a draft.
+TEST_F(RegistryServiceTest, AnExpiredSessionsUndeclaredBlobIsRemovedAtRestart) {
+  const std::string orphan_id = "orphan-upload-0123456789";
+  const std::string orphan = RandomBytes(100000, 8);
+  const std::string orphan_hex = Sha256::HexOf(orphan);
+  ASSERT_TRUE(server_.UploadSession({.upload_id = kUploadId, .bytes = bytes_}).ok());
+  ASSERT_TRUE(server_.UploadSession({.upload_id = orphan_id, .bytes = orphan}).ok());
+  ASSERT_TRUE(CreateModel("llama").ok());
+  ASSERT_TRUE(CreateVersion("llama", "1", {gguf_}, nullptr).ok());
+
+  // A week and a day later (the records' mtime moved back), the server restarts.
+  const auto old = std::filesystem::file_time_type::clock::now() - std::chrono::hours(8 * 24);
+  for (const std::string& id : {std::string(kUploadId), orphan_id}) {
+    std::filesystem::last_write_time(
+        absl::StrCat(server_.data_dir(), "/data/uploads/session-", id, ".done"), old);
+  }
+  server_.Restart();
+
+  v1::ReadRequest read;
+  read.set_digest(FormatDigest(orphan_hex));
+  grpc::ClientContext context;
+  v1::ReadResponse chunk;
+  auto reader = server_.artifacts().Read(&context, read);
+  while (reader->Read(&chunk)) {
+  }
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_FALSE(std::filesystem::exists(absl::StrCat(server_.data_dir(), "/data/blobs/sha256/",
+                                                    orphan_hex.substr(0, 2), "/", orphan_hex)));
+  // The declared one publishes from the bytes it uploaded a week ago.
+  v1::Version v;
+  ASSERT_TRUE(Publish("models/llama/versions/1", &v).ok());
+  EXPECT_EQ(v.state(), v1::Version::PUBLISHED);
 }
 
 TEST_F(RegistryServiceTest, SessionResumesAcrossStreamsAndARestart) {

@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <filesystem>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -1078,6 +1079,108 @@ TEST_F(BlobStoreTest, ExpiredSessionsAreRemovedAtOpen) {
   ASSERT_THAT(store_->RemoveExpiredSessions(absl::Now() + absl::Hours(2)), IsOk());
   EXPECT_FALSE(Exists(SessionPartial(live_id)));
   EXPECT_TRUE(Exists(PartialPath(digest_hex)));
+}
+
+// A store whose catalog declares exactly `declared` (hex digests); `asked` counts the questions.
+std::unique_ptr<BlobStore> OpenStoreWithCatalog(const std::string& root,
+                                                const std::set<std::string>* declared,
+                                                int* asked = nullptr) {
+  BlobStore::Options options;
+  options.is_referenced = [declared, asked](absl::string_view hex) -> absl::StatusOr<bool> {
+    if (asked != nullptr) ++*asked;
+    return declared->count(std::string(hex)) > 0;
+  };
+  auto store = BlobStore::Open(root, options);
+  EXPECT_THAT(store, IsOk());
+  return store.ok() ? std::move(store).value() : nullptr;
+}
+
+TEST_F(BlobStoreTest, AnExpiredSessionsBlobThatNoVersionDeclaresIsRemovedWithItsRecord) {
+  std::set<std::string> declared;
+  store_ = OpenStoreWithCatalog(dir_.path(), &declared);
+  const std::string orphan = RandomBytes(3000, 61);
+  const std::string kept = RandomBytes(3000, 62);
+  ASSERT_THAT(store_->AppendToSession("orphan-session-0001", 0, 0, orphan), IsOk());
+  ASSERT_THAT(store_->FinishSession("orphan-session-0001", 0, Sha256::HexOf(orphan)), IsOk());
+  ASSERT_THAT(store_->AppendToSession("kept-session-000001", 0, 0, kept), IsOk());
+  ASSERT_THAT(store_->FinishSession("kept-session-000001", 0, Sha256::HexOf(kept)), IsOk());
+  declared.insert(Sha256::HexOf(kept));  // its publish went on to create the version
+  ASSERT_TRUE(Exists(ChainPath(Sha256::HexOf(orphan))));
+
+  // Before the records expire nothing is removed, declared or not.
+  ASSERT_THAT(store_->RemoveExpiredSessions(absl::Now()), IsOk());
+  EXPECT_TRUE(store_->Contains(Sha256::HexOf(orphan)));
+
+  ASSERT_THAT(store_->RemoveExpiredSessions(absl::Now() + kUploadSessionTtl + absl::Hours(1)),
+              IsOk());
+  EXPECT_FALSE(store_->Contains(Sha256::HexOf(orphan)));
+  EXPECT_FALSE(Exists(ChainPath(Sha256::HexOf(orphan))));
+  EXPECT_THAT(store_->OpenBlob(Sha256::HexOf(orphan)), StatusIs(absl::StatusCode::kNotFound, _));
+  EXPECT_TRUE(store_->Contains(Sha256::HexOf(kept)));
+  EXPECT_EQ(ReadAll(*store_, Sha256::HexOf(kept)), kept);
+  EXPECT_FALSE(Exists(SessionRecord("orphan-session-0001")));
+  EXPECT_FALSE(Exists(SessionRecord("kept-session-000001")));
+}
+
+TEST_F(BlobStoreTest, ABlobAnotherLiveSessionNamesIsKept) {
+  std::set<std::string> declared;
+  store_ = OpenStoreWithCatalog(dir_.path(), &declared);
+  const std::string data = RandomBytes(2000, 63);
+  const std::string hex = Sha256::HexOf(data);
+  // An old session stored the bytes; a recent one uploaded the same bytes and is about to
+  // create its version.
+  ASSERT_THAT(store_->AppendToSession("first-session-00001", 0, 0, data), IsOk());
+  ASSERT_THAT(store_->FinishSession("first-session-00001", 0, hex), IsOk());
+  ASSERT_THAT(store_->AppendToSession("second-session-0001", 0, 0, data), IsOk());
+  ASSERT_THAT(store_->FinishSession("second-session-0001", 0, hex), IsOk());
+  Age(SessionRecord("first-session-00001"), kUploadSessionTtl + absl::Hours(1));
+
+  ASSERT_THAT(store_->RemoveExpiredSessions(absl::Now()), IsOk());
+  EXPECT_FALSE(Exists(SessionRecord("first-session-00001")));
+  EXPECT_TRUE(store_->Contains(hex));
+  auto state = store_->QuerySession("second-session-0001");
+  ASSERT_THAT(state, IsOk());
+  EXPECT_EQ(state->digest_hex, hex);  // the recent writer can still learn its digest
+}
+
+TEST_F(BlobStoreTest, WithoutACatalogOrWhenItCannotAnswerNoBlobIsRemoved) {
+  const std::string data = RandomBytes(2000, 64);
+  const std::string hex = Sha256::HexOf(data);
+  ASSERT_THAT(store_->AppendToSession("plain-session-00001", 0, 0, data), IsOk());
+  ASSERT_THAT(store_->FinishSession("plain-session-00001", 0, hex), IsOk());
+  ASSERT_THAT(store_->RemoveExpiredSessions(absl::Now() + kUploadSessionTtl + absl::Hours(1)),
+              IsOk());
+  EXPECT_TRUE(store_->Contains(hex));  // no is_referenced: the store never removes a blob
+
+  const std::string data2 = RandomBytes(2000, 65);
+  const std::string hex2 = Sha256::HexOf(data2);
+  BlobStore::Options failing;
+  failing.is_referenced = [](absl::string_view) -> absl::StatusOr<bool> {
+    return absl::UnavailableError("catalog is busy");
+  };
+  store_.reset();
+  auto store = BlobStore::Open(dir_.path(), failing);
+  ASSERT_THAT(store, IsOk());
+  ASSERT_THAT((*store)->AppendToSession("failing-session-001", 0, 0, data2), IsOk());
+  ASSERT_THAT((*store)->FinishSession("failing-session-001", 0, hex2), IsOk());
+  ASSERT_THAT((*store)->RemoveExpiredSessions(absl::Now() + kUploadSessionTtl + absl::Hours(1)),
+              IsOk());
+  EXPECT_TRUE((*store)->Contains(hex2));
+}
+
+TEST_F(BlobStoreTest, OrphanBlobsGoAtOpenToo) {
+  std::set<std::string> declared;
+  int asked = 0;
+  const std::string data = RandomBytes(2000, 66);
+  const std::string hex = Sha256::HexOf(data);
+  ASSERT_THAT(store_->AppendToSession("restart-session-01", 0, 0, data), IsOk());
+  ASSERT_THAT(store_->FinishSession("restart-session-01", 0, hex), IsOk());
+  store_.reset();
+  Age(SessionRecord("restart-session-01"), kUploadSessionTtl + absl::Hours(1));
+  store_ = OpenStoreWithCatalog(dir_.path(), &declared, &asked);
+  ASSERT_NE(store_, nullptr);
+  EXPECT_EQ(asked, 1);
+  EXPECT_FALSE(store_->Contains(hex));
 }
 
 TEST_F(BlobStoreTest, SessionsAndDigestUploadsOfTheSameBytesDoNotMeet) {
