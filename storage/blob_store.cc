@@ -692,7 +692,7 @@ absl::StatusOr<int64_t> BlobStore::FinishSessionLocked(Upload& upload, absl::str
   return size;
 }
 
-absl::Status BlobStore::RemoveExpiredSessions(absl::Time now) {
+absl::StatusOr<std::vector<std::string>> BlobStore::SessionKeys(bool records_only) const {
   const std::string uploads = absl::StrCat(root_, "/uploads");
   DIR* dir = ::opendir(uploads.c_str());
   if (dir == nullptr) return ErrnoStatus(errno, absl::StrCat("opendir ", uploads));
@@ -700,11 +700,17 @@ absl::Status BlobStore::RemoveExpiredSessions(absl::Time now) {
   while (struct dirent* entry = ::readdir(dir)) {
     std::string key;
     UploadsEntry kind = ClassifyUploadsEntry(entry->d_name, &key);
-    if (kind == UploadsEntry::kSessionPartial || kind == UploadsEntry::kSessionRecord) {
+    if (kind == UploadsEntry::kSessionRecord ||
+        (kind == UploadsEntry::kSessionPartial && !records_only)) {
       keys.push_back(std::move(key));
     }
   }
   ::closedir(dir);
+  return keys;
+}
+
+absl::Status BlobStore::RemoveExpiredSessions(absl::Time now) {
+  MD_ASSIGN_OR_RETURN(std::vector<std::string> keys, SessionKeys(/*records_only=*/false));
   const absl::Time cutoff = now - kUploadSessionTtl;
   auto expired = [cutoff](const std::string& path) {
     struct stat st;
@@ -737,17 +743,7 @@ absl::Status BlobStore::RemoveUnwantedBlobs(const std::vector<std::string>& cand
   absl::MutexLock claim(&claim_mu_);
   // Digests that live session records name: their writers may still declare them.
   std::set<std::string, std::less<>> claimed;
-  const std::string uploads = absl::StrCat(root_, "/uploads");
-  DIR* dir = ::opendir(uploads.c_str());
-  if (dir == nullptr) return ErrnoStatus(errno, absl::StrCat("opendir ", uploads));
-  std::vector<std::string> record_keys;
-  while (struct dirent* entry = ::readdir(dir)) {
-    std::string key;
-    if (ClassifyUploadsEntry(entry->d_name, &key) == UploadsEntry::kSessionRecord) {
-      record_keys.push_back(std::move(key));
-    }
-  }
-  ::closedir(dir);
+  MD_ASSIGN_OR_RETURN(std::vector<std::string> record_keys, SessionKeys(/*records_only=*/true));
   for (const std::string& key : record_keys) {
     absl::StatusOr<std::string> hex = ReadFileToString(SessionRecordPath(key));
     if (hex.ok()) claimed.insert(*std::move(hex));

@@ -244,6 +244,9 @@ class BlobStore {
   // Runs RemoveExpiredSessions(now) when the last sweep is an hour old. Best effort: a sweep
   // that fails is logged, not reported to the writer whose call triggered it.
   void MaybeRemoveExpiredSessions(absl::Time now);
+  // The keys of the sessions that have files in uploads/: with records, and unless
+  // `records_only`, with partials (a session with both is listed twice).
+  absl::StatusOr<std::vector<std::string>> SessionKeys(bool records_only) const;
   // Removes those of `candidates` (hex digests whose session records just expired) that no
   // version declares and no session record names.
   absl::Status RemoveUnwantedBlobs(const std::vector<std::string>& candidates);
