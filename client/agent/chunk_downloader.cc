@@ -271,9 +271,9 @@ class Download {
   }
 
   absl::StatusOr<ChunkDownloadStats> Run() {
-    ScopedFd fd(::open(partial_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
-    if (fd.get() < 0) return ErrnoStatus(errno, partial_);
-    fd_ = fd.get();
+    file_ = ScopedFd(::open(partial_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
+    if (!file_.valid()) return ErrnoStatus(errno, partial_);
+    fd_ = file_.get();
     MD_RETURN_IF_ERROR(Resume());
 
     if (next_chunk_ < chunks_) {
@@ -380,6 +380,12 @@ class Download {
     stats_.chunks_reused = good;
     if (good > 0) ReportProgress();
 
+    // A partial with other names is a hard link of an installed copy: a kill between activation
+    // and the partial's removal leaves one, which a later sync of the same digest finds. Its
+    // verified bytes are good, but writing in place would change the installed copy too.
+    if (st.st_nlink > 1 && (good < chunks_ || st.st_size != ChunkOffset(good))) {
+      MD_RETURN_IF_ERROR(Unshare(ChunkOffset(good)));
+    }
     // Journal first, then truncate: a crash in between leaves a journal that claims no more
     // than the file holds.
     if (!journal.has_value() || journal->digest != artifact_.digest() ||
@@ -391,6 +397,35 @@ class Download {
     if (st.st_size != keep && ::ftruncate(fd_, keep) != 0) {
       return ErrnoStatus(errno, absl::StrCat("truncating ", partial_));
     }
+    return absl::OkStatus();
+  }
+
+  // Replaces the partial with a file of its own holding its first `keep` bytes (a copy, or a
+  // copy-on-write clone where the file system has them) and continues with that.
+  absl::Status Unshare(int64_t keep) {
+    const std::string temp = partial_ + ".unshare";
+    ScopedFd out(::open(temp.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+    if (!out.valid()) return ErrnoStatus(errno, temp);
+    std::string buffer;
+    for (int64_t at = 0; at < keep;) {
+      loff_t in_offset = at;
+      loff_t out_offset = at;
+      ssize_t n = ::copy_file_range(fd_, &in_offset, out.get(), &out_offset,
+                                    static_cast<size_t>(keep - at), 0);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {  // no copy_file_range across these files: read and write
+        buffer.resize(static_cast<size_t>(std::min<int64_t>(kResumeReadBytes, keep - at)));
+        MD_RETURN_IF_ERROR(PreadAll(fd_, buffer.data(), buffer.size(), at, partial_));
+        MD_RETURN_IF_ERROR(PwriteAll(out.get(), buffer.data(), buffer.size(), at, temp));
+        n = static_cast<ssize_t>(buffer.size());
+      }
+      at += n;
+    }
+    if (::rename(temp.c_str(), partial_.c_str()) != 0) {
+      return ErrnoStatus(errno, absl::StrCat("renaming ", temp, " to ", partial_));
+    }
+    file_ = std::move(out);
+    fd_ = file_.get();
     return absl::OkStatus();
   }
 
@@ -580,7 +615,8 @@ class Download {
   StallWatchdog watchdog_;
   std::mt19937_64 rng_;
 
-  int fd_ = -1;  // the partial, owned by Run
+  ScopedFd file_;  // the partial
+  int fd_ = -1;    // file_.get()
   std::optional<client::BlockWriter> writer_;
   ChunkDownloadStats stats_;
   int64_t next_chunk_ = 0;    // the first chunk not yet verified

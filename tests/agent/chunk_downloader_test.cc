@@ -644,6 +644,40 @@ TEST_F(ChunkDownloaderTest, CompletePartialIsReverifiedWithoutTheNetwork) {
   ExpectPartialIsTheArtifact();
 }
 
+// A kill between activation and the partial's removal leaves the partial as a hard link of the
+// installed model file. A later download of the same digest may read it but never write it.
+TEST_F(ChunkDownloaderTest, APartialLinkedToAnInstalledFileIsRepairedInACopy) {
+  const std::string installed = partial_ + ".installed";
+  ASSERT_TRUE(WriteFileAtomically(installed, bytes_, 0644).ok());
+  FlipByteInFile(installed, kChunk + 4242);  // the installed copy rotted on disk
+  const std::string rotted = Slurp(installed);
+  ASSERT_EQ(::link(installed.c_str(), partial_.c_str()), 0);
+
+  FaultySource recording(grpc_.get());
+  auto stats = Download({&recording});
+  ASSERT_THAT(stats, IsOk());
+  EXPECT_EQ(stats->chunks_reused, 1);
+  EXPECT_EQ(stats->chunks_fetched, 2);
+  ExpectPartialIsTheArtifact();
+  EXPECT_EQ(Slurp(installed), rotted) << "the repair wrote through the link";
+  struct stat st;
+  ASSERT_EQ(::stat(partial_.c_str(), &st), 0);
+  EXPECT_EQ(st.st_nlink, 1u);
+}
+
+TEST_F(ChunkDownloaderTest, AnIntactPartialLinkedToAnInstalledFileIsUsedAsItIs) {
+  const std::string installed = partial_ + ".installed";
+  ASSERT_TRUE(WriteFileAtomically(installed, bytes_, 0644).ok());
+  ASSERT_EQ(::link(installed.c_str(), partial_.c_str()), 0);
+  FaultySource never(grpc_.get());
+  never.FailAlways(absl::StatusCode::kUnavailable);
+  auto stats = Download({&never});
+  ASSERT_THAT(stats, IsOk());
+  EXPECT_EQ(stats->chunks_reused, 3);
+  EXPECT_TRUE(never.reads().empty());
+  EXPECT_EQ(Slurp(installed), bytes_);
+}
+
 TEST_F(ChunkDownloaderTest, PartialOfAnotherArtifactIsNotTrusted) {
   // Same chunk size, another digest: the bytes may be anything, so start over.
   ASSERT_TRUE(WriteFileAtomically(partial_, bytes_.substr(0, kChunk), 0644).ok());
