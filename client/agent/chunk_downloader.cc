@@ -277,7 +277,7 @@ class Download {
     MD_RETURN_IF_ERROR(Resume());
 
     if (next_chunk_ < chunks_) {
-      writer_.emplace(fd_, partial_, options_.fsync);
+      MD_ASSIGN_OR_RETURN(writer_, client::BlockWriter::Start(fd_, partial_, options_.fsync));
       MD_RETURN_IF_ERROR(StartChunk());
       absl::Status fetched = FetchRemaining();
       absl::Status written = writer_->Drain();
@@ -617,7 +617,7 @@ class Download {
 
   ScopedFd file_;  // the partial
   int fd_ = -1;    // file_.get()
-  std::optional<client::BlockWriter> writer_;
+  std::unique_ptr<client::BlockWriter> writer_;
   ChunkDownloadStats stats_;
   int64_t next_chunk_ = 0;    // the first chunk not yet verified
   int64_t chunk_fill_ = 0;    // bytes of chunk `next_chunk_` written and hashed so far

@@ -129,6 +129,8 @@ absl::StatusOr<DownloadResult> DownloadArtifact(std::shared_ptr<grpc::ChannelInt
     if (options.timeout != absl::InfiniteDuration()) {
       context.set_deadline(absl::ToChronoTime(absl::Now() + options.timeout));
     }
+    MD_ASSIGN_OR_RETURN(std::unique_ptr<BlockWriter> writer,
+                        BlockWriter::Start(file.get(), partial, options.fsync));
     v1::ReadRequest request;
     request.set_digest(digest);
     request.set_offset(offset);
@@ -138,7 +140,6 @@ absl::StatusOr<DownloadResult> DownloadArtifact(std::shared_ptr<grpc::ChannelInt
     // into the writer's blocks; the writer thread writes them (client/download/block_writer.h).
     // Hashing and writing on one thread capped this at about 0.7 GB/s.
     ReadChunk chunk;
-    BlockWriter writer(file.get(), partial, options.fsync);
     absl::Status local;  // first local failure; ends the stream early
     while (stream.Next(&chunk)) {
       const int64_t size = static_cast<int64_t>(chunk.size());
@@ -149,7 +150,7 @@ absl::StatusOr<DownloadResult> DownloadArtifact(std::shared_ptr<grpc::ChannelInt
         local = absl::DataLossError(
             absl::StrCat(digest, " is longer than the expected ", expected_size, " bytes"));
       } else {
-        local = HashAndQueue(chunk, offset, &hash, &writer);
+        local = HashAndQueue(chunk, offset, &hash, writer.get());
       }
       if (!local.ok()) {
         context.TryCancel();
@@ -159,7 +160,7 @@ absl::StatusOr<DownloadResult> DownloadArtifact(std::shared_ptr<grpc::ChannelInt
       result.bytes_received += size;
       if (options.on_progress) options.on_progress(offset, expected_size);
     }
-    if (absl::Status written = writer.Drain(); local.ok()) local = written;
+    if (absl::Status written = writer->Drain(); local.ok()) local = written;
     if (absl::Status finished = stream.Finish(); local.ok()) local = finished;
     if (!local.ok()) {
       if (absl::IsDataLoss(local) || offset == 0) return DiscardPartial(partial, local);

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <new>
 
 #include "absl/strings/str_cat.h"
@@ -52,6 +53,18 @@ BlockWriter::BlockWriter(int fd, std::string path, bool writeback)
       storage_(kBlocks) {
   for (Block& block : storage_) free_.push_back(&block);
   worker_ = std::thread([this] { Run(); });
+}
+
+absl::StatusOr<std::unique_ptr<BlockWriter>> BlockWriter::Start(int fd, std::string path,
+                                                                bool writeback) {
+  // The only exceptions here: allocating the blocks, and starting the thread.
+  try {
+    return std::unique_ptr<BlockWriter>(new BlockWriter(fd, std::move(path), writeback));
+  } catch (const std::exception& e) {
+    return absl::ResourceExhaustedError(absl::StrCat("cannot start the block writer (", kBlocks,
+                                                     " x ", Block::kCapacity,
+                                                     " bytes and a thread): ", e.what()));
+  }
 }
 
 BlockWriter::~BlockWriter() { (void)Drain(); }

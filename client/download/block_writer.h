@@ -27,6 +27,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <memory>
 #include <string>
 #include <thread>
 #include <utility>
@@ -71,10 +72,12 @@ class Block {
 
 class BlockWriter {
  public:
-  // Writes into `fd` (an open, writable descriptor of `path`, owned by the caller and kept open
-  // until Drain returns; O_DIRECT is used only if `path` still names the file `fd` refers to).
-  // `writeback`: start and pace writeback of buffered writes (for callers that fsync at the end).
-  BlockWriter(int fd, std::string path, bool writeback);
+  // Starts a writer into `fd` (an open, writable descriptor of `path`, owned by the caller and
+  // kept open until Drain returns; O_DIRECT is used only if `path` still names the file `fd`
+  // refers to). `writeback`: start and pace writeback of buffered writes (for callers that
+  // fsync at the end). RESOURCE_EXHAUSTED when its blocks or its thread cannot be had.
+  static absl::StatusOr<std::unique_ptr<BlockWriter>> Start(int fd, std::string path,
+                                                            bool writeback);
   ~BlockWriter();
   BlockWriter(const BlockWriter&) = delete;
   BlockWriter& operator=(const BlockWriter&) = delete;
@@ -101,6 +104,8 @@ class BlockWriter {
   int64_t direct_bytes() const { return direct_bytes_.load(); }
 
  private:
+  BlockWriter(int fd, std::string path, bool writeback);
+
   static constexpr size_t kBlocks = 16;
   // A block of bytes to write at `offset`, or (block == nullptr) a checkpoint.
   struct Item {

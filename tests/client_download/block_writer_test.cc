@@ -48,7 +48,9 @@ TEST(BlockWriterTest, PiecesOfAnySizeLandInOrder) {
   ScopedFd fd = OpenForWriting(path);
   ASSERT_TRUE(fd.valid());
   const std::string bytes = RandomBytes(3 * Block::kCapacity + 12345, 7);
-  BlockWriter writer(fd.get(), path, /*writeback=*/true);
+  auto started = BlockWriter::Start(fd.get(), path, /*writeback=*/true);
+  ASSERT_TRUE(started.ok()) << started.status();
+  BlockWriter& writer = **started;
   MD_ASSERT_OK(AppendInPieces(writer, 0, bytes, {1, 4095, 300000, 7, 65536}));
   MD_ASSERT_OK(writer.Drain());
   EXPECT_EQ(Slurp(path), bytes);
@@ -66,7 +68,9 @@ TEST(BlockWriterTest, AResumedStreamIsAlignedAfterItsFirstBlock) {
   // A download resumed after 1000 verified bytes.
   const std::string bytes = RandomBytes(1000 + 8 * Block::kCapacity, 9);
   MD_ASSERT_OK(PwriteAll(fd.get(), bytes.data(), 1000, 0, path));
-  BlockWriter writer(fd.get(), path, /*writeback=*/false);
+  auto started = BlockWriter::Start(fd.get(), path, /*writeback=*/false);
+  ASSERT_TRUE(started.ok()) << started.status();
+  BlockWriter& writer = **started;
   MD_ASSERT_OK(AppendInPieces(writer, 1000, bytes.substr(1000), {65536}));
   MD_ASSERT_OK(writer.Drain());
   EXPECT_EQ(Slurp(path), bytes);
@@ -85,7 +89,9 @@ TEST(BlockWriterTest, DirectWritesGoOnlyToTheFileTheDescriptorNames) {
   ASSERT_EQ(::rename(path.c_str(), dir.Join("moved").c_str()), 0);
   MD_ASSERT_OK(WriteFileAtomically(path, "other", 0644));
   const std::string bytes = RandomBytes(2 * Block::kCapacity, 3);
-  BlockWriter writer(fd.get(), path, /*writeback=*/false);
+  auto started = BlockWriter::Start(fd.get(), path, /*writeback=*/false);
+  ASSERT_TRUE(started.ok()) << started.status();
+  BlockWriter& writer = **started;
   EXPECT_FALSE(writer.direct());
   MD_ASSERT_OK(AppendInPieces(writer, 0, bytes, {Block::kCapacity}));
   MD_ASSERT_OK(writer.Drain());
@@ -101,7 +107,9 @@ TEST(BlockWriterTest, ACheckpointRunsOnceTheBytesBeforeItAreWritten) {
   ASSERT_TRUE(fd.valid());
   const std::string bytes = RandomBytes(4 * Block::kCapacity + 100, 5);
   const size_t before = 2 * Block::kCapacity + 50;
-  BlockWriter writer(fd.get(), path, /*writeback=*/false);
+  auto started = BlockWriter::Start(fd.get(), path, /*writeback=*/false);
+  ASSERT_TRUE(started.ok()) << started.status();
+  BlockWriter& writer = **started;
   MD_ASSERT_OK(writer.Append(0, absl::string_view(bytes).substr(0, before)));
   std::string seen;
   int runs = 0;
@@ -126,7 +134,9 @@ TEST(BlockWriterTest, ACheckpointErrorBecomesTheWritersErrorAndStopsLaterAppends
   const std::string path = dir.Join("out");
   ScopedFd fd = OpenForWriting(path);
   ASSERT_TRUE(fd.valid());
-  BlockWriter writer(fd.get(), path, /*writeback=*/false);
+  auto started = BlockWriter::Start(fd.get(), path, /*writeback=*/false);
+  ASSERT_TRUE(started.ok()) << started.status();
+  BlockWriter& writer = **started;
   MD_ASSERT_OK(writer.Append(0, "abc"));
   writer.Checkpoint([] { return absl::DataLossError("journal write failed"); });
   absl::Status status;
@@ -144,7 +154,9 @@ TEST(BlockWriterTest, AWriteErrorNamesTheFile) {
   MD_ASSERT_OK(WriteFileAtomically(path, "", 0644));
   ScopedFd read_only(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   ASSERT_TRUE(read_only.valid());
-  BlockWriter writer(read_only.get(), path, /*writeback=*/false);
+  auto started = BlockWriter::Start(read_only.get(), path, /*writeback=*/false);
+  ASSERT_TRUE(started.ok()) << started.status();
+  BlockWriter& writer = **started;
   (void)writer.Append(1, "unaligned, so through the caller's descriptor");
   absl::Status status = writer.Drain();
   EXPECT_FALSE(status.ok());
@@ -156,7 +168,9 @@ TEST(BlockWriterTest, AfterDrainAppendFailsAndACheckpointRunsAtOnce) {
   const std::string path = dir.Join("out");
   ScopedFd fd = OpenForWriting(path);
   ASSERT_TRUE(fd.valid());
-  BlockWriter writer(fd.get(), path, /*writeback=*/false);
+  auto started = BlockWriter::Start(fd.get(), path, /*writeback=*/false);
+  ASSERT_TRUE(started.ok()) << started.status();
+  BlockWriter& writer = **started;
   MD_ASSERT_OK(writer.Append(0, "abc"));
   MD_ASSERT_OK(writer.Drain());
   EXPECT_EQ(writer.Append(3, "def").code(), absl::StatusCode::kFailedPrecondition);
