@@ -3,8 +3,8 @@
 // Starts modeldist-server, publishes a small artifact bound to tier `bench`, then runs a
 // closed-loop async client: C channels (each its own TCP connection), driven by one
 // CompletionQueue thread per driver CPU, with K GetManifest calls always in flight on each, for
-// --warmup seconds unmeasured and then
-// --duration seconds measured. Prints QPS and p50/p99/p99.9 latency per C x K.
+// --warmup seconds unmeasured and then --duration seconds measured. Prints QPS, p50/p99/p99.9
+// latency and the server's CPU per request for each C x K.
 // Peer: nginx serving a static ~300 B JSON file to `wrk --latency` with the same number of
 // keep-alive connections (and 64, as in docs/perf-baselines). Target: >= 40k QPS with
 // p99 < 2 ms at 32 in flight; the ratio to the peer is printed.
