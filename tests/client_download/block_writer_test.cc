@@ -1,14 +1,14 @@
-// BlockWriter (client/download/block_writer.h) on real files: bytes land where they were
+// BlockWriter (client/download/block_writer->h) on real files: bytes land where they were
 // queued, checkpoints run after the bytes before them, errors surface, and O_DIRECT is used for
 // aligned blocks only on the very file the caller opened.
-#include "client/download/block_writer.h"
-
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <memory>
 #include <string>
 
+#include "client/download/block_writer.h"
 #include "common/file_util.h"
 #include "common/status.h"
 #include "gtest/gtest.h"
@@ -36,152 +36,139 @@ absl::Status AppendInPieces(BlockWriter& writer, int64_t offset, const std::stri
   for (size_t i = 0; done < bytes.size(); ++i) {
     const size_t n = std::min(pieces[i % pieces.size()], bytes.size() - done);
     MD_RETURN_IF_ERROR(writer.Append(offset + static_cast<int64_t>(done),
-                                     absl::string_view(bytes).substr(done, n)));
+                                      absl::string_view(bytes).substr(done, n)));
     done += n;
   }
   return absl::OkStatus();
 }
 
-TEST(BlockWriterTest, PiecesOfAnySizeLandInOrder) {
-  ScratchDir dir;
-  const std::string path = dir.Join("out");
-  ScopedFd fd = OpenForWriting(path);
-  ASSERT_TRUE(fd.valid());
+// Each test writes into `path_`, opened for writing as `fd_`.
+class BlockWriterTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    fd_ = OpenForWriting(path_);
+    ASSERT_TRUE(fd_.valid());
+  }
+
+  // A writer into `fd` (by default `fd_`) named `path_`; null, with a test failure, if it
+  // cannot start.
+  std::unique_ptr<BlockWriter> StartWriter(bool writeback = false, int fd = -1) {
+    auto started = BlockWriter::Start(fd < 0 ? fd_.get() : fd, path_, writeback);
+    EXPECT_TRUE(started.ok()) << started.status();
+    return started.ok() ? *std::move(started) : nullptr;
+  }
+
+  ScratchDir dir_;
+  const std::string path_ = dir_.Join("out");
+  ScopedFd fd_;
+};
+
+TEST_F(BlockWriterTest, PiecesOfAnySizeLandInOrder) {
   const std::string bytes = RandomBytes(3 * Block::kCapacity + 12345, 7);
-  auto started = BlockWriter::Start(fd.get(), path, /*writeback=*/true);
-  ASSERT_TRUE(started.ok()) << started.status();
-  BlockWriter& writer = **started;
-  MD_ASSERT_OK(AppendInPieces(writer, 0, bytes, {1, 4095, 300000, 7, 65536}));
-  MD_ASSERT_OK(writer.Drain());
-  EXPECT_EQ(Slurp(path), bytes);
-  if (writer.direct()) {
+  std::unique_ptr<BlockWriter> writer = StartWriter(/*writeback=*/true);
+  ASSERT_NE(writer, nullptr);
+  MD_ASSERT_OK(AppendInPieces(*writer, 0, bytes, {1, 4095, 300000, 7, 65536}));
+  MD_ASSERT_OK(writer->Drain());
+  EXPECT_EQ(Slurp(path_), bytes);
+  if (writer->direct()) {
     // Three full aligned blocks; the unaligned tail goes through the page cache.
-    EXPECT_EQ(writer.direct_bytes(), static_cast<int64_t>(3 * Block::kCapacity));
+    EXPECT_EQ(writer->direct_bytes(), static_cast<int64_t>(3 * Block::kCapacity));
   }
 }
 
-TEST(BlockWriterTest, AResumedStreamIsAlignedAfterItsFirstBlock) {
-  ScratchDir dir;
-  const std::string path = dir.Join("out");
-  ScopedFd fd = OpenForWriting(path);
-  ASSERT_TRUE(fd.valid());
+TEST_F(BlockWriterTest, AResumedStreamIsAlignedAfterItsFirstBlock) {
   // A download resumed after 1000 verified bytes.
   const std::string bytes = RandomBytes(1000 + 8 * Block::kCapacity, 9);
-  MD_ASSERT_OK(PwriteAll(fd.get(), bytes.data(), 1000, 0, path));
-  auto started = BlockWriter::Start(fd.get(), path, /*writeback=*/false);
-  ASSERT_TRUE(started.ok()) << started.status();
-  BlockWriter& writer = **started;
-  MD_ASSERT_OK(AppendInPieces(writer, 1000, bytes.substr(1000), {65536}));
-  MD_ASSERT_OK(writer.Drain());
-  EXPECT_EQ(Slurp(path), bytes);
-  if (!writer.direct()) GTEST_SKIP() << "no O_DIRECT in " << dir.path();
+  MD_ASSERT_OK(PwriteAll(fd_.get(), bytes.data(), 1000, 0, path_));
+  std::unique_ptr<BlockWriter> writer = StartWriter();
+  ASSERT_NE(writer, nullptr);
+  MD_ASSERT_OK(AppendInPieces(*writer, 1000, bytes.substr(1000), {65536}));
+  MD_ASSERT_OK(writer->Drain());
+  EXPECT_EQ(Slurp(path_), bytes);
+  if (!writer->direct()) GTEST_SKIP() << "no O_DIRECT in " << dir_.path();
   // [1000, 256 KiB) and the 1000-byte tail are buffered; the seven blocks between are direct
   // (before the first block was cut at 256 KiB, every block was unaligned and none was).
-  EXPECT_EQ(writer.direct_bytes(), static_cast<int64_t>(7 * Block::kCapacity));
+  EXPECT_EQ(writer->direct_bytes(), static_cast<int64_t>(7 * Block::kCapacity));
 }
 
-TEST(BlockWriterTest, DirectWritesGoOnlyToTheFileTheDescriptorNames) {
-  ScratchDir dir;
-  const std::string path = dir.Join("out");
-  ScopedFd fd = OpenForWriting(path);
-  ASSERT_TRUE(fd.valid());
+TEST_F(BlockWriterTest, DirectWritesGoOnlyToTheFileTheDescriptorNames) {
   // The name now points at another file (say, a concurrent cleanup replaced the partial).
-  ASSERT_EQ(::rename(path.c_str(), dir.Join("moved").c_str()), 0);
-  MD_ASSERT_OK(WriteFileAtomically(path, "other", 0644));
+  ASSERT_EQ(::rename(path_.c_str(), dir_.Join("moved").c_str()), 0);
+  MD_ASSERT_OK(WriteFileAtomically(path_, "other", 0644));
   const std::string bytes = RandomBytes(2 * Block::kCapacity, 3);
-  auto started = BlockWriter::Start(fd.get(), path, /*writeback=*/false);
-  ASSERT_TRUE(started.ok()) << started.status();
-  BlockWriter& writer = **started;
-  EXPECT_FALSE(writer.direct());
-  MD_ASSERT_OK(AppendInPieces(writer, 0, bytes, {Block::kCapacity}));
-  MD_ASSERT_OK(writer.Drain());
-  EXPECT_EQ(writer.direct_bytes(), 0);
-  EXPECT_EQ(Slurp(dir.Join("moved")), bytes);
-  EXPECT_EQ(Slurp(path), "other");
+  std::unique_ptr<BlockWriter> writer = StartWriter();
+  ASSERT_NE(writer, nullptr);
+  EXPECT_FALSE(writer->direct());
+  MD_ASSERT_OK(AppendInPieces(*writer, 0, bytes, {Block::kCapacity}));
+  MD_ASSERT_OK(writer->Drain());
+  EXPECT_EQ(writer->direct_bytes(), 0);
+  EXPECT_EQ(Slurp(dir_.Join("moved")), bytes);
+  EXPECT_EQ(Slurp(path_), "other");
 }
 
-TEST(BlockWriterTest, ACheckpointRunsOnceTheBytesBeforeItAreWritten) {
-  ScratchDir dir;
-  const std::string path = dir.Join("out");
-  ScopedFd fd = OpenForWriting(path);
-  ASSERT_TRUE(fd.valid());
+TEST_F(BlockWriterTest, ACheckpointRunsOnceTheBytesBeforeItAreWritten) {
   const std::string bytes = RandomBytes(4 * Block::kCapacity + 100, 5);
   const size_t before = 2 * Block::kCapacity + 50;
-  auto started = BlockWriter::Start(fd.get(), path, /*writeback=*/false);
-  ASSERT_TRUE(started.ok()) << started.status();
-  BlockWriter& writer = **started;
-  MD_ASSERT_OK(writer.Append(0, absl::string_view(bytes).substr(0, before)));
+  std::unique_ptr<BlockWriter> writer = StartWriter();
+  ASSERT_NE(writer, nullptr);
+  MD_ASSERT_OK(writer->Append(0, absl::string_view(bytes).substr(0, before)));
   std::string seen;
   int runs = 0;
-  writer.Checkpoint([&] {
+  writer->Checkpoint([&] {
     ++runs;
     seen.resize(before);
-    ssize_t n = ::pread(fd.get(), seen.data(), before, 0);
+    ssize_t n = ::pread(fd_.get(), seen.data(), before, 0);
     seen.resize(n < 0 ? 0 : static_cast<size_t>(n));
     return absl::OkStatus();
   });
   MD_ASSERT_OK(
-      writer.Append(static_cast<int64_t>(before), absl::string_view(bytes).substr(before)));
-  MD_ASSERT_OK(writer.Drain());
+      writer->Append(static_cast<int64_t>(before), absl::string_view(bytes).substr(before)));
+  MD_ASSERT_OK(writer->Drain());
   EXPECT_EQ(runs, 1);
   EXPECT_TRUE(seen == bytes.substr(0, before))
       << "the checkpoint ran before its bytes were written";
-  EXPECT_EQ(Slurp(path), bytes);
+  EXPECT_EQ(Slurp(path_), bytes);
 }
 
-TEST(BlockWriterTest, ACheckpointErrorBecomesTheWritersErrorAndStopsLaterAppends) {
-  ScratchDir dir;
-  const std::string path = dir.Join("out");
-  ScopedFd fd = OpenForWriting(path);
-  ASSERT_TRUE(fd.valid());
-  auto started = BlockWriter::Start(fd.get(), path, /*writeback=*/false);
-  ASSERT_TRUE(started.ok()) << started.status();
-  BlockWriter& writer = **started;
-  MD_ASSERT_OK(writer.Append(0, "abc"));
-  writer.Checkpoint([] { return absl::DataLossError("journal write failed"); });
+TEST_F(BlockWriterTest, ACheckpointErrorBecomesTheWritersErrorAndStopsLaterAppends) {
+  std::unique_ptr<BlockWriter> writer = StartWriter();
+  ASSERT_NE(writer, nullptr);
+  MD_ASSERT_OK(writer->Append(0, "abc"));
+  writer->Checkpoint([] { return absl::DataLossError("journal write failed"); });
   absl::Status status;
   // The worker fails asynchronously; Append reports it once it has happened.
   for (int i = 0; i < 10000 && status.ok(); ++i) {
-    status = writer.Append(3 + i * 4096, std::string(4096, 'x'));
+    status = writer->Append(3 + i * 4096, std::string(4096, 'x'));
   }
   EXPECT_EQ(status.code(), absl::StatusCode::kDataLoss);
-  EXPECT_EQ(writer.Drain().code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(writer->Drain().code(), absl::StatusCode::kDataLoss);
 }
 
-TEST(BlockWriterTest, AWriteErrorNamesTheFile) {
-  ScratchDir dir;
-  const std::string path = dir.Join("out");
-  MD_ASSERT_OK(WriteFileAtomically(path, "", 0644));
-  ScopedFd read_only(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+TEST_F(BlockWriterTest, AWriteErrorNamesTheFile) {
+  ScopedFd read_only(::open(path_.c_str(), O_RDONLY | O_CLOEXEC));
   ASSERT_TRUE(read_only.valid());
-  auto started = BlockWriter::Start(read_only.get(), path, /*writeback=*/false);
-  ASSERT_TRUE(started.ok()) << started.status();
-  BlockWriter& writer = **started;
-  (void)writer.Append(1, "unaligned, so through the caller's descriptor");
-  absl::Status status = writer.Drain();
+  std::unique_ptr<BlockWriter> writer = StartWriter(/*writeback=*/false, read_only.get());
+  ASSERT_NE(writer, nullptr);
+  (void)writer->Append(1, "unaligned, so through the caller's descriptor");
+  absl::Status status = writer->Drain();
   EXPECT_FALSE(status.ok());
-  EXPECT_NE(status.message().find(path), absl::string_view::npos) << status;
+  EXPECT_NE(status.message().find(path_), absl::string_view::npos) << status;
 }
 
-TEST(BlockWriterTest, AfterDrainAppendFailsAndACheckpointRunsAtOnce) {
-  ScratchDir dir;
-  const std::string path = dir.Join("out");
-  ScopedFd fd = OpenForWriting(path);
-  ASSERT_TRUE(fd.valid());
-  auto started = BlockWriter::Start(fd.get(), path, /*writeback=*/false);
-  ASSERT_TRUE(started.ok()) << started.status();
-  BlockWriter& writer = **started;
-  MD_ASSERT_OK(writer.Append(0, "abc"));
-  MD_ASSERT_OK(writer.Drain());
-  EXPECT_EQ(writer.Append(3, "def").code(), absl::StatusCode::kFailedPrecondition);
+TEST_F(BlockWriterTest, AfterDrainAppendFailsAndACheckpointRunsAtOnce) {
+  std::unique_ptr<BlockWriter> writer = StartWriter();
+  ASSERT_NE(writer, nullptr);
+  MD_ASSERT_OK(writer->Append(0, "abc"));
+  MD_ASSERT_OK(writer->Drain());
+  EXPECT_EQ(writer->Append(3, "def").code(), absl::StatusCode::kFailedPrecondition);
   bool ran = false;
-  writer.Checkpoint([&] {
+  writer->Checkpoint([&] {
     ran = true;
     return absl::OkStatus();
   });
   EXPECT_TRUE(ran);
-  MD_EXPECT_OK(writer.Drain());
-  EXPECT_EQ(Slurp(path), "abc");
+  MD_EXPECT_OK(writer->Drain());
+  EXPECT_EQ(Slurp(path_), "abc");
 }
 
 }  // namespace
