@@ -12,6 +12,7 @@
 #include "common/status.h"
 #include "gtest/gtest.h"
 #include "modeldist/agent.h"
+#include "tests/agent/agent_fixture.h"
 #include "tests/services/test_server.h"
 
 namespace modeldist::testing {
@@ -19,35 +20,11 @@ namespace {
 
 using ::testing::HasSubstr;
 
-class AgentTest : public ::testing::Test {
+class AgentTest : public AgentFixture {
  protected:
   void SetUp() override {
     server_.SetTier("llama8b", "", Publish("1", v1_));
-    // The app ships root 1, fetched once out of band.
-    v1::GetTrustRootRequest request;
-    request.set_version(1);
-    v1::SignedTrustRoot root;
-    grpc::ClientContext context;
-    ASSERT_TRUE(server_.manifests().GetTrustRoot(&context, request, &root).ok());
-    ASSERT_TRUE(WriteFileAtomically(root_file_, root.SerializeAsString(), 0644).ok());
-  }
-
-  std::string Publish(const std::string& version, const std::string& bytes) {
-    server_.PublishBlob("llama", version, v1::PLATFORM_LINUX, v1::ARCH_X86_64, v1::FORMAT_GGUF,
-                        bytes);
-    return "models/llama/versions/" + version;
-  }
-
-  agent::SyncOptions Options() {
-    agent::SyncOptions o;
-    o.server = "127.0.0.1:" + std::to_string(server_.server().port());
-    o.tier = "llama8b";
-    o.dir = dir_.Join("models");
-    o.trust_root_file = root_file_;
-    o.platform = v1::PLATFORM_LINUX;
-    o.arch = v1::ARCH_X86_64;
-    o.download.initial_backoff = absl::Milliseconds(1);
-    return o;
+    ASSERT_NO_FATAL_FAILURE(WriteShippedTrustRoot());
   }
 
   static std::string ReadAll(const std::string& path) {
@@ -55,9 +32,6 @@ class AgentTest : public ::testing::Test {
     return std::string(std::istreambuf_iterator<char>(in), {});
   }
 
-  TestServer server_;
-  ScratchDir dir_;
-  const std::string root_file_ = dir_.Join("root.bin");
   // 9 MiB + 5: three 4 MiB chunks.
   const std::string v1_ = RandomBytes((9 << 20) + 5, 1);
   const std::string v2_ = RandomBytes((5 << 20) + 7, 2);
@@ -158,7 +132,7 @@ TEST_F(AgentTest, MissingTrustRootSaysWhatToDo) {
 
 TEST_F(AgentTest, CApiSyncs) {
   md_agent_config config = {};
-  const std::string server = "127.0.0.1:" + std::to_string(server_.server().port());
+  const std::string server = ServerAddress();
   const std::string dir = Options().dir;
   config.server = server.c_str();
   config.tier = "llama8b";

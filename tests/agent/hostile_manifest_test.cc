@@ -15,6 +15,7 @@
 #include "common/status.h"
 #include "gtest/gtest.h"
 #include "modeldist/v1/manifest.grpc.pb.h"
+#include "tests/agent/agent_fixture.h"
 #include "tests/services/test_server.h"
 
 namespace modeldist::testing {
@@ -68,42 +69,19 @@ class HostileManifestProxy final : public v1::ManifestService::Service {
   std::unique_ptr<grpc::Server> server_;
 };
 
-class HostileManifestTest : public ::testing::Test {
+class HostileManifestTest : public AgentFixture {
  protected:
   void SetUp() override {
-    server_.SetTier("llama8b", "", Publish("1", v1::ARCH_X86_64, v1_bytes_));
-    v1::GetTrustRootRequest request;
-    request.set_version(1);
-    v1::SignedTrustRoot root;
-    grpc::ClientContext context;
-    ASSERT_TRUE(server_.manifests().GetTrustRoot(&context, request, &root).ok());
-    ASSERT_TRUE(WriteFileAtomically(root_file_, root.SerializeAsString(), 0644).ok());
+    server_.SetTier("llama8b", "", Publish("1", v1_bytes_));
+    ASSERT_NO_FATAL_FAILURE(WriteShippedTrustRoot());
     // The device installs version 1 from the real server.
-    auto first = agent::Sync(Options(ServerAddress()));
+    auto first = agent::Sync(Options());
     ASSERT_TRUE(first.ok()) << first.status();
     installed_ = first->installed.path;
     ASSERT_TRUE(std::filesystem::exists(installed_));
   }
 
-  std::string Publish(const std::string& version, v1::Arch arch, const std::string& bytes,
-                      v1::Platform platform = v1::PLATFORM_LINUX) {
-    server_.PublishBlob("llama", version, platform, arch, v1::FORMAT_GGUF, bytes);
-    return "models/llama/versions/" + version;
-  }
-  std::string ServerAddress() { return "127.0.0.1:" + std::to_string(server_.server().port()); }
   std::string ProxyAddress() { return "127.0.0.1:" + std::to_string(proxy_.port()); }
-
-  agent::SyncOptions Options(const std::string& address) {
-    agent::SyncOptions o;
-    o.server = address;
-    o.tier = "llama8b";
-    o.dir = dir_.Join("models");
-    o.trust_root_file = root_file_;
-    o.platform = v1::PLATFORM_LINUX;
-    o.arch = v1::ARCH_X86_64;
-    o.download.initial_backoff = absl::Milliseconds(1);
-    return o;
-  }
 
   // A hostile sync through the proxy: refused with `reason` and `exit_code`, and the device
   // still runs version 1 with nothing downloaded.
@@ -120,17 +98,14 @@ class HostileManifestTest : public ::testing::Test {
     EXPECT_TRUE(std::filesystem::is_empty(store->StagingDir())) << "bytes were downloaded";
   }
 
-  TestServer server_;
   HostileManifestProxy proxy_{server_.channel()};
-  ScratchDir dir_;
-  const std::string root_file_ = dir_.Join("root.bin");
   const std::string v1_bytes_ = RandomBytes((5 << 20) + 3, 11);
   const std::string arm_bytes_ = RandomBytes(1000, 12);
   std::string installed_;
 };
 
 TEST_F(HostileManifestTest, TamperedSignatureIsRefused) {
-  server_.SetTier("llama8b", "", Publish("2", v1::ARCH_X86_64, RandomBytes(4000, 13)));
+  server_.SetTier("llama8b", "", Publish("2", RandomBytes(4000, 13)));
   proxy_.set_rewrite([](const v1::GetManifestRequest&, v1::SignedManifest* answer) {
     std::string* signature = answer->mutable_signatures(0)->mutable_signature();
     (*signature)[7] = static_cast<char>((*signature)[7] ^ 0x01);
@@ -140,7 +115,7 @@ TEST_F(HostileManifestTest, TamperedSignatureIsRefused) {
 }
 
 TEST_F(HostileManifestTest, TamperedManifestBytesAreRefused) {
-  server_.SetTier("llama8b", "", Publish("2", v1::ARCH_X86_64, RandomBytes(4000, 14)));
+  server_.SetTier("llama8b", "", Publish("2", RandomBytes(4000, 14)));
   proxy_.set_rewrite([](const v1::GetManifestRequest&, v1::SignedManifest* answer) {
     std::string* bytes = answer->mutable_manifest();
     (*bytes)[bytes->size() / 2] = static_cast<char>((*bytes)[bytes->size() / 2] ^ 0x20);
@@ -153,7 +128,7 @@ TEST_F(HostileManifestTest, AnotherPlatformsManifestIsRefused) {
   // Validly signed by the same keys, but the answer for a Mac (macOS arm64, on its own tier):
   // a Linux x86_64 device asking for llama8b must not take it.
   server_.SetTier("llama8b-mac", "",
-                  Publish("mac1", v1::ARCH_ARM64, arm_bytes_, v1::PLATFORM_MACOS));
+                  Publish("mac1", arm_bytes_, v1::ARCH_ARM64, v1::PLATFORM_MACOS));
   auto upstream = v1::ManifestService::NewStub(server_.channel());
   proxy_.set_rewrite(
       [&upstream](const v1::GetManifestRequest& request, v1::SignedManifest* answer) {
@@ -179,8 +154,8 @@ TEST_F(HostileManifestTest, ReplayedOldManifestIsRefused) {
     grpc::ClientContext context;
     ASSERT_TRUE(upstream->GetManifest(&context, request, &old_answer).ok());
   }
-  server_.SetTier("llama8b", "", Publish("2", v1::ARCH_X86_64, RandomBytes(4000, 15)));
-  auto second = agent::Sync(Options(ServerAddress()));
+  server_.SetTier("llama8b", "", Publish("2", RandomBytes(4000, 15)));
+  auto second = agent::Sync(Options());
   ASSERT_TRUE(second.ok()) << second.status();
   installed_ = second->installed.path;
   // Now the proxy serves the old, validly signed, unexpired answer.
