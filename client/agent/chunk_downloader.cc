@@ -273,18 +273,18 @@ class Download {
   absl::StatusOr<ChunkDownloadStats> Run() {
     file_ = ScopedFd(::open(partial_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
     if (!file_.valid()) return ErrnoStatus(errno, partial_);
-    fd_ = file_.get();
     MD_RETURN_IF_ERROR(Resume());
 
     if (next_chunk_ < chunks_) {
-      MD_ASSIGN_OR_RETURN(writer_, client::BlockWriter::Start(fd_, partial_, options_.fsync));
+      MD_ASSIGN_OR_RETURN(writer_,
+                          client::BlockWriter::Start(file_.get(), partial_, options_.fsync));
       MD_RETURN_IF_ERROR(StartChunk());
       absl::Status fetched = FetchRemaining();
       absl::Status written = writer_->Drain();
       if (!fetched.ok() || !written.ok()) {
         // Bytes past the verified chunks are no use to a later call (the chunk hash state is
         // gone with this one), so the partial keeps exactly what the journal vouches for.
-        ::ftruncate(fd_, ChunkOffset(next_chunk_));
+        ::ftruncate(file_.get(), ChunkOffset(next_chunk_));
       }
       MD_RETURN_IF_ERROR(written);
       MD_RETURN_IF_ERROR(fetched);
@@ -293,14 +293,14 @@ class Download {
     // Verifying the last chunk computed the whole file's SHA-256 and matched it against the
     // chain's last entry, which ValidateArtifact checked is `digest`; the size is the file's.
     struct stat st;
-    if (::fstat(fd_, &st) != 0) return ErrnoStatus(errno, partial_);
+    if (::fstat(file_.get(), &st) != 0) return ErrnoStatus(errno, partial_);
     if (st.st_size != size_) {
       return MakeError(absl::StatusCode::kDataLoss, "SIZE_MISMATCH",
                        absl::StrCat(partial_, " holds ", st.st_size,
                                     " bytes after every chunk verified, the manifest says ", size_),
                        {{"digest", artifact_.digest()}});
     }
-    if (options_.fsync && ::fdatasync(fd_) != 0) {
+    if (options_.fsync && ::fdatasync(file_.get()) != 0) {
       return ErrnoStatus(errno, absl::StrCat("fsync ", partial_));
     }
     if (::unlink(journal_path_.c_str()) != 0 && errno != ENOENT) {
@@ -341,7 +341,7 @@ class Download {
   // first chunk that fails (or that the journal does not cover).
   absl::Status Resume() {
     struct stat st;
-    if (::fstat(fd_, &st) != 0) return ErrnoStatus(errno, partial_);
+    if (::fstat(file_.get(), &st) != 0) return ErrnoStatus(errno, partial_);
     int64_t claimed = 0;
     std::optional<Journal> journal;
     absl::StatusOr<std::string> text = ReadFileToString(journal_path_);
@@ -369,7 +369,7 @@ class Download {
       for (int64_t at = ChunkOffset(good); at < ChunkEnd(good);) {
         const size_t n = static_cast<size_t>(
             std::min<int64_t>(static_cast<int64_t>(buffer.size()), ChunkEnd(good) - at));
-        MD_RETURN_IF_ERROR(PreadAll(fd_, buffer.data(), n, at, partial_));
+        MD_RETURN_IF_ERROR(PreadAll(file_.get(), buffer.data(), n, at, partial_));
         hash.Update(buffer.data(), n);
         at += static_cast<int64_t>(n);
       }
@@ -394,7 +394,7 @@ class Download {
           WriteJournal(journal_path_, Journal{artifact_.digest(), chunk_size_, good}));
     }
     const int64_t keep = ChunkOffset(good);
-    if (st.st_size != keep && ::ftruncate(fd_, keep) != 0) {
+    if (st.st_size != keep && ::ftruncate(file_.get(), keep) != 0) {
       return ErrnoStatus(errno, absl::StrCat("truncating ", partial_));
     }
     return absl::OkStatus();
@@ -410,12 +410,12 @@ class Download {
     for (int64_t at = 0; at < keep;) {
       loff_t in_offset = at;
       loff_t out_offset = at;
-      ssize_t n = ::copy_file_range(fd_, &in_offset, out.get(), &out_offset,
+      ssize_t n = ::copy_file_range(file_.get(), &in_offset, out.get(), &out_offset,
                                     static_cast<size_t>(keep - at), 0);
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) {  // no copy_file_range across these files: read and write
         buffer.resize(static_cast<size_t>(std::min<int64_t>(kResumeReadBytes, keep - at)));
-        MD_RETURN_IF_ERROR(PreadAll(fd_, buffer.data(), buffer.size(), at, partial_));
+        MD_RETURN_IF_ERROR(PreadAll(file_.get(), buffer.data(), buffer.size(), at, partial_));
         MD_RETURN_IF_ERROR(PwriteAll(out.get(), buffer.data(), buffer.size(), at, temp));
         n = static_cast<ssize_t>(buffer.size());
       }
@@ -425,7 +425,6 @@ class Download {
       return ErrnoStatus(errno, absl::StrCat("renaming ", temp, " to ", partial_));
     }
     file_ = std::move(out);
-    fd_ = file_.get();
     return absl::OkStatus();
   }
 
@@ -616,7 +615,6 @@ class Download {
   std::mt19937_64 rng_;
 
   ScopedFd file_;  // the partial
-  int fd_ = -1;    // file_.get()
   std::unique_ptr<client::BlockWriter> writer_;
   ChunkDownloadStats stats_;
   int64_t next_chunk_ = 0;    // the first chunk not yet verified
