@@ -1,6 +1,8 @@
-// BlockWriter (client/download/block_writer->h) on real files: bytes land where they were
+// BlockWriter (client/download/block_writer.h) on real files: bytes land where they were
 // queued, checkpoints run after the bytes before them, errors surface, and O_DIRECT is used for
 // aligned blocks only on the very file the caller opened.
+#include "client/download/block_writer.h"
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -8,7 +10,6 @@
 #include <memory>
 #include <string>
 
-#include "client/download/block_writer.h"
 #include "common/file_util.h"
 #include "common/status.h"
 #include "gtest/gtest.h"
@@ -36,7 +37,7 @@ absl::Status AppendInPieces(BlockWriter& writer, int64_t offset, const std::stri
   for (size_t i = 0; done < bytes.size(); ++i) {
     const size_t n = std::min(pieces[i % pieces.size()], bytes.size() - done);
     MD_RETURN_IF_ERROR(writer.Append(offset + static_cast<int64_t>(done),
-                                      absl::string_view(bytes).substr(done, n)));
+                                     absl::string_view(bytes).substr(done, n)));
     done += n;
   }
   return absl::OkStatus();
