@@ -75,6 +75,19 @@ absl::Status PwriteAll(int fd, const char* data, size_t size, int64_t offset,
   return absl::OkStatus();
 }
 
+absl::StatusOr<size_t> PreadAll(int fd, char* buf, size_t size, int64_t offset,
+                                const std::string& path) {
+  size_t done = 0;
+  while (done < size) {
+    ssize_t n = ::pread(fd, buf + done, size - done, offset + static_cast<int64_t>(done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return ErrnoStatus(errno, absl::StrCat("read ", path));
+    if (n == 0) break;
+    done += static_cast<size_t>(n);
+  }
+  return done;
+}
+
 absl::Status FsyncDir(const std::string& dir) {
   int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return ErrnoStatus(errno, dir);

@@ -10,7 +10,6 @@
 #include <unistd.h>
 
 #include <cstdint>
-
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -39,6 +38,11 @@ absl::Status WriteAll(int fd, const void* data, size_t size);
 // `path`.
 absl::Status PwriteAll(int fd, const char* data, size_t size, int64_t offset,
                        const std::string& path);
+
+// Reads at `offset` (pread) until `size` bytes or the end of the file, retrying on EINTR and
+// short reads; returns the count (less than `size` only at the end). Errors name `path`.
+absl::StatusOr<size_t> PreadAll(int fd, char* buf, size_t size, int64_t offset,
+                                const std::string& path);
 
 // Owns a file descriptor: closed on destruction unless released. Movable, not copyable.
 class ScopedFd {

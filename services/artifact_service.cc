@@ -105,11 +105,12 @@ class ArtifactServiceImpl::ReadReactor final : public grpc::ServerWriteReactor<g
     }
     absl::StatusOr<ReadPlan> plan = service_->PlanRead(request);
     if (!plan.ok()) {
+      service_->ReportDamage(request.digest(), plan.status());
       Finish(ToGrpcStatus(plan.status()));
       return;
     }
     plan_.emplace(*std::move(plan));
-    digest_ = request.digest();
+    check_.emplace(&plan_->blob);
     if (plan_->offset >= plan_->end) {
       Finish(grpc::Status::OK);  // offset == size: an empty read
       return;
@@ -117,15 +118,19 @@ class ArtifactServiceImpl::ReadReactor final : public grpc::ServerWriteReactor<g
     NextMessage(/*may_block=*/true);
   }
 
-  // Starts the next message. Off the pool (`may_block` false) only what the page cache holds
-  // is read here, so a warm blob streams without a thread hop per message; whatever is left
-  // is read on the pool.
+  // Starts the next message, which ends at the end of its chain chunk at the latest (so each
+  // is checked against one chain entry). Off the pool (`may_block` false) only what the page
+  // cache holds is read here, and sent at once when its chunk needs no hashing
+  // (ServedBytesCheck::CanSkip), so a warm, verified blob streams without a thread hop per
+  // message; anything else (a disk read, hashing) is done on the pool.
   void NextMessage(bool may_block) {
     if (context_->IsCancelled()) {
       Finish(ToGrpcStatus(absl::CancelledError("the client cancelled the read")));
       return;
     }
-    want_ = static_cast<size_t>(std::min(service_->chunk_size_, plan_->end - plan_->offset));
+    const int64_t end =
+        std::min(plan_->end, check_->MessageEnd(plan_->offset, service_->chunk_size_));
+    want_ = static_cast<size_t>(end - plan_->offset);
     // The header's length varint depends on how many bytes the reads return, so the bytes go
     // at a fixed distance from the slice's start and the header is written right before them
     // (SendMessage). _large: always a heap slice, never inlined in the grpc_slice struct, so
@@ -141,8 +146,8 @@ class ArtifactServiceImpl::ReadReactor final : public grpc::ServerWriteReactor<g
         return;
       }
       filled_ = *got;
-      if (filled_ == want_) {
-        SendMessage();
+      if (filled_ == want_ && check_->CanSkip(plan_->offset, /*from_cache=*/true)) {
+        CheckAndSend(/*from_cache=*/true);
         return;
       }
       service_->read_pool_.Run([this] { FillAndSend(); });
@@ -151,21 +156,48 @@ class ArtifactServiceImpl::ReadReactor final : public grpc::ServerWriteReactor<g
     FillAndSend();
   }
 
-  // On the pool: reads the rest of the message's bytes, blocking if need be, and sends it.
+  // On the pool: reads the rest of the message's bytes, from the page cache if it has them,
+  // else blocking, then checks and sends them.
   void FillAndSend() {
-    absl::StatusOr<size_t> got = plan_->blob.ReadAt(plan_->offset + static_cast<int64_t>(filled_),
-                                                    data_ + filled_, want_ - filled_);
+    absl::StatusOr<size_t> got = plan_->blob.ReadCachedAt(
+        plan_->offset + static_cast<int64_t>(filled_), data_ + filled_, want_ - filled_);
     if (!got.ok()) {
       Finish(ToGrpcStatus(got.status()));
       return;
     }
     filled_ += *got;
+    const bool from_cache = filled_ == want_;
+    if (!from_cache) {
+      got = plan_->blob.ReadAt(plan_->offset + static_cast<int64_t>(filled_), data_ + filled_,
+                               want_ - filled_);
+      if (!got.ok()) {
+        Finish(ToGrpcStatus(got.status()));
+        return;
+      }
+      filled_ += *got;
+    }
     if (filled_ == 0) {
-      Finish(ToGrpcStatus(MakeError(absl::StatusCode::kDataLoss, "BLOB_TRUNCATED",
-                                    absl::StrCat("blob ", digest_, " is shorter than recorded"))));
+      FinishDamaged(SizeMismatchError(plan_->blob.record(), plan_->offset));
+      return;
+    }
+    CheckAndSend(from_cache);
+  }
+
+  // Lets the `filled_` bytes out only when the check passes; a mismatch ends the stream.
+  void CheckAndSend(bool from_cache) {
+    absl::Status checked =
+        check_->Check(plan_->offset, absl::string_view(data_, filled_), from_cache, plan_->end);
+    if (!checked.ok()) {
+      FinishDamaged(checked);
       return;
     }
     SendMessage();
+  }
+
+  // Runs on the pool (CanSkip never lets a failing check run inline).
+  void FinishDamaged(const absl::Status& status) {
+    service_->ReportDamage(FormatDigest(plan_->blob.record().hex()), status);
+    Finish(ToGrpcStatus(status));
   }
 
   // Writes the header before the `filled_` bytes and hands the message to gRPC.
@@ -184,8 +216,8 @@ class ArtifactServiceImpl::ReadReactor final : public grpc::ServerWriteReactor<g
   ArtifactServiceImpl* const service_;
   grpc::CallbackServerContext* const context_;
   grpc::ByteBuffer request_;
-  std::string digest_;            // as requested, for errors
-  std::optional<ReadPlan> plan_;  // set once the request is valid
+  std::optional<ReadPlan> plan_;                    // set once the request is valid
+  std::optional<storage::ServedBytesCheck> check_;  // of plan_->blob
   // The message being read: `want_` bytes go to `data_` in `slice_`; `filled_` are there.
   grpc::Slice slice_;
   char* data_ = nullptr;
@@ -193,6 +225,12 @@ class ArtifactServiceImpl::ReadReactor final : public grpc::ServerWriteReactor<g
   size_t filled_ = 0;
   grpc::ByteBuffer message_;  // the one message in flight
 };
+
+void ArtifactServiceImpl::ReportDamage(absl::string_view digest, const absl::Status& problem) {
+  if (health_ == nullptr || !(absl::IsDataLoss(problem) || absl::IsNotFound(problem))) return;
+  absl::StatusOr<std::string> hex = ParseDigest("digest", digest);
+  if (hex.ok()) health_->Report(*hex, problem);
+}
 
 grpc::ServerWriteReactor<grpc::ByteBuffer>* ArtifactServiceImpl::Read(
     grpc::CallbackServerContext* context, const grpc::ByteBuffer* request) {
@@ -204,7 +242,10 @@ grpc::Status ArtifactServiceImpl::Stat(grpc::ServerContext* context, const v1::S
   auto hex = ParseDigest("digest", request->digest());
   if (!hex.ok()) return ToGrpcStatus(hex.status());
   auto size = blobs_->Size(*hex);
-  if (!size.ok()) return ToGrpcStatus(size.status());
+  if (!size.ok()) {
+    ReportDamage(request->digest(), size.status());
+    return ToGrpcStatus(size.status());
+  }
   response->set_digest(request->digest());
   response->set_size_bytes(*size);
   response->set_chunk_size(chunk_size_);

@@ -51,9 +51,13 @@ ManifestCache::~ManifestCache() {
 
 absl::StatusOr<std::shared_ptr<const std::vector<std::string>>> ManifestCache::ChunkChain(
     const std::string& digest) {
-  auto it = chunk_chains_.find(digest);
-  if (it != chunk_chains_.end()) return it->second;
   MD_ASSIGN_OR_RETURN(std::string hex, ParseDigest("digest", digest));
+  auto it = chunk_chains_.find(digest);
+  if (it != chunk_chains_.end()) {
+    // The chain of a digest never changes, but the blob may be gone or damaged since.
+    MD_RETURN_IF_ERROR(blobs_->Size(hex).status());
+    return it->second;
+  }
   MD_ASSIGN_OR_RETURN(std::vector<std::string> chain, blobs_->ChunkChain(hex));
   auto shared = std::make_shared<const std::vector<std::string>>(std::move(chain));
   chunk_chains_[digest] = shared;
@@ -61,7 +65,7 @@ absl::StatusOr<std::shared_ptr<const std::vector<std::string>>> ManifestCache::C
 }
 
 absl::StatusOr<std::shared_ptr<const ManifestCache::VersionAnswers>> ManifestCache::SignVersion(
-    const v1::TierBinding& binding, const v1::Version& version, absl::Time now) {
+    const v1::TierBinding& binding, const v1::Version& version, absl::Time now, Damage* damage) {
   auto answers = std::make_shared<VersionAnswers>();
   answers->version = version.name();
   std::vector<std::string> inventory;
@@ -79,6 +83,22 @@ absl::StatusOr<std::shared_ptr<const ManifestCache::VersionAnswers>> ManifestCac
     for (v1::Arch arch : kDeviceArches) {
       std::vector<Offer>& offers = answers->offers[{platform, arch}];
       for (const v1::Artifact* artifact : RankArtifacts(version, platform, arch)) {
+        Offer offer{nullptr, artifact->constraints(), Describe(*artifact), "", artifact->digest()};
+        absl::StatusOr<std::shared_ptr<const std::vector<std::string>>> chain;
+        if (auto recorded = damage->recorded.find(artifact->digest());
+            recorded != damage->recorded.end()) {
+          offer.damaged = recorded->second;
+        } else if (chain = ChunkChain(artifact->digest());
+                   absl::IsNotFound(chain.status()) || absl::IsDataLoss(chain.status())) {
+          offer.damaged = std::string(chain.status().message());
+          damage->found.emplace(artifact->digest().substr(kSha256Prefix.size()), chain.status());
+        } else if (!chain.ok()) {
+          return chain.status();
+        }
+        if (!offer.damaged.empty()) {
+          offers.push_back(std::move(offer));
+          continue;
+        }
         v1::Manifest m;
         m.set_tier(binding.tier());
         m.set_channel(binding.channel());
@@ -94,8 +114,7 @@ absl::StatusOr<std::shared_ptr<const ManifestCache::VersionAnswers>> ManifestCac
         out->set_arch(artifact->arch());
         out->set_chunk_size(storage::kChunkDigestBytes);
         out->add_sources()->set_artifact_service(options_.public_address);
-        MD_ASSIGN_OR_RETURN(auto chain, ChunkChain(artifact->digest()));
-        for (const std::string& entry : *chain) out->add_chunk_chain(entry);
+        for (const std::string& entry : **chain) out->add_chunk_chain(entry);
         out->set_unpacked_size_bytes(artifact->unpacked_size_bytes());
         *out->mutable_constraints() = artifact->constraints();
         *m.mutable_issued_at() = ToProto(now);
@@ -108,8 +127,8 @@ absl::StatusOr<std::shared_ptr<const ManifestCache::VersionAnswers>> ManifestCac
         for (v1::Signature& s : signer_->SignManifest(signed_manifest->manifest())) {
           *signed_manifest->add_signatures() = std::move(s);
         }
-        offers.push_back(
-            Offer{std::move(signed_manifest), artifact->constraints(), Describe(*artifact)});
+        offer.signed_manifest = std::move(signed_manifest);
+        offers.push_back(std::move(offer));
       }
     }
   }
@@ -117,7 +136,22 @@ absl::StatusOr<std::shared_ptr<const ManifestCache::VersionAnswers>> ManifestCac
 }
 
 absl::Status ManifestCache::Rebuild() {
-  absl::MutexLock rebuild_lock(&rebuild_mu_);
+  Damage damage;
+  absl::Status status;
+  {
+    absl::MutexLock rebuild_lock(&rebuild_mu_);
+    status = RebuildLocked(&damage);
+  }
+  // Outside the lock: the handler records the damage and may rebuild again.
+  if (options_.on_damage) {
+    for (const auto& [hex, problem] : damage.found) options_.on_damage(hex, problem);
+  }
+  return status;
+}
+
+absl::Status ManifestCache::RebuildLocked(Damage* damage) {
+  MD_ASSIGN_OR_RETURN(std::vector<storage::DamagedBlob> damaged, catalog_->ListDamagedBlobs());
+  for (storage::DamagedBlob& d : damaged) damage->recorded[d.digest] = std::move(d.details);
   MD_ASSIGN_OR_RETURN(std::vector<storage::ResolvedTier> tiers, catalog_->ResolveAllTiers());
   const absl::Time now = options_.now();
   auto snapshot = std::make_shared<Snapshot>();
@@ -125,11 +159,12 @@ absl::Status ManifestCache::Rebuild() {
 
   for (const storage::ResolvedTier& resolved : tiers) {
     TierAnswers answers;
-    MD_ASSIGN_OR_RETURN(answers.bound, SignVersion(resolved.binding, resolved.version, now));
+    MD_ASSIGN_OR_RETURN(answers.bound,
+                        SignVersion(resolved.binding, resolved.version, now, damage));
     if (resolved.rollout.has_value() && resolved.rollout_version.has_value()) {
       answers.rollout = resolved.rollout;
       MD_ASSIGN_OR_RETURN(answers.rollout_to,
-                          SignVersion(resolved.binding, *resolved.rollout_version, now));
+                          SignVersion(resolved.binding, *resolved.rollout_version, now, damage));
     }
     // Pins to the same version share one set of signed answers.
     std::map<std::string, std::shared_ptr<const VersionAnswers>> by_version;
@@ -140,7 +175,8 @@ absl::Status ManifestCache::Rebuild() {
       if (!signed_version) {
         auto version = resolved.pinned_versions.find(pin.version());
         if (version == resolved.pinned_versions.end()) continue;  // yanked meanwhile
-        MD_ASSIGN_OR_RETURN(signed_version, SignVersion(resolved.binding, version->second, now));
+        MD_ASSIGN_OR_RETURN(signed_version,
+                            SignVersion(resolved.binding, version->second, now, damage));
       }
       answers.pins[pin.device_id()] = signed_version;
     }
@@ -203,6 +239,15 @@ absl::StatusOr<ManifestCache::Answer> ManifestCache::Lookup(
   std::vector<std::string> skipped;
   for (const Offer& offer : offers->second) {
     std::string unmet = UnmetConstraints(offer.constraints, request.device());
+    if (unmet.empty() && !offer.damaged.empty()) {
+      // Not the next candidate: no device changes what it runs because of a server's disk.
+      return MakeError(
+          absl::StatusCode::kUnavailable, "ARTIFACT_DAMAGED",
+          absl::StrCat(version->version, " ", offer.description, " (", offer.digest,
+                       ") cannot be served: its bytes on the server are damaged (", offer.damaged,
+                       "); an operator must publish the file again. Retry later."),
+          {{"tier", request.tier()}, {"channel", channel}, {"digest", offer.digest}});
+    }
     if (unmet.empty()) {
       std::string reason = absl::StrCat(why, "; ", version->version, " ", offer.description);
       if (!skipped.empty()) absl::StrAppend(&reason, "; skipped ", absl::StrJoin(skipped, "; "));

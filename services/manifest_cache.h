@@ -43,6 +43,9 @@ class ManifestCache {
     std::function<absl::Time()> now = [] { return absl::Now(); };
     // Start the background refresher thread (tests drive Rebuild by hand).
     bool refresh_in_background = true;
+    // Told when Rebuild finds an artifact's blob gone or damaged (services/blob_health.h),
+    // after the new answers are in place; may call Rebuild again.
+    std::function<void(const std::string& hex, const absl::Status& problem)> on_damage;
   };
 
   // The answer for one device: the pre-signed manifest and, unsigned, why it was chosen.
@@ -56,22 +59,27 @@ class ManifestCache {
                 const ManifestSigner* signer, Options options);
   ~ManifestCache();  // stops the refresher
 
-  // Re-reads the catalog and re-signs every answer. On error the previous answers stay.
+  // Re-reads the catalog and re-signs every answer. On error the previous answers stay. An
+  // artifact whose bytes the catalog records as damaged, or whose blob is found missing or of
+  // the wrong size, gets no signed answer (see Lookup); a new finding goes to on_damage.
   absl::Status Rebuild() ABSL_LOCKS_EXCLUDED(rebuild_mu_);
 
   // The answer for a device. `request` must be validated (tier/channel ids, platform, arch);
   // an empty channel means `stable`.
   // NOT_FOUND: tier/channel unbound, or its version has nothing for this platform/arch (the
   // message lists what it has). FAILED_PRECONDITION: candidates exist but the device meets
-  // none of their constraints (the message says what each needs).
+  // none of their constraints (the message says what each needs). UNAVAILABLE (reason
+  // ARTIFACT_DAMAGED): the artifact the device would get has damaged bytes on the server.
   absl::StatusOr<Answer> Lookup(const v1::GetManifestRequest& request) const;
 
  private:
   // One pre-signed answer and what a device must have to get it.
   struct Offer {
-    std::shared_ptr<const v1::SignedManifest> signed_manifest;
+    std::shared_ptr<const v1::SignedManifest> signed_manifest;  // null when `damaged`
     v1::ArtifactConstraints constraints;
     std::string description;  // e.g. "FORMAT_COREML_ZIP (PLATFORM_MACOS/ARCH_ARM64)"
+    std::string damaged;      // why its bytes cannot be served; empty when they can
+    std::string digest;
   };
   // Every answer for one version of one tier/channel, by (platform, arch), best first.
   struct VersionAnswers {
@@ -90,10 +98,19 @@ class ManifestCache {
     absl::Time refresh_after = absl::InfiniteFuture();
   };
 
+  // What one Rebuild knows of blob health: the catalog's damage records, and what it found.
+  struct Damage {
+    std::map<std::string, std::string> recorded;  // digest -> details
+    std::map<std::string, absl::Status> found;    // hex -> problem, for on_damage
+  };
+  // Rebuild's work under rebuild_mu_; what it found goes to on_damage after the lock is gone.
+  absl::Status RebuildLocked(Damage* damage) ABSL_EXCLUSIVE_LOCKS_REQUIRED(rebuild_mu_);
   absl::StatusOr<std::shared_ptr<const VersionAnswers>> SignVersion(const v1::TierBinding& binding,
                                                                     const v1::Version& version,
-                                                                    absl::Time now)
+                                                                    absl::Time now, Damage* damage)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(rebuild_mu_);
+  // The chain of `digest` once its blob is seen in place with its size (a stat); NOT_FOUND or
+  // DATA_LOSS when not.
   absl::StatusOr<std::shared_ptr<const std::vector<std::string>>> ChunkChain(
       const std::string& digest) ABSL_EXCLUSIVE_LOCKS_REQUIRED(rebuild_mu_);
   void RefreshLoop();

@@ -293,6 +293,7 @@ absl::Status RegistryServiceImpl::DoWriteArtifact(
     }
     if (request.finish_write()) {
       MD_RETURN_IF_ERROR(blobs_->Finish(hex, size));
+      health_->Restored(hex);
       response->set_committed_size(size);
       response->set_digest(digest);
       return absl::OkStatus();
@@ -352,6 +353,7 @@ absl::Status RegistryServiceImpl::DoWriteSession(
           blobs_->AppendToSession(id, declared_size, request.write_offset(), request.data()));
     }
     MD_ASSIGN_OR_RETURN(int64_t size, blobs_->FinishSession(id, declared_size, hex));
+    health_->Restored(hex);
     response->set_committed_size(size);
     response->set_digest(FormatDigest(hex));
     return absl::OkStatus();

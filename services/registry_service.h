@@ -8,6 +8,7 @@
 
 #include "modeldist/v1/registry.grpc.pb.h"
 #include "services/admin_auth.h"
+#include "services/blob_health.h"
 #include "services/key_ring.h"
 #include "services/manifest_cache.h"
 #include "storage/blob_store.h"
@@ -17,9 +18,16 @@ namespace modeldist::services {
 
 class RegistryServiceImpl final : public v1::RegistryService::Service {
  public:
+  // `health` is told when an upload stores a blob, which heals one recorded as damaged.
   RegistryServiceImpl(storage::Catalog* catalog, storage::BlobStore* blobs,
-                      ManifestCache* manifests, KeyRing* keys, const AdminAuth* auth)
-      : catalog_(catalog), blobs_(blobs), manifests_(manifests), keys_(keys), auth_(auth) {}
+                      ManifestCache* manifests, KeyRing* keys, const AdminAuth* auth,
+                      BlobHealth* health)
+      : catalog_(catalog),
+        blobs_(blobs),
+        manifests_(manifests),
+        keys_(keys),
+        auth_(auth),
+        health_(health) {}
 
   grpc::Status CreateModel(grpc::ServerContext* context, const v1::CreateModelRequest* request,
                            v1::Model* response) override;
@@ -106,6 +114,7 @@ class RegistryServiceImpl final : public v1::RegistryService::Service {
   ManifestCache* manifests_;
   KeyRing* keys_;
   const AdminAuth* auth_;
+  BlobHealth* health_;
 };
 
 }  // namespace modeldist::services

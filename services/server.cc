@@ -16,6 +16,7 @@
 #include "grpc/health/v1/health.pb.h"
 #include "services/admin_auth.h"
 #include "services/artifact_service.h"
+#include "services/blob_health.h"
 #include "services/key_ring.h"
 #include "services/manifest_cache.h"
 #include "services/manifest_service.h"
@@ -80,6 +81,7 @@ struct ModeldistServer::Parts {
   std::unique_ptr<DataDirLock> lock;
   std::unique_ptr<storage::Catalog> catalog;
   std::unique_ptr<storage::BlobStore> blobs;
+  std::unique_ptr<BlobHealth> health;
   std::unique_ptr<AdminAuth> auth;
   std::unique_ptr<CatalogTrustRootStore> root_store;
   std::unique_ptr<KeyRing> keys;
@@ -118,21 +120,31 @@ absl::StatusOr<std::unique_ptr<ModeldistServer>> ModeldistServer::Start(
       parts->keys, KeyRing::Open(config.data_dir + "/keys", parts->root_store.get(), key_options));
   MD_ASSIGN_OR_RETURN(auto credentials, Credentials(config));
 
+  parts->health = std::make_unique<BlobHealth>(parts->catalog.get(), parts->blobs.get());
   ManifestCache::Options cache_options;
   cache_options.ttl = config.manifest_ttl;
   cache_options.public_address = config.public_address;
+  cache_options.on_damage = [health = parts->health.get()](const std::string& hex,
+                                                           const absl::Status& problem) {
+    health->Report(hex, problem);
+  };
   parts->manifests = std::make_unique<ManifestCache>(parts->catalog.get(), parts->blobs.get(),
                                                      parts->keys.get(), cache_options);
+  parts->health->set_on_change([manifests = parts->manifests.get()] {
+    // A failure keeps the previous answers; the refresher retries.
+    absl::Status rebuilt = manifests->Rebuild();
+    if (!rebuilt.ok()) std::cerr << "modeldist-server: re-signing failed: " << rebuilt << std::endl;
+  });
   MD_RETURN_IF_ERROR(parts->manifests->Rebuild());
 
   parts->auth = std::make_unique<AdminAuth>(config.admin_token);
   parts->registry = std::make_unique<RegistryServiceImpl>(parts->catalog.get(), parts->blobs.get(),
                                                           parts->manifests.get(), parts->keys.get(),
-                                                          parts->auth.get());
+                                                          parts->auth.get(), parts->health.get());
   parts->manifest_service =
       std::make_unique<ManifestServiceImpl>(parts->manifests.get(), parts->keys.get());
-  parts->artifact_service =
-      std::make_unique<ArtifactServiceImpl>(parts->blobs.get(), config.chunk_size);
+  parts->artifact_service = std::make_unique<ArtifactServiceImpl>(
+      parts->blobs.get(), parts->health.get(), config.chunk_size);
 
   // gRPC's built-in health service has no protobuf descriptor; touching the compiled-in
   // health.proto keeps its descriptor in the binary (the linker would drop the unreferenced

@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstring>
 #include <iostream>
+#include <optional>
 #include <set>
 #include <string>
 #include <utility>
@@ -49,6 +50,9 @@ constexpr mode_t kPartialMode = 0644;
 // Buffer for rebuilding a hash from a partial file after a restart, or for computing the
 // chunk chain of a blob that has no sidecar.
 constexpr size_t kRehashChunk = 1 << 20;
+// Records kept in memory; 4096 sidecars of 16 GiB blobs would be 512 MiB, but stores that big
+// hold far fewer blobs, and a typical record is a few KiB.
+constexpr size_t kMaxCachedRecords = 4096;
 
 bool IsHex64(absl::string_view hex) {
   if (hex.size() != 64) return false;
@@ -111,11 +115,6 @@ UploadsEntry ClassifyUploadsEntry(absl::string_view name, std::string* key) {
 }
 
 std::string DirOf(const std::string& path) { return path.substr(0, path.rfind('/')); }
-
-// The sidecar length for a blob of `size` bytes: one digest per started chunk.
-int64_t ChainFileSize(int64_t size) {
-  return (size + kChunkDigestBytes - 1) / kChunkDigestBytes * static_cast<int64_t>(kDigestBytes);
-}
 
 // Hashes a blob's bytes once, for both its SHA-256 and its chunk chain (common/chunk_chain.h).
 class BlobHasher : public ChunkChainBuilder {
@@ -206,19 +205,24 @@ absl::Status ValidateDeclaredSize(int64_t declared_size) {
 }
 
 BlobReader::BlobReader(BlobReader&& other) noexcept
-    : fd_(std::exchange(other.fd_, -1)), size_(std::exchange(other.size_, 0)) {}
+    : fd_(std::exchange(other.fd_, -1)), record_(std::move(other.record_)) {}
 
 BlobReader& BlobReader::operator=(BlobReader&& other) noexcept {
   if (this != &other) {
     if (fd_ >= 0) ::close(fd_);
     fd_ = std::exchange(other.fd_, -1);
-    size_ = std::exchange(other.size_, 0);
+    record_ = std::move(other.record_);
   }
   return *this;
 }
 
 BlobReader::~BlobReader() {
   if (fd_ >= 0) ::close(fd_);
+}
+
+bool BlobReader::Unchanged() const {
+  struct stat st;
+  return fd_ >= 0 && ::fstat(fd_, &st) == 0 && FileIdentity::Of(st) == record_->identity();
 }
 
 absl::StatusOr<size_t> BlobReader::ReadAt(int64_t offset, char* buf, size_t size) const {
@@ -235,8 +239,9 @@ absl::StatusOr<size_t> BlobReader::Read(int64_t offset, char* buf, size_t size, 
     return InvalidArgument("read_offset", "INVALID_OFFSET",
                            absl::StrCat("read offset must not be negative, got ", offset));
   }
-  if (offset >= size_) return size_t{0};
-  size = static_cast<size_t>(std::min<int64_t>(static_cast<int64_t>(size), size_ - offset));
+  const int64_t blob_size = record_->size();
+  if (offset >= blob_size) return size_t{0};
+  size = static_cast<size_t>(std::min<int64_t>(static_cast<int64_t>(size), blob_size - offset));
   // Fill the whole request (reads may return short counts) so callers see 0 only at the end.
   size_t done = 0;
   while (done < size) {
@@ -332,29 +337,88 @@ bool BlobStore::Contains(absl::string_view hex) const {
 }
 
 absl::StatusOr<int64_t> BlobStore::Size(absl::string_view hex) const {
-  MD_RETURN_IF_ERROR(ValidateHex(hex));
-  struct stat st;
-  if (::stat(BlobPath(hex).c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
-    return MakeError(absl::StatusCode::kNotFound, "BLOB_NOT_FOUND",
-                     absl::StrCat("blob ", FormatDigest(hex), " is not stored"));
-  }
-  return static_cast<int64_t>(st.st_size);
+  MD_ASSIGN_OR_RETURN(auto opened, OpenWithRecord(hex, 0, /*check_size=*/true));
+  return opened.second->size();
 }
 
 absl::StatusOr<BlobReader> BlobStore::OpenBlob(absl::string_view hex) const {
+  MD_ASSIGN_OR_RETURN(auto opened, OpenWithRecord(hex, 0, /*check_size=*/true));
+  return BlobReader(opened.first.Release(), std::move(opened.second));
+}
+
+absl::StatusOr<std::pair<ScopedFd, std::shared_ptr<const BlobRecord>>> BlobStore::OpenWithRecord(
+    absl::string_view hex, int flags, bool check_size) const {
   MD_RETURN_IF_ERROR(ValidateHex(hex));
-  std::string path = BlobPath(hex);
-  ScopedFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  const std::string path = BlobPath(hex);
+  ScopedFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | flags));
   if (!fd.valid()) {
-    if (errno == ENOENT) {
-      return MakeError(absl::StatusCode::kNotFound, "BLOB_NOT_FOUND",
-                       absl::StrCat("blob ", FormatDigest(hex), " is not stored"));
+    if (errno != ENOENT) return ErrnoStatus(errno, absl::StrCat("open ", path));
+    if (WasQuarantined(hex)) {
+      return MakeError(absl::StatusCode::kNotFound, "BLOB_QUARANTINED",
+                       absl::StrCat("blob ", FormatDigest(hex),
+                                    " was quarantined (its bytes on disk were damaged); "
+                                    "publishing the file again restores it"));
     }
-    return ErrnoStatus(errno, absl::StrCat("open ", path));
+    return MakeError(absl::StatusCode::kNotFound, "BLOB_NOT_FOUND",
+                     absl::StrCat("blob ", FormatDigest(hex), " is not stored"));
   }
   struct stat st;
   if (::fstat(fd.get(), &st) != 0) return ErrnoStatus(errno, absl::StrCat("stat ", path));
-  return BlobReader(fd.Release(), static_cast<int64_t>(st.st_size));
+  MD_ASSIGN_OR_RETURN(std::shared_ptr<const BlobRecord> record, LoadRecord(hex, fd.get(), st));
+  if (check_size && record->size() != static_cast<int64_t>(st.st_size)) {
+    return SizeMismatchError(*record, static_cast<int64_t>(st.st_size));
+  }
+  return std::make_pair(std::move(fd), std::move(record));
+}
+
+absl::StatusOr<std::shared_ptr<const BlobRecord>> BlobStore::LoadRecord(
+    absl::string_view hex, int fd, const struct stat& st) const {
+  const FileIdentity identity = FileIdentity::Of(st);
+  {
+    absl::MutexLock lock(&records_mu_);
+    auto it = records_.find(hex);
+    if (it != records_.end() && it->second->identity() == identity) return it->second;
+  }
+  std::optional<ChainSidecar> sidecar;
+  if (absl::StatusOr<std::string> raw = ReadFileToString(ChainPath(hex)); raw.ok()) {
+    sidecar = DecodeChainSidecar(*raw);
+  } else if (!absl::IsNotFound(raw.status())) {
+    return raw.status();
+  }
+  if (!sidecar.has_value()) {
+    // No usable sidecar: one pass over the blob gives the chunk chain and, for free, a check
+    // that the blob still holds the bytes of its name, so corrupt bytes never get a chain.
+    BlobHasher hasher;
+    int64_t read = 0;
+    std::vector<char> buf(kRehashChunk);
+    for (;;) {
+      MD_ASSIGN_OR_RETURN(size_t n, PreadAll(fd, buf.data(), buf.size(), read, BlobPath(hex)));
+      if (n == 0) break;
+      hasher.Update(absl::string_view(buf.data(), n));
+      read += static_cast<int64_t>(n);
+    }
+    std::string actual = hasher.DigestHex();
+    if (actual != hex) {
+      return MakeError(
+          absl::StatusCode::kDataLoss, "BLOB_CORRUPT",
+          absl::StrCat("stored blob ", FormatDigest(hex), " now hashes to ", FormatDigest(actual),
+                       " (", read, " bytes); its bytes on disk are damaged"),
+          {{"expected_digest", FormatDigest(hex)}, {"actual_digest", FormatDigest(actual)}});
+    }
+    sidecar = ChainSidecar{read, hasher.Chain()};
+    MD_RETURN_IF_ERROR(WriteChain(hex, sidecar->size, sidecar->chain));
+    ::unlink(absl::StrCat(BlobPath(hex), kLegacyChunkDigestsSuffix).c_str());
+  }
+  auto record = std::make_shared<const BlobRecord>(std::string(hex), identity, *std::move(sidecar));
+  absl::MutexLock lock(&records_mu_);
+  if (records_.size() >= kMaxCachedRecords) records_.clear();
+  records_[std::string(hex)] = record;
+  return record;
+}
+
+void BlobStore::ForgetRecord(absl::string_view hex) const {
+  absl::MutexLock lock(&records_mu_);
+  if (auto it = records_.find(hex); it != records_.end()) records_.erase(it);
 }
 
 std::shared_ptr<BlobStore::Upload> BlobStore::GetUpload(absl::string_view key) {
@@ -548,7 +612,7 @@ absl::Status BlobStore::CommitLocked(Upload& upload, absl::string_view key, absl
   // so no crash leaves a stored blob without it. A crash in between leaves a sidecar without
   // a blob, which is harmless: the digest fixes the bytes, so it is right for any later blob
   // of that name, and the next Finish replaces it anyway.
-  if (status.ok()) status = WriteChain(hex, upload.hash.Chain());
+  if (status.ok()) status = WriteChain(hex, upload.offset, upload.hash.Chain());
   if (status.ok() && ::rename(partial.c_str(), blob.c_str()) != 0) {
     status = ErrnoStatus(errno, absl::StrCat("rename ", partial, " to ", blob));
   }
@@ -780,7 +844,9 @@ void BlobStore::MaybeRemoveExpiredSessions(absl::Time now) {
   }
 }
 
-absl::Status BlobStore::WriteChain(absl::string_view hex, absl::string_view chain) const {
+absl::Status BlobStore::WriteChain(absl::string_view hex, int64_t size,
+                                   absl::string_view chain) const {
+  const std::string sidecar = EncodeChainSidecar(size, chain);
   // A unique temp name, because two threads may write the same sidecar at once (ChunkChain
   // of one legacy blob); the content is the same, so the last rename winning is fine.
   static std::atomic<uint64_t> counter{0};
@@ -789,7 +855,7 @@ absl::Status BlobStore::WriteChain(absl::string_view hex, absl::string_view chai
   const std::string path = ChainPath(hex);
   ScopedFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, kBlobMode));
   if (!fd.valid()) return ErrnoStatus(errno, absl::StrCat("create ", tmp));
-  absl::Status status = PwriteAll(fd.get(), chain.data(), chain.size(), 0, tmp);
+  absl::Status status = PwriteAll(fd.get(), sidecar.data(), sidecar.size(), 0, tmp);
   if (status.ok() && ::fsync(fd.get()) != 0) {
     status = ErrnoStatus(errno, absl::StrCat("fsync ", tmp));
   }
@@ -804,80 +870,12 @@ absl::Status BlobStore::WriteChain(absl::string_view hex, absl::string_view chai
 }
 
 absl::StatusOr<std::vector<std::string>> BlobStore::ChunkChain(absl::string_view hex) const {
-  MD_RETURN_IF_ERROR(ValidateHex(hex));
-  // The blob decides: a sidecar whose blob is absent (a crash inside Finish) is not served.
-  const std::string blob_path = BlobPath(hex);
-  ScopedFd blob(::open(blob_path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!blob.valid()) {
-    if (errno == ENOENT) {
-      return MakeError(absl::StatusCode::kNotFound, "BLOB_NOT_FOUND",
-                       absl::StrCat("blob ", FormatDigest(hex), " is not stored"));
-    }
-    return ErrnoStatus(errno, absl::StrCat("open ", blob_path));
-  }
-  struct stat st;
-  if (::fstat(blob.get(), &st) != 0) return ErrnoStatus(errno, absl::StrCat("stat ", blob_path));
-  const int64_t size = static_cast<int64_t>(st.st_size);
-  const int64_t want = ChainFileSize(size);
-
-  auto split = [](absl::string_view raw) {
-    std::vector<std::string> entries;
-    entries.reserve(raw.size() / kDigestBytes);
-    for (size_t at = 0; at < raw.size(); at += kDigestBytes) {
-      entries.emplace_back(raw.substr(at, kDigestBytes));
-    }
-    return entries;
-  };
-
-  // The sidecar is trusted as far as its length: it was written from the verified upload
-  // stream, like the blob, whose bytes are not re-verified on each read either. A wrong
-  // length (truncated, or from another chunk size) is recomputed rather than served.
-  const std::string chunks_path = ChainPath(hex);
-  ScopedFd chunks(::open(chunks_path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!chunks.valid() && errno != ENOENT) {
-    return ErrnoStatus(errno, absl::StrCat("open ", chunks_path));
-  }
-  struct stat chunks_st;
-  if (chunks.valid() && ::fstat(chunks.get(), &chunks_st) == 0 && S_ISREG(chunks_st.st_mode) &&
-      static_cast<int64_t>(chunks_st.st_size) == want) {
-    std::string raw(static_cast<size_t>(want), '\0');
-    size_t done = 0;
-    while (done < raw.size()) {
-      ssize_t n =
-          ::pread(chunks.get(), raw.data() + done, raw.size() - done, static_cast<off_t>(done));
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) return ErrnoStatus(errno, absl::StrCat("read ", chunks_path));
-      if (n == 0) break;
-      done += static_cast<size_t>(n);
-    }
-    if (done == raw.size()) return split(raw);
-  }
-
-  // No usable sidecar: one pass over the blob gives the chunk chain and, for free, a check
-  // that the blob still holds the bytes of its name, so corrupt bytes never get a chain.
-  BlobHasher hasher;
-  int64_t read = 0;
-  std::vector<char> buf(kRehashChunk);
-  for (;;) {
-    ssize_t n = ::pread(blob.get(), buf.data(), buf.size(), read);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return ErrnoStatus(errno, absl::StrCat("read ", blob_path));
-    if (n == 0) break;
-    hasher.Update(absl::string_view(buf.data(), static_cast<size_t>(n)));
-    read += n;
-  }
-  std::string actual = hasher.DigestHex();
-  if (read != size || actual != hex) {
-    return MakeError(
-        absl::StatusCode::kDataLoss, "BLOB_CORRUPT",
-        absl::StrCat("stored blob ", FormatDigest(hex), " now hashes to ", FormatDigest(actual),
-                     " (", read, " bytes); its bytes on disk are damaged"),
-        {{"expected_digest", FormatDigest(hex)}, {"actual_digest", FormatDigest(actual)}});
-  }
-  std::string raw = hasher.Chain();
-  MD_RETURN_IF_ERROR(WriteChain(hex, raw));
-  ::unlink(absl::StrCat(BlobPath(hex), kLegacyChunkDigestsSuffix).c_str());
-  return split(raw);
+  MD_ASSIGN_OR_RETURN(auto opened, OpenWithRecord(hex, 0, /*check_size=*/true));
+  const BlobRecord& record = *opened.second;
+  std::vector<std::string> entries;
+  entries.reserve(static_cast<size_t>(record.chunks()));
+  for (int64_t i = 0; i < record.chunks(); ++i) entries.emplace_back(record.entry(i));
+  return entries;
 }
 
 }  // namespace modeldist::storage

@@ -4,15 +4,20 @@
 //
 // Layout under `root`:
 //   blobs/sha256/<first 2 hex>/<64 hex>          verified, immutable blobs (mode 0444)
-//   blobs/sha256/<first 2 hex>/<64 hex>.chain    the blob's chunk chain (mode 0444)
+//   blobs/sha256/<first 2 hex>/<64 hex>.chain    its size and chunk chain (blob_record.h; 0444)
 //   uploads/<64 hex>.partial                     bytes of an upload in progress
 //   uploads/session-<upload id>.partial          bytes of an upload session in progress
 //   uploads/session-<upload id>.done             the digest a finished session stored
 //   uploads/<anything else>                      temp files; removed by Open
+//   quarantine/<64 hex>/<unix micros>{,.chain,.reason}   blobs found damaged, kept for people
 //
-// The one rule: a file under blobs/ always holds exactly the bytes of its name. Bytes are
-// hashed while they are written (one pass), fsynced, and renamed into place only after size
-// and SHA-256 match; anything else is discarded and never listed or served.
+// The one rule: a file under blobs/ holds exactly the bytes of its name. Bytes are hashed while
+// they are written (one pass), fsynced, and renamed into place only after size and SHA-256
+// match; anything else is discarded and never listed or served. Disks and people can still
+// break the rule later, so it is checked again whenever bytes leave: Size and OpenBlob compare
+// the file's size with the recorded one, every byte a reader serves is checked against the
+// chain (ServedBytesCheck, served_bytes_check.h), and Verify re-reads a blob from the disk for
+// a scrub. What fails is moved to quarantine/ by the caller (services/blob_health.h).
 //
 // The same pass builds the blob's chunk chain for kChunkDigestBytes chunks (common/chunk_chain.h:
 // one 32-byte entry per chunk that lets a device verify that chunk on its own). The entries,
@@ -48,6 +53,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -56,16 +62,9 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/file_util.h"
+#include "storage/blob_record.h"
 
 namespace modeldist::storage {
-
-// The chunk size of the chains the store keeps (the last chunk may be shorter); it is the
-// `chunk_size` of every manifest artifact, and a multiple of SHA-256's 64-byte block as chains
-// require. 4 MiB keeps a 16 GiB model at 4096 entries,
-// about 128 KiB of manifest, while a device that resumes or refetches a failed chunk loses at
-// most 4 MiB. Changing it changes every manifest, and sidecars of the old size would be
-// recomputed (their length no longer matches).
-inline constexpr int64_t kChunkDigestBytes = 4 * 1024 * 1024;
 
 // The largest blob the store accepts (1 TiB): the bound of an upload session that declared no
 // size, and of every artifact a version declares.
@@ -90,14 +89,20 @@ struct UploadSessionState {
 // An open, verified blob. Owns the file descriptor; movable, not copyable.
 class BlobReader {
  public:
-  BlobReader(int fd, int64_t size) : fd_(fd), size_(size) {}
+  BlobReader(int fd, std::shared_ptr<const BlobRecord> record)
+      : fd_(fd), record_(std::move(record)) {}
   BlobReader(BlobReader&& other) noexcept;
   BlobReader& operator=(BlobReader&& other) noexcept;
   BlobReader(const BlobReader&) = delete;
   BlobReader& operator=(const BlobReader&) = delete;
   ~BlobReader();
 
-  int64_t size() const { return size_; }
+  // The size the store verified (the file had it when opened).
+  int64_t size() const { return record_->size(); }
+  // Chain, recorded size and verified chunks (storage/blob_record.h).
+  const BlobRecord& record() const { return *record_; }
+  // Whether the open file is still the one the record describes (fstat; see FileIdentity).
+  bool Unchanged() const;
   // Reads up to `size` bytes at `offset` into `buf` (pread); returns the count, 0 at the end.
   absl::StatusOr<size_t> ReadAt(int64_t offset, char* buf, size_t size) const;
   // Like ReadAt, but takes only what the page cache holds now and never waits for the disk
@@ -111,7 +116,7 @@ class BlobReader {
   absl::StatusOr<size_t> Read(int64_t offset, char* buf, size_t size, int flags) const;
 
   int fd_ = -1;
-  int64_t size_ = 0;
+  std::shared_ptr<const BlobRecord> record_;
 };
 
 class BlobStore {
@@ -130,13 +135,33 @@ class BlobStore {
   // All `hex` arguments are 64 lowercase hex digits (callers parse digests with ParseDigest);
   // anything else gives INVALID_ARGUMENT and never reaches the file system.
 
-  // True when a verified blob with this digest is stored.
+  // True when a blob with this digest is stored (its file exists; see Size for a check).
   bool Contains(absl::string_view hex) const;
-  // Size of a verified blob; NOT_FOUND when absent.
+  // The size the store verified for blob `hex`, once the file is seen to still have it.
+  // NOT_FOUND when absent (reason BLOB_QUARANTINED when it was quarantined); DATA_LOSS
+  // (reason BLOB_SIZE_MISMATCH) when the file's size is no longer the recorded one.
   absl::StatusOr<int64_t> Size(absl::string_view hex) const;
-  // Opens a verified blob; NOT_FOUND when absent. Not an overload of Open: a std::string
-  // argument would silently pick the static Open(root) and create a store named after it.
+  // Opens a blob, with the same checks as Size. Its bytes are checked against the chain
+  // as they are read (ServedBytesCheck). Not an overload of Open: a std::string argument
+  // would silently pick the static Open(root) and create a store named after it.
   absl::StatusOr<BlobReader> OpenBlob(absl::string_view hex) const;
+
+  // Moves blob `hex` and its sidecar out of blobs/ into quarantine/<hex>/<unix micros> (with
+  // a `.reason` file holding `details`), so it is never served or listed again but is kept
+  // for an operator to look at. OK when there is no blob to move (the reason is still kept).
+  absl::Status Quarantine(absl::string_view hex, absl::string_view details);
+  // Whether blob `hex` was ever quarantined (quarantine/<hex>/ exists).
+  bool WasQuarantined(absl::string_view hex) const;
+
+  // Every blob in blobs/ (64 hex each), sorted.
+  absl::StatusOr<std::vector<std::string>> ListBlobs() const;
+  // Reads blob `hex` from the disk, not the page cache where the file system allows
+  // (O_DIRECT), and checks its size and every chunk against the recorded chain: what a scrub
+  // does. `on_read(n)` is called after each read of n bytes (for pacing and progress); when it
+  // returns false the check stops with CANCELLED. DATA_LOSS (reason BLOB_CORRUPT or
+  // BLOB_SIZE_MISMATCH) says what does not match; NOT_FOUND when absent.
+  absl::Status Verify(absl::string_view hex,
+                      const std::function<bool(int64_t bytes)>& on_read = nullptr) const;
 
   // The number of bytes an upload of `hex` has committed: `expected_size` when the blob is
   // already stored, else the partial upload's length (0 when none).
@@ -187,13 +212,13 @@ class BlobStore {
 
   // The chunk chain of a stored blob for kChunkDigestBytes chunks (common/chunk_chain.h), as
   // its 32-byte entries: ceil(size / kChunkDigestBytes) of them, none for the empty blob, the
-  // last one the blob's digest. NOT_FOUND when the blob is absent. Normally read from the
-  // sidecar written by Finish. When the sidecar is missing (a blob stored by an older
-  // version) or has the wrong length, the blob is read once to compute the chain, its
-  // whole-file SHA-256 is checked on the way (DATA_LOSS, reason BLOB_CORRUPT, when the bytes
-  // on disk no longer match the name; nothing is written), and the sidecar is written so the
-  // next call is cheap (and a legacy `.chunks` sidecar removed); failing to write it is an
-  // error too.
+  // last one the blob's digest. NOT_FOUND when the blob is absent, DATA_LOSS as for Size.
+  // Normally read from the sidecar written by Finish. When the sidecar is missing or not of
+  // the current layout (a blob stored by an older version) or damaged, the blob is read once
+  // to compute the chain, its whole-file SHA-256 is checked on the way (DATA_LOSS, reason
+  // BLOB_CORRUPT, when the bytes on disk no longer match the name; nothing is written), and
+  // the sidecar is written so the next call is cheap (and a legacy `.chunks` sidecar
+  // removed); failing to write it is an error too.
   absl::StatusOr<std::vector<std::string>> ChunkChain(absl::string_view hex) const;
 
   const std::string& root() const { return root_; }
@@ -207,9 +232,19 @@ class BlobStore {
   // uploads/session-<id>.done for the session key `key`.
   std::string SessionRecordPath(absl::string_view key) const;
   std::string ChainPath(absl::string_view hex) const;
-  // Atomically replaces the sidecar of `hex` with `chain` (its entries concatenated): temp
-  // file in uploads/ (so Open cleans up after a crash), fsync, rename, fsync of the directory.
-  absl::Status WriteChain(absl::string_view hex, absl::string_view chain) const;
+  // Atomically replaces the sidecar of `hex` with one for a blob of `size` bytes with `chain`
+  // (its entries concatenated): temp file in uploads/ (so Open cleans up after a crash), fsync,
+  // rename, fsync of the directory.
+  absl::Status WriteChain(absl::string_view hex, int64_t size, absl::string_view chain) const;
+  // Opens blob `hex` (`flags` added to O_RDONLY) and its record; NOT_FOUND when absent.
+  // `check_size`: DATA_LOSS when the file's size is not the recorded one.
+  absl::StatusOr<std::pair<ScopedFd, std::shared_ptr<const BlobRecord>>> OpenWithRecord(
+      absl::string_view hex, int flags, bool check_size) const;
+  // The record of blob `hex` open as `fd` with `st`: cached while the file's identity is the
+  // same, else read from the sidecar, else (no usable sidecar) computed from the blob.
+  absl::StatusOr<std::shared_ptr<const BlobRecord>> LoadRecord(absl::string_view hex, int fd,
+                                                               const struct stat& st) const;
+  void ForgetRecord(absl::string_view hex) const;
 
   // Per-digest upload state, kept in memory so that a resumed upload keeps hashing where it
   // stopped instead of reading its partial file again. After a restart (or when the partial
@@ -260,6 +295,11 @@ class BlobStore {
   // upload in parallel.
   absl::Mutex mu_;
   std::map<std::string, std::shared_ptr<Upload>, std::less<>> uploads_ ABSL_GUARDED_BY(mu_);
+  // Records of blobs opened lately, so a Read stream neither rereads the sidecar nor forgets
+  // which chunks it verified. Bounded (cleared when full); a record is cheap to reload.
+  mutable absl::Mutex records_mu_;
+  mutable std::map<std::string, std::shared_ptr<const BlobRecord>, std::less<>> records_
+      ABSL_GUARDED_BY(records_mu_);
   absl::Mutex sweep_mu_;
   absl::Time next_sweep_ ABSL_GUARDED_BY(sweep_mu_) = absl::InfinitePast();
 };

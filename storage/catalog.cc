@@ -169,6 +169,21 @@ constexpr char kInsertAudit[] =
 constexpr char kListAudit[] =
     "SELECT " MD_AUDIT_COLUMNS " FROM audit_log WHERE id < ? ORDER BY id DESC LIMIT ?";
 
+constexpr char kInsertDamagedBlob[] =
+    "INSERT INTO damaged_blobs (digest, details, detect_time) VALUES (?, ?, ?)"
+    " ON CONFLICT (digest) DO NOTHING";
+constexpr char kDeleteDamagedBlob[] = "DELETE FROM damaged_blobs WHERE digest = ?";
+constexpr char kListDamagedBlobs[] =
+    "SELECT digest, details, detect_time FROM damaged_blobs ORDER BY digest";
+constexpr char kSelectDigestPublished[] =
+    "SELECT 1 FROM artifacts a JOIN versions v"
+    " ON v.model_id = a.model_id AND v.version_id = a.version_id"
+    " WHERE a.digest = ? AND v.state = 2 LIMIT 1";
+constexpr char kSelectPublishedDigests[] =
+    "SELECT DISTINCT a.digest FROM artifacts a JOIN versions v"
+    " ON v.model_id = a.model_id AND v.version_id = a.version_id"
+    " WHERE v.state = 2 ORDER BY a.digest";
+
 constexpr char kSelectNewestTrustRootVersion[] =
     "SELECT COALESCE(MAX(version), 0) FROM trust_roots";
 constexpr char kSelectTrustRoot[] = "SELECT signed_root FROM trust_roots WHERE version = ?";
@@ -1772,6 +1787,75 @@ absl::StatusOr<int64_t> Catalog::DeclaredSize(absl::string_view digest) {
                      {{"digest", std::string(digest)}});
   }
   return s.ColumnInt64(0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Damaged blobs.
+
+absl::StatusOr<bool> Catalog::MarkBlobDamaged(absl::string_view digest, absl::string_view details,
+                                              absl::string_view actor) {
+  absl::MutexLock lock(&impl_->mu);
+  Impl::Transaction txn(impl_.get());
+  MD_RETURN_IF_ERROR(txn.BeginWrite());
+  const int64_t now = impl_->NowMicros();
+  {
+    MD_ASSIGN_OR_RETURN(Statement s, impl_->Prepare(kInsertDamagedBlob));
+    s.BindText(0, digest);
+    s.BindText(1, details);
+    s.BindInt64(2, now);
+    MD_RETURN_IF_ERROR(s.Run());
+  }
+  if (impl_->Changes() == 0) return false;  // already recorded: one audit entry per incident
+  MD_RETURN_IF_ERROR(impl_->Audit(now, actor, "BlobDamaged", digest, details));
+  MD_RETURN_IF_ERROR(txn.Commit());
+  return true;
+}
+
+absl::StatusOr<bool> Catalog::ClearBlobDamaged(absl::string_view digest, absl::string_view details,
+                                               absl::string_view actor) {
+  absl::MutexLock lock(&impl_->mu);
+  Impl::Transaction txn(impl_.get());
+  MD_RETURN_IF_ERROR(txn.BeginWrite());
+  {
+    MD_ASSIGN_OR_RETURN(Statement s, impl_->Prepare(kDeleteDamagedBlob));
+    s.BindText(0, digest);
+    MD_RETURN_IF_ERROR(s.Run());
+  }
+  if (impl_->Changes() == 0) return false;
+  MD_RETURN_IF_ERROR(impl_->Audit(impl_->NowMicros(), actor, "BlobRestored", digest, details));
+  MD_RETURN_IF_ERROR(txn.Commit());
+  return true;
+}
+
+absl::StatusOr<std::vector<DamagedBlob>> Catalog::ListDamagedBlobs() {
+  absl::MutexLock lock(&impl_->mu);
+  MD_ASSIGN_OR_RETURN(Statement s, impl_->Prepare(kListDamagedBlobs));
+  std::vector<DamagedBlob> out;
+  for (;;) {
+    MD_ASSIGN_OR_RETURN(bool row, s.Step());
+    if (!row) break;
+    out.push_back({s.ColumnText(0), s.ColumnText(1), absl::FromUnixMicros(s.ColumnInt64(2))});
+  }
+  return out;
+}
+
+absl::StatusOr<bool> Catalog::IsDigestPublished(absl::string_view digest) {
+  absl::MutexLock lock(&impl_->mu);
+  MD_ASSIGN_OR_RETURN(Statement s, impl_->Prepare(kSelectDigestPublished));
+  s.BindText(0, digest);
+  return s.Step();
+}
+
+absl::StatusOr<std::vector<std::string>> Catalog::ListPublishedDigests() {
+  absl::MutexLock lock(&impl_->mu);
+  MD_ASSIGN_OR_RETURN(Statement s, impl_->Prepare(kSelectPublishedDigests));
+  std::vector<std::string> out;
+  for (;;) {
+    MD_ASSIGN_OR_RETURN(bool row, s.Step());
+    if (!row) break;
+    out.push_back(s.ColumnText(0));
+  }
+  return out;
 }
 
 absl::StatusOr<std::string> Catalog::IntegrityCheck() {

@@ -54,6 +54,13 @@ struct ResolvedTier {
 // The audit actor recorded when a caller names none.
 inline constexpr absl::string_view kDefaultActor = "admin";
 
+// A blob recorded as damaged: its digest (`sha256:<hex>`), what was found, and when.
+struct DamagedBlob {
+  std::string digest;
+  std::string details;
+  absl::Time detect_time;
+};
+
 struct CatalogOptions {
   // The clock for create/publish/yank/update times; tests inject a fake.
   std::function<absl::Time()> now = [] { return absl::Now(); };
@@ -199,6 +206,21 @@ class Catalog {
 
   // The size that versions declare for `digest` (`sha256:<hex>`); NOT_FOUND if none does.
   absl::StatusOr<int64_t> DeclaredSize(absl::string_view digest);
+
+  // --- Damaged blobs: digests whose stored bytes failed a check (see services/blob_health.h).
+  // Records `digest` (`sha256:<hex>`) as damaged, with an audit entry (action BlobDamaged).
+  // Returns false, writing nothing, when it is recorded already: one entry per incident.
+  absl::StatusOr<bool> MarkBlobDamaged(absl::string_view digest, absl::string_view details,
+                                       absl::string_view actor);
+  // Removes the record, with an audit entry (action BlobRestored). False when there was none.
+  absl::StatusOr<bool> ClearBlobDamaged(absl::string_view digest, absl::string_view details,
+                                        absl::string_view actor);
+  // Ordered by digest.
+  absl::StatusOr<std::vector<DamagedBlob>> ListDamagedBlobs();
+  // Whether a PUBLISHED version declares `digest`.
+  absl::StatusOr<bool> IsDigestPublished(absl::string_view digest);
+  // Every digest a PUBLISHED version declares, ordered: the bytes the fleet may be sent.
+  absl::StatusOr<std::vector<std::string>> ListPublishedDigests();
 
   // Runs PRAGMA integrity_check; returns its text ("ok" when healthy).
   absl::StatusOr<std::string> IntegrityCheck();

@@ -122,6 +122,12 @@ std::string Concat(const std::vector<std::string>& parts) {
   return out;
 }
 
+// The `.chain` sidecar of `data`, as the store must write it (blob_record.h).
+std::string ExpectedSidecar(absl::string_view data) {
+  return EncodeChainSidecar(static_cast<int64_t>(data.size()),
+                            Concat(ExpectedChain(std::string(data))));
+}
+
 std::string ReadFile(const std::string& path) {
   auto contents = ReadFileToString(path);
   EXPECT_THAT(contents, IsOk());
@@ -639,7 +645,7 @@ TEST_F(BlobStoreTest, ChunkChainIsRightWhateverTheAppendSizes) {
               static_cast<size_t>((size + kChunkDigestBytes - 1) / kChunkDigestBytes));
     EXPECT_THAT(store_->ChunkChain(hex), HoldsChain(expected));
     // Finish persisted exactly these bytes, so the call above did not have to recompute.
-    EXPECT_EQ(ReadFile(ChainPath(hex)), Concat(expected));
+    EXPECT_EQ(ReadFile(ChainPath(hex)), ExpectedSidecar(data));
   }
 }
 
@@ -647,13 +653,13 @@ TEST_F(BlobStoreTest, PutWritesTheChainAndTheEmptyBlobHasNone) {
   const std::string data = RandomBytes(kChunkDigestBytes + 5, 20);
   const std::string hex = Sha256::HexOf(data);
   ASSERT_THAT(store_->Put(hex, data), IsOk());
-  EXPECT_EQ(ReadFile(ChainPath(hex)), Concat(ExpectedChain(data)));
+  EXPECT_EQ(ReadFile(ChainPath(hex)), ExpectedSidecar(data));
   EXPECT_THAT(store_->ChunkChain(hex), HoldsChain(ExpectedChain(data)));
 
   const std::string empty = Sha256::HexOf("");
   ASSERT_THAT(store_->Put(empty, ""), IsOk());
   EXPECT_TRUE(Exists(ChainPath(empty)));
-  EXPECT_EQ(ReadFile(ChainPath(empty)), "");
+  EXPECT_EQ(ReadFile(ChainPath(empty)), ExpectedSidecar(""));
   EXPECT_THAT(store_->ChunkChain(empty), HoldsChain(std::vector<std::string>{}));
 }
 
@@ -676,7 +682,7 @@ TEST_F(BlobStoreTest, ChunkChainSurvivesARestartInTheMiddleOfAChunk) {
                 IsOk());
   }
   ASSERT_THAT(store_->Finish(hex, size), IsOk());
-  EXPECT_EQ(ReadFile(ChainPath(hex)), Concat(ExpectedChain(data)));
+  EXPECT_EQ(ReadFile(ChainPath(hex)), ExpectedSidecar(data));
   EXPECT_THAT(store_->ChunkChain(hex), HoldsChain(ExpectedChain(data)));
 }
 
@@ -688,7 +694,7 @@ TEST_F(BlobStoreTest, LegacyBlobWithoutSidecarGetsItsChainComputedAndKept) {
   ASSERT_FALSE(Exists(ChainPath(hex)));
 
   EXPECT_THAT(store_->ChunkChain(hex), HoldsChain(ExpectedChain(data)));
-  EXPECT_EQ(ReadFile(ChainPath(hex)), Concat(ExpectedChain(data)));
+  EXPECT_EQ(ReadFile(ChainPath(hex)), ExpectedSidecar(data));
   // The temp file went to uploads/ and is gone; the blob is untouched.
   EXPECT_THAT(FilesUnder(dir_.Join("uploads")), IsEmpty());
   EXPECT_EQ(ReadAll(*store_, hex), data);
@@ -722,7 +728,7 @@ TEST_F(BlobStoreTest, ALegacyChunkDigestSidecarIsReplacedByTheChain) {
   ASSERT_NE(legacy, Concat(ExpectedChain(data)));
 
   EXPECT_THAT(store_->ChunkChain(hex), HoldsChain(ExpectedChain(data)));
-  EXPECT_EQ(ReadFile(ChainPath(hex)), Concat(ExpectedChain(data)));
+  EXPECT_EQ(ReadFile(ChainPath(hex)), ExpectedSidecar(data));
   EXPECT_FALSE(Exists(legacy_path));
 }
 
@@ -737,7 +743,7 @@ TEST_F(BlobStoreTest, ConcurrentFirstUsesOfALegacyBlobAgree) {
   }
   for (auto& t : threads) t.join();
   for (const auto& result : results) EXPECT_THAT(result, HoldsChain(ExpectedChain(data)));
-  EXPECT_EQ(ReadFile(ChainPath(hex)), Concat(ExpectedChain(data)));
+  EXPECT_EQ(ReadFile(ChainPath(hex)), ExpectedSidecar(data));
   EXPECT_THAT(FilesUnder(dir_.Join("uploads")), IsEmpty());
 }
 
@@ -746,14 +752,32 @@ TEST_F(BlobStoreTest, SidecarOfTheWrongLengthIsRecomputed) {
   const std::string hex = Sha256::HexOf(data);
   ASSERT_THAT(store_->Put(hex, data), IsOk());
   const std::string chunks = ChainPath(hex);
-  // Three chunks make 96 bytes; shorter (truncated) and longer (zero-filled) both fail.
-  for (off_t length : {off_t{0}, off_t{40}, off_t{64}, off_t{128}}) {
+  // Three chunks make 16 + 96 bytes; shorter (truncated) and longer (zero-filled) both fail,
+  // and so does the layout of older stores (the entries alone, 96 bytes). The store keeps
+  // what it read in memory, so each damaged sidecar is seen by a store opened afterwards.
+  for (off_t length : {off_t{0}, off_t{40}, off_t{96}, off_t{128}}) {
     SCOPED_TRACE(length);
     ASSERT_EQ(::chmod(chunks.c_str(), 0644), 0);
     ASSERT_EQ(::truncate(chunks.c_str(), length), 0);
+    store_.reset();
+    store_ = OpenStore(dir_.path());
     EXPECT_THAT(store_->ChunkChain(hex), HoldsChain(ExpectedChain(data)));
-    EXPECT_EQ(ReadFile(chunks), Concat(ExpectedChain(data)));
+    EXPECT_EQ(ReadFile(chunks), ExpectedSidecar(data));
   }
+  // An older store's sidecar with the right entries is upgraded to the current layout.
+  ASSERT_EQ(::chmod(chunks.c_str(), 0644), 0);
+  ASSERT_EQ(::truncate(chunks.c_str(), 0), 0);
+  {
+    FILE* f = fopen(chunks.c_str(), "wb");
+    ASSERT_NE(f, nullptr);
+    const std::string old = Concat(ExpectedChain(data));
+    ASSERT_EQ(fwrite(old.data(), 1, old.size(), f), old.size());
+    fclose(f);
+  }
+  store_.reset();
+  store_ = OpenStore(dir_.path());
+  EXPECT_THAT(store_->Size(hex), IsOkAndHolds(static_cast<int64_t>(data.size())));
+  EXPECT_EQ(ReadFile(chunks), ExpectedSidecar(data));
 }
 
 TEST_F(BlobStoreTest, CorruptBlobOnDiskIsDataLossFromChunkChain) {
@@ -859,7 +883,7 @@ TEST_F(BlobStoreTest, SessionIsHashedAsWrittenAndStoredUnderTheWritersDigest) {
 
   EXPECT_THAT(store_->FinishSession(kSessionId, size, hex), IsOkAndHolds(size));
   EXPECT_EQ(ReadAll(*store_, hex), data);
-  EXPECT_EQ(ReadFile(ChainPath(hex)), Concat(ExpectedChain(data)));
+  EXPECT_EQ(ReadFile(ChainPath(hex)), ExpectedSidecar(data));
   EXPECT_THAT(store_->ChunkChain(hex), HoldsChain(ExpectedChain(data)));
   struct stat st;
   ASSERT_EQ(::stat(store_->BlobPath(hex).c_str(), &st), 0);
@@ -904,7 +928,7 @@ TEST_F(BlobStoreTest, SessionResumesAfterRestartInTheMiddleOfAChunk) {
   // The hash rebuilt from the partial, plus the bytes appended since, must verify.
   EXPECT_THAT(store_->FinishSession(kSessionId, size, hex), IsOkAndHolds(size));
   EXPECT_EQ(ReadAll(*store_, hex), data);
-  EXPECT_EQ(ReadFile(ChainPath(hex)), Concat(ExpectedChain(data)));
+  EXPECT_EQ(ReadFile(ChainPath(hex)), ExpectedSidecar(data));
 }
 
 TEST_F(BlobStoreTest, WrongDigestAtFinishIsDataLossAndStoresNothing) {

@@ -1,0 +1,159 @@
+// BlobStore's integrity side: listing, re-reading from disk for a scrub, and quarantine. Kept
+// apart from blob_store.cc, which is about getting verified bytes in; this is about finding
+// out later that they are no longer what was verified.
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/chunk_chain.h"
+#include "common/digest.h"
+#include "common/file_util.h"
+#include "common/status.h"
+#include "storage/blob_store.h"
+
+namespace modeldist::storage {
+namespace {
+
+// Reads of a scrub: a multiple of the 4 KiB that O_DIRECT needs, and a divisor of the chunk.
+constexpr size_t kVerifyReadBytes = 1 << 20;
+static_assert(kChunkDigestBytes % kVerifyReadBytes == 0);
+constexpr size_t kDirectAlignment = 4096;
+
+bool IsHex64Name(absl::string_view name) {
+  return name.size() == 64 && std::all_of(name.begin(), name.end(), [](char c) {
+           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+         });
+}
+
+std::string QuarantineDir(const std::string& root, absl::string_view hex) {
+  return absl::StrCat(root, "/quarantine/", hex);
+}
+
+struct FreeDeleter {
+  void operator()(char* p) const { std::free(p); }
+};
+
+}  // namespace
+
+bool BlobStore::WasQuarantined(absl::string_view hex) const {
+  if (!IsHex64Name(hex)) return false;
+  struct stat st;
+  return ::stat(QuarantineDir(root_, hex).c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+absl::Status BlobStore::Quarantine(absl::string_view hex, absl::string_view details) {
+  if (!IsHex64Name(hex)) {
+    return InvalidArgument("digest", "INVALID_DIGEST", "a blob digest is 64 lowercase hex digits");
+  }
+  const std::string dir = QuarantineDir(root_, hex);
+  MD_RETURN_IF_ERROR(MakeDirs(dir, 0750));
+  const std::string base = absl::StrCat(dir, "/", absl::ToUnixMicros(absl::Now()));
+  MD_RETURN_IF_ERROR(
+      WriteFileAtomically(absl::StrCat(base, ".reason"), absl::StrCat(details, "\n"), 0444));
+  const std::string blob = BlobPath(hex);
+  for (const auto& [from, to] :
+       {std::pair{blob, base}, std::pair{ChainPath(hex), base + ".chain"}}) {
+    if (::rename(from.c_str(), to.c_str()) != 0 && errno != ENOENT) {
+      return ErrnoStatus(errno, absl::StrCat("rename ", from, " to ", to));
+    }
+  }
+  ForgetRecord(hex);
+  MD_RETURN_IF_ERROR(FsyncDir(dir));
+  return FsyncDir(blob.substr(0, blob.rfind('/')));
+}
+
+absl::StatusOr<std::vector<std::string>> BlobStore::ListBlobs() const {
+  const std::string top = absl::StrCat(root_, "/blobs/sha256");
+  std::vector<std::string> out;
+  DIR* fan = ::opendir(top.c_str());
+  if (fan == nullptr) return ErrnoStatus(errno, absl::StrCat("opendir ", top));
+  std::vector<std::string> subdirs;
+  while (struct dirent* e = ::readdir(fan)) {
+    absl::string_view name = e->d_name;
+    if (name.size() == 2 && name != "..") subdirs.emplace_back(name);
+  }
+  ::closedir(fan);
+  for (const std::string& sub : subdirs) {
+    const std::string path = absl::StrCat(top, "/", sub);
+    DIR* dir = ::opendir(path.c_str());
+    if (dir == nullptr) continue;  // not a directory
+    while (struct dirent* e = ::readdir(dir)) {
+      if (IsHex64Name(e->d_name) && absl::string_view(e->d_name).substr(0, 2) == sub) {
+        out.emplace_back(e->d_name);
+      }
+    }
+    ::closedir(dir);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+absl::Status BlobStore::Verify(absl::string_view hex,
+                               const std::function<bool(int64_t bytes)>& on_read) const {
+  // The record first, through the ordinary open (which also catches a wrong size); then a
+  // second descriptor that bypasses the page cache, so what is checked is what the disk holds
+  // and not a copy that was verified when it was written.
+  MD_ASSIGN_OR_RETURN(auto opened, OpenWithRecord(hex, 0, /*check_size=*/true));
+  const BlobRecord& record = *opened.second;
+  const std::string path = BlobPath(hex);
+  ScopedFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_DIRECT));
+  bool direct = fd.valid();
+  if (!direct) {  // e.g. tmpfs: EINVAL. Drop what is cached so the reads go to the device.
+    fd = ScopedFd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd.valid()) return ErrnoStatus(errno, absl::StrCat("open ", path));
+    ::posix_fadvise(fd.get(), 0, 0, POSIX_FADV_DONTNEED);
+  }
+  void* raw = nullptr;
+  if (::posix_memalign(&raw, kDirectAlignment, kVerifyReadBytes) != 0) {
+    return MakeError(absl::StatusCode::kResourceExhausted, "OUT_OF_MEMORY",
+                     "no memory for the scrub's read buffer");
+  }
+  std::unique_ptr<char, FreeDeleter> buf(static_cast<char*>(raw));
+
+  ChunkChainBuilder chain(kChunkDigestBytes);
+  int64_t offset = 0;
+  while (offset < record.size()) {
+    ssize_t n = ::pread(fd.get(), buf.get(), kVerifyReadBytes, offset);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EINVAL && direct) {  // the file system refuses direct reads after all
+      fd = ScopedFd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+      if (!fd.valid()) return ErrnoStatus(errno, absl::StrCat("open ", path));
+      ::posix_fadvise(fd.get(), 0, 0, POSIX_FADV_DONTNEED);
+      direct = false;
+      continue;
+    }
+    if (n < 0) return ErrnoStatus(errno, absl::StrCat("read ", path));
+    if (n == 0) break;
+    const int64_t take = std::min<int64_t>(n, record.size() - offset);
+    chain.Update(absl::string_view(buf.get(), static_cast<size_t>(take)));
+    offset += take;
+    if (on_read && !on_read(take)) {
+      return absl::CancelledError(absl::StrCat("the check of ", FormatDigest(hex), " was stopped"));
+    }
+  }
+  if (offset != record.size()) return SizeMismatchError(record, offset);
+  const std::string got = chain.Chain();
+  if (got != record.chain()) {
+    int64_t bad = 0;  // the first chunk whose entry differs
+    while (bad + 1 < record.chunks() &&
+           got.compare(static_cast<size_t>(bad) * 32, 32, record.chain(),
+                       static_cast<size_t>(bad) * 32, 32) == 0) {
+      ++bad;
+    }
+    return ChunkMismatchError(record, bad);
+  }
+  for (int64_t i = 0; i < record.chunks(); ++i) record.MarkVerified(i);
+  return absl::OkStatus();
+}
+
+}  // namespace modeldist::storage
