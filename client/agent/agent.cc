@@ -42,7 +42,17 @@ std::shared_ptr<grpc::Channel> Connect(const SyncOptions& options) {
   return grpc::CreateCustomChannel(options.server, credentials, args);
 }
 
-// The trusted root, advanced along the server's chain and persisted.
+// The trusted root, advanced along the server's chain and persisted in DIR/trust/root.bin.
+//
+// DIR/trust/root.bin, when present, is the root and the pinned --trust-root file is not read:
+// the stored root is at least as trusted (it is the pinned root itself or a root chained from
+// it) and usually newer. To pin another root, delete DIR/trust/root.bin.
+//
+// A pinned root read from --trust-root is kept in DIR/trust/root.bin once it has vouched for a
+// manifest of this server (PersistIfPinned, called after VerifyManifest), so later syncs need
+// no --trust-root. Not earlier: a self-signed root of another server (a wrong file) verifies on
+// its own too, and keeping it would make every later sync use it even after the right file is
+// passed.
 class TrustState {
  public:
   static absl::StatusOr<TrustState> Load(const SyncOptions& options) {
@@ -52,6 +62,7 @@ class TrustState {
     std::string bytes;
     if (stored.ok()) {
       bytes = *std::move(stored);
+      state.persisted_ = true;
     } else if (absl::IsNotFound(stored.status())) {
       if (options.trust_root_file.empty()) {
         return MakeError(absl::StatusCode::kFailedPrecondition, "NO_TRUST_ROOT",
@@ -72,7 +83,8 @@ class TrustState {
     return state;
   }
 
-  // Walks GetTrustRoot(N+1), N+2, ... verifying each against the one before.
+  // Walks GetTrustRoot(N+1), N+2, ... verifying each against the one before, and persists the
+  // newest (chained from the trusted root, so as trusted as it).
   absl::Status Advance(v1::ManifestService::Stub& stub) {
     bool changed = false;
     for (;;) {
@@ -89,16 +101,28 @@ class TrustState {
       changed = true;
     }
     if (!changed) return absl::OkStatus();
-    MD_RETURN_IF_ERROR(MakeDirs(path_.substr(0, path_.rfind('/')), 0700));
-    return WriteFileAtomically(path_, signed_.SerializeAsString(), 0600);
+    return Persist();
   }
+
+  // Keeps the root read from --trust-root: call once a manifest verified under it.
+  absl::Status PersistIfPinned() { return persisted_ ? absl::OkStatus() : Persist(); }
 
   const v1::TrustRoot& root() const { return root_; }
 
  private:
+  // Atomic (a crash leaves the old file or the new one, never a torn root) and 0600 in a 0700
+  // folder: the root decides which keys the device obeys.
+  absl::Status Persist() {
+    MD_RETURN_IF_ERROR(MakeDirs(path_.substr(0, path_.rfind('/')), 0700));
+    MD_RETURN_IF_ERROR(WriteFileAtomically(path_, signed_.SerializeAsString(), 0600));
+    persisted_ = true;
+    return absl::OkStatus();
+  }
+
   std::string path_;
   v1::SignedTrustRoot signed_;
   v1::TrustRoot root_;
+  bool persisted_ = false;  // signed_ is what root.bin holds
 };
 
 // The highest sequence seen per tier/channel, persisted atomically.
@@ -242,6 +266,7 @@ absl::StatusOr<SyncResult> Sync(const SyncOptions& options) {
   SyncResult result;
   result.selection_reason = signed_manifest.selection_reason();
   MD_ASSIGN_OR_RETURN(result.manifest, VerifyManifest(trust.root(), signed_manifest));
+  MD_RETURN_IF_ERROR(trust.PersistIfPinned());
   const v1::Manifest& manifest = result.manifest;
   MD_RETURN_IF_ERROR(CheckManifestTarget(manifest, options.tier, channel, platform, arch));
   SequenceStore sequences(options.dir + "/trust/sequence");
