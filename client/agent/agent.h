@@ -1,15 +1,23 @@
 // File: agent.h
 //
 // The device agent: one `Sync` brings a tier's model on this device to what the server says,
-// safely. Before any byte is trusted the signed manifest is checked against the pinned trust
-// root (following root rotations), its expiry (clock skew allowance fixed at the start of the
-// sync), its target (tier, channel, platform, arch) and its sequence (never lower than the
-// highest seen, persisted atomically). Then the artifact is downloaded chunk by chunk with
-// resume (chunk_downloader.h) and activated atomically (model_store.h).
+// safely. Before any byte is trusted the signed manifest is checked against the trusted root
+// (following root rotations), its expiry (clock skew allowance fixed at the start of the
+// sync), its target (tier, channel, platform, arch) and its sequence: never lower than the
+// highest seen, and when equal, for the same content as was accepted with it (a sequence is
+// never reused for something else). Then the artifact is downloaded chunk by chunk with
+// resume (chunk_downloader.h) and activated atomically (model_store.h). docs/agent.md has the
+// steps and what a crash at each leaves.
 //
-// State under `dir`:
-//   trust/root.bin          the newest verified SignedTrustRoot (first: the pinned root file)
-//   trust/sequence          "<tier> <channel> <highest sequence>" lines
+// State under `dir` (files written atomically, 0600 in a 0700 trust/):
+//   trust/root.bin    the trusted SignedTrustRoot: the pinned --trust-root file, kept once a
+//                     manifest verified under it, or the newest root chained from it. When
+//                     present it is used and `trust_root_file` is not read; delete it to pin
+//                     another root.
+//   trust/sequence    per tier/channel "<tier> <channel> <highest sequence> <install
+//                     fingerprint> <version>": the fingerprint is a SHA-256 of what the
+//                     manifest installs (model, version, artifact digest, size, format,
+//                     platform, arch); lines of older agents have the first three fields only.
 //   versions/, current, previous, staging/   see model_store.h
 #ifndef MODELDIST_CLIENT_AGENT_AGENT_H_
 #define MODELDIST_CLIENT_AGENT_AGENT_H_
@@ -35,8 +43,9 @@ struct SyncOptions {
   std::string channel;  // empty = stable
   // Where models and state live.
   std::string dir;
-  // A SignedTrustRoot file pinned out of band (`modeldistctl keys root --out`); read when
-  // `dir` has no trusted root yet.
+  // A SignedTrustRoot file pinned out of band (`modeldistctl keys root --out`); read only when
+  // `dir` has no trusted root yet (trust/root.bin), which it becomes once a manifest verified
+  // under it: later syncs may leave this empty.
   std::string trust_root_file;
   // Unspecified = detected from this machine.
   v1::Platform platform = v1::PLATFORM_UNSPECIFIED;
@@ -63,7 +72,9 @@ struct SyncResult {
 // Brings the model up to date. Errors carry an ErrorInfo reason (common/status.h) that
 // ExitCodeFor maps to a distinct process exit code:
 // * SIGNATURE_THRESHOLD_NOT_MET / ROOT_*: PERMISSION_DENIED, nothing downloaded.
-// * MANIFEST_EXPIRED, SEQUENCE_ROLLBACK, WRONG_TARGET: FAILED_PRECONDITION, nothing downloaded.
+// * MANIFEST_EXPIRED, SEQUENCE_ROLLBACK (a lower sequence, or an equal one for other content),
+//   WRONG_TARGET: FAILED_PRECONDITION, nothing downloaded.
+// * NO_TRUST_ROOT: FAILED_PRECONDITION when `dir` has no root and no `trust_root_file` is given.
 // * INSUFFICIENT_DISK: RESOURCE_EXHAUSTED before downloading.
 // * download and activation errors as their components return them; the old model stays.
 absl::StatusOr<SyncResult> Sync(const SyncOptions& options);

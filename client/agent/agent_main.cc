@@ -32,8 +32,8 @@ constexpr char kUsage[] =
     "      --dir ~/Library/Application\\ Support/MyApp/models --trust-root root.bin\n"
     "\n"
     "exit codes: 0 ok, 1 other error, 2 usage, 3 not found, 10 bad signature, 11 bad trust\n"
-    "root, 12 manifest expired, 13 sequence rollback, 14 wrong target, 15 malformed manifest,\n"
-    "16 insufficient disk, 20 data loss, 21 server unavailable.\n";
+    "root, 12 manifest expired, 13 sequence rollback or reuse, 14 wrong target, 15 malformed\n"
+    "manifest, 16 insufficient disk, 20 data loss, 21 server unavailable.\n";
 
 bool Tty() { return ::isatty(STDERR_FILENO) == 1; }
 
@@ -59,7 +59,9 @@ int RunSync(int argc, char** argv) {
   flags.Add("server", "HOST:PORT", "", "modeldist-server address (required)");
   flags.Add("tier", "TIER", "", "the tier to keep current, e.g. llama8b (required)");
   flags.Add("channel", "CHANNEL", "stable", "the channel");
-  flags.Add("trust-root", "FILE", "", "pinned SignedTrustRoot (needed until DIR has one)");
+  flags.Add("trust-root", "FILE", "",
+            "pinned SignedTrustRoot; needed until DIR has one (kept after the first verified "
+            "manifest), ignored once it does");
   flags.Add("tls-ca", "FILE", "", "PEM CA bundle: TLS to the server and https mirrors");
   flags.Add("platform", "P", "", "macos|ios|linux|windows|android (default: detected)");
   flags.Add("arch", "A", "", "arm64|x86_64 (default: detected)");

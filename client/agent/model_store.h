@@ -9,10 +9,13 @@
 //   <dir>/previous -> versions/<key>        the one before, kept for rollback
 //   <dir>/staging/                          downloads and unpacking in progress
 //
-// Activation prepares the new version folder completely under staging/, fsyncs it, renames it
-// into versions/, then swaps `current` by creating a new symlink and renaming it over the old
-// one, and fsyncs <dir>. After a crash at any point `current` names a complete version (the
-// old or the new one).
+// Activation prepares the new version's content in a work folder under staging/, fsyncs it,
+// renames it into versions/, fsyncs staging/ and versions/, writes INSTALLED (atomically: from
+// then on the folder is a complete version), then points `previous` at the old current and
+// `current` at the new folder, each by creating a new symlink and renaming it over the old one,
+// and fsyncs <dir>. After a crash at any point `current` names a complete version (the old or
+// the new one); Open removes what the crash left (work folders, a versions/ folder without
+// INSTALLED, `<link>.new`). docs/agent.md lists each step and its recovery.
 #ifndef MODELDIST_CLIENT_AGENT_MODEL_STORE_H_
 #define MODELDIST_CLIENT_AGENT_MODEL_STORE_H_
 

@@ -5,6 +5,9 @@
 // state), then syncs again to completion and checks that the new version is active and that no
 // chunk the journal (or a finished download) had already verified came over the network again.
 //
+// The same harness also checks the CLI's trust state across runs: the root pinned with
+// --trust-root on the first sync is kept, so the next run needs no --trust-root.
+//
 // MODELDIST_AGENT_KILL_TRIALS sets the number of trials (default 100; tools/agent-kill-trials.sh
 // runs 1,000); MODELDIST_AGENT_KILL_SEED replays a run (the seed is printed at the start).
 #include <fcntl.h>
@@ -14,6 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <cstdint>
@@ -327,6 +331,30 @@ class AgentKillTest : public ::testing::Test {
   int port_ = 0;
   std::vector<Version> versions_;
 };
+
+TEST_F(AgentKillTest, SecondCliSyncNeedsNoTrustRoot) {
+  server_.SetTier(kTier, "", versions_[0].name);
+  const std::string first = RunToCompletion(SyncArgs());
+  ASSERT_FALSE(HasFailure());
+  EXPECT_EQ(JsonField(first, "action"), "activated") << first;
+  struct stat st;
+  ASSERT_EQ(::stat((dir_ + "/trust/root.bin").c_str(), &st), 0) << "the pinned root was not kept";
+  EXPECT_EQ(st.st_mode & 07777, 0600u);
+
+  // The same command without --trust-root, after the pinned file is gone: exit 0 (was 11,
+  // "no trusted root yet").
+  std::vector<std::string> args = SyncArgs();
+  const auto flag = std::find(args.begin(), args.end(), "--trust-root");
+  ASSERT_NE(flag, args.end());
+  args.erase(flag, flag + 2);
+  ASSERT_EQ(::unlink(root_file_.c_str()), 0);
+  const std::string again = RunToCompletion(args);
+  EXPECT_EQ(JsonField(again, "action"), "up-to-date") << again;
+  server_.SetTier(kTier, "", versions_[1].name);
+  const std::string update = RunToCompletion(args);
+  EXPECT_EQ(JsonField(update, "action"), "activated") << update;
+  EXPECT_EQ(JsonField(update, "version"), versions_[1].name) << update;
+}
 
 TEST_F(AgentKillTest, KilledSyncLeavesOldOrNewAndResumesWithoutRefetching) {
   const int trials = TrialsFromEnv();

@@ -108,8 +108,37 @@ TEST_F(AgentTest, SequenceRollbackIsRefused) {
   EXPECT_EQ(agent::ExitCodeFor(synced.status()), 13);
 }
 
-TEST_F(AgentTest, ForeignRootIsRefused) {
-  // A root from another server (other keys) cannot vouch for this server's manifests.
+TEST_F(AgentTest, PinnedRootIsKeptSoLaterSyncsNeedNoTrustRoot) {
+  auto first = agent::Sync(Options());
+  ASSERT_TRUE(first.ok()) << first.status();
+  // No rotation happened: what is kept is the pinned root itself, private to the agent.
+  const std::string stored = Options().dir + "/trust/root.bin";
+  struct stat st;
+  ASSERT_EQ(::stat(stored.c_str(), &st), 0) << "the pinned root was not kept";
+  EXPECT_EQ(st.st_mode & 07777, 0600u);
+  v1::SignedTrustRoot kept, pinned;
+  ASSERT_TRUE(kept.ParseFromString(ReadAll(stored)));
+  ASSERT_TRUE(pinned.ParseFromString(ReadAll(root_file_)));
+  EXPECT_EQ(kept.root(), pinned.root());
+
+  // The app no longer passes the pinned file (or it is gone).
+  ASSERT_EQ(::unlink(root_file_.c_str()), 0);
+  agent::SyncOptions o = Options();
+  o.trust_root_file = "";
+  auto again = agent::Sync(o);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->action, agent::SyncResult::Action::kUpToDate);
+  server_.SetTier("llama8b", "", Publish("2", v2_));
+  auto second = agent::Sync(o);
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_EQ(second->action, agent::SyncResult::Action::kActivated);
+  EXPECT_EQ(ReadAll(second->installed.path), v2_);
+}
+
+TEST_F(AgentTest, StoredRootWinsOverThePinnedFile) {
+  ASSERT_TRUE(agent::Sync(Options()).ok());
+  // Once DIR has a root, --trust-root is not read: not even a root of another server there
+  // changes whom the device trusts.
   TestServer other;
   v1::GetTrustRootRequest request;
   v1::SignedTrustRoot foreign;
@@ -117,9 +146,31 @@ TEST_F(AgentTest, ForeignRootIsRefused) {
   ASSERT_TRUE(other.manifests().GetTrustRoot(&context, request, &foreign).ok());
   ASSERT_TRUE(WriteFileAtomically(root_file_, foreign.SerializeAsString(), 0644).ok());
   auto synced = agent::Sync(Options());
+  ASSERT_TRUE(synced.ok()) << synced.status();
+  EXPECT_EQ(synced->action, agent::SyncResult::Action::kUpToDate);
+}
+
+TEST_F(AgentTest, ForeignRootIsRefusedAndNotKept) {
+  // A root from another server (other keys) cannot vouch for this server's manifests.
+  TestServer other;
+  v1::GetTrustRootRequest request;
+  v1::SignedTrustRoot foreign;
+  grpc::ClientContext context;
+  ASSERT_TRUE(other.manifests().GetTrustRoot(&context, request, &foreign).ok());
+  const std::string shipped = ReadAll(root_file_);
+  ASSERT_TRUE(WriteFileAtomically(root_file_, foreign.SerializeAsString(), 0644).ok());
+  auto synced = agent::Sync(Options());
   EXPECT_EQ(ErrorReason(synced.status()), "SIGNATURE_THRESHOLD_NOT_MET");
   EXPECT_EQ(agent::ExitCodeFor(synced.status()), 10);
   EXPECT_FALSE(std::filesystem::exists(Options().dir + "/current"));
+  // It vouched for nothing, so it is not kept: the right file still works, and is then kept.
+  EXPECT_FALSE(std::filesystem::exists(Options().dir + "/trust/root.bin"));
+  ASSERT_TRUE(WriteFileAtomically(root_file_, shipped, 0644).ok());
+  ASSERT_TRUE(agent::Sync(Options()).ok());
+  agent::SyncOptions o = Options();
+  o.trust_root_file = "";
+  auto again = agent::Sync(o);
+  EXPECT_TRUE(again.ok()) << again.status();
 }
 
 TEST_F(AgentTest, MissingTrustRootSaysWhatToDo) {

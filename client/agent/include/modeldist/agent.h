@@ -46,15 +46,16 @@ enum {
 typedef struct md_agent md_agent;
 
 typedef struct md_agent_config {
-  const char* server;          /* host:port; required */
-  const char* tier;            /* required */
-  const char* channel;         /* NULL or "" = stable */
-  const char* dir;             /* required: models and state */
-  const char* trust_root_file; /* pinned SignedTrustRoot; needed until dir has one */
-  const char* tls_ca_file;     /* NULL = plaintext */
-  const char* platform;        /* NULL = detected; "macos", "linux", ... */
-  const char* arch;            /* NULL = detected; "arm64", "x86_64" */
-  const char* device_id;       /* NULL = none */
+  const char* server;           /* host:port; required */
+  const char* tier;             /* required */
+  const char* channel;          /* NULL or "" = stable */
+  const char* dir;              /* required: models and state */
+  const char* trust_root_file;  /* pinned SignedTrustRoot; needed until dir has one (kept
+                                   there once a manifest verified under it), then ignored */
+  const char* tls_ca_file;      /* NULL = plaintext */
+  const char* platform;         /* NULL = detected; "macos", "linux", ... */
+  const char* arch;             /* NULL = detected; "arm64", "x86_64" */
+  const char* device_id;        /* NULL = none */
   int64_t max_bytes_per_second; /* 0 = unlimited */
 } md_agent_config;
 
