@@ -12,6 +12,7 @@
 #include "common/digest.h"
 #include "common/status.h"
 #include "services/grpc_status.h"
+#include "services/malformed_request.h"
 
 namespace modeldist::services {
 namespace {
@@ -96,11 +97,10 @@ class ArtifactServiceImpl::ReadReactor final : public grpc::ServerWriteReactor<g
  private:
   void Start() {
     v1::ReadRequest request;
-    // The same parse, and the same status on failure, as the generated sync handler.
-    grpc::Status parsed =
-        grpc::SerializationTraits<v1::ReadRequest>::Deserialize(&request_, &request);
-    if (!parsed.ok()) {
-      Finish(parsed);
+    // The same parse as a generated handler's; on failure the answer every method gives to
+    // bytes that are not its request (malformed_request.h), not gRPC's empty INTERNAL.
+    if (!grpc::SerializationTraits<v1::ReadRequest>::Deserialize(&request_, &request).ok()) {
+      Finish(ToGrpcStatus(MalformedRequestError(v1::ReadRequest::descriptor()->full_name())));
       return;
     }
     absl::StatusOr<ReadPlan> plan = service_->PlanRead(request);

@@ -18,6 +18,7 @@
 #include "services/artifact_service.h"
 #include "services/blob_health.h"
 #include "services/key_ring.h"
+#include "services/malformed_request.h"
 #include "services/manifest_cache.h"
 #include "services/manifest_service.h"
 #include "services/registry_service.h"
@@ -159,6 +160,7 @@ absl::StatusOr<std::unique_ptr<ModeldistServer>> ModeldistServer::Start(
   builder.RegisterService(parts->registry.get());
   builder.RegisterService(parts->manifest_service.get());
   builder.RegisterService(parts->artifact_service.get());
+  builder.experimental().SetInterceptorCreators(MalformedRequestInterceptors());
 
   auto server = std::unique_ptr<ModeldistServer>(new ModeldistServer());
   server->server_ = builder.BuildAndStart();

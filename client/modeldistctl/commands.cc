@@ -287,6 +287,7 @@ std::string UploadJson(const UploadStats& upload) {
 
 // How the bytes of one artifact got to the server, for the summary.
 std::string HowUploaded(const PublishResult& result, const PublishedArtifact& a) {
+  if (a.restored) return absl::StrCat("restored bytes of ", a.digest);
   if (result.was_published) return "already published";
   if (a.upload.already_complete) return "bytes already on the server";
   if (a.upload.resumed_from > 0) {
@@ -302,9 +303,10 @@ absl::Status PrintPublishJson(Invocation& inv, const PublishResult& result) {
   for (const PublishedArtifact& a : result.artifacts) {
     artifacts.push_back(absl::StrFormat(
         "{\"platform\":\"%s\",\"arch\":\"%s\",\"format\":\"%s\",\"file\":%s,\"digest\":\"%s\","
-        "\"sizeBytes\":%d,\"upload\":%s}",
+        "\"sizeBytes\":%d,\"upload\":%s,\"restored\":%s}",
         PlatformName(a.spec.platform), ArchName(a.spec.arch), FormatName(a.spec.format),
-        JsonQuote(a.spec.file), a.digest, a.file.size, UploadJson(a.upload)));
+        JsonQuote(a.spec.file), a.digest, a.file.size, UploadJson(a.upload),
+        a.restored ? "true" : "false"));
   }
   std::string legacy;
   if (result.artifacts.size() == 1) {
@@ -318,8 +320,10 @@ absl::Status PrintPublishJson(Invocation& inv, const PublishResult& result) {
         result.was_published ? "true" : "false");
   }
   inv.out() << absl::StrFormat(
-      "{\"version\":%s,\"tierBinding\":%s,\"artifacts\":[%s],\"alreadyPublished\":%s%s}\n", version,
-      binding, absl::StrJoin(artifacts, ","), result.was_published ? "true" : "false", legacy);
+      "{\"version\":%s,\"tierBinding\":%s,\"artifacts\":[%s],\"tierAlreadyBound\":%s,"
+      "\"alreadyPublished\":%s%s}\n",
+      version, binding, absl::StrJoin(artifacts, ","), result.tier_already_bound ? "true" : "false",
+      result.was_published ? "true" : "false", legacy);
   return absl::OkStatus();
 }
 
@@ -357,19 +361,39 @@ absl::Status RunPublish(Invocation& inv, const Flags& flags) {
   }
 
   if (WantJson(inv, flags)) return PrintPublishJson(inv, result);
+  const v1::TierBinding& b = result.binding;
+  // A rerun of a published version says so first, and whether it bound the tier or found it
+  // bound (then nothing changed: no new sequence, no audit entry).
+  const std::string rerun_tier =
+      result.tier_already_bound ? absl::StrCat("; tier ", b.tier(), "/", b.channel(),
+                                               " already bound to it (sequence ", b.sequence(), ")")
+                                : absl::StrCat("; bound tier ", b.tier(), "/", b.channel(),
+                                               " to it (sequence ", b.sequence(), ")");
   if (result.artifacts.size() == 1) {
     // One line, as before several files could be published at once.
     const PublishedArtifact& a = result.artifacts[0];
-    inv.out() << "published " << result.version.name() << " digest " << a.digest << " size "
-              << a.file.size << " (" << FormatBytes(a.file.size) << ") tier "
-              << result.binding.tier() << "/" << result.binding.channel() << " sequence "
-              << result.binding.sequence() << " (" << HowUploaded(result, a) << ")\n";
+    const std::string content = absl::StrCat(" digest ", a.digest, " size ", a.file.size, " (",
+                                             FormatBytes(a.file.size), ")");
+    if (result.was_published) {
+      inv.out() << "already published " << result.version.name() << content
+                << (a.restored ? absl::StrCat(", ", HowUploaded(result, a)) : "") << rerun_tier
+                << "\n";
+      return absl::OkStatus();
+    }
+    inv.out() << "published " << result.version.name() << content << " tier " << b.tier() << "/"
+              << b.channel() << " sequence " << b.sequence() << " (" << HowUploaded(result, a)
+              << ")\n";
     return absl::OkStatus();
   }
   // A head line, then one indented line per artifact, in the order given.
-  inv.out() << "published " << result.version.name() << " with " << result.artifacts.size()
-            << " artifacts tier " << result.binding.tier() << "/" << result.binding.channel()
-            << " sequence " << result.binding.sequence() << "\n";
+  if (result.was_published) {
+    inv.out() << "already published " << result.version.name() << " with "
+              << result.artifacts.size() << " artifacts" << rerun_tier << "\n";
+  } else {
+    inv.out() << "published " << result.version.name() << " with " << result.artifacts.size()
+              << " artifacts tier " << b.tier() << "/" << b.channel() << " sequence "
+              << b.sequence() << "\n";
+  }
   for (const PublishedArtifact& a : result.artifacts) {
     inv.out() << "  " << TargetName(a.spec.platform, a.spec.arch, a.spec.format) << " digest "
               << a.digest << " size " << a.file.size << " (" << FormatBytes(a.file.size) << ") "

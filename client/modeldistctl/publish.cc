@@ -3,7 +3,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <random>
@@ -69,6 +71,15 @@ bool SameRequirements(const v1::Artifact& a, const v1::Artifact& b) {
          accelerators(a) == accelerators(b);
 }
 
+// How the content (digest and size) declared for a target differs from the file's, or "".
+std::string ContentDifference(const v1::Artifact& declared, const v1::Artifact& wanted) {
+  if (declared.digest() == wanted.digest() && declared.size_bytes() == wanted.size_bytes()) {
+    return "";
+  }
+  return absl::StrCat(TargetNameOf(wanted), " is ", DescribeContent(declared), " there but ",
+                      DescribeContent(wanted), " here");
+}
+
 // What an existing version declares that differs from `wanted`, one phrase per target;
 // empty when the two sets are equal.
 std::vector<std::string> ArtifactDifferences(const v1::Version& existing,
@@ -83,9 +94,8 @@ std::vector<std::string> ArtifactDifferences(const v1::Version& existing,
       continue;
     }
     const v1::Artifact& d = *it->second;
-    if (d.digest() != w.digest() || d.size_bytes() != w.size_bytes()) {
-      differences.push_back(absl::StrCat(TargetNameOf(w), " is ", DescribeContent(d), " there but ",
-                                         DescribeContent(w), " here"));
+    if (std::string content = ContentDifference(d, w); !content.empty()) {
+      differences.push_back(std::move(content));
     } else if (!SameRequirements(d, w)) {
       // The same bytes with other constraints would be served to other devices than asked.
       differences.push_back(absl::StrCat(TargetNameOf(w), " has ", DescribeRequirements(d),
@@ -100,6 +110,15 @@ std::vector<std::string> ArtifactDifferences(const v1::Version& existing,
     }
   }
   return differences;
+}
+
+// The version exists with other artifacts than this run's; `differences` says how.
+absl::Status OtherArtifactsError(const v1::Version& existing,
+                                 const std::vector<std::string>& differences) {
+  return absl::AlreadyExistsError(
+      absl::StrCat(existing.name(), " already exists (", StateName(existing.state()),
+                   ") with other artifacts than this run's: ", absl::StrJoin(differences, "; "),
+                   ". Publish under a new --version"));
 }
 
 absl::Status YankedError(const v1::Version& existing) {
@@ -118,10 +137,7 @@ absl::Status CheckExistingVersion(const v1::Version& existing,
     return absl::OkStatus();
   }
   if (existing.state() == v1::Version::YANKED) return YankedError(existing);
-  return absl::AlreadyExistsError(
-      absl::StrCat(existing.name(), " already exists (", StateName(existing.state()),
-                   ") with other artifacts than this run's: ", absl::StrJoin(differences, "; "),
-                   ". Publish under a new --version"));
+  return OtherArtifactsError(existing, differences);
 }
 
 // The last component of `path`, for progress labels.
@@ -364,15 +380,16 @@ const v1::Artifact* DeclaredFor(const v1::Version& version, const PublishArtifac
   return nullptr;
 }
 
-// Whether this run must send the bytes of `file`: always for a new version; for a DRAFT only
-// when it declares this target, does not hold the bytes yet and the sizes agree (else the
-// file cannot be what it declares and hashing it is enough to say so). Otherwise the file is
-// only hashed, to compare it with what the version declares.
+// Whether this run must send the bytes of `file`: always for a new version; for an existing
+// one (DRAFT or PUBLISHED) only when it declares this target, the server does not hold the
+// bytes (a DRAFT not uploaded to yet, or a PUBLISHED version whose blob was lost) and the
+// sizes agree (else the file cannot be what it declares and hashing it is enough to say so).
+// Otherwise the file is only hashed, to compare it with what the version declares.
 bool NeedsUpload(const absl::StatusOr<v1::Version>& existing, const PublishArtifact& a,
                  const HashingFileReader& file) {
   if (!existing.ok()) return true;
   const v1::Artifact* declared = DeclaredFor(*existing, a);
-  return existing->state() == v1::Version::DRAFT && declared != nullptr && !declared->uploaded() &&
+  return declared != nullptr && !declared->uploaded() &&
          (file.is_pipe() || declared->size_bytes() == file.size());
 }
 
@@ -406,13 +423,16 @@ std::string UploadIdFor(const HashingFileReader& file) {
 namespace {
 
 // Step 3 for a file whose bytes must go up: uploads it in its session, hashing it in the same
-// pass, with a progress line labelled `label` and notes on options.log.
+// pass, with a progress line labelled `label` and notes on options.log. `check_digest` (see
+// UploadOptions) may be empty.
 absl::Status UploadArtifact(RegistryClient& client, const PublishOptions& options,
                             const std::string& label, HashingFileReader& file,
+                            std::function<absl::Status(const FileDigest&)> check_digest,
                             PublishedArtifact* done) {
   std::ostream* log = options.log;
   std::unique_ptr<ProgressMeter> meter;
   UploadOptions upload_options = options.upload;
+  upload_options.check_digest = std::move(check_digest);
   upload_options.on_progress = [&, caller = options.upload.on_progress](int64_t position) {
     if (!meter) {
       meter = std::make_unique<ProgressMeter>(log, options.show_progress && log != nullptr, label,
@@ -497,7 +517,34 @@ absl::Status Publish(RegistryClient& client, const PublishSpec& spec, const Publ
       done.digest = FormatDigest(done.file.hex);
       continue;
     }
-    MD_RETURN_IF_ERROR(UploadArtifact(client, options, label("uploading", done.spec), file, &done));
+    if (!existing.ok()) {
+      MD_RETURN_IF_ERROR(
+          UploadArtifact(client, options, label("uploading", done.spec), file, nullptr, &done));
+      continue;
+    }
+    // The version declares these bytes and the server lacks them: only the declared bytes may
+    // go up, so a file that hashes otherwise is refused before finish_write (nothing stored),
+    // with the error a hashed-only file would get in step 4.
+    const v1::Artifact& declared = *DeclaredFor(*existing, done.spec);
+    auto is_declared = [&](const FileDigest& got) -> absl::Status {
+      v1::Artifact here = declared;
+      here.set_digest(FormatDigest(got.hex));
+      here.set_size_bytes(got.size);
+      std::string difference = ContentDifference(declared, here);
+      return difference.empty() ? absl::OkStatus() : OtherArtifactsError(*existing, {difference});
+    };
+    MD_RETURN_IF_ERROR(
+        UploadArtifact(client, options, label("uploading", done.spec), file, is_declared, &done));
+    if (existing->state() == v1::Version::PUBLISHED) {
+      done.restored = true;
+      note(absl::StrCat("restored bytes of ", done.digest, " (", done.spec.file,
+                        "): ", version_name, " declares them but the server had lost them"));
+    }
+  }
+  if (std::any_of(result->artifacts.begin(), result->artifacts.end(),
+                  [](const PublishedArtifact& a) { return a.restored; })) {
+    // What the server says now, so that the result shows the bytes as uploaded.
+    MD_ASSIGN_OR_RETURN(existing, client.GetVersion(get_version));
   }
 
   // 4. Version.
@@ -556,7 +603,19 @@ absl::Status Publish(RegistryClient& client, const PublishSpec& spec, const Publ
     MD_ASSIGN_OR_RETURN(result->version, client.PublishVersion(publish));
   }
 
-  // 6. Tier.
+  // 6. Tier. A version published before this run may be bound already: binding it again
+  // would change nothing devices see, yet bump the tier's sequence and add an audit entry.
+  if (result->was_published) {
+    absl::StatusOr<v1::TierBinding> bound = client.GetTier(spec.tier, spec.channel);
+    if (!bound.ok() && bound.status().code() != absl::StatusCode::kNotFound) {
+      return bound.status();
+    }
+    if (bound.ok() && bound->version() == version_name) {
+      result->binding = *std::move(bound);
+      result->tier_already_bound = true;
+      return absl::OkStatus();
+    }
+  }
   v1::SetTierRequest set_tier;
   set_tier.set_tier(spec.tier);
   set_tier.set_channel(spec.channel);

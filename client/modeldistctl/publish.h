@@ -12,14 +12,19 @@
 //      whose id is derived from the file's identity (UploadIdFor), hashing it in the same
 //      pass; the server stores the bytes once its own hash agrees, and a rerun resumes the
 //      session (or finds it finished). For an existing version, files it already holds (and
-//      files it does not declare) are only hashed, to compare;
+//      files it does not declare) are only hashed, to compare; a file it declares but whose
+//      bytes the server lacks (never uploaded to a DRAFT, or lost from the blob store under a
+//      PUBLISHED version) is uploaded the same way, and finish_write is sent only when the
+//      file hashes to the declared digest, so a different file stores nothing;
 //   4. CreateVersion declaring all the artifacts with the digests learnt in step 3. If the
 //      version exists: a DRAFT declaring exactly the same artifacts (content, constraints and
 //      unpacked size, as the server returns them) is resumed; a PUBLISHED one with the same
 //      artifacts skips to step 6; anything else is an ALREADY_EXISTS error that says what
 //      differs;
 //   5. PublishVersion;
-//   6. SetTier.
+//   6. SetTier, unless the version was already PUBLISHED and the tier is already bound to it
+//      on that channel (ListTiers says so): a rerun that changes nothing then binds nothing,
+//      so the tier's sequence and the audit log stay as they were.
 #ifndef MODELDIST_CLIENT_MODELDISTCTL_PUBLISH_H_
 #define MODELDIST_CLIENT_MODELDISTCTL_PUBLISH_H_
 
@@ -77,6 +82,9 @@ struct PublishedArtifact {
   FileDigest file;
   std::string digest;  // sha256:<hex>
   UploadStats upload;  // Untouched (resumed_from -1) when the upload was not reached.
+  // The version was PUBLISHED before this run, yet the server had lost these bytes, and this
+  // run uploaded them again.
+  bool restored = false;
 };
 
 struct PublishResult {
@@ -88,6 +96,9 @@ struct PublishResult {
   bool was_published = false;  // The version was PUBLISHED before this run.
   v1::Version version;
   v1::TierBinding binding;
+  // The tier was bound to the version on the channel before this run, so no SetTier was
+  // sent; `binding` is the binding as it was found.
+  bool tier_already_bound = false;
 
   // File data bytes sent over all the uploads.
   int64_t BytesSent() const;

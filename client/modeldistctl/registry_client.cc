@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <climits>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -16,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "client/modeldistctl/errors.h"
 #include "common/file_util.h"
+#include "common/names.h"
 #include "common/status.h"
 #include "modeldist/v1/resources.pb.h"
 
@@ -245,6 +247,30 @@ absl::StatusOr<v1::ListTiersResponse> RegistryClient::ListTiers(
   return Unary<v1::ListTiersResponse>([&](grpc::ClientContext* c, v1::ListTiersResponse* r) {
     return stub_->ListTiers(c, request, r);
   });
+}
+
+absl::StatusOr<v1::TierBinding> RegistryClient::GetTier(const std::string& tier,
+                                                        const std::string& channel) {
+  const std::string wanted_channel = channel.empty() ? std::string(kDefaultChannel) : channel;
+  const auto wanted = std::tie(tier, wanted_channel);
+  v1::ListTiersRequest request;
+  do {
+    MD_ASSIGN_OR_RETURN(v1::ListTiersResponse page, ListTiers(request));
+    bool past = false;  // Bindings are sorted, so it is not on a later page either.
+    for (v1::TierBinding& binding : *page.mutable_tiers()) {
+      const auto key = std::tie(binding.tier(), binding.channel());
+      if (key == wanted) return std::move(binding);
+      if (wanted < key) {
+        past = true;
+        break;
+      }
+    }
+    request.set_page_token(past ? "" : page.next_page_token());
+  } while (!request.page_token().empty());
+  return MakeError(
+      absl::StatusCode::kNotFound, "TIER_NOT_FOUND",
+      absl::StrCat("tier \"", tier, "\" is not bound on channel \"", wanted_channel, "\""),
+      {{"tier", tier}, {"channel", wanted_channel}});
 }
 
 absl::StatusOr<v1::Rollout> RegistryClient::StartRollout(const v1::StartRolloutRequest& request) {

@@ -87,6 +87,11 @@ class RegistryClient {
   absl::StatusOr<v1::Version> YankVersion(const v1::YankVersionRequest& request);
   absl::StatusOr<v1::TierBinding> SetTier(const v1::SetTierRequest& request);
   absl::StatusOr<v1::ListTiersResponse> ListTiers(const v1::ListTiersRequest& request);
+  // The binding of `tier` on `channel` (empty: the default channel). RegistryService has no
+  // GetTier rpc, so this pages through ListTiers, which lists bindings in (tier, channel)
+  // order, and stops at the first page past it. NOT_FOUND (reason TIER_NOT_FOUND) when the
+  // tier was never bound on that channel.
+  absl::StatusOr<v1::TierBinding> GetTier(const std::string& tier, const std::string& channel);
   absl::StatusOr<v1::Rollout> StartRollout(const v1::StartRolloutRequest& request);
   absl::StatusOr<v1::Rollout> AdvanceRollout(const v1::AdvanceRolloutRequest& request);
   absl::StatusOr<v1::Rollout> PauseRollout(const v1::RolloutRequest& request);

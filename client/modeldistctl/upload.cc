@@ -82,7 +82,7 @@ absl::Status ArtifactUploader::CheckFinished(HashingFileReader& file, const std:
   }
   result->hex = file.DigestHex();
   result->size = file.position();
-  return absl::OkStatus();
+  return options_.check_digest ? options_.check_digest(*result) : absl::OkStatus();
 }
 
 absl::Status ArtifactUploader::Attempt(HashingFileReader& file, const std::string& upload_id,
@@ -182,6 +182,11 @@ absl::Status ArtifactUploader::Stream(HashingFileReader& file, const std::string
     // finish_write (its bytes stay in the session, which a rerun of the changed file, with
     // its new modification time, does not use).
     if (absl::Status unchanged = file.CheckUnchanged(); !unchanged.ok()) return abandon(unchanged);
+    if (options_.check_digest) {
+      // Before finish_write: bytes the caller refuses are never stored as a blob.
+      absl::Status wanted = options_.check_digest(FileDigest{file.DigestHex(), offset});
+      if (!wanted.ok()) return abandon(wanted);
+    }
     digest = FormatDigest(file.DigestHex());
     request.clear_data();
     request.set_write_offset(offset);

@@ -65,6 +65,13 @@ struct UploadOptions {
   std::function<void(int64_t position)> on_progress;
   // Called before each backoff wait with the failure that caused it.
   std::function<void(const absl::Status& failure, int retry, absl::Duration wait)> on_retry;
+  // When set, called with the file's digest and size once every byte is read and hashed,
+  // before finish_write (and after a finished session's file is hashed to compare). An error
+  // withholds finish_write, so the server stores nothing, and Upload returns it as is (so it
+  // should have a code the RetryPolicy does not retry). For a caller that needs particular bytes,
+  // e.g. publish restoring an artifact a version already declares: the file must be what the
+  // version declares.
+  std::function<absl::Status(const FileDigest& file)> check_digest;
 };
 
 // What an upload did; filled in as it goes, so it is meaningful after a failure too.

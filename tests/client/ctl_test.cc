@@ -1,6 +1,8 @@
-// Unit tests of modeldistctl that need no real server: argument and enum parsing, exit codes,
-// the retry policy, progress formatting, and the resumable uploader and publish flow against a
-// small hand-written fake RegistryService (upload and publish rpcs only) served in-process.
+// Unit tests of modeldistctl: argument and enum parsing, exit codes, the retry policy,
+// progress formatting, and the resumable uploader and publish flow against a small
+// hand-written fake RegistryService (upload and publish rpcs only) served in-process; and, at
+// the end, publish reruns against a real in-process server, whose tier sequences, audit log and
+// blob store are what idempotence is about.
 #include <grpcpp/grpcpp.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -13,6 +15,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -38,6 +41,7 @@
 #include "gtest/gtest.h"
 #include "modeldist/v1/manifest.grpc.pb.h"
 #include "modeldist/v1/registry.grpc.pb.h"
+#include "tests/services/test_server.h"
 #include "tests/testing/test_util.h"
 
 namespace modeldist::ctl {
@@ -806,6 +810,10 @@ class FakeRegistry final : public v1::RegistryService::Service {
     std::lock_guard<std::mutex> lock(mu_);
     return write_streams_;
   }
+  int set_tier_calls() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return set_tier_calls_;
+  }
   int64_t bytes_received() {
     std::lock_guard<std::mutex> lock(mu_);
     return bytes_received_;
@@ -1006,7 +1014,17 @@ class FakeRegistry final : public v1::RegistryService::Service {
     response->set_channel(request->channel().empty() ? "stable" : request->channel());
     response->set_version(request->version());
     response->set_sequence(++sequence_);
-    bound_[absl::StrCat(response->tier(), "/", response->channel())] = request->version();
+    bound_[{response->tier(), response->channel()}] = *response;
+    ++set_tier_calls_;
+    return grpc::Status::OK;
+  }
+
+  // Every binding in one page, in (tier, channel) order as the real server lists them.
+  grpc::Status ListTiers(grpc::ServerContext* context, const v1::ListTiersRequest*,
+                         v1::ListTiersResponse* response) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!Authorized(context)) return Unauthenticated();
+    for (const auto& [key, binding] : bound_) *response->add_tiers() = binding;
     return grpc::Status::OK;
   }
 
@@ -1025,7 +1043,7 @@ class FakeRegistry final : public v1::RegistryService::Service {
     r.set_id(absl::StrCat("r-", rollouts_.size()));
     r.set_tier(request->tier());
     r.set_channel(channel);
-    r.set_from_version(bound_[absl::StrCat(request->tier(), "/", channel)]);
+    r.set_from_version(bound_[{request->tier(), channel}].version());
     r.set_to_version(request->to_version());
     r.set_basis_points(request->basis_points());
     r.set_state(v1::Rollout::ACTIVE);
@@ -1244,7 +1262,8 @@ class FakeRegistry final : public v1::RegistryService::Service {
   int64_t bytes_received_ = 0;
   int64_t sequence_ = 0;
   std::vector<std::string> actors_;
-  std::map<std::string, std::string> bound_;   // "tier/channel" -> version.
+  std::map<std::pair<std::string, std::string>, v1::TierBinding> bound_;  // By (tier, channel).
+  int set_tier_calls_ = 0;
   std::vector<v1::Rollout> rollouts_;          // Oldest first.
   std::map<std::string, v1::DevicePin> pins_;  // By "tier/channel/device".
   std::vector<int> pin_batches_;
@@ -1622,12 +1641,14 @@ TEST_F(FakeServerTest, RerunAfterAnInterruptionResumesTheUpload) {
   EXPECT_EQ(second.version.state(), v1::Version::PUBLISHED);
   EXPECT_EQ(fake_.bytes_received(), kFileSize);
 
-  // A third run finds it published with this file and only re-binds the tier.
+  // A third run finds it published with this file and the tier bound to it: nothing to do.
   PublishResult third;
   ASSERT_THAT(Publish(*client_, Spec(), PublishOptions{.upload = FastUpload()}, &third), IsOk());
   EXPECT_TRUE(third.was_published);
+  EXPECT_TRUE(third.tier_already_bound);
   EXPECT_EQ(third.BytesSent(), 0);
-  EXPECT_EQ(third.binding.sequence(), 2);
+  EXPECT_EQ(third.binding.sequence(), 1);
+  EXPECT_EQ(fake_.set_tier_calls(), 1);
 }
 
 TEST_F(FakeServerTest, ADraftLeftByAnotherClientIsUploadedToAndPublished) {
@@ -1726,8 +1747,9 @@ TEST_F(FakeServerTest, RerunResumesEachArtifactAndSkipsCompleteOnes) {
   ASSERT_THAT(Publish(*client_, TwoArtifactSpec(), PublishOptions{.upload = FastUpload()}, &fourth),
               IsOk());
   EXPECT_TRUE(fourth.was_published);
+  EXPECT_TRUE(fourth.tier_already_bound);
   EXPECT_EQ(fourth.BytesSent(), 0);
-  EXPECT_EQ(fourth.binding.sequence(), 2);
+  EXPECT_EQ(fourth.binding.sequence(), 1);
 }
 
 TEST_F(FakeServerTest, ExistingVersionWithOtherArtifactsSaysWhatDiffers) {
@@ -1778,8 +1800,20 @@ TEST_F(FakeServerTest, CommandLinePublishPrintsASummaryAndJson) {
                     "x86_64", "--format", "gguf", "--tier", "llama8b", path_});
   ASSERT_EQ(json.code, kExitOk) << json.err;
   EXPECT_THAT(json.out, HasSubstr("\"alreadyPublished\":true"));
+  EXPECT_THAT(json.out, HasSubstr("\"tierAlreadyBound\":true"));
   EXPECT_THAT(json.out, HasSubstr("\"state\":\"PUBLISHED\""));
   EXPECT_THAT(json.out, HasSubstr(absl::StrCat("\"digest\":\"", digest_, "\"")));
+
+  // Run once more as text: it says that nothing changed, and it bound nothing.
+  CtlRun again = RunInProcess({"--server", Address(), "--token-file", dir.Join("token"), "publish",
+                               "--model", "llama", "--version", "2.0", "--platform", "macos",
+                               "--arch", "x86_64", "--format", "gguf", "--tier", "llama8b", path_});
+  ASSERT_EQ(again.code, kExitOk) << again.err;
+  EXPECT_EQ(again.out, absl::StrCat("already published models/llama/versions/2.0 digest ", digest_,
+                                    " size ", kFileSize,
+                                    " (5.24 MB); tier llama8b/stable already bound to it "
+                                    "(sequence 1)\n"));
+  EXPECT_EQ(fake_.set_tier_calls(), 1);
 
   CtlRun wrong = RunInProcess(
       {"--server", Address(), "publish", "--model", "llama", "--version", "3.0", "--platform",
@@ -2039,12 +2073,13 @@ TEST_F(FakeServerTest, PublishDeclaresConstraintsOnEveryArtifactAndComparesThemO
   EXPECT_THAT(show.out, HasSubstr("    needs:    min OS 14.0, min RAM 8589934592 bytes, needs "
                                   "ane+metal, unpacked 6291456 bytes\n"));
 
-  // Same flags, accelerators in another order: the same version, only re-bound.
+  // Same flags, accelerators in another order: the same version, already bound.
   std::vector<std::string> reordered = args;
   reordered[12] = "metal,ane";
   CtlRun again = RunInProcess(Ctl(reordered));
   ASSERT_EQ(again.code, kExitOk) << again.err;
-  EXPECT_THAT(again.out, HasSubstr("(already published)"));
+  EXPECT_THAT(again.out, HasSubstr("already published models/llama/versions/3.0 with 2 artifacts; "
+                                   "tier llama8b/stable already bound to it"));
 
   // Other constraints on the same bytes are another version, and the error says what differs.
   std::vector<std::string> more_ram = args;
@@ -2145,6 +2180,194 @@ TEST_F(FakeServerTest, KeysRootWritesTheVerifiedRootWithoutAToken) {
   EXPECT_THAT(bad.err, HasSubstr("does not verify"));
   EXPECT_THAT(bad.err, HasSubstr("ROOT_SIGNATURE_THRESHOLD_NOT_MET"));
   EXPECT_EQ(::access(bad_out.c_str(), F_OK), -1);
+}
+
+// --- publish against the real server (in-process, tests/services/test_server.h) -------------
+// Idempotence is about what the server records (tier sequence, audit log, blob store), so
+// these runs go to a real ModeldistServer, not to the fake.
+
+class RealServerPublishTest : public ::testing::Test {
+ protected:
+  static constexpr int64_t kFileSize = 2 * (1 << 20) + 321;
+
+  void SetUp() override {
+    client_ = std::make_unique<RegistryClient>(server_.channel(), modeldist::testing::kTestToken);
+    WriteFile(path_, contents_);
+    WriteFile(token_file_, absl::StrCat(modeldist::testing::kTestToken, "\n"));
+  }
+
+  PublishSpec Spec() const {
+    PublishSpec spec;
+    spec.model_id = "llama";
+    spec.version_id = "1.0";
+    spec.tier = "llama8b";
+    spec.artifacts = {{v1::PLATFORM_MACOS, v1::ARCH_X86_64, v1::FORMAT_GGUF, path_}};
+    return spec;
+  }
+
+  absl::Status Publish(PublishResult* result, std::ostream* log = nullptr) {
+    return ctl::Publish(*client_, Spec(), PublishOptions{.upload = {}, .log = log}, result);
+  }
+
+  // modeldistctl publish of Spec(), as a user types it, over TCP to the test server.
+  CtlRun PublishCommand() {
+    return RunInProcess({"--server", absl::StrCat("127.0.0.1:", server_.server().port()),
+                         "--token-file", token_file_, "publish", "--model", "llama", "--version",
+                         "1.0", "--tier", "llama8b", absl::StrCat("macos/x86_64/gguf=", path_)});
+  }
+
+  // Every audit entry, newest first.
+  std::vector<v1::AuditEntry> AuditLog() {
+    std::vector<v1::AuditEntry> entries;
+    v1::ListAuditLogRequest request;
+    do {
+      absl::StatusOr<v1::ListAuditLogResponse> page = client_->ListAuditLog(request);
+      EXPECT_THAT(page, IsOk());
+      if (!page.ok()) break;
+      entries.insert(entries.end(), page->entries().begin(), page->entries().end());
+      request.set_page_token(page->next_page_token());
+    } while (!request.page_token().empty());
+    return entries;
+  }
+
+  v1::Version GetVersion() {
+    v1::GetVersionRequest request;
+    request.set_name("models/llama/versions/1.0");
+    absl::StatusOr<v1::Version> version = client_->GetVersion(request);
+    EXPECT_THAT(version, IsOk());
+    return version.ok() ? *version : v1::Version();
+  }
+
+  // Removes the stored blob and its chunk-chain sidecar, as a lost disk or a careless
+  // operator would.
+  void LoseBlob() {
+    const std::string hex = Sha256::HexOf(contents_);
+    const std::string blob =
+        absl::StrCat(server_.data_dir(), "/data/blobs/sha256/", hex.substr(0, 2), "/", hex);
+    ASSERT_EQ(::unlink(blob.c_str()), 0) << blob;
+    ASSERT_EQ(::unlink((blob + ".chain").c_str()), 0) << blob;
+  }
+
+  // ArtifactService.Read of the whole blob `digest`.
+  grpc::Status ReadBlob(const std::string& digest, std::string* out) {
+    v1::ReadRequest request;
+    request.set_digest(digest);
+    grpc::ClientContext context;
+    auto reader = server_.artifacts().Read(&context, request);
+    v1::ReadResponse chunk;
+    while (reader->Read(&chunk)) out->append(chunk.data());
+    return reader->Finish();
+  }
+
+  modeldist::testing::TestServer server_;
+  std::unique_ptr<RegistryClient> client_;
+  ScratchDir dir_;
+  const std::string path_ = dir_.Join("model.gguf");
+  const std::string token_file_ = dir_.Join("token");
+  const std::string contents_ = modeldist::testing::RandomBytes(kFileSize, 11);
+  const std::string digest_ = FormatDigest(Sha256::HexOf(contents_));
+};
+
+TEST_F(RealServerPublishTest, RerunThatChangesNothingChangesNothing) {
+  PublishResult first;
+  ASSERT_THAT(Publish(&first), IsOk());
+  ASSERT_EQ(first.binding.sequence(), 1);
+  const std::vector<v1::AuditEntry> audit = AuditLog();
+  ASSERT_FALSE(audit.empty());
+
+  PublishResult second;
+  ASSERT_THAT(Publish(&second), IsOk());
+  EXPECT_TRUE(second.was_published);
+  EXPECT_TRUE(second.tier_already_bound);
+  EXPECT_EQ(second.BytesSent(), 0);
+  EXPECT_EQ(second.binding.sequence(), 1);
+
+  // The server agrees: no new sequence, no new audit entry.
+  absl::StatusOr<v1::TierBinding> tier = client_->GetTier("llama8b", "");
+  ASSERT_THAT(tier, IsOk());
+  EXPECT_EQ(tier->version(), "models/llama/versions/1.0");
+  EXPECT_EQ(tier->sequence(), 1);
+  const std::vector<v1::AuditEntry> after = AuditLog();
+  ASSERT_EQ(after.size(), audit.size()) << "newest: " << after.front().ShortDebugString();
+  EXPECT_EQ(after.front().id(), audit.front().id());
+
+  // And the command says what it did, which was nothing.
+  CtlRun again = PublishCommand();
+  ASSERT_EQ(again.code, kExitOk) << again.err;
+  EXPECT_EQ(again.out, absl::StrCat("already published models/llama/versions/1.0 digest ", digest_,
+                                    " size ", kFileSize,
+                                    " (2.10 MB); tier llama8b/stable already bound to it "
+                                    "(sequence 1)\n"));
+  EXPECT_EQ(AuditLog().size(), audit.size());
+}
+
+TEST_F(RealServerPublishTest, RerunAfterALostBlobRestoresItsBytes) {
+  PublishResult first;
+  ASSERT_THAT(Publish(&first), IsOk());
+  const size_t audit_entries = AuditLog().size();
+  LoseBlob();
+  ASSERT_EQ(GetVersion().artifacts_size(), 1);
+  ASSERT_FALSE(GetVersion().artifacts(0).uploaded());
+
+  std::ostringstream log;
+  PublishResult second;
+  ASSERT_THAT(Publish(&second, &log), IsOk());
+  EXPECT_TRUE(second.was_published);
+  ASSERT_EQ(second.artifacts.size(), 1u);
+  EXPECT_TRUE(second.artifacts[0].restored);
+  EXPECT_EQ(second.artifacts[0].upload.bytes_sent, kFileSize);
+  EXPECT_EQ(second.artifacts[0].upload.bytes_read, kFileSize);  // Read once, hashed as sent.
+  EXPECT_THAT(log.str(), HasSubstr(absl::StrCat("restored bytes of ", digest_)));
+  EXPECT_TRUE(second.version.artifacts(0).uploaded());
+  // The tier was bound to it all along.
+  EXPECT_TRUE(second.tier_already_bound);
+  EXPECT_EQ(second.binding.sequence(), 1);
+  EXPECT_EQ(AuditLog().size(), audit_entries);
+
+  // The server holds the bytes again, verified, and serves them.
+  v1::Version version = GetVersion();
+  ASSERT_EQ(version.artifacts_size(), 1);
+  EXPECT_TRUE(version.artifacts(0).uploaded());
+  std::string read;
+  ASSERT_TRUE(ReadBlob(digest_, &read).ok());
+  EXPECT_EQ(read, contents_);
+
+  // The command line says so too.
+  LoseBlob();
+  CtlRun restore = PublishCommand();
+  ASSERT_EQ(restore.code, kExitOk) << restore.err;
+  EXPECT_EQ(restore.out,
+            absl::StrCat("already published models/llama/versions/1.0 digest ", digest_, " size ",
+                         kFileSize, " (2.10 MB), restored bytes of ", digest_,
+                         "; tier llama8b/stable already bound to it (sequence 1)\n"));
+  EXPECT_TRUE(GetVersion().artifacts(0).uploaded());
+}
+
+TEST_F(RealServerPublishTest, LostBlobIsNotRestoredFromAnotherFile) {
+  PublishResult first;
+  ASSERT_THAT(Publish(&first), IsOk());
+  LoseBlob();
+  // Same size, other bytes: it cannot be the file the version declares.
+  const std::string other = modeldist::testing::RandomBytes(kFileSize, 12);
+  WriteFile(path_, other);
+
+  PublishResult second;
+  EXPECT_THAT(Publish(&second),
+              StatusIs(absl::StatusCode::kAlreadyExists,
+                       AllOf(HasSubstr("models/llama/versions/1.0 already exists (PUBLISHED)"),
+                             HasSubstr(absl::StrCat("macos/x86_64/gguf is ", digest_, " (",
+                                                    kFileSize, " bytes) there but ",
+                                                    FormatDigest(Sha256::HexOf(other)))),
+                             HasSubstr("new --version"))));
+  EXPECT_FALSE(second.artifacts[0].restored);
+  EXPECT_FALSE(GetVersion().artifacts(0).uploaded());
+  // finish_write was withheld, so the other bytes were not stored as a blob either.
+  const std::string other_hex = Sha256::HexOf(other);
+  EXPECT_NE(::access(absl::StrCat(server_.data_dir(), "/data/blobs/sha256/", other_hex.substr(0, 2),
+                                  "/", other_hex)
+                         .c_str(),
+                     F_OK),
+            0);
 }
 
 }  // namespace
