@@ -2,6 +2,7 @@
 
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <limits>
 #include <optional>
@@ -94,13 +95,12 @@ constexpr char kListTiersAfter[] = "SELECT " MD_TIER_COLUMNS
                                    " FROM tiers WHERE (tier, channel) > (?, ?)"
                                    " ORDER BY tier, channel LIMIT ?";
 constexpr char kListAllTiers[] = "SELECT " MD_TIER_COLUMNS " FROM tiers ORDER BY tier, channel";
-// A first bind creates the row with sequence 1; every later one adds 1.
+// Stores a tier/channel's new sequence, creating the row on its first bind. The value is
+// computed by NextSequence, not here, so the rule has one home.
 constexpr char kUpsertTier[] =
-    "INSERT INTO tiers (tier, channel, sequence, update_time) VALUES (?, ?, 1, ?)"
+    "INSERT INTO tiers (tier, channel, sequence, update_time) VALUES (?, ?, ?, ?)"
     " ON CONFLICT (tier, channel) DO UPDATE"
-    " SET sequence = sequence + 1, update_time = excluded.update_time";
-constexpr char kBumpTier[] =
-    "UPDATE tiers SET sequence = sequence + 1, update_time = ? WHERE tier = ? AND channel = ?";
+    " SET sequence = excluded.sequence, update_time = excluded.update_time";
 constexpr char kInsertTierHistory[] =
     "INSERT INTO tier_history (tier, channel, sequence, model_id, version_id, create_time)"
     " VALUES (?, ?, ?, ?, ?, ?)";
@@ -110,6 +110,10 @@ constexpr char kResolveTier[] =
     " JOIN versions AS v ON v.model_id = h.model_id AND v.version_id = h.version_id"
     " WHERE h.tier = ? AND h.channel = ? AND v.state = ?"
     " ORDER BY h.sequence DESC LIMIT 1";
+// The newest bind of a tier/channel, whatever its version's state now.
+constexpr char kSelectNewestBind[] =
+    "SELECT model_id, version_id FROM tier_history WHERE tier = ? AND channel = ?"
+    " ORDER BY sequence DESC LIMIT 1";
 constexpr char kSelectTiersEverBoundTo[] =
     "SELECT DISTINCT tier, channel FROM tier_history WHERE model_id = ? AND version_id = ?"
     " ORDER BY tier, channel";
@@ -416,6 +420,24 @@ v1::AuditEntry ReadAuditEntry(const Statement& s) {
   entry.set_resource(s.ColumnText(4));
   entry.set_details(s.ColumnText(5));
   return entry;
+}
+
+// The one rule for a tier/channel's next sequence (catalog.h, "Sequences"): one more than
+// `previous` (0 before the first bind), and never below the catalog clock in microseconds since
+// the Unix epoch. The +1 keeps sequences strictly increasing whatever the clock does; the clock
+// is what keeps a catalog restored from an older copy from issuing again, for other content, a
+// sequence the lost catalog already issued: those were at most that catalog's clock when it
+// issued them (plus one per extra change within one microsecond), and the restored catalog's
+// clock is later.
+absl::StatusOr<int64_t> NextSequence(int64_t previous, int64_t now_micros) {
+  if (previous == std::numeric_limits<int64_t>::max()) {
+    // Unreachable through the catalog (the clock reaches it in the year 294247), but a file
+    // edited by hand could hold it, and previous + 1 would overflow.
+    return MakeError(absl::StatusCode::kFailedPrecondition, "SEQUENCE_EXHAUSTED",
+                     absl::StrCat("catalog: the sequence is already ", previous,
+                                  ", the largest there is; it cannot grow"));
+  }
+  return std::max(previous + 1, now_micros);
 }
 
 // The audit resource of a tier/channel.
@@ -758,28 +780,51 @@ struct Catalog::Impl {
     return s.Run();
   }
 
-  // Adds one to the sequence of an existing tier/channel and returns the new value. Devices
-  // refuse answers with a lower sequence than one they saw, so every change of what they get
-  // goes through here exactly once per tier/channel and transaction.
+  // What BumpSequence does when tier/channel has no row yet.
+  enum class IfAbsent { kFail, kCreate };
+
+  // Gives tier/channel its next sequence (NextSequence) and `now` as its update time, and
+  // returns the sequence. Only a first bind creates the row (kCreate); anywhere else a missing
+  // row is a bug. Devices refuse answers with a lower sequence than one they saw, so every
+  // change of what they get goes through here exactly once per tier/channel and transaction.
   absl::StatusOr<int64_t> BumpSequence(absl::string_view tier, absl::string_view channel,
-                                       int64_t now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+                                       int64_t now, IfAbsent if_absent = IfAbsent::kFail)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    int64_t previous = 0;
     {
-      MD_ASSIGN_OR_RETURN(Statement s, Prepare(kBumpTier));
-      s.BindInt64(0, now);
-      s.BindText(1, tier);
-      s.BindText(2, channel);
-      MD_RETURN_IF_ERROR(s.Run());
+      MD_ASSIGN_OR_RETURN(Statement s, Prepare(kSelectTier));
+      s.BindText(0, tier);
+      s.BindText(1, channel);
+      MD_ASSIGN_OR_RETURN(bool found, s.Step());
+      if (found) {
+        previous = s.ColumnInt64(2);
+      } else if (if_absent == IfAbsent::kFail) {
+        return MakeError(absl::StatusCode::kInternal, "CATALOG_ERROR",
+                         absl::StrCat("catalog: bumping the sequence of ",
+                                      TierResource(tier, channel), ", which does not exist"));
+      }
     }
-    MD_ASSIGN_OR_RETURN(Statement s, Prepare(kSelectTier));
+    MD_ASSIGN_OR_RETURN(const int64_t next, NextSequence(previous, now));
+    MD_ASSIGN_OR_RETURN(Statement s, Prepare(kUpsertTier));
+    s.BindText(0, tier);
+    s.BindText(1, channel);
+    s.BindInt64(2, next);
+    s.BindInt64(3, now);
+    MD_RETURN_IF_ERROR(s.Run());
+    return next;
+  }
+
+  // The version of tier/channel's newest bind, whether or not the tier resolves to it;
+  // nullopt when it was never bound.
+  absl::StatusOr<std::optional<VersionName>> NewestBind(absl::string_view tier,
+                                                        absl::string_view channel)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    MD_ASSIGN_OR_RETURN(Statement s, Prepare(kSelectNewestBind));
     s.BindText(0, tier);
     s.BindText(1, channel);
     MD_ASSIGN_OR_RETURN(bool found, s.Step());
-    if (!found) {
-      return MakeError(absl::StatusCode::kInternal, "CATALOG_ERROR",
-                       absl::StrCat("catalog: bumping the sequence of ",
-                                    TierResource(tier, channel), ", which does not exist"));
-    }
-    return s.ColumnInt64(2);
+    if (!found) return std::nullopt;
+    return VersionName{s.ColumnText(0), s.ColumnText(1)};
   }
 
   // The ACTIVE or PAUSED rollout of tier/channel, if any.
@@ -1298,14 +1343,20 @@ absl::StatusOr<v1::TierBinding> Catalog::SetTier(absl::string_view tier, absl::s
     return RolloutInProgress(open->rollout,
                              absl::StrCat("bind tier \"", tier, "\" on channel \"", channel, "\""));
   }
-  const int64_t now = impl_->NowMicros();
-  {
-    MD_ASSIGN_OR_RETURN(Statement s, impl_->Prepare(kUpsertTier));
-    s.BindText(0, tier);
-    s.BindText(1, channel);
-    s.BindInt64(2, now);
-    MD_RETURN_IF_ERROR(s.Run());
+  // Binding what is already bound changes nothing devices see, so it changes nothing at all
+  // (no history row, no bump, no audit entry): publishing the same thing twice is a no-op.
+  // The version is PUBLISHED (checked above), so a newest bind naming it is also what the
+  // tier resolves to; the second test states the rule, not a case that can differ today.
+  MD_ASSIGN_OR_RETURN(std::optional<VersionName> newest, impl_->NewestBind(tier, channel));
+  if (newest && newest->model == version_name.model && newest->version == version_name.version) {
+    MD_ASSIGN_OR_RETURN(v1::TierBinding current, impl_->LoadBinding(tier, channel));
+    if (current.version() == version_name.ToString()) {
+      MD_RETURN_IF_ERROR(txn.Commit());
+      return current;
+    }
   }
+  const int64_t now = impl_->NowMicros();
+  MD_RETURN_IF_ERROR(impl_->BumpSequence(tier, channel, now, Impl::IfAbsent::kCreate).status());
   MD_ASSIGN_OR_RETURN(v1::TierBinding binding, impl_->LoadBinding(tier, channel));
   MD_RETURN_IF_ERROR(
       impl_->InsertTierHistory(tier, channel, binding.sequence(), version_name, now));

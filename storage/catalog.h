@@ -12,6 +12,20 @@
 // syntax (ids, digests) is the caller's; the catalog enforces relations and state rules and
 // returns NOT_FOUND / ALREADY_EXISTS / FAILED_PRECONDITION with an ErrorInfo reason.
 //
+// Sequences: every tier/channel has one (TierBinding.sequence, signed into each manifest), and
+// every change of what its devices get (bind, yank, rollout step, pin change) gives it a new
+// one, in the change's transaction. One rule computes every new sequence, the first bind's
+// too: max(previous + 1, the clock (CatalogOptions::now) in microseconds since the Unix epoch),
+// with previous = 0 before the first bind. The + 1 keeps sequences strictly increasing even
+// when the clock stands still or goes back. The clock keeps a catalog restored from an older
+// copy (a backup, the other side of a split brain) from issuing again a sequence the lost
+// catalog issued for other content, which devices that saw it would install or refuse wrongly:
+// the restored catalog's sequences are at least its clock, which is past every sequence the
+// lost one issued, unless the lost one ran more than one change per microsecond ahead of its
+// clock, or its clock was ahead of the restored one's (a clock that went back). A catalog from
+// before this rule has small sequences; each jumps to the clock on its next change, which
+// devices accept (it is higher).
+//
 // Thread-safe: one connection guarded by a mutex.
 #ifndef MODELDIST_STORAGE_CATALOG_H_
 #define MODELDIST_STORAGE_CATALOG_H_
@@ -62,7 +76,8 @@ struct DamagedBlob {
 };
 
 struct CatalogOptions {
-  // The clock for create/publish/yank/update times; tests inject a fake.
+  // The clock for create/publish/yank/update times and the floor of new sequences (see
+  // "Sequences" above); tests inject a fake.
   std::function<absl::Time()> now = [] { return absl::Now(); };
 };
 
@@ -121,11 +136,16 @@ class Catalog {
   absl::StatusOr<v1::Version> YankVersion(const VersionName& name, absl::string_view reason,
                                           absl::string_view actor = kDefaultActor);
 
-  // Binds tier/channel to a PUBLISHED version, appending to the tier's history and bumping its
-  // sequence by one (a tier's first binding has sequence 1). NOT_FOUND: no version.
+  // Binds tier/channel to a PUBLISHED version, appending to the tier's history and giving it a
+  // new sequence (see "Sequences" above), with an audit entry. Binding the version that the
+  // tier/channel's newest binding names and that it resolves to changes nothing (no history
+  // row, no new sequence, no audit entry) and returns the current binding: publishing the same
+  // thing twice is a no-op. (A newest binding naming a version the tier does not resolve to
+  // means that version was yanked, which this refuses anyway.) NOT_FOUND: no version.
   // FAILED_PRECONDITION: the version is not PUBLISHED.
   // FAILED_PRECONDITION too while a rollout of the tier/channel is ACTIVE or PAUSED (complete
-  // or abort it first).
+  // or abort it first), also for the version already bound: the operator decides the
+  // rollout's fate first.
   absl::StatusOr<v1::TierBinding> SetTier(absl::string_view tier, absl::string_view channel,
                                           const VersionName& version,
                                           absl::string_view actor = kDefaultActor);

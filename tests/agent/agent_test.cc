@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "absl/strings/str_cat.h"
 #include "common/file_util.h"
 #include "common/status.h"
 #include "gtest/gtest.h"
@@ -99,10 +100,14 @@ TEST_F(AgentTest, ExpiredManifestIsRefusedBeforeDownloading) {
 }
 
 TEST_F(AgentTest, SequenceRollbackIsRefused) {
-  ASSERT_TRUE(agent::Sync(Options()).ok());
+  auto first = agent::Sync(Options());
+  ASSERT_TRUE(first.ok()) << first.status();
   // The device once saw a newer answer than the server now gives (a replayed old manifest).
-  ASSERT_TRUE(
-      WriteFileAtomically(Options().dir + "/trust/sequence", "llama8b stable 99\n", 0600).ok());
+  // Server sequences follow its clock in microseconds, so "newer" is relative to this one.
+  ASSERT_TRUE(WriteFileAtomically(
+                  Options().dir + "/trust/sequence",
+                  absl::StrCat("llama8b stable ", first->manifest.sequence() + 1, "\n"), 0600)
+                  .ok());
   auto synced = agent::Sync(Options());
   EXPECT_EQ(ErrorReason(synced.status()), "SEQUENCE_ROLLBACK");
   EXPECT_EQ(agent::ExitCodeFor(synced.status()), 13);

@@ -21,8 +21,12 @@
 #include <vector>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "client/modeldistctl/hashing_file_reader.h"
 #include "client/modeldistctl/publish.h"
 #include "client/modeldistctl/registry_client.h"
@@ -52,6 +56,20 @@ using ::testing::Not;
 
 constexpr char kToken[] = "ctl-e2e-admin-token-0123456789";
 constexpr int64_t kFileSize = 3 * (1 << 20) + 4321;
+
+// The server's clock, in microseconds since the Unix epoch: a new sequence is never below it
+// (TierBinding.sequence), so a first bind's sequence is the clock when the server made it.
+int64_t ClockMicros() { return absl::ToUnixMicros(absl::Now()); }
+
+// The number after "sequence " in modeldistctl's output; -1 when there is none.
+int64_t SequenceIn(absl::string_view out) {
+  const size_t at = out.find("sequence ");
+  if (at == absl::string_view::npos) return -1;
+  absl::string_view digits = out.substr(at + std::strlen("sequence "));
+  digits = digits.substr(0, digits.find_first_not_of("0123456789"));
+  int64_t value = -1;
+  return absl::SimpleAtoi(digits, &value) ? value : -1;
+}
 
 std::string ReadAll(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -245,12 +263,17 @@ class CtlE2eTest : public ::testing::Test {
 };
 
 TEST_F(CtlE2eTest, PublishListShowSetTierYank) {
+  int64_t before = ClockMicros();
   CtlRun publish = Ctl(PublishArgs("1.0"));
+  int64_t after = ClockMicros();
   ASSERT_EQ(publish.code, 0) << publish.err;
-  EXPECT_EQ(
-      publish.out,
-      absl::StrCat("published models/e2e-model/versions/1.0 digest ", digest_, " size ", kFileSize,
-                   " (3.15 MB) tier llama8b/stable sequence 1 (sent ", kFileSize, " bytes)\n"));
+  const int64_t stable_sequence = SequenceIn(publish.out);
+  EXPECT_GE(stable_sequence, before);
+  EXPECT_LE(stable_sequence, after);
+  EXPECT_EQ(publish.out,
+            absl::StrCat("published models/e2e-model/versions/1.0 digest ", digest_, " size ",
+                         kFileSize, " (3.15 MB) tier llama8b/stable sequence ", stable_sequence,
+                         " (sent ", kFileSize, " bytes)\n"));
 
   CtlRun models = Ctl({"list"});
   ASSERT_EQ(models.code, 0) << models.err;
@@ -274,10 +297,17 @@ TEST_F(CtlE2eTest, PublishListShowSetTierYank) {
   EXPECT_THAT(show.out, HasSubstr("uploaded: yes"));
   EXPECT_EQ(Ctl({"show", "models/e2e-model/versions/1.0"}).out, show.out);
 
+  before = ClockMicros();
   CtlRun set_tier = Ctl({"set-tier", "--tier", "llama8b", "--channel", "beta", "--model",
                          "e2e-model", "--version", "1.0"});
+  after = ClockMicros();
   ASSERT_EQ(set_tier.code, 0) << set_tier.err;
-  EXPECT_EQ(set_tier.out, "tier llama8b/beta -> models/e2e-model/versions/1.0 sequence 1\n");
+  const int64_t beta_sequence = SequenceIn(set_tier.out);
+  EXPECT_GE(beta_sequence, before);
+  EXPECT_LE(beta_sequence, after);
+  EXPECT_EQ(set_tier.out,
+            absl::StrCat("tier llama8b/beta -> models/e2e-model/versions/1.0 sequence ",
+                         beta_sequence, "\n"));
 
   CtlRun tiers = Ctl({"list", "--tiers"});
   ASSERT_EQ(tiers.code, 0) << tiers.err;
@@ -319,10 +349,17 @@ TEST_F(CtlE2eTest, PublishesACoreMlZipAndAGgufAsOneVersion) {
                                          absl::StrCat("macos/arm64/coreml-zip=", zip),
                                          absl::StrCat("macos/x86_64/gguf=", file_)};
 
+  const int64_t before = ClockMicros();
   CtlRun publish = Ctl(args);
+  const int64_t after = ClockMicros();
   ASSERT_EQ(publish.code, 0) << publish.err;
-  EXPECT_THAT(publish.out, HasSubstr("published models/e2e-model/versions/4.0 with 2 artifacts "
-                                     "tier llama8b/stable sequence 1\n"));
+  const int64_t sequence = SequenceIn(publish.out);
+  EXPECT_GE(sequence, before);
+  EXPECT_LE(sequence, after);
+  EXPECT_THAT(publish.out,
+              HasSubstr(absl::StrCat("published models/e2e-model/versions/4.0 with 2 artifacts "
+                                     "tier llama8b/stable sequence ",
+                                     sequence, "\n")));
   EXPECT_THAT(publish.out, HasSubstr(absl::StrCat("  macos/arm64/coreml-zip digest ", zip_digest,
                                                   " size ", zip_contents.size())));
   EXPECT_THAT(publish.out,
@@ -367,12 +404,14 @@ TEST_F(CtlE2eTest, PublishesACoreMlZipAndAGgufAsOneVersion) {
     EXPECT_EQ(manifest.artifact().digest(), digest);
   }
 
-  // Running it again changes nothing (the tier is bound to it already); a different set of
-  // files is refused.
+  // Running it again changes nothing, the tier's sequence included (the tier is bound to it
+  // already); a different set of files is refused.
   CtlRun again = Ctl(args);
   ASSERT_EQ(again.code, 0) << again.err;
-  EXPECT_THAT(again.out, HasSubstr("already published models/e2e-model/versions/4.0 with 2 "
-                                   "artifacts; tier llama8b/stable already bound to it"));
+  EXPECT_THAT(again.out, HasSubstr(absl::StrCat("already published models/e2e-model/versions/4.0 "
+                                                "with 2 artifacts; tier llama8b/stable already "
+                                                "bound to it (sequence ",
+                                                sequence, ")")));
   CtlRun fewer = Ctl({"publish", "--model", "e2e-model", "--version", "4.0", "--tier", "llama8b",
                       absl::StrCat("macos/x86_64/gguf=", file_)});
   EXPECT_EQ(fewer.code, 2);
@@ -482,14 +521,19 @@ TEST_F(CtlE2eTest, PublishFromANamedPipeReadsItOnceAndTheArtifactVerifies) {
   ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
   {
     FifoWriter writer(fifo, contents_);
+    const int64_t before = ClockMicros();
     CtlRun publish =
         Ctl({"publish", "--model", "e2e-model", "--version", "6.0", "--platform", "linux", "--arch",
              "x86_64", "--format", "gguf", "--tier", "pipes", fifo});
+    const int64_t after = ClockMicros();
     ASSERT_EQ(publish.code, 0) << publish.err;
+    const int64_t sequence = SequenceIn(publish.out);
+    EXPECT_GE(sequence, before);
+    EXPECT_LE(sequence, after);
     EXPECT_EQ(publish.out,
               absl::StrCat("published models/e2e-model/versions/6.0 digest ", digest_, " size ",
-                           kFileSize, " (3.15 MB) tier pipes/stable sequence 1 (sent ", kFileSize,
-                           " bytes)\n"));
+                           kFileSize, " (3.15 MB) tier pipes/stable sequence ", sequence, " (sent ",
+                           kFileSize, " bytes)\n"));
   }
   ExpectDeviceGets("pipes", v1::PLATFORM_LINUX, v1::ARCH_X86_64, digest_, contents_);
 

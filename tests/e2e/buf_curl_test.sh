@@ -16,6 +16,8 @@ readonly EXIT_UNAUTHENTICATED=$((16 << 3))
 start_server --chunk-size 4KiB
 head -c 10000 /dev/urandom >"$WORK/artifact.bin"
 want_digest=sha256:$(sha256sum "$WORK/artifact.bin" | cut -d' ' -f1)
+# A new sequence is never below the server's clock in microseconds (TierBinding.sequence).
+clock_before_bind=$(date +%s%6N)
 digest=$(publish e2e-model v1 e2e-tier "$WORK/artifact.bin")
 [[ $digest == "$want_digest" ]] || fail "e2e_publish printed $digest, want $want_digest"
 
@@ -46,7 +48,7 @@ jq -r .manifest "$WORK/signed.json" | base64 -d >"$WORK/manifest.bin"
 buf_cli convert "$SOURCE_DIR/proto" --type modeldist.v1.Manifest \
   --from "$WORK/manifest.bin#format=binpb" --to "$WORK/manifest.json#format=json"
 jq -e --arg digest "$digest" '
-  .sequence == "1" and .tier == "e2e-tier" and .channel == "stable"
+  .tier == "e2e-tier" and .channel == "stable"
   and .version == "models/e2e-model/versions/v1"
   and .artifact.digest == $digest and .artifact.sizeBytes == "10000"
   and .artifact.chunkSize == "4194304" and (.artifact.chunkChain | length) == 1
@@ -55,6 +57,9 @@ jq -e --arg digest "$digest" '
 # The artifact fits one 4 MiB chunk, so its chain has one entry: the whole file's SHA-256.
 chunk_hex=$(jq -r '.artifact.chunkChain[0]' "$WORK/manifest.json" | base64 -d | od -An -tx1 | tr -d ' \n')
 [[ "sha256:$chunk_hex" == "$digest" ]] || fail "chain entry $chunk_hex does not match $digest"
+sequence1=$(jq -r .sequence "$WORK/manifest.json")
+((sequence1 >= clock_before_bind)) ||
+  fail "sequence $sequence1 is below the clock at the bind ($clock_before_bind us)"
 sig_len=$(jq -r '.signatures[0].signature' "$WORK/signed.json" | base64 -d | wc -c)
 [[ $sig_len -eq 64 ]] || fail "signature is $sig_len bytes, want 64 (Ed25519)"
 
@@ -113,21 +118,27 @@ expect_exit "$EXIT_UNAUTHENTICATED" buf_curl -H "authorization: Bearer wrong-tok
 step "with the token, admin rpcs work: ListTiers, then SetTier raises the sequence"
 buf_curl -H "authorization: Bearer $TOKEN" -d '{}' \
   "$URL/modeldist.v1.RegistryService/ListTiers" >"$WORK/tiers.json"
-jq -e '.tiers | any(.tier == "e2e-tier" and .channel == "stable" and .sequence == "1"
-    and .version == "models/e2e-model/versions/v1")' "$WORK/tiers.json" >/dev/null ||
+jq -e --arg sequence "$sequence1" '.tiers | any(.tier == "e2e-tier" and .channel == "stable"
+    and .sequence == $sequence and .version == "models/e2e-model/versions/v1")' \
+  "$WORK/tiers.json" >/dev/null ||
   fail "unexpected ListTiers: $(cat "$WORK/tiers.json")"
 head -c 5000 /dev/urandom >"$WORK/artifact2.bin"
 digest2=$(publish e2e-model v2 other-tier "$WORK/artifact2.bin")
+clock_before_set=$(date +%s%6N)
 buf_curl -H "authorization: Bearer $TOKEN" \
   -d '{"tier":"e2e-tier","version":"models/e2e-model/versions/v2"}' \
   "$URL/modeldist.v1.RegistryService/SetTier" >"$WORK/binding.json"
-jq -e '.sequence == "2" and .version == "models/e2e-model/versions/v2"' "$WORK/binding.json" \
-  >/dev/null || fail "unexpected TierBinding: $(cat "$WORK/binding.json")"
+jq -e '.version == "models/e2e-model/versions/v2"' "$WORK/binding.json" >/dev/null ||
+  fail "unexpected TierBinding: $(cat "$WORK/binding.json")"
+sequence2=$(jq -r .sequence "$WORK/binding.json")
+((sequence2 > sequence1 && sequence2 >= clock_before_set)) ||
+  fail "SetTier gave sequence $sequence2: want above $sequence1 and the clock ($clock_before_set us)"
 buf_curl -d "$manifest_request" "$URL/modeldist.v1.ManifestService/GetManifest" |
   jq -r .manifest | base64 -d >"$WORK/manifest2.bin"
 buf_cli convert "$SOURCE_DIR/proto" --type modeldist.v1.Manifest \
   --from "$WORK/manifest2.bin#format=binpb" --to "$WORK/manifest2.json#format=json"
-jq -e --arg digest "$digest2" '.sequence == "2" and .artifact.digest == $digest' \
+jq -e --arg digest "$digest2" --arg sequence "$sequence2" \
+  '.sequence == $sequence and .artifact.digest == $digest' \
   "$WORK/manifest2.json" >/dev/null || fail "manifest after SetTier: $(cat "$WORK/manifest2.json")"
 
 step "INVALID_ARGUMENT names the bad field"

@@ -3,6 +3,11 @@
 // say what exists.
 #include <google/protobuf/util/time_util.h>
 
+#include <algorithm>
+#include <string>
+
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "common/digest.h"
 #include "common/ed25519.h"
 #include "gtest/gtest.h"
@@ -148,13 +153,24 @@ TEST_F(ManifestServiceTest, ValidatesTheRequest) {
   EXPECT_THAT(s.error_message(), HasSubstr("tier"));
 }
 
+// Each change's sequence is max(previous + 1, the server's clock in microseconds) (catalog.h,
+// "Sequences"); with the real clock a test can bound it by the clock read around the call.
 TEST_F(ManifestServiceTest, SequenceGrowsWithEveryChangeAndSurvivesRestart) {
+  const std::string other = "models/llama-3.1-8b/versions/2026.11.1";
+  server_.PublishBlob("llama-3.1-8b", "2026.11.1", v1::PLATFORM_MACOS, v1::ARCH_ARM64,
+                      v1::FORMAT_COREML_ZIP, RandomBytes(1000, 13));
   int64_t last = 0;
   for (int i = 0; i < 20; ++i) {
-    v1::TierBinding b = server_.SetTier("llama8b", "beta", kVersion);
+    const int64_t before = absl::ToUnixMicros(absl::Now());
+    v1::TierBinding b = server_.SetTier("llama8b", "beta", i % 2 == 0 ? kVersion : other);
+    const int64_t after = absl::ToUnixMicros(absl::Now());
     EXPECT_GT(b.sequence(), last);
+    EXPECT_GE(b.sequence(), before);
+    EXPECT_LE(b.sequence(), std::max(last + 1, after));
     last = b.sequence();
   }
+  // Binding the bound version again changes nothing: the same sequence comes back.
+  EXPECT_EQ(server_.SetTier("llama8b", "beta", other).sequence(), last);
   server_.Restart();
   v1::GetManifestRequest request;
   request.set_tier("llama8b");

@@ -50,6 +50,11 @@ v1::Artifact MacArtifact(const std::string& digest, int64_t size) {
 
 bool Uploaded(const std::string&) { return true; }
 
+// The fixture's clock at the start, in microseconds since the Unix epoch: a tier's first
+// sequence. While the clock stands still each change adds one; once it moves on, the next
+// change takes the clock (catalog.h, "Sequences").
+constexpr int64_t kT0 = 1'700'000'000'000'000;
+
 int64_t Seconds(const google::protobuf::Timestamp& t) { return t.seconds(); }
 
 // Runs `sql` on the catalog's file through a second connection (fault injection, inspection).
@@ -63,20 +68,39 @@ void ExecRaw(const std::string& path, const std::string& sql) {
   sqlite3_close(db);
 }
 
+// The integer in the first column of the first row of `sql`, through a second connection; -1
+// when there is no row.
+int64_t QueryInt(const std::string& path, const std::string& sql) {
+  sqlite3* db = nullptr;
+  EXPECT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  sqlite3_stmt* stmt = nullptr;
+  EXPECT_EQ(sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt, nullptr), SQLITE_OK) << sql;
+  int64_t result = -1;
+  if (stmt != nullptr && sqlite3_step(stmt) == SQLITE_ROW) result = sqlite3_column_int64(stmt, 0);
+  sqlite3_finalize(stmt);
+  sqlite3_close(db);
+  return result;
+}
+
 class CatalogTest : public ::testing::Test {
  protected:
   void SetUp() override { Reopen(); }
 
   void Reopen() {
     catalog_.reset();
+    catalog_ = OpenWithClock(path());
+  }
+
+  // A catalog over `file` with the fixture's clock; null (and a failure) if it does not open.
+  std::unique_ptr<Catalog> OpenWithClock(const std::string& file) {
     Catalog::Options options;
     options.now = [this] {
       absl::MutexLock lock(&clock_mu_);
       return now_;
     };
-    absl::StatusOr<std::unique_ptr<Catalog>> opened = Catalog::Open(path(), options);
-    ASSERT_THAT(opened, IsOk());
-    catalog_ = std::move(opened).value();
+    absl::StatusOr<std::unique_ptr<Catalog>> opened = Catalog::Open(file, options);
+    EXPECT_THAT(opened, IsOk());
+    return opened.ok() ? std::move(opened).value() : nullptr;
   }
 
   void Advance(absl::Duration d) {
@@ -89,6 +113,13 @@ class CatalogTest : public ::testing::Test {
   }
 
   std::string path() const { return dir_.Join("catalog.db"); }
+
+  int64_t HistoryRows() { return QueryInt(path(), "SELECT COUNT(*) FROM tier_history"); }
+  size_t AuditEntries() {
+    absl::StatusOr<ListPage<v1::AuditEntry>> page = catalog_->ListAuditLog(1000, "");
+    EXPECT_THAT(page, IsOk());
+    return page.ok() ? page->items.size() : 0;
+  }
 
   // Creates `model` (if needed) and a PUBLISHED `version` with one artifact of `digest`.
   VersionName Published(const std::string& model, const std::string& version, char digest = 'a') {
@@ -103,7 +134,7 @@ class CatalogTest : public ::testing::Test {
 
   ScratchDir dir_;  // declared first: outlives the catalog that keeps files in it
   absl::Mutex clock_mu_;
-  absl::Time now_ = absl::FromUnixSeconds(1'700'000'000);
+  absl::Time now_ = absl::FromUnixMicros(kT0);
   std::unique_ptr<Catalog> catalog_;
 };
 
@@ -426,12 +457,12 @@ TEST_F(CatalogTest, SetTierBindsAndBumpsSequence) {
   EXPECT_EQ(first->tier(), "llama8b");
   EXPECT_EQ(first->channel(), "stable");
   EXPECT_EQ(first->version(), "models/llama/versions/v1");
-  EXPECT_EQ(first->sequence(), 1);
+  EXPECT_EQ(first->sequence(), kT0);  // the clock, not 1
 
   Advance(absl::Seconds(10));
   absl::StatusOr<v1::TierBinding> second = catalog_->SetTier("llama8b", "stable", v2);
   ASSERT_THAT(second, IsOk());
-  EXPECT_EQ(second->sequence(), 2);
+  EXPECT_EQ(second->sequence(), kT0 + 10'000'000);  // the clock again, not first + 1
   EXPECT_EQ(Seconds(second->update_time()), 1'700'000'010);
 
   absl::StatusOr<v1::TierBinding> got = catalog_->GetTier("llama8b", "stable");
@@ -470,9 +501,9 @@ TEST_F(CatalogTest, SetTierRefusesDraftsYankedAndMissingVersions) {
 TEST_F(CatalogTest, YankFallsBackToThePreviousBindingAndBumpsSequence) {
   VersionName v1 = Published("llama", "v1", 'a');
   VersionName v2 = Published("llama", "v2", 'b');
-  ASSERT_THAT(catalog_->SetTier("llama8b", "stable", v1), IsOk());  // seq 1
-  ASSERT_THAT(catalog_->SetTier("llama8b", "stable", v2), IsOk());  // seq 2
-  ASSERT_THAT(catalog_->SetTier("other", "stable", v1), IsOk());    // seq 1
+  ASSERT_THAT(catalog_->SetTier("llama8b", "stable", v1), IsOk());  // kT0
+  ASSERT_THAT(catalog_->SetTier("llama8b", "stable", v2), IsOk());  // kT0 + 1
+  ASSERT_THAT(catalog_->SetTier("other", "stable", v1), IsOk());    // kT0
 
   Advance(absl::Seconds(30));
   absl::StatusOr<v1::Version> yanked = catalog_->YankVersion(v2, "crashes on A15");
@@ -485,10 +516,10 @@ TEST_F(CatalogTest, YankFallsBackToThePreviousBindingAndBumpsSequence) {
   absl::StatusOr<v1::TierBinding> fallback = catalog_->GetTier("llama8b", "stable");
   ASSERT_THAT(fallback, IsOk());
   EXPECT_EQ(fallback->version(), "models/llama/versions/v1");
-  EXPECT_EQ(fallback->sequence(), 3);
+  EXPECT_EQ(fallback->sequence(), kT0 + 30'000'000);
   EXPECT_EQ(Seconds(fallback->update_time()), 1'700'000'030);
   // A tier that never resolved to v2 is untouched.
-  EXPECT_EQ(catalog_->GetTier("other", "stable")->sequence(), 1);
+  EXPECT_EQ(catalog_->GetTier("other", "stable")->sequence(), kT0);
 
   // Yanking the last good version leaves the tiers resolving to nothing.
   Advance(absl::Seconds(30));
@@ -496,15 +527,15 @@ TEST_F(CatalogTest, YankFallsBackToThePreviousBindingAndBumpsSequence) {
   absl::StatusOr<v1::TierBinding> empty = catalog_->GetTier("llama8b", "stable");
   ASSERT_THAT(empty, IsOk());
   EXPECT_EQ(empty->version(), "");
-  EXPECT_EQ(empty->sequence(), 4);
+  EXPECT_EQ(empty->sequence(), kT0 + 60'000'000);
   EXPECT_EQ(catalog_->GetTier("other", "stable")->version(), "");
-  EXPECT_EQ(catalog_->GetTier("other", "stable")->sequence(), 2);
+  EXPECT_EQ(catalog_->GetTier("other", "stable")->sequence(), kT0 + 60'000'000);
 
   // Binding again continues the sequence.
   VersionName v3 = Published("llama", "v3", 'c');
   absl::StatusOr<v1::TierBinding> rebound = catalog_->SetTier("llama8b", "stable", v3);
   ASSERT_THAT(rebound, IsOk());
-  EXPECT_EQ(rebound->sequence(), 5);
+  EXPECT_EQ(rebound->sequence(), kT0 + 60'000'001);
 }
 
 TEST_F(CatalogTest, YankOfAnOlderBindingDoesNotBumpSequence) {
@@ -516,7 +547,7 @@ TEST_F(CatalogTest, YankOfAnOlderBindingDoesNotBumpSequence) {
   absl::StatusOr<v1::TierBinding> binding = catalog_->GetTier("llama8b", "stable");
   ASSERT_THAT(binding, IsOk());
   EXPECT_EQ(binding->version(), "models/llama/versions/v2");
-  EXPECT_EQ(binding->sequence(), 2);
+  EXPECT_EQ(binding->sequence(), kT0 + 1);
 }
 
 TEST_F(CatalogTest, YankRequiresPublished) {
@@ -538,10 +569,11 @@ TEST_F(CatalogTest, YankRequiresPublished) {
               StatusIs(absl::StatusCode::kNotFound, HasSubstr("models/llama/versions/nope")));
 }
 
+// Under a clock that stands still: the first bind takes the clock, every later one adds one.
 TEST_F(CatalogTest, SequenceStrictlyIncreasesAndSurvivesReopen) {
   VersionName v1 = Published("llama", "v1", 'a');
   VersionName v2 = Published("llama", "v2", 'b');
-  int64_t previous = 0;
+  int64_t previous = kT0 - 1;
   for (int i = 0; i < 100; ++i) {
     absl::StatusOr<v1::TierBinding> binding =
         catalog_->SetTier("llama8b", "stable", i % 2 == 0 ? v1 : v2);
@@ -549,29 +581,140 @@ TEST_F(CatalogTest, SequenceStrictlyIncreasesAndSurvivesReopen) {
     EXPECT_EQ(binding->sequence(), previous + 1);
     previous = binding->sequence();
   }
-  EXPECT_EQ(previous, 100);
+  EXPECT_EQ(previous, kT0 + 99);
 
   Reopen();
   absl::StatusOr<v1::TierBinding> after = catalog_->GetTier("llama8b", "stable");
   ASSERT_THAT(after, IsOk());
-  EXPECT_EQ(after->sequence(), 100);
+  EXPECT_EQ(after->sequence(), kT0 + 99);
   EXPECT_EQ(after->version(), "models/llama/versions/v2");
   absl::StatusOr<v1::TierBinding> next = catalog_->SetTier("llama8b", "stable", v1);
   ASSERT_THAT(next, IsOk());
-  EXPECT_EQ(next->sequence(), 101);
+  EXPECT_EQ(next->sequence(), kT0 + 100);
+}
+
+// Publishing the same thing twice must change nothing: binding the version the tier/channel is
+// bound to writes no history row, takes no new sequence and leaves no audit entry.
+TEST_F(CatalogTest, SetTierOfTheBoundVersionChangesNothing) {
+  VersionName v1 = Published("llama", "v1", 'a');
+  absl::StatusOr<v1::TierBinding> first = catalog_->SetTier("llama8b", "stable", v1);
+  ASSERT_THAT(first, IsOk());
+  const size_t audit_before = AuditEntries();
+  ASSERT_EQ(HistoryRows(), 1);
+
+  Advance(absl::Seconds(5));
+  absl::StatusOr<v1::TierBinding> again = catalog_->SetTier("llama8b", "stable", v1, "ci");
+  ASSERT_THAT(again, IsOk());
+  // The current binding comes back: same version, sequence and update time.
+  EXPECT_TRUE(MessageDifferencer::Equals(*again, *first)) << again->DebugString();
+  EXPECT_EQ(again->sequence(), kT0);
+  EXPECT_TRUE(MessageDifferencer::Equals(*catalog_->GetTier("llama8b", "stable"), *first));
+  EXPECT_EQ(HistoryRows(), 1);
+  EXPECT_EQ(AuditEntries(), audit_before);
+
+  // Resolving to the version is not enough: after a yank fell back to v1, the newest bind
+  // names v2, and binding v1 again is a change of its own (history, sequence, audit entry).
+  VersionName v2 = Published("llama", "v2", 'b');
+  ASSERT_THAT(catalog_->SetTier("llama8b", "stable", v2), IsOk());  // the clock: kT0 + 5 s
+  ASSERT_THAT(catalog_->YankVersion(v2, "bad"), IsOk());            // + 1, back on v1
+  const size_t audit_after_yank = AuditEntries();
+  absl::StatusOr<v1::TierBinding> rebound = catalog_->SetTier("llama8b", "stable", v1);
+  ASSERT_THAT(rebound, IsOk());
+  EXPECT_EQ(rebound->version(), "models/llama/versions/v1");
+  EXPECT_EQ(rebound->sequence(), kT0 + 5'000'002);
+  EXPECT_EQ(HistoryRows(), 3);
+  EXPECT_EQ(AuditEntries(), audit_after_yank + 1);
+  // And now it is the newest bind: once more is a no-op again.
+  absl::StatusOr<v1::TierBinding> once_more = catalog_->SetTier("llama8b", "stable", v1);
+  ASSERT_THAT(once_more, IsOk());
+  EXPECT_EQ(once_more->sequence(), kT0 + 5'000'002);
+  EXPECT_EQ(HistoryRows(), 3);
+}
+
+// Issue 9: a server started from an older copy of the catalog (a restored backup, a split
+// brain) re-issued a sequence the lost catalog had issued for another version, and a device
+// that had seen it installed the other version. Sequences that never fall behind the clock
+// put the restored catalog's above everything the lost one issued.
+TEST_F(CatalogTest, ARestoredBackupIssuesSequencesAboveEveryOneTheLostCatalogIssued) {
+  VersionName v1 = Published("llama", "v1", 'a');
+  VersionName v2 = Published("llama", "v2", 'b');
+  VersionName v3 = Published("llama", "v3", 'c');
+  ASSERT_THAT(catalog_->SetTier("llama8b", "stable", v1), IsOk());
+  // A consistent copy of the live database, WAL included, as an operator's backup makes it.
+  const std::string backup = dir_.Join("backup.db");
+  ExecRaw(path(), absl::StrCat("VACUUM INTO '", backup, "'"));
+
+  // The catalog that is later lost lives on for an hour, with several changes within one
+  // microsecond of each other and one a minute later.
+  Advance(absl::Hours(1));
+  std::vector<int64_t> issued;
+  auto record = [&] { issued.push_back(catalog_->GetTier("llama8b", "stable")->sequence()); };
+  ASSERT_THAT(catalog_->SetTier("llama8b", "stable", v2), IsOk());
+  record();
+  ASSERT_THAT(catalog_->PinDevices("llama8b", "stable", {"d"}, v1), IsOk());
+  record();
+  ASSERT_THAT(catalog_->StartRollout("llama8b", "stable", v3, 500), IsOk());
+  record();
+  ASSERT_THAT(catalog_->CompleteRollout("llama8b", "stable"), IsOk());
+  record();
+  Advance(absl::Minutes(1));
+  ASSERT_THAT(catalog_->YankVersion(v3, "bad"), IsOk());
+  record();
+  const int64_t highest = *std::max_element(issued.begin(), issued.end());
+  EXPECT_EQ(highest, kT0 + 3'660'000'000);
+  catalog_.reset();  // lost
+
+  // Restored from the backup a minute later: the tier is back on v1 with the old sequence,
+  // and binding another version takes the clock, above all the lost catalog issued.
+  Advance(absl::Minutes(1));
+  std::unique_ptr<Catalog> restored = OpenWithClock(backup);
+  ASSERT_NE(restored, nullptr);
+  absl::StatusOr<v1::TierBinding> old = restored->GetTier("llama8b", "stable");
+  ASSERT_THAT(old, IsOk());
+  EXPECT_EQ(old->sequence(), kT0);
+  EXPECT_EQ(old->version(), "models/llama/versions/v1");
+  absl::StatusOr<v1::TierBinding> rebound = restored->SetTier("llama8b", "stable", v2);
+  ASSERT_THAT(rebound, IsOk());
+  EXPECT_GT(rebound->sequence(), highest);
+  EXPECT_EQ(rebound->sequence(), kT0 + 3'720'000'000);  // the restored catalog's clock
+  for (int64_t lost : issued) EXPECT_NE(rebound->sequence(), lost);
+}
+
+// The sequence cannot grow past the largest int64 (only a hand-edited file gets there): the
+// change is refused and nothing of it is written.
+TEST_F(CatalogTest, ASequenceThatCannotGrowRefusesTheChange) {
+  VersionName v1 = Published("llama", "v1", 'a');
+  VersionName v2 = Published("llama", "v2", 'b');
+  ASSERT_THAT(catalog_->SetTier("llama8b", "stable", v1), IsOk());
+  ExecRaw(path(), "UPDATE tiers SET sequence = 9223372036854775807");
+  const size_t audit_before = AuditEntries();
+  absl::StatusOr<v1::TierBinding> bound = catalog_->SetTier("llama8b", "stable", v2);
+  EXPECT_THAT(bound, StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("largest")));
+  EXPECT_EQ(ErrorReason(bound.status()), "SEQUENCE_EXHAUSTED");
+  EXPECT_EQ(catalog_->GetTier("llama8b", "stable")->version(), "models/llama/versions/v1");
+  EXPECT_EQ(HistoryRows(), 1);
+  EXPECT_EQ(AuditEntries(), audit_before);
 }
 
 TEST_F(CatalogTest, ConcurrentSetTierGivesDistinctSequences) {
-  VersionName v1 = Published("llama", "v1");
   constexpr int kThreads = 4;
   constexpr int kPerThread = 25;
+  // Every bind names a version of its own, so each one changes the binding (binding the
+  // version already bound would change nothing).
+  std::vector<std::vector<VersionName>> versions(kThreads);
+  for (int t = 0; t < kThreads; ++t) {
+    for (int i = 0; i < kPerThread; ++i) {
+      versions[t].push_back(Published("llama", absl::StrCat("v", t, "-", i)));
+    }
+  }
   absl::Mutex mu;
   std::set<int64_t> sequences;
   std::vector<std::thread> threads;
   for (int t = 0; t < kThreads; ++t) {
-    threads.emplace_back([&] {
+    threads.emplace_back([&, t] {
       for (int i = 0; i < kPerThread; ++i) {
-        absl::StatusOr<v1::TierBinding> binding = catalog_->SetTier("llama8b", "stable", v1);
+        absl::StatusOr<v1::TierBinding> binding =
+            catalog_->SetTier("llama8b", "stable", versions[t][i]);
         EXPECT_THAT(binding, IsOk());
         if (binding.ok()) {
           absl::MutexLock lock(&mu);
@@ -582,8 +725,8 @@ TEST_F(CatalogTest, ConcurrentSetTierGivesDistinctSequences) {
   }
   for (std::thread& thread : threads) thread.join();
   EXPECT_EQ(sequences.size(), static_cast<size_t>(kThreads * kPerThread));
-  EXPECT_EQ(*sequences.begin(), 1);
-  EXPECT_EQ(*sequences.rbegin(), kThreads * kPerThread);
+  EXPECT_EQ(*sequences.begin(), kT0);
+  EXPECT_EQ(*sequences.rbegin(), kT0 + kThreads * kPerThread - 1);
 }
 
 TEST_F(CatalogTest, ListTiersPagesInTierChannelOrder) {
@@ -602,7 +745,7 @@ TEST_F(CatalogTest, ListTiersPagesInTierChannelOrder) {
     for (const v1::TierBinding& b : page->items) {
       seen.push_back(absl::StrCat(b.tier(), "/", b.channel()));
       EXPECT_EQ(b.version(), "models/llama/versions/v1");
-      EXPECT_EQ(b.sequence(), 1);
+      EXPECT_EQ(b.sequence(), kT0);
     }
     token = page->next_page_token;
   } while (!token.empty());
@@ -624,11 +767,11 @@ TEST_F(CatalogTest, ResolveAllTiersSkipsTiersWithNothingPublished) {
   ASSERT_EQ(resolved->size(), 2u);  // b/stable resolves to nothing
   EXPECT_EQ((*resolved)[0].binding.tier(), "a");
   EXPECT_EQ((*resolved)[0].binding.version(), "models/llama/versions/v1");
-  EXPECT_EQ((*resolved)[0].binding.sequence(), 1);
+  EXPECT_EQ((*resolved)[0].binding.sequence(), kT0);
   EXPECT_EQ((*resolved)[1].binding.tier(), "c");
   EXPECT_EQ((*resolved)[1].binding.channel(), "beta");
   EXPECT_EQ((*resolved)[1].binding.version(), "models/llama/versions/v1");
-  EXPECT_EQ((*resolved)[1].binding.sequence(), 3);
+  EXPECT_EQ((*resolved)[1].binding.sequence(), kT0 + 2);  // bind, bind, yank
   for (const ResolvedTier& r : *resolved) {
     EXPECT_EQ(r.version.name(), "models/llama/versions/v1");
     EXPECT_EQ(r.version.state(), v1::Version::PUBLISHED);
@@ -715,21 +858,24 @@ TEST_F(CatalogTest, FailedWriteRollsBackEverything) {
   EXPECT_THAT(catalog_->DeclaredSize(Digest('a')),
               StatusIs(absl::StatusCode::kNotFound, HasSubstr(Digest('a'))));
 
-  // Same for a bind: the history insert fails after the sequence bump.
-  VersionName v1 = Published("llama", "v2", 'a');
-  ASSERT_THAT(catalog_->SetTier("t", "stable", v1), IsOk());
+  // Same for a bind: the history insert fails after the sequence bump. (A bind of another
+  // version: binding the one already bound would not write at all.)
+  VersionName v2 = Published("llama", "v2", 'a');
+  VersionName v3 = Published("llama", "v3", 'a');
+  ASSERT_THAT(catalog_->SetTier("t", "stable", v2), IsOk());
   ExecRaw(path(),
           "CREATE TRIGGER fail_history BEFORE INSERT ON tier_history "
           "BEGIN SELECT RAISE(ABORT, 'injected'); END");
-  EXPECT_THAT(catalog_->SetTier("t", "stable", v1),
+  EXPECT_THAT(catalog_->SetTier("t", "stable", v3),
               StatusIs(absl::StatusCode::kInternal, HasSubstr("injected")));
-  EXPECT_EQ(catalog_->GetTier("t", "stable")->sequence(), 1);
+  EXPECT_EQ(catalog_->GetTier("t", "stable")->sequence(), kT0);
+  EXPECT_EQ(catalog_->GetTier("t", "stable")->version(), "models/llama/versions/v2");
 
   // The connection is usable afterwards.
   ExecRaw(path(), "DROP TRIGGER fail_history");
-  absl::StatusOr<v1::TierBinding> bound = catalog_->SetTier("t", "stable", v1);
+  absl::StatusOr<v1::TierBinding> bound = catalog_->SetTier("t", "stable", v3);
   ASSERT_THAT(bound, IsOk());
-  EXPECT_EQ(bound->sequence(), 2);
+  EXPECT_EQ(bound->sequence(), kT0 + 1);
 }
 
 }  // namespace

@@ -33,6 +33,10 @@ using ::testing::IsEmpty;
 constexpr char kTier[] = "llama8b";
 constexpr char kStable[] = "stable";
 constexpr char kTierResource[] = "tiers/llama8b/channels/stable";
+// The fixture's clock at the start, in microseconds since the Unix epoch: a tier's first
+// sequence. While the clock stands still each change adds one; once it moves on, the next
+// change takes the clock (catalog.h, "Sequences").
+constexpr int64_t kT0 = 1'700'000'000'000'000;
 
 std::string Digest(char c) { return "sha256:" + std::string(64, c); }
 
@@ -115,6 +119,15 @@ class RolloutTest : public ::testing::Test {
     return binding.ok() ? binding->sequence() : -1;
   }
 
+  // The version of llama8b/stable's newest bind (read from the file, as the API shows only
+  // what the tier resolves to); "<none>" when never bound.
+  std::string NewestBind() {
+    return QueryRaw(
+        path(),
+        "SELECT 'models/' || model_id || '/versions/' || version_id FROM tier_history"
+        " WHERE tier = 'llama8b' AND channel = 'stable' ORDER BY sequence DESC LIMIT 1");
+  }
+
   // Every audit entry, newest first.
   std::vector<v1::AuditEntry> Audit() {
     absl::StatusOr<ListPage<v1::AuditEntry>> page = catalog_->ListAuditLog(1000, "");
@@ -122,7 +135,7 @@ class RolloutTest : public ::testing::Test {
     return page.ok() ? page->items : std::vector<v1::AuditEntry>{};
   }
 
-  // Binds llama8b/stable to a fresh v1 and returns {v1, v2}, both PUBLISHED; sequence is 1.
+  // Binds llama8b/stable to a fresh v1 and returns {v1, v2}, both PUBLISHED; the sequence is kT0.
   std::pair<VersionName, VersionName> BoundTier() {
     VersionName v1 = Published("llama", "v1", 'a');
     VersionName v2 = Published("llama", "v2", 'b');
@@ -132,7 +145,7 @@ class RolloutTest : public ::testing::Test {
 
   ScratchDir dir_;  // declared first: outlives the catalog that keeps files in it
   absl::Mutex clock_mu_;
-  absl::Time now_ = absl::FromUnixSeconds(1'700'000'000);
+  absl::Time now_ = absl::FromUnixMicros(kT0);
   std::unique_ptr<Catalog> catalog_;
 };
 
@@ -244,14 +257,21 @@ TEST_F(RolloutTest, EveryMutationIsAuditedWithActorAndAction) {
   for (size_t i = 1; i < entries.size(); ++i) EXPECT_LT(entries[i].id(), entries[i - 1].id());
   EXPECT_EQ(entries.back().time().seconds(), 1'700'000'000);
   // Details say what changed, with the sequence where devices see it.
-  EXPECT_EQ(entries[14].details(), "bound to models/llama/versions/v1 (sequence 1)");
-  EXPECT_EQ(entries[13].details(),
-            "r-1: models/llama/versions/v1 -> models/llama/versions/v2 at 100 bp (sequence 2)");
-  EXPECT_EQ(entries[12].details(), "r-1: 100 -> 500 bp (sequence 3)");
-  EXPECT_EQ(entries[9].details(), "r-1 completed: bound to models/llama/versions/v2 (sequence 6)");
+  EXPECT_EQ(entries[14].details(),
+            absl::StrCat("bound to models/llama/versions/v1 (sequence ", kT0, ")"));
+  EXPECT_EQ(
+      entries[13].details(),
+      absl::StrCat("r-1: models/llama/versions/v1 -> models/llama/versions/v2 at 100 bp (sequence ",
+                   kT0 + 1, ")"));
+  EXPECT_EQ(entries[12].details(), absl::StrCat("r-1: 100 -> 500 bp (sequence ", kT0 + 2, ")"));
+  EXPECT_EQ(
+      entries[9].details(),
+      absl::StrCat("r-1 completed: bound to models/llama/versions/v2 (sequence ", kT0 + 5, ")"));
   EXPECT_EQ(entries[8].details(),
-            "pinned 2 device(s) to models/llama/versions/v1, 2 changed (sequence 7)");
-  EXPECT_EQ(entries[7].details(), "unpinned 1 of 1 device(s) (sequence 8)");
+            absl::StrCat("pinned 2 device(s) to models/llama/versions/v1, 2 changed (sequence ",
+                         kT0 + 6, ")"));
+  EXPECT_EQ(entries[7].details(),
+            absl::StrCat("unpinned 1 of 1 device(s) (sequence ", kT0 + 7, ")"));
   EXPECT_THAT(entries[2].details(), AllOf(HasSubstr("\"broken\""), HasSubstr("1 pin(s) removed"),
                                           HasSubstr("tiers/llama8b/channels/stable (sequence")));
   EXPECT_EQ(entries[0].details(), "rotated 2 keys");
@@ -324,7 +344,7 @@ TEST_F(RolloutTest, StartRolloutFromTheResolvedVersion) {
   EXPECT_EQ(rollout->state(), v1::Rollout::ACTIVE);
   EXPECT_EQ(rollout->create_time().seconds(), 1'700'000'005);
   EXPECT_EQ(rollout->update_time().seconds(), 1'700'000'005);
-  EXPECT_EQ(Sequence(), 2);
+  EXPECT_EQ(Sequence(), kT0 + 5'000'000);  // the clock, 5 s on
   // The binding itself is unchanged: devices outside the cohort keep v1.
   EXPECT_EQ(catalog_->GetTier(kTier, kStable)->version(), "models/llama/versions/v1");
 
@@ -386,7 +406,7 @@ TEST_F(RolloutTest, StartRolloutErrors) {
   absl::StatusOr<v1::Rollout> while_paused = catalog_->StartRollout(kTier, kStable, v3, 100);
   EXPECT_THAT(while_paused, StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("PAUSED")));
   EXPECT_EQ(ErrorReason(while_paused.status()), "ROLLOUT_IN_PROGRESS");
-  EXPECT_EQ(Sequence(), 3);  // bind, start, pause; no failure bumped
+  EXPECT_EQ(Sequence(), kT0 + 2);  // bind, start, pause; no failure bumped
 
   // A tier whose every bound version was yanked has nothing to roll out from.
   ASSERT_THAT(catalog_->SetTier("empty", kStable, v3), IsOk());
@@ -423,7 +443,7 @@ TEST_F(RolloutTest, AdvanceRollout) {
   EXPECT_THAT(none, StatusIs(absl::StatusCode::kNotFound, HasSubstr(kTier)));
   EXPECT_EQ(ErrorReason(none.status()), "ROLLOUT_NOT_FOUND");
 
-  ASSERT_THAT(catalog_->StartRollout(kTier, kStable, v2, 100), IsOk());  // seq 2
+  ASSERT_THAT(catalog_->StartRollout(kTier, kStable, v2, 100), IsOk());  // kT0 + 1
   Advance(absl::Seconds(7));
   absl::StatusOr<v1::Rollout> advanced = catalog_->AdvanceRollout(kTier, kStable, 2500);
   ASSERT_THAT(advanced, IsOk());
@@ -431,14 +451,14 @@ TEST_F(RolloutTest, AdvanceRollout) {
   EXPECT_EQ(advanced->state(), v1::Rollout::ACTIVE);
   EXPECT_EQ(advanced->update_time().seconds(), 1'700'000'007);
   EXPECT_EQ(advanced->create_time().seconds(), 1'700'000'000);
-  EXPECT_EQ(Sequence(), 3);
+  EXPECT_EQ(Sequence(), kT0 + 7'000'000);  // the clock, 7 s on
 
   // The same share changes nothing devices see: no bump, but the answer is the rollout.
   absl::StatusOr<v1::Rollout> same = catalog_->AdvanceRollout(kTier, kStable, 2500);
   ASSERT_THAT(same, IsOk());
   EXPECT_EQ(same->basis_points(), 2500);
   EXPECT_EQ(same->update_time().seconds(), 1'700'000'007);
-  EXPECT_EQ(Sequence(), 3);
+  EXPECT_EQ(Sequence(), kT0 + 7'000'000);
 
   absl::StatusOr<v1::Rollout> lower = catalog_->AdvanceRollout(kTier, kStable, 2499);
   EXPECT_THAT(lower, StatusIs(absl::StatusCode::kInvalidArgument,
@@ -452,19 +472,19 @@ TEST_F(RolloutTest, AdvanceRollout) {
     EXPECT_EQ(ErrorMetadataValue(out.status(), "field"), "basis_points");
   }
 
-  ASSERT_THAT(catalog_->PauseRollout(kTier, kStable), IsOk());  // seq 4
+  ASSERT_THAT(catalog_->PauseRollout(kTier, kStable), IsOk());  // kT0 + 7'000'001
   absl::StatusOr<v1::Rollout> paused = catalog_->AdvanceRollout(kTier, kStable, 5000);
   EXPECT_THAT(paused, StatusIs(absl::StatusCode::kFailedPrecondition,
                                AllOf(HasSubstr("PAUSED"), HasSubstr("r-1"))));
   EXPECT_EQ(ErrorReason(paused.status()), "ROLLOUT_PAUSED");
-  EXPECT_EQ(Sequence(), 4);
+  EXPECT_EQ(Sequence(), kT0 + 7'000'001);
 
-  ASSERT_THAT(catalog_->ResumeRollout(kTier, kStable), IsOk());  // seq 5
+  ASSERT_THAT(catalog_->ResumeRollout(kTier, kStable), IsOk());  // kT0 + 7'000'002
   absl::StatusOr<v1::Rollout> full = catalog_->AdvanceRollout(kTier, kStable, 10000);
   ASSERT_THAT(full, IsOk());
   EXPECT_EQ(full->basis_points(), 10000);
   EXPECT_EQ(full->state(), v1::Rollout::ACTIVE);  // 100% is not COMPLETED until asked
-  EXPECT_EQ(Sequence(), 6);
+  EXPECT_EQ(Sequence(), kT0 + 7'000'003);
 }
 
 TEST_F(RolloutTest, PauseAndResume) {
@@ -476,7 +496,7 @@ TEST_F(RolloutTest, PauseAndResume) {
   EXPECT_THAT(none_resume, StatusIs(absl::StatusCode::kNotFound, HasSubstr(kTier)));
   EXPECT_EQ(ErrorReason(none_resume.status()), "ROLLOUT_NOT_FOUND");
 
-  ASSERT_THAT(catalog_->StartRollout(kTier, kStable, v2, 300), IsOk());  // seq 2
+  ASSERT_THAT(catalog_->StartRollout(kTier, kStable, v2, 300), IsOk());  // kT0 + 1
   absl::StatusOr<v1::Rollout> not_paused = catalog_->ResumeRollout(kTier, kStable);
   EXPECT_THAT(not_paused, StatusIs(absl::StatusCode::kFailedPrecondition,
                                    AllOf(HasSubstr("ACTIVE"), HasSubstr("not PAUSED"))));
@@ -486,7 +506,7 @@ TEST_F(RolloutTest, PauseAndResume) {
   ASSERT_THAT(paused, IsOk());
   EXPECT_EQ(paused->state(), v1::Rollout::PAUSED);
   EXPECT_EQ(paused->basis_points(), 300);
-  EXPECT_EQ(Sequence(), 3);
+  EXPECT_EQ(Sequence(), kT0 + 2);
 
   absl::StatusOr<v1::Rollout> twice = catalog_->PauseRollout(kTier, kStable);
   EXPECT_THAT(twice, StatusIs(absl::StatusCode::kFailedPrecondition,
@@ -497,7 +517,7 @@ TEST_F(RolloutTest, PauseAndResume) {
   ASSERT_THAT(resumed, IsOk());
   EXPECT_EQ(resumed->state(), v1::Rollout::ACTIVE);
   EXPECT_EQ(resumed->basis_points(), 300);
-  EXPECT_EQ(Sequence(), 4);
+  EXPECT_EQ(Sequence(), kT0 + 3);
 }
 
 TEST_F(RolloutTest, CompleteBindsTheTierToTheTarget) {
@@ -506,8 +526,8 @@ TEST_F(RolloutTest, CompleteBindsTheTierToTheTarget) {
   EXPECT_THAT(none, StatusIs(absl::StatusCode::kNotFound, HasSubstr(kTier)));
   EXPECT_EQ(ErrorReason(none.status()), "ROLLOUT_NOT_FOUND");
 
-  ASSERT_THAT(catalog_->StartRollout(kTier, kStable, v2, 300), IsOk());  // seq 2
-  ASSERT_THAT(catalog_->PauseRollout(kTier, kStable), IsOk());  // seq 3: PAUSED completes too
+  ASSERT_THAT(catalog_->StartRollout(kTier, kStable, v2, 300), IsOk());  // kT0 + 1
+  ASSERT_THAT(catalog_->PauseRollout(kTier, kStable), IsOk());  // kT0 + 2: PAUSED completes too
   Advance(absl::Seconds(9));
   absl::StatusOr<v1::Rollout> completed = catalog_->CompleteRollout(kTier, kStable);
   ASSERT_THAT(completed, IsOk());
@@ -516,7 +536,7 @@ TEST_F(RolloutTest, CompleteBindsTheTierToTheTarget) {
   absl::StatusOr<v1::TierBinding> binding = catalog_->GetTier(kTier, kStable);
   ASSERT_THAT(binding, IsOk());
   EXPECT_EQ(binding->version(), "models/llama/versions/v2");
-  EXPECT_EQ(binding->sequence(), 4);
+  EXPECT_EQ(binding->sequence(), kT0 + 9'000'000);  // the clock, 9 s on
   EXPECT_EQ(binding->update_time().seconds(), 1'700'000'009);
 
   // No rollout is open any more: completing again fails, a bind is allowed again.
@@ -530,7 +550,7 @@ TEST_F(RolloutTest, CompleteBindsTheTierToTheTarget) {
   binding = catalog_->GetTier(kTier, kStable);
   ASSERT_THAT(binding, IsOk());
   EXPECT_EQ(binding->version(), "models/llama/versions/v1");
-  EXPECT_EQ(binding->sequence(), 5);
+  EXPECT_EQ(binding->sequence(), kT0 + 9'000'001);
   // A finished rollout keeps its state when its target is yanked later.
   absl::StatusOr<ListPage<v1::Rollout>> listed = catalog_->ListRollouts("", "", 0, "");
   ASSERT_THAT(listed, IsOk());
@@ -543,12 +563,12 @@ TEST_F(RolloutTest, AbortKeepsTheBinding) {
   EXPECT_THAT(none, StatusIs(absl::StatusCode::kNotFound, HasSubstr(kTier)));
   EXPECT_EQ(ErrorReason(none.status()), "ROLLOUT_NOT_FOUND");
 
-  ASSERT_THAT(catalog_->StartRollout(kTier, kStable, v2, 5000), IsOk());  // seq 2
+  ASSERT_THAT(catalog_->StartRollout(kTier, kStable, v2, 5000), IsOk());  // kT0 + 1
   absl::StatusOr<v1::Rollout> aborted = catalog_->AbortRollout(kTier, kStable);
   ASSERT_THAT(aborted, IsOk());
   EXPECT_EQ(aborted->state(), v1::Rollout::ABORTED);
   EXPECT_EQ(catalog_->GetTier(kTier, kStable)->version(), "models/llama/versions/v1");
-  EXPECT_EQ(Sequence(), 3);
+  EXPECT_EQ(Sequence(), kT0 + 2);
 
   // A new rollout after an abort gets a new id.
   absl::StatusOr<v1::Rollout> again = catalog_->StartRollout(kTier, kStable, v2, 10);
@@ -559,26 +579,31 @@ TEST_F(RolloutTest, AbortKeepsTheBinding) {
 TEST_F(RolloutTest, SetTierIsRefusedWhileARolloutIsOpen) {
   auto [v1, v2] = BoundTier();
   VersionName v3 = Published("llama", "v3", 'c');
-  ASSERT_THAT(catalog_->StartRollout(kTier, kStable, v2, 100), IsOk());  // seq 2
+  ASSERT_THAT(catalog_->StartRollout(kTier, kStable, v2, 100), IsOk());  // kT0 + 1
   absl::StatusOr<v1::TierBinding> active = catalog_->SetTier(kTier, kStable, v3);
   EXPECT_THAT(active, StatusIs(absl::StatusCode::kFailedPrecondition,
                                AllOf(HasSubstr("r-1"), HasSubstr("complete or abort"))));
   EXPECT_EQ(ErrorReason(active.status()), "ROLLOUT_IN_PROGRESS");
   EXPECT_EQ(ErrorMetadataValue(active.status(), "rollout"), "r-1");
+  // Also for the version already bound: that bind would change nothing, but the operator
+  // decides the rollout's fate first rather than get a success that leaves it running.
+  absl::StatusOr<v1::TierBinding> same = catalog_->SetTier(kTier, kStable, v1);
+  EXPECT_THAT(same, StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("r-1")));
+  EXPECT_EQ(ErrorReason(same.status()), "ROLLOUT_IN_PROGRESS");
 
-  ASSERT_THAT(catalog_->PauseRollout(kTier, kStable), IsOk());  // seq 3
+  ASSERT_THAT(catalog_->PauseRollout(kTier, kStable), IsOk());  // kT0 + 2
   absl::StatusOr<v1::TierBinding> paused = catalog_->SetTier(kTier, kStable, v3);
   EXPECT_THAT(paused, StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("PAUSED")));
   EXPECT_EQ(ErrorReason(paused.status()), "ROLLOUT_IN_PROGRESS");
-  EXPECT_EQ(Sequence(), 3);
+  EXPECT_EQ(Sequence(), kT0 + 2);
 
   // Other channels of the tier are independent.
   ASSERT_THAT(catalog_->SetTier(kTier, "beta", v3), IsOk());
 
-  ASSERT_THAT(catalog_->AbortRollout(kTier, kStable), IsOk());  // seq 4
+  ASSERT_THAT(catalog_->AbortRollout(kTier, kStable), IsOk());  // kT0 + 3
   absl::StatusOr<v1::TierBinding> after = catalog_->SetTier(kTier, kStable, v3);
   ASSERT_THAT(after, IsOk());
-  EXPECT_EQ(after->sequence(), 5);
+  EXPECT_EQ(after->sequence(), kT0 + 4);
 }
 
 TEST_F(RolloutTest, RolloutIdsAreNeverReusedAcrossTiersAndReopens) {
@@ -662,7 +687,7 @@ TEST_F(RolloutTest, ResolveAllTiersCarriesOpenRolloutsOnly) {
   EXPECT_EQ(active.rollout_version->name(), "models/llama/versions/v2");
   EXPECT_EQ(active.rollout_version->artifacts(0).digest(), Digest('b'));
   EXPECT_EQ(active.version.name(), "models/llama/versions/v1");
-  EXPECT_EQ(active.binding.sequence(), 2);
+  EXPECT_EQ(active.binding.sequence(), kT0 + 1);
 
   ASSERT_THAT(catalog_->PauseRollout(kTier, kStable), IsOk());
   ResolvedTier paused = resolve();
@@ -673,7 +698,7 @@ TEST_F(RolloutTest, ResolveAllTiersCarriesOpenRolloutsOnly) {
   ResolvedTier aborted = resolve();
   EXPECT_FALSE(aborted.rollout.has_value());
   EXPECT_FALSE(aborted.rollout_version.has_value());
-  EXPECT_EQ(aborted.binding.sequence(), 4);
+  EXPECT_EQ(aborted.binding.sequence(), kT0 + 3);
 }
 
 // --- Pins -----------------------------------------------------------------------------------
@@ -684,20 +709,20 @@ TEST_F(RolloutTest, PinDevicesAddsAndReplaces) {
   absl::StatusOr<Catalog::PinChange> pinned = catalog_->PinDevices(kTier, kStable, {"b", "a"}, v2);
   ASSERT_THAT(pinned, IsOk());
   EXPECT_EQ(pinned->changed, 2);
-  EXPECT_EQ(pinned->sequence, 2);
-  EXPECT_EQ(Sequence(), 2);
+  EXPECT_EQ(pinned->sequence, kT0 + 3'000'000);  // the clock, 3 s on
+  EXPECT_EQ(Sequence(), kT0 + 3'000'000);
 
   // Re-pinning to the same version changes nothing: no bump.
   absl::StatusOr<Catalog::PinChange> same = catalog_->PinDevices(kTier, kStable, {"a", "a"}, v2);
   ASSERT_THAT(same, IsOk());
   EXPECT_EQ(same->changed, 0);
-  EXPECT_EQ(same->sequence, 2);
+  EXPECT_EQ(same->sequence, kT0 + 3'000'000);
 
   // Moving one pin and adding one: two changes, one bump.
   absl::StatusOr<Catalog::PinChange> moved = catalog_->PinDevices(kTier, kStable, {"a", "c"}, v1);
   ASSERT_THAT(moved, IsOk());
   EXPECT_EQ(moved->changed, 2);
-  EXPECT_EQ(moved->sequence, 3);
+  EXPECT_EQ(moved->sequence, kT0 + 3'000'001);
 
   absl::StatusOr<ListPage<v1::DevicePin>> pins = catalog_->ListPins(0, "");
   ASSERT_THAT(pins, IsOk());
@@ -751,7 +776,7 @@ TEST_F(RolloutTest, PinDevicesErrors) {
   EXPECT_THAT(on_yanked, StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("YANKED")));
   EXPECT_EQ(ErrorReason(on_yanked.status()), "VERSION_NOT_PUBLISHED");
 
-  EXPECT_EQ(Sequence(), 1);
+  EXPECT_EQ(Sequence(), kT0);
   EXPECT_THAT(catalog_->ListPins(0, "")->items, IsEmpty());
 }
 
@@ -761,18 +786,18 @@ TEST_F(RolloutTest, UnpinDevices) {
   EXPECT_THAT(unbound, StatusIs(absl::StatusCode::kNotFound, HasSubstr("nope")));
   EXPECT_EQ(ErrorReason(unbound.status()), "TIER_NOT_FOUND");
 
-  ASSERT_THAT(catalog_->PinDevices(kTier, kStable, {"a", "b", "c"}, v2), IsOk());  // seq 2
+  ASSERT_THAT(catalog_->PinDevices(kTier, kStable, {"a", "b", "c"}, v2), IsOk());  // kT0 + 1
   absl::StatusOr<Catalog::PinChange> removed =
       catalog_->UnpinDevices(kTier, kStable, {"a", "zzz", "c"});
   ASSERT_THAT(removed, IsOk());
   EXPECT_EQ(removed->changed, 2);  // unknown ids are ignored
-  EXPECT_EQ(removed->sequence, 3);
+  EXPECT_EQ(removed->sequence, kT0 + 2);
 
   absl::StatusOr<Catalog::PinChange> nothing = catalog_->UnpinDevices(kTier, kStable, {"a", "q"});
   ASSERT_THAT(nothing, IsOk());
   EXPECT_EQ(nothing->changed, 0);
-  EXPECT_EQ(nothing->sequence, 3);
-  EXPECT_EQ(Sequence(), 3);
+  EXPECT_EQ(nothing->sequence, kT0 + 2);
+  EXPECT_EQ(Sequence(), kT0 + 2);
 
   absl::StatusOr<ListPage<v1::DevicePin>> pins = catalog_->ListPins(0, "");
   ASSERT_THAT(pins, IsOk());
@@ -814,18 +839,18 @@ TEST_F(RolloutTest, ListPinsPagesInTierChannelDeviceOrder) {
 TEST_F(RolloutTest, YankOfTheRolloutTargetAbortsItAndRemovesPinsWithOneBump) {
   auto [v1, v2] = BoundTier();
   ASSERT_THAT(catalog_->SetTier("other", kStable, v1), IsOk());
-  ASSERT_THAT(catalog_->StartRollout(kTier, kStable, v2, 4000), IsOk());        // seq 2
-  ASSERT_THAT(catalog_->PinDevices(kTier, kStable, {"p1", "p2"}, v2), IsOk());  // seq 3
-  ASSERT_THAT(catalog_->PinDevices(kTier, kStable, {"p3"}, v1), IsOk());        // seq 4
-  ASSERT_THAT(catalog_->PinDevices("other", kStable, {"q1"}, v2), IsOk());      // other seq 2
+  ASSERT_THAT(catalog_->StartRollout(kTier, kStable, v2, 4000), IsOk());        // kT0 + 1
+  ASSERT_THAT(catalog_->PinDevices(kTier, kStable, {"p1", "p2"}, v2), IsOk());  // kT0 + 2
+  ASSERT_THAT(catalog_->PinDevices(kTier, kStable, {"p3"}, v1), IsOk());        // kT0 + 3
+  ASSERT_THAT(catalog_->PinDevices("other", kStable, {"q1"}, v2), IsOk());      // other kT0 + 1
 
   absl::StatusOr<v1::Version> yanked = catalog_->YankVersion(v2, "crashes");
   ASSERT_THAT(yanked, IsOk());
   EXPECT_EQ(yanked->state(), v1::Version::YANKED);
 
   // Rollout and pins changed on llama8b/stable: one bump for both.
-  EXPECT_EQ(Sequence(), 5);
-  EXPECT_EQ(catalog_->GetTier("other", kStable)->sequence(), 3);
+  EXPECT_EQ(Sequence(), kT0 + 4);
+  EXPECT_EQ(catalog_->GetTier("other", kStable)->sequence(), kT0 + 2);
   EXPECT_EQ(catalog_->GetTier(kTier, kStable)->version(), "models/llama/versions/v1");
 
   absl::StatusOr<ListPage<v1::Rollout>> rollouts = catalog_->ListRollouts("", "", 0, "");
@@ -848,10 +873,11 @@ TEST_F(RolloutTest, YankOfTheRolloutTargetAbortsItAndRemovesPinsWithOneBump) {
 
   std::vector<v1::AuditEntry> audit = Audit();
   EXPECT_EQ(audit[0].action(), "YankVersion");
-  EXPECT_THAT(audit[0].details(),
-              AllOf(HasSubstr("rollout r-1 aborted"), HasSubstr("3 pin(s) removed"),
-                    HasSubstr("tiers/llama8b/channels/stable (sequence 5)"),
-                    HasSubstr("tiers/other/channels/stable (sequence 3)")));
+  EXPECT_THAT(
+      audit[0].details(),
+      AllOf(HasSubstr("rollout r-1 aborted"), HasSubstr("3 pin(s) removed"),
+            HasSubstr(absl::StrCat("tiers/llama8b/channels/stable (sequence ", kT0 + 4, ")")),
+            HasSubstr(absl::StrCat("tiers/other/channels/stable (sequence ", kT0 + 2, ")"))));
 
   // The tier is free for a new rollout and for binds.
   ASSERT_THAT(catalog_->SetTier(kTier, kStable, v1), IsOk());
@@ -860,12 +886,12 @@ TEST_F(RolloutTest, YankOfTheRolloutTargetAbortsItAndRemovesPinsWithOneBump) {
 TEST_F(RolloutTest, YankOfTheFromVersionKeepsTheRolloutAndBumpsOnce) {
   auto [v1, v2] = BoundTier();
   VersionName v0 = Published("llama", "v0", 'c');
-  ASSERT_THAT(catalog_->SetTier(kTier, kStable, v0), IsOk());            // seq 2
-  ASSERT_THAT(catalog_->SetTier(kTier, kStable, v1), IsOk());            // seq 3
-  ASSERT_THAT(catalog_->StartRollout(kTier, kStable, v2, 10), IsOk());   // seq 4
-  ASSERT_THAT(catalog_->PinDevices(kTier, kStable, {"p"}, v1), IsOk());  // seq 5
+  ASSERT_THAT(catalog_->SetTier(kTier, kStable, v0), IsOk());            // kT0 + 1
+  ASSERT_THAT(catalog_->SetTier(kTier, kStable, v1), IsOk());            // kT0 + 2
+  ASSERT_THAT(catalog_->StartRollout(kTier, kStable, v2, 10), IsOk());   // kT0 + 3
+  ASSERT_THAT(catalog_->PinDevices(kTier, kStable, {"p"}, v1), IsOk());  // kT0 + 4
   ASSERT_THAT(catalog_->YankVersion(v1, "bad"), IsOk());
-  EXPECT_EQ(Sequence(), 6);  // fallback and pin removal: one bump
+  EXPECT_EQ(Sequence(), kT0 + 5);  // fallback and pin removal: one bump
   EXPECT_EQ(catalog_->GetTier(kTier, kStable)->version(), "models/llama/versions/v0");
   absl::StatusOr<ListPage<v1::Rollout>> rollouts = catalog_->ListRollouts("", "", 0, "");
   ASSERT_THAT(rollouts, IsOk());
@@ -874,9 +900,9 @@ TEST_F(RolloutTest, YankOfTheFromVersionKeepsTheRolloutAndBumpsOnce) {
 
 // --- Sequence -------------------------------------------------------------------------------
 
-// 100 successful mixed changes on one tier/channel, chosen by a seeded generator: every change
-// of what devices see adds exactly one, everything else (failures, no-ops) adds nothing, and the
-// value survives a reopen.
+// 100 successful mixed changes on one tier/channel, chosen by a seeded generator, under a clock
+// that stands still: every change of what devices see adds exactly one, everything else
+// (failures, no-ops) adds nothing, and the value survives a reopen.
 TEST_F(RolloutTest, SequenceGrowsByOnePerChangeAcrossMixedOperationsAndReopen) {
   std::vector<VersionName> published;
   int next_version = 0;
@@ -899,7 +925,7 @@ TEST_F(RolloutTest, SequenceGrowsByOnePerChangeAcrossMixedOperationsAndReopen) {
   };
 
   int64_t sequence = Sequence();
-  ASSERT_EQ(sequence, 1);
+  ASSERT_EQ(sequence, kT0);
   int changes = 0;
   int attempts = 0;
   int bumps = 0;
@@ -909,8 +935,12 @@ TEST_F(RolloutTest, SequenceGrowsByOnePerChangeAcrossMixedOperationsAndReopen) {
     bool expect_bump = false;
     switch (pick(10)) {
       case 0: {
-        ok = catalog_->SetTier(kTier, kStable, published[pick(published.size())]).ok();
-        expect_bump = ok;
+        // Binding the version of the newest bind again is a no-op (every version in
+        // `published` is PUBLISHED, so the tier resolves to it too).
+        const VersionName& target = published[pick(published.size())];
+        const bool already_bound = NewestBind() == target.ToString();
+        ok = catalog_->SetTier(kTier, kStable, target).ok();
+        expect_bump = ok && !already_bound;
         break;
       }
       case 1: {
@@ -1015,6 +1045,50 @@ TEST_F(RolloutTest, SequenceGrowsByOnePerChangeAcrossMixedOperationsAndReopen) {
   EXPECT_EQ(*check, "ok");
 }
 
+// Every kind of change takes its sequence from the one rule: never below the clock in
+// microseconds, one more than the previous while the clock stands still, and still one more
+// when the clock goes back.
+TEST_F(RolloutTest, EverySequenceIsAtLeastTheClockAndStrictlyIncreases) {
+  auto [v1, v2] = BoundTier();
+  VersionName v3 = Published("llama", "v3", 'c');
+  std::vector<int64_t> issued = {Sequence()};
+  auto changed = [&](const std::string& what) {
+    const int64_t now = Sequence();
+    EXPECT_EQ(now, issued.back() + 1) << what;
+    issued.push_back(now);
+  };
+  EXPECT_EQ(issued.back(), kT0);  // the first bind: the clock
+  ASSERT_THAT(catalog_->StartRollout(kTier, kStable, v2, 100), IsOk());
+  changed("start");
+  ASSERT_THAT(catalog_->AdvanceRollout(kTier, kStable, 200), IsOk());
+  changed("advance");
+  ASSERT_THAT(catalog_->PauseRollout(kTier, kStable), IsOk());
+  changed("pause");
+  ASSERT_THAT(catalog_->ResumeRollout(kTier, kStable), IsOk());
+  changed("resume");
+  ASSERT_THAT(catalog_->CompleteRollout(kTier, kStable), IsOk());
+  changed("complete");
+  ASSERT_THAT(catalog_->PinDevices(kTier, kStable, {"d"}, v1), IsOk());
+  changed("pin");
+  ASSERT_THAT(catalog_->UnpinDevices(kTier, kStable, {"d"}), IsOk());
+  changed("unpin");
+  ASSERT_THAT(catalog_->YankVersion(v2, "bad"), IsOk());  // falls back to v1
+  changed("yank");
+  ASSERT_THAT(catalog_->SetTier(kTier, kStable, v3), IsOk());
+  changed("bind");
+  EXPECT_EQ(issued.back(), kT0 + 9);
+
+  // The clock moves on: the next change takes it, whatever its kind.
+  Advance(absl::Seconds(2));
+  ASSERT_THAT(catalog_->PinDevices(kTier, kStable, {"d"}, v3), IsOk());
+  EXPECT_EQ(Sequence(), kT0 + 2'000'000);
+
+  // The clock goes back an hour: sequences still only grow.
+  Advance(-absl::Hours(1));
+  ASSERT_THAT(catalog_->SetTier(kTier, kStable, v1), IsOk());
+  EXPECT_EQ(Sequence(), kT0 + 2'000'001);
+}
+
 // --- Trust roots ----------------------------------------------------------------------------
 
 TEST_F(RolloutTest, TrustRootChainIsGapFree) {
@@ -1090,7 +1164,9 @@ TEST(Migration0002Test, UpgradesAVersionOneDatabaseKeepingItsData) {
     sqlite3_close(db);
   }
 
-  absl::StatusOr<std::unique_ptr<Catalog>> opened = Catalog::Open(path);
+  Catalog::Options options;
+  options.now = [] { return absl::FromUnixMicros(kT0); };
+  absl::StatusOr<std::unique_ptr<Catalog>> opened = Catalog::Open(path, options);
   ASSERT_THAT(opened, IsOk());
   Catalog& catalog = **opened;
   EXPECT_EQ(catalog.SchemaVersion(), 2);
@@ -1119,7 +1195,8 @@ TEST(Migration0002Test, UpgradesAVersionOneDatabaseKeepingItsData) {
   EXPECT_THAT(catalog.ListAuditLog(0, "")->items, IsEmpty());
   EXPECT_THAT(catalog.GetTrustRoot(0), StatusIs(absl::StatusCode::kNotFound, HasSubstr("no")));
 
-  // The new tables work on the upgraded file and continue the old sequence.
+  // The new tables work on the upgraded file; the old sequence, far below the clock, jumps to
+  // it on the next change (higher, so devices accept it).
   ASSERT_THAT(catalog.CreateVersion({"llama", "v2"}, {MacArtifact(Digest('b'), 5)}), IsOk());
   ASSERT_THAT(catalog.PublishVersion({"llama", "v2"}, Uploaded), IsOk());
   absl::StatusOr<v1::Rollout> rollout =
@@ -1127,7 +1204,7 @@ TEST(Migration0002Test, UpgradesAVersionOneDatabaseKeepingItsData) {
   ASSERT_THAT(rollout, IsOk());
   EXPECT_EQ(rollout->id(), "r-1");
   EXPECT_EQ(rollout->from_version(), "models/llama/versions/v1");
-  EXPECT_EQ(catalog.GetTier("llama8b", "stable")->sequence(), 8);
+  EXPECT_EQ(catalog.GetTier("llama8b", "stable")->sequence(), kT0);
   EXPECT_EQ(catalog.ListAuditLog(0, "")->items.size(), 3u);
   EXPECT_EQ(*catalog.IntegrityCheck(), "ok");
 }
