@@ -56,6 +56,14 @@ std::optional<ChainSidecar> DecodeChainSidecar(absl::string_view raw) {
   return out;
 }
 
+std::optional<ChainSidecar> DecodeLegacyChainSidecar(absl::string_view raw, int64_t file_size) {
+  if (raw.substr(0, kSidecarMagic.size()) == kSidecarMagic ||
+      raw.size() != static_cast<size_t>(ChunkCount(file_size)) * kEntryBytes) {
+    return std::nullopt;
+  }
+  return ChainSidecar{file_size, std::string(raw)};
+}
+
 BlobRecord::BlobRecord(std::string hex, FileIdentity identity, ChainSidecar sidecar)
     : hex_(std::move(hex)),
       identity_(identity),

@@ -65,6 +65,9 @@ struct ChainSidecar {
 std::string EncodeChainSidecar(int64_t size, absl::string_view chain);
 // nullopt for anything but a well-formed sidecar of the current layout.
 std::optional<ChainSidecar> DecodeChainSidecar(absl::string_view raw);
+// A sidecar of the older layout (the entries alone) for a file of `file_size` bytes: nullopt
+// unless it has exactly that many entries and is not a damaged sidecar of the current layout.
+std::optional<ChainSidecar> DecodeLegacyChainSidecar(absl::string_view raw, int64_t file_size);
 
 // One stored blob as this process knows it. Immutable but for the verified bits, which any
 // reader may set (atomically) once it has hashed a chunk and found it matches.

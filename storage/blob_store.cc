@@ -380,12 +380,28 @@ absl::StatusOr<std::shared_ptr<const BlobRecord>> BlobStore::LoadRecord(
     if (it != records_.end() && it->second->identity() == identity) return it->second;
   }
   std::optional<ChainSidecar> sidecar;
+  bool rewrite = false;  // a usable sidecar of the older layout, to be upgraded
   if (absl::StatusOr<std::string> raw = ReadFileToString(ChainPath(hex)); raw.ok()) {
     sidecar = DecodeChainSidecar(*raw);
+    if (!sidecar.has_value()) {
+      // Stores before the recorded size wrote the entries alone. Taking the file's size as
+      // the recorded one keeps an upgrade from rereading every blob; a file already damaged
+      // then still fails its chunk checks, and its last entry must be its digest anyway.
+      sidecar = DecodeLegacyChainSidecar(*raw, identity.size);
+      rewrite = sidecar.has_value();
+    }
+    // The last entry is the blob's digest: a cheap check that the sidecar is this blob's.
+    if (sidecar.has_value() && !sidecar->chain.empty() &&
+        HexEncode(absl::string_view(sidecar->chain).substr(sidecar->chain.size() - 32)) != hex) {
+      sidecar.reset();
+      rewrite = false;
+    }
   } else if (!absl::IsNotFound(raw.status())) {
     return raw.status();
   }
-  if (!sidecar.has_value()) {
+  if (rewrite) {
+    MD_RETURN_IF_ERROR(WriteChain(hex, sidecar->size, sidecar->chain));
+  } else if (!sidecar.has_value()) {
     // No usable sidecar: one pass over the blob gives the chunk chain and, for free, a check
     // that the blob still holds the bytes of its name, so corrupt bytes never get a chain.
     BlobHasher hasher;

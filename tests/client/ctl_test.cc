@@ -3,6 +3,7 @@
 // hand-written fake RegistryService (upload and publish rpcs only) served in-process; and, at
 // the end, publish reruns against a real in-process server, whose tier sequences, audit log and
 // blob store are what idempotence is about.
+#include <fcntl.h>
 #include <grpcpp/grpcpp.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -2271,7 +2272,8 @@ class RealServerPublishTest : public ::testing::Test {
 TEST_F(RealServerPublishTest, RerunThatChangesNothingChangesNothing) {
   PublishResult first;
   ASSERT_THAT(Publish(&first), IsOk());
-  ASSERT_EQ(first.binding.sequence(), 1);
+  const int64_t sequence = first.binding.sequence();
+  ASSERT_GT(sequence, 0);
   const std::vector<v1::AuditEntry> audit = AuditLog();
   ASSERT_FALSE(audit.empty());
 
@@ -2280,13 +2282,13 @@ TEST_F(RealServerPublishTest, RerunThatChangesNothingChangesNothing) {
   EXPECT_TRUE(second.was_published);
   EXPECT_TRUE(second.tier_already_bound);
   EXPECT_EQ(second.BytesSent(), 0);
-  EXPECT_EQ(second.binding.sequence(), 1);
+  EXPECT_EQ(second.binding.sequence(), sequence);
 
   // The server agrees: no new sequence, no new audit entry.
   absl::StatusOr<v1::TierBinding> tier = client_->GetTier("llama8b", "");
   ASSERT_THAT(tier, IsOk());
   EXPECT_EQ(tier->version(), "models/llama/versions/1.0");
-  EXPECT_EQ(tier->sequence(), 1);
+  EXPECT_EQ(tier->sequence(), sequence);
   const std::vector<v1::AuditEntry> after = AuditLog();
   ASSERT_EQ(after.size(), audit.size()) << "newest: " << after.front().ShortDebugString();
   EXPECT_EQ(after.front().id(), audit.front().id());
@@ -2297,7 +2299,8 @@ TEST_F(RealServerPublishTest, RerunThatChangesNothingChangesNothing) {
   EXPECT_EQ(again.out, absl::StrCat("already published models/llama/versions/1.0 digest ", digest_,
                                     " size ", kFileSize,
                                     " (2.10 MB); tier llama8b/stable already bound to it "
-                                    "(sequence 1)\n"));
+                                    "(sequence ",
+                                    sequence, ")\n"));
   EXPECT_EQ(AuditLog().size(), audit.size());
 }
 
@@ -2321,7 +2324,7 @@ TEST_F(RealServerPublishTest, RerunAfterALostBlobRestoresItsBytes) {
   EXPECT_TRUE(second.version.artifacts(0).uploaded());
   // The tier was bound to it all along.
   EXPECT_TRUE(second.tier_already_bound);
-  EXPECT_EQ(second.binding.sequence(), 1);
+  EXPECT_EQ(second.binding.sequence(), first.binding.sequence());
   EXPECT_EQ(AuditLog().size(), audit_entries);
 
   // The server holds the bytes again, verified, and serves them.
@@ -2339,8 +2342,45 @@ TEST_F(RealServerPublishTest, RerunAfterALostBlobRestoresItsBytes) {
   EXPECT_EQ(restore.out,
             absl::StrCat("already published models/llama/versions/1.0 digest ", digest_, " size ",
                          kFileSize, " (2.10 MB), restored bytes of ", digest_,
-                         "; tier llama8b/stable already bound to it (sequence 1)\n"));
+                         "; tier llama8b/stable already bound to it (sequence ",
+                         first.binding.sequence(), ")\n"));
   EXPECT_TRUE(GetVersion().artifacts(0).uploaded());
+}
+
+TEST_F(RealServerPublishTest, RerunAfterDetectedDamageHealsIt) {
+  PublishResult first;
+  ASSERT_THAT(Publish(&first), IsOk());
+  // One byte flipped on disk: the next read fails, and the server quarantines the blob.
+  const std::string hex = Sha256::HexOf(contents_);
+  const std::string blob =
+      absl::StrCat(server_.data_dir(), "/data/blobs/sha256/", hex.substr(0, 2), "/", hex);
+  ASSERT_EQ(::chmod(blob.c_str(), 0644), 0);
+  {
+    int fd = ::open(blob.c_str(), O_RDWR);
+    ASSERT_GE(fd, 0);
+    const char flipped = static_cast<char>(contents_[1000] ^ 1);
+    ASSERT_EQ(::pwrite(fd, &flipped, 1, 1000), 1);
+    ::close(fd);
+  }
+  std::string read;
+  ASSERT_EQ(ReadBlob(digest_, &read).error_code(), grpc::StatusCode::DATA_LOSS);
+  EXPECT_EQ(AuditLog().front().action(), "BlobDamaged");
+  EXPECT_FALSE(GetVersion().artifacts(0).uploaded());
+
+  CtlRun heal = PublishCommand();
+  ASSERT_EQ(heal.code, kExitOk) << heal.err;
+  EXPECT_THAT(heal.out, HasSubstr(absl::StrCat("restored bytes of ", digest_)));
+  EXPECT_EQ(AuditLog().front().action(), "BlobRestored");
+  read.clear();
+  ASSERT_TRUE(ReadBlob(digest_, &read).ok());
+  EXPECT_EQ(read, contents_);
+  v1::GetManifestRequest request;
+  request.set_tier("llama8b");
+  request.set_platform(v1::PLATFORM_MACOS);
+  request.set_arch(v1::ARCH_X86_64);
+  v1::SignedManifest manifest;
+  grpc::ClientContext context;
+  EXPECT_TRUE(server_.manifests().GetManifest(&context, request, &manifest).ok());
 }
 
 TEST_F(RealServerPublishTest, LostBlobIsNotRestoredFromAnotherFile) {

@@ -26,6 +26,7 @@ namespace modeldist::storage {
 namespace {
 
 using ::modeldist::testing::IsOk;
+using ::modeldist::testing::IsOkAndHolds;
 using ::modeldist::testing::RandomBytes;
 using ::modeldist::testing::ScratchDir;
 using ::modeldist::testing::StatusIs;
@@ -33,16 +34,6 @@ using ::testing::_;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
-
-// Matches an OK StatusOr whose value equals `expected`.
-MATCHER_P(IsOkAndHolds, expected, "") {
-  if (!arg.ok()) {
-    *result_listener << "status is " << arg.status();
-    return false;
-  }
-  *result_listener << "value is " << *arg;
-  return *arg == expected;
-}
 
 // Matches an OK StatusOr holding exactly the raw digests `expected`; explains a mismatch in
 // hex instead of printing raw bytes.

@@ -24,6 +24,7 @@ namespace {
 
 using ::google::protobuf::util::MessageDifferencer;
 using ::modeldist::testing::IsOk;
+using ::modeldist::testing::IsOkAndHolds;
 using ::modeldist::testing::ScratchDir;
 using ::modeldist::testing::StatusIs;
 using ::testing::AllOf;
@@ -876,6 +877,46 @@ TEST_F(CatalogTest, FailedWriteRollsBackEverything) {
   absl::StatusOr<v1::TierBinding> bound = catalog_->SetTier("t", "stable", v3);
   ASSERT_THAT(bound, IsOk());
   EXPECT_EQ(bound->sequence(), kT0 + 1);
+}
+
+// --- Damaged blobs ---------------------------------------------------------------------------
+
+TEST_F(CatalogTest, DamagedBlobsAreRecordedOnceWithAnAuditEntryAndCleared) {
+  const std::string digest = Digest('a');
+  const size_t before = AuditEntries();
+  EXPECT_THAT(catalog_->MarkBlobDamaged(digest, "chunk 2 of 3 does not match", "server"),
+              IsOkAndHolds(true));
+  EXPECT_THAT(catalog_->MarkBlobDamaged(digest, "again", "server"), IsOkAndHolds(false));
+  EXPECT_EQ(AuditEntries(), before + 1) << "one entry per incident";
+  absl::StatusOr<std::vector<DamagedBlob>> damaged = catalog_->ListDamagedBlobs();
+  ASSERT_THAT(damaged, IsOk());
+  ASSERT_EQ(damaged->size(), 1u);
+  EXPECT_EQ((*damaged)[0].digest, digest);
+  EXPECT_EQ((*damaged)[0].details, "chunk 2 of 3 does not match");
+  EXPECT_EQ((*damaged)[0].detect_time, absl::FromUnixMicros(kT0));
+  absl::StatusOr<ListPage<v1::AuditEntry>> audit = catalog_->ListAuditLog(1, "");
+  ASSERT_THAT(audit, IsOk());
+  EXPECT_EQ(audit->items[0].action(), "BlobDamaged");
+  EXPECT_EQ(audit->items[0].resource(), digest);
+  EXPECT_EQ(audit->items[0].actor(), "server");
+
+  Reopen();  // durable
+  EXPECT_THAT(catalog_->ClearBlobDamaged(digest, "stored again", "server"), IsOkAndHolds(true));
+  EXPECT_THAT(catalog_->ClearBlobDamaged(digest, "stored again", "server"), IsOkAndHolds(false));
+  EXPECT_EQ(AuditEntries(), before + 2);
+  EXPECT_THAT(catalog_->ListDamagedBlobs(), IsOkAndHolds(::testing::IsEmpty()));
+}
+
+TEST_F(CatalogTest, PublishedDigestsAreThoseOfPublishedVersionsOnly) {
+  Published("m", "1", 'a');
+  Published("m", "2", 'b');
+  ASSERT_THAT(catalog_->CreateVersion({"m", "3"}, {MacArtifact(Digest('c'), 100)}), IsOk());
+  ASSERT_THAT(catalog_->YankVersion({"m", "2"}, "bad"), IsOk());
+  EXPECT_THAT(catalog_->ListPublishedDigests(),
+              IsOkAndHolds(std::vector<std::string>{Digest('a')}));
+  EXPECT_THAT(catalog_->IsDigestPublished(Digest('a')), IsOkAndHolds(true));
+  EXPECT_THAT(catalog_->IsDigestPublished(Digest('b')), IsOkAndHolds(false)) << "yanked";
+  EXPECT_THAT(catalog_->IsDigestPublished(Digest('c')), IsOkAndHolds(false)) << "draft";
 }
 
 }  // namespace

@@ -35,6 +35,15 @@ MATCHER(IsOk, "") {
   return s.ok();
 }
 
+// Matches an OK StatusOr whose value matches `matcher` (a value or a gMock matcher).
+MATCHER_P(IsOkAndHolds, matcher, "") {
+  if (!arg.ok()) {
+    *result_listener << "status is " << arg.status();
+    return false;
+  }
+  return ::testing::ExplainMatchResult(matcher, *arg, result_listener);
+}
+
 #define MD_ASSERT_OK(expr) ASSERT_THAT((expr), ::modeldist::testing::IsOk())
 #define MD_EXPECT_OK(expr) EXPECT_THAT((expr), ::modeldist::testing::IsOk())
 
