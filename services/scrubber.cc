@@ -50,6 +50,16 @@ std::string ScrubReport::Summary() const {
                       " restored");
 }
 
+std::string Scrubber::RecordedDamage(const std::string& digest) const {
+  absl::StatusOr<std::vector<storage::DamagedBlob>> recorded = catalog_->ListDamagedBlobs();
+  if (recorded.ok()) {
+    for (const storage::DamagedBlob& d : *recorded) {
+      if (d.digest == digest) return d.details;
+    }
+  }
+  return absl::StrCat("blob ", digest, " was found damaged and quarantined while the scrub ran");
+}
+
 absl::StatusOr<ScrubReport> Scrubber::Run(const ScrubOptions& options) {
   if (options.bytes_per_second < 0) {
     return InvalidArgument("bytes_per_second", "INVALID_RATE",
@@ -164,7 +174,11 @@ absl::StatusOr<ScrubReport> Scrubber::Run(const ScrubOptions& options) {
     const std::string digest = FormatDigest(hex);
     absl::Status verified = blobs_->Verify(hex, on_read);
     if (absl::IsCancelled(verified)) return stopped();
-    if (absl::IsNotFound(verified)) {
+    if (absl::IsNotFound(verified) && ErrorReason(verified) == "BLOB_QUARANTINED") {
+      // Stored when the pass started, quarantined since: another check (a device's read, the
+      // manifest cache rebuilding after an earlier finding) found it damaged first.
+      done(digest, sizes[i], ScrubOutcome::kDamaged, RecordedDamage(digest));
+    } else if (absl::IsNotFound(verified)) {
       MD_RETURN_IF_ERROR(absent_blob(hex, verified));
     } else if (absl::IsDataLoss(verified)) {
       health_->Report(hex, verified);

@@ -110,6 +110,10 @@ class Scrubber {
   absl::StatusOr<ScrubReport> Run(const ScrubOptions& options);
 
  private:
+  // What the catalog recorded about the damage of `digest` (sha256:<hex>), for a blob another
+  // check quarantined while the pass ran.
+  std::string RecordedDamage(const std::string& digest) const;
+
   storage::Catalog* catalog_;
   storage::BlobStore* blobs_;
   BlobHealth* health_;
