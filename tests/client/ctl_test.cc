@@ -116,6 +116,10 @@ TEST(ErrorsTest, ExitCodes) {
   EXPECT_EQ(ExitCodeFor(LocalError(absl::NotFoundError("x"))), kExitLocal);
   EXPECT_EQ(ExitCodeFor(absl::UnauthenticatedError("x")), kExitRpc);
   EXPECT_THAT(LocalError(absl::OkStatus()), IsOk());
+  // A DATA_LOSS from the server is an RPC error; only the CLI's own finding means "damage".
+  EXPECT_EQ(ExitCodeFor(DamageFound("1 damaged")), kExitDamage);
+  EXPECT_EQ(ExitCodeFor(absl::DataLossError("x")), kExitRpc);
+  EXPECT_EQ(DescribeError(DamageFound("the scrub found 1 damaged")), "the scrub found 1 damaged");
 }
 
 TEST(ErrorsTest, DescribeNamesCodeAndReasonOfServerErrors) {
@@ -2271,7 +2275,9 @@ class RealServerPublishTest : public ::testing::Test {
 TEST_F(RealServerPublishTest, RerunThatChangesNothingChangesNothing) {
   PublishResult first;
   ASSERT_THAT(Publish(&first), IsOk());
-  ASSERT_EQ(first.binding.sequence(), 1);
+  // Sequences come from the server's clock (TierBinding.sequence): compare with the first.
+  const int64_t sequence = first.binding.sequence();
+  ASSERT_GT(sequence, 0);
   const std::vector<v1::AuditEntry> audit = AuditLog();
   ASSERT_FALSE(audit.empty());
 
@@ -2280,13 +2286,13 @@ TEST_F(RealServerPublishTest, RerunThatChangesNothingChangesNothing) {
   EXPECT_TRUE(second.was_published);
   EXPECT_TRUE(second.tier_already_bound);
   EXPECT_EQ(second.BytesSent(), 0);
-  EXPECT_EQ(second.binding.sequence(), 1);
+  EXPECT_EQ(second.binding.sequence(), sequence);
 
   // The server agrees: no new sequence, no new audit entry.
   absl::StatusOr<v1::TierBinding> tier = client_->GetTier("llama8b", "");
   ASSERT_THAT(tier, IsOk());
   EXPECT_EQ(tier->version(), "models/llama/versions/1.0");
-  EXPECT_EQ(tier->sequence(), 1);
+  EXPECT_EQ(tier->sequence(), sequence);
   const std::vector<v1::AuditEntry> after = AuditLog();
   ASSERT_EQ(after.size(), audit.size()) << "newest: " << after.front().ShortDebugString();
   EXPECT_EQ(after.front().id(), audit.front().id());
@@ -2297,7 +2303,8 @@ TEST_F(RealServerPublishTest, RerunThatChangesNothingChangesNothing) {
   EXPECT_EQ(again.out, absl::StrCat("already published models/llama/versions/1.0 digest ", digest_,
                                     " size ", kFileSize,
                                     " (2.10 MB); tier llama8b/stable already bound to it "
-                                    "(sequence 1)\n"));
+                                    "(sequence ",
+                                    sequence, ")\n"));
   EXPECT_EQ(AuditLog().size(), audit.size());
 }
 
@@ -2321,7 +2328,7 @@ TEST_F(RealServerPublishTest, RerunAfterALostBlobRestoresItsBytes) {
   EXPECT_TRUE(second.version.artifacts(0).uploaded());
   // The tier was bound to it all along.
   EXPECT_TRUE(second.tier_already_bound);
-  EXPECT_EQ(second.binding.sequence(), 1);
+  EXPECT_EQ(second.binding.sequence(), first.binding.sequence());
   EXPECT_EQ(AuditLog().size(), audit_entries);
 
   // The server holds the bytes again, verified, and serves them.
@@ -2339,7 +2346,8 @@ TEST_F(RealServerPublishTest, RerunAfterALostBlobRestoresItsBytes) {
   EXPECT_EQ(restore.out,
             absl::StrCat("already published models/llama/versions/1.0 digest ", digest_, " size ",
                          kFileSize, " (2.10 MB), restored bytes of ", digest_,
-                         "; tier llama8b/stable already bound to it (sequence 1)\n"));
+                         "; tier llama8b/stable already bound to it (sequence ",
+                         first.binding.sequence(), ")\n"));
   EXPECT_TRUE(GetVersion().artifacts(0).uploaded());
 }
 
