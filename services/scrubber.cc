@@ -110,8 +110,9 @@ absl::StatusOr<ScrubReport> Scrubber::Run(const ScrubOptions& options) {
                      absl::StrCat("the scrub was stopped after ", report.blobs_checked, " of ",
                                   progress.blobs_total, " blobs"));
   };
-  // Paced on the average since the start of the pass: simple, and a pause (a slow disk, a
-  // busy moment) is not made up for with more than the disk gives anyway.
+  // Paced on the average since the start of the pass: simple, and what the operator set is
+  // the long-run rate. After a pause (a busy disk) the pass reads at disk speed until it is
+  // back on that average.
   auto on_read = [&](int64_t n) {
     report.bytes_checked += n;
     if (is_cancelled()) return false;
