@@ -53,6 +53,10 @@ int main(int argc, char** argv) {
   flags.Add("manifest-ttl", "DURATION", "24h", "how long signed manifests stay valid");
   flags.Add("chunk-size", "BYTES", "1MiB", "ArtifactService.Read chunk size");
   flags.Add("public-address", "HOST:PORT", "", "address put in manifests for devices");
+  flags.Add("scrub-interval", "DURATION", "24h",
+            "re-read and check every stored blob this often, e.g. 24h or 90m; 0 turns it off");
+  flags.Add("scrub-rate", "BYTES", "64MiB",
+            "read at most this many bytes per second while scrubbing; 0 is unlimited");
   flags.Add("port-file", "FILE", "", "write the bound port here once serving (for scripts)");
   flags.AddBool("help", "show this help");
   if (absl::Status s = flags.Parse(argc, argv); !s.ok()) return Fail(std::string(s.message()));
@@ -78,6 +82,14 @@ int main(int argc, char** argv) {
   auto chunk = flags.GetInt("chunk-size");
   if (!chunk.ok()) return Fail(std::string(chunk.status().message()));
   config.chunk_size = *chunk;
+  if (!absl::ParseDuration(flags.Get("scrub-interval"), &config.scrub_interval) ||
+      config.scrub_interval < absl::ZeroDuration()) {
+    return Fail("--scrub-interval must be a duration, e.g. 24h or 90m, or 0 to turn it off");
+  }
+  auto scrub_rate = flags.GetInt("scrub-rate");
+  if (!scrub_rate.ok()) return Fail(std::string(scrub_rate.status().message()));
+  if (*scrub_rate < 0) return Fail("--scrub-rate must not be negative (0 is unlimited)");
+  config.scrub_rate = *scrub_rate;
   auto token = modeldist::services::LoadAdminToken(flags.Get("admin-token-file"));
   if (!token.ok()) return Fail(std::string(token.status().message()));
   config.admin_token = *std::move(token);

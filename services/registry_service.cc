@@ -637,4 +637,48 @@ grpc::Status RegistryServiceImpl::RotateSigningKeys(grpc::ServerContext* context
                    [&] { return keys_->RotateKeys(request->count(), request->threshold()); });
 }
 
+namespace {
+
+v1::ScrubBlobsResponse::Outcome ToProto(ScrubOutcome outcome) {
+  switch (outcome) {
+    case ScrubOutcome::kOk:
+      return v1::ScrubBlobsResponse::OK;
+    case ScrubOutcome::kDamaged:
+      return v1::ScrubBlobsResponse::DAMAGED;
+    case ScrubOutcome::kMissing:
+      return v1::ScrubBlobsResponse::MISSING;
+    case ScrubOutcome::kRestored:
+      return v1::ScrubBlobsResponse::RESTORED;
+  }
+  return v1::ScrubBlobsResponse::OUTCOME_UNSPECIFIED;
+}
+
+}  // namespace
+
+grpc::Status RegistryServiceImpl::ScrubBlobs(grpc::ServerContext* context,
+                                             const v1::ScrubBlobsRequest* request,
+                                             grpc::ServerWriter<v1::ScrubBlobsResponse>* writer) {
+  return Admin(auth_, context, [&]() -> absl::Status {
+    // A client that cancels (or hangs up: a write fails) stops the pass; so does the server's
+    // shutdown, which cancels the calls still running when its deadline passes.
+    bool gone = false;
+    ScrubOptions options;
+    options.bytes_per_second = request->bytes_per_second();
+    options.cancelled = [&] { return gone || context->IsCancelled(); };
+    options.on_blob = [&](const ScrubProgress& p) {
+      v1::ScrubBlobsResponse response;
+      response.set_digest(p.digest);
+      response.set_size_bytes(p.size_bytes);
+      response.set_outcome(ToProto(p.outcome));
+      response.set_details(p.details);
+      response.set_blobs_done(p.blobs_done);
+      response.set_blobs_total(p.blobs_total);
+      response.set_bytes_done(p.bytes_done);
+      response.set_bytes_total(p.bytes_total);
+      if (!writer->Write(response)) gone = true;
+    };
+    return scrubber_->Run(options).status();
+  });
+}
+
 }  // namespace modeldist::services

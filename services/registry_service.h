@@ -11,6 +11,7 @@
 #include "services/blob_health.h"
 #include "services/key_ring.h"
 #include "services/manifest_cache.h"
+#include "services/scrubber.h"
 #include "storage/blob_store.h"
 #include "storage/catalog.h"
 
@@ -19,15 +20,17 @@ namespace modeldist::services {
 class RegistryServiceImpl final : public v1::RegistryService::Service {
  public:
   // `health` is told when an upload stores a blob, which heals one recorded as damaged.
+  // `scrubber` runs ScrubBlobs.
   RegistryServiceImpl(storage::Catalog* catalog, storage::BlobStore* blobs,
                       ManifestCache* manifests, KeyRing* keys, const AdminAuth* auth,
-                      BlobHealth* health)
+                      BlobHealth* health, Scrubber* scrubber)
       : catalog_(catalog),
         blobs_(blobs),
         manifests_(manifests),
         keys_(keys),
         auth_(auth),
-        health_(health) {}
+        health_(health),
+        scrubber_(scrubber) {}
 
   grpc::Status CreateModel(grpc::ServerContext* context, const v1::CreateModelRequest* request,
                            v1::Model* response) override;
@@ -86,6 +89,8 @@ class RegistryServiceImpl final : public v1::RegistryService::Service {
   grpc::Status RotateSigningKeys(grpc::ServerContext* context,
                                  const v1::RotateSigningKeysRequest* request,
                                  v1::SignedTrustRoot* response) override;
+  grpc::Status ScrubBlobs(grpc::ServerContext* context, const v1::ScrubBlobsRequest* request,
+                          grpc::ServerWriter<v1::ScrubBlobsResponse>* writer) override;
 
  private:
   // Sets `uploaded` on every artifact from the blob store.
@@ -115,6 +120,7 @@ class RegistryServiceImpl final : public v1::RegistryService::Service {
   KeyRing* keys_;
   const AdminAuth* auth_;
   BlobHealth* health_;
+  Scrubber* scrubber_;
 };
 
 }  // namespace modeldist::services

@@ -22,6 +22,7 @@
 #include "services/manifest_cache.h"
 #include "services/manifest_service.h"
 #include "services/registry_service.h"
+#include "services/scrubber.h"
 #include "storage/blob_store.h"
 #include "storage/catalog.h"
 
@@ -83,6 +84,7 @@ struct ModeldistServer::Parts {
   std::unique_ptr<storage::Catalog> catalog;
   std::unique_ptr<storage::BlobStore> blobs;
   std::unique_ptr<BlobHealth> health;
+  std::unique_ptr<Scrubber> scrubber;
   std::unique_ptr<AdminAuth> auth;
   std::unique_ptr<CatalogTrustRootStore> root_store;
   std::unique_ptr<KeyRing> keys;
@@ -90,6 +92,8 @@ struct ModeldistServer::Parts {
   std::unique_ptr<RegistryServiceImpl> registry;
   std::unique_ptr<ManifestServiceImpl> manifest_service;
   std::unique_ptr<ArtifactServiceImpl> artifact_service;
+  // Last, so it is destroyed (stopped) first, before anything a pass uses.
+  std::unique_ptr<BackgroundScrub> background_scrub;
 };
 
 absl::StatusOr<std::unique_ptr<ModeldistServer>> ModeldistServer::Start(
@@ -99,6 +103,12 @@ absl::StatusOr<std::unique_ptr<ModeldistServer>> ModeldistServer::Start(
   }
   if (config.chunk_size < 4096 || config.chunk_size > 4 * 1024 * 1024) {
     return absl::InvalidArgumentError("--chunk-size must be between 4 KiB and 4 MiB");
+  }
+  if (config.scrub_interval < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("--scrub-interval must not be negative (0 turns it off)");
+  }
+  if (config.scrub_rate < 0) {
+    return absl::InvalidArgumentError("--scrub-rate must not be negative (0 is unlimited)");
   }
   MD_RETURN_IF_ERROR(MakeDirs(config.data_dir, 0750));
   auto parts = std::make_unique<Parts>();
@@ -138,10 +148,13 @@ absl::StatusOr<std::unique_ptr<ModeldistServer>> ModeldistServer::Start(
   });
   MD_RETURN_IF_ERROR(parts->manifests->Rebuild());
 
+  parts->scrubber =
+      std::make_unique<Scrubber>(parts->catalog.get(), parts->blobs.get(), parts->health.get());
+
   parts->auth = std::make_unique<AdminAuth>(config.admin_token);
-  parts->registry = std::make_unique<RegistryServiceImpl>(parts->catalog.get(), parts->blobs.get(),
-                                                          parts->manifests.get(), parts->keys.get(),
-                                                          parts->auth.get(), parts->health.get());
+  parts->registry = std::make_unique<RegistryServiceImpl>(
+      parts->catalog.get(), parts->blobs.get(), parts->manifests.get(), parts->keys.get(),
+      parts->auth.get(), parts->health.get(), parts->scrubber.get());
   parts->manifest_service =
       std::make_unique<ManifestServiceImpl>(parts->manifests.get(), parts->keys.get());
   parts->artifact_service = std::make_unique<ArtifactServiceImpl>(
@@ -170,6 +183,11 @@ absl::StatusOr<std::unique_ptr<ModeldistServer>> ModeldistServer::Start(
                      " (address in use or not local? pick another --listen port)"));
   }
   server->port_ = port;
+  // Only once serving: a pass reports damage, which rebuilds manifests the services hand out.
+  if (config.scrub_interval > absl::ZeroDuration()) {
+    parts->background_scrub = std::make_unique<BackgroundScrub>(
+        parts->scrubber.get(), config.scrub_interval, config.scrub_rate);
+  }
   server->parts_ = std::move(parts);
   return server;
 }
@@ -193,6 +211,8 @@ std::shared_ptr<grpc::Channel> ModeldistServer::InProcessChannel() {
 }
 
 void ModeldistServer::Shutdown() {
+  // A pass in progress stops within one read, rather than keep the process for hours.
+  if (parts_ != nullptr && parts_->background_scrub != nullptr) parts_->background_scrub->Stop();
   if (server_ != nullptr)
     server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
 }

@@ -36,6 +36,13 @@ struct ServerConfig {
   std::string public_address;
   // Largest request message accepted; bigger ones fail with RESOURCE_EXHAUSTED.
   int max_receive_message_bytes = 8 * 1024 * 1024;
+  // How often the server scrubs its blob store on its own (services/scrubber.h): re-reads
+  // every blob from the disk and checks it, so damage is found before a device asks for the
+  // bytes. The first pass runs one interval after the start. Zero turns it off.
+  absl::Duration scrub_interval = absl::Hours(24);
+  // The most bytes per second such a pass reads, so downloads keep most of the disk; 0 reads
+  // as fast as the disk allows.
+  int64_t scrub_rate = 64 * 1024 * 1024;
 };
 
 class ModeldistServer {

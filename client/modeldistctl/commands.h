@@ -65,7 +65,8 @@ absl::StatusOr<int32_t> ParsePercent(absl::string_view flag, absl::string_view t
 // Basis points as the percent a person would type back: 50 is "0.5%", 1000 "10%", 1234 "12.34%".
 std::string FormatBasisPoints(int32_t basis_points);
 
-// Runs modeldistctl; returns the process exit code (0 ok, 1 usage, 2 server/RPC, 3 local).
+// Runs modeldistctl; returns the process exit code (errors.h: 0 ok, 1 usage, 2 server/RPC,
+// 3 local, 4 damage found by scrub).
 int RunCtl(const std::vector<std::string>& args, const Console& console);
 
 }  // namespace modeldist::ctl

@@ -11,6 +11,7 @@ namespace {
 constexpr absl::string_view kKindPayload = "type.modeldist.dev/modeldistctl.ErrorKind";
 constexpr absl::string_view kUsage = "usage";
 constexpr absl::string_view kLocal = "local";
+constexpr absl::string_view kDamage = "damage";
 
 std::string Kind(const absl::Status& status) {
   auto payload = status.GetPayload(kKindPayload);
@@ -30,11 +31,18 @@ absl::Status LocalError(absl::Status status) {
   return status;
 }
 
+absl::Status DamageFound(absl::string_view message) {
+  absl::Status status = absl::DataLossError(message);
+  status.SetPayload(kKindPayload, absl::Cord(kDamage));
+  return status;
+}
+
 ExitCode ExitCodeFor(const absl::Status& status) {
   if (status.ok()) return kExitOk;
   std::string kind = Kind(status);
   if (kind == kUsage) return kExitUsage;
   if (kind == kLocal) return kExitLocal;
+  if (kind == kDamage) return kExitDamage;
   return kExitRpc;
 }
 

@@ -1,7 +1,8 @@
 // File: errors.h
 //
 // How modeldistctl turns a failure into an exit code. Scripts rely on the codes:
-//   0 ok, 1 usage error, 2 server/RPC error, 3 local file error.
+//   0 ok, 1 usage error, 2 server/RPC error, 3 local file error,
+//   4 the command worked and found damage (`scrub`: damaged or missing blobs).
 // A status is an RPC error unless it was marked as a usage or local error here, because every
 // status that is not made by the CLI itself came back from the server.
 #ifndef MODELDIST_CLIENT_MODELDISTCTL_ERRORS_H_
@@ -19,6 +20,10 @@ enum ExitCode : int {
   kExitUsage = 1,
   kExitRpc = 2,
   kExitLocal = 3,
+  // Not a failure of the command: it ran to the end and found what it looks for (scrub:
+  // damaged or missing blobs). Kept apart from kExitRpc so a cron job can tell "the store
+  // is damaged" from "the scrub could not run".
+  kExitDamage = 4,
 };
 
 // INVALID_ARGUMENT marked as a usage error (bad or missing flags or arguments).
@@ -27,8 +32,11 @@ absl::Status UsageError(absl::string_view message);
 // Returns `status` marked as a local error (a file could not be read or written). OK stays OK.
 absl::Status LocalError(absl::Status status);
 
-// The exit code for `status`: kExitOk, or kExitUsage/kExitLocal for marked statuses, else
-// kExitRpc.
+// A status marked as "the command found damage" (kExitDamage); `message` is its summary.
+absl::Status DamageFound(absl::string_view message);
+
+// The exit code for `status`: kExitOk, or kExitUsage/kExitLocal/kExitDamage for marked
+// statuses, else kExitRpc.
 ExitCode ExitCodeFor(const absl::Status& status);
 
 // One line for people: "CODE_NAME: message", plus " [REASON]" when the server attached an

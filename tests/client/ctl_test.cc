@@ -117,6 +117,10 @@ TEST(ErrorsTest, ExitCodes) {
   EXPECT_EQ(ExitCodeFor(LocalError(absl::NotFoundError("x"))), kExitLocal);
   EXPECT_EQ(ExitCodeFor(absl::UnauthenticatedError("x")), kExitRpc);
   EXPECT_THAT(LocalError(absl::OkStatus()), IsOk());
+  // A DATA_LOSS from the server is an RPC error; only the CLI's own finding means "damage".
+  EXPECT_EQ(ExitCodeFor(DamageFound("1 damaged")), kExitDamage);
+  EXPECT_EQ(ExitCodeFor(absl::DataLossError("x")), kExitRpc);
+  EXPECT_EQ(DescribeError(DamageFound("the scrub found 1 damaged")), "the scrub found 1 damaged");
 }
 
 TEST(ErrorsTest, DescribeNamesCodeAndReasonOfServerErrors) {
@@ -2272,6 +2276,7 @@ class RealServerPublishTest : public ::testing::Test {
 TEST_F(RealServerPublishTest, RerunThatChangesNothingChangesNothing) {
   PublishResult first;
   ASSERT_THAT(Publish(&first), IsOk());
+  // Sequences come from the server's clock (TierBinding.sequence): compare with the first.
   const int64_t sequence = first.binding.sequence();
   ASSERT_GT(sequence, 0);
   const std::vector<v1::AuditEntry> audit = AuditLog();

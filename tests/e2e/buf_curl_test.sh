@@ -32,7 +32,7 @@ done
 step "--list-methods shows the rpcs"
 buf_curl --list-methods "$URL" >"$WORK/methods"
 for method in modeldist.v1.ManifestService/GetManifest modeldist.v1.ArtifactService/Read \
-  modeldist.v1.RegistryService/WriteArtifact; do
+  modeldist.v1.RegistryService/WriteArtifact modeldist.v1.RegistryService/ScrubBlobs; do
   grep -qx "$method" "$WORK/methods" || fail "$method not listed"
 done
 
@@ -153,6 +153,17 @@ expect_exit "$EXIT_INVALID_ARGUMENT" buf_curl -d '{"tier":"e2e-tier","arch":"ARC
   "$URL/modeldist.v1.ManifestService/GetManifest"
 jq -e '.code == "invalid_argument" and (.message | contains("platform"))' "$WORK/stderr" \
   >/dev/null || fail "unexpected error: $(cat "$WORK/stderr")"
+
+step "server-streaming ScrubBlobs (described by reflection): every stored blob OK"
+buf_curl -H "authorization: Bearer $TOKEN" -d '{"bytesPerSecond":"0"}' \
+  "$URL/modeldist.v1.RegistryService/ScrubBlobs" >"$WORK/scrub.json"
+jq -s -e 'length >= 2 and all(.outcome == "OK")
+          and (.[-1].blobsDone == .[-1].blobsTotal) and (map(.digest) | index($d) != null)' \
+  --arg d "$digest" "$WORK/scrub.json" >/dev/null || fail "unexpected scrub: $(cat "$WORK/scrub.json")"
+expect_exit "$EXIT_INVALID_ARGUMENT" buf_curl -H "authorization: Bearer $TOKEN" \
+  -d '{"bytesPerSecond":"-1"}' "$URL/modeldist.v1.RegistryService/ScrubBlobs"
+jq -e '.code == "invalid_argument" and (.message | contains("bytes_per_second"))' \
+  "$WORK/stderr" >/dev/null || fail "unexpected error: $(cat "$WORK/stderr")"
 
 step "NOT_FOUND for a tier nobody bound"
 expect_exit "$EXIT_NOT_FOUND" buf_curl \
