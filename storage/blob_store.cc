@@ -426,10 +426,14 @@ absl::StatusOr<std::shared_ptr<const BlobRecord>> BlobStore::LoadRecord(
     ::unlink(absl::StrCat(BlobPath(hex), kLegacyChunkDigestsSuffix).c_str());
   }
   auto record = std::make_shared<const BlobRecord>(std::string(hex), identity, *std::move(sidecar));
+  RememberRecord(record);
+  return record;
+}
+
+void BlobStore::RememberRecord(std::shared_ptr<const BlobRecord> record) const {
   absl::MutexLock lock(&records_mu_);
   if (records_.size() >= kMaxCachedRecords) records_.clear();
-  records_[std::string(hex)] = record;
-  return record;
+  records_[record->hex()] = std::move(record);
 }
 
 void BlobStore::ForgetRecord(absl::string_view hex) const {
@@ -639,6 +643,15 @@ absl::Status BlobStore::CommitLocked(Upload& upload, absl::string_view key, absl
     return status;
   }
   MD_RETURN_IF_ERROR(FsyncDir(blob_dir));
+  // Every chunk was just hashed from the very bytes written, and their pages are cached: the
+  // first reads may skip hashing under the same rule as later ones (served_bytes_check.h).
+  // fstat after the rename, which moves ctime.
+  if (::fstat(fd, &st) == 0) {
+    auto record = std::make_shared<const BlobRecord>(
+        std::string(hex), FileIdentity::Of(st), ChainSidecar{upload.offset, upload.hash.Chain()});
+    for (int64_t i = 0; i < record->chunks(); ++i) record->MarkVerified(i);
+    RememberRecord(std::move(record));
+  }
   // The partial's name is gone from uploads/; losing that unlink in a crash is harmless
   // (Open removes partials of stored blobs), so its directory needs no fsync.
   upload.Reset();

@@ -245,6 +245,7 @@ class BlobStore {
   absl::StatusOr<std::shared_ptr<const BlobRecord>> LoadRecord(absl::string_view hex, int fd,
                                                                const struct stat& st) const;
   void ForgetRecord(absl::string_view hex) const;
+  void RememberRecord(std::shared_ptr<const BlobRecord> record) const;
 
   // Per-digest upload state, kept in memory so that a resumed upload keeps hashing where it
   // stopped instead of reading its partial file again. After a restart (or when the partial

@@ -92,7 +92,24 @@ TEST_F(BlobIntegrityTest, SidecarRoundTripsAndRefusesOtherLayouts) {
   EXPECT_FALSE(DecodeChainSidecar(raw.substr(0, 15)).has_value());
 }
 
+TEST_F(BlobIntegrityTest, StoringMarksEveryChunkVerifiedForThisProcess) {
+  // The upload hashed exactly the bytes written; a store opened later knows nothing of that.
+  auto blob = store_->OpenBlob(hex_);
+  ASSERT_THAT(blob, IsOk());
+  for (int64_t i = 0; i < 3; ++i) EXPECT_TRUE(blob->record().verified(i)) << i;
+  auto reopened = BlobStore::Open(dir_.path());
+  ASSERT_THAT(reopened, IsOk());
+  auto fresh = (*reopened)->OpenBlob(hex_);
+  ASSERT_THAT(fresh, IsOk());
+  for (int64_t i = 0; i < 3; ++i) EXPECT_FALSE(fresh->record().verified(i)) << i;
+}
+
 TEST_F(BlobIntegrityTest, ACleanReadPassesAndMarksEveryChunkVerified) {
+  store_.reset();
+  auto reopened = BlobStore::Open(dir_.path());  // nothing verified in this "process"
+  ASSERT_THAT(reopened, IsOk());
+  store_ = *std::move(reopened);
+  ASSERT_FALSE(store_->OpenBlob(hex_)->record().verified(0));
   auto blob = store_->OpenBlob(hex_);
   ASSERT_THAT(blob, IsOk());
   int64_t sent = 0;
