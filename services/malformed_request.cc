@@ -8,7 +8,6 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_replace.h"
 #include "common/status.h"
 #include "services/grpc_status.h"
 
@@ -17,11 +16,17 @@ namespace {
 
 using grpc::experimental::InterceptionHookPoints;
 
+// The services whose unary methods the factory covers.
+constexpr absl::string_view kServices[] = {"modeldist.v1.RegistryService",
+                                           "modeldist.v1.ManifestService",
+                                           "modeldist.v1.ArtifactService", "grpc.health.v1.Health"};
+
 // One per unary call: remembers whether the request parsed until the status goes out.
 class MalformedRequestInterceptor final : public grpc::experimental::Interceptor {
  public:
-  explicit MalformedRequestInterceptor(std::string request_type)
-      : request_type_(std::move(request_type)) {}
+  // `request_type` is owned by the factory, which outlives every call.
+  explicit MalformedRequestInterceptor(const std::string* request_type)
+      : request_type_(request_type) {}
 
   void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
     // The parsed request, or null: for a unary call the only reason is that it did not parse
@@ -32,13 +37,13 @@ class MalformedRequestInterceptor final : public grpc::experimental::Interceptor
     }
     if (malformed_ &&
         methods->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_STATUS)) {
-      methods->ModifySendStatus(ToGrpcStatus(MalformedRequestError(request_type_)));
+      methods->ModifySendStatus(ToGrpcStatus(MalformedRequestError(*request_type_)));
     }
     methods->Proceed();
   }
 
  private:
-  const std::string request_type_;
+  const std::string* const request_type_;
   bool malformed_ = false;
 };
 
@@ -51,19 +56,34 @@ absl::Status MalformedRequestError(absl::string_view type_name) {
                    {{"type", std::string(type_name)}});
 }
 
+MalformedRequestInterceptorFactory::MalformedRequestInterceptorFactory() {
+  // Every method of every service in the generated pool that a server may register, by the
+  // path gRPC names it with: "/modeldist.v1.ManifestService/GetManifest". Built once, so a
+  // call costs one hash lookup and no allocation beyond the interceptor (GetManifest is the
+  // fleet's hot path).
+  const google::protobuf::DescriptorPool* pool = google::protobuf::DescriptorPool::generated_pool();
+  for (absl::string_view service_name : kServices) {
+    const google::protobuf::ServiceDescriptor* service =
+        pool->FindServiceByName(std::string(service_name));
+    if (service == nullptr) continue;
+    for (int i = 0; i < service->method_count(); ++i) {
+      const google::protobuf::MethodDescriptor* method = service->method(i);
+      if (method->client_streaming() || method->server_streaming()) continue;
+      request_types_[absl::StrCat("/", service->full_name(), "/", method->name())] =
+          method->input_type()->full_name();
+    }
+  }
+}
+
 grpc::experimental::Interceptor* MalformedRequestInterceptorFactory::CreateServerInterceptor(
     grpc::experimental::ServerRpcInfo* info) {
   // Streaming methods are left alone: see the file comment.
-  if (info->type() != grpc::experimental::ServerRpcInfo::Type::UNARY) return nullptr;
-  // "/modeldist.v1.ManifestService/GetManifest" -> "modeldist.v1.ManifestService.GetManifest".
-  if (info->method() == nullptr) return nullptr;
-  absl::string_view path = info->method();
-  if (path.empty() || path[0] != '/') return nullptr;
-  const google::protobuf::MethodDescriptor* method =
-      google::protobuf::DescriptorPool::generated_pool()->FindMethodByName(
-          absl::StrReplaceAll(path.substr(1), {{"/", "."}}));
-  if (method == nullptr) return nullptr;
-  return new MalformedRequestInterceptor(method->input_type()->full_name());
+  if (info->type() != grpc::experimental::ServerRpcInfo::Type::UNARY || info->method() == nullptr) {
+    return nullptr;
+  }
+  auto it = request_types_.find(absl::string_view(info->method()));
+  if (it == request_types_.end()) return nullptr;
+  return new MalformedRequestInterceptor(&it->second);
 }
 
 std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>

@@ -16,8 +16,8 @@
 // for the whole process, so the answer is corrected on its way out by a server interceptor:
 // gRPC runs POST_RECV_MESSAGE on the parsed request, which is null exactly when a unary
 // request did not parse (or there was none), and then lets PRE_SEND_STATUS replace the
-// status it sends. The request type is looked up by the method's name in the generated
-// descriptor pool, so every registered unary method is covered without a list to keep.
+// status it sends. The request types come from the generated descriptors of the services,
+// read once when the factory is made.
 //
 // Not covered by the interceptor, by design or by necessity:
 //   - ArtifactService.Read is a raw callback method (artifact_service.h): gRPC hands it the
@@ -33,8 +33,10 @@
 #include <grpcpp/support/server_interceptor.h>
 
 #include <memory>
+#include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 
@@ -45,14 +47,19 @@ namespace modeldist::services {
 // modeldist.v1.GetManifestRequest).
 absl::Status MalformedRequestError(absl::string_view type_name);
 
-// Gives every unary method whose request type the generated descriptor pool knows the answer
-// of MalformedRequestError when its request does not parse. Other methods get no interceptor,
+// Gives every unary method of modeldist's services (and grpc.health.v1) the answer of
+// MalformedRequestError when its request does not parse. Other methods get no interceptor,
 // so they pay nothing for it.
 class MalformedRequestInterceptorFactory final
     : public grpc::experimental::ServerInterceptorFactoryInterface {
  public:
+  MalformedRequestInterceptorFactory();
   grpc::experimental::Interceptor* CreateServerInterceptor(
       grpc::experimental::ServerRpcInfo* info) override;
+
+ private:
+  // Method path ("/package.Service/Method") -> full name of its request type.
+  absl::flat_hash_map<std::string, std::string> request_types_;
 };
 
 // The server's interceptor creators, for ServerBuilder::experimental().SetInterceptorCreators:
