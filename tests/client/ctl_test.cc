@@ -3,7 +3,6 @@
 // hand-written fake RegistryService (upload and publish rpcs only) served in-process; and, at
 // the end, publish reruns against a real in-process server, whose tier sequences, audit log and
 // blob store are what idempotence is about.
-#include <fcntl.h>
 #include <grpcpp/grpcpp.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -2359,14 +2358,7 @@ TEST_F(RealServerPublishTest, RerunAfterDetectedDamageHealsIt) {
   const std::string hex = Sha256::HexOf(contents_);
   const std::string blob =
       absl::StrCat(server_.data_dir(), "/data/blobs/sha256/", hex.substr(0, 2), "/", hex);
-  ASSERT_EQ(::chmod(blob.c_str(), 0644), 0);
-  {
-    int fd = ::open(blob.c_str(), O_RDWR);
-    ASSERT_GE(fd, 0);
-    const char flipped = static_cast<char>(contents_[1000] ^ 1);
-    ASSERT_EQ(::pwrite(fd, &flipped, 1, 1000), 1);
-    ::close(fd);
-  }
+  modeldist::testing::DamageFile(blob, modeldist::testing::FileDamage::kFlip, 1000);
   std::string read;
   ASSERT_EQ(ReadBlob(digest_, &read).error_code(), grpc::StatusCode::DATA_LOSS);
   EXPECT_EQ(AuditLog().front().action(), "BlobDamaged");

@@ -26,8 +26,7 @@ using ::testing::HasSubstr;
 
 constexpr int64_t kChunk = storage::kChunkDigestBytes;
 
-// How a test damages the stored file.
-enum class Damage { kFlip, kTruncate, kExtend, kDelete };
+using Damage = FileDamage;
 
 class IntegrityTest : public ::testing::Test {
  protected:
@@ -43,34 +42,7 @@ class IntegrityTest : public ::testing::Test {
   }
 
   // Damages the stored blob the way an operator or a disk would (bypassing the store).
-  void Break(Damage damage, int64_t at = kChunk + 5) {
-    const std::string path = BlobPath();
-    ASSERT_EQ(::chmod(path.c_str(), 0644), 0);
-    switch (damage) {
-      case Damage::kFlip: {
-        int fd = ::open(path.c_str(), O_RDWR);
-        ASSERT_GE(fd, 0);
-        char c = static_cast<char>(bytes_[static_cast<size_t>(at)] ^ 0x01);
-        ASSERT_EQ(::pwrite(fd, &c, 1, at), 1);
-        ::close(fd);
-        break;
-      }
-      case Damage::kTruncate:
-        ASSERT_EQ(::truncate(path.c_str(), static_cast<off_t>(bytes_.size() - 1)), 0);
-        break;
-      case Damage::kExtend: {
-        int fd = ::open(path.c_str(), O_WRONLY | O_APPEND);
-        ASSERT_GE(fd, 0);
-        ASSERT_EQ(::write(fd, "x", 1), 1);
-        ::close(fd);
-        break;
-      }
-      case Damage::kDelete:
-        ASSERT_EQ(::unlink(path.c_str()), 0);
-        return;
-    }
-    ASSERT_EQ(::chmod(path.c_str(), 0444), 0);
-  }
+  void Break(Damage damage, int64_t at = kChunk + 5) { DamageFile(BlobPath(), damage, at); }
 
   // Reads [offset, offset + limit) of the blob; `got` gets every byte received.
   absl::Status Read(std::string* got, int64_t offset = 0, int64_t limit = 0) {

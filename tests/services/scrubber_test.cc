@@ -44,7 +44,7 @@ using ::testing::Not;
 constexpr int64_t kChunk = storage::kChunkDigestBytes;
 constexpr int64_t kMiB = 1 << 20;
 
-enum class Damage { kNone, kFlip, kTruncate, kExtend, kDelete };
+using Damage = ::modeldist::testing::FileDamage;
 
 // TestServer's data dir is <scratch>/data.
 std::string DataDir(const TestServer& server) { return server.data_dir() + "/data"; }
@@ -53,43 +53,7 @@ std::string BlobPath(const TestServer& server, const std::string& hex) {
   return absl::StrCat(DataDir(server), "/blobs/sha256/", hex.substr(0, 2), "/", hex);
 }
 
-// Damages the stored file as a disk or a person would, bypassing the store. The flip is a
-// pwrite: the kernel writes dirty pages back before a direct (O_DIRECT) read, so the scrub
-// sees it.
-void Break(const std::string& path, Damage damage) {
-  ASSERT_EQ(::chmod(path.c_str(), 0644), 0) << path;
-  switch (damage) {
-    case Damage::kNone:
-      break;
-    case Damage::kFlip: {
-      int fd = ::open(path.c_str(), O_RDWR);
-      ASSERT_GE(fd, 0);
-      char c = 0;
-      ASSERT_EQ(::pread(fd, &c, 1, kChunk + 5), 1);
-      c = static_cast<char>(c ^ 0x01);
-      ASSERT_EQ(::pwrite(fd, &c, 1, kChunk + 5), 1);
-      ::close(fd);
-      break;
-    }
-    case Damage::kTruncate: {
-      struct stat st;
-      ASSERT_EQ(::stat(path.c_str(), &st), 0);
-      ASSERT_EQ(::truncate(path.c_str(), st.st_size - 1), 0);
-      break;
-    }
-    case Damage::kExtend: {
-      int fd = ::open(path.c_str(), O_WRONLY | O_APPEND);
-      ASSERT_GE(fd, 0);
-      ASSERT_EQ(::write(fd, "x", 1), 1);
-      ::close(fd);
-      break;
-    }
-    case Damage::kDelete:
-      ASSERT_EQ(::unlink(path.c_str()), 0);
-      return;
-  }
-  ASSERT_EQ(::chmod(path.c_str(), 0444), 0);
-}
+void Break(const std::string& path, Damage damage) { DamageFile(path, damage, kChunk + 5); }
 
 struct Scrub {
   absl::Status status;

@@ -24,6 +24,8 @@
 namespace modeldist::storage {
 namespace {
 
+using ::modeldist::testing::DamageFile;
+using ::modeldist::testing::FileDamage;
 using ::modeldist::testing::IsOk;
 using ::modeldist::testing::RandomBytes;
 using ::modeldist::testing::ScratchDir;
@@ -41,16 +43,8 @@ class BlobIntegrityTest : public ::testing::Test {
     ASSERT_THAT(store_->Put(hex_, data_), IsOk());
   }
 
-  // Overwrites one byte of the stored blob behind the store's back.
-  void Flip(int64_t at) {
-    const std::string path = store_->BlobPath(hex_);
-    ASSERT_EQ(::chmod(path.c_str(), 0644), 0);
-    int fd = ::open(path.c_str(), O_RDWR);
-    ASSERT_GE(fd, 0);
-    char c = static_cast<char>(data_[static_cast<size_t>(at)] ^ 0x40);
-    ASSERT_EQ(::pwrite(fd, &c, 1, at), 1);
-    ::close(fd);
-  }
+  // Flips a bit of one byte of the stored blob behind the store's back.
+  void Flip(int64_t at) { DamageFile(store_->BlobPath(hex_), FileDamage::kFlip, at); }
 
   // Serves [offset, end) through a ServedBytesCheck as a Read stream would, in messages of
   // up to 1 MiB, each claimed to come from the page cache or not; returns the first failure

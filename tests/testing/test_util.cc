@@ -1,11 +1,16 @@
 #include "tests/testing/test_util.h"
 
+#include <fcntl.h>
 #include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <random>
+
+#include "gtest/gtest.h"
 
 namespace modeldist::testing {
 
@@ -37,6 +42,41 @@ std::string RandomBytes(size_t size, uint32_t seed) {
 std::string BuildDir() {
   const char* dir = getenv("MODELDIST_BUILD_DIR");
   return dir ? dir : ".";
+}
+
+void DamageFile(const std::string& path, FileDamage damage, int64_t at) {
+  ASSERT_EQ(::chmod(path.c_str(), 0644), 0) << path;
+  switch (damage) {
+    case FileDamage::kNone:
+      break;
+    case FileDamage::kFlip: {
+      int fd = ::open(path.c_str(), O_RDWR);
+      ASSERT_GE(fd, 0) << path;
+      char c = 0;
+      ASSERT_EQ(::pread(fd, &c, 1, at), 1) << path;
+      c = static_cast<char>(c ^ 0x01);
+      ASSERT_EQ(::pwrite(fd, &c, 1, at), 1) << path;
+      ::close(fd);
+      break;
+    }
+    case FileDamage::kTruncate: {
+      struct stat st;
+      ASSERT_EQ(::stat(path.c_str(), &st), 0) << path;
+      ASSERT_EQ(::truncate(path.c_str(), st.st_size - 1), 0) << path;
+      break;
+    }
+    case FileDamage::kExtend: {
+      int fd = ::open(path.c_str(), O_WRONLY | O_APPEND);
+      ASSERT_GE(fd, 0) << path;
+      ASSERT_EQ(::write(fd, "x", 1), 1) << path;
+      ::close(fd);
+      break;
+    }
+    case FileDamage::kDelete:
+      ASSERT_EQ(::unlink(path.c_str()), 0) << path;
+      return;
+  }
+  ASSERT_EQ(::chmod(path.c_str(), 0444), 0) << path;
 }
 
 }  // namespace modeldist::testing

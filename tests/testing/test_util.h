@@ -64,6 +64,15 @@ class ScratchDir {
 // `size` deterministic pseudo-random bytes from `seed` (incompressible enough for tests).
 std::string RandomBytes(size_t size, uint32_t seed = 1);
 
+// How DamageFile damages a file: as bit rot, a lost or a stray byte, or a deleted file would.
+enum class FileDamage { kNone, kFlip, kTruncate, kExtend, kDelete };
+
+// Damages `path` behind the back of whatever stores it (read-only files too): kFlip flips one
+// bit of the byte at `at` (a pwrite: the kernel writes dirty pages back before an O_DIRECT
+// read, so a scrub sees it too), kTruncate drops the last byte, kExtend appends one, kDelete
+// unlinks it. Fails the test on any error.
+void DamageFile(const std::string& path, FileDamage damage, int64_t at = 0);
+
 // The build directory (from the MODELDIST_BUILD_DIR environment variable set by ctest).
 std::string BuildDir();
 
