@@ -105,7 +105,10 @@ class ArtifactServiceImpl::ReadReactor final : public grpc::ServerWriteReactor<g
     }
     absl::StatusOr<ReadPlan> plan = service_->PlanRead(request);
     if (!plan.ok()) {
-      service_->ReportDamage(request.digest(), plan.status());
+      // The digest parsed if the failure can be damage (INVALID_ARGUMENT is not).
+      if (absl::StatusOr<std::string> hex = ParseDigest("digest", request.digest()); hex.ok()) {
+        service_->ReportDamage(*hex, plan.status());
+      }
       Finish(ToGrpcStatus(plan.status()));
       return;
     }
@@ -196,7 +199,7 @@ class ArtifactServiceImpl::ReadReactor final : public grpc::ServerWriteReactor<g
 
   // Runs on the pool (CanSkip never lets a failing check run inline).
   void FinishDamaged(const absl::Status& status) {
-    service_->ReportDamage(FormatDigest(plan_->blob.record().hex()), status);
+    service_->ReportDamage(plan_->blob.record().hex(), status);
     Finish(ToGrpcStatus(status));
   }
 
@@ -226,10 +229,8 @@ class ArtifactServiceImpl::ReadReactor final : public grpc::ServerWriteReactor<g
   grpc::ByteBuffer message_;  // the one message in flight
 };
 
-void ArtifactServiceImpl::ReportDamage(absl::string_view digest, const absl::Status& problem) {
-  if (health_ == nullptr || !(absl::IsDataLoss(problem) || absl::IsNotFound(problem))) return;
-  absl::StatusOr<std::string> hex = ParseDigest("digest", digest);
-  if (hex.ok()) health_->Report(*hex, problem);
+void ArtifactServiceImpl::ReportDamage(absl::string_view hex, const absl::Status& problem) {
+  if (health_ != nullptr) health_->Report(hex, problem);  // it ignores what is not damage
 }
 
 grpc::ServerWriteReactor<grpc::ByteBuffer>* ArtifactServiceImpl::Read(
@@ -243,7 +244,7 @@ grpc::Status ArtifactServiceImpl::Stat(grpc::ServerContext* context, const v1::S
   if (!hex.ok()) return ToGrpcStatus(hex.status());
   auto size = blobs_->Size(*hex);
   if (!size.ok()) {
-    ReportDamage(request->digest(), size.status());
+    ReportDamage(*hex, size.status());
     return ToGrpcStatus(size.status());
   }
   response->set_digest(request->digest());

@@ -73,8 +73,8 @@ class ArtifactServiceImpl final
     int64_t end;
   };
   absl::StatusOr<ReadPlan> PlanRead(const v1::ReadRequest& request) const;
-  // Hands a failed check of `digest` (as the client wrote it) to health_. Blocks: pool only.
-  void ReportDamage(absl::string_view digest, const absl::Status& problem);
+  // Hands a failed check of blob `hex` to health_. Blocks: pool or sync handler only.
+  void ReportDamage(absl::string_view hex, const absl::Status& problem);
 
   const storage::BlobStore* blobs_;
   BlobHealth* health_;

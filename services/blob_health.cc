@@ -15,6 +15,11 @@ constexpr absl::string_view kServerActor = "modeldist-server";
 
 }  // namespace
 
+std::string BlobHealth::MissingDetails(absl::string_view digest) {
+  return absl::StrCat("blob ", digest,
+                      " is gone from the blob store while a published version declares it");
+}
+
 bool BlobHealth::Report(absl::string_view hex, const absl::Status& problem) {
   const std::string digest = FormatDigest(hex);
   if (absl::IsNotFound(problem)) {
@@ -25,10 +30,7 @@ bool BlobHealth::Report(absl::string_view hex, const absl::Status& problem) {
     return false;
   }
   const std::string details =
-      absl::IsNotFound(problem)
-          ? absl::StrCat("blob ", digest, " is gone from the blob store while a published ",
-                         "version declares it")
-          : std::string(problem.message());
+      absl::IsNotFound(problem) ? MissingDetails(digest) : std::string(problem.message());
   bool recorded = false;
   {
     absl::MutexLock lock(&mu_);

@@ -23,6 +23,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <string>
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
@@ -48,6 +49,9 @@ class BlobHealth {
   // cancelled read) says nothing about the bytes and is ignored. Returns true when this
   // report recorded new damage.
   bool Report(absl::string_view hex, const absl::Status& problem);
+
+  // What is recorded for a blob `digest` (sha256:<hex>) whose file is gone.
+  static std::string MissingDetails(absl::string_view digest);
 
   // A verified copy of blob `hex` is stored again: clears a damage record, if any.
   void Restored(absl::string_view hex);

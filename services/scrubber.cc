@@ -161,8 +161,7 @@ absl::StatusOr<ScrubReport> Scrubber::Run(const ScrubOptions& options) {
     auto it = damaged_before.find(digest);
     done(digest, 0, ScrubOutcome::kMissing,
          it == damaged_before.end()
-             ? absl::StrCat("blob ", digest, " is gone from the blob store while a published ",
-                            "version declares it")
+             ? BlobHealth::MissingDetails(digest)
              : absl::StrCat("not stored; recorded as damaged since ",
                             absl::FormatTime(it->second.detect_time, absl::UTCTimeZone()), ": ",
                             it->second.details));

@@ -14,7 +14,6 @@ namespace {
 
 constexpr absl::string_view kSidecarMagic = "mdchain2";
 constexpr size_t kSidecarHeaderBytes = 16;
-constexpr size_t kEntryBytes = 32;
 
 bool SameTime(const struct timespec& a, const struct timespec& b) {
   return a.tv_sec == b.tv_sec && a.tv_nsec == b.tv_nsec;
@@ -49,7 +48,8 @@ std::optional<ChainSidecar> DecodeChainSidecar(absl::string_view raw) {
   if (size > (uint64_t{1} << 62)) return std::nullopt;
   ChainSidecar out;
   out.size = static_cast<int64_t>(size);
-  if (raw.size() - kSidecarHeaderBytes != static_cast<size_t>(ChunkCount(out.size)) * kEntryBytes) {
+  if (raw.size() - kSidecarHeaderBytes !=
+      static_cast<size_t>(ChunkCount(out.size)) * kChainEntryBytes) {
     return std::nullopt;
   }
   out.chain = std::string(raw.substr(kSidecarHeaderBytes));
@@ -58,7 +58,7 @@ std::optional<ChainSidecar> DecodeChainSidecar(absl::string_view raw) {
 
 std::optional<ChainSidecar> DecodeLegacyChainSidecar(absl::string_view raw, int64_t file_size) {
   if (raw.substr(0, kSidecarMagic.size()) == kSidecarMagic ||
-      raw.size() != static_cast<size_t>(ChunkCount(file_size)) * kEntryBytes) {
+      raw.size() != static_cast<size_t>(ChunkCount(file_size)) * kChainEntryBytes) {
     return std::nullopt;
   }
   return ChainSidecar{file_size, std::string(raw)};
@@ -72,7 +72,8 @@ BlobRecord::BlobRecord(std::string hex, FileIdentity identity, ChainSidecar side
       verified_(new std::atomic<uint64_t>[static_cast<size_t>((chunks() + 63) / 64)]()) {}
 
 absl::string_view BlobRecord::entry(int64_t index) const {
-  return absl::string_view(chain_).substr(static_cast<size_t>(index) * kEntryBytes, kEntryBytes);
+  return absl::string_view(chain_).substr(static_cast<size_t>(index) * kChainEntryBytes,
+                                          kChainEntryBytes);
 }
 
 bool BlobRecord::verified(int64_t index) const {

@@ -39,6 +39,9 @@ namespace modeldist::storage {
 // recomputed (their length no longer matches).
 inline constexpr int64_t kChunkDigestBytes = 4 * 1024 * 1024;
 
+// The length of one chain entry: a SHA-256 chaining value or digest.
+inline constexpr size_t kChainEntryBytes = 32;
+
 // The number of chain entries (chunks) of a blob of `size` bytes.
 inline int64_t ChunkCount(int64_t size) {
   return (size + kChunkDigestBytes - 1) / kChunkDigestBytes;

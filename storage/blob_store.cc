@@ -42,8 +42,6 @@ constexpr absl::Duration kSessionSweepInterval = absl::Hours(1);
 // The sidecar of versions that listed each chunk's own SHA-256; removed when its blob's chain
 // is computed.
 constexpr absl::string_view kLegacyChunkDigestsSuffix = ".chunks";
-// Length of one chain entry in a sidecar.
-constexpr size_t kDigestBytes = 32;
 // Files under blobs/ are never written again; the mode makes an accidental write fail loudly.
 constexpr mode_t kBlobMode = 0444;
 constexpr mode_t kPartialMode = 0644;
@@ -122,6 +120,18 @@ class BlobHasher : public ChunkChainBuilder {
   BlobHasher() : ChunkChainBuilder(kChunkDigestBytes) {}
 };
 
+// Feeds the whole file `fd` (named `path` in errors) to `hasher`; returns how many bytes.
+absl::StatusOr<int64_t> HashWholeFile(int fd, const std::string& path, BlobHasher* hasher) {
+  int64_t size = 0;
+  std::vector<char> buf(kRehashChunk);
+  for (;;) {
+    MD_ASSIGN_OR_RETURN(size_t n, PreadAll(fd, buf.data(), buf.size(), size, path));
+    if (n == 0) return size;
+    hasher->Update(absl::string_view(buf.data(), n));
+    size += static_cast<int64_t>(n);
+  }
+}
+
 }  // namespace
 
 // The in-memory half of an upload. `hash` (whole file and chunks) covers exactly the first
@@ -178,16 +188,7 @@ struct BlobStore::Upload {
     // failure part way leaves the next call to try again rather than trust half a hash.
     loaded = false;
     BlobHasher rebuilt;
-    int64_t size = 0;
-    std::vector<char> buf(kRehashChunk);
-    for (;;) {
-      ssize_t n = ::pread(fd.get(), buf.data(), buf.size(), size);
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) return ErrnoStatus(errno, absl::StrCat("read ", path));
-      if (n == 0) break;
-      rebuilt.Update(absl::string_view(buf.data(), static_cast<size_t>(n)));
-      size += n;
-    }
+    MD_ASSIGN_OR_RETURN(int64_t size, HashWholeFile(fd.get(), path, &rebuilt));
     if (::fstat(fd.get(), &st) != 0) return ErrnoStatus(errno, absl::StrCat("stat ", path));
     hash = rebuilt;
     offset = size;
@@ -337,20 +338,20 @@ bool BlobStore::Contains(absl::string_view hex) const {
 }
 
 absl::StatusOr<int64_t> BlobStore::Size(absl::string_view hex) const {
-  MD_ASSIGN_OR_RETURN(auto opened, OpenWithRecord(hex, 0, /*check_size=*/true));
+  MD_ASSIGN_OR_RETURN(auto opened, OpenWithRecord(hex));
   return opened.second->size();
 }
 
 absl::StatusOr<BlobReader> BlobStore::OpenBlob(absl::string_view hex) const {
-  MD_ASSIGN_OR_RETURN(auto opened, OpenWithRecord(hex, 0, /*check_size=*/true));
+  MD_ASSIGN_OR_RETURN(auto opened, OpenWithRecord(hex));
   return BlobReader(opened.first.Release(), std::move(opened.second));
 }
 
 absl::StatusOr<std::pair<ScopedFd, std::shared_ptr<const BlobRecord>>> BlobStore::OpenWithRecord(
-    absl::string_view hex, int flags, bool check_size) const {
+    absl::string_view hex) const {
   MD_RETURN_IF_ERROR(ValidateHex(hex));
   const std::string path = BlobPath(hex);
-  ScopedFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | flags));
+  ScopedFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd.valid()) {
     if (errno != ENOENT) return ErrnoStatus(errno, absl::StrCat("open ", path));
     if (WasQuarantined(hex)) {
@@ -365,7 +366,7 @@ absl::StatusOr<std::pair<ScopedFd, std::shared_ptr<const BlobRecord>>> BlobStore
   struct stat st;
   if (::fstat(fd.get(), &st) != 0) return ErrnoStatus(errno, absl::StrCat("stat ", path));
   MD_ASSIGN_OR_RETURN(std::shared_ptr<const BlobRecord> record, LoadRecord(hex, fd.get(), st));
-  if (check_size && record->size() != static_cast<int64_t>(st.st_size)) {
+  if (record->size() != static_cast<int64_t>(st.st_size)) {
     return SizeMismatchError(*record, static_cast<int64_t>(st.st_size));
   }
   return std::make_pair(std::move(fd), std::move(record));
@@ -392,7 +393,9 @@ absl::StatusOr<std::shared_ptr<const BlobRecord>> BlobStore::LoadRecord(
     }
     // The last entry is the blob's digest: a cheap check that the sidecar is this blob's.
     if (sidecar.has_value() && !sidecar->chain.empty() &&
-        HexEncode(absl::string_view(sidecar->chain).substr(sidecar->chain.size() - 32)) != hex) {
+        HexEncode(
+            absl::string_view(sidecar->chain).substr(sidecar->chain.size() - kChainEntryBytes)) !=
+            hex) {
       sidecar.reset();
       rewrite = false;
     }
@@ -405,14 +408,7 @@ absl::StatusOr<std::shared_ptr<const BlobRecord>> BlobStore::LoadRecord(
     // No usable sidecar: one pass over the blob gives the chunk chain and, for free, a check
     // that the blob still holds the bytes of its name, so corrupt bytes never get a chain.
     BlobHasher hasher;
-    int64_t read = 0;
-    std::vector<char> buf(kRehashChunk);
-    for (;;) {
-      MD_ASSIGN_OR_RETURN(size_t n, PreadAll(fd, buf.data(), buf.size(), read, BlobPath(hex)));
-      if (n == 0) break;
-      hasher.Update(absl::string_view(buf.data(), n));
-      read += static_cast<int64_t>(n);
-    }
+    MD_ASSIGN_OR_RETURN(int64_t read, HashWholeFile(fd, BlobPath(hex), &hasher));
     std::string actual = hasher.DigestHex();
     if (actual != hex) {
       return MakeError(
@@ -632,7 +628,8 @@ absl::Status BlobStore::CommitLocked(Upload& upload, absl::string_view key, absl
   // so no crash leaves a stored blob without it. A crash in between leaves a sidecar without
   // a blob, which is harmless: the digest fixes the bytes, so it is right for any later blob
   // of that name, and the next Finish replaces it anyway.
-  if (status.ok()) status = WriteChain(hex, upload.offset, upload.hash.Chain());
+  const std::string chain = upload.hash.Chain();
+  if (status.ok()) status = WriteChain(hex, upload.offset, chain);
   if (status.ok() && ::rename(partial.c_str(), blob.c_str()) != 0) {
     status = ErrnoStatus(errno, absl::StrCat("rename ", partial, " to ", blob));
   }
@@ -647,8 +644,8 @@ absl::Status BlobStore::CommitLocked(Upload& upload, absl::string_view key, absl
   // first reads may skip hashing under the same rule as later ones (served_bytes_check.h).
   // fstat after the rename, which moves ctime.
   if (::fstat(fd, &st) == 0) {
-    auto record = std::make_shared<const BlobRecord>(
-        std::string(hex), FileIdentity::Of(st), ChainSidecar{upload.offset, upload.hash.Chain()});
+    auto record = std::make_shared<const BlobRecord>(std::string(hex), FileIdentity::Of(st),
+                                                     ChainSidecar{upload.offset, chain});
     for (int64_t i = 0; i < record->chunks(); ++i) record->MarkVerified(i);
     RememberRecord(std::move(record));
   }
@@ -899,7 +896,7 @@ absl::Status BlobStore::WriteChain(absl::string_view hex, int64_t size,
 }
 
 absl::StatusOr<std::vector<std::string>> BlobStore::ChunkChain(absl::string_view hex) const {
-  MD_ASSIGN_OR_RETURN(auto opened, OpenWithRecord(hex, 0, /*check_size=*/true));
+  MD_ASSIGN_OR_RETURN(auto opened, OpenWithRecord(hex));
   const BlobRecord& record = *opened.second;
   std::vector<std::string> entries;
   entries.reserve(static_cast<size_t>(record.chunks()));

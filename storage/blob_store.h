@@ -236,10 +236,10 @@ class BlobStore {
   // (its entries concatenated): temp file in uploads/ (so Open cleans up after a crash), fsync,
   // rename, fsync of the directory.
   absl::Status WriteChain(absl::string_view hex, int64_t size, absl::string_view chain) const;
-  // Opens blob `hex` (`flags` added to O_RDONLY) and its record; NOT_FOUND when absent.
-  // `check_size`: DATA_LOSS when the file's size is not the recorded one.
+  // Opens blob `hex` and its record: NOT_FOUND when absent, DATA_LOSS when the file's size is
+  // not the recorded one.
   absl::StatusOr<std::pair<ScopedFd, std::shared_ptr<const BlobRecord>>> OpenWithRecord(
-      absl::string_view hex, int flags, bool check_size) const;
+      absl::string_view hex) const;
   // The record of blob `hex` open as `fd` with `st`: cached while the file's identity is the
   // same, else read from the sidecar, else (no usable sidecar) computed from the blob.
   absl::StatusOr<std::shared_ptr<const BlobRecord>> LoadRecord(absl::string_view hex, int fd,

@@ -103,7 +103,7 @@ absl::Status BlobStore::Verify(absl::string_view hex,
   // The record first, through the ordinary open (which also catches a wrong size); then a
   // second descriptor that bypasses the page cache, so what is checked is what the disk holds
   // and not a copy that was verified when it was written.
-  MD_ASSIGN_OR_RETURN(auto opened, OpenWithRecord(hex, 0, /*check_size=*/true));
+  MD_ASSIGN_OR_RETURN(auto opened, OpenWithRecord(hex));
   const BlobRecord& record = *opened.second;
   const std::string path = BlobPath(hex);
   ScopedFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_DIRECT));
@@ -153,8 +153,8 @@ absl::Status BlobStore::Verify(absl::string_view hex,
   if (got != record.chain()) {
     int64_t bad = 0;  // the first chunk whose entry differs
     while (bad + 1 < record.chunks() &&
-           got.compare(static_cast<size_t>(bad) * 32, 32, record.chain(),
-                       static_cast<size_t>(bad) * 32, 32) == 0) {
+           absl::string_view(got).substr(static_cast<size_t>(bad) * kChainEntryBytes,
+                                         kChainEntryBytes) == record.entry(bad)) {
       ++bad;
     }
     return ChunkMismatchError(record, bad);
