@@ -2252,17 +2252,6 @@ class RealServerPublishTest : public ::testing::Test {
     ASSERT_EQ(::unlink((blob + ".chain").c_str()), 0) << blob;
   }
 
-  // ArtifactService.Read of the whole blob `digest`.
-  grpc::Status ReadBlob(const std::string& digest, std::string* out) {
-    v1::ReadRequest request;
-    request.set_digest(digest);
-    grpc::ClientContext context;
-    auto reader = server_.artifacts().Read(&context, request);
-    v1::ReadResponse chunk;
-    while (reader->Read(&chunk)) out->append(chunk.data());
-    return reader->Finish();
-  }
-
   modeldist::testing::TestServer server_;
   std::unique_ptr<RegistryClient> client_;
   ScratchDir dir_;
@@ -2336,7 +2325,7 @@ TEST_F(RealServerPublishTest, RerunAfterALostBlobRestoresItsBytes) {
   ASSERT_EQ(version.artifacts_size(), 1);
   EXPECT_TRUE(version.artifacts(0).uploaded());
   std::string read;
-  ASSERT_TRUE(ReadBlob(digest_, &read).ok());
+  ASSERT_TRUE(server_.ReadBlob(digest_, &read).ok());
   EXPECT_EQ(read, contents_);
 
   // The command line says so too.
@@ -2360,7 +2349,7 @@ TEST_F(RealServerPublishTest, RerunAfterDetectedDamageHealsIt) {
       absl::StrCat(server_.data_dir(), "/data/blobs/sha256/", hex.substr(0, 2), "/", hex);
   modeldist::testing::DamageFile(blob, modeldist::testing::FileDamage::kFlip, 1000);
   std::string read;
-  ASSERT_EQ(ReadBlob(digest_, &read).error_code(), grpc::StatusCode::DATA_LOSS);
+  ASSERT_EQ(server_.ReadBlob(digest_, &read).error_code(), grpc::StatusCode::DATA_LOSS);
   EXPECT_EQ(AuditLog().front().action(), "BlobDamaged");
   EXPECT_FALSE(GetVersion().artifacts(0).uploaded());
 
@@ -2369,7 +2358,7 @@ TEST_F(RealServerPublishTest, RerunAfterDetectedDamageHealsIt) {
   EXPECT_THAT(heal.out, HasSubstr(absl::StrCat("restored bytes of ", digest_)));
   EXPECT_EQ(AuditLog().front().action(), "BlobRestored");
   read.clear();
-  ASSERT_TRUE(ReadBlob(digest_, &read).ok());
+  ASSERT_TRUE(server_.ReadBlob(digest_, &read).ok());
   EXPECT_EQ(read, contents_);
   v1::GetManifestRequest request;
   request.set_tier("llama8b");

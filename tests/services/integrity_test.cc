@@ -46,15 +46,7 @@ class IntegrityTest : public ::testing::Test {
 
   // Reads [offset, offset + limit) of the blob; `got` gets every byte received.
   absl::Status Read(std::string* got, int64_t offset = 0, int64_t limit = 0) {
-    v1::ReadRequest request;
-    request.set_digest(digest_);
-    request.set_offset(offset);
-    request.set_limit(limit);
-    grpc::ClientContext context;
-    auto reader = server_.artifacts().Read(&context, request);
-    v1::ReadResponse message;
-    while (reader->Read(&message)) got->append(message.data());
-    return FromGrpcStatus(reader->Finish());
+    return FromGrpcStatus(server_.ReadBlob(digest_, got, offset, limit));
   }
 
   absl::StatusOr<int64_t> Stat() {

@@ -408,14 +408,8 @@ TEST_F(RegistryServiceTest, SessionUploadThenDeclarePublishAndServe) {
   ASSERT_TRUE(Publish("models/llama/versions/1", &v).ok());
   EXPECT_EQ(v.state(), v1::Version::PUBLISHED);
 
-  v1::ReadRequest read;
-  read.set_digest(gguf_.digest());
-  grpc::ClientContext context;
-  auto reader = server_.artifacts().Read(&context, read);
   std::string got;
-  v1::ReadResponse chunk;
-  while (reader->Read(&chunk)) got += chunk.data();
-  ASSERT_TRUE(reader->Finish().ok());
+  ASSERT_TRUE(server_.ReadBlob(gguf_.digest(), &got).ok());
   EXPECT_EQ(got, bytes_);
 }
 

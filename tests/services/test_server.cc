@@ -81,6 +81,19 @@ grpc::Status TestServer::Stream(const v1::WriteArtifactRequest& first,
   return writer->Finish();
 }
 
+grpc::Status TestServer::ReadBlob(const std::string& digest, std::string* out, int64_t offset,
+                                  int64_t limit) {
+  v1::ReadRequest request;
+  request.set_digest(digest);
+  request.set_offset(offset);
+  request.set_limit(limit);
+  grpc::ClientContext context;
+  auto reader = artifacts_->Read(&context, request);
+  v1::ReadResponse message;
+  while (reader->Read(&message)) out->append(message.data());
+  return reader->Finish();
+}
+
 grpc::Status TestServer::Upload(const std::string& digest, const std::string& bytes, int64_t offset,
                                 bool finish, size_t message_bytes) {
   v1::WriteArtifactRequest first;

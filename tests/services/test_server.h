@@ -63,6 +63,10 @@ class TestServer {
                              v1::WriteArtifactResponse* response = nullptr);
   v1::TierBinding SetTier(const std::string& tier, const std::string& channel,
                           const std::string& version);
+  // ArtifactService.Read of [offset, offset + limit) of `digest` (limit 0: to the end);
+  // `out` gets every byte received, also when the stream then fails.
+  grpc::Status ReadBlob(const std::string& digest, std::string* out, int64_t offset = 0,
+                        int64_t limit = 0);
 
  private:
   void Start();
