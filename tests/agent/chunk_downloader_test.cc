@@ -359,13 +359,9 @@ class ChunkDownloaderTest : public ::testing::Test {
     server_.PublishBlob("llama8b", "2026.1.0", v1::PLATFORM_LINUX, v1::ARCH_X86_64, v1::FORMAT_GGUF,
                         bytes_);
     server_.SetTier("llama8b", "", kVersion);
-    v1::GetManifestRequest request;
-    request.set_tier("llama8b");
-    request.set_platform(v1::PLATFORM_LINUX);
-    request.set_arch(v1::ARCH_X86_64);
-    grpc::ClientContext context;
     v1::SignedManifest signed_manifest;
-    ASSERT_TRUE(server_.manifests().GetManifest(&context, request, &signed_manifest).ok());
+    ASSERT_TRUE(
+        server_.GetManifest("llama8b", v1::PLATFORM_LINUX, v1::ARCH_X86_64, &signed_manifest).ok());
     v1::Manifest manifest;
     ASSERT_TRUE(manifest.ParseFromString(signed_manifest.manifest()));
     artifact_ = manifest.artifact();

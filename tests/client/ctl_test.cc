@@ -2360,13 +2360,7 @@ TEST_F(RealServerPublishTest, RerunAfterDetectedDamageHealsIt) {
   read.clear();
   ASSERT_TRUE(server_.ReadBlob(digest_, &read).ok());
   EXPECT_EQ(read, contents_);
-  v1::GetManifestRequest request;
-  request.set_tier("llama8b");
-  request.set_platform(v1::PLATFORM_MACOS);
-  request.set_arch(v1::ARCH_X86_64);
-  v1::SignedManifest manifest;
-  grpc::ClientContext context;
-  EXPECT_TRUE(server_.manifests().GetManifest(&context, request, &manifest).ok());
+  EXPECT_TRUE(server_.GetManifest("llama8b", v1::PLATFORM_MACOS, v1::ARCH_X86_64).ok());
 }
 
 TEST_F(RealServerPublishTest, LostBlobIsNotRestoredFromAnotherFile) {

@@ -60,14 +60,9 @@ class IntegrityTest : public ::testing::Test {
   }
 
   absl::StatusOr<v1::Manifest> GetManifest() {
-    v1::GetManifestRequest request;
-    request.set_tier("t");
-    request.set_platform(v1::PLATFORM_LINUX);
-    request.set_arch(v1::ARCH_X86_64);
     v1::SignedManifest signed_manifest;
-    grpc::ClientContext context;
-    absl::Status s =
-        FromGrpcStatus(server_.manifests().GetManifest(&context, request, &signed_manifest));
+    absl::Status s = FromGrpcStatus(
+        server_.GetManifest("t", v1::PLATFORM_LINUX, v1::ARCH_X86_64, &signed_manifest));
     if (!s.ok()) return s;
     v1::Manifest m;
     EXPECT_TRUE(m.ParseFromString(signed_manifest.manifest()));

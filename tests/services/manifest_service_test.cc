@@ -172,14 +172,10 @@ TEST_F(ManifestServiceTest, SequenceGrowsWithEveryChangeAndSurvivesRestart) {
   // Binding the bound version again changes nothing: the same sequence comes back.
   EXPECT_EQ(server_.SetTier("llama8b", "beta", other).sequence(), last);
   server_.Restart();
-  v1::GetManifestRequest request;
-  request.set_tier("llama8b");
-  request.set_channel("beta");
-  request.set_platform(v1::PLATFORM_MACOS);
-  request.set_arch(v1::ARCH_ARM64);
   v1::SignedManifest signed_manifest;
-  grpc::ClientContext context;
-  ASSERT_TRUE(server_.manifests().GetManifest(&context, request, &signed_manifest).ok());
+  ASSERT_TRUE(
+      server_.GetManifest("llama8b", v1::PLATFORM_MACOS, v1::ARCH_ARM64, &signed_manifest, "beta")
+          .ok());
   v1::Manifest m;
   ASSERT_TRUE(m.ParseFromString(signed_manifest.manifest()));
   EXPECT_EQ(m.sequence(), last);

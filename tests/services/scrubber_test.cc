@@ -96,13 +96,8 @@ class ScrubTest : public ::testing::Test {
   std::string Path(int i) const { return BlobPath(server_, hex_[i]); }
 
   absl::Status GetManifest(int i) {
-    v1::GetManifestRequest request;
-    request.set_tier(absl::StrCat("t", i));
-    request.set_platform(v1::PLATFORM_LINUX);
-    request.set_arch(v1::ARCH_X86_64);
-    v1::SignedManifest signed_manifest;
-    grpc::ClientContext context;
-    return FromGrpcStatus(server_.manifests().GetManifest(&context, request, &signed_manifest));
+    return FromGrpcStatus(
+        server_.GetManifest(absl::StrCat("t", i), v1::PLATFORM_LINUX, v1::ARCH_X86_64));
   }
 
   std::vector<v1::AuditEntry> Audit() {

@@ -81,6 +81,18 @@ grpc::Status TestServer::Stream(const v1::WriteArtifactRequest& first,
   return writer->Finish();
 }
 
+grpc::Status TestServer::GetManifest(const std::string& tier, v1::Platform platform, v1::Arch arch,
+                                     v1::SignedManifest* out, const std::string& channel) {
+  v1::GetManifestRequest request;
+  request.set_tier(tier);
+  request.set_channel(channel);
+  request.set_platform(platform);
+  request.set_arch(arch);
+  v1::SignedManifest ignored;
+  grpc::ClientContext context;
+  return manifests_->GetManifest(&context, request, out != nullptr ? out : &ignored);
+}
+
 grpc::Status TestServer::ReadBlob(const std::string& digest, std::string* out, int64_t offset,
                                   int64_t limit) {
   v1::ReadRequest request;

@@ -63,6 +63,10 @@ class TestServer {
                              v1::WriteArtifactResponse* response = nullptr);
   v1::TierBinding SetTier(const std::string& tier, const std::string& channel,
                           const std::string& version);
+  // ManifestService.GetManifest for a device of `platform`/`arch` on `tier`/`channel` ("":
+  // stable); the answer goes to `out` when given.
+  grpc::Status GetManifest(const std::string& tier, v1::Platform platform, v1::Arch arch,
+                           v1::SignedManifest* out = nullptr, const std::string& channel = "");
   // ArtifactService.Read of [offset, offset + limit) of `digest` (limit 0: to the end);
   // `out` gets every byte received, also when the stream then fails.
   grpc::Status ReadBlob(const std::string& digest, std::string* out, int64_t offset = 0,
