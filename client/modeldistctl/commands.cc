@@ -1174,7 +1174,7 @@ absl::Status RunScrub(Invocation& inv, const Flags& flags) {
     return DamageFound(absl::StrCat(
         "the scrub found ", damaged, " damaged and ", missing,
         " missing blobs; their manifests are withheld until the same files are published "
-        "again (see docs/architecture.md, Integrity)"));
+        "again (see docs/architecture.md, \"Integrity at rest\")"));
   }
   return absl::OkStatus();
 }
