@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The long run of the agent's kill -9 trials (tests/agent/agent_kill_test.cc): 1,000 syncs of
+# The long run of the agent's kill -9 trials (tests/client/agent/agent_kill_test.cc): 1,000 syncs of
 # the real modeldist-agent killed at random moments, each followed by a checked recovery.
 # CI runs the same test with 100 trials. Takes a few minutes (about 0.2 s per trial).
 #
@@ -19,4 +19,4 @@ cmake --build "$build" -j"$(nproc)" --target agent_kill_test modeldist-agent
 MODELDIST_BUILD_DIR=$(cd "$build" && pwd)
 export MODELDIST_BUILD_DIR
 export MODELDIST_AGENT_KILL_TRIALS=${MODELDIST_AGENT_KILL_TRIALS:-1000}
-exec "$MODELDIST_BUILD_DIR/tests/agent/agent_kill_test" --gtest_filter='AgentKillTest.*'
+exec "$MODELDIST_BUILD_DIR/tests/client/agent/agent_kill_test" --gtest_filter='AgentKillTest.*'

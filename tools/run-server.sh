@@ -20,6 +20,6 @@ if [[ ! -s $TOKEN_FILE ]]; then
   (umask 077 && openssl rand -hex 32 >"$TOKEN_FILE")
   echo "created admin token file $TOKEN_FILE (mode 0600)"
 fi
-echo "modeldistctl is at build/server/client/modeldistctl; pass --token-file $TOKEN_FILE"
+echo "modeldistctl is at build/server/client/modeldistctl/modeldistctl; pass --token-file $TOKEN_FILE"
 exec build/server/services/modeldist-server --listen "$LISTEN" --data-dir "$DATA_DIR" \
   --admin-token-file "$TOKEN_FILE" "$@"

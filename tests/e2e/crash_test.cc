@@ -26,7 +26,7 @@
 #include "common/file_util.h"
 #include "gtest/gtest.h"
 #include "tests/e2e/e2e_client.h"
-#include "tests/e2e/server_process.h"
+#include "tests/testing/server_process.h"
 #include "tests/testing/test_util.h"
 
 namespace modeldist::e2e {
@@ -35,6 +35,7 @@ namespace {
 using ::modeldist::testing::BuildDir;
 using ::modeldist::testing::RandomBytes;
 using ::modeldist::testing::ScratchDir;
+using ::modeldist::testing::ServerProcess;
 
 constexpr char kModel[] = "crash-model";
 constexpr char kTier[] = "crash";

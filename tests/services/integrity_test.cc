@@ -16,7 +16,7 @@
 #include "gtest/gtest.h"
 #include "services/grpc_status.h"
 #include "storage/blob_record.h"
-#include "tests/services/test_server.h"
+#include "tests/testing/test_server.h"
 
 namespace modeldist::testing {
 namespace {

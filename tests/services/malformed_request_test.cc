@@ -15,7 +15,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "services/grpc_status.h"
-#include "tests/services/test_server.h"
+#include "tests/testing/test_server.h"
 
 namespace modeldist::services {
 namespace {

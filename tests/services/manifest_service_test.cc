@@ -12,7 +12,7 @@
 #include "common/ed25519.h"
 #include "gtest/gtest.h"
 #include "storage/blob_store.h"
-#include "tests/services/test_server.h"
+#include "tests/testing/test_server.h"
 
 namespace modeldist::testing {
 namespace {

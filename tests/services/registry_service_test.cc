@@ -10,7 +10,7 @@
 #include "common/status.h"
 #include "gtest/gtest.h"
 #include "services/grpc_status.h"
-#include "tests/services/test_server.h"
+#include "tests/testing/test_server.h"
 
 namespace modeldist::testing {
 namespace {

@@ -31,7 +31,7 @@
 #include "storage/blob_record.h"
 #include "storage/blob_store.h"
 #include "storage/catalog.h"
-#include "tests/services/test_server.h"
+#include "tests/testing/test_server.h"
 
 namespace modeldist::testing {
 namespace {

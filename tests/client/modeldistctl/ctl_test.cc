@@ -41,7 +41,7 @@
 #include "gtest/gtest.h"
 #include "modeldist/v1/manifest.grpc.pb.h"
 #include "modeldist/v1/registry.grpc.pb.h"
-#include "tests/services/test_server.h"
+#include "tests/testing/test_server.h"
 #include "tests/testing/test_util.h"
 
 namespace modeldist::ctl {
@@ -2186,7 +2186,7 @@ TEST_F(FakeServerTest, KeysRootWritesTheVerifiedRootWithoutAToken) {
   EXPECT_EQ(::access(bad_out.c_str(), F_OK), -1);
 }
 
-// --- publish against the real server (in-process, tests/services/test_server.h) -------------
+// --- publish against the real server (in-process, tests/testing/test_server.h) -------------
 // Idempotence is about what the server records (tier sequence, audit log, blob store), so
 // these runs go to a real ModeldistServer, not to the fake.
 

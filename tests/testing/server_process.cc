@@ -1,4 +1,4 @@
-#include "tests/e2e/server_process.h"
+#include "tests/testing/server_process.h"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -16,7 +16,7 @@
 
 extern char** environ;
 
-namespace modeldist::e2e {
+namespace modeldist::testing {
 namespace {
 
 // Waits for `pid` until `deadline`; returns true (and the status) once it was reaped.
@@ -140,4 +140,4 @@ std::string ServerProcess::LogTail(size_t max_bytes) const {
   return log.size() > max_bytes ? "..." + log.substr(log.size() - max_bytes) : log;
 }
 
-}  // namespace modeldist::e2e
+}  // namespace modeldist::testing

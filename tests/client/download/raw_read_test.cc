@@ -14,7 +14,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "modeldist/v1/artifact.grpc.pb.h"
-#include "tests/services/test_server.h"
+#include "tests/testing/test_server.h"
 #include "tests/testing/test_util.h"
 
 namespace modeldist::testing {

@@ -19,8 +19,8 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "modeldist/v1/manifest.grpc.pb.h"
-#include "tests/agent/agent_fixture.h"
-#include "tests/services/test_server.h"
+#include "tests/client/agent/agent_fixture.h"
+#include "tests/testing/test_server.h"
 
 namespace modeldist::testing {
 namespace {

@@ -39,7 +39,7 @@
 #include "common/digest.h"
 #include "common/file_util.h"
 #include "gtest/gtest.h"
-#include "tests/services/test_server.h"
+#include "tests/testing/test_server.h"
 #include "tests/testing/test_util.h"
 
 extern char** environ;

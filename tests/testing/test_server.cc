@@ -1,4 +1,4 @@
-#include "tests/services/test_server.h"
+#include "tests/testing/test_server.h"
 
 #include <algorithm>
 

@@ -14,7 +14,7 @@
 #include "common/file_util.h"
 #include "common/status.h"
 #include "gtest/gtest.h"
-#include "tests/services/test_server.h"
+#include "tests/testing/test_server.h"
 
 namespace modeldist::testing {
 namespace {

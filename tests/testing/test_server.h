@@ -2,8 +2,8 @@
 //
 // A real ModeldistServer on 127.0.0.1:0 in a scratch data dir, with stubs over an in-process
 // channel, and small helpers to publish artifacts the way modeldistctl does.
-#ifndef MODELDIST_TESTS_SERVICES_TEST_SERVER_H_
-#define MODELDIST_TESTS_SERVICES_TEST_SERVER_H_
+#ifndef MODELDIST_TESTS_TESTING_TEST_SERVER_H_
+#define MODELDIST_TESTS_TESTING_TEST_SERVER_H_
 
 #include <memory>
 #include <optional>
@@ -94,4 +94,4 @@ v1::Artifact MakeArtifact(v1::Platform platform, v1::Arch arch, v1::Format forma
 
 }  // namespace modeldist::testing
 
-#endif  // MODELDIST_TESTS_SERVICES_TEST_SERVER_H_
+#endif  // MODELDIST_TESTS_TESTING_TEST_SERVER_H_

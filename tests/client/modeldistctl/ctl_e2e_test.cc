@@ -1,5 +1,5 @@
 // End-to-end tests of modeldistctl against the real modeldist-server: the server binary runs
-// on 127.0.0.1:0 with a scratch data dir (tests/e2e/server_process.h), and the modeldistctl
+// on 127.0.0.1:0 with a scratch data dir (tests/testing/server_process.h), and the modeldistctl
 // binary is run as a user would, checking its output and exit codes. Resumption is driven
 // through the library (a byte cap, a server killed mid-stream) and then finished by the binary.
 #include <fcntl.h>
@@ -39,7 +39,7 @@
 #include "gtest/gtest.h"
 #include "modeldist/v1/artifact.grpc.pb.h"
 #include "modeldist/v1/manifest.grpc.pb.h"
-#include "tests/e2e/server_process.h"
+#include "tests/testing/server_process.h"
 #include "tests/testing/test_util.h"
 
 extern char** environ;
@@ -112,7 +112,7 @@ class CtlE2eTest : public ::testing::Test {
   void SetUp() override {
     std::ofstream(dir_.Join("token")) << kToken << "\n";
     ASSERT_EQ(::mkdir(dir_.Join("data").c_str(), 0755), 0);
-    server_ = std::make_unique<e2e::ServerProcess>(ServerBinary(), dir_.Join("data"),
+    server_ = std::make_unique<testing::ServerProcess>(ServerBinary(), dir_.Join("data"),
                                                    dir_.Join("token"), dir_.path());
     ASSERT_TRUE(server_->Start());
     contents_ = modeldist::testing::RandomBytes(kFileSize, 42);
@@ -129,7 +129,7 @@ class CtlE2eTest : public ::testing::Test {
   static std::string ServerBinary() {
     return modeldist::testing::BuildDir() + "/services/modeldist-server";
   }
-  static std::string CtlBinary() { return modeldist::testing::BuildDir() + "/client/modeldistctl"; }
+  static std::string CtlBinary() { return modeldist::testing::BuildDir() + "/client/modeldistctl/modeldistctl"; }
 
   // Runs the modeldistctl binary with `--server <test server>` prepended, with MODELDIST_*
   // variables of the test's own environment removed and `env` added (replacing any variable
@@ -256,7 +256,7 @@ class CtlE2eTest : public ::testing::Test {
   }
 
   ScratchDir dir_;
-  std::unique_ptr<e2e::ServerProcess> server_;
+  std::unique_ptr<testing::ServerProcess> server_;
   std::string contents_;
   std::string file_;
   std::string digest_;
@@ -488,7 +488,7 @@ TEST_F(CtlE2eTest, UploadSurvivesAServerRestartMidStream) {
     if (restarted || position < (1 << 20)) return;
     restarted = true;
     server_->Kill();
-    server_ = std::make_unique<e2e::ServerProcess>(
+    server_ = std::make_unique<testing::ServerProcess>(
         ServerBinary(), dir_.Join("data"), dir_.Join("token"), dir_.path(),
         std::vector<std::string>{"--listen", absl::StrCat("127.0.0.1:", port)});
     ASSERT_TRUE(server_->Start());

@@ -28,7 +28,7 @@
 #include "common/status.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "tests/services/test_server.h"
+#include "tests/testing/test_server.h"
 
 extern char** environ;
 

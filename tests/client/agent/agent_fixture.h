@@ -3,15 +3,15 @@
 // What the agent's Sync tests share: a real server on loopback with tier `llama8b`, the trust
 // root the app ships (root 1, fetched once out of band) in a file, and the SyncOptions of a
 // linux/x86_64 device that keeps its models under the test's scratch directory.
-#ifndef MODELDIST_TESTS_AGENT_AGENT_FIXTURE_H_
-#define MODELDIST_TESTS_AGENT_AGENT_FIXTURE_H_
+#ifndef MODELDIST_TESTS_CLIENT_AGENT_AGENT_FIXTURE_H_
+#define MODELDIST_TESTS_CLIENT_AGENT_AGENT_FIXTURE_H_
 
 #include <string>
 
 #include "client/agent/agent.h"
 #include "common/file_util.h"
 #include "gtest/gtest.h"
-#include "tests/services/test_server.h"
+#include "tests/testing/test_server.h"
 
 namespace modeldist::testing {
 
@@ -57,4 +57,4 @@ class AgentFixture : public ::testing::Test {
 
 }  // namespace modeldist::testing
 
-#endif  // MODELDIST_TESTS_AGENT_AGENT_FIXTURE_H_
+#endif  // MODELDIST_TESTS_CLIENT_AGENT_AGENT_FIXTURE_H_

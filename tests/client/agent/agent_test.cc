@@ -13,8 +13,8 @@
 #include "common/status.h"
 #include "gtest/gtest.h"
 #include "modeldist/agent.h"
-#include "tests/agent/agent_fixture.h"
-#include "tests/services/test_server.h"
+#include "tests/client/agent/agent_fixture.h"
+#include "tests/testing/test_server.h"
 
 namespace modeldist::testing {
 namespace {

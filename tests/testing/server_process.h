@@ -3,8 +3,8 @@
 // Runs the real modeldist-server binary as a child process for end-to-end tests: started on
 // 127.0.0.1:0 with a port file, stopped only by its own PID (SIGTERM, or SIGKILL to simulate a
 // crash), and always reaped, also when a test fails half way.
-#ifndef MODELDIST_TESTS_E2E_SERVER_PROCESS_H_
-#define MODELDIST_TESTS_E2E_SERVER_PROCESS_H_
+#ifndef MODELDIST_TESTS_TESTING_SERVER_PROCESS_H_
+#define MODELDIST_TESTS_TESTING_SERVER_PROCESS_H_
 
 #include <sys/types.h>
 
@@ -13,7 +13,7 @@
 
 #include "gtest/gtest.h"
 
-namespace modeldist::e2e {
+namespace modeldist::testing {
 
 class ServerProcess {
  public:
@@ -52,6 +52,6 @@ class ServerProcess {
   int port_ = 0;
 };
 
-}  // namespace modeldist::e2e
+}  // namespace modeldist::testing
 
-#endif  // MODELDIST_TESTS_E2E_SERVER_PROCESS_H_
+#endif  // MODELDIST_TESTS_TESTING_SERVER_PROCESS_H_
