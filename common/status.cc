@@ -1,6 +1,7 @@
 #include "common/status.h"
 
 #include "absl/strings/cord.h"
+#include "absl/strings/str_cat.h"
 #include "modeldist/v1/resources.pb.h"
 
 namespace modeldist {
@@ -28,6 +29,15 @@ bool ReadErrorInfo(const absl::Status& status, v1::ErrorInfo* info) {
   return payload.has_value() && info->ParseFromString(std::string(*payload));
 }
 }  // namespace
+
+absl::Status WithContext(const absl::Status& status, absl::string_view context) {
+  if (status.ok()) return status;
+  absl::Status out(status.code(), absl::StrCat(context, ": ", status.message()));
+  status.ForEachPayload([&out](absl::string_view type_url, const absl::Cord& payload) {
+    out.SetPayload(type_url, payload);
+  });
+  return out;
+}
 
 std::string ErrorReason(const absl::Status& status) {
   v1::ErrorInfo info;

@@ -2,7 +2,7 @@
 //
 // absl::Status helpers used everywhere inside modeldist. Errors carry a stable
 // UPPER_SNAKE_CASE reason and the fields they are about (AIP-193 ErrorInfo), attached as a
-// payload so the service edge (services/grpc_status.h) can turn them into gRPC details.
+// payload so the service edge (common/grpc_status.h) can turn them into gRPC details.
 //
 // Example:
 //   if (id.empty()) return InvalidArgument("model_id", "EMPTY_ID", "model_id is required");
@@ -32,6 +32,10 @@ absl::Status MakeError(absl::StatusCode code, absl::string_view reason, absl::st
 // INVALID_ARGUMENT about one request field; metadata gets {"field": field}.
 absl::Status InvalidArgument(absl::string_view field, absl::string_view reason,
                              absl::string_view message);
+
+// `status` with its message prefixed by "context: ", keeping the code and every payload (the
+// ErrorInfo reason included). OK stays OK.
+absl::Status WithContext(const absl::Status& status, absl::string_view context);
 
 // Returns the ErrorInfo reason of `status`, or "" when it has none.
 std::string ErrorReason(const absl::Status& status);

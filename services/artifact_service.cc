@@ -11,7 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/digest.h"
 #include "common/status.h"
-#include "services/grpc_status.h"
+#include "common/grpc_status.h"
 #include "services/malformed_request.h"
 
 namespace modeldist::services {

@@ -9,7 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
-#include "services/grpc_status.h"
+#include "common/grpc_status.h"
 
 namespace modeldist::services {
 namespace {

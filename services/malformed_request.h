@@ -2,7 +2,7 @@
 //
 // What the server answers to request bytes that do not parse as the method's request message:
 // INVALID_ARGUMENT, reason MALFORMED_REQUEST, a message naming the expected type, like every
-// other error (common/status.h, services/grpc_status.h).
+// other error (common/status.h, common/grpc_status.h).
 //
 // gRPC 1.51 parses a request before any of our code runs, and on failure answers by itself:
 //   - a sync unary method (RegistryService): the generated RpcMethodHandler passes on the

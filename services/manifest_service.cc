@@ -4,7 +4,7 @@
 #include "common/ed25519.h"
 #include "common/names.h"
 #include "common/status.h"
-#include "services/grpc_status.h"
+#include "common/grpc_status.h"
 
 namespace modeldist::services {
 namespace {

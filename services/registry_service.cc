@@ -8,7 +8,7 @@
 #include "common/digest.h"
 #include "common/names.h"
 #include "common/status.h"
-#include "services/grpc_status.h"
+#include "common/grpc_status.h"
 
 namespace modeldist::services {
 namespace {

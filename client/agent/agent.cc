@@ -16,8 +16,10 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "client/rpc/channel.h"
 #include "common/digest.h"
 #include "common/file_util.h"
+#include "common/grpc_status.h"
 #include "common/names.h"
 #include "common/status.h"
 #include "common/trust.h"
@@ -26,21 +28,14 @@
 namespace modeldist::agent {
 namespace {
 
-absl::Status FromGrpc(const grpc::Status& s, absl::string_view what) {
-  return absl::Status(static_cast<absl::StatusCode>(s.error_code()),
-                      absl::StrCat(what, ": ", s.error_message()));
-}
+// The manifests of 16 GiB artifacts are ~140 KiB; gRPC's 4 MiB default leaves room, this
+// leaves more for a manifest listing many sources.
+constexpr int kMaxManifestBytes = 16 * 1024 * 1024;
 
-std::shared_ptr<grpc::Channel> Connect(const SyncOptions& options) {
-  grpc::ChannelArguments args;
-  args.SetMaxReceiveMessageSize(16 * 1024 * 1024);  // manifests of 16 GiB artifacts: ~140 KiB
-  std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
-  if (!options.tls_ca_file.empty()) {
-    grpc::SslCredentialsOptions tls;
-    if (auto pem = ReadFileToString(options.tls_ca_file); pem.ok()) tls.pem_root_certs = *pem;
-    credentials = grpc::SslCredentials(tls);
-  }
-  return grpc::CreateCustomChannel(options.server, credentials, args);
+absl::StatusOr<std::shared_ptr<grpc::Channel>> Connect(const SyncOptions& options) {
+  return rpc::MakeChannel({.target = options.server,
+                           .tls_ca_file = options.tls_ca_file,
+                           .max_receive_message_bytes = kMaxManifestBytes});
 }
 
 // The trusted root, advanced along the server's chain and persisted in DIR/trust/root.bin.
@@ -96,7 +91,7 @@ class TrustState {
       context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
       grpc::Status s = stub.GetTrustRoot(&context, request, &next);
       if (s.error_code() == grpc::StatusCode::NOT_FOUND) break;
-      if (!s.ok()) return FromGrpc(s, "GetTrustRoot");
+      if (!s.ok()) return FromGrpcStatus(s, "GetTrustRoot");
       MD_ASSIGN_OR_RETURN(root_, VerifyNextRoot(root_, next));
       signed_ = std::move(next);
       changed = true;
@@ -345,7 +340,7 @@ absl::StatusOr<SyncResult> Sync(const SyncOptions& options) {
   MD_RETURN_IF_ERROR(MakeDirs(options.dir, 0755));
 
   MD_ASSIGN_OR_RETURN(TrustState trust, TrustState::Load(options));
-  auto channel_to_server = Connect(options);
+  MD_ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> channel_to_server, Connect(options));
   auto stub = v1::ManifestService::NewStub(channel_to_server);
   MD_RETURN_IF_ERROR(trust.Advance(*stub));
 
@@ -361,7 +356,7 @@ absl::StatusOr<SyncResult> Sync(const SyncOptions& options) {
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
     grpc::Status s = stub->GetManifest(&context, request, &signed_manifest);
-    if (!s.ok()) return FromGrpc(s, "GetManifest");
+    if (!s.ok()) return FromGrpcStatus(s, "GetManifest");
   }
 
   SyncResult result;
@@ -391,19 +386,21 @@ absl::StatusOr<SyncResult> Sync(const SyncOptions& options) {
 
   // Sources in the manifest's order; an empty artifact_service means "the server asked".
   std::vector<std::unique_ptr<ByteSource>> owned;
-  std::string ca_pem;
-  if (!options.tls_ca_file.empty()) {
-    MD_ASSIGN_OR_RETURN(ca_pem, ReadFileToString(options.tls_ca_file));
-  }
+  auto add_grpc_source = [&](const std::string& target) -> absl::Status {
+    MD_ASSIGN_OR_RETURN(std::unique_ptr<ByteSource> source,
+                        NewGrpcSource(target, options.tls_ca_file));
+    owned.push_back(std::move(source));
+    return absl::OkStatus();
+  };
   for (const v1::Source& source : manifest.artifact().sources()) {
     if (source.has_artifact_service()) {
-      owned.push_back(NewGrpcSource(
-          source.artifact_service().empty() ? options.server : source.artifact_service(), ca_pem));
+      MD_RETURN_IF_ERROR(add_grpc_source(
+          source.artifact_service().empty() ? options.server : source.artifact_service()));
     } else if (source.has_http_url()) {
       owned.push_back(NewHttpSource(source.http_url(), options.tls_ca_file));
     }
   }
-  if (owned.empty()) owned.push_back(NewGrpcSource(options.server, ca_pem));
+  if (owned.empty()) MD_RETURN_IF_ERROR(add_grpc_source(options.server));
   std::vector<ByteSource*> sources;
   for (auto& s : owned) sources.push_back(s.get());
 

@@ -56,8 +56,10 @@ class ByteSource {
   virtual std::string Describe() const = 0;
 };
 
-// ArtifactService.Read at `target` (host:port, plaintext unless `tls_ca_pem` is set).
-std::unique_ptr<ByteSource> NewGrpcSource(const std::string& target, const std::string& tls_ca_pem);
+// ArtifactService.Read at `target` (host:port, plaintext unless `tls_ca_file` is set); an error
+// when the CA file cannot be read (client/rpc/channel.h).
+absl::StatusOr<std::unique_ptr<ByteSource>> NewGrpcSource(const std::string& target,
+                                                          const std::string& tls_ca_file);
 // HTTP(S) GET with `Range: bytes=offset-(offset+limit-1)` of `url` through libcurl.
 std::unique_ptr<ByteSource> NewHttpSource(const std::string& url, const std::string& ca_file);
 

@@ -9,6 +9,7 @@
 #include "absl/synchronization/mutex.h"
 #include "client/agent/chunk_downloader.h"
 #include "client/download/raw_read.h"
+#include "client/rpc/channel.h"
 #include "common/status.h"
 #include "modeldist/v1/artifact.pb.h"
 
@@ -80,8 +81,8 @@ class GrpcSource final : public ByteSource {
     if (!local.ok()) context->TryCancel();
     absl::Status finished = stream.Finish();
     if (!local.ok()) return local;
-    if (finished.ok()) return absl::OkStatus();
-    return absl::Status(finished.code(), absl::StrCat(description_, ": ", finished.message()));
+    // The server's reason stays on the status: the agent's exit code and JSON report use it.
+    return WithContext(finished, description_);
   }
 
   const std::string description_;
@@ -92,23 +93,15 @@ class GrpcSource final : public ByteSource {
 
 }  // namespace
 
-std::unique_ptr<ByteSource> NewGrpcSource(const std::string& target,
-                                          const std::string& tls_ca_pem) {
-  std::shared_ptr<grpc::ChannelCredentials> credentials;
-  if (tls_ca_pem.empty()) {
-    credentials = grpc::InsecureChannelCredentials();
-  } else {
-    grpc::SslCredentialsOptions ssl;
-    ssl.pem_root_certs = tls_ca_pem;
-    credentials = grpc::SslCredentials(ssl);
-  }
-  grpc::ChannelArguments args;
-  args.SetMaxReceiveMessageSize(kMaxMessageBytes);
-  args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
-  args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, kStreamWindowBytes);
-  auto channel = grpc::CreateCustomChannel(target, credentials, args);
+absl::StatusOr<std::unique_ptr<ByteSource>> NewGrpcSource(const std::string& target,
+                                                          const std::string& tls_ca_file) {
+  MD_ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> channel,
+                      rpc::MakeChannel({.target = target,
+                                        .tls_ca_file = tls_ca_file,
+                                        .max_receive_message_bytes = kMaxMessageBytes,
+                                        .fixed_stream_window_bytes = kStreamWindowBytes}));
   return std::make_unique<GrpcSource>(
-      absl::StrCat(tls_ca_pem.empty() ? "grpc://" : "grpcs://", target), std::move(channel));
+      absl::StrCat(tls_ca_file.empty() ? "grpc://" : "grpcs://", target), std::move(channel));
 }
 
 }  // namespace modeldist::agent

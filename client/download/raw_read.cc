@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/grpc_status.h"
 
 namespace modeldist::client {
 namespace {
@@ -307,7 +308,7 @@ absl::Status RawReadStream::Finish() {
   Wait();
   finished_ = true;
   if (!parse_error_.ok()) return parse_error_;
-  return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
+  return FromGrpcStatus(status);
 }
 
 }  // namespace modeldist::client

@@ -1,9 +1,6 @@
 #include "client/modeldistctl/registry_client.h"
 
 #include <grpc/grpc.h>
-#include <grpcpp/create_channel.h>
-#include <grpcpp/security/credentials.h>
-#include <grpcpp/support/channel_arguments.h>
 #include <pwd.h>
 #include <unistd.h>
 
@@ -13,9 +10,9 @@
 #include <vector>
 
 #include "absl/strings/ascii.h"
-#include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "client/modeldistctl/errors.h"
+#include "client/rpc/channel.h"
 #include "common/file_util.h"
 #include "common/names.h"
 #include "common/status.h"
@@ -27,49 +24,24 @@ namespace {
 // Keepalive finds a dead connection under an upload that has no deadline. The interval stays
 // above gRPC servers' default minimum ping interval (5 minutes), below which a server counts
 // pings as abuse and closes the connection.
-constexpr int kKeepaliveTimeMs = 330 * 1000;
-constexpr int kKeepaliveTimeoutMs = 20 * 1000;
+constexpr absl::Duration kKeepaliveTime = absl::Seconds(330);
+constexpr absl::Duration kKeepaliveTimeout = absl::Seconds(20);
 
 }  // namespace
-
-absl::Status FromGrpcStatus(const grpc::Status& status) {
-  if (status.ok()) return absl::OkStatus();
-  absl::Status out(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
-  v1::RpcStatus details;
-  if (!status.error_details().empty() && details.ParseFromString(status.error_details())) {
-    for (const auto& any : details.details()) {
-      // The type URL names google.rpc.ErrorInfo, which v1::ErrorInfo mirrors on the wire;
-      // Any::UnpackTo would refuse it for the different message name.
-      v1::ErrorInfo info;
-      if (any.type_url() == kErrorInfoPayload && info.ParseFromString(any.value())) {
-        out.SetPayload(kErrorInfoPayload, absl::Cord(any.value()));
-        break;
-      }
-    }
-  }
-  return out;
-}
 
 absl::StatusOr<std::shared_ptr<grpc::Channel>> CreateRegistryChannel(
     const std::string& server, const std::string& tls_ca_file) {
   if (server.empty()) return UsageError("--server must be HOST:PORT");
-  std::shared_ptr<grpc::ChannelCredentials> credentials;
-  if (tls_ca_file.empty()) {
-    credentials = grpc::InsecureChannelCredentials();
-  } else {
-    absl::StatusOr<std::string> ca = ReadFileToString(tls_ca_file);
-    if (!ca.ok()) {
-      return LocalError(
-          absl::Status(ca.status().code(), absl::StrCat("--tls-ca: ", ca.status().message())));
-    }
-    grpc::SslCredentialsOptions options;
-    options.pem_root_certs = *std::move(ca);
-    credentials = grpc::SslCredentials(options);
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
+      rpc::MakeChannel({.target = server,
+                        .tls_ca_file = tls_ca_file,
+                        .keepalive_time = kKeepaliveTime,
+                        .keepalive_timeout = kKeepaliveTimeout});
+  if (!channel.ok()) {
+    return LocalError(absl::Status(channel.status().code(),
+                                   absl::StrCat("--tls-ca: ", channel.status().message())));
   }
-  grpc::ChannelArguments args;
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, kKeepaliveTimeMs);
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, kKeepaliveTimeoutMs);
-  return grpc::CreateCustomChannel(server, credentials, args);
+  return channel;
 }
 
 absl::StatusOr<std::string> LoadAdminToken(

@@ -22,14 +22,11 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "common/grpc_status.h"  // FromGrpcStatus, for every rpc answer of the CLI
 #include "modeldist/v1/manifest.grpc.pb.h"
 #include "modeldist/v1/registry.grpc.pb.h"
 
 namespace modeldist::ctl {
-
-// Code and message of `status`, plus its ErrorInfo (from `grpc-status-details-bin`) as the
-// common/status.h payload when the server sent one.
-absl::Status FromGrpcStatus(const grpc::Status& status);
 
 // A channel to `server` (HOST:PORT): plaintext when `tls_ca_file` is empty, else TLS trusting
 // only the PEM certificates in that file. A CA file that cannot be read is a local error.

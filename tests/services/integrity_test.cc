@@ -14,14 +14,13 @@
 #include "common/status.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "services/grpc_status.h"
+#include "common/grpc_status.h"
 #include "storage/blob_record.h"
 #include "tests/testing/test_server.h"
 
 namespace modeldist::testing {
 namespace {
 
-using services::FromGrpcStatus;
 using ::testing::HasSubstr;
 
 constexpr int64_t kChunk = storage::kChunkDigestBytes;

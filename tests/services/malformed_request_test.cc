@@ -14,7 +14,7 @@
 #include "common/status.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "services/grpc_status.h"
+#include "common/grpc_status.h"
 #include "tests/testing/test_server.h"
 
 namespace modeldist::services {

@@ -9,7 +9,7 @@
 #include "common/digest.h"
 #include "common/status.h"
 #include "gtest/gtest.h"
-#include "services/grpc_status.h"
+#include "common/grpc_status.h"
 #include "tests/testing/test_server.h"
 
 namespace modeldist::testing {
@@ -182,7 +182,7 @@ TEST_F(RegistryServiceTest, MalformedIdsNameTheField) {
 
 TEST_F(RegistryServiceTest, ErrorInfoReasonReachesTheClient) {
   grpc::Status s = CreateModel("a/b");
-  absl::Status back = services::FromGrpcStatus(s);
+  absl::Status back = FromGrpcStatus(s);
   EXPECT_EQ(ErrorReason(back), "INVALID_ID");
   EXPECT_EQ(ErrorMetadataValue(back, "field"), "model_id");
 }

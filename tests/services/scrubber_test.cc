@@ -27,7 +27,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "services/blob_health.h"
-#include "services/grpc_status.h"
+#include "common/grpc_status.h"
 #include "storage/blob_record.h"
 #include "storage/blob_store.h"
 #include "storage/catalog.h"
@@ -36,7 +36,6 @@
 namespace modeldist::testing {
 namespace {
 
-using services::FromGrpcStatus;
 using ::testing::Contains;
 using ::testing::HasSubstr;
 using ::testing::Not;

@@ -1,41 +1,17 @@
 #include "tests/testing/server_process.h"
 
-#include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <cerrno>
 #include <chrono>
-#include <cstring>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <thread>
 #include <utility>
 
-extern char** environ;
-
 namespace modeldist::testing {
-namespace {
-
-// Waits for `pid` until `deadline`; returns true (and the status) once it was reaped.
-bool WaitUntil(pid_t pid, std::chrono::steady_clock::time_point deadline, int* status) {
-  while (true) {
-    pid_t r = ::waitpid(pid, status, WNOHANG);
-    if (r == pid || (r < 0 && errno == ECHILD)) return true;
-    if (std::chrono::steady_clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-}
-
-std::string DescribeExit(int status) {
-  if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
-  if (WIFSIGNALED(status)) return "killed by signal " + std::to_string(WTERMSIG(status));
-  return "stopped (status " + std::to_string(status) + ")";
-}
-
-}  // namespace
 
 ServerProcess::ServerProcess(std::string binary, std::string data_dir, std::string token_file,
                              std::string work_dir, std::vector<std::string> extra_flags)
@@ -53,40 +29,19 @@ ServerProcess::~ServerProcess() { Kill(); }
   // A port file left by the previous run would make us talk to a dead port.
   ::unlink(port_file_.c_str());
   port_ = 0;
-  std::vector<std::string> args = {binary_,         "--listen",           "127.0.0.1:0",
-                                   "--data-dir",    data_dir_,            "--admin-token-file",
-                                   token_file_,     "--port-file",        port_file_};
+  std::vector<std::string> args = {binary_,      "--listen",    "127.0.0.1:0",
+                                   "--data-dir", data_dir_,     "--admin-token-file",
+                                   token_file_,  "--port-file", port_file_};
   args.insert(args.end(), extra_flags_.begin(), extra_flags_.end());
-  std::vector<char*> argv;
-  for (std::string& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
+  ::testing::AssertionResult started =
+      process_.Start(args, {.stdout_path = log_path_, .append = true});
+  if (!started) return started;
 
-  // posix_spawn, not fork: the test process runs gRPC threads, and only exec is safe in a
-  // forked child of a threaded process.
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, log_path_.c_str(),
-                                   O_WRONLY | O_CREAT | O_APPEND, 0644);
-  posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
-  pid_t pid = -1;
-  int err = ::posix_spawn(&pid, binary_.c_str(), &actions, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  if (err != 0) {
-    return ::testing::AssertionFailure()
-           << "cannot start " << binary_ << ": " << strerror(err)
-           << " (build the modeldist-server target first)";
-  }
-  pid_ = pid;
-
-  const auto deadline =
-      std::chrono::steady_clock::now() + std::chrono::seconds(timeout_seconds);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_seconds);
   while (std::chrono::steady_clock::now() < deadline) {
-    int status = 0;
-    if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-      pid_ = -1;
+    if (std::optional<int> status = process_.Poll(); status.has_value()) {
       return ::testing::AssertionFailure()
-             << "modeldist-server " << DescribeExit(status) << " before serving; log:\n"
+             << "modeldist-server " << DescribeExit(*status) << " before serving; log:\n"
              << LogTail();
     }
     std::ifstream in(port_file_);
@@ -99,34 +54,25 @@ ServerProcess::~ServerProcess() { Kill(); }
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   Kill();
-  return ::testing::AssertionFailure() << "modeldist-server wrote no port file within "
-                                       << timeout_seconds << " s; log:\n"
-                                       << LogTail();
+  return ::testing::AssertionFailure()
+         << "modeldist-server wrote no port file within " << timeout_seconds << " s; log:\n"
+         << LogTail();
 }
 
-void ServerProcess::Kill() {
-  if (!running()) return;
-  ::kill(pid_, SIGKILL);
-  int status = 0;
-  ::waitpid(pid_, &status, 0);
-  pid_ = -1;
-}
+void ServerProcess::Kill() { process_.KillAndReap(); }
 
 ::testing::AssertionResult ServerProcess::Stop(int timeout_seconds) {
   if (!running()) return ::testing::AssertionFailure() << "server not running";
-  ::kill(pid_, SIGTERM);
-  int status = 0;
-  if (!WaitUntil(pid_, std::chrono::steady_clock::now() + std::chrono::seconds(timeout_seconds),
-                 &status)) {
-    Kill();
+  process_.Signal(SIGTERM);
+  std::optional<int> status = process_.Wait(std::chrono::seconds(timeout_seconds));
+  if (!status.has_value()) {
     return ::testing::AssertionFailure()
            << "modeldist-server ignored SIGTERM for " << timeout_seconds << " s; log:\n"
            << LogTail();
   }
-  pid_ = -1;
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+  if (!WIFEXITED(*status) || WEXITSTATUS(*status) != 0) {
     return ::testing::AssertionFailure()
-           << "modeldist-server " << DescribeExit(status) << " on SIGTERM; log:\n"
+           << "modeldist-server " << DescribeExit(*status) << " on SIGTERM; log:\n"
            << LogTail();
   }
   return ::testing::AssertionSuccess();

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "tests/testing/child_process.h"
 
 namespace modeldist::testing {
 
@@ -35,7 +36,7 @@ class ServerProcess {
   // (SIGKILL after that).
   ::testing::AssertionResult Stop(int timeout_seconds = 30);
 
-  bool running() const { return pid_ > 0; }
+  bool running() const { return process_.running(); }
   int port() const { return port_; }
   std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
   // The last `max_bytes` of the server log, for failure messages.
@@ -48,7 +49,7 @@ class ServerProcess {
   std::string port_file_;
   std::string log_path_;
   std::vector<std::string> extra_flags_;
-  pid_t pid_ = -1;
+  ChildProcess process_;
   int port_ = 0;
 };
 

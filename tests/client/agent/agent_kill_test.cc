@@ -39,6 +39,8 @@
 #include "common/digest.h"
 #include "common/file_util.h"
 #include "gtest/gtest.h"
+#include "tests/client/agent/agent_cli.h"
+#include "tests/testing/child_process.h"
 #include "tests/testing/test_server.h"
 #include "tests/testing/test_util.h"
 
@@ -76,104 +78,9 @@ uint64_t SeedFromEnv() {
   return std::random_device()();
 }
 
-std::string DescribeExit(int status) {
-  if (WIFEXITED(status)) return absl::StrCat("exited with status ", WEXITSTATUS(status));
-  if (WIFSIGNALED(status)) return absl::StrCat("killed by signal ", WTERMSIG(status));
-  return absl::StrCat("wait status ", status);
-}
-
 std::string ReadOrEmpty(const std::string& path) {
   absl::StatusOr<std::string> text = ReadFileToString(path);
   return text.ok() ? *text : "";
-}
-
-// A modeldist-agent child process, started with posix_spawn (the test process runs gRPC
-// threads, so fork without exec is unsafe) and always reaped: the destructor SIGKILLs it by
-// its own PID if a failed assertion left it running.
-class AgentProcess {
- public:
-  AgentProcess() = default;
-  ~AgentProcess() { KillAndReap(); }
-  AgentProcess(const AgentProcess&) = delete;
-  AgentProcess& operator=(const AgentProcess&) = delete;
-
-  ::testing::AssertionResult Start(const std::vector<std::string>& args,
-                                   const std::string& out_path, const std::string& err_path) {
-    std::vector<std::string> copy = args;
-    std::vector<char*> argv;
-    for (std::string& a : copy) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, out_path.c_str(),
-                                     O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, err_path.c_str(),
-                                     O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    const int err = ::posix_spawn(&pid_, copy[0].c_str(), &actions, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&actions);
-    if (err != 0) {
-      pid_ = -1;
-      return ::testing::AssertionFailure() << "cannot start " << copy[0] << ": " << strerror(err)
-                                           << " (build the modeldist-agent target first)";
-    }
-    return ::testing::AssertionSuccess();
-  }
-
-  // SIGKILL and reap; returns the wait status. A child that already exited is a zombie until
-  // reaped, so its PID cannot have been reused and the kill cannot hit another process.
-  int KillAndReap() {
-    if (pid_ <= 0) return 0;
-    ::kill(pid_, SIGKILL);
-    int status = 0;
-    while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
-    }
-    pid_ = -1;
-    return status;
-  }
-
-  // Waits up to `timeout` for the child to exit; on timeout kills it and returns nullopt.
-  std::optional<int> Wait(std::chrono::steady_clock::duration timeout) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (pid_ > 0) {
-      int status = 0;
-      const pid_t r = ::waitpid(pid_, &status, WNOHANG);
-      if (r == pid_) {
-        pid_ = -1;
-        return status;
-      }
-      if (std::chrono::steady_clock::now() >= deadline) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    }
-    KillAndReap();
-    return std::nullopt;
-  }
-
- private:
-  pid_t pid_ = -1;
-};
-
-// The value of "key" in the agent's one-line JSON output (numbers and plain strings only).
-std::optional<std::string> JsonField(const std::string& json, const std::string& key) {
-  const std::string needle = absl::StrCat("\"", key, "\":");
-  const size_t at = json.find(needle);
-  if (at == std::string::npos) return std::nullopt;
-  size_t begin = at + needle.size();
-  if (begin < json.size() && json[begin] == '"') {
-    const size_t end = json.find('"', begin + 1);
-    if (end == std::string::npos) return std::nullopt;
-    return json.substr(begin + 1, end - begin - 1);
-  }
-  const size_t end = json.find_first_of(",}", begin);
-  if (end == std::string::npos) return std::nullopt;
-  return json.substr(begin, end - begin);
-}
-
-int64_t JsonInt(const std::string& json, const std::string& key) {
-  int64_t value = -1;
-  std::optional<std::string> text = JsonField(json, key);
-  if (!text.has_value() || !absl::SimpleAtoi(*text, &value)) return -1;
-  return value;
 }
 
 struct Version {
@@ -224,8 +131,6 @@ class AgentKillTest : public ::testing::Test {
     }
   }
 
-  std::string AgentBinary() const { return BuildDir() + "/client/agent/modeldist-agent"; }
-
   std::vector<std::string> SyncArgs() const {
     return {AgentBinary(),  "sync",     "--server",   absl::StrCat("127.0.0.1:", port_),
             "--tier",       kTier,      "--dir",      dir_,
@@ -235,8 +140,8 @@ class AgentKillTest : public ::testing::Test {
 
   // Runs the agent to completion; returns its stdout, failing the test unless it exits 0.
   std::string RunToCompletion(const std::vector<std::string>& args) {
-    AgentProcess agent;
-    EXPECT_TRUE(agent.Start(args, out_path_, err_path_));
+    ChildProcess agent;
+    EXPECT_TRUE(agent.Start(args, {.stdout_path = out_path_, .stderr_path = err_path_}));
     std::optional<int> status = agent.Wait(kSyncTimeout);
     const std::string out = ReadOrEmpty(out_path_);
     if (!status.has_value()) {
@@ -401,8 +306,8 @@ TEST_F(AgentKillTest, KilledSyncLeavesOldOrNewAndResumesWithoutRefetching) {
 
     int status = 0;
     {
-      AgentProcess agent;
-      ASSERT_TRUE(agent.Start(SyncArgs(), out_path_, err_path_));
+      ChildProcess agent;
+      ASSERT_TRUE(agent.Start(SyncArgs(), {.stdout_path = out_path_, .stderr_path = err_path_}));
       std::this_thread::sleep_for(std::chrono::microseconds(delay));
       status = agent.KillAndReap();
     }

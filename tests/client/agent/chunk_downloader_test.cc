@@ -368,7 +368,7 @@ class ChunkDownloaderTest : public ::testing::Test {
     ASSERT_EQ(artifact_.chunk_size(), kChunk);
     ASSERT_EQ(artifact_.chunk_chain_size(), 3);
 
-    grpc_ = NewGrpcSource(absl::StrCat("127.0.0.1:", server_.server().port()), "");
+    grpc_ = *NewGrpcSource(absl::StrCat("127.0.0.1:", server_.server().port()), "");
     partial_ = dir_.Join("model.partial");
     options_.initial_backoff = absl::Milliseconds(100);
     options_.max_backoff = absl::Seconds(2);
@@ -574,7 +574,7 @@ TEST_F(ChunkDownloaderTest, SourceThatAlwaysStallsIsDeadlineExceeded) {
 
 TEST_F(ChunkDownloaderTest, GrpcSourceToASilentServerIsCancelledByTheWatchdog) {
   SilentServer silent;
-  auto source = NewGrpcSource(absl::StrCat("127.0.0.1:", silent.port()), "");
+  auto source = *NewGrpcSource(absl::StrCat("127.0.0.1:", silent.port()), "");
   options_.stall_timeout = absl::Milliseconds(300);
   options_.max_attempts = 2;
   const absl::Time start = absl::Now();

@@ -1,10 +1,10 @@
-#include "services/grpc_status.h"
+#include "common/grpc_status.h"
 
 #include "common/status.h"
 #include "gtest/gtest.h"
 #include "modeldist/v1/resources.pb.h"
 
-namespace modeldist::services {
+namespace modeldist {
 namespace {
 
 TEST(GrpcStatusTest, CarriesCodeMessageAndErrorInfo) {
@@ -35,5 +35,29 @@ TEST(GrpcStatusTest, OkAndPlainErrors) {
   EXPECT_EQ(ErrorReason(FromGrpcStatus(out)), "");
 }
 
+TEST(GrpcStatusTest, ContextPrefixesTheMessageAndKeepsTheReason) {
+  grpc::Status out = ToGrpcStatus(MakeError(absl::StatusCode::kNotFound, "BLOB_NOT_FOUND", "gone"));
+  absl::Status back = FromGrpcStatus(out, "grpc://127.0.0.1:1");
+  EXPECT_EQ(back.code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(back.message(), "grpc://127.0.0.1:1: gone");
+  EXPECT_EQ(ErrorReason(back), "BLOB_NOT_FOUND");
+}
+
+TEST(WithContextTest, PrefixesTheMessageAndKeepsCodeAndReason) {
+  absl::Status s = WithContext(MakeError(absl::StatusCode::kDataLoss, "BLOB_CORRUPT", "chunk 2"),
+                               "grpc://host:1");
+  EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(s.message(), "grpc://host:1: chunk 2");
+  EXPECT_EQ(ErrorReason(s), "BLOB_CORRUPT");
+  EXPECT_TRUE(WithContext(absl::OkStatus(), "x").ok());
+}
+
+TEST(GrpcStatusTest, UnparsableDetailsLeaveCodeAndMessage) {
+  absl::Status back = FromGrpcStatus(grpc::Status(grpc::StatusCode::INTERNAL, "boom", "\xff junk"));
+  EXPECT_EQ(back.code(), absl::StatusCode::kInternal);
+  EXPECT_EQ(back.message(), "boom");
+  EXPECT_EQ(ErrorReason(back), "");
+}
+
 }  // namespace
-}  // namespace modeldist::services
+}  // namespace modeldist

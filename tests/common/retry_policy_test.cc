@@ -1,0 +1,103 @@
+#include "common/retry_policy.h"
+
+#include <optional>
+
+#include "gtest/gtest.h"
+
+namespace modeldist {
+namespace {
+
+TEST(RetryPolicyTest, RetriesOnlyTheNamedCodes) {
+  RetryPolicy policy;
+  EXPECT_TRUE(policy.IsRetryable(absl::UnavailableError("x")));
+  EXPECT_TRUE(policy.IsRetryable(absl::DeadlineExceededError("x")));
+  EXPECT_FALSE(policy.IsRetryable(absl::OkStatus()));
+  EXPECT_FALSE(policy.IsRetryable(absl::NotFoundError("x")));
+  EXPECT_FALSE(policy.IsRetryable(absl::DataLossError("x")));
+  EXPECT_FALSE(policy.IsRetryable(absl::UnauthenticatedError("x")));
+  policy.retryable_codes.insert(absl::StatusCode::kAborted);
+  EXPECT_TRUE(policy.IsRetryable(absl::AbortedError("x")));
+}
+
+TEST(RetryPolicyTest, BackoffGrowsExponentiallyUpToTheCapWithJitterBelow) {
+  RetryPolicy policy;
+  policy.initial_backoff = absl::Seconds(1);
+  policy.max_backoff = absl::Seconds(10);
+  policy.multiplier = 2;
+  policy.jitter = 0.5;
+  EXPECT_EQ(policy.Backoff(1, 0.0), absl::Seconds(1));
+  EXPECT_EQ(policy.Backoff(2, 0.0), absl::Seconds(2));
+  EXPECT_EQ(policy.Backoff(3, 0.0), absl::Seconds(4));
+  EXPECT_EQ(policy.Backoff(5, 0.0), absl::Seconds(10));
+  EXPECT_EQ(policy.Backoff(50, 0.0), absl::Seconds(10));
+  EXPECT_EQ(policy.Backoff(2, 0.5), absl::Milliseconds(1500));
+  EXPECT_GT(policy.Backoff(2, 0.999), absl::Seconds(1));
+}
+
+TEST(RetryPolicyTest, FullJitterWaitsAnythingUpToTheCap) {
+  RetryPolicy policy;
+  policy.initial_backoff = absl::Seconds(4);
+  policy.jitter = 1.0;
+  EXPECT_EQ(policy.Backoff(1, 0.0), absl::Seconds(4));
+  EXPECT_EQ(policy.Backoff(1, 0.75), absl::Seconds(1));
+}
+
+// A clock the test moves by hand: every wait the retrier hands out is "slept" by the test.
+struct FakeClock {
+  absl::Time now = absl::FromUnixSeconds(1000);
+  RetryClock Get() {
+    return {.now = [this] { return now; }, .random = [] { return 0.0; }};
+  }
+};
+
+TEST(RetrierTest, GivesUpAfterMaxAttemptsInARow) {
+  RetryPolicy policy;
+  policy.max_attempts = 3;
+  FakeClock clock;
+  Retrier retrier(policy, clock.Get());
+  EXPECT_EQ(retrier.NextWait(absl::UnavailableError("1")), absl::Milliseconds(500));
+  EXPECT_EQ(retrier.NextWait(absl::UnavailableError("2")), absl::Seconds(1));
+  EXPECT_EQ(retrier.NextWait(absl::UnavailableError("3")), std::nullopt);
+  EXPECT_EQ(retrier.failures(), 3);
+}
+
+TEST(RetrierTest, ProgressStartsTheCountAgain) {
+  RetryPolicy policy;
+  policy.max_attempts = 2;
+  FakeClock clock;
+  Retrier retrier(policy, clock.Get());
+  for (int i = 0; i < 10; ++i) {
+    ASSERT_EQ(retrier.NextWait(absl::UnavailableError("x")), absl::Milliseconds(500)) << i;
+    retrier.Progressed();
+  }
+  EXPECT_EQ(retrier.NextWait(absl::UnavailableError("x")), absl::Milliseconds(500));
+  EXPECT_EQ(retrier.NextWait(absl::UnavailableError("x")), std::nullopt);
+}
+
+TEST(RetrierTest, AFinalCodeEndsTheLoopAtOnce) {
+  RetryPolicy policy;
+  FakeClock clock;
+  Retrier retrier(policy, clock.Get());
+  EXPECT_EQ(retrier.NextWait(absl::PermissionDeniedError("no")), std::nullopt);
+}
+
+TEST(RetrierTest, NoAttemptStartsAfterTheDeadline) {
+  RetryPolicy policy;
+  policy.max_attempts = 100;
+  policy.initial_backoff = absl::Seconds(1);
+  policy.multiplier = 1;
+  policy.deadline = absl::Seconds(10);
+  FakeClock clock;
+  Retrier retrier(policy, clock.Get());
+  clock.now += absl::Seconds(8);  // the first attempt took 8 s
+  EXPECT_EQ(retrier.NextWait(absl::UnavailableError("x")), absl::Seconds(1));
+  clock.now += absl::Seconds(1);
+  EXPECT_EQ(retrier.NextWait(absl::UnavailableError("x")), absl::Seconds(1));  // starts at 10 s
+  clock.now += absl::Seconds(1);
+  EXPECT_EQ(retrier.NextWait(absl::UnavailableError("x")), std::nullopt);  // would start at 11 s
+  retrier.Reset();
+  EXPECT_EQ(retrier.NextWait(absl::UnavailableError("x")), absl::Seconds(1));
+}
+
+}  // namespace
+}  // namespace modeldist
