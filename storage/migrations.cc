@@ -1,9 +1,12 @@
 #include "storage/migrations.h"
 
+#include <cstdint>
+#include <optional>
 #include <string>
 
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
+#include "storage/sqlite.h"
 
 namespace modeldist::storage {
 namespace {
@@ -18,47 +21,26 @@ constexpr char kInsertSchemaMigration[] =
     "INSERT INTO schema_migrations (version, name, applied_at) "
     "VALUES (?, ?, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))";
 
-// Runs `sql` (no results wanted).
-absl::Status Exec(sqlite3* db, const char* sql, absl::string_view what) {
-  int rc = sqlite3_exec(db, sql, nullptr, nullptr, nullptr);
-  return rc == SQLITE_OK ? absl::OkStatus() : SqliteError(db, rc, what);
+// The integer in the first column of `sql`'s first row; nullopt when there is no row.
+absl::StatusOr<std::optional<int64_t>> QueryInt(StatementCache* statements, const char* sql) {
+  MD_ASSIGN_OR_RETURN(Statement s, statements->Prepare(sql));
+  MD_ASSIGN_OR_RETURN(bool row, s.Step());
+  if (!row) return std::nullopt;
+  return s.ColumnInt64(0);
 }
 
-// Rolls back the open transaction, if any. Some errors (SQLITE_FULL, SQLITE_IOERR, ...) make
-// SQLite roll back by itself, and a second ROLLBACK would then fail and mask the first error.
-void RollbackIfOpen(sqlite3* db) {
-  if (!sqlite3_get_autocommit(db)) sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
+absl::StatusOr<int> ReadSchemaVersion(StatementCache* statements) {
+  MD_ASSIGN_OR_RETURN(std::optional<int64_t> exists, QueryInt(statements, kSchemaMigrationsExists));
+  if (!exists) return 0;
+  MD_ASSIGN_OR_RETURN(std::optional<int64_t> version, QueryInt(statements, kSelectSchemaVersion));
+  return static_cast<int>(version.value_or(0));
 }
 
-// Runs a query whose first row's first column is an integer; `*found` says if there was a row.
-absl::StatusOr<int64_t> QueryInt(sqlite3* db, const char* sql, bool* found,
-                                 absl::string_view what) {
-  sqlite3_stmt* stmt = nullptr;
-  int rc = sqlite3_prepare_v2(db, sql, -1, &stmt, nullptr);
-  if (rc != SQLITE_OK) return SqliteError(db, rc, what);
-  rc = sqlite3_step(stmt);
-  int64_t value = rc == SQLITE_ROW ? sqlite3_column_int64(stmt, 0) : 0;
-  *found = rc == SQLITE_ROW;
-  if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-    absl::Status status = SqliteError(db, rc, what);
-    sqlite3_finalize(stmt);
-    return status;
-  }
-  sqlite3_finalize(stmt);
-  return value;
-}
-
-absl::Status RecordMigration(sqlite3* db, const Migration& migration) {
-  sqlite3_stmt* stmt = nullptr;
-  int rc = sqlite3_prepare_v2(db, kInsertSchemaMigration, -1, &stmt, nullptr);
-  if (rc != SQLITE_OK) return SqliteError(db, rc, "recording a migration");
-  sqlite3_bind_int(stmt, 1, migration.number);
-  sqlite3_bind_text(stmt, 2, migration.name, -1, SQLITE_STATIC);
-  rc = sqlite3_step(stmt);
-  absl::Status status =
-      rc == SQLITE_DONE ? absl::OkStatus() : SqliteError(db, rc, "recording a migration");
-  sqlite3_finalize(stmt);
-  return status;
+absl::Status RecordMigration(StatementCache* statements, const Migration& migration) {
+  MD_ASSIGN_OR_RETURN(Statement s, statements->Prepare(kInsertSchemaMigration));
+  s.BindInt64(0, migration.number);
+  s.BindText(1, migration.name);
+  return s.Run();
 }
 
 absl::Status SchemaTooNew(int db_version, int known_version) {
@@ -75,70 +57,31 @@ absl::Status SchemaTooNew(int db_version, int known_version) {
 
 // Applies `migration` unless the database already has it, in one transaction. Returns the
 // schema version afterwards.
-absl::StatusOr<int> ApplyOne(sqlite3* db, const Migration& migration, int latest) {
-  // IMMEDIATE takes the write lock now, so the version read below cannot be overtaken by
-  // another process migrating the same file.
-  MD_RETURN_IF_ERROR(Exec(db, "BEGIN IMMEDIATE", "starting a migration"));
-  absl::Status status = Exec(db, kCreateSchemaMigrations, "creating schema_migrations");
-  bool found = false;
-  absl::StatusOr<int64_t> version =
-      status.ok() ? QueryInt(db, kSelectSchemaVersion, &found, "reading the schema version")
-                  : absl::StatusOr<int64_t>(status);
-  if (!version.ok()) {
-    RollbackIfOpen(db);
-    return version.status();
-  }
-  if (*version > latest) {
-    RollbackIfOpen(db);
-    return SchemaTooNew(static_cast<int>(*version), latest);
-  }
-  if (*version >= migration.number) {  // another process got here first
-    RollbackIfOpen(db);
-    return static_cast<int>(*version);
-  }
+absl::StatusOr<int> ApplyOne(StatementCache* statements, const Migration& migration, int latest) {
+  // A write transaction takes the write lock now, so the version read below cannot be
+  // overtaken by another process migrating the same file. Every return before Commit rolls
+  // back.
+  Transaction txn(statements);
+  MD_RETURN_IF_ERROR(txn.BeginWrite());
+  MD_RETURN_IF_ERROR(statements->Exec(kCreateSchemaMigrations));
+  MD_ASSIGN_OR_RETURN(std::optional<int64_t> recorded, QueryInt(statements, kSelectSchemaVersion));
+  const int version = static_cast<int>(recorded.value_or(0));
+  if (version > latest) return SchemaTooNew(version, latest);
+  if (version >= migration.number) return version;  // another process got here first
 
-  if (int rc = sqlite3_exec(db, migration.sql, nullptr, nullptr, nullptr); rc != SQLITE_OK) {
-    // Read the message before ROLLBACK replaces it.
-    std::string error = sqlite3_errmsg(db);
-    RollbackIfOpen(db);
+  if (std::optional<std::string> error = ExecScript(statements->db(), migration.sql)) {
     return MakeError(
         absl::StatusCode::kInternal, "MIGRATION_FAILED",
         absl::StrCat("catalog migration ", migration.number, " (", migration.name,
-                     ") failed: ", error, "; the database stays at schema version ", *version),
+                     ") failed: ", *error, "; the database stays at schema version ", version),
         {{"migration", absl::StrCat(migration.number)}});
   }
-  status = RecordMigration(db, migration);
-  if (status.ok()) status = Exec(db, "COMMIT", "committing a migration");
-  if (!status.ok()) {
-    RollbackIfOpen(db);
-    return status;
-  }
+  MD_RETURN_IF_ERROR(RecordMigration(statements, migration));
+  MD_RETURN_IF_ERROR(txn.Commit());
   return migration.number;
 }
 
 }  // namespace
-
-absl::Status SqliteError(sqlite3* db, int rc, absl::string_view what) {
-  std::string message = absl::StrCat("catalog: ", what, ": ",
-                                     db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
-  ErrorMetadata metadata = {{"sqlite_code", absl::StrCat(rc)}};
-  switch (rc & 0xff) {
-    case SQLITE_BUSY:
-    case SQLITE_LOCKED:
-    case SQLITE_IOERR:
-    case SQLITE_FULL:
-    case SQLITE_CANTOPEN:
-    case SQLITE_READONLY:
-    case SQLITE_PROTOCOL:
-    case SQLITE_NOLFS:
-      return MakeError(absl::StatusCode::kUnavailable, "CATALOG_UNAVAILABLE", message, metadata);
-    case SQLITE_CORRUPT:
-    case SQLITE_NOTADB:
-      return MakeError(absl::StatusCode::kInternal, "CATALOG_CORRUPT", message, metadata);
-    default:
-      return MakeError(absl::StatusCode::kInternal, "CATALOG_ERROR", message, metadata);
-  }
-}
 
 int LatestEmbeddedMigration() {
   const std::vector<Migration>& migrations = EmbeddedMigrations();
@@ -146,13 +89,8 @@ int LatestEmbeddedMigration() {
 }
 
 absl::StatusOr<int> ReadSchemaVersion(sqlite3* db) {
-  bool found = false;
-  MD_RETURN_IF_ERROR(
-      QueryInt(db, kSchemaMigrationsExists, &found, "reading the schema version").status());
-  if (!found) return 0;
-  MD_ASSIGN_OR_RETURN(int64_t version,
-                      QueryInt(db, kSelectSchemaVersion, &found, "reading the schema version"));
-  return static_cast<int>(version);
+  StatementCache statements(db);
+  return ReadSchemaVersion(&statements);
 }
 
 absl::Status ApplyMigrations(sqlite3* db) { return ApplyMigrations(db, EmbeddedMigrations()); }
@@ -170,12 +108,13 @@ absl::Status ApplyMigrations(sqlite3* db, const std::vector<Migration>& migratio
   }
   const int latest = previous;
 
+  StatementCache statements(db);
   // Refuse a newer database before touching it, even before creating schema_migrations.
-  MD_ASSIGN_OR_RETURN(int version, ReadSchemaVersion(db));
+  MD_ASSIGN_OR_RETURN(int version, ReadSchemaVersion(&statements));
   if (version > latest) return SchemaTooNew(version, latest);
   for (const Migration& m : migrations) {
     if (m.number <= version) continue;
-    MD_ASSIGN_OR_RETURN(version, ApplyOne(db, m, latest));
+    MD_ASSIGN_OR_RETURN(version, ApplyOne(&statements, m, latest));
   }
   return absl::OkStatus();
 }

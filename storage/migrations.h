@@ -53,15 +53,9 @@ absl::Status ApplyMigrations(sqlite3* db);
 //     highest in `migrations`: it was written by a newer binary; nothing is changed.
 //   INTERNAL (reason MIGRATION_FAILED): a migration's SQL failed; the database stays at the
 //     version before it. INTERNAL (reason INVALID_MIGRATIONS): `migrations` is not ordered.
-//   UNAVAILABLE: the database is busy or unreadable.
+//   UNAVAILABLE: the database is busy or unreadable; other SQLite failures as SqliteError
+//     (storage/sqlite.h) maps them.
 absl::Status ApplyMigrations(sqlite3* db, const std::vector<Migration>& migrations);
-
-// The status for SQLite result `rc` (not OK/ROW/DONE) while doing `what`, with
-// sqlite3_errmsg(db) in the message. Busy/locked/I-O/full/can't-open errors are UNAVAILABLE
-// (reason CATALOG_UNAVAILABLE: retrying or fixing the disk may help); the rest are INTERNAL
-// (reason CATALOG_CORRUPT for a damaged or foreign file, CATALOG_ERROR otherwise). Shared by
-// the runner and storage/catalog.cc so that both report SQLite failures alike.
-absl::Status SqliteError(sqlite3* db, int rc, absl::string_view what);
 
 }  // namespace modeldist::storage
 

@@ -6,20 +6,14 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 #include "common/status.h"
-#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "storage/catalog.h"
-#include "tests/testing/test_util.h"
+#include "tests/storage/catalog_fixture.h"
 
 namespace modeldist::storage {
 namespace {
-
-using ::modeldist::testing::IsOk;
-using ::modeldist::testing::ScratchDir;
-using ::modeldist::testing::StatusIs;
-using ::testing::AllOf;
-using ::testing::HasSubstr;
 
 // A raw connection, so tests see the file exactly as the runner left it.
 class Db {
@@ -35,18 +29,7 @@ class Db {
     ASSERT_EQ(sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &error), SQLITE_OK)
         << sql << ": " << (error ? error : "");
   }
-  // The first column of the first row as text, or "<none>".
-  std::string QueryText(const std::string& sql) {
-    sqlite3_stmt* stmt = nullptr;
-    EXPECT_EQ(sqlite3_prepare_v2(db_, sql.c_str(), -1, &stmt, nullptr), SQLITE_OK) << sql;
-    std::string result = "<none>";
-    if (stmt != nullptr && sqlite3_step(stmt) == SQLITE_ROW) {
-      const unsigned char* text = sqlite3_column_text(stmt, 0);
-      result = text ? reinterpret_cast<const char*>(text) : "<null>";
-    }
-    sqlite3_finalize(stmt);
-    return result;
-  }
+  std::string QueryText(const std::string& sql) { return storage::QueryText(db_, sql); }
   bool HasTable(const std::string& name) {
     return QueryText(absl::StrCat(
                "SELECT name FROM sqlite_master WHERE type = 'table' AND name = '", name, "'")) ==
@@ -211,6 +194,78 @@ TEST_F(MigrationsTest, NotADatabaseIsAnError) {
 TEST_F(MigrationsTest, MissingFolderIsUnavailable) {
   EXPECT_THAT(Catalog::Open(dir_.Join("no/such/dir/catalog.db")),
               StatusIs(absl::StatusCode::kUnavailable, HasSubstr("unable to open")));
+}
+
+// --- Migration 0001 -> 0002 -----------------------------------------------------------------
+
+TEST(Migration0002Test, UpgradesAVersionOneDatabaseKeepingItsData) {
+  ScratchDir dir;
+  const std::string path = dir.Join("catalog.db");
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+    ASSERT_GE(EmbeddedMigrations().size(), 2u);
+    ASSERT_THAT(ApplyMigrations(db, {EmbeddedMigrations()[0]}), IsOk());
+    ASSERT_THAT(ReadSchemaVersion(db), IsOk());
+    EXPECT_EQ(*ReadSchemaVersion(db), 1);
+    const std::string digest = Digest('a');
+    const std::string rows = absl::StrCat(
+        "INSERT INTO models VALUES ('llama', 'old', 1000000);"
+        "INSERT INTO versions VALUES ('llama', 'v1', 2, 2000000, 3000000, NULL, '');"
+        "INSERT INTO artifacts VALUES ('llama', 'v1', 1, 1, 1, '",
+        digest,
+        "', 42);"
+        "INSERT INTO tiers VALUES ('llama8b', 'stable', 7, 4000000);"
+        "INSERT INTO tier_history VALUES ('llama8b', 'stable', 7, 'llama', 'v1', 4000000);");
+    ASSERT_EQ(sqlite3_exec(db, rows.c_str(), nullptr, nullptr, nullptr), SQLITE_OK)
+        << sqlite3_errmsg(db);
+    sqlite3_close(db);
+  }
+
+  Catalog::Options options;
+  options.now = [] { return absl::FromUnixMicros(kT0); };
+  absl::StatusOr<std::unique_ptr<Catalog>> opened = Catalog::Open(path, options);
+  ASSERT_THAT(opened, IsOk());
+  Catalog& catalog = **opened;
+  // Upgraded to the newest schema (later migrations, e.g. 0003, run after 0002 too).
+  EXPECT_EQ(catalog.SchemaVersion(), Catalog::LatestSchemaVersion());
+  EXPECT_EQ(QueryRaw(path, "SELECT name FROM schema_migrations WHERE version = 2"),
+            "rollouts_pins_audit");
+
+  // Old rows survived; the new columns read as "nothing declared".
+  EXPECT_EQ(catalog.GetModel("llama")->description(), "old");
+  absl::StatusOr<v1::Version> version = catalog.GetVersion({"llama", "v1"});
+  ASSERT_THAT(version, IsOk());
+  EXPECT_EQ(version->state(), v1::Version::PUBLISHED);
+  ASSERT_EQ(version->artifacts_size(), 1);
+  EXPECT_EQ(version->artifacts(0).size_bytes(), 42);
+  EXPECT_FALSE(version->artifacts(0).has_constraints());
+  EXPECT_EQ(version->artifacts(0).unpacked_size_bytes(), 0);
+  EXPECT_EQ(QueryRaw(path, "SELECT constraints IS NULL FROM artifacts"), "1");
+  EXPECT_EQ(QueryRaw(path, "SELECT unpacked_size_bytes FROM artifacts"), "0");
+
+  absl::StatusOr<std::vector<ResolvedTier>> resolved = catalog.ResolveAllTiers();
+  ASSERT_THAT(resolved, IsOk());
+  ASSERT_EQ(resolved->size(), 1u);
+  EXPECT_EQ((*resolved)[0].binding.sequence(), 7);
+  EXPECT_EQ((*resolved)[0].binding.version(), "models/llama/versions/v1");
+  EXPECT_FALSE((*resolved)[0].rollout.has_value());
+  EXPECT_THAT((*resolved)[0].pins, IsEmpty());
+  EXPECT_THAT(catalog.ListAuditLog(0, "")->items, IsEmpty());
+  EXPECT_THAT(catalog.GetTrustRoot(0), StatusIs(absl::StatusCode::kNotFound, HasSubstr("no")));
+
+  // The new tables work on the upgraded file; the old sequence, far below the clock, jumps to
+  // it on the next change (higher, so devices accept it).
+  ASSERT_THAT(catalog.CreateVersion({"llama", "v2"}, {MacArtifact(Digest('b'), 5)}), IsOk());
+  ASSERT_THAT(catalog.PublishVersion({"llama", "v2"}, Uploaded), IsOk());
+  absl::StatusOr<v1::Rollout> rollout =
+      catalog.StartRollout("llama8b", "stable", {"llama", "v2"}, 100);
+  ASSERT_THAT(rollout, IsOk());
+  EXPECT_EQ(rollout->id(), "r-1");
+  EXPECT_EQ(rollout->from_version(), "models/llama/versions/v1");
+  EXPECT_EQ(catalog.GetTier("llama8b", "stable")->sequence(), kT0);
+  EXPECT_EQ(catalog.ListAuditLog(0, "")->items.size(), 3u);
+  EXPECT_EQ(*catalog.IntegrityCheck(), "ok");
 }
 
 }  // namespace
