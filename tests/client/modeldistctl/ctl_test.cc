@@ -22,6 +22,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "client/modeldistctl/command_util.h"
 #include "client/modeldistctl/commands.h"
 #include "client/modeldistctl/enums.h"
 #include "client/modeldistctl/errors.h"
