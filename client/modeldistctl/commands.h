@@ -7,10 +7,12 @@
 //
 // RunCtl is the whole program minus the process: it writes to the given streams and returns
 // the exit code (errors.h), so tests can drive it in-process.
+//
+// commands.cc holds the table of commands and their help; the commands themselves are in a
+// file per family (command_families.h).
 #ifndef MODELDIST_CLIENT_MODELDISTCTL_COMMANDS_H_
 #define MODELDIST_CLIENT_MODELDISTCTL_COMMANDS_H_
 
-#include <cstdint>
 #include <functional>
 #include <optional>
 #include <ostream>
@@ -18,7 +20,6 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "absl/strings/string_view.h"
 
 namespace modeldist::ctl {
 
@@ -55,15 +56,6 @@ struct CommandLine {
 absl::StatusOr<CommandLine> ParseCommandLine(
     const std::vector<std::string>& args,
     const std::function<std::optional<std::string>(const std::string&)>& getenv);
-
-// A share of devices given in percent ("0.5", "10", "50%", "100") as basis points (1/100 %),
-// rounded half up to the nearest basis point: "0.5" is 50, "0.125" is 13. A usage error naming
-// `flag` for anything but a plain decimal number from 0 to 100. Parsed from the digits, not
-// through a double, so that e.g. 0.285 gives 29 and not 28.
-absl::StatusOr<int32_t> ParsePercent(absl::string_view flag, absl::string_view text);
-
-// Basis points as the percent a person would type back: 50 is "0.5%", 1000 "10%", 1234 "12.34%".
-std::string FormatBasisPoints(int32_t basis_points);
 
 // Runs modeldistctl; returns the process exit code (errors.h: 0 ok, 1 usage, 2 server/RPC,
 // 3 local, 4 damage found by scrub).

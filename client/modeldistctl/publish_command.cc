@@ -1,0 +1,166 @@
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "client/modeldistctl/command_families.h"
+#include "client/modeldistctl/command_util.h"
+#include "client/modeldistctl/enums.h"
+#include "client/modeldistctl/errors.h"
+#include "client/modeldistctl/progress.h"
+#include "client/modeldistctl/publish.h"
+#include "client/modeldistctl/registry_client.h"
+#include "common/names.h"
+#include "common/status.h"
+
+namespace modeldist::ctl {
+namespace {
+
+std::string UploadJson(const UploadStats& upload) {
+  return absl::StrFormat(
+      "{\"resumedFrom\":%d,\"bytesSent\":%d,\"alreadyComplete\":%s,\"bytesRead\":%d}",
+      upload.resumed_from, upload.bytes_sent, upload.already_complete ? "true" : "false",
+      upload.bytes_read);
+}
+
+// How the bytes of one artifact got to the server, for the summary.
+std::string HowUploaded(const PublishResult& result, const PublishedArtifact& a) {
+  if (a.restored) return absl::StrCat("restored bytes of ", a.digest);
+  if (result.was_published) return "already published";
+  if (a.upload.already_complete) return "bytes already on the server";
+  if (a.upload.resumed_from > 0) {
+    return absl::StrCat("sent ", a.upload.bytes_sent, " bytes, resumed at ", a.upload.resumed_from);
+  }
+  return absl::StrCat("sent ", a.upload.bytes_sent, " bytes");
+}
+
+absl::Status PrintPublishJson(Invocation& inv, const PublishResult& result) {
+  MD_ASSIGN_OR_RETURN(std::string version, ToJson(result.version));
+  MD_ASSIGN_OR_RETURN(std::string binding, ToJson(result.binding));
+  std::vector<std::string> artifacts;
+  for (const PublishedArtifact& a : result.artifacts) {
+    artifacts.push_back(absl::StrFormat(
+        "{\"platform\":\"%s\",\"arch\":\"%s\",\"format\":\"%s\",\"file\":%s,\"digest\":\"%s\","
+        "\"sizeBytes\":%d,\"upload\":%s,\"restored\":%s}",
+        PlatformName(a.spec.platform), ArchName(a.spec.arch), FormatName(a.spec.format),
+        JsonQuote(a.spec.file), a.digest, a.file.size, UploadJson(a.upload),
+        a.restored ? "true" : "false"));
+  }
+  std::string legacy;
+  if (result.artifacts.size() == 1) {
+    // The fields of the single-file output from before `artifacts`, kept for its scripts.
+    const PublishedArtifact& a = result.artifacts[0];
+    const UploadStats& u = a.upload;
+    legacy = absl::StrFormat(
+        ",\"digest\":\"%s\",\"sizeBytes\":%d,\"upload\":{\"resumedFrom\":%d,\"bytesSent\":%d,"
+        "\"alreadyComplete\":%s,\"alreadyPublished\":%s}",
+        a.digest, a.file.size, u.resumed_from, u.bytes_sent, u.already_complete ? "true" : "false",
+        result.was_published ? "true" : "false");
+  }
+  inv.out() << absl::StrFormat(
+      "{\"version\":%s,\"tierBinding\":%s,\"artifacts\":[%s],\"tierAlreadyBound\":%s,"
+      "\"alreadyPublished\":%s%s}\n",
+      version, binding, absl::StrJoin(artifacts, ","), result.tier_already_bound ? "true" : "false",
+      result.was_published ? "true" : "false", legacy);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+void PublishFlags(Flags* f) {
+  f->Add("model", "M", "", "model id, e.g. llama-3.1-8b-instruct (created if missing)");
+  f->Add("version", "V", "", "version id, e.g. 2026.11.0");
+  f->Add("platform", "P", "", "macos|ios|linux|windows|android, for the single-FILE form");
+  f->Add("arch", "A", "", "arm64|x86_64|any, with --platform");
+  f->Add("format", "F", "", "coreml-zip|gguf|safetensors|onnx|tflite, with --platform");
+  f->Add("tier", "T", "", "the tier to bind, e.g. llama8b");
+  f->Add("channel", "C", std::string(kDefaultChannel), "the channel to bind");
+  f->Add("description", "TEXT", "", "model description, used when the model is created");
+  // One set of constraints per command: every artifact gets the same (see publish.h).
+  f->Add("min-os", "VERSION", "",
+         "devices need at least this OS version, e.g. 14.0 (every artifact)");
+  f->Add("min-ram", "BYTES", "", "devices need at least this much RAM, e.g. 8GiB (every artifact)");
+  f->Add("requires", "LIST", "",
+         "devices need all of these, from ane,metal,cuda,vulkan (every artifact)");
+  f->Add("unpacked-size", "BYTES", "",
+         "bytes on disk after activation, e.g. 2GiB (every artifact)");
+  f->AddBool("json", "print the result as JSON");
+}
+
+absl::Status RunPublish(Invocation& inv, const Flags& flags) {
+  PublishSpec spec;
+  for (const char* required : {"model", "version", "tier"}) {
+    if (flags.Get(required).empty())
+      return UsageError(absl::StrCat("--", required, " is required"));
+  }
+  spec.model_id = flags.Get("model");
+  spec.version_id = flags.Get("version");
+  spec.tier = flags.Get("tier");
+  spec.channel = flags.Get("channel");
+  spec.description = flags.Get("description");
+  MD_ASSIGN_OR_RETURN(spec.artifacts,
+                      ParsePublishArtifacts(flags.Get("platform"), flags.Get("arch"),
+                                            flags.Get("format"), flags.positional()));
+  MD_RETURN_IF_ERROR(ParsePublishConstraints(flags.Get("min-os"), flags.Get("min-ram"),
+                                             flags.Get("requires"), flags.Get("unpacked-size"),
+                                             &spec));
+  MD_RETURN_IF_ERROR(ValidatePublishSpec(spec));
+  MD_ASSIGN_OR_RETURN(RegistryClient * client, inv.Client());
+
+  PublishOptions options;
+  options.log = &inv.err();
+  options.show_progress = inv.err_is_tty();
+  PublishResult result;
+  absl::Status status = Publish(*client, spec, options, &result);
+  if (!status.ok()) {
+    if (result.BytesSent() > 0 || result.version_created) {
+      inv.err() << "the bytes sent (and the draft, if one was created) are kept: run the same "
+                   "command again to resume\n";
+    }
+    return status;
+  }
+
+  if (WantJson(inv, flags)) return PrintPublishJson(inv, result);
+  const v1::TierBinding& b = result.binding;
+  // A rerun of a published version says so first, and whether it bound the tier or found it
+  // bound (then nothing changed: no new sequence, no audit entry).
+  const std::string rerun_tier =
+      result.tier_already_bound ? absl::StrCat("; tier ", b.tier(), "/", b.channel(),
+                                               " already bound to it (sequence ", b.sequence(), ")")
+                                : absl::StrCat("; bound tier ", b.tier(), "/", b.channel(),
+                                               " to it (sequence ", b.sequence(), ")");
+  if (result.artifacts.size() == 1) {
+    // One line, as before several files could be published at once.
+    const PublishedArtifact& a = result.artifacts[0];
+    const std::string content = absl::StrCat(" digest ", a.digest, " size ", a.file.size, " (",
+                                             FormatBytes(a.file.size), ")");
+    if (result.was_published) {
+      inv.out() << "already published " << result.version.name() << content
+                << (a.restored ? absl::StrCat(", ", HowUploaded(result, a)) : "") << rerun_tier
+                << "\n";
+      return absl::OkStatus();
+    }
+    inv.out() << "published " << result.version.name() << content << " tier " << b.tier() << "/"
+              << b.channel() << " sequence " << b.sequence() << " (" << HowUploaded(result, a)
+              << ")\n";
+    return absl::OkStatus();
+  }
+  // A head line, then one indented line per artifact, in the order given.
+  if (result.was_published) {
+    inv.out() << "already published " << result.version.name() << " with "
+              << result.artifacts.size() << " artifacts" << rerun_tier << "\n";
+  } else {
+    inv.out() << "published " << result.version.name() << " with " << result.artifacts.size()
+              << " artifacts tier " << b.tier() << "/" << b.channel() << " sequence "
+              << b.sequence() << "\n";
+  }
+  for (const PublishedArtifact& a : result.artifacts) {
+    inv.out() << "  " << TargetName(a.spec.platform, a.spec.arch, a.spec.format) << " digest "
+              << a.digest << " size " << a.file.size << " (" << FormatBytes(a.file.size) << ") "
+              << a.spec.file << " (" << HowUploaded(result, a) << ")\n";
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace modeldist::ctl
