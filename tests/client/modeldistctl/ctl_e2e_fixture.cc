@@ -1,14 +1,12 @@
 #include "tests/client/modeldistctl/ctl_e2e_fixture.h"
 
-#include <fcntl.h>
-#include <spawn.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <cerrno>
-#include <cstring>
+#include <chrono>
 #include <iostream>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/match.h"
@@ -23,8 +21,6 @@
 #include "grpcpp/create_channel.h"
 #include "modeldist/v1/artifact.grpc.pb.h"
 #include "modeldist/v1/manifest.grpc.pb.h"
-
-extern char** environ;
 
 namespace modeldist::ctl {
 using ::modeldist::testing::IsOk;
@@ -67,53 +63,33 @@ std::string CtlE2eTest::CtlBinary() {
 
 CtlRun CtlE2eTest::Ctl(std::vector<std::string> args, std::map<std::string, std::string> env,
                        bool with_token_file) {
-  return WaitCtl(StartCtl(std::move(args), std::move(env), with_token_file));
+  if (!StartCtl(std::move(args), std::move(env), with_token_file)) return CtlRun();
+  return WaitCtl();
 }
 
-pid_t CtlE2eTest::StartCtl(std::vector<std::string> args, std::map<std::string, std::string> env,
-                           bool with_token_file) {
-  std::vector<std::string> argv_strings = {CtlBinary(), "--server", server_->address()};
-  if (with_token_file) argv_strings.insert(argv_strings.end(), {"--token-file", Token()});
-  argv_strings.insert(argv_strings.end(), args.begin(), args.end());
-  std::vector<char*> argv;
-  for (std::string& a : argv_strings) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  std::vector<std::string> env_strings;
-  for (char** e = environ; *e != nullptr; ++e) {
-    bool replaced =
-        absl::StartsWith(*e, "MODELDIST_ADMIN_TOKEN=") || absl::StartsWith(*e, "MODELDIST_SERVER=");
-    for (const auto& [k, v] : env) replaced = replaced || absl::StartsWith(*e, k + "=");
-    if (!replaced) env_strings.push_back(*e);
-  }
-  for (const auto& [k, v] : env) env_strings.push_back(absl::StrCat(k, "=", v));
-  std::vector<char*> envp;
-  for (std::string& e : env_strings) envp.push_back(e.data());
-  envp.push_back(nullptr);
-
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, OutPath().c_str(),
-                                   O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, ErrPath().c_str(),
-                                   O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  pid_t pid = -1;
-  int err = ::posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), envp.data());
-  posix_spawn_file_actions_destroy(&actions);
-  if (err != 0) {
-    ADD_FAILURE() << "cannot start " << argv[0] << ": " << strerror(err);
-    return -1;
-  }
-  return pid;
+::testing::AssertionResult CtlE2eTest::StartCtl(std::vector<std::string> args,
+                                                std::map<std::string, std::string> env,
+                                                bool with_token_file) {
+  std::vector<std::string> argv = {CtlBinary(), "--server", server_->address()};
+  if (with_token_file) argv.insert(argv.end(), {"--token-file", Token()});
+  argv.insert(argv.end(), args.begin(), args.end());
+  modeldist::testing::SpawnOptions options = {
+      .stdout_path = OutPath(),
+      .stderr_path = ErrPath(),
+      .env = {env.begin(), env.end()},
+      .unset = {"MODELDIST_ADMIN_TOKEN", "MODELDIST_SERVER"}};
+  return ctl_.Start(argv, options);
 }
 
-CtlRun CtlE2eTest::WaitCtl(pid_t pid) {
+CtlRun CtlE2eTest::WaitCtl() {
   CtlRun run;
-  if (pid < 0) return run;
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  // No command of these tests takes minutes; one that does has hung.
+  std::optional<int> status = ctl_.Wait(std::chrono::minutes(5));
+  if (!status.has_value()) {
+    ADD_FAILURE() << "modeldistctl did not finish within 5 minutes";
+    return run;
   }
-  run.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  run.code = WIFEXITED(*status) ? WEXITSTATUS(*status) : 128 + WTERMSIG(*status);
   run.out = ReadFileToString(OutPath()).value_or("");
   run.err = ReadFileToString(ErrPath()).value_or("");
   return run;

@@ -20,6 +20,7 @@
 #include "gtest/gtest.h"
 #include "modeldist/v1/resources.pb.h"
 #include "tests/client/modeldistctl/ctl_fixture.h"
+#include "tests/testing/child_process.h"
 #include "tests/testing/server_process.h"
 #include "tests/testing/test_util.h"
 
@@ -48,11 +49,12 @@ class CtlE2eTest : public ::testing::Test {
   CtlRun Ctl(std::vector<std::string> args, std::map<std::string, std::string> env = {},
              bool with_token_file = true);
 
-  // Ctl in two halves, for a test that does something while the command runs. Returns the
-  // child's pid, or -1 after a test failure.
-  pid_t StartCtl(std::vector<std::string> args, std::map<std::string, std::string> env = {},
-                 bool with_token_file = true);
-  CtlRun WaitCtl(pid_t pid);
+  // Ctl in two halves, for a test that does something to the running command (ctl_) in
+  // between. StartCtl is false after a test failure.
+  ::testing::AssertionResult StartCtl(std::vector<std::string> args,
+                                      std::map<std::string, std::string> env = {},
+                                      bool with_token_file = true);
+  CtlRun WaitCtl();
 
   std::string OutPath() const;
   std::string ErrPath() const;
@@ -73,6 +75,7 @@ class CtlE2eTest : public ::testing::Test {
 
   modeldist::testing::ScratchDir dir_;
   std::unique_ptr<modeldist::testing::ServerProcess> server_;
+  modeldist::testing::ChildProcess ctl_;
   std::string contents_;
   std::string file_;
   std::string digest_;

@@ -192,21 +192,20 @@ TEST_F(CtlE2eTest, KilledPublishResumesWhereTheServerStopped) {
   const std::vector<std::string> args = {
       "--json", "publish", "--model",  "e2e-model", "--version", "8.0", "--platform", "linux",
       "--arch", "x86_64",  "--format", "gguf",      "--tier",    "big", big};
-  pid_t pid = StartCtl(args);
-  ASSERT_GT(pid, 0);
+  ASSERT_TRUE(StartCtl(args));
   // Kill it once the server holds 4 MiB of the session.
   const std::string uploads = dir_.Join("data/uploads");
   bool killed = false;
   for (int i = 0; i < 60000 && !killed; ++i) {
     for (const auto& entry : std::filesystem::directory_iterator(uploads)) {
       if (absl::EndsWith(entry.path().string(), ".partial") && entry.file_size() >= (4 << 20)) {
-        killed = ::kill(pid, SIGKILL) == 0;
+        killed = ctl_.Signal(SIGKILL);
         break;
       }
     }
     if (!killed) ::usleep(1000);
   }
-  CtlRun first = WaitCtl(pid);
+  CtlRun first = WaitCtl();
   ASSERT_TRUE(killed) << "the upload ended before it could be interrupted: " << first.out;
   ASSERT_EQ(first.code, 128 + SIGKILL);
 
