@@ -13,6 +13,7 @@
 #include "common/status.h"
 #include "services/grpc_status.h"
 #include "services/malformed_request.h"
+#include "services/request_validation.h"
 
 namespace modeldist::services {
 namespace {
@@ -48,13 +49,13 @@ size_t ReadResponseHeader(int64_t offset, size_t data_size, char* out) {
 
 absl::StatusOr<ArtifactServiceImpl::ReadPlan> ArtifactServiceImpl::PlanRead(
     const v1::ReadRequest& request) const {
-  MD_ASSIGN_OR_RETURN(std::string hex, ParseDigest("digest", request.digest()));
-  if (request.offset() < 0) {
-    return InvalidArgument("offset", "INVALID_OFFSET", "offset must be >= 0");
-  }
-  if (request.limit() < 0) {
-    return InvalidArgument("limit", "INVALID_LIMIT", "limit must be >= 0 (0 = to the end)");
-  }
+  std::string hex;
+  MD_RETURN_IF_ERROR(
+      RequestCheck()
+          .Digest("digest", request.digest(), &hex)
+          .NotNegative("offset", request.offset(), "INVALID_OFFSET")
+          .NotNegative("limit", request.limit(), "INVALID_LIMIT", " (0 means to the end)")
+          .status());
   MD_ASSIGN_OR_RETURN(storage::BlobReader blob, blobs_->OpenBlob(hex));
   if (request.offset() > blob.size()) {
     return MakeError(absl::StatusCode::kOutOfRange, "OFFSET_PAST_END",
