@@ -32,6 +32,12 @@ size_t PutVarint(uint64_t value, char* out) {
   return n;
 }
 
+// The client cancelled or went away: nobody reads the answer, but it carries a reason as every
+// error does.
+absl::Status ReadCancelled(absl::string_view why) {
+  return MakeError(absl::StatusCode::kCancelled, "READ_CANCELLED", why);
+}
+
 }  // namespace
 
 size_t ReadResponseHeader(int64_t offset, size_t data_size, char* out) {
@@ -85,7 +91,7 @@ class ArtifactServiceImpl::ReadReactor final : public grpc::ServerWriteReactor<g
   void OnWriteDone(bool ok) override {
     message_.Clear();  // the transport is done with the slice
     if (!ok) {
-      Finish(ToGrpcStatus(absl::CancelledError("the client went away")));
+      Finish(ToGrpcStatus(ReadCancelled("the client went away")));
     } else if (plan_->offset >= plan_->end) {
       Finish(grpc::Status::OK);
     } else {

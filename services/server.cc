@@ -38,8 +38,8 @@ class DataDirLock {
     if (fd < 0) return ErrnoStatus(errno, path);
     if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
       ::close(fd);
-      return absl::FailedPreconditionError(
-          absl::StrCat("--data-dir ", dir, " is in use by another modeldist-server"));
+      return MakeError(absl::StatusCode::kFailedPrecondition, "DATA_DIR_IN_USE",
+                       absl::StrCat("--data-dir ", dir, " is in use by another modeldist-server"));
     }
     return std::unique_ptr<DataDirLock>(new DataDirLock(fd));
   }
@@ -67,7 +67,8 @@ class CatalogTrustRootStore : public TrustRootStore {
 
 absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Credentials(const ServerConfig& c) {
   if (c.tls_cert_file.empty() != c.tls_key_file.empty()) {
-    return absl::InvalidArgumentError("--tls-cert and --tls-key must be given together");
+    return InvalidArgument("tls_key_file", "INVALID_FLAG",
+                           "--tls-cert and --tls-key must be given together");
   }
   if (c.tls_cert_file.empty()) return grpc::InsecureServerCredentials();
   MD_ASSIGN_OR_RETURN(std::string cert, ReadFileToString(c.tls_cert_file));
@@ -178,9 +179,9 @@ absl::StatusOr<std::unique_ptr<ModeldistServer>> ModeldistServer::Start(
   auto server = std::unique_ptr<ModeldistServer>(new ModeldistServer());
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || port == 0) {
-    return absl::UnavailableError(
-        absl::StrCat("cannot listen on ", config.listen,
-                     " (address in use or not local? pick another --listen port)"));
+    return MakeError(absl::StatusCode::kUnavailable, "LISTEN_FAILED",
+                     absl::StrCat("cannot listen on ", config.listen,
+                                  " (address in use or not local? pick another --listen port)"));
   }
   server->port_ = port;
   // Only once serving: a pass reports damage, which rebuilds manifests the services hand out.
