@@ -135,11 +135,11 @@ class ArtifactServiceImpl::ReadReactor final : public grpc::ServerWriteReactor<g
   // message; anything else (a disk read, hashing) is done on the pool.
   void NextMessage(bool may_block) {
     if (context_->IsCancelled()) {
-      Finish(ToGrpcStatus(absl::CancelledError("the client cancelled the read")));
+      Finish(ToGrpcStatus(ReadCancelled("the client cancelled the read")));
       return;
     }
     const int64_t end =
-        std::min(plan_->end, check_->MessageEnd(plan_->offset, service_->chunk_size_));
+        std::min(plan_->end, check_->MessageEnd(plan_->offset, service_->read_message_bytes_));
     want_ = static_cast<size_t>(end - plan_->offset);
     // The header's length varint depends on how many bytes the reads return, so the bytes go
     // at a fixed distance from the slice's start and the header is written right before them
@@ -256,7 +256,7 @@ grpc::Status ArtifactServiceImpl::Stat(grpc::ServerContext* context, const v1::S
   }
   response->set_digest(request->digest());
   response->set_size_bytes(*size);
-  response->set_chunk_size(chunk_size_);
+  response->set_read_message_bytes(read_message_bytes_);
   return grpc::Status::OK;
 }
 

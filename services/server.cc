@@ -100,16 +100,19 @@ struct ModeldistServer::Parts {
 absl::StatusOr<std::unique_ptr<ModeldistServer>> ModeldistServer::Start(
     const ServerConfig& config) {
   if (config.admin_token.empty()) {
-    return absl::InvalidArgumentError("an admin token is required");
+    return InvalidArgument("admin_token", "INVALID_FLAG", "an admin token is required");
   }
-  if (config.chunk_size < 4096 || config.chunk_size > 4 * 1024 * 1024) {
-    return absl::InvalidArgumentError("--chunk-size must be between 4 KiB and 4 MiB");
+  if (config.read_message_bytes < 4096 || config.read_message_bytes > 4 * 1024 * 1024) {
+    return InvalidArgument("read_message_bytes", "INVALID_FLAG",
+                           "--chunk-size must be between 4 KiB and 4 MiB");
   }
   if (config.scrub_interval < absl::ZeroDuration()) {
-    return absl::InvalidArgumentError("--scrub-interval must not be negative (0 turns it off)");
+    return InvalidArgument("scrub_interval", "INVALID_FLAG",
+                           "--scrub-interval must not be negative (0 turns it off)");
   }
   if (config.scrub_rate < 0) {
-    return absl::InvalidArgumentError("--scrub-rate must not be negative (0 is unlimited)");
+    return InvalidArgument("scrub_rate", "INVALID_FLAG",
+                           "--scrub-rate must not be negative (0 is unlimited)");
   }
   MD_RETURN_IF_ERROR(MakeDirs(config.data_dir, 0750));
   auto parts = std::make_unique<Parts>();
@@ -159,7 +162,7 @@ absl::StatusOr<std::unique_ptr<ModeldistServer>> ModeldistServer::Start(
   parts->manifest_service =
       std::make_unique<ManifestServiceImpl>(parts->manifests.get(), parts->keys.get());
   parts->artifact_service = std::make_unique<ArtifactServiceImpl>(
-      parts->blobs.get(), parts->health.get(), config.chunk_size);
+      parts->blobs.get(), parts->health.get(), config.read_message_bytes);
 
   // gRPC's built-in health service has no protobuf descriptor; touching the compiled-in
   // health.proto keeps its descriptor in the binary (the linker would drop the unreferenced

@@ -30,8 +30,10 @@ struct ServerConfig {
   std::string tls_cert_file;
   std::string tls_key_file;
   absl::Duration manifest_ttl = absl::Hours(24);
-  // Chunk size of ArtifactService.Read (1 MiB measured fastest; see docs/benchmarks.md).
-  int64_t chunk_size = 1024 * 1024;
+  // The most bytes of data in one ArtifactService.Read message (the --chunk-size flag;
+  // StatResponse.read_message_bytes). Not the chain chunk of manifests, which is fixed. 1 MiB
+  // measured fastest; see docs/benchmarks.md.
+  int64_t read_message_bytes = 1024 * 1024;
   // Address devices should use for ArtifactService, put in manifests; empty = "this server".
   std::string public_address;
   // Largest request message accepted; bigger ones fail with RESOURCE_EXHAUSTED.
