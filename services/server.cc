@@ -208,10 +208,13 @@ std::string ModeldistServer::signing_key_id() const {
   return absl::StrJoin(ids, ",");
 }
 
-std::shared_ptr<grpc::Channel> ModeldistServer::InProcessChannel() {
+std::shared_ptr<grpc::Channel> ModeldistServer::InProcessChannel(
+    std::vector<std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>>
+        interceptors) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(-1);
-  return server_->InProcessChannel(args);
+  if (interceptors.empty()) return server_->InProcessChannel(args);
+  return server_->experimental().InProcessChannelWithInterceptors(args, std::move(interceptors));
 }
 
 void ModeldistServer::Shutdown() {

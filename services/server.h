@@ -6,9 +6,11 @@
 #define MODELDIST_SERVICES_SERVER_H_
 
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/support/client_interceptor.h>
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -58,8 +60,11 @@ class ModeldistServer {
   int port() const { return port_; }
   // The key ids of the newest trust root, comma-separated.
   std::string signing_key_id() const;
-  // A channel to this server that bypasses the network (for tests).
-  std::shared_ptr<grpc::Channel> InProcessChannel();
+  // A channel to this server that bypasses the network (for tests), through `interceptors`
+  // when given (e.g. one that checks every answer, as tests/testing/error_contract.h does).
+  std::shared_ptr<grpc::Channel> InProcessChannel(
+      std::vector<std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>>
+          interceptors = {});
 
   void Shutdown();
   void Wait();
