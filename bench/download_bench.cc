@@ -94,9 +94,10 @@ absl::StatusOr<Sample> TimeOurs(const Config& config, Resources& res, int64_t ch
     request.set_digest(artifact.digest);
     v1::StatResponse response;
     grpc::Status s = stub->Stat(&context, request, &response);
-    if (!s.ok() || response.chunk_size() != chunk) {
-      return absl::InternalError(absl::StrCat(
-          "Stat failed or wrong chunk size: ", s.error_message(), " ", response.chunk_size()));
+    if (!s.ok() || response.read_message_bytes() != chunk) {
+      return absl::InternalError(
+          absl::StrCat("Stat failed or wrong chunk size: ", s.error_message(), " ",
+                       response.read_message_bytes()));
     }
   }
   ::unlink(out.c_str());

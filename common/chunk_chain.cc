@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "common/status.h"
 
 namespace modeldist {
 
@@ -34,7 +35,8 @@ absl::StatusOr<Sha256> StartChunkHash(absl::string_view previous_entry, int64_t 
   // Checked here, not only by Resume: index * chunk_size can be a multiple of 64 when
   // chunk_size is not (index 64, say), and such a chain cannot be resumed at every chunk.
   if (chunk_size <= 0 || chunk_size % 64 != 0) {
-    return absl::InvalidArgumentError(
+    return MakeError(
+        absl::StatusCode::kInvalidArgument, "INVALID_CHUNK_SIZE",
         absl::StrCat("chunk size ", chunk_size, " is not a positive multiple of 64 bytes"));
   }
   if (index == 0) return Sha256();

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/file_util.h"
 #include "common/status.h"
 
 namespace modeldist {
@@ -74,14 +75,15 @@ Sha256::~Sha256() = default;
 
 absl::StatusOr<Sha256> Sha256::Resume(absl::string_view state, int64_t prefix_bytes) {
   if (state.size() != kStateBytes) {
-    return absl::InvalidArgumentError(
+    return MakeError(
+        absl::StatusCode::kInvalidArgument, "INVALID_CHAINING_VALUE",
         absl::StrCat("a SHA-256 chaining value has ", kStateBytes, " bytes, got ", state.size()));
   }
   if (prefix_bytes < 0 || prefix_bytes % static_cast<int64_t>(kBlockBytes) != 0 ||
       prefix_bytes > (int64_t{1} << 60)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("a SHA-256 hash can resume only after a multiple of ", kBlockBytes,
-                     " bytes, got ", prefix_bytes));
+    return MakeError(absl::StatusCode::kInvalidArgument, "INVALID_CHUNK_SIZE",
+                     absl::StrCat("a SHA-256 hash can resume only after a multiple of ",
+                                  kBlockBytes, " bytes, got ", prefix_bytes));
   }
   Sha256 hash;
   SHA256_CTX& sha = hash.ctx_->sha;
@@ -138,10 +140,7 @@ std::string Sha256::HexOf(absl::string_view data) {
 
 absl::StatusOr<FileDigest> DigestFile(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    return errno == ENOENT ? absl::NotFoundError(absl::StrCat(path, ": no such file"))
-                           : absl::UnavailableError(absl::StrCat(path, ": ", strerror(errno)));
-  }
+  if (fd < 0) return ErrnoStatus(errno, path);
   Sha256 hash;
   FileDigest result;
   std::vector<char> buf(1 << 20);
@@ -151,7 +150,7 @@ absl::StatusOr<FileDigest> DigestFile(const std::string& path) {
     if (n < 0) {
       int err = errno;
       ::close(fd);
-      return absl::UnavailableError(absl::StrCat("reading ", path, ": ", strerror(err)));
+      return ErrnoStatus(err, absl::StrCat("reading ", path));
     }
     if (n == 0) break;
     hash.Update(buf.data(), static_cast<size_t>(n));

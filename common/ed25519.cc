@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/digest.h"
 #include "common/file_util.h"
+#include "common/status.h"
 
 namespace modeldist {
 namespace {
@@ -32,7 +33,7 @@ absl::StatusOr<std::string> RawPublic(EVP_PKEY* pkey) {
   size_t len = raw.size();
   if (EVP_PKEY_get_raw_public_key(pkey, reinterpret_cast<unsigned char*>(raw.data()), &len) != 1 ||
       len != 32) {
-    return absl::InvalidArgumentError("not an Ed25519 key");
+    return MakeError(absl::StatusCode::kInvalidArgument, "INVALID_KEY", "not an Ed25519 key");
   }
   return raw;
 }
@@ -50,8 +51,8 @@ std::string SignedBytes(absl::string_view context, absl::string_view message) {
 
 absl::StatusOr<Ed25519PublicKey> Ed25519PublicKey::FromRaw(absl::string_view raw) {
   if (raw.size() != 32) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("an Ed25519 public key has 32 bytes, got ", raw.size()));
+    return MakeError(absl::StatusCode::kInvalidArgument, "INVALID_KEY",
+                     absl::StrCat("an Ed25519 public key has 32 bytes, got ", raw.size()));
   }
   return Ed25519PublicKey(std::string(raw));
 }
@@ -60,7 +61,8 @@ absl::StatusOr<Ed25519PublicKey> Ed25519PublicKey::FromPem(absl::string_view pem
   BioPtr bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
   PkeyPtr pkey(PEM_read_bio_PUBKEY(bio.get(), nullptr, nullptr, nullptr));
   if (!pkey || EVP_PKEY_id(pkey.get()) != EVP_PKEY_ED25519) {
-    return absl::InvalidArgumentError("not a PEM Ed25519 public key");
+    return MakeError(absl::StatusCode::kInvalidArgument, "INVALID_KEY",
+                     "not a PEM Ed25519 public key");
   }
   auto raw = RawPublic(pkey.get());
   if (!raw.ok()) return raw.status();
@@ -107,7 +109,10 @@ Ed25519PrivateKey::~Ed25519PrivateKey() = default;
 
 absl::StatusOr<Ed25519PrivateKey> Ed25519PrivateKey::Generate() {
   PkeyPtr pkey(EVP_PKEY_Q_keygen(nullptr, nullptr, "ED25519"));
-  if (!pkey) return absl::InternalError("Ed25519 key generation failed");
+  if (!pkey) {
+    return MakeError(absl::StatusCode::kInternal, "KEY_GENERATION_FAILED",
+                     "Ed25519 key generation failed");
+  }
   auto impl = std::make_unique<Impl>();
   impl->pkey = std::move(pkey);
   return Ed25519PrivateKey(std::move(impl));
@@ -119,10 +124,11 @@ absl::StatusOr<Ed25519PrivateKey> Ed25519PrivateKey::LoadPemFile(const std::stri
   BioPtr bio(BIO_new_mem_buf(pem->data(), static_cast<int>(pem->size())));
   PkeyPtr pkey(PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr));
   if (!pkey || EVP_PKEY_id(pkey.get()) != EVP_PKEY_ED25519) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(path,
-                     " is not a PEM Ed25519 private key (make one with "
-                     "`modeldistctl keys generate`)"));
+    return MakeError(absl::StatusCode::kInvalidArgument, "INVALID_KEY",
+                     absl::StrCat(path,
+                                  " is not a PEM Ed25519 private key (make one with "
+                                  "`modeldistctl keys generate`)"),
+                     {{"path", path}});
   }
   auto impl = std::make_unique<Impl>();
   impl->pkey = std::move(pkey);
@@ -133,7 +139,8 @@ absl::Status Ed25519PrivateKey::SavePemFile(const std::string& path) const {
   BioPtr bio(BIO_new(BIO_s_mem()));
   if (PEM_write_bio_PrivateKey(bio.get(), impl_->pkey.get(), nullptr, nullptr, 0, nullptr,
                                nullptr) != 1) {
-    return absl::InternalError("encoding the private key failed");
+    return MakeError(absl::StatusCode::kInternal, "KEY_ENCODING_FAILED",
+                     "encoding the private key failed");
   }
   return WriteFileAtomically(path, BioToString(bio.get()), 0600, /*overwrite=*/false);
 }

@@ -9,24 +9,27 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "common/status.h"
 
 namespace modeldist {
 
 absl::Status ErrnoStatus(int err, absl::string_view what) {
-  std::string message = absl::StrCat(what, ": ", strerror(err));
+  const std::string message = absl::StrCat(what, ": ", strerror(err));
+  const ErrorMetadata metadata = {{"errno", absl::StrCat(err)}};
   switch (err) {
     case ENOENT:
-      return absl::NotFoundError(message);
+      return MakeError(absl::StatusCode::kNotFound, "FILE_NOT_FOUND", message, metadata);
     case EEXIST:
-      return absl::AlreadyExistsError(message);
+      return MakeError(absl::StatusCode::kAlreadyExists, "FILE_EXISTS", message, metadata);
     case EACCES:
     case EPERM:
-      return absl::PermissionDeniedError(message);
+      return MakeError(absl::StatusCode::kPermissionDenied, "FILE_PERMISSION_DENIED", message,
+                       metadata);
     case ENOSPC:
     case EDQUOT:
-      return absl::ResourceExhaustedError(message);
+      return MakeError(absl::StatusCode::kResourceExhausted, "DISK_FULL", message, metadata);
     default:
-      return absl::UnavailableError(message);
+      return MakeError(absl::StatusCode::kUnavailable, "IO_ERROR", message, metadata);
   }
 }
 

@@ -80,7 +80,11 @@ class ScopedFd {
   int fd_;
 };
 
-// Returns an absl status for `errno` with "what: strerror" as message.
+// Returns a status for `errno` with "what: strerror" as message and the errno in its
+// ErrorInfo metadata ({"errno": "5"}): NOT_FOUND (reason FILE_NOT_FOUND) for ENOENT,
+// ALREADY_EXISTS (FILE_EXISTS) for EEXIST, PERMISSION_DENIED (FILE_PERMISSION_DENIED) for
+// EACCES and EPERM, RESOURCE_EXHAUSTED (DISK_FULL) for ENOSPC and EDQUOT, and UNAVAILABLE
+// (IO_ERROR) for the rest.
 absl::Status ErrnoStatus(int err, absl::string_view what);
 
 }  // namespace modeldist

@@ -2,7 +2,7 @@
 //
 // Validation of ids and resource names that clients send. An id that passes IsValidId can be
 // used as a single path component: it cannot be empty, ".", "..", contain "/" or NUL, or be
-// longer than kMaxIdLength.
+// longer than kMaxIdLength (common/limits.h).
 #ifndef MODELDIST_COMMON_NAMES_H_
 #define MODELDIST_COMMON_NAMES_H_
 
@@ -10,10 +10,10 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "common/limits.h"
 
 namespace modeldist {
 
-inline constexpr size_t kMaxIdLength = 128;
 // Upload session ids (RegistryService.WriteArtifact `upload_id`) are chosen by clients; the
 // minimum keeps them hard to collide with another client's, the maximum keeps file names short.
 inline constexpr size_t kMinUploadIdLength = 16;

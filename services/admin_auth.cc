@@ -41,7 +41,8 @@ absl::StatusOr<std::string> LoadAdminToken(const std::string& token_file) {
   if (!token_file.empty()) {
     auto contents = ReadFileToString(token_file);
     if (!contents.ok()) {
-      return absl::FailedPreconditionError(
+      return MakeError(
+          absl::StatusCode::kFailedPrecondition, "INVALID_ADMIN_TOKEN",
           absl::StrCat("cannot read --admin-token-file: ", contents.status().message()));
     }
     token = contents->substr(0, contents->find('\n'));
@@ -50,13 +51,14 @@ absl::StatusOr<std::string> LoadAdminToken(const std::string& token_file) {
     token = env;
     source = "MODELDIST_ADMIN_TOKEN";
   } else {
-    return absl::FailedPreconditionError(
-        "no admin token: pass --admin-token-file FILE or set MODELDIST_ADMIN_TOKEN "
-        "(e.g. `openssl rand -hex 32 > admin.token`)");
+    return MakeError(absl::StatusCode::kFailedPrecondition, "INVALID_ADMIN_TOKEN",
+                     "no admin token: pass --admin-token-file FILE or set MODELDIST_ADMIN_TOKEN "
+                     "(e.g. `openssl rand -hex 32 > admin.token`)");
   }
   token = std::string(absl::StripAsciiWhitespace(token));
   if (token.size() < 16) {
-    return absl::FailedPreconditionError(
+    return MakeError(
+        absl::StatusCode::kFailedPrecondition, "INVALID_ADMIN_TOKEN",
         absl::StrCat("the admin token from ", source,
                      " is shorter than 16 characters; use e.g. `openssl rand -hex 32`"));
   }

@@ -13,6 +13,7 @@
 #include "common/status.h"
 #include "common/grpc_status.h"
 #include "services/malformed_request.h"
+#include "services/request_validation.h"
 
 namespace modeldist::services {
 namespace {
@@ -29,6 +30,12 @@ size_t PutVarint(uint64_t value, char* out) {
   }
   out[n++] = static_cast<char>(value);
   return n;
+}
+
+// The client cancelled or went away: nobody reads the answer, but it carries a reason as every
+// error does.
+absl::Status ReadCancelled(absl::string_view why) {
+  return MakeError(absl::StatusCode::kCancelled, "READ_CANCELLED", why);
 }
 
 }  // namespace
@@ -48,13 +55,13 @@ size_t ReadResponseHeader(int64_t offset, size_t data_size, char* out) {
 
 absl::StatusOr<ArtifactServiceImpl::ReadPlan> ArtifactServiceImpl::PlanRead(
     const v1::ReadRequest& request) const {
-  MD_ASSIGN_OR_RETURN(std::string hex, ParseDigest("digest", request.digest()));
-  if (request.offset() < 0) {
-    return InvalidArgument("offset", "INVALID_OFFSET", "offset must be >= 0");
-  }
-  if (request.limit() < 0) {
-    return InvalidArgument("limit", "INVALID_LIMIT", "limit must be >= 0 (0 = to the end)");
-  }
+  std::string hex;
+  MD_RETURN_IF_ERROR(
+      RequestCheck()
+          .Digest("digest", request.digest(), &hex)
+          .NotNegative("offset", request.offset(), "INVALID_OFFSET")
+          .NotNegative("limit", request.limit(), "INVALID_LIMIT", " (0 means to the end)")
+          .status());
   MD_ASSIGN_OR_RETURN(storage::BlobReader blob, blobs_->OpenBlob(hex));
   if (request.offset() > blob.size()) {
     return MakeError(absl::StatusCode::kOutOfRange, "OFFSET_PAST_END",
@@ -84,7 +91,7 @@ class ArtifactServiceImpl::ReadReactor final : public grpc::ServerWriteReactor<g
   void OnWriteDone(bool ok) override {
     message_.Clear();  // the transport is done with the slice
     if (!ok) {
-      Finish(ToGrpcStatus(absl::CancelledError("the client went away")));
+      Finish(ToGrpcStatus(ReadCancelled("the client went away")));
     } else if (plan_->offset >= plan_->end) {
       Finish(grpc::Status::OK);
     } else {
@@ -128,11 +135,11 @@ class ArtifactServiceImpl::ReadReactor final : public grpc::ServerWriteReactor<g
   // message; anything else (a disk read, hashing) is done on the pool.
   void NextMessage(bool may_block) {
     if (context_->IsCancelled()) {
-      Finish(ToGrpcStatus(absl::CancelledError("the client cancelled the read")));
+      Finish(ToGrpcStatus(ReadCancelled("the client cancelled the read")));
       return;
     }
     const int64_t end =
-        std::min(plan_->end, check_->MessageEnd(plan_->offset, service_->chunk_size_));
+        std::min(plan_->end, check_->MessageEnd(plan_->offset, service_->read_message_bytes_));
     want_ = static_cast<size_t>(end - plan_->offset);
     // The header's length varint depends on how many bytes the reads return, so the bytes go
     // at a fixed distance from the slice's start and the header is written right before them
@@ -249,7 +256,7 @@ grpc::Status ArtifactServiceImpl::Stat(grpc::ServerContext* context, const v1::S
   }
   response->set_digest(request->digest());
   response->set_size_bytes(*size);
-  response->set_chunk_size(chunk_size_);
+  response->set_read_message_bytes(read_message_bytes_);
   return grpc::Status::OK;
 }
 

@@ -52,11 +52,16 @@ size_t ReadResponseHeader(int64_t offset, size_t data_size, char* out);
 class ArtifactServiceImpl final
     : public v1::ArtifactService::WithRawCallbackMethod_Read<v1::ArtifactService::Service> {
  public:
-  // `read_threads`: the BlockingPool that runs the preads of every Read stream. `health`
-  // (may be null) is told of every blob found damaged or missing.
-  ArtifactServiceImpl(const storage::BlobStore* blobs, BlobHealth* health, int64_t chunk_size,
-                      int read_threads = 4)
-      : blobs_(blobs), health_(health), chunk_size_(chunk_size), read_pool_(read_threads) {}
+  // `read_message_bytes`: the most bytes of data one ReadResponse carries
+  // (StatResponse.read_message_bytes). `read_threads`: the BlockingPool that runs the preads
+  // of every Read stream. `health` (may be null) is told of every blob found damaged or
+  // missing.
+  ArtifactServiceImpl(const storage::BlobStore* blobs, BlobHealth* health,
+                      int64_t read_message_bytes, int read_threads = 4)
+      : blobs_(blobs),
+        health_(health),
+        read_message_bytes_(read_message_bytes),
+        read_pool_(read_threads) {}
 
   grpc::ServerWriteReactor<grpc::ByteBuffer>* Read(grpc::CallbackServerContext* context,
                                                    const grpc::ByteBuffer* request) override;
@@ -78,7 +83,7 @@ class ArtifactServiceImpl final
 
   const storage::BlobStore* blobs_;
   BlobHealth* health_;
-  int64_t chunk_size_;
+  int64_t read_message_bytes_;
   // Last member: destroyed (its threads joined) first, while what its tasks use still exists.
   BlockingPool read_pool_;
 };

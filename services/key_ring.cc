@@ -56,7 +56,8 @@ absl::Status ChainBroken(int64_t version, const absl::Status& cause) {
 absl::StatusOr<v1::SignedTrustRoot> ParseSignedRoot(int64_t version, absl::string_view bytes) {
   v1::SignedTrustRoot signed_root;
   if (!signed_root.ParseFromString(std::string(bytes))) {
-    return ChainBroken(version, absl::DataLossError("not a serialized SignedTrustRoot"));
+    return ChainBroken(version, MakeError(absl::StatusCode::kDataLoss, kReasonMalformedRoot,
+                                          "not a serialized SignedTrustRoot"));
   }
   return signed_root;
 }
@@ -83,7 +84,10 @@ KeyRing::KeyRing(std::string keys_dir, TrustRootStore* store, Options options)
 
 absl::StatusOr<std::unique_ptr<KeyRing>> KeyRing::Open(const std::string& keys_dir,
                                                        TrustRootStore* store, Options options) {
-  if (keys_dir.empty()) return absl::InvalidArgumentError("the keys directory is empty");
+  if (keys_dir.empty()) {
+    return MakeError(absl::StatusCode::kInvalidArgument, "INVALID_KEYS_DIR",
+                     "the keys directory is empty");
+  }
   auto ring = std::unique_ptr<KeyRing>(new KeyRing(keys_dir, store, std::move(options)));
   absl::MutexLock lock(&ring->mu_);
   MD_RETURN_IF_ERROR(ring->LoadKeys());
@@ -117,7 +121,8 @@ absl::Status KeyRing::LoadKeyFile(const std::string& path, bool in_keys_dir) {
   if (::stat(path.c_str(), &st) != 0) return ErrnoStatus(errno, path);
   if (!S_ISREG(st.st_mode)) {
     if (in_keys_dir) return absl::OkStatus();  // e.g. a directory named *.pem
-    return absl::InvalidArgumentError(absl::StrCat(path, " is not a regular file"));
+    return MakeError(absl::StatusCode::kInvalidArgument, "INVALID_KEY",
+                     absl::StrCat(path, " is not a regular file"), {{"path", path}});
   }
   if ((st.st_mode & 077) != 0) {
     return MakeError(absl::StatusCode::kFailedPrecondition, "KEY_FILE_TOO_OPEN",
@@ -158,8 +163,9 @@ absl::Status KeyRing::LoadOrCreateRoots() {
       }
     }
     if (ids.size() > static_cast<size_t>(kMaxRootKeys)) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          keys_dir_, " holds ", ids.size(), " keys; a trust root holds at most ", kMaxRootKeys));
+      return MakeError(absl::StatusCode::kFailedPrecondition, "TOO_MANY_KEYS",
+                       absl::StrCat(keys_dir_, " holds ", ids.size(),
+                                    " keys; a trust root holds at most ", kMaxRootKeys));
     }
     v1::TrustRoot root;
     root.set_version(1);
@@ -184,7 +190,8 @@ absl::Status KeyRing::LoadOrCreateRoots() {
   MD_ASSIGN_OR_RETURN(v1::SignedTrustRoot newest_signed, ParseSignedRoot(0, *newest_bytes));
   v1::TrustRoot newest_parsed;
   if (!newest_parsed.ParseFromString(newest_signed.root()) || newest_parsed.version() < 1) {
-    return ChainBroken(0, absl::DataLossError("the newest root does not parse"));
+    return ChainBroken(0, MakeError(absl::StatusCode::kDataLoss, kReasonMalformedRoot,
+                                    "the newest root does not parse"));
   }
   const int64_t newest_version = newest_parsed.version();
   VerifiedRoot current;
@@ -202,8 +209,9 @@ absl::Status KeyRing::LoadOrCreateRoots() {
         version == 1 ? VerifyFirstRoot(signed_root) : VerifyNextRoot(current.root, signed_root);
     if (!verified.ok()) return ChainBroken(version, verified.status());
     if (verified->version() != version) {
-      return ChainBroken(version, absl::DataLossError(
-                                      absl::StrCat("it says it is version ", verified->version())));
+      return ChainBroken(version,
+                         MakeError(absl::StatusCode::kDataLoss, kReasonRootVersionNotNext,
+                                   absl::StrCat("it says it is version ", verified->version())));
     }
     current = {std::move(signed_root), *std::move(verified)};
   }
@@ -344,7 +352,7 @@ KeyRing::VerifiedRoot KeyRing::NewestRoot() const {
 
 absl::StatusOr<v1::SignedTrustRoot> KeyRing::Root(int64_t version) const {
   if (version < 0) {
-    return InvalidArgument("version", "NEGATIVE_VERSION",
+    return InvalidArgument("version", "INVALID_VERSION",
                            absl::StrCat("version must be 0 (newest) or positive, got ", version));
   }
   int64_t newest_version;

@@ -51,7 +51,8 @@ int main(int argc, char** argv) {
   flags.Add("tls-cert", "FILE", "", "PEM certificate chain; with --tls-key enables TLS");
   flags.Add("tls-key", "FILE", "", "PEM private key for --tls-cert");
   flags.Add("manifest-ttl", "DURATION", "24h", "how long signed manifests stay valid");
-  flags.Add("chunk-size", "BYTES", "1MiB", "ArtifactService.Read chunk size");
+  flags.Add("chunk-size", "BYTES", "1MiB",
+            "the most bytes per ArtifactService.Read message (StatResponse.read_message_bytes)");
   flags.Add("public-address", "HOST:PORT", "", "address put in manifests for devices");
   flags.Add("scrub-interval", "DURATION", "24h",
             "re-read and check every stored blob this often, e.g. 24h or 90m; 0 turns it off");
@@ -81,7 +82,7 @@ int main(int argc, char** argv) {
   }
   auto chunk = flags.GetInt("chunk-size");
   if (!chunk.ok()) return Fail(std::string(chunk.status().message()));
-  config.chunk_size = *chunk;
+  config.read_message_bytes = *chunk;
   if (!absl::ParseDuration(flags.Get("scrub-interval"), &config.scrub_interval) ||
       config.scrub_interval < absl::ZeroDuration()) {
     return Fail("--scrub-interval must be a duration, e.g. 24h or 90m, or 0 to turn it off");

@@ -6,16 +6,18 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/digest.h"
+#include "common/limits.h"
 #include "common/names.h"
 #include "common/status.h"
 #include "common/grpc_status.h"
+#include "services/request_validation.h"
 
 namespace modeldist::services {
 namespace {
 
-constexpr size_t kMaxTextBytes = 1024;
-constexpr int kMaxArtifacts = 64;
 constexpr int64_t kMaxArtifactBytes = storage::kMaxBlobBytes;  // 1 TiB
+// What a device may unpack one artifact to (a zip of many small files may grow that much).
+constexpr int64_t kMaxUnpackedBytes = 64 * kMaxArtifactBytes;
 
 // Runs `body` after the admin check and maps its status at the edge.
 template <typename Body>
@@ -24,78 +26,32 @@ grpc::Status Admin(const AdminAuth* auth, const grpc::ServerContext* context, Bo
   return ToGrpcStatus(std::forward<Body>(body)());
 }
 
-absl::Status ValidateText(absl::string_view field, const std::string& text) {
-  if (text.size() > kMaxTextBytes) {
-    return InvalidArgument(
-        field, "TEXT_TOO_LONG",
-        absl::StrCat(field, " is ", text.size(), " bytes; at most ", kMaxTextBytes));
-  }
-  return absl::OkStatus();
-}
-
-absl::Status ValidateConstraints(int index, const v1::ArtifactConstraints& c) {
-  const std::string field = absl::StrCat("artifacts[", index, "].constraints");
-  const std::string& os = c.min_os_version();
-  if (os.size() > 32 || os.find_first_not_of("0123456789.") != std::string::npos ||
-      (!os.empty() && (os.front() == '.' || os.back() == '.'))) {
-    return InvalidArgument(field + ".min_os_version", "INVALID_OS_VERSION",
-                           absl::StrCat(field,
-                                        ".min_os_version must be dotted numbers like "
-                                        "\"14.0\", got \"",
-                                        os.substr(0, 32), "\""));
-  }
-  if (c.min_ram_bytes() < 0) {
-    return InvalidArgument(field + ".min_ram_bytes", "INVALID_SIZE",
-                           absl::StrCat(field, ".min_ram_bytes must not be negative"));
-  }
-  for (int a : c.required_accelerators()) {
-    if (a == v1::ACCELERATOR_UNSPECIFIED || !v1::Accelerator_IsValid(a)) {
-      return InvalidArgument(
-          field + ".required_accelerators", "INVALID_ACCELERATOR",
-          absl::StrCat(field, ".required_accelerators has an unknown value ", a));
-    }
-  }
-  return absl::OkStatus();
-}
-
 absl::Status ValidateArtifact(int index, const v1::Artifact& a) {
   auto field = [index](absl::string_view name) {
     return absl::StrCat("artifacts[", index, "].", name);
   };
-  if (a.platform() == v1::PLATFORM_UNSPECIFIED || !v1::Platform_IsValid(a.platform())) {
-    return InvalidArgument(
-        field("platform"), "MISSING_PLATFORM",
-        absl::StrCat(field("platform"), " is required (PLATFORM_MACOS, PLATFORM_LINUX, ...)"));
-  }
-  if (a.arch() == v1::ARCH_UNSPECIFIED || !v1::Arch_IsValid(a.arch())) {
-    return InvalidArgument(
-        field("arch"), "MISSING_ARCH",
-        absl::StrCat(field("arch"), " is required (ARCH_ARM64, ARCH_X86_64 or ARCH_ANY)"));
-  }
-  if (a.format() == v1::FORMAT_UNSPECIFIED || !v1::Format_IsValid(a.format())) {
-    return InvalidArgument(
-        field("format"), "MISSING_FORMAT",
-        absl::StrCat(field("format"), " is required (FORMAT_COREML_ZIP, FORMAT_GGUF, ...)"));
-  }
-  if (auto hex = ParseDigest(field("digest"), a.digest()); !hex.ok()) return hex.status();
-  if (a.size_bytes() <= 0 || a.size_bytes() > kMaxArtifactBytes) {
-    return InvalidArgument(field("size_bytes"), "INVALID_SIZE",
-                           absl::StrCat(field("size_bytes"), " must be 1 to ", kMaxArtifactBytes,
-                                        " bytes, got ", a.size_bytes()));
-  }
-  if (a.unpacked_size_bytes() < 0 || a.unpacked_size_bytes() > 64 * kMaxArtifactBytes) {
-    return InvalidArgument(field("unpacked_size_bytes"), "INVALID_SIZE",
-                           absl::StrCat(field("unpacked_size_bytes"), " must be 0 to ",
-                                        64 * kMaxArtifactBytes, " bytes"));
-  }
-  return ValidateConstraints(index, a.constraints());
+  const v1::ArtifactConstraints& c = a.constraints();
+  return RequestCheck()
+      .Platform(field("platform"), a.platform())
+      .ArtifactArch(field("arch"), a.arch())
+      .Format(field("format"), a.format())
+      .Digest(field("digest"), a.digest())
+      .Range(field("size_bytes"), a.size_bytes(), 1, kMaxArtifactBytes, "INVALID_SIZE", " bytes")
+      .Range(field("unpacked_size_bytes"), a.unpacked_size_bytes(), 0, kMaxUnpackedBytes,
+             "INVALID_SIZE", " bytes")
+      .OsVersion(field("constraints.min_os_version"), c.min_os_version())
+      .NotNegative(field("constraints.min_ram_bytes"), c.min_ram_bytes(), "INVALID_SIZE")
+      .Accelerators(field("constraints.required_accelerators"), c.required_accelerators(),
+                    /*allow_unspecified=*/false)
+      .status();
 }
 
-// The audit actor: `x-modeldist-actor` metadata (printable, at most 128 bytes) or "admin".
+// The audit actor: `x-modeldist-actor` metadata (printable, at most kMaxActorBytes) or
+// "admin".
 std::string ActorOf(const grpc::ServerContext& context) {
   const auto& metadata = context.client_metadata();
   auto it = metadata.find("x-modeldist-actor");
-  if (it == metadata.end() || it->second.empty() || it->second.size() > 128) {
+  if (it == metadata.end() || it->second.empty() || it->second.size() > kMaxActorBytes) {
     return std::string(storage::kDefaultActor);
   }
   std::string actor(it->second.data(), it->second.size());
@@ -103,49 +59,6 @@ std::string ActorOf(const grpc::ServerContext& context) {
     if (c < 0x20 || c > 0x7e) c = '?';
   }
   return actor;
-}
-
-constexpr int kMaxPinsPerCall = 1000;
-constexpr size_t kMaxDeviceIdBytes = 128;
-
-// Validates a tier and channel (empty channel = stable) and returns the channel to use.
-absl::StatusOr<std::string> TierChannel(const std::string& tier, const std::string& channel) {
-  MD_RETURN_IF_ERROR(ValidateId("tier", tier));
-  std::string c = channel.empty() ? std::string(kDefaultChannel) : channel;
-  MD_RETURN_IF_ERROR(ValidateId("channel", c));
-  return c;
-}
-
-absl::Status ValidateBasisPoints(int32_t basis_points) {
-  if (basis_points < 0 || basis_points > 10000) {
-    return InvalidArgument(
-        "basis_points", "INVALID_BASIS_POINTS",
-        absl::StrCat("basis_points must be 0..10000 (1/100 %), got ", basis_points));
-  }
-  return absl::OkStatus();
-}
-
-absl::Status ValidateDeviceIds(const google::protobuf::RepeatedPtrField<std::string>& ids) {
-  if (ids.empty() || ids.size() > kMaxPinsPerCall) {
-    return InvalidArgument(
-        "device_ids", "INVALID_DEVICE_IDS",
-        absl::StrCat("device_ids must list 1 to ", kMaxPinsPerCall, " devices, got ", ids.size()));
-  }
-  for (int i = 0; i < ids.size(); ++i) {
-    if (ids[i].empty() || ids[i].size() > kMaxDeviceIdBytes) {
-      return InvalidArgument(
-          absl::StrCat("device_ids[", i, "]"), "INVALID_DEVICE_ID",
-          absl::StrCat("device_ids[", i, "] must be 1 to ", kMaxDeviceIdBytes, " bytes"));
-    }
-  }
-  return absl::OkStatus();
-}
-
-absl::Status ValidatePageSize(int32_t page_size) {
-  if (page_size < 0) {
-    return InvalidArgument("page_size", "INVALID_PAGE_SIZE", "page_size must not be negative");
-  }
-  return absl::OkStatus();
 }
 
 }  // namespace
@@ -167,8 +80,10 @@ grpc::Status RegistryServiceImpl::CreateModel(grpc::ServerContext* context,
                                               const v1::CreateModelRequest* request,
                                               v1::Model* response) {
   return Admin(auth_, context, [&]() -> absl::Status {
-    MD_RETURN_IF_ERROR(ValidateId("model_id", request->model_id()));
-    MD_RETURN_IF_ERROR(ValidateText("model.description", request->model().description()));
+    MD_RETURN_IF_ERROR(RequestCheck()
+                           .Id("model_id", request->model_id())
+                           .Text("model.description", request->model().description())
+                           .status());
     MD_ASSIGN_OR_RETURN(*response,
                         catalog_->CreateModel(request->model_id(), request->model().description(),
                                               ActorOf(*context)));
@@ -180,7 +95,8 @@ grpc::Status RegistryServiceImpl::GetModel(grpc::ServerContext* context,
                                            const v1::GetModelRequest* request,
                                            v1::Model* response) {
   return Admin(auth_, context, [&]() -> absl::Status {
-    MD_ASSIGN_OR_RETURN(std::string model, ParseModelName("name", request->name()));
+    std::string model;
+    MD_RETURN_IF_ERROR(RequestCheck().ModelName("name", request->name(), &model).status());
     MD_ASSIGN_OR_RETURN(*response, catalog_->GetModel(model));
     return absl::OkStatus();
   });
@@ -190,7 +106,7 @@ grpc::Status RegistryServiceImpl::ListModels(grpc::ServerContext* context,
                                              const v1::ListModelsRequest* request,
                                              v1::ListModelsResponse* response) {
   return Admin(auth_, context, [&]() -> absl::Status {
-    MD_RETURN_IF_ERROR(ValidatePageSize(request->page_size()));
+    MD_RETURN_IF_ERROR(RequestCheck().PageSize(request->page_size()).status());
     MD_ASSIGN_OR_RETURN(auto page,
                         catalog_->ListModels(request->page_size(), request->page_token()));
     for (auto& m : page.items) *response->add_models() = std::move(m);
@@ -203,17 +119,16 @@ grpc::Status RegistryServiceImpl::CreateVersion(grpc::ServerContext* context,
                                                 const v1::CreateVersionRequest* request,
                                                 v1::Version* response) {
   return Admin(auth_, context, [&]() -> absl::Status {
-    MD_ASSIGN_OR_RETURN(std::string model, ParseModelName("parent", request->parent()));
-    MD_RETURN_IF_ERROR(ValidateId("version_id", request->version_id()));
-    if (request->artifacts().empty()) {
-      return InvalidArgument("artifacts", "NO_ARTIFACTS",
-                             "artifacts must list at least one artifact");
-    }
-    if (request->artifacts_size() > kMaxArtifacts) {
-      return InvalidArgument("artifacts", "TOO_MANY_ARTIFACTS",
-                             absl::StrCat("a version has at most ", kMaxArtifacts,
-                                          " artifacts, got ", request->artifacts_size()));
-    }
+    std::string model;
+    const int count = request->artifacts_size();
+    MD_RETURN_IF_ERROR(RequestCheck()
+                           .ModelName("parent", request->parent(), &model)
+                           .Id("version_id", request->version_id())
+                           .That(count > 0, "artifacts", "NO_ARTIFACTS",
+                                 "artifacts must list at least one artifact")
+                           .Range("artifacts", count, 1, kMaxArtifactsPerVersion,
+                                  "TOO_MANY_ARTIFACTS", " (artifacts in a version)")
+                           .status());
     std::vector<v1::Artifact> artifacts;
     for (int i = 0; i < request->artifacts_size(); ++i) {
       MD_RETURN_IF_ERROR(ValidateArtifact(i, request->artifacts(i)));
@@ -233,7 +148,8 @@ grpc::Status RegistryServiceImpl::GetVersion(grpc::ServerContext* context,
                                              const v1::GetVersionRequest* request,
                                              v1::Version* response) {
   return Admin(auth_, context, [&]() -> absl::Status {
-    MD_ASSIGN_OR_RETURN(VersionName name, ParseVersionName("name", request->name()));
+    VersionName name;
+    MD_RETURN_IF_ERROR(RequestCheck().VersionName("name", request->name(), &name).status());
     MD_ASSIGN_OR_RETURN(*response, catalog_->GetVersion(name));
     FillUploaded(response);
     return absl::OkStatus();
@@ -244,8 +160,11 @@ grpc::Status RegistryServiceImpl::ListVersions(grpc::ServerContext* context,
                                                const v1::ListVersionsRequest* request,
                                                v1::ListVersionsResponse* response) {
   return Admin(auth_, context, [&]() -> absl::Status {
-    MD_ASSIGN_OR_RETURN(std::string model, ParseModelName("parent", request->parent()));
-    MD_RETURN_IF_ERROR(ValidatePageSize(request->page_size()));
+    std::string model;
+    MD_RETURN_IF_ERROR(RequestCheck()
+                           .ModelName("parent", request->parent(), &model)
+                           .PageSize(request->page_size())
+                           .status());
     MD_ASSIGN_OR_RETURN(auto page,
                         catalog_->ListVersions(model, request->page_size(), request->page_token()));
     for (auto& v : page.items) {
@@ -401,7 +320,8 @@ grpc::Status RegistryServiceImpl::PublishVersion(grpc::ServerContext* context,
                                                  const v1::PublishVersionRequest* request,
                                                  v1::Version* response) {
   return Admin(auth_, context, [&]() -> absl::Status {
-    MD_ASSIGN_OR_RETURN(VersionName name, ParseVersionName("name", request->name()));
+    VersionName name;
+    MD_RETURN_IF_ERROR(RequestCheck().VersionName("name", request->name(), &name).status());
     auto is_uploaded = [this](const std::string& digest) {
       auto hex = ParseDigest("digest", digest);
       return hex.ok() && blobs_->Contains(*hex);
@@ -417,8 +337,11 @@ grpc::Status RegistryServiceImpl::YankVersion(grpc::ServerContext* context,
                                               const v1::YankVersionRequest* request,
                                               v1::Version* response) {
   return Admin(auth_, context, [&]() -> absl::Status {
-    MD_ASSIGN_OR_RETURN(VersionName name, ParseVersionName("name", request->name()));
-    MD_RETURN_IF_ERROR(ValidateText("reason", request->reason()));
+    VersionName name;
+    MD_RETURN_IF_ERROR(RequestCheck()
+                           .VersionName("name", request->name(), &name)
+                           .Text("reason", request->reason())
+                           .status());
     MD_ASSIGN_OR_RETURN(*response,
                         catalog_->YankVersion(name, request->reason(), ActorOf(*context)));
     FillUploaded(response);
@@ -431,11 +354,12 @@ grpc::Status RegistryServiceImpl::SetTier(grpc::ServerContext* context,
                                           const v1::SetTierRequest* request,
                                           v1::TierBinding* response) {
   return Admin(auth_, context, [&]() -> absl::Status {
-    MD_RETURN_IF_ERROR(ValidateId("tier", request->tier()));
-    std::string channel =
-        request->channel().empty() ? std::string(kDefaultChannel) : request->channel();
-    MD_RETURN_IF_ERROR(ValidateId("channel", channel));
-    MD_ASSIGN_OR_RETURN(VersionName version, ParseVersionName("version", request->version()));
+    std::string channel;
+    VersionName version;
+    MD_RETURN_IF_ERROR(RequestCheck()
+                           .TierChannel(request->tier(), request->channel(), &channel)
+                           .VersionName("version", request->version(), &version)
+                           .status());
     MD_ASSIGN_OR_RETURN(*response,
                         catalog_->SetTier(request->tier(), channel, version, ActorOf(*context)));
     Resign();
@@ -447,7 +371,7 @@ grpc::Status RegistryServiceImpl::ListTiers(grpc::ServerContext* context,
                                             const v1::ListTiersRequest* request,
                                             v1::ListTiersResponse* response) {
   return Admin(auth_, context, [&]() -> absl::Status {
-    MD_RETURN_IF_ERROR(ValidatePageSize(request->page_size()));
+    MD_RETURN_IF_ERROR(RequestCheck().PageSize(request->page_size()).status());
     MD_ASSIGN_OR_RETURN(auto page,
                         catalog_->ListTiers(request->page_size(), request->page_token()));
     for (auto& t : page.items) *response->add_tiers() = std::move(t);
@@ -460,9 +384,13 @@ grpc::Status RegistryServiceImpl::StartRollout(grpc::ServerContext* context,
                                                const v1::StartRolloutRequest* request,
                                                v1::Rollout* response) {
   return Admin(auth_, context, [&]() -> absl::Status {
-    MD_ASSIGN_OR_RETURN(std::string channel, TierChannel(request->tier(), request->channel()));
-    MD_ASSIGN_OR_RETURN(VersionName to, ParseVersionName("to_version", request->to_version()));
-    MD_RETURN_IF_ERROR(ValidateBasisPoints(request->basis_points()));
+    std::string channel;
+    VersionName to;
+    MD_RETURN_IF_ERROR(RequestCheck()
+                           .TierChannel(request->tier(), request->channel(), &channel)
+                           .VersionName("to_version", request->to_version(), &to)
+                           .BasisPoints(request->basis_points())
+                           .status());
     MD_ASSIGN_OR_RETURN(
         *response, catalog_->StartRollout(request->tier(), channel, to, request->basis_points(),
                                           ActorOf(*context)));
@@ -475,8 +403,11 @@ grpc::Status RegistryServiceImpl::AdvanceRollout(grpc::ServerContext* context,
                                                  const v1::AdvanceRolloutRequest* request,
                                                  v1::Rollout* response) {
   return Admin(auth_, context, [&]() -> absl::Status {
-    MD_ASSIGN_OR_RETURN(std::string channel, TierChannel(request->tier(), request->channel()));
-    MD_RETURN_IF_ERROR(ValidateBasisPoints(request->basis_points()));
+    std::string channel;
+    MD_RETURN_IF_ERROR(RequestCheck()
+                           .TierChannel(request->tier(), request->channel(), &channel)
+                           .BasisPoints(request->basis_points())
+                           .status());
     MD_ASSIGN_OR_RETURN(*response,
                         catalog_->AdvanceRollout(request->tier(), channel, request->basis_points(),
                                                  ActorOf(*context)));
@@ -490,7 +421,9 @@ grpc::Status RegistryServiceImpl::RolloutChange(grpc::ServerContext* context,
                                                 const v1::RolloutRequest& request,
                                                 v1::Rollout* response, Change change) {
   return Admin(auth_, context, [&]() -> absl::Status {
-    MD_ASSIGN_OR_RETURN(std::string channel, TierChannel(request.tier(), request.channel()));
+    std::string channel;
+    MD_RETURN_IF_ERROR(
+        RequestCheck().TierChannel(request.tier(), request.channel(), &channel).status());
     MD_ASSIGN_OR_RETURN(*response, change(request.tier(), channel, ActorOf(*context)));
     Resign();
     return absl::OkStatus();
@@ -529,15 +462,13 @@ grpc::Status RegistryServiceImpl::ListRollouts(grpc::ServerContext* context,
                                                const v1::ListRolloutsRequest* request,
                                                v1::ListRolloutsResponse* response) {
   return Admin(auth_, context, [&]() -> absl::Status {
-    if (!request->tier().empty()) MD_RETURN_IF_ERROR(ValidateId("tier", request->tier()));
-    if (!request->channel().empty()) {
-      if (request->tier().empty()) {
-        return InvalidArgument("channel", "CHANNEL_WITHOUT_TIER",
-                               "channel filters only together with tier");
-      }
-      MD_RETURN_IF_ERROR(ValidateId("channel", request->channel()));
-    }
-    MD_RETURN_IF_ERROR(ValidatePageSize(request->page_size()));
+    MD_RETURN_IF_ERROR(RequestCheck()
+                           .OptionalId("tier", request->tier())
+                           .That(request->channel().empty() || !request->tier().empty(), "channel",
+                                 "CHANNEL_WITHOUT_TIER", "channel filters only together with tier")
+                           .OptionalId("channel", request->channel())
+                           .PageSize(request->page_size())
+                           .status());
     MD_ASSIGN_OR_RETURN(
         auto page, catalog_->ListRollouts(request->tier(), request->channel(), request->page_size(),
                                           request->page_token()));
@@ -551,9 +482,13 @@ grpc::Status RegistryServiceImpl::PinDevices(grpc::ServerContext* context,
                                              const v1::PinDevicesRequest* request,
                                              v1::PinDevicesResponse* response) {
   return Admin(auth_, context, [&]() -> absl::Status {
-    MD_ASSIGN_OR_RETURN(std::string channel, TierChannel(request->tier(), request->channel()));
-    MD_RETURN_IF_ERROR(ValidateDeviceIds(request->device_ids()));
-    MD_ASSIGN_OR_RETURN(VersionName version, ParseVersionName("version", request->version()));
+    std::string channel;
+    VersionName version;
+    MD_RETURN_IF_ERROR(RequestCheck()
+                           .TierChannel(request->tier(), request->channel(), &channel)
+                           .DeviceIds(request->device_ids())
+                           .VersionName("version", request->version(), &version)
+                           .status());
     std::vector<std::string> ids(request->device_ids().begin(), request->device_ids().end());
     MD_ASSIGN_OR_RETURN(auto change, catalog_->PinDevices(request->tier(), channel, ids, version,
                                                           ActorOf(*context)));
@@ -568,8 +503,11 @@ grpc::Status RegistryServiceImpl::UnpinDevices(grpc::ServerContext* context,
                                                const v1::UnpinDevicesRequest* request,
                                                v1::PinDevicesResponse* response) {
   return Admin(auth_, context, [&]() -> absl::Status {
-    MD_ASSIGN_OR_RETURN(std::string channel, TierChannel(request->tier(), request->channel()));
-    MD_RETURN_IF_ERROR(ValidateDeviceIds(request->device_ids()));
+    std::string channel;
+    MD_RETURN_IF_ERROR(RequestCheck()
+                           .TierChannel(request->tier(), request->channel(), &channel)
+                           .DeviceIds(request->device_ids())
+                           .status());
     std::vector<std::string> ids(request->device_ids().begin(), request->device_ids().end());
     MD_ASSIGN_OR_RETURN(auto change,
                         catalog_->UnpinDevices(request->tier(), channel, ids, ActorOf(*context)));
@@ -584,7 +522,7 @@ grpc::Status RegistryServiceImpl::ListPins(grpc::ServerContext* context,
                                            const v1::ListPinsRequest* request,
                                            v1::ListPinsResponse* response) {
   return Admin(auth_, context, [&]() -> absl::Status {
-    MD_RETURN_IF_ERROR(ValidatePageSize(request->page_size()));
+    MD_RETURN_IF_ERROR(RequestCheck().PageSize(request->page_size()).status());
     MD_ASSIGN_OR_RETURN(auto page, catalog_->ListPins(request->page_size(), request->page_token()));
     for (auto& p : page.items) *response->add_pins() = std::move(p);
     response->set_next_page_token(page.next_page_token);
@@ -596,7 +534,7 @@ grpc::Status RegistryServiceImpl::ListAuditLog(grpc::ServerContext* context,
                                                const v1::ListAuditLogRequest* request,
                                                v1::ListAuditLogResponse* response) {
   return Admin(auth_, context, [&]() -> absl::Status {
-    MD_RETURN_IF_ERROR(ValidatePageSize(request->page_size()));
+    MD_RETURN_IF_ERROR(RequestCheck().PageSize(request->page_size()).status());
     MD_ASSIGN_OR_RETURN(auto page,
                         catalog_->ListAuditLog(request->page_size(), request->page_token()));
     for (auto& e : page.items) *response->add_entries() = std::move(e);

@@ -9,6 +9,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/digest.h"
+#include "common/limits.h"
 
 namespace modeldist::services {
 namespace {
@@ -95,11 +96,11 @@ uint32_t CohortBucket(absl::string_view rollout_id, absl::string_view device_id)
     const char c = hex[i];
     value = (value << 4) | static_cast<uint64_t>(c <= '9' ? c - '0' : c - 'a' + 10);
   }
-  return static_cast<uint32_t>(value % 10000);
+  return static_cast<uint32_t>(value % kMaxBasisPoints);
 }
 
 bool InCohort(absl::string_view rollout_id, absl::string_view device_id, int32_t basis_points) {
-  if (basis_points >= 10000) return true;
+  if (basis_points >= kMaxBasisPoints) return true;
   if (basis_points <= 0 || device_id.empty()) return false;
   return CohortBucket(rollout_id, device_id) < static_cast<uint32_t>(basis_points);
 }

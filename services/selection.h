@@ -35,9 +35,10 @@ std::string UnmetConstraints(const v1::ArtifactConstraints& constraints,
                              const v1::DeviceInfo& device);
 
 // Rollout cohorts: a device's bucket in 0..9999 is the first 8 bytes of
-// SHA-256(rollout_id ":" device_id) modulo 10000. The device is in the cohort when its
-// bucket < basis_points, so growing basis_points only ever adds devices. Deterministic
-// across servers and restarts. A device without an id is never in a partial cohort.
+// SHA-256(rollout_id ":" device_id) modulo kMaxBasisPoints (10000). The device is in the
+// cohort when its bucket < basis_points, so growing basis_points only ever adds devices.
+// Deterministic across servers and restarts. A device without an id is never in a partial
+// cohort.
 uint32_t CohortBucket(absl::string_view rollout_id, absl::string_view device_id);
 bool InCohort(absl::string_view rollout_id, absl::string_view device_id, int32_t basis_points);
 

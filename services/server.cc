@@ -38,8 +38,8 @@ class DataDirLock {
     if (fd < 0) return ErrnoStatus(errno, path);
     if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
       ::close(fd);
-      return absl::FailedPreconditionError(
-          absl::StrCat("--data-dir ", dir, " is in use by another modeldist-server"));
+      return MakeError(absl::StatusCode::kFailedPrecondition, "DATA_DIR_IN_USE",
+                       absl::StrCat("--data-dir ", dir, " is in use by another modeldist-server"));
     }
     return std::unique_ptr<DataDirLock>(new DataDirLock(fd));
   }
@@ -67,7 +67,8 @@ class CatalogTrustRootStore : public TrustRootStore {
 
 absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Credentials(const ServerConfig& c) {
   if (c.tls_cert_file.empty() != c.tls_key_file.empty()) {
-    return absl::InvalidArgumentError("--tls-cert and --tls-key must be given together");
+    return InvalidArgument("tls_key_file", "INVALID_FLAG",
+                           "--tls-cert and --tls-key must be given together");
   }
   if (c.tls_cert_file.empty()) return grpc::InsecureServerCredentials();
   MD_ASSIGN_OR_RETURN(std::string cert, ReadFileToString(c.tls_cert_file));
@@ -99,16 +100,19 @@ struct ModeldistServer::Parts {
 absl::StatusOr<std::unique_ptr<ModeldistServer>> ModeldistServer::Start(
     const ServerConfig& config) {
   if (config.admin_token.empty()) {
-    return absl::InvalidArgumentError("an admin token is required");
+    return InvalidArgument("admin_token", "INVALID_FLAG", "an admin token is required");
   }
-  if (config.chunk_size < 4096 || config.chunk_size > 4 * 1024 * 1024) {
-    return absl::InvalidArgumentError("--chunk-size must be between 4 KiB and 4 MiB");
+  if (config.read_message_bytes < 4096 || config.read_message_bytes > 4 * 1024 * 1024) {
+    return InvalidArgument("read_message_bytes", "INVALID_FLAG",
+                           "--chunk-size must be between 4 KiB and 4 MiB");
   }
   if (config.scrub_interval < absl::ZeroDuration()) {
-    return absl::InvalidArgumentError("--scrub-interval must not be negative (0 turns it off)");
+    return InvalidArgument("scrub_interval", "INVALID_FLAG",
+                           "--scrub-interval must not be negative (0 turns it off)");
   }
   if (config.scrub_rate < 0) {
-    return absl::InvalidArgumentError("--scrub-rate must not be negative (0 is unlimited)");
+    return InvalidArgument("scrub_rate", "INVALID_FLAG",
+                           "--scrub-rate must not be negative (0 is unlimited)");
   }
   MD_RETURN_IF_ERROR(MakeDirs(config.data_dir, 0750));
   auto parts = std::make_unique<Parts>();
@@ -158,7 +162,7 @@ absl::StatusOr<std::unique_ptr<ModeldistServer>> ModeldistServer::Start(
   parts->manifest_service =
       std::make_unique<ManifestServiceImpl>(parts->manifests.get(), parts->keys.get());
   parts->artifact_service = std::make_unique<ArtifactServiceImpl>(
-      parts->blobs.get(), parts->health.get(), config.chunk_size);
+      parts->blobs.get(), parts->health.get(), config.read_message_bytes);
 
   // gRPC's built-in health service has no protobuf descriptor; touching the compiled-in
   // health.proto keeps its descriptor in the binary (the linker would drop the unreferenced
@@ -178,9 +182,9 @@ absl::StatusOr<std::unique_ptr<ModeldistServer>> ModeldistServer::Start(
   auto server = std::unique_ptr<ModeldistServer>(new ModeldistServer());
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || port == 0) {
-    return absl::UnavailableError(
-        absl::StrCat("cannot listen on ", config.listen,
-                     " (address in use or not local? pick another --listen port)"));
+    return MakeError(absl::StatusCode::kUnavailable, "LISTEN_FAILED",
+                     absl::StrCat("cannot listen on ", config.listen,
+                                  " (address in use or not local? pick another --listen port)"));
   }
   server->port_ = port;
   // Only once serving: a pass reports damage, which rebuilds manifests the services hand out.
@@ -204,10 +208,13 @@ std::string ModeldistServer::signing_key_id() const {
   return absl::StrJoin(ids, ",");
 }
 
-std::shared_ptr<grpc::Channel> ModeldistServer::InProcessChannel() {
+std::shared_ptr<grpc::Channel> ModeldistServer::InProcessChannel(
+    std::vector<std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>>
+        interceptors) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(-1);
-  return server_->InProcessChannel(args);
+  if (interceptors.empty()) return server_->InProcessChannel(args);
+  return server_->experimental().InProcessChannelWithInterceptors(args, std::move(interceptors));
 }
 
 void ModeldistServer::Shutdown() {

@@ -6,9 +6,11 @@
 #define MODELDIST_SERVICES_SERVER_H_
 
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/support/client_interceptor.h>
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -30,8 +32,10 @@ struct ServerConfig {
   std::string tls_cert_file;
   std::string tls_key_file;
   absl::Duration manifest_ttl = absl::Hours(24);
-  // Chunk size of ArtifactService.Read (1 MiB measured fastest; see docs/benchmarks.md).
-  int64_t chunk_size = 1024 * 1024;
+  // The most bytes of data in one ArtifactService.Read message (the --chunk-size flag;
+  // StatResponse.read_message_bytes). Not the chain chunk of manifests, which is fixed. 1 MiB
+  // measured fastest; see docs/benchmarks.md.
+  int64_t read_message_bytes = 1024 * 1024;
   // Address devices should use for ArtifactService, put in manifests; empty = "this server".
   std::string public_address;
   // Largest request message accepted; bigger ones fail with RESOURCE_EXHAUSTED.
@@ -56,8 +60,11 @@ class ModeldistServer {
   int port() const { return port_; }
   // The key ids of the newest trust root, comma-separated.
   std::string signing_key_id() const;
-  // A channel to this server that bypasses the network (for tests).
-  std::shared_ptr<grpc::Channel> InProcessChannel();
+  // A channel to this server that bypasses the network (for tests), through `interceptors`
+  // when given (e.g. one that checks every answer, as tests/testing/error_contract.h does).
+  std::shared_ptr<grpc::Channel> InProcessChannel(
+      std::vector<std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>>
+          interceptors = {});
 
   void Shutdown();
   void Wait();

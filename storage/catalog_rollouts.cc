@@ -9,6 +9,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/limits.h"
 #include "common/status.h"
 #include "storage/catalog.h"
 #include "storage/catalog_internal.h"
@@ -16,9 +17,6 @@
 
 namespace modeldist::storage {
 namespace {
-
-// A rollout's share is in 1/100 of a percent.
-constexpr int32_t kMaxBasisPoints = 10000;
 
 // Rollout states as stored (migrations/0002_rollouts_pins_audit.sql): the open ones are the
 // ACTIVE and PAUSED rollouts, at most one per tier/channel.

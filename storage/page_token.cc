@@ -3,15 +3,10 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/limits.h"
 #include "common/status.h"
 
 namespace modeldist::storage {
-namespace {
-
-constexpr int kDefaultPageSize = 100;
-constexpr int kMaxPageSize = 1000;
-
-}  // namespace
 
 absl::StatusOr<int> EffectivePageSize(int page_size) {
   if (page_size < 0) {

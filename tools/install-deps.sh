@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
-# Installs, on a fresh Debian 12 (bookworm) machine, everything modeldist's build and tests
-# need: the toolchain and libraries from the Debian archive, and buf (for `buf curl` in the
-# e2e tests) from npm as pinned in tools/buf/package-lock.json.
+# Makes sure this machine has everything modeldist's build and tests need: the toolchain and
+# libraries from the Debian 12 (bookworm) archive, and buf (for `buf curl` in the e2e tests)
+# from npm as pinned in tools/buf/package-lock.json.
 #
-# Usage: sudo tools/install-deps.sh
+# Usage: tools/install-deps.sh   (as any user)
 #
-# Safe to run again: packages already installed are left at their version (--no-upgrade), and
-# tools/buf/node_modules is rebuilt from the lock file. Quiet when all goes well; on any
-# failure it prints the failing step's output and exits non-zero.
+# It first checks what is present. On a machine that has it all it changes nothing, needs no
+# root and no network: it never runs apt-get (not even `apt-get update`) then. Only when a
+# Debian package is missing does it install the missing ones, as root: directly when run as
+# root, through sudo otherwise (which asks for the password), or it says what to run when
+# there is no sudo. buf is installed with `npm ci` into tools/buf/node_modules (no root) only
+# when the pinned version is not there. Packages already installed are left at their version.
+# Quiet when all goes well; on any failure it prints the failing step's output and exits
+# non-zero.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -30,14 +35,6 @@ run() {
   fi
 }
 
-[[ $(id -u) -eq 0 ]] || fail "run as root, e.g. sudo $0"
-# shellcheck source=/dev/null
-. /etc/os-release
-if [[ ${ID:-} != debian || ${VERSION_ID:-} != 12 ]] && [[ -z ${MODELDIST_ANY_OS:-} ]]; then
-  fail "this script targets Debian 12; this is ${PRETTY_NAME:-unknown}" \
-    "(set MODELDIST_ANY_OS=1 to try anyway)"
-fi
-
 packages=(
   # Build: compiler, CMake, and the libraries the CMake files find.
   build-essential cmake pkg-config
@@ -54,25 +51,57 @@ if ! command -v node >/dev/null; then
   packages+=(nodejs npm)
 fi
 
-export DEBIAN_FRONTEND=noninteractive
-run "apt-get update" apt-get update
+# The packages dpkg does not list as installed (all of them when there is no dpkg).
 missing=()
 for p in "${packages[@]}"; do
-  # Captured, not piped into `grep -q`: with pipefail, grep's early exit would SIGPIPE
-  # apt-cache and count the package as missing.
-  policy=$(apt-cache policy "$p")
-  [[ $policy == *"Candidate: "* && $policy != *"Candidate: (none)"* ]] || missing+=("$p")
+  status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null) || status=
+  [[ $status == "install ok installed" ]] || missing+=("$p")
 done
-((${#missing[@]} == 0)) || fail "not in the configured apt sources: ${missing[*]}"
-run "apt-get install" apt-get install -y --no-install-recommends --no-upgrade "${packages[@]}"
+
+if ((${#missing[@]} > 0)); then
+  # shellcheck source=/dev/null
+  . /etc/os-release
+  if [[ ${ID:-} != debian || ${VERSION_ID:-} != 12 ]] && [[ -z ${MODELDIST_ANY_OS:-} ]]; then
+    fail "missing: ${missing[*]}; this script installs them on Debian 12, and this is" \
+      "${PRETTY_NAME:-unknown} (install them yourself, or set MODELDIST_ANY_OS=1 to try)"
+  fi
+  as_root=()
+  if [[ $(id -u) -ne 0 ]]; then
+    command -v sudo >/dev/null ||
+      fail "missing: ${missing[*]}; install them as root (there is no sudo here):" \
+        "apt-get update && apt-get install --no-install-recommends ${missing[*]}"
+    echo "install-deps.sh: installing ${missing[*]} with sudo" >&2
+    as_root=(sudo)
+  fi
+  # Through env, since sudo does not pass the environment on.
+  run "apt-get update" "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update
+  unknown=()
+  for p in "${missing[@]}"; do
+    # Captured, not piped into `grep -q`: with pipefail, grep's early exit would SIGPIPE
+    # apt-cache and count the package as unknown.
+    policy=$(apt-cache policy "$p")
+    [[ $policy == *"Candidate: "* && $policy != *"Candidate: (none)"* ]] || unknown+=("$p")
+  done
+  ((${#unknown[@]} == 0)) || fail "not in the configured apt sources: ${unknown[*]}"
+  run "apt-get install" "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y --no-install-recommends --no-upgrade "${missing[@]}"
+fi
 
 command -v npm >/dev/null ||
   fail "node is installed ($(command -v node)) but npm is not; install the npm that goes" \
     "with that node, then run this script again"
-(cd "$REPO/tools/buf" && run "npm ci in tools/buf" npm ci --no-audit --no-fund --loglevel=error)
-version=$(npx --prefix "$REPO/tools/buf" --no-install buf --version 2>&1) ||
-  fail "buf does not run after npm ci: $version"
 want=$(jq -r '.devDependencies["@bufbuild/buf"]' "$REPO/tools/buf/package.json")
-[[ $version == "$want" ]] || fail "buf is $version, tools/buf/package.json pins $want"
+# npm's update notice would land in the output (stderr goes to $LOG for a failure message).
+export NPM_CONFIG_UPDATE_NOTIFIER=false
+buf_version() { npx --prefix "$REPO/tools/buf" --no-install buf --version 2>"$LOG"; }
+if ! version=$(buf_version) || [[ $version != "$want" ]]; then
+  (cd "$REPO/tools/buf" && run "npm ci in tools/buf" npm ci --no-audit --no-fund --loglevel=error)
+  version=$(buf_version) || fail "buf does not run after npm ci: $(cat "$LOG")"
+  [[ $version == "$want" ]] || fail "buf is $version, tools/buf/package.json pins $want"
+fi
 
-echo "install-deps.sh: build and test dependencies installed (buf $version)"
+if ((${#missing[@]} > 0)); then
+  echo "install-deps.sh: installed ${missing[*]}; build and test dependencies present (buf $version)"
+else
+  echo "install-deps.sh: build and test dependencies present (buf $version)"
+fi

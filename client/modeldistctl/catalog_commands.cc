@@ -11,6 +11,7 @@
 #include "client/modeldistctl/progress.h"
 #include "client/modeldistctl/publish.h"
 #include "client/modeldistctl/registry_client.h"
+#include "common/limits.h"
 #include "common/names.h"
 #include "common/status.h"
 
@@ -169,13 +170,15 @@ absl::Status RunSetTier(Invocation& inv, const Flags& flags) {
 // --- yank ------------------------------------------------------------------------------------
 
 void YankFlags(Flags* f) {
-  f->Add("reason", "TEXT", "", "why, for people (at most 1024 bytes)");
+  f->Add("reason", "TEXT", "", absl::StrCat("why, for people (at most ", kMaxTextBytes, " bytes)"));
   f->AddBool("json", "print the version as JSON");
 }
 
 absl::Status RunYank(Invocation& inv, const Flags& flags) {
   MD_ASSIGN_OR_RETURN(VersionName name, VersionFromArgs(flags.positional(), "version"));
-  if (flags.Get("reason").size() > 1024) return UsageError("--reason is longer than 1024 bytes");
+  if (flags.Get("reason").size() > kMaxTextBytes) {
+    return UsageError(absl::StrCat("--reason is longer than ", kMaxTextBytes, " bytes"));
+  }
   MD_ASSIGN_OR_RETURN(RegistryClient * client, inv.Client());
   v1::YankVersionRequest request;
   request.set_name(name.ToString());

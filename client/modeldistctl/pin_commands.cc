@@ -18,14 +18,11 @@
 #include "client/modeldistctl/errors.h"
 #include "client/modeldistctl/registry_client.h"
 #include "common/file_util.h"
+#include "common/limits.h"
 #include "common/status.h"
 
 namespace modeldist::ctl {
 namespace {
-
-// The server takes at most this many device ids per PinDevices/UnpinDevices call.
-constexpr size_t kMaxDevicesPerCall = 1000;
-constexpr size_t kMaxDeviceIdBytes = 128;
 
 // The device ids of a pin/unpin command: the arguments, then the lines of --devices-file, in
 // order, each once. A usage error for none or for an id the server would refuse (so that no
@@ -69,15 +66,16 @@ struct PinTotals {
   int calls = 0;
 };
 
-// Sends `ids` in calls of at most kMaxDevicesPerCall through `call`. On a failure, says on
-// stderr how far it got, since the earlier batches stay applied.
+// Sends `ids` in calls of at most kMaxDeviceIdsPerCall (common/limits.h) through `call`. On a
+// failure, says on stderr how far it got, since the earlier batches stay applied.
 absl::Status SendInBatches(
     Invocation& inv, absl::string_view verb, const std::vector<std::string>& ids,
     const std::function<absl::StatusOr<v1::PinDevicesResponse>(absl::Span<const std::string>)>&
         call,
     PinTotals* totals) {
-  for (size_t begin = 0; begin < ids.size(); begin += kMaxDevicesPerCall) {
-    const size_t end = std::min(ids.size(), begin + kMaxDevicesPerCall);
+  const size_t per_call = kMaxDeviceIdsPerCall;
+  for (size_t begin = 0; begin < ids.size(); begin += per_call) {
+    const size_t end = std::min(ids.size(), begin + per_call);
     absl::StatusOr<v1::PinDevicesResponse> response =
         call(absl::MakeConstSpan(ids).subspan(begin, end - begin));
     if (!response.ok()) {

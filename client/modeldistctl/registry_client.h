@@ -22,7 +22,8 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
-#include "common/grpc_status.h"  // FromGrpcStatus, for every rpc answer of the CLI
+#include "common/grpc_status.h"
+#include "common/limits.h"  // kMaxActorBytes: the server ignores a longer actor  // FromGrpcStatus, for every rpc answer of the CLI
 #include "modeldist/v1/manifest.grpc.pb.h"
 #include "modeldist/v1/registry.grpc.pb.h"
 
@@ -40,9 +41,6 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> CreateRegistryChannel(
 absl::StatusOr<std::string> LoadAdminToken(
     const std::string& token_file,
     const std::function<std::optional<std::string>(const std::string&)>& getenv);
-
-// The server records at most this many bytes of `x-modeldist-actor`, and ignores longer ones.
-inline constexpr size_t kMaxActorBytes = 128;
 
 // `actor` made safe to send as `x-modeldist-actor`: outer whitespace trimmed, every byte
 // outside printable ASCII replaced by '?', cut to kMaxActorBytes. May return "".

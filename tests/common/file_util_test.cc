@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "common/status.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/test_util.h"
@@ -175,6 +176,16 @@ TEST(ErrnoStatusTest, MapsCommonErrors) {
   EXPECT_THAT(ErrnoStatus(EPERM, "w"), StatusIs(absl::StatusCode::kPermissionDenied, _));
   EXPECT_THAT(ErrnoStatus(ENOSPC, "w"), StatusIs(absl::StatusCode::kResourceExhausted, _));
   EXPECT_THAT(ErrnoStatus(EIO, "w"), StatusIs(absl::StatusCode::kUnavailable, _));
+}
+
+TEST(ErrnoStatusTest, CarriesAReasonAndTheErrno) {
+  EXPECT_EQ(ErrorReason(ErrnoStatus(ENOENT, "w")), "FILE_NOT_FOUND");
+  EXPECT_EQ(ErrorReason(ErrnoStatus(EEXIST, "w")), "FILE_EXISTS");
+  EXPECT_EQ(ErrorReason(ErrnoStatus(EACCES, "w")), "FILE_PERMISSION_DENIED");
+  EXPECT_EQ(ErrorReason(ErrnoStatus(EDQUOT, "w")), "DISK_FULL");
+  const absl::Status io = ErrnoStatus(EIO, "w");
+  EXPECT_EQ(ErrorReason(io), "IO_ERROR");
+  EXPECT_EQ(ErrorMetadataValue(io, "errno"), std::to_string(EIO));
 }
 
 }  // namespace

@@ -87,6 +87,18 @@ TEST(ParseModelNameTest, RejectsOtherShapes) {
   EXPECT_EQ(ErrorReason(ParseModelName("name", "models/..").status()), "INVALID_ID");
 }
 
+TEST(IsDottedVersionTest, DottedNumbersOnly) {
+  for (const char* ok : {"14", "14.0", "14.4.1", "0.0.0.1"}) {
+    EXPECT_TRUE(IsDottedVersion(ok)) << ok;
+  }
+  EXPECT_TRUE(IsDottedVersion(std::string(kMaxOsVersionBytes, '1')));
+  for (const char* bad : {"", ".", "14.", ".14", "14..0", "14.a", "v14", "14 .0", "-1"}) {
+    EXPECT_FALSE(IsDottedVersion(bad)) << bad;
+  }
+  EXPECT_FALSE(IsDottedVersion(std::string(kMaxOsVersionBytes + 1, '1')));
+  static_assert(IsDottedVersion("1.2"), "usable in constant expressions");
+}
+
 TEST(ParseVersionNameTest, ParsesAndRoundTrips) {
   auto name = ParseVersionName("name", "models/m1/versions/2024.06.01");
   ASSERT_THAT(name, IsOk());

@@ -74,7 +74,7 @@ step "ArtifactService.Stat"
 buf_curl -d "{\"digest\":\"$digest\"}" "$URL/modeldist.v1.ArtifactService/Stat" \
   >"$WORK/stat.json"
 jq -e --arg digest "$digest" \
-  '.digest == $digest and .sizeBytes == "10000" and .chunkSize == "4096"' "$WORK/stat.json" \
+  '.digest == $digest and .sizeBytes == "10000" and .readMessageBytes == "4096"' "$WORK/stat.json" \
   >/dev/null || fail "unexpected StatResponse: $(cat "$WORK/stat.json")"
 
 step "server-streaming Read: 3 JSON documents whose bytes hash to the digest"

@@ -97,7 +97,7 @@ TEST_F(ArtifactServiceTest, StatReportsSizeAndChunk) {
   grpc::ClientContext context;
   ASSERT_TRUE(server_.artifacts().Stat(&context, request, &response).ok());
   EXPECT_EQ(response.size_bytes(), static_cast<int64_t>(bytes_.size()));
-  EXPECT_EQ(response.chunk_size(), 1024 * 1024);
+  EXPECT_EQ(response.read_message_bytes(), 1024 * 1024);
   grpc::ClientContext context2;
   request.set_digest(FormatDigest(std::string(64, 'b')));
   EXPECT_EQ(server_.artifacts().Stat(&context2, request, &response).error_code(),

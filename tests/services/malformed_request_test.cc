@@ -1,13 +1,9 @@
 // Request bytes that are not the method's protobuf message: every service answers
 // INVALID_ARGUMENT with reason MALFORMED_REQUEST and a message naming the expected type
 // (services/malformed_request.h), instead of gRPC's own INTERNAL or UNIMPLEMENTED with an
-// empty message. The bytes go through grpc::GenericStub, which sends them as they are.
+// empty message. The bytes go through TestServer::CallRaw, which sends them as they are.
 #include "services/malformed_request.h"
 
-#include <grpcpp/generic/generic_stub.h>
-#include <grpcpp/support/byte_buffer.h>
-
-#include <future>
 #include <memory>
 #include <string>
 
@@ -20,7 +16,6 @@
 namespace modeldist::services {
 namespace {
 
-using ::modeldist::testing::kTestToken;
 using ::modeldist::testing::TestServer;
 using ::testing::HasSubstr;
 
@@ -29,20 +24,10 @@ constexpr char kGarbage[] = "\xff\xff\xff";
 
 class MalformedRequestTest : public ::testing::Test {
  protected:
-  // Sends `bytes` as the one request message of `method` ("/pkg.Service/Method") and returns
-  // the call's status. Streaming methods are called the same way: one message, then the
-  // status (a unary call on the wire is one message each way).
+  // Sends `bytes` as the one request message of `method` (TestServer::CallRaw; a unary call
+  // on the wire is one message each way, so streaming methods are called the same way).
   grpc::Status Call(const std::string& method, const std::string& bytes, bool admin = false) {
-    grpc::GenericStub stub(server_.channel());
-    grpc::ClientContext context;
-    if (admin) context.AddMetadata("authorization", std::string("Bearer ") + kTestToken);
-    grpc::Slice slice(bytes);
-    grpc::ByteBuffer request(&slice, 1);
-    grpc::ByteBuffer response;
-    std::promise<grpc::Status> done;
-    stub.UnaryCall(&context, method, grpc::StubOptions(), &request, &response,
-                   [&done](grpc::Status status) { done.set_value(std::move(status)); });
-    return done.get_future().get();
+    return server_.CallRaw(method, bytes, admin);
   }
 
   // The status says the request is not a `type`, with the reason, as every error does.

@@ -1,8 +1,12 @@
 #include "tests/testing/test_server.h"
 
+#include <grpcpp/generic/generic_stub.h>
+
 #include <algorithm>
+#include <future>
 
 #include "common/digest.h"
+#include "tests/testing/error_contract.h"
 
 namespace modeldist::testing {
 
@@ -29,13 +33,27 @@ void TestServer::Start() {
     abort();
   }
   server_ = *std::move(server);
-  channel_ = server_->InProcessChannel();
+  // Every answer a test gets through these stubs is checked against the proto's Errors lists.
+  channel_ = server_->InProcessChannel(ErrorContractInterceptors());
   registry_ = v1::RegistryService::NewStub(channel_);
   manifests_ = v1::ManifestService::NewStub(channel_);
   artifacts_ = v1::ArtifactService::NewStub(channel_);
 }
 
 TestServer::~TestServer() { server_.reset(); }
+
+grpc::Status TestServer::CallRaw(const std::string& method, const std::string& bytes, bool admin) {
+  grpc::GenericStub stub(channel_);
+  std::unique_ptr<grpc::ClientContext> context =
+      admin ? Admin() : std::make_unique<grpc::ClientContext>();
+  grpc::Slice slice(bytes);
+  grpc::ByteBuffer request(&slice, 1);
+  grpc::ByteBuffer response;
+  std::promise<grpc::Status> done;
+  stub.UnaryCall(context.get(), method, grpc::StubOptions(), &request, &response,
+                 [&done](grpc::Status status) { done.set_value(std::move(status)); });
+  return done.get_future().get();
+}
 
 std::unique_ptr<grpc::ClientContext> TestServer::Admin(const std::string& token) const {
   auto context = std::make_unique<grpc::ClientContext>();

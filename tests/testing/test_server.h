@@ -67,6 +67,10 @@ class TestServer {
   // stable); the answer goes to `out` when given.
   grpc::Status GetManifest(const std::string& tier, v1::Platform platform, v1::Arch arch,
                            v1::SignedManifest* out = nullptr, const std::string& channel = "");
+  // Sends `bytes` as they are (grpc::GenericStub) as the one request message of `method`
+  // ("/pkg.Service/Method"), with the admin token when `admin`, and returns the status. A
+  // streaming method is called the same way: one message, then the status.
+  grpc::Status CallRaw(const std::string& method, const std::string& bytes, bool admin = false);
   // ArtifactService.Read of [offset, offset + limit) of `digest` (limit 0: to the end);
   // `out` gets every byte received, also when the stream then fails.
   grpc::Status ReadBlob(const std::string& digest, std::string* out, int64_t offset = 0,
