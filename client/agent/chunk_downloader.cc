@@ -17,6 +17,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "client/agent/chunk_journal.h"
 #include "client/download/block_writer.h"
 #include "common/chunk_chain.h"
 #include "common/digest.h"
@@ -26,7 +27,6 @@
 namespace modeldist::agent {
 namespace {
 
-constexpr absl::string_view kJournalMagic = "modeldist-chunk-journal-v1";
 // Bounded even though the manifest is signed, so that a bad signer cannot make a refetch of
 // one failed chunk (or a re-verification on resume) arbitrarily expensive.
 constexpr int64_t kMaxChunkSize = 64 << 20;
@@ -38,66 +38,10 @@ constexpr size_t kSliceBytes = 64 * 1024;
 // Read size when re-verifying the partial on resume.
 constexpr int64_t kResumeReadBytes = 1 << 20;
 
-absl::Status PreadAll(int fd, char* data, size_t size, int64_t offset, const std::string& path) {
-  while (size > 0) {
-    ssize_t n = ::pread(fd, data, size, offset);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return ErrnoStatus(errno, absl::StrCat("reading ", path));
-    if (n == 0) return absl::DataLossError(absl::StrCat(path, " shrank while being read"));
-    data += n;
-    size -= static_cast<size_t>(n);
-    offset += n;
-  }
-  return absl::OkStatus();
-}
-
-// What the journal next to the partial says: the first `verified_chunks` chunks of the
-// partial were verified against `digest`'s chunk chain of `chunk_size`.
-struct Journal {
-  std::string digest;
-  int64_t chunk_size = 0;
-  int64_t verified_chunks = 0;
-};
-
-std::string SerializeJournal(const Journal& journal) {
-  return absl::StrCat(kJournalMagic, "\ndigest ", journal.digest, "\nchunk_size ",
-                      journal.chunk_size, "\nverified_chunks ", journal.verified_chunks, "\n");
-}
-
-// Anything unexpected (a torn write, another version) reads as "no journal": the partial is
-// then not trusted at all, which is always safe.
-std::optional<Journal> ParseJournal(absl::string_view text) {
-  std::vector<absl::string_view> lines = absl::StrSplit(text, '\n', absl::SkipEmpty());
-  if (lines.size() != 4 || lines[0] != kJournalMagic) return std::nullopt;
-  Journal journal;
-  std::vector<absl::string_view> digest = absl::StrSplit(lines[1], ' ');
-  std::vector<absl::string_view> chunk = absl::StrSplit(lines[2], ' ');
-  std::vector<absl::string_view> count = absl::StrSplit(lines[3], ' ');
-  if (digest.size() != 2 || digest[0] != "digest" || chunk.size() != 2 ||
-      chunk[0] != "chunk_size" || count.size() != 2 || count[0] != "verified_chunks" ||
-      !absl::SimpleAtoi(chunk[1], &journal.chunk_size) ||
-      !absl::SimpleAtoi(count[1], &journal.verified_chunks) || journal.verified_chunks < 0) {
-    return std::nullopt;
-  }
-  journal.digest = std::string(digest[1]);
-  return journal;
-}
-
-// temp + rename, without fsync: the journal is a claim that every resume re-verifies from disk
-// (chunk by chunk, against the chain), so a journal that a power loss let run ahead of the data
-// costs a refetch of those chunks, never trust in a byte that was not verified. After a kill,
-// the page cache keeps both, and no verified chunk is fetched again.
-absl::Status WriteJournal(const std::string& path, const Journal& journal) {
-  const std::string temp = path + ".tmp";
-  const std::string text = SerializeJournal(journal);
-  {
-    ScopedFd fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-    if (fd.get() < 0) return ErrnoStatus(errno, temp);
-    MD_RETURN_IF_ERROR(WriteAll(fd.get(), text.data(), text.size()));
-  }
-  if (::rename(temp.c_str(), path.c_str()) != 0) {
-    return ErrnoStatus(errno, absl::StrCat("renaming ", temp, " to ", path));
-  }
+// Reads exactly `size` bytes of the partial at `offset` (see common/file_util.h PreadAll).
+absl::Status ReadPartial(int fd, char* data, size_t size, int64_t offset, const std::string& path) {
+  MD_ASSIGN_OR_RETURN(size_t n, PreadAll(fd, data, size, offset, path));
+  if (n < size) return absl::DataLossError(absl::StrCat(path, " shrank while being read"));
   return absl::OkStatus();
 }
 
@@ -256,7 +200,7 @@ class Download {
       : artifact_(artifact),
         sources_(sources),
         partial_(partial_path),
-        journal_path_(partial_path + ".journal"),
+        journal_(partial_path + ".journal"),
         options_(options),
         size_(artifact.size_bytes()),
         chunk_size_(artifact.chunk_size()),
@@ -303,9 +247,7 @@ class Download {
     if (options_.fsync && ::fdatasync(file_.get()) != 0) {
       return ErrnoStatus(errno, absl::StrCat("fsync ", partial_));
     }
-    if (::unlink(journal_path_.c_str()) != 0 && errno != ENOENT) {
-      return ErrnoStatus(errno, absl::StrCat("removing ", journal_path_));
-    }
+    MD_RETURN_IF_ERROR(journal_.Remove());
     return stats_;
   }
 
@@ -343,17 +285,13 @@ class Download {
     struct stat st;
     if (::fstat(file_.get(), &st) != 0) return ErrnoStatus(errno, partial_);
     int64_t claimed = 0;
-    std::optional<Journal> journal;
-    absl::StatusOr<std::string> text = ReadFileToString(journal_path_);
-    if (text.ok()) {
-      journal = ParseJournal(*text);
-    } else if (!absl::IsNotFound(text.status())) {
-      return text.status();
-    }
+    absl::StatusOr<std::optional<Journal>> read = journal_.Read();
+    if (!read.ok() && !absl::IsNotFound(read.status())) return read.status();
+    const std::optional<Journal> journal = read.ok() ? *read : std::nullopt;
     if (journal.has_value() && journal->digest == artifact_.digest() &&
         journal->chunk_size == chunk_size_) {
       claimed = std::min<int64_t>(journal->verified_chunks, chunks_);
-    } else if (!text.ok() && st.st_size == size_) {
+    } else if (!read.ok() && st.st_size == size_) {
       // No journal and every byte present: what a finished download leaves (the journal is
       // removed last), e.g. when the agent was killed before or during activation. Each chunk
       // is re-verified below, so this trusts nothing unverified.
@@ -369,7 +307,7 @@ class Download {
       for (int64_t at = ChunkOffset(good); at < ChunkEnd(good);) {
         const size_t n = static_cast<size_t>(
             std::min<int64_t>(static_cast<int64_t>(buffer.size()), ChunkEnd(good) - at));
-        MD_RETURN_IF_ERROR(PreadAll(file_.get(), buffer.data(), n, at, partial_));
+        MD_RETURN_IF_ERROR(ReadPartial(file_.get(), buffer.data(), n, at, partial_));
         hash.Update(buffer.data(), n);
         at += static_cast<int64_t>(n);
       }
@@ -390,8 +328,7 @@ class Download {
     // than the file holds.
     if (!journal.has_value() || journal->digest != artifact_.digest() ||
         journal->chunk_size != chunk_size_ || journal->verified_chunks != good) {
-      MD_RETURN_IF_ERROR(
-          WriteJournal(journal_path_, Journal{artifact_.digest(), chunk_size_, good}));
+      MD_RETURN_IF_ERROR(journal_.Replace(Journal{artifact_.digest(), chunk_size_, good}));
     }
     const int64_t keep = ChunkOffset(good);
     if (st.st_size != keep && ::ftruncate(file_.get(), keep) != 0) {
@@ -415,7 +352,7 @@ class Download {
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) {  // no copy_file_range across these files: read and write
         buffer.resize(static_cast<size_t>(std::min<int64_t>(kResumeReadBytes, keep - at)));
-        MD_RETURN_IF_ERROR(PreadAll(file_.get(), buffer.data(), buffer.size(), at, partial_));
+        MD_RETURN_IF_ERROR(ReadPartial(file_.get(), buffer.data(), buffer.size(), at, partial_));
         MD_RETURN_IF_ERROR(PwriteAll(out.get(), buffer.data(), buffer.size(), at, temp));
         n = static_cast<ssize_t>(buffer.size());
       }
@@ -592,10 +529,9 @@ class Download {
     ++next_chunk_;
     // On the writer's thread once the chunk's bytes are written, so the journal never claims
     // bytes that are not in the file.
-    writer_->Checkpoint(
-        [path = journal_path_, journal = Journal{artifact_.digest(), chunk_size_, next_chunk_}] {
-          return WriteJournal(path, journal);
-        });
+    writer_->Checkpoint([this, journal = Journal{artifact_.digest(), chunk_size_, next_chunk_}] {
+      return journal_.Advance(journal);
+    });
     ReportProgress();
     if (next_chunk_ < chunks_) return StartChunk();
     return absl::OkStatus();
@@ -604,7 +540,9 @@ class Download {
   const v1::ManifestArtifact& artifact_;
   const std::vector<ByteSource*>& sources_;
   const std::string partial_;
-  const std::string journal_path_;
+  // Replaced by Resume on the calling thread, advanced by the writer's checkpoints (which run
+  // one at a time) while the writer runs, removed once it has drained.
+  ChunkJournal journal_;
   const ChunkDownloadOptions& options_;
   const int64_t size_;
   const int64_t chunk_size_;

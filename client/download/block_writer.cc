@@ -52,18 +52,24 @@ BlockWriter::BlockWriter(int fd, std::string path, bool writeback)
       writeback_(writeback),
       storage_(kBlocks) {
   for (Block& block : storage_) free_.push_back(&block);
-  worker_ = std::thread([this] { Run(); });
 }
 
 absl::StatusOr<std::unique_ptr<BlockWriter>> BlockWriter::Start(int fd, std::string path,
                                                                 bool writeback) {
-  // The only exceptions here: allocating the blocks, and starting the thread.
+  // The only exceptions here: allocating the blocks, and starting the threads (the ones that
+  // did start are joined by the destructor's Drain).
+  std::unique_ptr<BlockWriter> writer;
   try {
-    return std::unique_ptr<BlockWriter>(new BlockWriter(fd, std::move(path), writeback));
+    writer.reset(new BlockWriter(fd, std::move(path), writeback));
+    writer->workers_.reserve(kWorkers);
+    for (size_t i = 0; i < kWorkers; ++i) {
+      writer->workers_.emplace_back([w = writer.get()] { w->Run(); });
+    }
+    return writer;
   } catch (const std::exception& e) {
     return absl::ResourceExhaustedError(absl::StrCat("cannot start the block writer (", kBlocks,
-                                                     " x ", Block::kCapacity,
-                                                     " bytes and a thread): ", e.what()));
+                                                     " x ", Block::kCapacity, " bytes and ",
+                                                     kWorkers, " threads): ", e.what()));
   }
 }
 
@@ -98,10 +104,10 @@ void BlockWriter::Checkpoint(std::function<absl::Status()> then) {
   Submit();
   absl::MutexLock lock(&mu_);
   if (!closed_) {
-    queue_.push_back(Item{nullptr, 0, std::move(then)});
+    checkpoints_.push_back(PendingCheckpoint{next_seq_, std::move(then)});
     return;
   }
-  // Drained: every byte is written and the worker is gone.
+  // Drained: every byte is written and the workers are gone.
   if (error_.ok()) error_ = then();
 }
 
@@ -116,7 +122,9 @@ absl::Status BlockWriter::Drain() {
     absl::MutexLock lock(&mu_);
     closed_ = true;
   }
-  if (worker_.joinable()) worker_.join();
+  for (std::thread& worker : workers_) {
+    if (worker.joinable()) worker.join();
+  }
   absl::MutexLock lock(&mu_);
   return error_;
 }
@@ -124,29 +132,50 @@ absl::Status BlockWriter::Drain() {
 void BlockWriter::Submit() {
   if (current_ == nullptr) return;
   absl::MutexLock lock(&mu_);
-  queue_.push_back(Item{current_, current_offset_, nullptr});
+  queue_.push_back(Item{current_, current_offset_, next_seq_++});
   current_ = nullptr;
 }
 
+void BlockWriter::Finished(const Item& item) {
+  free_.push_back(item.block);
+  done_.insert(item.seq);
+  while (!done_.empty() && *done_.begin() == written_below_) {
+    done_.erase(done_.begin());
+    ++written_below_;
+  }
+}
+
 void BlockWriter::Run() {
+  absl::MutexLock lock(&mu_);
   for (;;) {
-    Item item;
-    bool failed;
-    {
-      absl::MutexLock lock(&mu_);
-      mu_.Await(absl::Condition(this, &BlockWriter::HasWorkOrClosed));
-      if (queue_.empty()) return;  // closed and drained
-      item = std::move(queue_.front());
-      queue_.pop_front();
-      failed = !error_.ok();
+    mu_.Await(absl::Condition(this, &BlockWriter::HasWorkOrClosed));
+    if (CheckpointReady()) {
+      PendingCheckpoint checkpoint = std::move(checkpoints_.front());
+      checkpoints_.pop_front();
+      if (!error_.ok()) continue;  // after an error, checkpoints are dropped
+      running_checkpoint_ = true;
+      mu_.Unlock();
+      absl::Status status = checkpoint.then();
+      mu_.Lock();
+      running_checkpoint_ = false;
+      if (!status.ok() && error_.ok()) error_ = status;
+      continue;
     }
+    if (queue_.empty()) {
+      // Closed, nothing left to write, and no checkpoint ready: any checkpoint still queued
+      // waits for a block another worker is writing, and that worker runs it.
+      return;
+    }
+    const Item item = queue_.front();
+    queue_.pop_front();
     absl::Status status;
-    if (!failed) {  // after an error, blocks are only recycled
-      status = item.block != nullptr ? Write(*item.block, item.offset) : item.then();
+    if (error_.ok()) {  // after an error, blocks are only recycled
+      mu_.Unlock();
+      status = Write(*item.block, item.offset);
+      mu_.Lock();
     }
-    absl::MutexLock lock(&mu_);
     if (!status.ok() && error_.ok()) error_ = status;
-    if (item.block != nullptr) free_.push_back(item.block);
+    Finished(item);
   }
 }
 
@@ -182,6 +211,7 @@ absl::StatusOr<bool> BlockWriter::TryWriteDirect(const Block& block, int64_t off
 
 void BlockWriter::StartWriteback(int64_t offset, int64_t length) {
 #ifdef __linux__
+  absl::MutexLock lock(&writeback_mu_);
   // Hints: errors are ignored here, the caller's final fsync reports any I/O error.
   ::sync_file_range(fd_, offset, length, SYNC_FILE_RANGE_WRITE);
   started_[writebacks_ % kWritebackLag] = {offset, length};
