@@ -319,7 +319,8 @@ class Download {
     if (good > 0) ReportProgress();
 
     // A partial with other names is a hard link of an installed copy: a kill between activation
-    // and the partial's removal leaves one, which a later sync of the same digest finds. Its
+    // and the partial's removal leaves one (model_store.h, the crash cases), which a later
+    // sync of the same digest finds. Its
     // verified bytes are good, but writing in place would change the installed copy too.
     if (st.st_nlink > 1 && (good < chunks_ || st.st_size != ChunkOffset(good))) {
       MD_RETURN_IF_ERROR(Unshare(ChunkOffset(good)));
