@@ -32,8 +32,8 @@ namespace {
 constexpr int64_t kMaxChunkSize = 64 << 20;
 // Keeps (k + 1) * chunk_size and size + chunk_size far from overflowing int64.
 constexpr int64_t kMaxArtifactSize = int64_t{1} << 56;
-// Received bytes are hashed and written in slices of at most this size, so that each slice is
-// still in the CPU cache when pwrite() copies it (see client/download/artifact_download.cc).
+// Received bytes are hashed and queued in slices of at most this size, so that each slice is
+// still in the CPU cache when it is copied into the block writer's block.
 constexpr size_t kSliceBytes = 64 * 1024;
 // Read size when re-verifying the partial on resume.
 constexpr int64_t kResumeReadBytes = 1 << 20;
