@@ -23,6 +23,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <iterator>
 #include <sstream>
@@ -158,6 +159,32 @@ std::string RandomToken() {
 absl::Status FromGrpc(const grpc::Status& s, absl::string_view what) {
   return absl::Status(static_cast<absl::StatusCode>(s.error_code()),
                       absl::StrCat(what, ": ", s.error_message()));
+}
+
+// Starts a server on a free loopback port, a few times if need be (the free port we pick can
+// be taken before the server binds it): `launch(port)` writes its configuration and spawns it,
+// and `ready(server)` is then asked every 50 ms, for up to `wait_ms` while the server runs,
+// whether it is up (true), not yet (false), or whether someone else answers on the port (an
+// error: ours cannot have bound it, so the next attempt takes another port).
+absl::StatusOr<ServerProcess> StartOnFreePort(
+    const std::string& what, const std::string& log, int wait_ms,
+    const std::function<absl::StatusOr<pid_t>(int port)>& launch,
+    const std::function<absl::StatusOr<bool>(const ServerProcess&)>& ready) {
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    ServerProcess server;
+    server.port = PickFreeLoopbackPort();
+    if (server.port == 0) return absl::UnavailableError("no free loopback port");
+    server.address = absl::StrCat("127.0.0.1:", server.port);
+    MD_ASSIGN_OR_RETURN(server.pid, launch(server.port));
+    for (int waited = 0; waited < wait_ms && ChildAlive(server.pid); waited += 50) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      absl::StatusOr<bool> up = ready(server);
+      if (!up.ok()) break;
+      if (*up) return server;
+    }
+    StopChild(server.pid);
+  }
+  return absl::UnavailableError(absl::StrCat(what, " did not come up on a free port; see ", log));
 }
 
 }  // namespace
@@ -297,15 +324,13 @@ absl::StatusOr<ServerProcess> StartNginx(const std::string& prefix, const std::s
   const std::string token = RandomToken();
   const std::string probe = ".probe-" + token;
   MD_RETURN_IF_ERROR(WriteFileAtomically(root + "/" + probe, token, 0644));
-  // A few attempts: the free port we pick can be taken before nginx binds it.
-  for (int attempt = 0; attempt < 5; ++attempt) {
-    int port = PickFreeLoopbackPort();
-    if (port == 0) return absl::UnavailableError("no free loopback port");
+  const std::string error_log = prefix + "/logs/error.log";
+  auto launch = [&](int port) -> absl::StatusOr<pid_t> {
     const std::string conf = absl::StrFormat(
         "worker_processes %d;\n"
         "daemon off;\n"
         "pid %s/nginx.pid;\n"
-        "error_log %s/logs/error.log warn;\n"
+        "error_log %s warn;\n"
         "events { worker_connections 1024; }\n"
         "http {\n"
         "  access_log off;\n"
@@ -318,42 +343,33 @@ absl::StatusOr<ServerProcess> StartNginx(const std::string& prefix, const std::s
         "  types { application/json json; }\n"
         "  server { listen 127.0.0.1:%d; root %s; }\n"
         "}\n",
-        workers, prefix, prefix, prefix, prefix, prefix, prefix, prefix, port, root);
+        workers, prefix, error_log, prefix, prefix, prefix, prefix, prefix, port, root);
     MD_RETURN_IF_ERROR(WriteFileAtomically(prefix + "/nginx.conf", conf, 0644));
-    ServerProcess server;
     const std::string stderr_log = prefix + "/logs/stderr.log";
-    MD_ASSIGN_OR_RETURN(server.pid,
-                        SpawnImpl({"/usr/sbin/nginx", "-p", prefix + "/", "-e",
-                                   prefix + "/logs/error.log", "-c", prefix + "/nginx.conf"},
-                                  stderr_log, stderr_log, /*append=*/true, cpus));
-    server.port = port;
-    server.address = absl::StrCat("127.0.0.1:", port);
-    const std::string got = prefix + "/probe.out";
-    for (int waited = 0; waited < 5000 && ChildAlive(server.pid); waited += 50) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-      ::unlink(got.c_str());
-      auto fetched =
-          TimeShell(absl::StrCat("curl -sf --max-time 2 http://", server.address, "/", probe), got);
-      if (!fetched.ok()) continue;
-      auto text = ReadFileToString(got);
-      if (text.ok() && *text == token) return server;
-      // Someone else answers on this port: ours cannot have bound it.
-      break;
+    return SpawnImpl(
+        {"/usr/sbin/nginx", "-p", prefix + "/", "-e", error_log, "-c", prefix + "/nginx.conf"},
+        stderr_log, stderr_log, /*append=*/true, cpus);
+  };
+  // Up once it serves the token file that only this instance can serve.
+  const std::string got = prefix + "/probe.out";
+  auto ready = [&](const ServerProcess& server) -> absl::StatusOr<bool> {
+    ::unlink(got.c_str());
+    if (!TimeShell(absl::StrCat("curl -sf --max-time 2 http://", server.address, "/", probe), got)
+             .ok()) {
+      return false;
     }
-    StopChild(server.pid);
-  }
-  return absl::UnavailableError(
-      absl::StrCat("nginx did not come up on a free port; see ", prefix, "/logs/error.log"));
+    absl::StatusOr<std::string> text = ReadFileToString(got);
+    if (text.ok() && *text == token) return true;
+    return absl::AlreadyExistsError("another server answers on the port");
+  };
+  return StartOnFreePort("nginx", error_log, 5000, launch, ready);
 }
 
 absl::StatusOr<ServerProcess> StartDockerRegistry(const std::string& prefix,
                                                   const std::vector<int>& cpus) {
   MD_RETURN_IF_ERROR(MakeDirs(prefix + "/storage"));
   const std::string log = prefix + "/registry.log";
-  // A few attempts: the free port we pick can be taken before the registry binds it.
-  for (int attempt = 0; attempt < 5; ++attempt) {
-    const int port = PickFreeLoopbackPort();
-    if (port == 0) return absl::UnavailableError("no free loopback port");
+  auto launch = [&](int port) -> absl::StatusOr<pid_t> {
     // Blobs are served by the registry itself (no redirect to a storage backend), as from a
     // self-hosted registry on local disk.
     const std::string conf = absl::StrFormat(
@@ -371,22 +387,14 @@ absl::StatusOr<ServerProcess> StartDockerRegistry(const std::string& prefix,
         "  addr: 127.0.0.1:%d\n",
         prefix, port);
     MD_RETURN_IF_ERROR(WriteFileAtomically(prefix + "/config.yml", conf, 0644));
-    ServerProcess server;
-    MD_ASSIGN_OR_RETURN(
-        server.pid, SpawnImpl({"/usr/bin/docker-registry", "serve", prefix + "/config.yml"}, log,
-                              log, /*append=*/true, cpus));
-    server.port = port;
-    server.address = absl::StrCat("127.0.0.1:", port);
-    for (int waited = 0; waited < 10000 && ChildAlive(server.pid); waited += 50) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-      if (TimeShell(absl::StrCat("curl -sf --max-time 2 http://", server.address, "/v2/")).ok()) {
-        return server;
-      }
-    }
-    StopChild(server.pid);
-  }
-  return absl::UnavailableError(
-      absl::StrCat("docker-registry did not come up on a free port; see ", log));
+    return SpawnImpl({"/usr/bin/docker-registry", "serve", prefix + "/config.yml"}, log, log,
+                     /*append=*/true, cpus);
+  };
+  // PushRegistryBlob checks that the registry answering is ours.
+  auto ready = [&](const ServerProcess& server) -> absl::StatusOr<bool> {
+    return TimeShell(absl::StrCat("curl -sf --max-time 2 http://", server.address, "/v2/")).ok();
+  };
+  return StartOnFreePort("docker-registry", log, 10000, launch, ready);
 }
 
 absl::StatusOr<std::string> PushRegistryBlob(const ServerProcess& registry,
