@@ -47,7 +47,8 @@
 
 namespace modeldist::client {
 
-// A fixed-size, page-aligned buffer (O_DIRECT needs aligned memory).
+// A fixed-size, page-aligned buffer (O_DIRECT needs aligned memory), a slice of the writer's
+// arena.
 class Block {
  public:
   // 1 MiB: a quarter of the requests (and of the per-request CPU: page pinning, the virtio
@@ -55,8 +56,8 @@ class Block {
   static constexpr size_t kCapacity = 1024 * 1024;
   static constexpr size_t kAlignment = 4096;
 
-  Block();
-  ~Block();
+  // `data`: kCapacity bytes aligned to kAlignment, owned by the caller.
+  explicit Block(char* data) : data_(data) {}
   Block(const Block&) = delete;
   Block& operator=(const Block&) = delete;
 
@@ -153,7 +154,9 @@ class BlockWriter {
   std::atomic<int64_t> direct_bytes_{0};
   const std::string path_;
   const bool writeback_;
-  std::vector<Block> storage_;
+  // The blocks' memory, in one piece aligned for huge pages (see the constructor).
+  std::unique_ptr<char, void (*)(void*)> arena_;
+  std::deque<Block> storage_;
   // The caller's block being filled (not in free_ or queue_), and its file offset.
   Block* current_ = nullptr;
   int64_t current_offset_ = 0;
