@@ -107,7 +107,8 @@ absl::Status BlockWriter::Append(int64_t offset, absl::string_view data) {
     data.remove_prefix(n);
     offset += static_cast<int64_t>(n);
   }
-  return error();
+  // Append runs for every piece received: no lock unless a worker failed.
+  return failed_.load() ? error() : absl::OkStatus();
 }
 
 void BlockWriter::Checkpoint(std::function<absl::Status()> then) {
@@ -118,7 +119,7 @@ void BlockWriter::Checkpoint(std::function<absl::Status()> then) {
     return;
   }
   // Drained: every byte is written and the workers are gone.
-  if (error_.ok()) error_ = then();
+  if (error_.ok()) Fail(then());
 }
 
 absl::Status BlockWriter::error() {
@@ -146,6 +147,12 @@ void BlockWriter::Submit() {
   current_ = nullptr;
 }
 
+void BlockWriter::Fail(const absl::Status& status) {
+  if (status.ok() || !error_.ok()) return;
+  error_ = status;
+  failed_ = true;
+}
+
 void BlockWriter::Finished(const Item& item) {
   free_.push_back(item.block);
   done_.insert(item.seq);
@@ -168,7 +175,7 @@ void BlockWriter::Run() {
       absl::Status status = checkpoint.then();
       mu_.Lock();
       running_checkpoint_ = false;
-      if (!status.ok() && error_.ok()) error_ = status;
+      Fail(status);
       continue;
     }
     if (queue_.empty()) {
@@ -184,7 +191,7 @@ void BlockWriter::Run() {
       status = Write(*item.block, item.offset);
       mu_.Lock();
     }
-    if (!status.ok() && error_.ok()) error_ = status;
+    Fail(status);
     Finished(item);
   }
 }

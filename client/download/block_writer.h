@@ -141,6 +141,8 @@ class BlockWriter {
   }
   void Submit();
   void Run();
+  // Makes `status` the writer's error unless it is OK or there is one already.
+  void Fail(const absl::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Records block `seq` as written (or dropped after an error) and returns it to free_.
   void Finished(const Item& item) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status Write(const Block& block, int64_t offset);
@@ -178,6 +180,7 @@ class BlockWriter {
   bool running_checkpoint_ ABSL_GUARDED_BY(mu_) = false;
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
   absl::Status error_ ABSL_GUARDED_BY(mu_);
+  std::atomic<bool> failed_{false};  // error_ is set
   std::vector<std::thread> workers_;
 };
 
