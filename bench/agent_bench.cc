@@ -35,6 +35,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "bench/bench_util.h"
+#include "bench/peers.h"
 #include "common/file_util.h"
 #include "common/flags.h"
 #include "common/status.h"

@@ -30,6 +30,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "bench/bench_util.h"
+#include "bench/peers.h"
 #include "client/agent/chunk_downloader.h"
 #include "common/file_util.h"
 #include "common/flags.h"
