@@ -10,6 +10,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -22,6 +23,8 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <iostream>
 #include <iterator>
 #include <sstream>
 #include <thread>
@@ -253,6 +256,27 @@ absl::StatusOr<double> TimeShell(const std::string& command, const std::string& 
   return seconds;
 }
 
+absl::StatusOr<ServerProcess> StartOnFreePort(
+    const std::string& what, const std::string& log, int wait_ms,
+    const std::function<absl::StatusOr<pid_t>(int port)>& launch,
+    const std::function<absl::StatusOr<bool>(const ServerProcess&)>& ready) {
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    ServerProcess server;
+    server.port = PickFreeLoopbackPort();
+    if (server.port == 0) return absl::UnavailableError("no free loopback port");
+    server.address = absl::StrCat("127.0.0.1:", server.port);
+    MD_ASSIGN_OR_RETURN(server.pid, launch(server.port));
+    for (int waited = 0; waited < wait_ms && ChildAlive(server.pid); waited += 50) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      absl::StatusOr<bool> up = ready(server);
+      if (!up.ok()) break;
+      if (*up) return server;
+    }
+    StopChild(server.pid);
+  }
+  return absl::UnavailableError(absl::StrCat(what, " did not come up on a free port; see ", log));
+}
+
 absl::StatusOr<ServerProcess> StartModeldistServer(const std::string& binary,
                                                    const std::string& data_dir,
                                                    const std::string& token_file,
@@ -293,15 +317,13 @@ absl::StatusOr<ServerProcess> StartNginx(const std::string& prefix, const std::s
   const std::string token = RandomToken();
   const std::string probe = ".probe-" + token;
   MD_RETURN_IF_ERROR(WriteFileAtomically(root + "/" + probe, token, 0644));
-  // A few attempts: the free port we pick can be taken before nginx binds it.
-  for (int attempt = 0; attempt < 5; ++attempt) {
-    int port = PickFreeLoopbackPort();
-    if (port == 0) return absl::UnavailableError("no free loopback port");
+  const std::string error_log = prefix + "/logs/error.log";
+  auto launch = [&](int port) -> absl::StatusOr<pid_t> {
     const std::string conf = absl::StrFormat(
         "worker_processes %d;\n"
         "daemon off;\n"
         "pid %s/nginx.pid;\n"
-        "error_log %s/logs/error.log warn;\n"
+        "error_log %s warn;\n"
         "events { worker_connections 1024; }\n"
         "http {\n"
         "  access_log off;\n"
@@ -314,32 +336,26 @@ absl::StatusOr<ServerProcess> StartNginx(const std::string& prefix, const std::s
         "  types { application/json json; }\n"
         "  server { listen 127.0.0.1:%d; root %s; }\n"
         "}\n",
-        workers, prefix, prefix, prefix, prefix, prefix, prefix, prefix, port, root);
+        workers, prefix, error_log, prefix, prefix, prefix, prefix, prefix, port, root);
     MD_RETURN_IF_ERROR(WriteFileAtomically(prefix + "/nginx.conf", conf, 0644));
-    ServerProcess server;
     const std::string stderr_log = prefix + "/logs/stderr.log";
-    MD_ASSIGN_OR_RETURN(server.pid,
-                        SpawnImpl({"/usr/sbin/nginx", "-p", prefix + "/", "-e",
-                                   prefix + "/logs/error.log", "-c", prefix + "/nginx.conf"},
-                                  stderr_log, stderr_log, /*append=*/true, cpus));
-    server.port = port;
-    server.address = absl::StrCat("127.0.0.1:", port);
-    const std::string got = prefix + "/probe.out";
-    for (int waited = 0; waited < 5000 && ChildAlive(server.pid); waited += 50) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-      ::unlink(got.c_str());
-      auto fetched =
-          TimeShell(absl::StrCat("curl -sf --max-time 2 http://", server.address, "/", probe), got);
-      if (!fetched.ok()) continue;
-      auto text = ReadFileToString(got);
-      if (text.ok() && *text == token) return server;
-      // Someone else answers on this port: ours cannot have bound it.
-      break;
+    return SpawnImpl(
+        {"/usr/sbin/nginx", "-p", prefix + "/", "-e", error_log, "-c", prefix + "/nginx.conf"},
+        stderr_log, stderr_log, /*append=*/true, cpus);
+  };
+  // Up once it serves the token file that only this instance can serve.
+  const std::string got = prefix + "/probe.out";
+  auto ready = [&](const ServerProcess& server) -> absl::StatusOr<bool> {
+    ::unlink(got.c_str());
+    if (!TimeShell(absl::StrCat("curl -sf --max-time 2 http://", server.address, "/", probe), got)
+             .ok()) {
+      return false;
     }
-    StopChild(server.pid);
-  }
-  return absl::UnavailableError(
-      absl::StrCat("nginx did not come up on a free port; see ", prefix, "/logs/error.log"));
+    absl::StatusOr<std::string> text = ReadFileToString(got);
+    if (text.ok() && *text == token) return true;
+    return absl::AlreadyExistsError("another server answers on the port");
+  };
+  return StartOnFreePort("nginx", error_log, 5000, launch, ready);
 }
 
 absl::StatusOr<FileDigest> MakeIncompressibleFile(const std::string& path, int64_t size) {
@@ -544,6 +560,39 @@ double Min(const std::vector<double>& values) {
 
 double Max(const std::vector<double>& values) {
   return values.empty() ? 0 : *std::max_element(values.begin(), values.end());
+}
+
+std::string Mib(int64_t kib) { return absl::StrFormat("%.1f MiB", kib / 1024.0); }
+
+std::optional<int> ParseDriverFlags(Flags& flags, int argc, char** argv, const std::string& about) {
+  if (absl::Status s = flags.Parse(argc, argv); !s.ok()) {
+    std::cerr << s.message() << "\n";
+    return 2;
+  }
+  if (flags.GetBool("help")) {
+    std::cout << about << "\n" << flags.Help();
+    return 0;
+  }
+  return std::nullopt;
+}
+
+int DriverExit(const std::string& driver, const absl::Status& status) {
+  if (status.ok()) return 0;
+  std::cerr << driver << " failed: " << status << "\n";
+  return 1;
+}
+
+absl::Status CheckFreeSpace(const std::string& dir, int64_t need) {
+  struct statvfs st {};
+  if (::statvfs(dir.c_str(), &st) != 0) return ErrnoStatus(errno, dir);
+  const int64_t free_bytes = static_cast<int64_t>(st.f_bavail) * static_cast<int64_t>(st.f_frsize);
+  const int64_t slack = int64_t{1} << 30;
+  if (free_bytes < need + slack) {
+    return absl::ResourceExhaustedError(
+        absl::StrFormat("%s has %.1f GiB free; this phase needs %.1f GiB (+1 GiB slack)", dir,
+                        free_bytes / double(1 << 30), need / double(1 << 30)));
+  }
+  return absl::OkStatus();
 }
 
 std::string MedianRange(const std::vector<double>& values, int precision) {

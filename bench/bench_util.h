@@ -3,7 +3,7 @@
 // Shared plumbing for the benchmark drivers: child processes that are always stopped by PID
 // (also when the driver fails or is interrupted), starting modeldist-server and nginx on
 // loopback, a big incompressible test file, publishing a file through RegistryService, and
-// small statistics helpers.
+// small statistics helpers. The HTTP peers of the download drivers are in bench/peers.h.
 //
 // The drivers compare modeldist with a peer measured in the same run on the same machine, so
 // every figure they print is meant to be read as a ratio, never as an absolute target.
@@ -14,12 +14,15 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "common/digest.h"
+#include "common/flags.h"
 
 namespace modeldist::bench {
 
@@ -71,6 +74,17 @@ struct ServerProcess {
   int port = 0;
   std::string address;  // 127.0.0.1:port
 };
+
+// Starts a server on a free loopback port, a few times if need be (the free port picked can
+// be taken before the server binds it): `launch(port)` writes its configuration and spawns it,
+// and `ready(server)` is then asked every 50 ms, for up to `wait_ms` while the server runs,
+// whether it is up (true), not yet (false), or whether someone else answers on the port (an
+// error: ours cannot have bound it, so the next attempt takes another port). `what` and `log`
+// name it in the error.
+absl::StatusOr<ServerProcess> StartOnFreePort(
+    const std::string& what, const std::string& log, int wait_ms,
+    const std::function<absl::StatusOr<pid_t>(int port)>& launch,
+    const std::function<absl::StatusOr<bool>(const ServerProcess&)>& ready);
 
 // Starts modeldist-server on 127.0.0.1:0 with `data_dir`, the admin token in `token_file` and
 // `chunk_size`, and waits until it has written its port file.
@@ -135,8 +149,34 @@ double Max(const std::vector<double>& values);
 // "1.23 (1.01-1.30)": median (min-max), with `precision` decimals.
 std::string MedianRange(const std::vector<double>& values, int precision = 2);
 
+// "12.3 MiB" for a KiB count.
+std::string Mib(int64_t kib);
+
 // Gigabytes (10^9) per second.
 inline double GBps(int64_t bytes, double seconds) { return bytes / seconds / 1e9; }
+
+// ---- Driver ----------------------------------------------------------------------------------
+
+// What one driver run starts and creates, released whatever happens: the scratch directory
+// (removed) and the modeldist-server (stopped by PID).
+struct Scratch {
+  std::string dir;
+  pid_t server = -1;
+  ~Scratch() {
+    StopChild(server);
+    if (!dir.empty()) RemoveTree(dir);
+  }
+};
+
+// Parses the driver's flags; with --help prints `about` and the flags. Returns the exit code
+// when the driver should stop now (2 after a bad flag, 0 after --help).
+std::optional<int> ParseDriverFlags(Flags& flags, int argc, char** argv, const std::string& about);
+
+// The driver's exit code for the outcome of its run (1 with the error on stderr).
+int DriverExit(const std::string& driver, const absl::Status& status);
+
+// Fails unless the file system holding `dir` has `need` bytes free (plus 1 GiB of slack).
+absl::Status CheckFreeSpace(const std::string& dir, int64_t need);
 
 }  // namespace modeldist::bench
 

@@ -10,6 +10,7 @@
 #include <atomic>
 #include <chrono>
 #include <iostream>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -38,15 +39,6 @@ struct Config {
   bool verify = true;
   std::string server_bin;
   std::string tmp_parent;
-};
-
-struct Resources {
-  std::string dir;
-  pid_t server = -1;
-  ~Resources() {
-    StopChild(server);
-    if (!dir.empty()) RemoveTree(dir);
-  }
 };
 
 struct Phase {
@@ -86,7 +78,7 @@ bool ReadAll(const std::string& address, const Published& artifact, bool verify)
          (!verify || FormatDigest(hash.FinishHex()) == artifact.digest);
 }
 
-absl::StatusOr<Phase> RunPhase(const Config& config, Resources& res, const std::string& token_file,
+absl::StatusOr<Phase> RunPhase(const Config& config, Scratch& res, const std::string& token_file,
                                const Published& artifact) {
   Phase phase;
   phase.size = artifact.size_bytes;
@@ -128,7 +120,7 @@ absl::StatusOr<Phase> RunPhase(const Config& config, Resources& res, const std::
 }
 
 absl::Status Run(const Config& config) {
-  Resources res;
+  Scratch res;
   MD_ASSIGN_OR_RETURN(res.dir, MakeTempDir(config.tmp_parent, "rss"));
   const std::string token_file = res.dir + "/token";
   MD_RETURN_IF_ERROR(WriteFileAtomically(token_file, kToken, 0600));
@@ -205,13 +197,9 @@ int main(int argc, char** argv) {
   flags.Add("server-bin", "PATH", MODELDIST_SERVER_BIN, "modeldist-server binary");
   flags.Add("tmp", "DIR", "/tmp", "scratch parent directory (deleted at the end)");
   flags.AddBool("help", "show this help");
-  if (auto s = flags.Parse(argc, argv); !s.ok()) {
-    std::cerr << s.message() << "\n";
-    return 2;
-  }
-  if (flags.GetBool("help")) {
-    std::cout << "rss_bench: server RSS under concurrent downloads\n" << flags.Help();
-    return 0;
+  if (std::optional<int> exit = bench::ParseDriverFlags(
+          flags, argc, argv, "rss_bench: server RSS under concurrent downloads")) {
+    return *exit;
   }
   bench::Config config;
   for (absl::string_view part : absl::StrSplit(flags.Get("sizes"), ',')) {
@@ -235,10 +223,5 @@ int main(int argc, char** argv) {
   config.verify = !flags.GetBool("no-verify");
   config.server_bin = flags.Get("server-bin");
   config.tmp_parent = flags.Get("tmp");
-  absl::Status status = bench::Run(config);
-  if (!status.ok()) {
-    std::cerr << "rss_bench failed: " << status << "\n";
-    return 1;
-  }
-  return 0;
+  return bench::DriverExit("rss_bench", bench::Run(config));
 }

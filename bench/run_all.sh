@@ -19,9 +19,10 @@ jobs="${JOBS:-$(nproc)}"
 quick=0
 [[ "${1:-}" == "--quick" ]] && quick=1
 
-for tool in nginx curl openssl; do
+for tool in nginx curl openssl docker-registry; do
   command -v "$tool" >/dev/null || [[ -x "/usr/sbin/$tool" ]] ||
-    { echo "run_all.sh: $tool is required" >&2; exit 1; }
+    { echo "run_all.sh: $tool is required (Debian packages nginx, curl, openssl," \
+      "docker-registry)" >&2; exit 1; }
 done
 command -v wrk >/dev/null ||
   echo "run_all.sh: wrk not found (apt-get install -y wrk); manifest_bench skips its peer" >&2

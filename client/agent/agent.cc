@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <map>
 #include <memory>
+#include <optional>
 #include <sstream>
 #include <vector>
 
@@ -372,16 +373,12 @@ absl::StatusOr<SyncResult> Sync(const SyncOptions& options) {
   MD_RETURN_IF_ERROR(sequences.Record(options.tier, channel, manifest));
 
   MD_ASSIGN_OR_RETURN(ModelStore store, ModelStore::Open(options.dir));
-  MD_ASSIGN_OR_RETURN(std::string hex, ParseDigest("digest", manifest.artifact().digest()));
-  const std::string partial = absl::StrCat(store.StagingDir(), "/", hex, ".partial");
-  if (auto current = store.Current(); current.has_value() &&
-                                      current->digest == manifest.artifact().digest() &&
-                                      current->version == manifest.version()) {
-    // A kill after activation but before the partial was removed leaves it behind.
-    ::unlink(partial.c_str());
-    result.installed = *current;
+  if (std::optional<InstalledVersion> current =
+          store.CurrentIfInstalled(manifest.version(), manifest.artifact().digest())) {
+    result.installed = *std::move(current);
     return result;
   }
+  MD_ASSIGN_OR_RETURN(const std::string partial, store.PartialPath(manifest.artifact().digest()));
   MD_RETURN_IF_ERROR(CheckDisk(options.dir, manifest.artifact()));
 
   // Sources in the manifest's order; an empty artifact_service means "the server asked".
@@ -406,27 +403,9 @@ absl::StatusOr<SyncResult> Sync(const SyncOptions& options) {
 
   MD_ASSIGN_OR_RETURN(result.download,
                       DownloadChunks(manifest.artifact(), sources, partial, options.download));
-  // Activate consumes a second name of the verified partial, and the partial itself is removed
-  // only once the version is current: a kill during activation (whose leftovers
-  // ModelStore::Open removes) then leaves the complete partial, which the next sync re-hashes
-  // from disk instead of fetching every verified chunk again.
-  const std::string activating = partial + ".activating";
-  if (::unlink(activating.c_str()) != 0 && errno != ENOENT) {
-    return ErrnoStatus(errno, absl::StrCat("removing ", activating));
-  }
-  if (::link(partial.c_str(), activating.c_str()) != 0) {
-    return ErrnoStatus(errno, absl::StrCat("linking ", partial, " to ", activating));
-  }
-  absl::StatusOr<InstalledVersion> installed = store.Activate(
-      activating, manifest.version(), manifest.artifact().digest(), manifest.artifact().format());
-  // Normally consumed by Activate; still here after an error, or when it is a link of the very
-  // file installed (a stale partial of a version still installed), which Activate keeps.
-  ::unlink(activating.c_str());
-  if (!installed.ok()) return installed.status();
-  result.installed = *std::move(installed);
-  if (::unlink(partial.c_str()) != 0 && errno != ENOENT) {
-    return ErrnoStatus(errno, absl::StrCat("removing ", partial));
-  }
+  MD_ASSIGN_OR_RETURN(result.installed,
+                      store.ActivatePartial(manifest.version(), manifest.artifact().digest(),
+                                            manifest.artifact().format()));
   result.action = SyncResult::Action::kActivated;
   return result;
 }

@@ -6,8 +6,8 @@
 // sync), its target (tier, channel, platform, arch) and its sequence: never lower than the
 // highest seen, and when equal, for the same content as was accepted with it (a sequence is
 // never reused for something else). Then the artifact is downloaded chunk by chunk with
-// resume (chunk_downloader.h) and activated atomically (model_store.h). docs/agent.md has the
-// steps and what a crash at each leaves.
+// resume (chunk_downloader.h) and activated atomically (ModelStore::ActivatePartial, whose
+// header lists the steps and what a crash at each leaves).
 //
 // State under `dir` (files written atomically, 0600 in a 0700 trust/):
 //   trust/root.bin    the trusted SignedTrustRoot: the pinned --trust-root file, kept once a

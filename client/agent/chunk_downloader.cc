@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <optional>
 #include <random>
@@ -17,6 +18,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "client/agent/chunk_journal.h"
 #include "client/download/block_writer.h"
 #include "common/chunk_chain.h"
 #include "common/digest.h"
@@ -26,78 +28,21 @@
 namespace modeldist::agent {
 namespace {
 
-constexpr absl::string_view kJournalMagic = "modeldist-chunk-journal-v1";
 // Bounded even though the manifest is signed, so that a bad signer cannot make a refetch of
 // one failed chunk (or a re-verification on resume) arbitrarily expensive.
 constexpr int64_t kMaxChunkSize = 64 << 20;
 // Keeps (k + 1) * chunk_size and size + chunk_size far from overflowing int64.
 constexpr int64_t kMaxArtifactSize = int64_t{1} << 56;
-// Received bytes are hashed and written in slices of at most this size, so that each slice is
-// still in the CPU cache when pwrite() copies it (see client/download/artifact_download.cc).
+// Received bytes are hashed and queued in slices of at most this size, so that each slice is
+// still in the CPU cache when it is copied into the block writer's block.
 constexpr size_t kSliceBytes = 64 * 1024;
 // Read size when re-verifying the partial on resume.
 constexpr int64_t kResumeReadBytes = 1 << 20;
 
-absl::Status PreadAll(int fd, char* data, size_t size, int64_t offset, const std::string& path) {
-  while (size > 0) {
-    ssize_t n = ::pread(fd, data, size, offset);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return ErrnoStatus(errno, absl::StrCat("reading ", path));
-    if (n == 0) return absl::DataLossError(absl::StrCat(path, " shrank while being read"));
-    data += n;
-    size -= static_cast<size_t>(n);
-    offset += n;
-  }
-  return absl::OkStatus();
-}
-
-// What the journal next to the partial says: the first `verified_chunks` chunks of the
-// partial were verified against `digest`'s chunk chain of `chunk_size`.
-struct Journal {
-  std::string digest;
-  int64_t chunk_size = 0;
-  int64_t verified_chunks = 0;
-};
-
-std::string SerializeJournal(const Journal& journal) {
-  return absl::StrCat(kJournalMagic, "\ndigest ", journal.digest, "\nchunk_size ",
-                      journal.chunk_size, "\nverified_chunks ", journal.verified_chunks, "\n");
-}
-
-// Anything unexpected (a torn write, another version) reads as "no journal": the partial is
-// then not trusted at all, which is always safe.
-std::optional<Journal> ParseJournal(absl::string_view text) {
-  std::vector<absl::string_view> lines = absl::StrSplit(text, '\n', absl::SkipEmpty());
-  if (lines.size() != 4 || lines[0] != kJournalMagic) return std::nullopt;
-  Journal journal;
-  std::vector<absl::string_view> digest = absl::StrSplit(lines[1], ' ');
-  std::vector<absl::string_view> chunk = absl::StrSplit(lines[2], ' ');
-  std::vector<absl::string_view> count = absl::StrSplit(lines[3], ' ');
-  if (digest.size() != 2 || digest[0] != "digest" || chunk.size() != 2 ||
-      chunk[0] != "chunk_size" || count.size() != 2 || count[0] != "verified_chunks" ||
-      !absl::SimpleAtoi(chunk[1], &journal.chunk_size) ||
-      !absl::SimpleAtoi(count[1], &journal.verified_chunks) || journal.verified_chunks < 0) {
-    return std::nullopt;
-  }
-  journal.digest = std::string(digest[1]);
-  return journal;
-}
-
-// temp + rename, without fsync: the journal is a claim that every resume re-verifies from disk
-// (chunk by chunk, against the chain), so a journal that a power loss let run ahead of the data
-// costs a refetch of those chunks, never trust in a byte that was not verified. After a kill,
-// the page cache keeps both, and no verified chunk is fetched again.
-absl::Status WriteJournal(const std::string& path, const Journal& journal) {
-  const std::string temp = path + ".tmp";
-  const std::string text = SerializeJournal(journal);
-  {
-    ScopedFd fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-    if (fd.get() < 0) return ErrnoStatus(errno, temp);
-    MD_RETURN_IF_ERROR(WriteAll(fd.get(), text.data(), text.size()));
-  }
-  if (::rename(temp.c_str(), path.c_str()) != 0) {
-    return ErrnoStatus(errno, absl::StrCat("renaming ", temp, " to ", path));
-  }
+// Reads exactly `size` bytes of the partial at `offset` (see common/file_util.h PreadAll).
+absl::Status ReadPartial(int fd, char* data, size_t size, int64_t offset, const std::string& path) {
+  MD_ASSIGN_OR_RETURN(size_t n, PreadAll(fd, data, size, offset, path));
+  if (n < size) return absl::DataLossError(absl::StrCat(path, " shrank while being read"));
   return absl::OkStatus();
 }
 
@@ -144,7 +89,7 @@ class StallWatchdog {
     absl::MutexLock lock(&mu_);
     source_ = source;
     fired_ = false;
-    last_byte_ = absl::Now();
+    Touch();
   }
   // Returns whether the watchdog cancelled this Read. After it returns, Cancel is never called
   // for this Read: the watchdog only cancels while holding mu_ and with source_ set.
@@ -153,18 +98,13 @@ class StallWatchdog {
     source_ = nullptr;
     return fired_;
   }
-  void Touch() {
-    absl::MutexLock lock(&mu_);
-    last_byte_ = absl::Now();
-  }
-  void Pause() {
-    absl::MutexLock lock(&mu_);
-    ++paused_;
-  }
+  // Touch, Pause and Resume run for every piece received (tens of thousands per GiB), so they
+  // take no lock.
+  void Touch() { last_byte_nanos_.store(absl::GetCurrentTimeNanos()); }
+  void Pause() { paused_.fetch_add(1); }
   void Resume() {
-    absl::MutexLock lock(&mu_);
-    --paused_;
-    last_byte_ = absl::Now();
+    Touch();  // first: once paused_ is 0, the watchdog must see a fresh time
+    paused_.fetch_sub(1);
   }
 
  private:
@@ -174,13 +114,13 @@ class StallWatchdog {
     absl::MutexLock lock(&mu_);
     while (!stop_) {
       cv_.WaitWithTimeout(&mu_, period);
-      if (stop_ || source_ == nullptr || paused_ > 0) continue;
-      const absl::Time now = absl::Now();
-      if (now - last_byte_ < timeout_) continue;
+      if (stop_ || source_ == nullptr || paused_.load() > 0) continue;
+      const int64_t now = absl::GetCurrentTimeNanos();
+      if (absl::Nanoseconds(now - last_byte_nanos_.load()) < timeout_) continue;
       fired_ = true;
       // Again after another period of silence, in case this call came before the source had
       // registered the Read (ByteSource::Cancel may drop such a call).
-      last_byte_ = now;
+      last_byte_nanos_.store(now);
       source_->Cancel();
     }
   }
@@ -191,8 +131,8 @@ class StallWatchdog {
   ByteSource* source_ ABSL_GUARDED_BY(mu_) = nullptr;
   bool fired_ ABSL_GUARDED_BY(mu_) = false;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
-  int paused_ ABSL_GUARDED_BY(mu_) = 0;
-  absl::Time last_byte_ ABSL_GUARDED_BY(mu_);
+  std::atomic<int> paused_{0};
+  std::atomic<int64_t> last_byte_nanos_{0};
   std::thread thread_;
 };
 
@@ -256,7 +196,7 @@ class Download {
       : artifact_(artifact),
         sources_(sources),
         partial_(partial_path),
-        journal_path_(partial_path + ".journal"),
+        journal_(partial_path + ".journal"),
         options_(options),
         size_(artifact.size_bytes()),
         chunk_size_(artifact.chunk_size()),
@@ -303,9 +243,7 @@ class Download {
     if (options_.fsync && ::fdatasync(file_.get()) != 0) {
       return ErrnoStatus(errno, absl::StrCat("fsync ", partial_));
     }
-    if (::unlink(journal_path_.c_str()) != 0 && errno != ENOENT) {
-      return ErrnoStatus(errno, absl::StrCat("removing ", journal_path_));
-    }
+    MD_RETURN_IF_ERROR(journal_.Remove());
     return stats_;
   }
 
@@ -343,17 +281,13 @@ class Download {
     struct stat st;
     if (::fstat(file_.get(), &st) != 0) return ErrnoStatus(errno, partial_);
     int64_t claimed = 0;
-    std::optional<Journal> journal;
-    absl::StatusOr<std::string> text = ReadFileToString(journal_path_);
-    if (text.ok()) {
-      journal = ParseJournal(*text);
-    } else if (!absl::IsNotFound(text.status())) {
-      return text.status();
-    }
+    absl::StatusOr<std::optional<Journal>> read = journal_.Read();
+    if (!read.ok() && !absl::IsNotFound(read.status())) return read.status();
+    const std::optional<Journal> journal = read.ok() ? *read : std::nullopt;
     if (journal.has_value() && journal->digest == artifact_.digest() &&
         journal->chunk_size == chunk_size_) {
       claimed = std::min<int64_t>(journal->verified_chunks, chunks_);
-    } else if (!text.ok() && st.st_size == size_) {
+    } else if (!read.ok() && st.st_size == size_) {
       // No journal and every byte present: what a finished download leaves (the journal is
       // removed last), e.g. when the agent was killed before or during activation. Each chunk
       // is re-verified below, so this trusts nothing unverified.
@@ -369,7 +303,7 @@ class Download {
       for (int64_t at = ChunkOffset(good); at < ChunkEnd(good);) {
         const size_t n = static_cast<size_t>(
             std::min<int64_t>(static_cast<int64_t>(buffer.size()), ChunkEnd(good) - at));
-        MD_RETURN_IF_ERROR(PreadAll(file_.get(), buffer.data(), n, at, partial_));
+        MD_RETURN_IF_ERROR(ReadPartial(file_.get(), buffer.data(), n, at, partial_));
         hash.Update(buffer.data(), n);
         at += static_cast<int64_t>(n);
       }
@@ -381,7 +315,8 @@ class Download {
     if (good > 0) ReportProgress();
 
     // A partial with other names is a hard link of an installed copy: a kill between activation
-    // and the partial's removal leaves one, which a later sync of the same digest finds. Its
+    // and the partial's removal leaves one (model_store.h, the crash cases), which a later
+    // sync of the same digest finds. Its
     // verified bytes are good, but writing in place would change the installed copy too.
     if (st.st_nlink > 1 && (good < chunks_ || st.st_size != ChunkOffset(good))) {
       MD_RETURN_IF_ERROR(Unshare(ChunkOffset(good)));
@@ -390,8 +325,7 @@ class Download {
     // than the file holds.
     if (!journal.has_value() || journal->digest != artifact_.digest() ||
         journal->chunk_size != chunk_size_ || journal->verified_chunks != good) {
-      MD_RETURN_IF_ERROR(
-          WriteJournal(journal_path_, Journal{artifact_.digest(), chunk_size_, good}));
+      MD_RETURN_IF_ERROR(journal_.Replace(Journal{artifact_.digest(), chunk_size_, good}));
     }
     const int64_t keep = ChunkOffset(good);
     if (st.st_size != keep && ::ftruncate(file_.get(), keep) != 0) {
@@ -415,7 +349,7 @@ class Download {
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) {  // no copy_file_range across these files: read and write
         buffer.resize(static_cast<size_t>(std::min<int64_t>(kResumeReadBytes, keep - at)));
-        MD_RETURN_IF_ERROR(PreadAll(file_.get(), buffer.data(), buffer.size(), at, partial_));
+        MD_RETURN_IF_ERROR(ReadPartial(file_.get(), buffer.data(), buffer.size(), at, partial_));
         MD_RETURN_IF_ERROR(PwriteAll(out.get(), buffer.data(), buffer.size(), at, temp));
         n = static_cast<ssize_t>(buffer.size());
       }
@@ -592,10 +526,9 @@ class Download {
     ++next_chunk_;
     // On the writer's thread once the chunk's bytes are written, so the journal never claims
     // bytes that are not in the file.
-    writer_->Checkpoint(
-        [path = journal_path_, journal = Journal{artifact_.digest(), chunk_size_, next_chunk_}] {
-          return WriteJournal(path, journal);
-        });
+    writer_->Checkpoint([this, journal = Journal{artifact_.digest(), chunk_size_, next_chunk_}] {
+      return journal_.Advance(journal);
+    });
     ReportProgress();
     if (next_chunk_ < chunks_) return StartChunk();
     return absl::OkStatus();
@@ -604,7 +537,9 @@ class Download {
   const v1::ManifestArtifact& artifact_;
   const std::vector<ByteSource*>& sources_;
   const std::string partial_;
-  const std::string journal_path_;
+  // Replaced by Resume on the calling thread, advanced by the writer's checkpoints (which run
+  // one at a time) while the writer runs, removed once it has drained.
+  ChunkJournal journal_;
   const ChunkDownloadOptions& options_;
   const int64_t size_;
   const int64_t chunk_size_;

@@ -15,11 +15,17 @@
 //
 // Durability: the bytes are written by client/download/block_writer.h (O_DIRECT blocks where
 // the file system allows it, else buffered with writeback started per block), and with `fsync`
-// the partial is fdatasync'ed before DownloadChunks returns; the journal itself is never
-// fsynced, because a resume trusts it only after re-verifying.
+// the partial is fdatasync'ed before DownloadChunks returns; the journal
+// (client/agent/chunk_journal.h) is never fsynced, because a resume trusts it only after
+// re-verifying.
 //
-// Memory: the block writer's 4 MiB of blocks plus the bytes in flight in the source (the gRPC
-// source fixes its HTTP/2 window; see grpc_source.cc), whatever the artifact size.
+// A partial that is a hard link of an installed model file (what a crash right after
+// activation leaves: model_store.h lists the crash cases) is read but never written: before
+// any repair, its verified prefix moves into a file of its own.
+//
+// Memory: the block writer's 8 MiB of blocks plus the bytes in flight in the source (the gRPC
+// source fixes its HTTP/2 window and receives at most 4 MiB ahead; see grpc_source.cc),
+// whatever the artifact size.
 #ifndef MODELDIST_CLIENT_AGENT_CHUNK_DOWNLOADER_H_
 #define MODELDIST_CLIENT_AGENT_CHUNK_DOWNLOADER_H_
 

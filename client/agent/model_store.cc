@@ -41,6 +41,9 @@ constexpr absl::string_view kNewLinkSuffix = ".new";
 // Activation work folders under staging/ carry this prefix, so that Open can remove them
 // without touching downloads that are being resumed there.
 constexpr absl::string_view kWorkPrefix = "activate-";
+// A download in staging/ (`<hex>.partial`), and the second name activation consumes.
+constexpr absl::string_view kPartialSuffix = ".partial";
+constexpr absl::string_view kActivatingSuffix = ".activating";
 // Where a CoreML zip is unpacked inside the version folder: a subfolder, so that no archive
 // entry can collide with INSTALLED.
 constexpr absl::string_view kUnpackedDir = "model";
@@ -435,6 +438,48 @@ absl::StatusOr<InstalledVersion> ModelStore::Activate(const std::string& artifac
     return absl::InternalError(absl::StrCat("versions/", key, " was activated but is not current"));
   }
   return *current;
+}
+
+absl::StatusOr<std::string> ModelStore::PartialPath(const std::string& digest) const {
+  MD_ASSIGN_OR_RETURN(std::string hex, ParseDigest("digest", digest));
+  return absl::StrCat(StagingDir(), "/", hex, kPartialSuffix);
+}
+
+std::optional<InstalledVersion> ModelStore::CurrentIfInstalled(const std::string& version,
+                                                               const std::string& digest) {
+  std::optional<InstalledVersion> current = Current();
+  if (!current.has_value() || current->digest != digest || current->version != version) {
+    return std::nullopt;
+  }
+  // A crash after step 5 and before step 6 leaves the partial (a hard link of the installed
+  // file); the installed copy is what counts now.
+  if (absl::StatusOr<std::string> partial = PartialPath(digest); partial.ok()) {
+    ::unlink(partial->c_str());
+  }
+  return current;
+}
+
+absl::StatusOr<InstalledVersion> ModelStore::ActivatePartial(const std::string& version,
+                                                             const std::string& digest,
+                                                             v1::Format format,
+                                                             const UnzipLimits& limits) {
+  MD_ASSIGN_OR_RETURN(const std::string partial, PartialPath(digest));
+  // Step 1: Activate consumes a second name, so that the partial stays complete until the
+  // version is current (the crash cases in model_store.h).
+  const std::string activating = absl::StrCat(partial, kActivatingSuffix);
+  MD_RETURN_IF_ERROR(UnlinkIfExists(activating));
+  if (::link(partial.c_str(), activating.c_str()) != 0) {
+    return ErrnoStatus(errno, absl::StrCat("linking ", partial, " to ", activating));
+  }
+  absl::StatusOr<InstalledVersion> installed =
+      Activate(activating, version, digest, format, limits);
+  // Step 6. Normally consumed by Activate; still here after an error, or when it is a link of
+  // the very file installed (a stale partial of a version still installed), which Activate
+  // keeps.
+  ::unlink(activating.c_str());
+  if (!installed.ok()) return installed.status();
+  MD_RETURN_IF_ERROR(UnlinkIfExists(partial));
+  return installed;
 }
 
 std::optional<InstalledVersion> ModelStore::Current() const {

@@ -1,21 +1,57 @@
 // File: model_store.h
 //
-// The on-device layout of installed models for one tier and its atomic activation.
+// The on-device layout of installed models for one tier, and the one door through which a
+// verified download becomes the active model.
 //
 //   <dir>/versions/<version-key>/          one folder per installed version (complete, verified)
 //         model.gguf | model/<unzipped CoreML package>   the activated content
 //         INSTALLED                         written last: the folder is complete
 //   <dir>/current -> versions/<key>         the active version (symlink replaced by rename)
 //   <dir>/previous -> versions/<key>        the one before, kept for rollback
-//   <dir>/staging/                          downloads and unpacking in progress
+//   <dir>/staging/<hex>.partial (+ .journal) a download of sha256:<hex> (PartialPath)
+//   <dir>/staging/                          also activations in progress
 //
-// Activation prepares the new version's content in a work folder under staging/, fsyncs it,
-// renames it into versions/, fsyncs staging/ and versions/, writes INSTALLED (atomically: from
-// then on the folder is a complete version), then points `previous` at the old current and
-// `current` at the new folder, each by creating a new symlink and renaming it over the old one,
-// and fsyncs <dir>. After a crash at any point `current` names a complete version (the old or
-// the new one); Open removes what the crash left (work folders, a versions/ folder without
-// INSTALLED, `<link>.new`). docs/agent.md lists each step and its recovery.
+// Activation of a download (ActivatePartial; Activate does steps 2-5 for any verified file):
+//   1. The verified, fsynced partial gets a second name, `<hex>.partial.activating` (a hard
+//      link), which activation consumes; the partial itself stays until step 6.
+//   2. If `current` already is this version and digest, go to step 6; if a complete
+//      `versions/<key>` of it is still installed (e.g. as `previous`), go to step 5 with that
+//      folder. Otherwise a fresh work folder `staging/activate-<key>.XXXXXX` gets the content:
+//      the file moved in as `model.<ext>` (rename, then chmod 0644 and fsync), or the CoreML
+//      zip unpacked into `model/` (entries with `..`, absolute paths, symlinks, devices, too
+//      many entries, absurd sizes or ratios are refused and nothing is installed). The work
+//      folder is fsynced.
+//   3. The work folder is renamed to `versions/<key>`; `staging/` and `versions/` are fsynced.
+//      The folder holds the model but no INSTALLED yet, so it is not a version.
+//   4. `versions/<key>/INSTALLED` is written atomically (temporary file, fsync, link to its
+//      name, fsync of the folder): from here on the folder is a complete version.
+//   5. `previous` is pointed at the old `current` (if that is complete and another version),
+//      then `current` at `versions/<key>`: each by creating `<link>.new` and renaming it over
+//      the link, so a reader sees the old target or the new one. `<dir>` is fsynced.
+//   6. The `.activating` name (a zip's archive is removed after unpacking), then the partial
+//      are removed.
+//
+// What a crash (or kill) at each point leaves, and how it is recovered: Open removes the
+// leftovers, and the next sync carries on from what is on disk, never fetching a chunk that
+// was verified before the crash (tests/client/agent/agent_kill_test.cc).
+//   * In steps 1-2: a work folder in `staging/activate-*`, which Open removes. The partial is
+//     still complete: the next sync re-verifies it from disk (no byte fetched) and activates
+//     again.
+//   * After step 3, before INSTALLED is in place: the folder in `versions/` has no INSTALLED,
+//     so no link can name it (links move only in step 5); Open removes it, and the complete
+//     partial is activated again.
+//   * After step 4, before or between the renames of step 5: `current` still names the old
+//     complete version (between the two renames, `previous` and `current` both name it). The
+//     next sync re-verifies the partial and only switches the links (step 2's shortcut); Open
+//     removes a leftover `current.new` / `previous.new`.
+//   * After step 5: the new version is current. The next sync is up to date, and
+//     CurrentIfInstalled removes the partial that step 6 did not get to. Until then that
+//     partial is a hard link of the installed model file: a download of the same digest may
+//     read it, but repairs it only in a copy of its own (client/agent/chunk_downloader.h), so
+//     the installed file never changes through it.
+// Before the fsync of `<dir>` in step 5 a power loss may undo a rename; either way `current`
+// names a complete version, the old or the new one. After any crash `current` names a
+// complete version.
 #ifndef MODELDIST_CLIENT_AGENT_MODEL_STORE_H_
 #define MODELDIST_CLIENT_AGENT_MODEL_STORE_H_
 
@@ -45,7 +81,27 @@ class ModelStore {
   // in staging/ (downloads being resumed) are kept; CollectGarbage removes them.
   static absl::StatusOr<ModelStore> Open(const std::string& dir);
 
-  // Installs the verified artifact file `artifact_path` (moved, not copied) as `version`:
+  // Where a download of `digest` (sha256:<hex>) keeps its bytes until ActivatePartial:
+  // staging/<hex>.partial. INVALID_ARGUMENT for a malformed digest.
+  absl::StatusOr<std::string> PartialPath(const std::string& digest) const;
+
+  // The current version when it is `version` with `digest` (nothing to download), after
+  // removing the partial of `digest` that a crash after activation may have left (see the
+  // crash cases above); nullopt otherwise.
+  std::optional<InstalledVersion> CurrentIfInstalled(const std::string& version,
+                                                     const std::string& digest);
+
+  // Activates the partial download of `digest` (PartialPath), whose every byte the caller
+  // verified against `digest` and made durable, as `version`: steps 1-6 above, so that a crash
+  // at any point leaves `current` on a complete version and the partial (or the installed
+  // version) for the next sync. On success the partial is gone. Errors as Activate's; the
+  // partial is kept.
+  absl::StatusOr<InstalledVersion> ActivatePartial(const std::string& version,
+                                                   const std::string& digest, v1::Format format,
+                                                   const UnzipLimits& limits = {});
+
+  // Installs the verified artifact file `artifact_path` (moved, not copied) as `version`
+  // (steps 2-5 above; a download goes through ActivatePartial):
   // GGUF and other single files are placed as `model.<ext>`; FORMAT_COREML_ZIP is unpacked
   // (entries with `..`, absolute paths, symlinks, devices, too many entries or absurd sizes or
   // ratios are refused with INVALID_ARGUMENT / RESOURCE_EXHAUSTED and nothing is installed).

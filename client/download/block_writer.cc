@@ -1,6 +1,7 @@
 #include "client/download/block_writer.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -15,12 +16,6 @@
 
 namespace modeldist::client {
 
-Block::Block() : data_(static_cast<char*>(std::aligned_alloc(kAlignment, kCapacity))) {
-  if (data_ == nullptr) throw std::bad_alloc();
-}
-
-Block::~Block() { std::free(data_); }
-
 size_t Block::Append(absl::string_view bytes) {
   const size_t n = std::min(bytes.size(), limit_ - size_);
   std::memcpy(data_ + size_, bytes.data(), n);
@@ -29,6 +24,9 @@ size_t Block::Append(absl::string_view bytes) {
 }
 
 namespace {
+
+// The arena's alignment: a transparent huge page on x86-64 and arm64 (4 KiB base pages).
+constexpr size_t kHugePageBytes = 2 * 1024 * 1024;
 
 // A second, O_DIRECT descriptor of the file `fd` refers to, opened by `path`; invalid where the
 // file system has no O_DIRECT or `path` now names another file (renamed or replaced meanwhile).
@@ -50,20 +48,38 @@ BlockWriter::BlockWriter(int fd, std::string path, bool writeback)
       direct_fd_(OpenDirectTwin(fd, path)),
       path_(std::move(path)),
       writeback_(writeback),
-      storage_(kBlocks) {
-  for (Block& block : storage_) free_.push_back(&block);
-  worker_ = std::thread([this] { Run(); });
+      arena_(static_cast<char*>(std::aligned_alloc(kHugePageBytes, kBlocks * Block::kCapacity)),
+             std::free) {
+  if (arena_ == nullptr) throw std::bad_alloc();
+#ifdef MADV_HUGEPAGE
+  // Where transparent huge pages are on request (the kernel's `madvise` setting), a block is
+  // physically contiguous: pinning it for a direct write takes one huge page instead of 256
+  // pages, and it always fits one device request (virtio-blk takes at most 254 segments). On
+  // the 2-vCPU VM this took 0.15-0.3 CPU-s per GiB off a sync. A hint: errors change nothing.
+  ::madvise(arena_.get(), kBlocks * Block::kCapacity, MADV_HUGEPAGE);
+#endif
+  for (size_t i = 0; i < kBlocks; ++i) {
+    storage_.emplace_back(arena_.get() + i * Block::kCapacity);
+    free_.push_back(&storage_.back());
+  }
 }
 
 absl::StatusOr<std::unique_ptr<BlockWriter>> BlockWriter::Start(int fd, std::string path,
                                                                 bool writeback) {
-  // The only exceptions here: allocating the blocks, and starting the thread.
+  // The only exceptions here: allocating the blocks, and starting the threads (the ones that
+  // did start are joined by the destructor's Drain).
+  std::unique_ptr<BlockWriter> writer;
   try {
-    return std::unique_ptr<BlockWriter>(new BlockWriter(fd, std::move(path), writeback));
+    writer.reset(new BlockWriter(fd, std::move(path), writeback));
+    writer->workers_.reserve(kWorkers);
+    for (size_t i = 0; i < kWorkers; ++i) {
+      writer->workers_.emplace_back([w = writer.get()] { w->Run(); });
+    }
+    return writer;
   } catch (const std::exception& e) {
     return absl::ResourceExhaustedError(absl::StrCat("cannot start the block writer (", kBlocks,
-                                                     " x ", Block::kCapacity,
-                                                     " bytes and a thread): ", e.what()));
+                                                     " x ", Block::kCapacity, " bytes and ",
+                                                     kWorkers, " threads): ", e.what()));
   }
 }
 
@@ -91,18 +107,19 @@ absl::Status BlockWriter::Append(int64_t offset, absl::string_view data) {
     data.remove_prefix(n);
     offset += static_cast<int64_t>(n);
   }
-  return error();
+  // Append runs for every piece received: no lock unless a worker failed.
+  return failed_.load() ? error() : absl::OkStatus();
 }
 
 void BlockWriter::Checkpoint(std::function<absl::Status()> then) {
   Submit();
   absl::MutexLock lock(&mu_);
   if (!closed_) {
-    queue_.push_back(Item{nullptr, 0, std::move(then)});
+    checkpoints_.push_back(PendingCheckpoint{next_seq_, std::move(then)});
     return;
   }
-  // Drained: every byte is written and the worker is gone.
-  if (error_.ok()) error_ = then();
+  // Drained: every byte is written and the workers are gone.
+  if (error_.ok()) Fail(then());
 }
 
 absl::Status BlockWriter::error() {
@@ -116,7 +133,9 @@ absl::Status BlockWriter::Drain() {
     absl::MutexLock lock(&mu_);
     closed_ = true;
   }
-  if (worker_.joinable()) worker_.join();
+  for (std::thread& worker : workers_) {
+    if (worker.joinable()) worker.join();
+  }
   absl::MutexLock lock(&mu_);
   return error_;
 }
@@ -124,29 +143,56 @@ absl::Status BlockWriter::Drain() {
 void BlockWriter::Submit() {
   if (current_ == nullptr) return;
   absl::MutexLock lock(&mu_);
-  queue_.push_back(Item{current_, current_offset_, nullptr});
+  queue_.push_back(Item{current_, current_offset_, next_seq_++});
   current_ = nullptr;
 }
 
+void BlockWriter::Fail(const absl::Status& status) {
+  if (status.ok() || !error_.ok()) return;
+  error_ = status;
+  failed_ = true;
+}
+
+void BlockWriter::Finished(const Item& item) {
+  free_.push_back(item.block);
+  done_.insert(item.seq);
+  while (!done_.empty() && *done_.begin() == written_below_) {
+    done_.erase(done_.begin());
+    ++written_below_;
+  }
+}
+
 void BlockWriter::Run() {
+  absl::MutexLock lock(&mu_);
   for (;;) {
-    Item item;
-    bool failed;
-    {
-      absl::MutexLock lock(&mu_);
-      mu_.Await(absl::Condition(this, &BlockWriter::HasWorkOrClosed));
-      if (queue_.empty()) return;  // closed and drained
-      item = std::move(queue_.front());
-      queue_.pop_front();
-      failed = !error_.ok();
+    mu_.Await(absl::Condition(this, &BlockWriter::HasWorkOrClosed));
+    if (CheckpointReady()) {
+      PendingCheckpoint checkpoint = std::move(checkpoints_.front());
+      checkpoints_.pop_front();
+      if (!error_.ok()) continue;  // after an error, checkpoints are dropped
+      running_checkpoint_ = true;
+      mu_.Unlock();
+      absl::Status status = checkpoint.then();
+      mu_.Lock();
+      running_checkpoint_ = false;
+      Fail(status);
+      continue;
     }
+    if (queue_.empty()) {
+      // Closed, nothing left to write, and no checkpoint ready: any checkpoint still queued
+      // waits for a block another worker is writing, and that worker runs it.
+      return;
+    }
+    const Item item = queue_.front();
+    queue_.pop_front();
     absl::Status status;
-    if (!failed) {  // after an error, blocks are only recycled
-      status = item.block != nullptr ? Write(*item.block, item.offset) : item.then();
+    if (error_.ok()) {  // after an error, blocks are only recycled
+      mu_.Unlock();
+      status = Write(*item.block, item.offset);
+      mu_.Lock();
     }
-    absl::MutexLock lock(&mu_);
-    if (!status.ok() && error_.ok()) error_ = status;
-    if (item.block != nullptr) free_.push_back(item.block);
+    Fail(status);
+    Finished(item);
   }
 }
 
@@ -182,6 +228,7 @@ absl::StatusOr<bool> BlockWriter::TryWriteDirect(const Block& block, int64_t off
 
 void BlockWriter::StartWriteback(int64_t offset, int64_t length) {
 #ifdef __linux__
+  absl::MutexLock lock(&writeback_mu_);
   // Hints: errors are ignored here, the caller's final fsync reports any I/O error.
   ::sync_file_range(fd_, offset, length, SYNC_FILE_RANGE_WRITE);
   started_[writebacks_ % kWritebackLag] = {offset, length};

@@ -1,12 +1,16 @@
 // File: block_writer.h
 //
-// Writes a stream of bytes into a file on a second thread, so that the caller (which received
+// Writes a stream of bytes into a file on worker threads, so that the caller (which received
 // and hashed them) can go on with the next ones while the disk works.
 //
 // The caller copies each piece into one of kBlocks fixed, page-aligned blocks (reused: no
 // allocation per piece) and waits for a free block when the disk lags, so memory stays at
-// kBlocks * Block::kCapacity (4 MiB) whatever the file size. Checkpoints queued between the
-// blocks run once every byte queued before them is written (the agent moves its journal there).
+// kBlocks * Block::kCapacity (8 MiB) whatever the file size. kWorkers threads write the full
+// blocks, so that that many writes are in flight at the device: a direct write returns only
+// once the device has the bytes, and one 256 KiB write at a time left a loaded disk idle
+// between requests (docs/benchmarks.md, agent). Checkpoints queued between the blocks run, in
+// order and one at a time, once every byte queued before them is written (the agent moves its
+// journal there).
 //
 // Blocks are written with O_DIRECT where the file system allows it (a second descriptor): the
 // bytes go from the block to the disk, with no copy into the page cache, no dirty pages to flush
@@ -14,7 +18,7 @@
 // RAM. On the 2-vCPU CI VM a buffered write of 1 GiB cost 0.3-3 CPU-s (page-cache allocation)
 // and its fsync 0.5-1.5 s, while direct writes ran at the disk's 1.6 GB/s. Blocks that are not
 // 4 KiB-aligned (a file's tail, the first block of a stream resumed mid-way, which ends at the
-// next 256 KiB boundary so that the rest are aligned) and file systems without O_DIRECT (tmpfs)
+// next kCapacity boundary so that the rest are aligned) and file systems without O_DIRECT (tmpfs)
 // use the caller's ordinary descriptor; so does every block after a direct write is refused
 // with EINVAL (a device that needs a larger alignment). With `writeback`, buffered writes have
 // their writeback started at once and waited for a few blocks later, so a final fsync finds
@@ -28,6 +32,7 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <set>
 #include <string>
 #include <thread>
 #include <utility>
@@ -42,14 +47,17 @@
 
 namespace modeldist::client {
 
-// A fixed-size, page-aligned buffer (O_DIRECT needs aligned memory).
+// A fixed-size, page-aligned buffer (O_DIRECT needs aligned memory), a slice of the writer's
+// arena.
 class Block {
  public:
-  static constexpr size_t kCapacity = 256 * 1024;
+  // 1 MiB: a quarter of the requests (and of the per-request CPU: page pinning, the virtio
+  // notification) of 256 KiB blocks, for the same bytes.
+  static constexpr size_t kCapacity = 1024 * 1024;
   static constexpr size_t kAlignment = 4096;
 
-  Block();
-  ~Block();
+  // `data`: kCapacity bytes aligned to kAlignment, owned by the caller.
+  explicit Block(char* data) : data_(data) {}
   Block(const Block&) = delete;
   Block& operator=(const Block&) = delete;
 
@@ -83,18 +91,19 @@ class BlockWriter {
   BlockWriter& operator=(const BlockWriter&) = delete;
 
   // Queues a copy of `data` for writing at `offset`. Blocks while every block is in use.
-  // Returns the worker's first error; nothing is queued after one. FAILED_PRECONDITION after
+  // Returns the workers' first error; nothing is queued after one. FAILED_PRECONDITION after
   // Drain.
   absl::Status Append(int64_t offset, absl::string_view data);
 
-  // Runs `then` on the worker once every byte queued so far is written; its error becomes the
-  // writer's error. After Drain (everything written) it runs at once, on the caller's thread.
+  // Runs `then` on a worker once every byte queued so far is written (checkpoints run in the
+  // order queued, never two at once); its error becomes the writer's error. After Drain
+  // (everything written) it runs at once, on the caller's thread.
   void Checkpoint(std::function<absl::Status()> then);
 
-  // The worker's first error so far, without waiting.
+  // The first error so far, without waiting.
   absl::Status error();
 
-  // Writes everything queued, stops the worker and returns its first error. Idempotent.
+  // Writes everything queued, stops the workers and returns the first error. Idempotent.
   absl::Status Drain();
 
   // Whether aligned blocks go to the disk with O_DIRECT (false on file systems without it, or
@@ -106,22 +115,36 @@ class BlockWriter {
  private:
   BlockWriter(int fd, std::string path, bool writeback);
 
-  static constexpr size_t kBlocks = 16;
-  // A block of bytes to write at `offset`, or (block == nullptr) a checkpoint.
+  static constexpr size_t kBlocks = 8;
+  static constexpr size_t kWorkers = 2;
+  // A full block to write at `offset`; `seq` numbers the blocks in the order queued.
   struct Item {
     Block* block = nullptr;
     int64_t offset = 0;
+    uint64_t seq = 0;
+  };
+  // Runs once every block numbered below `before` is written.
+  struct PendingCheckpoint {
+    uint64_t before = 0;
     std::function<absl::Status()> then;
   };
 
   bool HasFreeBlockOrFailed() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return !free_.empty() || !error_.ok();
   }
+  bool CheckpointReady() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return !checkpoints_.empty() && !running_checkpoint_ &&
+           checkpoints_.front().before <= written_below_;
+  }
   bool HasWorkOrClosed() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return !queue_.empty() || closed_;
+    return !queue_.empty() || CheckpointReady() || closed_;
   }
   void Submit();
   void Run();
+  // Makes `status` the writer's error unless it is OK or there is one already.
+  void Fail(const absl::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Records block `seq` as written (or dropped after an error) and returns it to free_.
+  void Finished(const Item& item) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status Write(const Block& block, int64_t offset);
   // Writes with O_DIRECT; false (nothing written) when the file system refuses it.
   absl::StatusOr<bool> TryWriteDirect(const Block& block, int64_t offset);
@@ -133,21 +156,32 @@ class BlockWriter {
   std::atomic<int64_t> direct_bytes_{0};
   const std::string path_;
   const bool writeback_;
-  std::vector<Block> storage_;
+  // The blocks' memory, in one piece aligned for huge pages (see the constructor).
+  std::unique_ptr<char, void (*)(void*)> arena_;
+  std::deque<Block> storage_;
   // The caller's block being filled (not in free_ or queue_), and its file offset.
   Block* current_ = nullptr;
   int64_t current_offset_ = 0;
-  // Worker only: the last kWritebackLag buffered writes whose writeback was started.
+  // The last kWritebackLag buffered writes whose writeback was started.
   static constexpr size_t kWritebackLag = 16;
-  std::pair<int64_t, int64_t> started_[kWritebackLag] = {};
-  size_t writebacks_ = 0;
+  absl::Mutex writeback_mu_;
+  std::pair<int64_t, int64_t> started_[kWritebackLag] ABSL_GUARDED_BY(writeback_mu_) = {};
+  size_t writebacks_ ABSL_GUARDED_BY(writeback_mu_) = 0;
 
   absl::Mutex mu_;
   std::vector<Block*> free_ ABSL_GUARDED_BY(mu_);
   std::deque<Item> queue_ ABSL_GUARDED_BY(mu_);
+  std::deque<PendingCheckpoint> checkpoints_ ABSL_GUARDED_BY(mu_);
+  uint64_t next_seq_ ABSL_GUARDED_BY(mu_) = 0;
+  // Every block numbered below this is written; `done_` holds the ones above it that are too
+  // (the workers finish out of order).
+  uint64_t written_below_ ABSL_GUARDED_BY(mu_) = 0;
+  std::set<uint64_t> done_ ABSL_GUARDED_BY(mu_);
+  bool running_checkpoint_ ABSL_GUARDED_BY(mu_) = false;
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
   absl::Status error_ ABSL_GUARDED_BY(mu_);
-  std::thread worker_;
+  std::atomic<bool> failed_{false};  // error_ is set
+  std::vector<std::thread> workers_;
 };
 
 }  // namespace modeldist::client

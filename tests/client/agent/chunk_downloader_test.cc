@@ -690,6 +690,35 @@ TEST_F(ChunkDownloaderTest, PartialOfAnotherArtifactIsNotTrusted) {
   ExpectPartialIsTheArtifact();
 }
 
+// Moved from the DownloadArtifact tests (that downloader is gone): a partial longer than the
+// artifact, without a journal, cannot be a prefix of it.
+TEST_F(ChunkDownloaderTest, APartialLongerThanTheArtifactIsNotTrusted) {
+  ASSERT_TRUE(WriteFileAtomically(partial_, bytes_ + "trailing", 0644).ok());
+  auto stats = Download({grpc_.get()});
+  ASSERT_THAT(stats, IsOk());
+  EXPECT_EQ(stats->chunks_reused, 0);
+  EXPECT_EQ(stats->chunks_fetched, 3);
+  ExpectPartialIsTheArtifact();
+}
+
+// Moved from the DownloadArtifact tests: the server's NOT_FOUND for a digest it does not hold
+// is final (no retry) and reaches the caller, and no byte is kept.
+TEST_F(ChunkDownloaderTest, AnArtifactTheServerDoesNotHoldIsNotFound) {
+  const std::string other = "not published";
+  v1::ManifestArtifact artifact;
+  artifact.set_digest(FormatDigest(Sha256::HexOf(other)));
+  artifact.set_size_bytes(static_cast<int64_t>(other.size()));
+  artifact.set_chunk_size(kChunk);
+  // One chunk: its chain entry is the file's digest.
+  Sha256 hash;
+  hash.Update(other);
+  artifact.add_chunk_chain(hash.FinishRaw());
+  auto stats = DownloadChunks(artifact, {grpc_.get()}, partial_, options_);
+  EXPECT_THAT(stats, StatusIs(absl::StatusCode::kNotFound, ::testing::_));
+  EXPECT_TRUE(sleeps_.empty());
+  EXPECT_EQ(Slurp(partial_), "");
+}
+
 TEST_F(ChunkDownloaderTest, BandwidthCapPacesThroughTheInjectedSleep) {
   options_.max_bytes_per_second = 256 << 10;
   auto stats = Download({grpc_.get()});

@@ -7,8 +7,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "common/file_util.h"
 #include "common/status.h"
@@ -87,8 +90,8 @@ TEST_F(BlockWriterTest, AResumedStreamIsAlignedAfterItsFirstBlock) {
   MD_ASSERT_OK(writer->Drain());
   EXPECT_EQ(Slurp(path_), bytes);
   if (!writer->direct()) GTEST_SKIP() << "no O_DIRECT in " << dir_.path();
-  // [1000, 256 KiB) and the 1000-byte tail are buffered; the seven blocks between are direct
-  // (before the first block was cut at 256 KiB, every block was unaligned and none was).
+  // [1000, kCapacity) and the 1000-byte tail are buffered; the seven blocks between are direct
+  // (before the first block was cut at kCapacity, every block was unaligned and none was).
   EXPECT_EQ(writer->direct_bytes(), static_cast<int64_t>(7 * Block::kCapacity));
 }
 
@@ -128,6 +131,48 @@ TEST_F(BlockWriterTest, ACheckpointRunsOnceTheBytesBeforeItAreWritten) {
   EXPECT_EQ(runs, 1);
   EXPECT_TRUE(seen == bytes.substr(0, before))
       << "the checkpoint ran before its bytes were written";
+  EXPECT_EQ(Slurp(path_), bytes);
+}
+
+// The workers write blocks in parallel and may finish them out of order; checkpoints still
+// run in the order queued, one at a time, each after every byte queued before it.
+TEST_F(BlockWriterTest, CheckpointsRunInOrderEachAfterTheBytesBeforeIt) {
+  constexpr int kCheckpoints = 24;
+  const std::string bytes = RandomBytes(kCheckpoints * Block::kCapacity + 777, 11);
+  std::unique_ptr<BlockWriter> writer = StartWriter();
+  ASSERT_NE(writer, nullptr);
+  std::vector<int> order;
+  std::vector<int> wrong;  // checkpoints that ran before their bytes were in the file
+  std::atomic<int> running{0};
+  bool overlapped = false;
+  size_t queued = 0;
+  for (int i = 0; i < kCheckpoints; ++i) {
+    // Pieces that straddle blocks, so that checkpoints fall inside them too.
+    const size_t n = std::min(bytes.size() - queued, Block::kCapacity + 4096 * (i % 3));
+    MD_ASSERT_OK(
+        writer->Append(static_cast<int64_t>(queued), absl::string_view(bytes).substr(queued, n)));
+    queued += n;
+    writer->Checkpoint([&, i, before = queued] {
+      if (running.fetch_add(1) != 0) overlapped = true;
+      order.push_back(i);
+      std::string seen(before, '\0');
+      ssize_t got = ::pread(fd_.get(), seen.data(), before, 0);
+      if (got != static_cast<ssize_t>(before) || seen != bytes.substr(0, before)) {
+        wrong.push_back(i);
+      }
+      running.fetch_sub(1);
+      return absl::OkStatus();
+    });
+  }
+  MD_ASSERT_OK(
+      writer->Append(static_cast<int64_t>(queued), absl::string_view(bytes).substr(queued)));
+  MD_ASSERT_OK(writer->Drain());
+  std::vector<int> expected(kCheckpoints);
+  for (int i = 0; i < kCheckpoints; ++i) expected[i] = i;
+  EXPECT_EQ(order, expected);
+  EXPECT_TRUE(wrong.empty()) << wrong.size() << " checkpoints ran before their bytes, first "
+                             << wrong.front();
+  EXPECT_FALSE(overlapped) << "two checkpoints ran at once";
   EXPECT_EQ(Slurp(path_), bytes);
 }
 
