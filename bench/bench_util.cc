@@ -444,15 +444,15 @@ absl::StatusOr<Published> PublishFile(const std::shared_ptr<grpc::Channel>& chan
       request.set_write_offset(offset);
       std::string* data = request.mutable_data();
       data->resize(kMessageBytes);
-      ssize_t n = ::pread(fd, data->data(), kMessageBytes, offset);
-      if (n < 0) {
-        local = ErrnoStatus(errno, path);
+      absl::StatusOr<size_t> n = PreadAll(fd, data->data(), kMessageBytes, offset, path);
+      if (!n.ok()) {
+        local = n.status();
         break;
       }
-      data->resize(static_cast<size_t>(n));
-      offset += n;
+      data->resize(*n);
+      offset += static_cast<int64_t>(*n);
       request.set_finish_write(offset == digest.size);
-      if (!writer->Write(request) || n == 0 || offset == digest.size) break;
+      if (!writer->Write(request) || *n == 0 || offset == digest.size) break;
     }
     ::close(fd);
     writer->WritesDone();

@@ -122,6 +122,8 @@ absl::Status BlobStore::Verify(absl::string_view hex,
 
   ChunkChainBuilder chain(kChunkDigestBytes);
   int64_t offset = 0;
+  // Not PreadAll: an O_DIRECT read the file system refuses (EINVAL) switches to a buffered
+  // read mid-loop, which a generic loop cannot do.
   while (offset < record.size()) {
     ssize_t n = ::pread(fd.get(), buf.get(), kVerifyReadBytes, offset);
     if (n < 0 && errno == EINTR) continue;

@@ -8,7 +8,6 @@
 #include <atomic>
 #include <cerrno>
 #include <optional>
-#include <random>
 #include <thread>
 #include <utility>
 
@@ -26,6 +25,20 @@
 #include "common/status.h"
 
 namespace modeldist::agent {
+
+RetryPolicy DownloadRetryPolicy() {
+  RetryPolicy policy;
+  policy.max_attempts = 8;
+  policy.initial_backoff = absl::Milliseconds(200);
+  policy.max_backoff = absl::Seconds(10);
+  policy.jitter = 1.0;  // full jitter: spreads a fleet that failed at the same moment
+  policy.retryable_codes = {absl::StatusCode::kUnavailable, absl::StatusCode::kDeadlineExceeded,
+                            absl::StatusCode::kDataLoss,    absl::StatusCode::kAborted,
+                            absl::StatusCode::kInternal,    absl::StatusCode::kUnknown,
+                            absl::StatusCode::kCancelled,   absl::StatusCode::kResourceExhausted};
+  return policy;
+}
+
 namespace {
 
 // Bounded even though the manifest is signed, so that a bad signer cannot make a refetch of
@@ -44,25 +57,6 @@ absl::Status ReadPartial(int fd, char* data, size_t size, int64_t offset, const 
   MD_ASSIGN_OR_RETURN(size_t n, PreadAll(fd, data, size, offset, path));
   if (n < size) return absl::DataLossError(absl::StrCat(path, " shrank while being read"));
   return absl::OkStatus();
-}
-
-// Codes after which trying the same source again may help. The others (NOT_FOUND,
-// PERMISSION_DENIED, FAILED_PRECONDITION such as an ignored Range, ...) say this source will
-// not serve the artifact, so the next source is tried at once.
-bool IsRetryable(absl::StatusCode code) {
-  switch (code) {
-    case absl::StatusCode::kUnavailable:
-    case absl::StatusCode::kDeadlineExceeded:
-    case absl::StatusCode::kDataLoss:
-    case absl::StatusCode::kAborted:
-    case absl::StatusCode::kInternal:
-    case absl::StatusCode::kUnknown:
-    case absl::StatusCode::kCancelled:
-    case absl::StatusCode::kResourceExhausted:
-      return true;
-    default:
-      return false;
-  }
 }
 
 // Cancels a Read that has delivered no byte for `timeout`. Local waits (the bandwidth cap,
@@ -206,7 +200,7 @@ class Download {
                                    [](absl::Duration d) { absl::SleepFor(d); })),
         throttle_(options.max_bytes_per_second, sleep_),
         watchdog_(options.stall_timeout),
-        rng_(std::random_device{}()) {
+        retrier_(options_.retry) {
     stats_.chunks_total = chunks_;
   }
 
@@ -365,7 +359,6 @@ class Download {
   // Reads from the sources in order until every chunk is verified or all gave up.
   absl::Status FetchRemaining() {
     size_t source = 0;
-    int failures = 0;  // consecutive failed attempts on `source` without a verified chunk
     bool single_chunk = false;
     std::vector<std::string> errors(sources_.size());
     while (next_chunk_ < chunks_) {
@@ -376,7 +369,7 @@ class Download {
       absl::Status status = Attempt(sources_[source], begin, end, &progressed, &corrupt);
       if (!local_error_.ok()) return local_error_;
       if (progressed) {
-        failures = 0;
+        retrier_.Progressed();
         single_chunk = false;
       }
       if (corrupt) {
@@ -388,26 +381,15 @@ class Download {
 
       errors[source] = absl::StrCat(sources_[source]->Describe(), ": ", status.ToString());
       last_error_ = status;
-      ++failures;
-      if (!IsRetryable(status.code()) || failures >= options_.max_attempts) {
-        ++source;
-        failures = 0;
-        if (source == sources_.size()) return AllSourcesFailed(errors);
-        ++stats_.retries;
-        continue;
+      std::optional<absl::Duration> wait = retrier_.NextWait(status);
+      if (!wait.has_value()) {  // this source gave up: the next one starts at once
+        if (++source == sources_.size()) return AllSourcesFailed(errors);
+        retrier_.Reset();
       }
-      ++stats_.retries;
-      sleep_(Backoff(failures));
+      ++stats_.retries;  // another attempt follows, on this source or the next
+      if (wait.has_value()) sleep_(*wait);
     }
     return absl::OkStatus();
-  }
-
-  absl::Duration Backoff(int failures) {
-    absl::Duration cap = options_.initial_backoff;
-    for (int i = 1; i < failures && cap < options_.max_backoff; ++i) cap *= 2;
-    cap = std::min(cap, options_.max_backoff);
-    std::uniform_real_distribution<double> jitter(0.0, 1.0);
-    return cap * jitter(rng_);  // full jitter: spreads a fleet that failed at the same moment
   }
 
   absl::Status AllSourcesFailed(const std::vector<std::string>& errors) {
@@ -547,7 +529,8 @@ class Download {
   std::function<void(absl::Duration)> sleep_;
   Throttle throttle_;
   StallWatchdog watchdog_;
-  std::mt19937_64 rng_;
+  // Failed attempts in a row on the current source, and the wait before the next one.
+  Retrier retrier_;
 
   ScopedFd file_;  // the partial
   std::unique_ptr<client::BlockWriter> writer_;
@@ -613,8 +596,9 @@ absl::StatusOr<ChunkDownloadStats> DownloadChunks(const v1::ManifestArtifact& ar
   if (partial_path.empty()) {
     return InvalidArgument("partial_path", "EMPTY_PATH", "partial_path is required");
   }
-  if (options.max_attempts < 1) {
-    return InvalidArgument("max_attempts", "INVALID_ATTEMPTS", "max_attempts must be >= 1");
+  if (options.retry.max_attempts < 1) {
+    return InvalidArgument("retry.max_attempts", "INVALID_ATTEMPTS",
+                           "retry.max_attempts must be >= 1");
   }
   Download download(artifact, sources, partial_path, options);
   return download.Run();

@@ -38,6 +38,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "common/retry_policy.h"
 #include "modeldist/v1/manifest.pb.h"
 
 namespace modeldist::agent {
@@ -69,12 +70,17 @@ absl::StatusOr<std::unique_ptr<ByteSource>> NewGrpcSource(const std::string& tar
 // HTTP(S) GET with `Range: bytes=offset-(offset+limit-1)` of `url` through libcurl.
 std::unique_ptr<ByteSource> NewHttpSource(const std::string& url, const std::string& ca_file);
 
+// The downloader's retries per source (common/retry_policy.h): 8 attempts in a row without a
+// verified chunk, full jitter from 200 ms up to 10 s, after the codes that say this source
+// may still serve the artifact (UNAVAILABLE, DEADLINE_EXCEEDED, DATA_LOSS, ABORTED, INTERNAL,
+// UNKNOWN, CANCELLED — a stall —, RESOURCE_EXHAUSTED). Any other code (NOT_FOUND,
+// PERMISSION_DENIED, FAILED_PRECONDITION such as an ignored Range, ...) says this source will
+// not serve it, so the next source is tried at once.
+RetryPolicy DownloadRetryPolicy();
+
 struct ChunkDownloadOptions {
-  // Attempts per chunk range before giving up (transport errors, stalls, corrupt chunks).
-  int max_attempts = 8;
-  // Exponential backoff with full jitter between attempts.
-  absl::Duration initial_backoff = absl::Milliseconds(200);
-  absl::Duration max_backoff = absl::Seconds(10);
+  // Per source; attempts count transport errors, stalls and corrupt chunks.
+  RetryPolicy retry = DownloadRetryPolicy();
   // A read that delivers no byte for this long is abandoned and retried.
   absl::Duration stall_timeout = absl::Seconds(30);
   // Bytes per second, 0 = unlimited.
@@ -103,14 +109,14 @@ struct ChunkDownloadStats {
 };
 
 // Downloads `artifact` into `partial_path` (journal: `partial_path + ".journal"`) from the
-// sources in order (the next source is tried when one fails `max_attempts` times). On success
+// sources in order (the next source is tried when one fails `retry.max_attempts` times). On success
 // the partial holds exactly the verified bytes (every chunk and so the whole-file SHA-256
 // checked, and the size) and is fsynced; the caller moves it into place. The journal is
 // removed.
 // Errors:
 // * INVALID_ARGUMENT: the manifest artifact is malformed (chain length does not match size and
 //   chunk_size, an entry not 32 bytes, a last entry that is not `digest`, bad digest,
-//   chunk_size not a multiple of 64 or over 64 MiB), no source, empty path, max_attempts < 1.
+//   chunk_size not a multiple of 64 or over 64 MiB), no source, empty path, retry.max_attempts < 1.
 // * DATA_LOSS: every source kept sending bytes that do not match, or fewer bytes than the
 //   manifest's size (the partial is kept up to the last verified chunk).
 // * UNAVAILABLE / DEADLINE_EXCEEDED: sources failed or stalled on every attempt.

@@ -46,7 +46,7 @@ class AgentFixture : public ::testing::Test {
     o.trust_root_file = root_file_;
     o.platform = v1::PLATFORM_LINUX;
     o.arch = v1::ARCH_X86_64;
-    o.download.initial_backoff = absl::Milliseconds(1);
+    o.download.retry.initial_backoff = absl::Milliseconds(1);
     return o;
   }
 

@@ -370,8 +370,8 @@ class ChunkDownloaderTest : public ::testing::Test {
 
     grpc_ = *NewGrpcSource(absl::StrCat("127.0.0.1:", server_.server().port()), "");
     partial_ = dir_.Join("model.partial");
-    options_.initial_backoff = absl::Milliseconds(100);
-    options_.max_backoff = absl::Seconds(2);
+    options_.retry.initial_backoff = absl::Milliseconds(100);
+    options_.retry.max_backoff = absl::Seconds(2);
     options_.sleep = [this](absl::Duration d) { sleeps_.push_back(d); };
   }
 
@@ -434,7 +434,7 @@ TEST_F(ChunkDownloaderTest, CorruptChunkIsRefetchedAlone) {
 }
 
 TEST_F(ChunkDownloaderTest, SourceThatAlwaysCorruptsIsDataLossAndKeepsTheVerifiedPrefix) {
-  options_.max_attempts = 3;
+  options_.retry.max_attempts = 3;
   FaultySource faulty(grpc_.get());
   faulty.CorruptChunkAlways(1);
   auto stats = Download({&faulty});
@@ -460,7 +460,7 @@ TEST_F(ChunkDownloaderTest, TruncatedStreamIsResumedWhereItStopped) {
 }
 
 TEST_F(ChunkDownloaderTest, TruncatedStreamOnEveryAttemptIsDataLoss) {
-  options_.max_attempts = 2;
+  options_.retry.max_attempts = 2;
   artifact_.set_size_bytes(kSize + 1);  // the source always ends one byte short of this
   auto stats = Download({grpc_.get()});
   EXPECT_THAT(stats, StatusIs(absl::StatusCode::kDataLoss, HasSubstr("ended after")));
@@ -490,7 +490,7 @@ TEST_F(ChunkDownloaderTest, EndlessStreamOnARefetchIsCutOffAfterTheChunk) {
 }
 
 TEST_F(ChunkDownloaderTest, WrongSizeInTheManifestIsDataLoss) {
-  options_.max_attempts = 2;
+  options_.retry.max_attempts = 2;
   artifact_.set_size_bytes(kSize - 1);  // same chunk count, last chunk one byte short
   auto stats = Download({grpc_.get()});
   EXPECT_THAT(stats, StatusIs(absl::StatusCode::kDataLoss, HasSubstr("chunk 2")));
@@ -537,7 +537,7 @@ TEST_F(ChunkDownloaderTest, AChainThatDoesNotEndInTheDigestIsRefusedBeforeAnyByt
 TEST_F(ChunkDownloaderTest, AWrongChainEntryFailsOnlyItsChunk) {
   // Entry 0 altered: chunk 0 can never verify, and chunk 1 (checked from the true entry 0)
   // is not affected by it.
-  options_.max_attempts = 2;
+  options_.retry.max_attempts = 2;
   std::string entry = artifact_.chunk_chain(0);
   entry[5] = static_cast<char>(entry[5] ^ 0x40);
   artifact_.set_chunk_chain(0, entry);
@@ -565,7 +565,7 @@ TEST_F(ChunkDownloaderTest, StalledReadIsCancelledAndRetried) {
 
 TEST_F(ChunkDownloaderTest, SourceThatAlwaysStallsIsDeadlineExceeded) {
   options_.stall_timeout = absl::Milliseconds(100);
-  options_.max_attempts = 2;
+  options_.retry.max_attempts = 2;
   StallingSource stalling(grpc_.get(), /*stalls=*/100, /*before_stall=*/0);
   auto stats = Download({&stalling});
   EXPECT_THAT(stats, StatusIs(absl::StatusCode::kDeadlineExceeded, HasSubstr("no byte for")));
@@ -576,7 +576,7 @@ TEST_F(ChunkDownloaderTest, GrpcSourceToASilentServerIsCancelledByTheWatchdog) {
   SilentServer silent;
   auto source = *NewGrpcSource(absl::StrCat("127.0.0.1:", silent.port()), "");
   options_.stall_timeout = absl::Milliseconds(300);
-  options_.max_attempts = 2;
+  options_.retry.max_attempts = 2;
   const absl::Time start = absl::Now();
   auto stats = Download({source.get()});
   EXPECT_THAT(stats, StatusIs(absl::StatusCode::kDeadlineExceeded, ::testing::_));
@@ -584,7 +584,7 @@ TEST_F(ChunkDownloaderTest, GrpcSourceToASilentServerIsCancelledByTheWatchdog) {
 }
 
 TEST_F(ChunkDownloaderTest, ResumesFromTheLastVerifiedChunkAfterAnInterruption) {
-  options_.max_attempts = 2;
+  options_.retry.max_attempts = 2;
   FaultySource dying(grpc_.get());
   dying.FailAfter((5 << 20) + 17);  // chunk 0 verified, chunk 1 half received
   auto first = Download({&dying});
@@ -605,7 +605,7 @@ TEST_F(ChunkDownloaderTest, ResumesFromTheLastVerifiedChunkAfterAnInterruption) 
 }
 
 TEST_F(ChunkDownloaderTest, CorruptJournaledChunkOnDiskIsRefetchedWithWhatFollows) {
-  options_.max_attempts = 1;
+  options_.retry.max_attempts = 1;
   FaultySource dying(grpc_.get());
   dying.FailAfter(2 * kChunk + 100);
   ASSERT_THAT(Download({&dying}), StatusIs(absl::StatusCode::kUnavailable, ::testing::_));
@@ -733,7 +733,7 @@ TEST_F(ChunkDownloaderTest, BandwidthCapPacesThroughTheInjectedSleep) {
 }
 
 TEST_F(ChunkDownloaderTest, NextSourceIsUsedWhenTheFirstKeepsFailing) {
-  options_.max_attempts = 3;
+  options_.retry.max_attempts = 3;
   FaultySource down(grpc_.get());
   down.FailAlways(absl::StatusCode::kUnavailable);
   FaultySource good(grpc_.get());
@@ -761,7 +761,7 @@ TEST_F(ChunkDownloaderTest, SourceWithoutTheArtifactIsSkippedAtOnce) {
 }
 
 TEST_F(ChunkDownloaderTest, EverySourceFailingNamesEachOne) {
-  options_.max_attempts = 2;
+  options_.retry.max_attempts = 2;
   FaultySource a(grpc_.get());
   a.CorruptChunkAlways(0);
   FaultySource b(grpc_.get());
@@ -771,7 +771,7 @@ TEST_F(ChunkDownloaderTest, EverySourceFailingNamesEachOne) {
                               AllOf(HasSubstr("every source"), HasSubstr("faulty+grpc://"))));
   EXPECT_EQ(a.reads().size(), 2u);
   EXPECT_EQ(b.reads().size(), 2u);
-  for (absl::Duration d : sleeps_) EXPECT_LE(d, options_.max_backoff);
+  for (absl::Duration d : sleeps_) EXPECT_LE(d, options_.retry.max_backoff);
 }
 
 TEST_F(ChunkDownloaderTest, GrpcSourceCancelStopsAReadInProgress) {
@@ -818,12 +818,12 @@ TEST_F(HttpSourceTest, DownloadsWithRangeRequests) {
 }
 
 TEST_F(HttpSourceTest, ResumesOverHttpAndRefetchesACorruptChunkAlone) {
-  options_.max_attempts = 1;
+  options_.retry.max_attempts = 1;
   FaultySource dying(http_.get());
   dying.FailAfter(kChunk + 5000);
   ASSERT_THAT(Download({&dying}), StatusIs(absl::StatusCode::kUnavailable, ::testing::_));
 
-  options_.max_attempts = 8;
+  options_.retry.max_attempts = 8;
   FaultySource flaky(http_.get());
   flaky.CorruptChunkOnce(2);
   auto stats = Download({&flaky});
@@ -853,7 +853,7 @@ TEST_F(HttpSourceTest, RangeIgnoredPastByteZeroIsRefused) {
   EXPECT_TRUE(got.empty());
 
   // As a download source: the resume goes to the next source instead of splicing.
-  options_.max_attempts = 1;
+  options_.retry.max_attempts = 1;
   FaultySource dying(http_.get());
   dying.FailAfter(kChunk + 5000);
   ASSERT_THAT(Download({&dying}), StatusIs(absl::StatusCode::kUnavailable, ::testing::_));
@@ -888,7 +888,7 @@ TEST_F(HttpSourceTest, SilentServerIsCancelledByTheWatchdog) {
   SilentServer silent;
   auto source = NewHttpSource(absl::StrCat("http://127.0.0.1:", silent.port(), "/m.gguf"), "");
   options_.stall_timeout = absl::Milliseconds(300);
-  options_.max_attempts = 2;
+  options_.retry.max_attempts = 2;
   const absl::Time start = absl::Now();
   auto stats = Download({source.get()});
   EXPECT_THAT(stats, StatusIs(absl::StatusCode::kDeadlineExceeded, ::testing::_));
