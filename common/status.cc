@@ -31,8 +31,12 @@ bool ReadErrorInfo(const absl::Status& status, v1::ErrorInfo* info) {
 }  // namespace
 
 absl::Status WithContext(const absl::Status& status, absl::string_view context) {
+  return WithMessage(status, absl::StrCat(context, ": ", status.message()));
+}
+
+absl::Status WithMessage(const absl::Status& status, absl::string_view message) {
   if (status.ok()) return status;
-  absl::Status out(status.code(), absl::StrCat(context, ": ", status.message()));
+  absl::Status out(status.code(), message);
   status.ForEachPayload([&out](absl::string_view type_url, const absl::Cord& payload) {
     out.SetPayload(type_url, payload);
   });

@@ -33,8 +33,10 @@ absl::Status MakeError(absl::StatusCode code, absl::string_view reason, absl::st
 absl::Status InvalidArgument(absl::string_view field, absl::string_view reason,
                              absl::string_view message);
 
-// `status` with its message prefixed by "context: ", keeping the code and every payload (the
-// ErrorInfo reason included). OK stays OK.
+// `status` with `message` instead of its own, keeping the code and every payload (the
+// ErrorInfo reason included): absl::Status(code, message) would drop the reason. OK stays OK.
+absl::Status WithMessage(const absl::Status& status, absl::string_view message);
+// WithMessage(status, "context: " + its message).
 absl::Status WithContext(const absl::Status& status, absl::string_view context);
 
 // Returns the ErrorInfo reason of `status`, or "" when it has none.

@@ -1,9 +1,7 @@
 #include "client/modeldistctl/upload.h"
 
 #include <algorithm>
-#include <cmath>
-#include <memory>
-#include <random>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -12,27 +10,13 @@
 
 namespace modeldist::ctl {
 
-bool RetryPolicy::IsRetryable(const absl::Status& status) const {
+bool IsRetryableUploadError(const RetryPolicy& policy, const absl::Status& status) {
   // Errors the CLI made itself (a file it cannot read) are never the network's fault.
-  return !status.ok() && ExitCodeFor(status) == kExitRpc &&
-         retryable_codes.count(status.code()) > 0;
-}
-
-absl::Duration RetryPolicy::Backoff(int retry, double random) const {
-  double scale = std::pow(multiplier, std::max(0, retry - 1));
-  absl::Duration base = std::min(max_backoff, initial_backoff * scale);
-  return base * (1.0 - jitter * std::clamp(random, 0.0, 1.0));
+  return ExitCodeFor(status) == kExitRpc && policy.IsRetryable(status);
 }
 
 ArtifactUploader::ArtifactUploader(RegistryClient* client, UploadOptions options)
-    : client_(client), options_(std::move(options)) {
-  if (!options_.random) {
-    auto engine = std::make_shared<std::mt19937_64>(std::random_device{}());
-    options_.random = [engine] {
-      return std::uniform_real_distribution<double>(0.0, 1.0)(*engine);
-    };
-  }
-}
+    : client_(client), options_(std::move(options)) {}
 
 absl::StatusOr<FileDigest> ArtifactUploader::Upload(HashingFileReader& file,
                                                     const std::string& upload_id,
@@ -45,26 +29,26 @@ absl::StatusOr<FileDigest> ArtifactUploader::Upload(HashingFileReader& file,
 absl::StatusOr<FileDigest> ArtifactUploader::UploadWithRetries(HashingFileReader& file,
                                                                const std::string& upload_id,
                                                                UploadStats* stats) {
-  int failures = 0;  // In a row, without progress.
+  Retrier retrier(options_.retry, RetryClock{.random = options_.random});
   int64_t last_committed = -1;
   for (;;) {
     int64_t committed = -1;
     FileDigest result;
     absl::Status status = Attempt(file, upload_id, stats, &committed, &result);
     if (status.ok()) return result;
-    if (!options_.retry.IsRetryable(status)) return status;
+    if (!IsRetryableUploadError(options_.retry, status)) return status;
     // An attempt that moved the committed size forward resets the count: a flaky link that
     // keeps making progress should finish a multi-GB upload, while a dead server still makes
     // us give up after max_attempts.
-    if (committed > last_committed && last_committed >= 0) failures = 0;
+    if (committed > last_committed && last_committed >= 0) retrier.Progressed();
     if (committed >= 0) last_committed = std::max(last_committed, committed);
-    if (++failures >= options_.retry.max_attempts) {
-      return absl::Status(status.code(), absl::StrCat(status.message(), " (gave up after ",
-                                                      failures, " attempts without progress)"));
+    std::optional<absl::Duration> wait = retrier.NextWait(status);
+    if (!wait.has_value()) {
+      return WithMessage(status, absl::StrCat(status.message(), " (gave up after ",
+                                              retrier.failures(), " attempts without progress)"));
     }
-    absl::Duration wait = options_.retry.Backoff(failures, options_.random());
-    if (options_.on_retry) options_.on_retry(status, failures, wait);
-    options_.sleep(wait);
+    if (options_.on_retry) options_.on_retry(status, retrier.failures(), *wait);
+    options_.sleep(*wait);
   }
 }
 

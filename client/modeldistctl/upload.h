@@ -7,16 +7,15 @@
 // stores the bytes only if its own hash agrees. The file is read once; see
 // HashingFileReader for the two reads a failure may add.
 //
-// A failure whose code the RetryPolicy names (by default UNAVAILABLE and DEADLINE_EXCEEDED: a
-// dropped connection, a restarting server) is retried after an exponential backoff with
-// jitter, each attempt starting again from QueryUpload, so that no byte the server already
-// holds is sent twice.
+// A failure whose code the RetryPolicy (common/retry_policy.h) names (by default UNAVAILABLE and
+// DEADLINE_EXCEEDED: a dropped connection, a restarting server) is retried after an exponential
+// backoff with jitter, each attempt starting again from QueryUpload, so that no byte the server
+// already holds is sent twice.
 #ifndef MODELDIST_CLIENT_MODELDISTCTL_UPLOAD_H_
 #define MODELDIST_CLIENT_MODELDISTCTL_UPLOAD_H_
 
 #include <cstdint>
 #include <functional>
-#include <set>
 #include <string>
 
 #include "absl/status/status.h"
@@ -26,27 +25,13 @@
 #include "client/modeldistctl/hashing_file_reader.h"
 #include "client/modeldistctl/registry_client.h"
 #include "common/digest.h"
+#include "common/retry_policy.h"
 
 namespace modeldist::ctl {
 
-// When to try again, and how long to wait first.
-struct RetryPolicy {
-  // Attempts in a row that made no progress before giving up; the first try counts.
-  int max_attempts = 5;
-  absl::Duration initial_backoff = absl::Milliseconds(500);
-  absl::Duration max_backoff = absl::Seconds(30);
-  double multiplier = 2.0;
-  // The wait is scaled by a random factor in (1 - jitter, 1], so that many clients cut off
-  // by the same outage do not come back in lockstep.
-  double jitter = 0.5;
-  std::set<absl::StatusCode> retryable_codes = {absl::StatusCode::kUnavailable,
-                                                absl::StatusCode::kDeadlineExceeded};
-
-  bool IsRetryable(const absl::Status& status) const;
-  // The wait before retry number `retry` (1 for the first retry); `random` in [0, 1) picks
-  // the jitter. min(max_backoff, initial_backoff * multiplier^(retry-1)) * (1 - jitter*random).
-  absl::Duration Backoff(int retry, double random) const;
-};
+// True when Upload tries again after `status`: an error of the server or the network (not
+// one the CLI made itself, such as a file it cannot read) whose code `policy` retries.
+bool IsRetryableUploadError(const RetryPolicy& policy, const absl::Status& status);
 
 struct UploadOptions {
   // Bytes of file data per WriteArtifact message (the server accepts up to 4 MiB).
@@ -59,7 +44,7 @@ struct UploadOptions {
   RetryPolicy retry;
   // Injectable for tests.
   std::function<void(absl::Duration)> sleep = absl::SleepFor;
-  std::function<double()> random;  // [0, 1); a seeded engine when empty.
+  std::function<double()> random;  // [0, 1); a seeded engine when empty (RetryClock).
   // Called with the file position after every message sent, and while a committed prefix is
   // read again to rebuild the hash.
   std::function<void(int64_t position)> on_progress;

@@ -29,32 +29,19 @@ using ::testing::_;
 using ::testing::AllOf;
 using ::testing::HasSubstr;
 
-TEST(RetryPolicyTest, RetriesOnlyTheNamedCodesOfServerErrors) {
+// The policy itself (codes, backoff, jitter) is tested in tests/common/retry_policy_test.cc;
+// this is what the upload adds to it.
+TEST(UploadRetryTest, RetriesOnlyTheNamedCodesOfServerErrors) {
   RetryPolicy policy;
-  EXPECT_TRUE(policy.IsRetryable(absl::UnavailableError("x")));
-  EXPECT_TRUE(policy.IsRetryable(absl::DeadlineExceededError("x")));
-  EXPECT_FALSE(policy.IsRetryable(absl::OkStatus()));
-  EXPECT_FALSE(policy.IsRetryable(absl::NotFoundError("x")));
-  EXPECT_FALSE(policy.IsRetryable(absl::DataLossError("x")));
-  EXPECT_FALSE(policy.IsRetryable(absl::UnauthenticatedError("x")));
-  EXPECT_FALSE(policy.IsRetryable(LocalError(absl::UnavailableError("disk"))));
+  EXPECT_TRUE(IsRetryableUploadError(policy, absl::UnavailableError("x")));
+  EXPECT_TRUE(IsRetryableUploadError(policy, absl::DeadlineExceededError("x")));
+  EXPECT_FALSE(IsRetryableUploadError(policy, absl::OkStatus()));
+  EXPECT_FALSE(IsRetryableUploadError(policy, absl::NotFoundError("x")));
+  EXPECT_FALSE(IsRetryableUploadError(policy, absl::DataLossError("x")));
+  EXPECT_FALSE(IsRetryableUploadError(policy, absl::UnauthenticatedError("x")));
+  EXPECT_FALSE(IsRetryableUploadError(policy, LocalError(absl::UnavailableError("disk"))));
   policy.retryable_codes.insert(absl::StatusCode::kAborted);
-  EXPECT_TRUE(policy.IsRetryable(absl::AbortedError("x")));
-}
-
-TEST(RetryPolicyTest, BackoffGrowsExponentiallyUpToTheCapWithJitterBelow) {
-  RetryPolicy policy;
-  policy.initial_backoff = absl::Seconds(1);
-  policy.max_backoff = absl::Seconds(10);
-  policy.multiplier = 2;
-  policy.jitter = 0.5;
-  EXPECT_EQ(policy.Backoff(1, 0.0), absl::Seconds(1));
-  EXPECT_EQ(policy.Backoff(2, 0.0), absl::Seconds(2));
-  EXPECT_EQ(policy.Backoff(3, 0.0), absl::Seconds(4));
-  EXPECT_EQ(policy.Backoff(5, 0.0), absl::Seconds(10));
-  EXPECT_EQ(policy.Backoff(50, 0.0), absl::Seconds(10));
-  EXPECT_EQ(policy.Backoff(2, 0.5), absl::Milliseconds(1500));
-  EXPECT_GT(policy.Backoff(2, 0.999), absl::Seconds(1));
+  EXPECT_TRUE(IsRetryableUploadError(policy, absl::AbortedError("x")));
 }
 
 constexpr char kUploadId[] = "ctl-test-0123456789abcdef";
