@@ -16,7 +16,6 @@
 // process involved; the targets are >= 1.3x P_verify and a peak RSS < 64 MiB.
 #include <signal.h>
 #include <sys/resource.h>
-#include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -68,20 +67,6 @@ struct Resources {
     if (!dir.empty()) RemoveTree(dir);
   }
 };
-
-// Fails unless the file system holding `dir` has `need` bytes free (plus 1 GiB of slack).
-absl::Status CheckFreeSpace(const std::string& dir, int64_t need) {
-  struct statvfs st {};
-  if (::statvfs(dir.c_str(), &st) != 0) return ErrnoStatus(errno, dir);
-  const int64_t free_bytes = static_cast<int64_t>(st.f_bavail) * static_cast<int64_t>(st.f_frsize);
-  const int64_t slack = int64_t{1} << 30;
-  if (free_bytes < need + slack) {
-    return absl::ResourceExhaustedError(absl::StrFormat(
-        "%s has %.1f GiB free; this phase needs %.1f GiB (+1 GiB slack)", dir,
-        free_bytes / double(1 << 30), need / double(1 << 30)));
-  }
-  return absl::OkStatus();
-}
 
 // One timed run: wall-clock seconds, CPU seconds of every process involved (client and
 // server), and for the agent its peak RSS.
