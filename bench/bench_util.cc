@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <netinet/in.h>
 #include <openssl/evp.h>
 #include <sched.h>
@@ -10,6 +11,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -478,6 +480,39 @@ absl::StatusOr<Published> PublishFile(const std::shared_ptr<grpc::Channel>& chan
   return published;
 }
 
+absl::Status CheckFreeSpace(const std::string& dir, int64_t need) {
+  struct statvfs st {};
+  if (::statvfs(dir.c_str(), &st) != 0) return ErrnoStatus(errno, dir);
+  const int64_t free_bytes = static_cast<int64_t>(st.f_bavail) * static_cast<int64_t>(st.f_frsize);
+  const int64_t slack = int64_t{1} << 30;
+  if (free_bytes < need + slack) {
+    return absl::ResourceExhaustedError(
+        absl::StrFormat("%s has %.1f GiB free; this phase needs %.1f GiB (+1 GiB slack)", dir,
+                        free_bytes / double(1 << 30), need / double(1 << 30)));
+  }
+  return absl::OkStatus();
+}
+
+std::string DropPageCache(const std::string& file) {
+  ::sync();
+  {
+    std::ofstream drop("/proc/sys/vm/drop_caches");
+    drop << "3" << std::flush;
+    if (drop.good()) return "drop_caches";
+  }
+  const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    ::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+    ::close(fd);
+  }
+  return "fadvise";
+}
+
+bool OnTmpfs(const std::string& dir) {
+  struct statfs st {};
+  return ::statfs(dir.c_str(), &st) == 0 && st.f_type == TMPFS_MAGIC;
+}
+
 absl::StatusOr<std::string> MakeTempDir(const std::string& parent, const std::string& tag) {
   std::string pattern = absl::StrCat(parent, "/modeldist-bench-", tag, "-XXXXXX");
   if (::mkdtemp(pattern.data()) == nullptr) return ErrnoStatus(errno, pattern);
@@ -580,19 +615,6 @@ int DriverExit(const std::string& driver, const absl::Status& status) {
   if (status.ok()) return 0;
   std::cerr << driver << " failed: " << status << "\n";
   return 1;
-}
-
-absl::Status CheckFreeSpace(const std::string& dir, int64_t need) {
-  struct statvfs st {};
-  if (::statvfs(dir.c_str(), &st) != 0) return ErrnoStatus(errno, dir);
-  const int64_t free_bytes = static_cast<int64_t>(st.f_bavail) * static_cast<int64_t>(st.f_frsize);
-  const int64_t slack = int64_t{1} << 30;
-  if (free_bytes < need + slack) {
-    return absl::ResourceExhaustedError(
-        absl::StrFormat("%s has %.1f GiB free; this phase needs %.1f GiB (+1 GiB slack)", dir,
-                        free_bytes / double(1 << 30), need / double(1 << 30)));
-  }
-  return absl::OkStatus();
 }
 
 std::string MedianRange(const std::vector<double>& values, int precision) {

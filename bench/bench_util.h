@@ -127,6 +127,18 @@ absl::StatusOr<Published> PublishFile(const std::shared_ptr<grpc::Channel>& chan
 
 // ---- Helpers -------------------------------------------------------------------------------
 
+// Fails unless the file system holding `dir` has `need` bytes free (plus 1 GiB of slack).
+absl::Status CheckFreeSpace(const std::string& dir, int64_t need);
+
+// How a timed step starts cold: sync(2), so that no write-back of an earlier step lands in it,
+// then the page cache emptied (/proc/sys/vm/drop_caches, as root) so that `file` is read from
+// the disk. Without the rights for that, only `file`'s pages are evicted
+// (posix_fadvise(DONTNEED)). Returns which of the two was done: "drop_caches" or "fadvise".
+std::string DropPageCache(const std::string& file);
+
+// True when `dir` is on tmpfs (memory, not a disk).
+bool OnTmpfs(const std::string& dir);
+
 // mkdtemp under `parent` with `tag` in the name, mode 0755 (nginx workers read from it);
 // remove it with RemoveTree.
 absl::StatusOr<std::string> MakeTempDir(const std::string& parent, const std::string& tag);
@@ -174,9 +186,6 @@ std::optional<int> ParseDriverFlags(Flags& flags, int argc, char** argv, const s
 
 // The driver's exit code for the outcome of its run (1 with the error on stderr).
 int DriverExit(const std::string& driver, const absl::Status& status);
-
-// Fails unless the file system holding `dir` has `need` bytes free (plus 1 GiB of slack).
-absl::Status CheckFreeSpace(const std::string& dir, int64_t need);
 
 }  // namespace modeldist::bench
 

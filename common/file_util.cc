@@ -78,17 +78,36 @@ absl::Status PwriteAll(int fd, const char* data, size_t size, int64_t offset,
   return absl::OkStatus();
 }
 
-absl::StatusOr<size_t> PreadAll(int fd, char* buf, size_t size, int64_t offset,
-                                const std::string& path) {
+namespace {
+
+// Calls `read_some(dest, count, done)` (read or pread of `count` bytes into `dest`, `done` bytes
+// in) until `size` bytes or the end, retrying on EINTR and short reads.
+template <typename ReadSome>
+absl::StatusOr<size_t> ReadUntilFull(char* buf, size_t size, const std::string& path,
+                                     ReadSome read_some) {
   size_t done = 0;
   while (done < size) {
-    ssize_t n = ::pread(fd, buf + done, size - done, offset + static_cast<int64_t>(done));
+    ssize_t n = read_some(buf + done, size - done, done);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return ErrnoStatus(errno, absl::StrCat("read ", path));
     if (n == 0) break;
     done += static_cast<size_t>(n);
   }
   return done;
+}
+
+}  // namespace
+
+absl::StatusOr<size_t> PreadAll(int fd, char* buf, size_t size, int64_t offset,
+                                const std::string& path) {
+  return ReadUntilFull(buf, size, path, [&](char* dest, size_t count, size_t done) {
+    return ::pread(fd, dest, count, offset + static_cast<int64_t>(done));
+  });
+}
+
+absl::StatusOr<size_t> ReadAll(int fd, char* buf, size_t size, const std::string& path) {
+  return ReadUntilFull(buf, size, path,
+                       [&](char* dest, size_t count, size_t) { return ::read(fd, dest, count); });
 }
 
 absl::Status FsyncDir(const std::string& dir) {

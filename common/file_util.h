@@ -44,6 +44,10 @@ absl::Status PwriteAll(int fd, const char* data, size_t size, int64_t offset,
 absl::StatusOr<size_t> PreadAll(int fd, char* buf, size_t size, int64_t offset,
                                 const std::string& path);
 
+// Like PreadAll, at the fd's current position (read): also for pipes, which return short reads
+// whenever their writer has not written more yet.
+absl::StatusOr<size_t> ReadAll(int fd, char* buf, size_t size, const std::string& path);
+
 // Owns a file descriptor: closed on destruction unless released. Movable, not copyable.
 class ScopedFd {
  public:

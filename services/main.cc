@@ -9,6 +9,7 @@
 #include "absl/time/time.h"
 #include "common/file_util.h"
 #include "common/flags.h"
+#include "common/malloc_tuning.h"
 #include "services/admin_auth.h"
 #include "services/server.h"
 
@@ -41,6 +42,7 @@ int Fail(const std::string& message) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  modeldist::KeepFreedHeapForReuse();
   modeldist::Flags flags;
   flags.Add("listen", "HOST:PORT", "127.0.0.1:8470", "address to serve on; port 0 picks one");
   flags.Add("data-dir", "DIR", "modeldist-data", "catalog, blobs and keys live here");

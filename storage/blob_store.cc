@@ -51,6 +51,10 @@ constexpr size_t kRehashChunk = 1 << 20;
 // Records kept in memory; 4096 sidecars of 16 GiB blobs would be 512 MiB, but stores that big
 // hold far fewer blobs, and a typical record is a few KiB.
 constexpr size_t kMaxCachedRecords = 4096;
+// An upload starts the write-back of its partial every this many bytes (sync_file_range), so
+// the disk writes while the rest arrives and the fsync before the rename has at most this much
+// left to write, instead of the whole blob.
+constexpr int64_t kWriteBehindBytes = 8 << 20;
 
 bool IsHex64(absl::string_view hex) {
   if (hex.size() != 64) return false;
@@ -143,6 +147,8 @@ struct BlobStore::Upload {
   bool loaded ABSL_GUARDED_BY(mu) = false;
   BlobHasher hash ABSL_GUARDED_BY(mu);
   int64_t offset ABSL_GUARDED_BY(mu) = 0;
+  // Bytes of the partial whose write-back was started (see kWriteBehindBytes).
+  int64_t written_back ABSL_GUARDED_BY(mu) = 0;
   dev_t dev ABSL_GUARDED_BY(mu) = 0;
   ino_t ino ABSL_GUARDED_BY(mu) = 0;
   struct timespec mtime ABSL_GUARDED_BY(mu) = {};
@@ -151,6 +157,7 @@ struct BlobStore::Upload {
     loaded = true;
     hash = BlobHasher();
     offset = 0;
+    written_back = 0;
     dev = 0;
     ino = 0;
     mtime = {};
@@ -192,6 +199,7 @@ struct BlobStore::Upload {
     if (::fstat(fd.get(), &st) != 0) return ErrnoStatus(errno, absl::StrCat("stat ", path));
     hash = rebuilt;
     offset = size;
+    written_back = 0;
     loaded = true;
     Remember(st);
     return fd;
@@ -549,6 +557,12 @@ absl::Status BlobStore::AppendLocked(Upload& upload, absl::string_view key, int6
   }
   upload.hash.Update(data);
   upload.offset += static_cast<int64_t>(data.size());
+  if (upload.offset - upload.written_back >= kWriteBehindBytes) {
+    // Only starts the write; CommitLocked's fsync still makes it durable and reports any error.
+    ::sync_file_range(fd.get(), upload.written_back, upload.offset - upload.written_back,
+                      SYNC_FILE_RANGE_WRITE);
+    upload.written_back = upload.offset;
+  }
   struct stat st;
   if (::fstat(fd.get(), &st) == 0) {
     upload.Remember(st);

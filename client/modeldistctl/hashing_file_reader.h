@@ -5,6 +5,11 @@
 // 16 GiB model costs 16 GiB of reads, not 32. Works on pipes (FIFOs) too, which can only be
 // read once.
 //
+// A regular file is read ahead of the caller by a thread of its own (ReadAhead in the .cc), in
+// aligned blocks: from the page cache when a block is all there, else straight from the disk
+// (O_DIRECT), which spares the cost of filling the page cache with a file that is read once. The
+// disk reads while the caller hashes and sends what came before. Pipes are read as they come.
+//
 // Bytes are read a second time only after a failure, and only through the two calls made for
 // it:
 //   - SkipTo: the server already holds a prefix of the file (a run before this one was
@@ -12,7 +17,8 @@
 //     simply reading on, since a pipe's earlier bytes went to the run that was interrupted.
 //   - Reread: a broken stream lost bytes the server had not committed yet; a regular file
 //     gives them again, not hashed again. A pipe cannot, which is a local error.
-// bytes_read() counts every byte read, so tests can check the rule.
+// bytes_read() counts every byte handed out (blocks read ahead count once they are), so tests
+// can check the rule.
 #ifndef MODELDIST_CLIENT_MODELDISTCTL_HASHING_FILE_READER_H_
 #define MODELDIST_CLIENT_MODELDISTCTL_HASHING_FILE_READER_H_
 
@@ -20,6 +26,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <utility>
 
@@ -36,8 +43,9 @@ class HashingFileReader {
   // pipe. A local error (errors.h) otherwise.
   static absl::StatusOr<HashingFileReader> Open(const std::string& path);
 
-  HashingFileReader(HashingFileReader&&) = default;
-  HashingFileReader& operator=(HashingFileReader&&) = default;
+  HashingFileReader(HashingFileReader&&) noexcept;
+  HashingFileReader& operator=(HashingFileReader&&) noexcept;
+  ~HashingFileReader();
 
   const std::string& path() const { return path_; }
   bool is_pipe() const { return S_ISFIFO(opened_.st_mode); }
@@ -49,7 +57,7 @@ class HashingFileReader {
   int64_t position() const { return hash_.bytes(); }
   // True once ReadNext reached the end: size() bytes of a regular file, or EOF of a pipe.
   bool at_end() const { return at_end_; }
-  // Every byte read from the file so far, rereads included.
+  // Every byte handed out so far (ReadNext, SkipTo, ReadToEnd, Reread), rereads included.
   int64_t bytes_read() const { return bytes_read_; }
 
   // Reads the next bytes, up to `max`, into `out` (resized to what was read) and hashes them.
@@ -77,12 +85,15 @@ class HashingFileReader {
   std::string DigestHex() const;
 
  private:
-  HashingFileReader(std::string path, ScopedFd fd, const struct stat& opened)
-      : path_(std::move(path)), fd_(std::move(fd)), opened_(opened) {}
+  class ReadAhead;
+
+  HashingFileReader(std::string path, ScopedFd fd, const struct stat& opened);
 
   std::string path_;
   ScopedFd fd_;
   struct stat opened_;
+  // Regular files only, from the first ReadNext on.
+  std::unique_ptr<ReadAhead> read_ahead_;
   Sha256 hash_;
   bool at_end_ = false;
   int64_t bytes_read_ = 0;
