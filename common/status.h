@@ -34,7 +34,8 @@ absl::Status InvalidArgument(absl::string_view field, absl::string_view reason,
                              absl::string_view message);
 
 // `status` with `message` instead of its own, keeping the code and every payload (the
-// ErrorInfo reason included): absl::Status(code, message) would drop the reason. OK stays OK.
+// ErrorInfo reason included); a status built anew from the code and a message would drop the
+// reason. OK stays OK.
 absl::Status WithMessage(const absl::Status& status, absl::string_view message);
 // WithMessage(status, "context: " + its message).
 absl::Status WithContext(const absl::Status& status, absl::string_view context);
