@@ -23,12 +23,13 @@ namespace {
 
 // Buffer size of SkipTo and ReadToEnd; the upload's own messages size ReadNext.
 constexpr int64_t kSkipChunk = 1 << 20;
-// Read-ahead: blocks of this size, at offsets that are multiples of it (the upload's messages,
-// 1 MiB by default, then each take one block).
-constexpr int64_t kBlockBytes = 1 << 20;
-// Blocks read or being read ahead of the caller, the one it reads included: enough for the
-// disk to stay busy while the caller hashes and sends a block, small next to the file.
-constexpr int kBlocks = 4;
+// Read-ahead: blocks of this size, at offsets that are multiples of it, read one at a time. One
+// request per block: disks serve 4 MiB requests about twice as fast as 1 MiB ones (no other
+// request is queued behind them), and the upload's 1 MiB messages take a quarter block each.
+constexpr int64_t kBlockBytes = 4 << 20;
+// Blocks read or being read ahead of the caller, the one it reads included: the disk stays busy
+// while the caller hashes and sends a block, and 12 MiB is small next to a model file.
+constexpr int kBlocks = 3;
 // O_DIRECT wants buffers, offsets and lengths aligned to the device's logical block size;
 // 4096 is a multiple of every common one.
 constexpr size_t kDirectAlign = 4096;
