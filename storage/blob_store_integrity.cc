@@ -8,8 +8,6 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <cstdlib>
-#include <memory>
 #include <string>
 #include <vector>
 
@@ -27,7 +25,6 @@ namespace {
 // Reads of a scrub: a multiple of the 4 KiB that O_DIRECT needs, and a divisor of the chunk.
 constexpr size_t kVerifyReadBytes = 1 << 20;
 static_assert(kChunkDigestBytes % kVerifyReadBytes == 0);
-constexpr size_t kDirectAlignment = 4096;
 
 bool IsHex64Name(absl::string_view name) {
   return name.size() == 64 && std::all_of(name.begin(), name.end(), [](char c) {
@@ -38,10 +35,6 @@ bool IsHex64Name(absl::string_view name) {
 std::string QuarantineDir(const std::string& root, absl::string_view hex) {
   return absl::StrCat(root, "/quarantine/", hex);
 }
-
-struct FreeDeleter {
-  void operator()(char* p) const { std::free(p); }
-};
 
 }  // namespace
 
@@ -113,28 +106,28 @@ absl::Status BlobStore::Verify(absl::string_view hex,
     if (!fd.valid()) return ErrnoStatus(errno, absl::StrCat("open ", path));
     ::posix_fadvise(fd.get(), 0, 0, POSIX_FADV_DONTNEED);
   }
-  void* raw = nullptr;
-  if (::posix_memalign(&raw, kDirectAlignment, kVerifyReadBytes) != 0) {
+  AlignedBuffer buf = AllocateAligned(kVerifyReadBytes);
+  if (buf == nullptr) {
     return MakeError(absl::StatusCode::kResourceExhausted, "OUT_OF_MEMORY",
                      "no memory for the scrub's read buffer");
   }
-  std::unique_ptr<char, FreeDeleter> buf(static_cast<char*>(raw));
 
   ChunkChainBuilder chain(kChunkDigestBytes);
   int64_t offset = 0;
   while (offset < record.size()) {
-    ssize_t n = ::pread(fd.get(), buf.get(), kVerifyReadBytes, offset);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && errno == EINVAL && direct) {  // the file system refuses direct reads after all
+    absl::StatusOr<size_t> n =
+        direct ? PreadDirect(fd.get(), buf.get(), kVerifyReadBytes, offset, path)
+               : PreadAll(fd.get(), buf.get(), kVerifyReadBytes, offset, path);
+    if (!n.ok() && direct) {  // the file system refuses direct reads after all
       fd = ScopedFd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
       if (!fd.valid()) return ErrnoStatus(errno, absl::StrCat("open ", path));
       ::posix_fadvise(fd.get(), 0, 0, POSIX_FADV_DONTNEED);
       direct = false;
       continue;
     }
-    if (n < 0) return ErrnoStatus(errno, absl::StrCat("read ", path));
-    if (n == 0) break;
-    const int64_t take = std::min<int64_t>(n, record.size() - offset);
+    if (!n.ok()) return n.status();
+    if (*n == 0) break;
+    const int64_t take = std::min<int64_t>(static_cast<int64_t>(*n), record.size() - offset);
     chain.Update(absl::string_view(buf.get(), static_cast<size_t>(take)));
     offset += take;
     if (on_read && !on_read(take)) {
