@@ -1,6 +1,7 @@
 // BlobStore's integrity side: listing, re-reading from disk for a scrub, and quarantine. Kept
-// apart from blob_store.cc, which is about getting verified bytes in; this is about finding
-// out later that they are no longer what was verified.
+// apart from the uploads (blob_store_uploads.cc, blob_store_sessions.cc), which are about
+// getting verified bytes in; this is about finding out later that they are no longer what was
+// verified.
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -18,6 +19,7 @@
 #include "common/file_util.h"
 #include "common/status.h"
 #include "storage/blob_store.h"
+#include "storage/blob_store_internal.h"
 
 namespace modeldist::storage {
 namespace {
@@ -26,12 +28,6 @@ namespace {
 constexpr size_t kVerifyReadBytes = 1 << 20;
 static_assert(kChunkDigestBytes % kVerifyReadBytes == 0);
 
-bool IsHex64Name(absl::string_view name) {
-  return name.size() == 64 && std::all_of(name.begin(), name.end(), [](char c) {
-           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
-         });
-}
-
 std::string QuarantineDir(const std::string& root, absl::string_view hex) {
   return absl::StrCat(root, "/quarantine/", hex);
 }
@@ -39,13 +35,13 @@ std::string QuarantineDir(const std::string& root, absl::string_view hex) {
 }  // namespace
 
 bool BlobStore::WasQuarantined(absl::string_view hex) const {
-  if (!IsHex64Name(hex)) return false;
+  if (!IsHex64(hex)) return false;
   struct stat st;
   return ::stat(QuarantineDir(root_, hex).c_str(), &st) == 0 && S_ISDIR(st.st_mode);
 }
 
 absl::Status BlobStore::Quarantine(absl::string_view hex, absl::string_view details) {
-  if (!IsHex64Name(hex)) {
+  if (!IsHex64(hex)) {
     return InvalidArgument("digest", "INVALID_DIGEST", "a blob digest is 64 lowercase hex digits");
   }
   const std::string dir = QuarantineDir(root_, hex);
@@ -81,7 +77,7 @@ absl::StatusOr<std::vector<std::string>> BlobStore::ListBlobs() const {
     DIR* dir = ::opendir(path.c_str());
     if (dir == nullptr) continue;  // not a directory
     while (struct dirent* e = ::readdir(dir)) {
-      if (IsHex64Name(e->d_name) && absl::string_view(e->d_name).substr(0, 2) == sub) {
+      if (IsHex64(e->d_name) && absl::string_view(e->d_name).substr(0, 2) == sub) {
         out.emplace_back(e->d_name);
       }
     }
