@@ -25,6 +25,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <iterator>
 #include <sstream>
 #include <thread>
@@ -465,19 +466,6 @@ absl::StatusOr<Published> PublishFile(const std::shared_ptr<grpc::Channel>& chan
   return published;
 }
 
-absl::Status CheckFreeSpace(const std::string& dir, int64_t need) {
-  struct statvfs st {};
-  if (::statvfs(dir.c_str(), &st) != 0) return ErrnoStatus(errno, dir);
-  const int64_t free_bytes = static_cast<int64_t>(st.f_bavail) * static_cast<int64_t>(st.f_frsize);
-  const int64_t slack = int64_t{1} << 30;
-  if (free_bytes < need + slack) {
-    return absl::ResourceExhaustedError(
-        absl::StrFormat("%s has %.1f GiB free; this phase needs %.1f GiB (+1 GiB slack)", dir,
-                        free_bytes / double(1 << 30), need / double(1 << 30)));
-  }
-  return absl::OkStatus();
-}
-
 std::string DropPageCache(const std::string& file) {
   ::sync();
   {
@@ -580,6 +568,37 @@ double Min(const std::vector<double>& values) {
 
 double Max(const std::vector<double>& values) {
   return values.empty() ? 0 : *std::max_element(values.begin(), values.end());
+}
+
+std::optional<int> ParseDriverFlags(Flags& flags, int argc, char** argv, const std::string& about) {
+  if (absl::Status s = flags.Parse(argc, argv); !s.ok()) {
+    std::cerr << s.message() << "\n";
+    return 2;
+  }
+  if (flags.GetBool("help")) {
+    std::cout << about << "\n" << flags.Help();
+    return 0;
+  }
+  return std::nullopt;
+}
+
+int DriverExit(const std::string& driver, const absl::Status& status) {
+  if (status.ok()) return 0;
+  std::cerr << driver << " failed: " << status << "\n";
+  return 1;
+}
+
+absl::Status CheckFreeSpace(const std::string& dir, int64_t need) {
+  struct statvfs st {};
+  if (::statvfs(dir.c_str(), &st) != 0) return ErrnoStatus(errno, dir);
+  const int64_t free_bytes = static_cast<int64_t>(st.f_bavail) * static_cast<int64_t>(st.f_frsize);
+  const int64_t slack = int64_t{1} << 30;
+  if (free_bytes < need + slack) {
+    return absl::ResourceExhaustedError(
+        absl::StrFormat("%s has %.1f GiB free; this phase needs %.1f GiB (+1 GiB slack)", dir,
+                        free_bytes / double(1 << 30), need / double(1 << 30)));
+  }
+  return absl::OkStatus();
 }
 
 std::string MedianRange(const std::vector<double>& values, int precision) {

@@ -15,11 +15,13 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "common/digest.h"
+#include "common/flags.h"
 
 namespace modeldist::bench {
 
@@ -113,9 +115,6 @@ absl::StatusOr<Published> PublishFile(const std::shared_ptr<grpc::Channel>& chan
 
 // ---- Helpers -------------------------------------------------------------------------------
 
-// Fails unless the file system holding `dir` has `need` bytes free (plus 1 GiB of slack).
-absl::Status CheckFreeSpace(const std::string& dir, int64_t need);
-
 // How a timed step starts cold: sync(2), so that no write-back of an earlier step lands in it,
 // then the page cache emptied (/proc/sys/vm/drop_caches, as root) so that `file` is read from
 // the disk. Without the rights for that, only `file`'s pages are evicted
@@ -149,6 +148,29 @@ std::string MedianRange(const std::vector<double>& values, int precision = 2);
 
 // Gigabytes (10^9) per second.
 inline double GBps(int64_t bytes, double seconds) { return bytes / seconds / 1e9; }
+
+// ---- Driver ----------------------------------------------------------------------------------
+
+// What one driver run starts and creates, released whatever happens: the scratch directory
+// (removed) and the modeldist-server (stopped by PID).
+struct Scratch {
+  std::string dir;
+  pid_t server = -1;
+  ~Scratch() {
+    StopChild(server);
+    if (!dir.empty()) RemoveTree(dir);
+  }
+};
+
+// Parses the driver's flags; with --help prints `about` and the flags. Returns the exit code
+// when the driver should stop now (2 after a bad flag, 0 after --help).
+std::optional<int> ParseDriverFlags(Flags& flags, int argc, char** argv, const std::string& about);
+
+// The driver's exit code for the outcome of its run (1 with the error on stderr).
+int DriverExit(const std::string& driver, const absl::Status& status);
+
+// Fails unless the file system holding `dir` has `need` bytes free (plus 1 GiB of slack).
+absl::Status CheckFreeSpace(const std::string& dir, int64_t need);
 
 }  // namespace modeldist::bench
 
