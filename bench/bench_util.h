@@ -127,9 +127,6 @@ absl::StatusOr<Published> PublishFile(const std::shared_ptr<grpc::Channel>& chan
 
 // ---- Helpers -------------------------------------------------------------------------------
 
-// Fails unless the file system holding `dir` has `need` bytes free (plus 1 GiB of slack).
-absl::Status CheckFreeSpace(const std::string& dir, int64_t need);
-
 // How a timed step starts cold: sync(2), so that no write-back of an earlier step lands in it,
 // then the page cache emptied (/proc/sys/vm/drop_caches, as root) so that `file` is read from
 // the disk. Without the rights for that, only `file`'s pages are evicted

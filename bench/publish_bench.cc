@@ -20,6 +20,7 @@
 
 #include <iostream>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -43,16 +44,6 @@ struct Config {
   std::string server_bin;
   std::string ctl_bin;
   std::string tmp_parent;
-};
-
-// Everything started or created by the run, released in ~Resources whatever happens.
-struct Resources {
-  std::string dir;
-  pid_t server = -1;
-  ~Resources() {
-    StopChild(server);
-    if (!dir.empty()) RemoveTree(dir);
-  }
 };
 
 // One timed step: wall-clock seconds and CPU seconds of the processes involved.
@@ -135,7 +126,7 @@ class Table {
 };
 
 absl::Status Run(const Config& config) {
-  Resources res;
+  Scratch res;
   MD_ASSIGN_OR_RETURN(res.dir, MakeTempDir(config.tmp_parent, "publish"));
   if (OnTmpfs(res.dir) && !config.allow_tmpfs) {
     return absl::FailedPreconditionError(
@@ -227,14 +218,9 @@ int main(int argc, char** argv) {
   flags.Add("tmp", "DIR", "/tmp", "a directory on the disk to measure (deleted at the end)");
   flags.AddBool("allow-tmpfs", "run even when --tmp is on tmpfs (no write-back to compare)");
   flags.AddBool("help", "show this help");
-  if (auto s = flags.Parse(argc, argv); !s.ok()) {
-    std::cerr << s.message() << "\n";
-    return 2;
-  }
-  if (flags.GetBool("help")) {
-    std::cout << "publish_bench: modeldistctl publish vs cp + sync of the same file\n"
-              << flags.Help();
-    return 0;
+  if (std::optional<int> code = bench::ParseDriverFlags(
+          flags, argc, argv, "publish_bench: modeldistctl publish vs cp + sync of the same file")) {
+    return *code;
   }
   bench::Config config;
   auto size = flags.GetInt("size");
@@ -249,10 +235,5 @@ int main(int argc, char** argv) {
   config.server_bin = flags.Get("server-bin");
   config.ctl_bin = flags.Get("ctl-bin");
   config.tmp_parent = flags.Get("tmp");
-  absl::Status status = bench::Run(config);
-  if (!status.ok()) {
-    std::cerr << "publish_bench failed: " << status << "\n";
-    return 1;
-  }
-  return 0;
+  return bench::DriverExit("publish_bench", bench::Run(config));
 }

@@ -31,8 +31,8 @@ command -v wrk >/dev/null ||
 # shellcheck disable=SC2086
 cmake -S "$repo" -B "$build" -DCMAKE_BUILD_TYPE=Release -DMODELDIST_BUILD_TESTS=OFF \
   -DMODELDIST_BUILD_BENCH=ON ${CMAKE_ARGS:-} >/dev/null
-cmake --build "$build" -j "$jobs" --target modeldist-server modeldist-agent download_bench manifest_bench \
-  rss_bench agent_bench
+cmake --build "$build" -j "$jobs" --target modeldist-server modeldist-agent modeldistctl download_bench \
+  manifest_bench rss_bench agent_bench publish_bench
 
 mkdir -p "$results"
 if ((quick)); then
@@ -40,11 +40,13 @@ if ((quick)); then
   manifest_args=(--reps 1 --duration 2)
   rss_args=(--sizes 64MiB,256MiB --clients 8)
   agent_args=(--size 256MiB --reps 1)
+  publish_args=(--size 256MiB --reps 1)
 else
   download_args=()
   manifest_args=()
   rss_args=()
   agent_args=()
+  publish_args=()
 fi
 [[ "${AGENT_BIG:-0}" == 1 ]] && agent_args+=(--big)
 
@@ -69,10 +71,16 @@ run manifest_bench manifest_bench --tmp "$tmp" "${manifest_args[@]}"
 run manifest_bench_shared manifest_bench --tmp "$tmp" --placement shared "${manifest_args[@]}"
 run rss_bench rss_bench --tmp "$tmp" "${rss_args[@]}"
 run agent_bench agent_bench --tmp "$tmp" "${agent_args[@]}"
+# Publishing ends in an fsync, so this one needs BENCH_TMP on a disk (it refuses tmpfs).
+if [[ "$(stat -f -c %T "$tmp")" == tmpfs ]]; then
+  echo "run_all.sh: $tmp is tmpfs; publish_bench skipped (set BENCH_TMP to a disk)" >&2
+else
+  run publish_bench publish_bench --tmp "$tmp" "${publish_args[@]}"
+fi
 
 echo
 echo "Summary (also in $results):"
 for f in download_bench download_bench_tmpfs manifest_bench manifest_bench_shared rss_bench \
-  agent_bench; do
+  agent_bench publish_bench; do
   [[ -f "$results/$f.txt" ]] && grep -h '^RESULT' "$results/$f.txt" | sed "s/^/$f: /"
 done

@@ -81,9 +81,10 @@ absl::Status PwriteAll(int fd, const char* data, size_t size, int64_t offset,
 namespace {
 
 // Calls `read_some(dest, count, done)` (read or pread of `count` bytes into `dest`, `done` bytes
-// in) until `size` bytes or the end, retrying on EINTR and short reads.
+// in) until `size` bytes or the end, retrying on EINTR and short reads. With `direct`, a count
+// that leaves `done` unaligned is the end (see PreadDirect).
 template <typename ReadSome>
-absl::StatusOr<size_t> ReadUntilFull(char* buf, size_t size, const std::string& path,
+absl::StatusOr<size_t> ReadUntilFull(char* buf, size_t size, const std::string& path, bool direct,
                                      ReadSome read_some) {
   size_t done = 0;
   while (done < size) {
@@ -92,6 +93,7 @@ absl::StatusOr<size_t> ReadUntilFull(char* buf, size_t size, const std::string& 
     if (n < 0) return ErrnoStatus(errno, absl::StrCat("read ", path));
     if (n == 0) break;
     done += static_cast<size_t>(n);
+    if (direct && done % kDirectIoAlignment != 0) break;
   }
   return done;
 }
@@ -100,14 +102,28 @@ absl::StatusOr<size_t> ReadUntilFull(char* buf, size_t size, const std::string& 
 
 absl::StatusOr<size_t> PreadAll(int fd, char* buf, size_t size, int64_t offset,
                                 const std::string& path) {
-  return ReadUntilFull(buf, size, path, [&](char* dest, size_t count, size_t done) {
-    return ::pread(fd, dest, count, offset + static_cast<int64_t>(done));
-  });
+  return ReadUntilFull(buf, size, path, /*direct=*/false,
+                       [&](char* dest, size_t count, size_t done) {
+                         return ::pread(fd, dest, count, offset + static_cast<int64_t>(done));
+                       });
 }
 
 absl::StatusOr<size_t> ReadAll(int fd, char* buf, size_t size, const std::string& path) {
-  return ReadUntilFull(buf, size, path,
+  return ReadUntilFull(buf, size, path, /*direct=*/false,
                        [&](char* dest, size_t count, size_t) { return ::read(fd, dest, count); });
+}
+
+AlignedBuffer AllocateAligned(size_t size) {
+  const size_t rounded = (size + kDirectIoAlignment - 1) / kDirectIoAlignment * kDirectIoAlignment;
+  return AlignedBuffer(static_cast<char*>(std::aligned_alloc(kDirectIoAlignment, rounded)));
+}
+
+absl::StatusOr<size_t> PreadDirect(int fd, char* buf, size_t size, int64_t offset,
+                                   const std::string& path) {
+  return ReadUntilFull(buf, size, path, /*direct=*/true,
+                       [&](char* dest, size_t count, size_t done) {
+                         return ::pread(fd, dest, count, offset + static_cast<int64_t>(done));
+                       });
 }
 
 absl::Status FsyncDir(const std::string& dir) {

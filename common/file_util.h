@@ -10,6 +10,8 @@
 #include <unistd.h>
 
 #include <cstdint>
+#include <cstdlib>
+#include <memory>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -47,6 +49,24 @@ absl::StatusOr<size_t> PreadAll(int fd, char* buf, size_t size, int64_t offset,
 // Like PreadAll, at the fd's current position (read): also for pipes, which return short reads
 // whenever their writer has not written more yet.
 absl::StatusOr<size_t> ReadAll(int fd, char* buf, size_t size, const std::string& path);
+
+// O_DIRECT wants buffers, file offsets and lengths aligned to the device's logical block size;
+// 4096 is a multiple of every common one.
+inline constexpr size_t kDirectIoAlignment = 4096;
+
+struct FreeDeleter {
+  void operator()(char* p) const { std::free(p); }
+};
+// Memory aligned to kDirectIoAlignment, for O_DIRECT reads and writes.
+using AlignedBuffer = std::unique_ptr<char, FreeDeleter>;
+// `size` bytes (rounded up to a multiple of kDirectIoAlignment); null when there is no memory.
+AlignedBuffer AllocateAligned(size_t size);
+
+// PreadAll for a descriptor opened with O_DIRECT: `buf`, `size` and `offset` aligned to
+// kDirectIoAlignment. The end of the file comes as a count that is not a multiple of the
+// alignment (past it, a read would have to start unaligned), or as a read of 0.
+absl::StatusOr<size_t> PreadDirect(int fd, char* buf, size_t size, int64_t offset,
+                                   const std::string& path);
 
 // Owns a file descriptor: closed on destruction unless released. Movable, not copyable.
 class ScopedFd {

@@ -11,6 +11,7 @@
 #include "common/status.h"
 #include "common/grpc_status.h"
 #include "services/request_validation.h"
+#include "storage/background_appender.h"
 
 namespace modeldist::services {
 namespace {
@@ -194,23 +195,33 @@ absl::Status RegistryServiceImpl::DoWriteArtifact(
     response->set_digest(digest);
     return absl::OkStatus();
   }
+  // The next message is received while the store writes and hashes this one.
+  storage::BackgroundAppender appender([&](int64_t offset, absl::string_view data) {
+    return blobs_->Append(hex, size, offset, data);
+  });
+  // An error of an earlier message's append comes first, as it would have inline.
+  auto fail = [&appender](absl::Status status) {
+    absl::Status earlier = appender.Drain();
+    return earlier.ok() ? status : earlier;
+  };
   do {
     if (!request.digest().empty() && request.digest() != digest) {
-      return InvalidArgument("digest", "DIGEST_CHANGED",
-                             "digest must be the same in every message of an upload");
+      return fail(InvalidArgument("digest", "DIGEST_CHANGED",
+                                  "digest must be the same in every message of an upload"));
     }
     if (!request.upload_id().empty()) {
-      return InvalidArgument("upload_id", "UPLOAD_ID_CHANGED",
-                             "upload_id must be the same in every message of an upload, and "
-                             "this one started by digest");
+      return fail(InvalidArgument("upload_id", "UPLOAD_ID_CHANGED",
+                                  "upload_id must be the same in every message of an upload, and "
+                                  "this one started by digest"));
     }
     if (request.write_offset() < 0) {
-      return InvalidArgument("write_offset", "INVALID_OFFSET", "write_offset must be >= 0");
+      return fail(InvalidArgument("write_offset", "INVALID_OFFSET", "write_offset must be >= 0"));
     }
     if (!request.data().empty() || request.write_offset() != 0) {
-      MD_RETURN_IF_ERROR(blobs_->Append(hex, size, request.write_offset(), request.data()));
+      MD_RETURN_IF_ERROR(appender.Append(request.write_offset(), request.mutable_data()));
     }
     if (request.finish_write()) {
+      MD_RETURN_IF_ERROR(appender.Drain());
       MD_RETURN_IF_ERROR(blobs_->Finish(hex, size));
       health_->Restored(hex);
       response->set_committed_size(size);
@@ -219,6 +230,7 @@ absl::Status RegistryServiceImpl::DoWriteArtifact(
     }
   } while (reader->Read(&request));
   // The client closed without finishing: keep what was committed so it can resume.
+  MD_RETURN_IF_ERROR(appender.Drain());
   MD_ASSIGN_OR_RETURN(int64_t committed, blobs_->UploadOffset(hex, size));
   response->set_committed_size(committed);
   return absl::OkStatus();
@@ -231,27 +243,36 @@ absl::Status RegistryServiceImpl::DoWriteSession(
   MD_RETURN_IF_ERROR(ValidateUploadId("upload_id", id));
   const int64_t declared_size = request.size_bytes();
   MD_RETURN_IF_ERROR(storage::ValidateDeclaredSize(declared_size));
+  // The next message is received while the store writes and hashes this one.
+  storage::BackgroundAppender appender([&](int64_t offset, absl::string_view data) {
+    return blobs_->AppendToSession(id, declared_size, offset, data);
+  });
+  // An error of an earlier message's append comes first, as it would have inline.
+  auto fail = [&appender](absl::Status status) {
+    absl::Status earlier = appender.Drain();
+    return earlier.ok() ? status : earlier;
+  };
   do {
     if (!request.upload_id().empty() && request.upload_id() != id) {
-      return InvalidArgument("upload_id", "UPLOAD_ID_CHANGED",
-                             "upload_id must be the same in every message of an upload");
+      return fail(InvalidArgument("upload_id", "UPLOAD_ID_CHANGED",
+                                  "upload_id must be the same in every message of an upload"));
     }
     if (request.write_offset() < 0) {
-      return InvalidArgument("write_offset", "INVALID_OFFSET", "write_offset must be >= 0");
+      return fail(InvalidArgument("write_offset", "INVALID_OFFSET", "write_offset must be >= 0"));
     }
     if (!request.finish_write()) {
       if (!request.digest().empty()) {
         // Accepting it early would suggest it is checked early; it can only be checked
         // against all the bytes.
-        return InvalidArgument("digest", "DIGEST_BEFORE_FINISH",
-                               "in an upload session, digest is sent with finish_write only");
+        return fail(InvalidArgument("digest", "DIGEST_BEFORE_FINISH",
+                                    "in an upload session, digest is sent with finish_write only"));
       }
       if (!request.data().empty() || request.write_offset() != 0) {
-        MD_RETURN_IF_ERROR(
-            blobs_->AppendToSession(id, declared_size, request.write_offset(), request.data()));
+        MD_RETURN_IF_ERROR(appender.Append(request.write_offset(), request.mutable_data()));
       }
       continue;
     }
+    MD_RETURN_IF_ERROR(appender.Drain());
     // The last message: its bytes count only with the digest that vouches for them.
     if (request.digest().empty()) {
       return InvalidArgument("digest", "MISSING_DIGEST",
@@ -278,6 +299,7 @@ absl::Status RegistryServiceImpl::DoWriteSession(
     return absl::OkStatus();
   } while (reader->Read(&request));
   // The client closed without finishing: what was committed stays for it to resume.
+  MD_RETURN_IF_ERROR(appender.Drain());
   MD_ASSIGN_OR_RETURN(storage::UploadSessionState state, blobs_->QuerySession(id));
   response->set_committed_size(state.committed_size);
   return absl::OkStatus();

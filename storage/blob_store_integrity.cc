@@ -1,6 +1,7 @@
 // BlobStore's integrity side: listing, re-reading from disk for a scrub, and quarantine. Kept
-// apart from blob_store.cc, which is about getting verified bytes in; this is about finding
-// out later that they are no longer what was verified.
+// apart from the uploads (blob_store_uploads.cc, blob_store_sessions.cc), which are about
+// getting verified bytes in; this is about finding out later that they are no longer what was
+// verified.
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -8,8 +9,6 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <cstdlib>
-#include <memory>
 #include <string>
 #include <vector>
 
@@ -20,6 +19,7 @@
 #include "common/file_util.h"
 #include "common/status.h"
 #include "storage/blob_store.h"
+#include "storage/blob_store_internal.h"
 
 namespace modeldist::storage {
 namespace {
@@ -27,32 +27,21 @@ namespace {
 // Reads of a scrub: a multiple of the 4 KiB that O_DIRECT needs, and a divisor of the chunk.
 constexpr size_t kVerifyReadBytes = 1 << 20;
 static_assert(kChunkDigestBytes % kVerifyReadBytes == 0);
-constexpr size_t kDirectAlignment = 4096;
-
-bool IsHex64Name(absl::string_view name) {
-  return name.size() == 64 && std::all_of(name.begin(), name.end(), [](char c) {
-           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
-         });
-}
 
 std::string QuarantineDir(const std::string& root, absl::string_view hex) {
   return absl::StrCat(root, "/quarantine/", hex);
 }
 
-struct FreeDeleter {
-  void operator()(char* p) const { std::free(p); }
-};
-
 }  // namespace
 
 bool BlobStore::WasQuarantined(absl::string_view hex) const {
-  if (!IsHex64Name(hex)) return false;
+  if (!IsHex64(hex)) return false;
   struct stat st;
   return ::stat(QuarantineDir(root_, hex).c_str(), &st) == 0 && S_ISDIR(st.st_mode);
 }
 
 absl::Status BlobStore::Quarantine(absl::string_view hex, absl::string_view details) {
-  if (!IsHex64Name(hex)) {
+  if (!IsHex64(hex)) {
     return InvalidArgument("digest", "INVALID_DIGEST", "a blob digest is 64 lowercase hex digits");
   }
   const std::string dir = QuarantineDir(root_, hex);
@@ -88,7 +77,7 @@ absl::StatusOr<std::vector<std::string>> BlobStore::ListBlobs() const {
     DIR* dir = ::opendir(path.c_str());
     if (dir == nullptr) continue;  // not a directory
     while (struct dirent* e = ::readdir(dir)) {
-      if (IsHex64Name(e->d_name) && absl::string_view(e->d_name).substr(0, 2) == sub) {
+      if (IsHex64(e->d_name) && absl::string_view(e->d_name).substr(0, 2) == sub) {
         out.emplace_back(e->d_name);
       }
     }
@@ -113,30 +102,30 @@ absl::Status BlobStore::Verify(absl::string_view hex,
     if (!fd.valid()) return ErrnoStatus(errno, absl::StrCat("open ", path));
     ::posix_fadvise(fd.get(), 0, 0, POSIX_FADV_DONTNEED);
   }
-  void* raw = nullptr;
-  if (::posix_memalign(&raw, kDirectAlignment, kVerifyReadBytes) != 0) {
+  AlignedBuffer buf = AllocateAligned(kVerifyReadBytes);
+  if (buf == nullptr) {
     return MakeError(absl::StatusCode::kResourceExhausted, "OUT_OF_MEMORY",
                      "no memory for the scrub's read buffer");
   }
-  std::unique_ptr<char, FreeDeleter> buf(static_cast<char*>(raw));
 
   ChunkChainBuilder chain(kChunkDigestBytes);
   int64_t offset = 0;
   // Not PreadAll: an O_DIRECT read the file system refuses (EINVAL) switches to a buffered
   // read mid-loop, which a generic loop cannot do.
   while (offset < record.size()) {
-    ssize_t n = ::pread(fd.get(), buf.get(), kVerifyReadBytes, offset);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && errno == EINVAL && direct) {  // the file system refuses direct reads after all
+    absl::StatusOr<size_t> n =
+        direct ? PreadDirect(fd.get(), buf.get(), kVerifyReadBytes, offset, path)
+               : PreadAll(fd.get(), buf.get(), kVerifyReadBytes, offset, path);
+    if (!n.ok() && direct) {  // the file system refuses direct reads after all
       fd = ScopedFd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
       if (!fd.valid()) return ErrnoStatus(errno, absl::StrCat("open ", path));
       ::posix_fadvise(fd.get(), 0, 0, POSIX_FADV_DONTNEED);
       direct = false;
       continue;
     }
-    if (n < 0) return ErrnoStatus(errno, absl::StrCat("read ", path));
-    if (n == 0) break;
-    const int64_t take = std::min<int64_t>(n, record.size() - offset);
+    if (!n.ok()) return n.status();
+    if (*n == 0) break;
+    const int64_t take = std::min<int64_t>(static_cast<int64_t>(*n), record.size() - offset);
     chain.Update(absl::string_view(buf.get(), static_cast<size_t>(take)));
     offset += take;
     if (on_read && !on_read(take)) {
