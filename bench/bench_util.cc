@@ -604,6 +604,19 @@ int DriverExit(const std::string& driver, const absl::Status& status) {
   return 1;
 }
 
+absl::Status CheckFreeSpace(const std::string& dir, int64_t need) {
+  struct statvfs st {};
+  if (::statvfs(dir.c_str(), &st) != 0) return ErrnoStatus(errno, dir);
+  const int64_t free_bytes = static_cast<int64_t>(st.f_bavail) * static_cast<int64_t>(st.f_frsize);
+  const int64_t slack = int64_t{1} << 30;
+  if (free_bytes < need + slack) {
+    return absl::ResourceExhaustedError(
+        absl::StrFormat("%s has %.1f GiB free; this phase needs %.1f GiB (+1 GiB slack)", dir,
+                        free_bytes / double(1 << 30), need / double(1 << 30)));
+  }
+  return absl::OkStatus();
+}
+
 std::string MedianRange(const std::vector<double>& values, int precision) {
   return absl::StrFormat("%.*f (%.*f-%.*f)", precision, Median(values), precision, Min(values),
                          precision, Max(values));

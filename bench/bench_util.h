@@ -184,6 +184,9 @@ std::optional<int> ParseDriverFlags(Flags& flags, int argc, char** argv, const s
 // The driver's exit code for the outcome of its run (1 with the error on stderr).
 int DriverExit(const std::string& driver, const absl::Status& status);
 
+// Fails unless the file system holding `dir` has `need` bytes free (plus 1 GiB of slack).
+absl::Status CheckFreeSpace(const std::string& dir, int64_t need);
+
 }  // namespace modeldist::bench
 
 #endif  // MODELDIST_BENCH_BENCH_UTIL_H_
