@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Makes sure this machine has everything modeldist's build and tests need: the toolchain and
 # libraries from the Debian 12 (bookworm) archive, and buf (for `buf curl` in the e2e tests)
-# from npm as pinned in tools/buf/package-lock.json.
+# from npm as pinned in tools/buf/package-lock.json, and the official clients the tests check
+# against (tests/node/package-lock.json).
 #
 # Usage: tools/install-deps.sh   (as any user)
 #
@@ -44,6 +45,9 @@ packages=(
   # Tests and benchmarks.
   libgtest-dev libgmock-dev libbenchmark-dev
   sqlite3 nginx-light jq openssl ca-certificates
+  # Origins the tests run on loopback: OpenStack Swift with its S3 API (it checks SigV4
+  # signatures) and the memcached its proxy requires.
+  swift swift-proxy swift-object swift-container swift-account memcached
 )
 # Node may come from elsewhere (e.g. NodeSource, which bundles npm and conflicts with Debian's
 # npm package); only a machine without node gets Debian's nodejs and npm.
@@ -98,6 +102,14 @@ if ! version=$(buf_version) || [[ $version != "$want" ]]; then
   (cd "$REPO/tools/buf" && run "npm ci in tools/buf" npm ci --no-audit --no-fund --loglevel=error)
   version=$(buf_version) || fail "buf does not run after npm ci: $(cat "$LOG")"
   [[ $version == "$want" ]] || fail "buf is $version, tools/buf/package.json pins $want"
+fi
+
+# The official clients the tests hold our signers and the Supabase stand-in against, pinned in
+# tests/node/package-lock.json; npm ci only when node_modules is older than the lock file.
+node_dir="$REPO/tests/node"
+if [[ ! -f $node_dir/node_modules/.package-lock.json ||
+  $node_dir/package-lock.json -nt $node_dir/node_modules/.package-lock.json ]]; then
+  (cd "$node_dir" && run "npm ci in tests/node" npm ci --no-audit --no-fund --loglevel=error)
 fi
 
 if ((${#missing[@]} > 0)); then
