@@ -82,6 +82,21 @@ const std::map<std::string, std::string>& NotRpcAnswers() {
       // A blob or upload file that vanished is BLOB_NOT_FOUND (or a restart of the upload)
       // where a request can meet it; FILE_NOT_FOUND is for the server's own files (start-up).
       {"FILE_NOT_FOUND", "start-up"},
+      // Origins (common/http, storage/origin): replication to object stores and CDNs, which
+      // reports them in its own status, never as an rpc's answer.
+      {"BAD_CONTENT_RANGE", "origins"},
+      {"HTTP_BAD_URL", "origins"},
+      {"HTTP_BODY_SHORT", "origins"},
+      {"HTTP_BODY_TOO_LARGE", "origins"},
+      {"HTTP_CANCELLED", "origins"},
+      {"HTTP_FORBIDDEN", "origins"},
+      {"HTTP_NOT_FOUND", "origins"},
+      {"HTTP_RANGE_NOT_SATISFIABLE", "origins"},
+      {"HTTP_TIMEOUT", "origins"},
+      {"HTTP_TRANSPORT_FAILED", "origins"},
+      {"HTTP_UNAVAILABLE", "origins"},
+      {"HTTP_UNEXPECTED_STATUS", "origins"},
+      {"TLS_PEER_UNTRUSTED", "origins"},
   };
   return *reasons;
 }

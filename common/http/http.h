@@ -1,0 +1,104 @@
+// File: http.h
+//
+// The one libcurl wrapper of modeldist: the agent's HTTP(S) byte source and the origins (S3,
+// Supabase, CDNs) make their requests through it, so timeouts, stall detection, cancellation,
+// URL redaction and the HTTP/curl -> absl::Status mapping have a single home.
+//
+// Example:
+//   HttpRequest request{.method = "GET", .url = url};
+//   request.headers.push_back({"Range", "bytes=0-99"});
+//   MD_ASSIGN_OR_RETURN(HttpResponse response, Perform(request, sink));
+//   if (response.status != 206) return HttpError(response, RedactUrl(url));
+#ifndef MODELDIST_COMMON_HTTP_HTTP_H_
+#define MODELDIST_COMMON_HTTP_HTTP_H_
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+
+namespace modeldist::http {
+
+using Headers = std::vector<std::pair<std::string, std::string>>;
+
+struct HttpRequest {
+  std::string method = "GET";  // GET, HEAD, PUT, POST, DELETE, ...
+  std::string url;
+  Headers headers;
+  // The body: `body_fd` >= 0 sends `body_length` bytes of that file from `body_offset` (read
+  // with pread, so the caller's file position is untouched and parts can go up in parallel);
+  // otherwise `body` is sent when the method is not GET/HEAD (empty is a valid body).
+  std::string body;
+  int body_fd = -1;
+  int64_t body_offset = 0;
+  int64_t body_length = 0;
+  std::string ca_file;  // extra trust for HTTPS (a private CA); empty: the system's
+  bool follow_redirects = false;
+  absl::Duration connect_timeout = absl::Seconds(30);
+  absl::Duration total_timeout = absl::InfiniteDuration();
+  // A transfer slower than `low_speed_bytes_per_second` for `low_speed_time` is a stall and
+  // fails UNAVAILABLE (a dead peer behind a live TCP connection would otherwise hang forever).
+  // 0 disables the check.
+  int64_t low_speed_bytes_per_second = 1;
+  absl::Duration low_speed_time = absl::Seconds(60);
+  // When set and true, the transfer stops soon with CANCELLED (checked about once a second
+  // even when no byte moves).
+  const std::atomic<bool>* cancel = nullptr;
+  std::string user_agent = "modeldist";
+};
+
+struct HttpResponse {
+  long status = 0;
+  // The final response head's headers (after redirects and 100 Continue), names lower-cased.
+  Headers headers;
+  // The start of a non-2xx body (S3 and Supabase explain errors there), at most 64 KiB.
+  std::string error_body;
+
+  // The value of the first header called `name` (any case), or "".
+  std::string Header(absl::string_view name) const;
+  bool ok() const { return status >= 200 && status < 300; }
+};
+
+// The body of a 2xx response, piece by piece. An error stops the transfer and is returned.
+using BodySink = std::function<absl::Status(absl::string_view)>;
+// Called once per 2xx response with its head, before its first body byte goes to the sink
+// (or at the end when it has none). An error stops the transfer and is returned.
+using HeadCheck = std::function<absl::Status(const HttpResponse&)>;
+
+// Makes the request. Transport failures (connect, TLS, timeout, stall) and errors returned by
+// the sink or head check come back as the status; any HTTP answer, 4xx/5xx included, comes
+// back as an OK HttpResponse for the caller to judge (usually with HttpError).
+absl::StatusOr<HttpResponse> Perform(const HttpRequest& request, const BodySink& sink = nullptr,
+                                     const HeadCheck& on_head = nullptr);
+
+// Perform that keeps a 2xx body (up to `max_body` bytes; more is an error) in `*body`.
+absl::StatusOr<HttpResponse> PerformToString(const HttpRequest& request, std::string* body,
+                                             size_t max_body = 16 << 20);
+
+// The URL for logs and error messages: no user:password@, no query (presigned URLs carry
+// signatures and tokens there), no fragment.
+std::string RedactUrl(absl::string_view url);
+
+// The one mapping of an HTTP status to an absl::Status, with reason HTTP_<code class>:
+// 404/410 NOT_FOUND, 401/403 PERMISSION_DENIED, 416 OUT_OF_RANGE, 408/429/5xx UNAVAILABLE
+// (worth a retry), other codes FAILED_PRECONDITION. `where` is a redacted URL or a name;
+// `detail` (e.g. the S3 error code) is appended when not empty. Metadata: {"http_status"}.
+absl::Status StatusForHttp(long status, absl::string_view where, absl::string_view detail = "");
+// Checks that a 206's `Content-Range: bytes START-END/TOTAL` starts at `offset` (DATA_LOSS
+// BAD_CONTENT_RANGE otherwise: splicing bytes from elsewhere would corrupt the result).
+absl::Status CheckContentRangeStart(const HttpResponse& response, int64_t offset,
+                                    absl::string_view where);
+
+// StatusForHttp for a response, with the <Code> of an S3-style XML error body as the detail.
+absl::Status HttpError(const HttpResponse& response, absl::string_view where);
+
+}  // namespace modeldist::http
+
+#endif  // MODELDIST_COMMON_HTTP_HTTP_H_
