@@ -55,6 +55,8 @@ const std::map<std::string, std::string>& NotRpcAnswers() {
       {"INVALID_FLAG", "start-up"},
       {"INVALID_KEYS_DIR", "start-up"},
       {"INVALID_MIGRATIONS", "start-up"},
+      {"INVALID_ORIGINS_CONFIG", "start-up (the --origins file)"},
+      {"SECRET_UNAVAILABLE", "start-up (an origin's credentials)"},
       {"KEY_FILE_NAME_MISMATCH", "start-up"},
       {"KEY_FILE_TOO_OPEN", "start-up"},
       {"LISTEN_FAILED", "start-up"},

@@ -1,0 +1,42 @@
+// Loading and checking the server's origins file (proto/modeldist/v1/origins.proto), and the
+// few facts about an origin that every part of the server asks alike.
+//
+// Every mistake is reported at start-up with the field's path ("origins[1].s3.endpoint") and
+// what to write instead, so that a server never runs with an origin it cannot use. Secrets
+// are read only when an origin is built (ReadSecret), and never appear in an error message.
+#ifndef MODELDIST_STORAGE_ORIGIN_ORIGIN_CONFIG_H_
+#define MODELDIST_STORAGE_ORIGIN_ORIGIN_CONFIG_H_
+
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "modeldist/v1/origins.pb.h"
+
+namespace modeldist::origin {
+
+// Reads `path` as JSON when it ends in ".json", else as protobuf text format, and validates
+// it. INVALID_ARGUMENT (reason INVALID_ORIGINS_CONFIG, metadata "field") for a file that does
+// not parse or holds a bad value; NOT_FOUND when there is no such file.
+absl::StatusOr<v1::OriginsConfig> LoadOriginsConfig(const std::string& path);
+
+// The checks LoadOriginsConfig runs: unique names of the right shape, one kind per origin,
+// http(s) URLs, a bucket and credentials where the kind needs them, part sizes S3 accepts,
+// replication only to stores that can be written.
+absl::Status ValidateOriginsConfig(const v1::OriginsConfig& config);
+
+// The secret's value (a file's trailing newline removed). FAILED_PRECONDITION (reason
+// SECRET_UNAVAILABLE) when the file cannot be read, is readable by group or others, or the
+// variable is unset or empty; the message names `field` and the file or variable, never the
+// value.
+absl::StatusOr<std::string> ReadSecret(const v1::Secret& secret, const std::string& field);
+
+// Whether blobs can be written to the origin (S3 and Supabase; an HTTP origin is read-only).
+bool IsWritable(const v1::Origin& origin);
+
+// The object key of blob sha256:`digest_hex` on `origin`: "<key_prefix>sha256/<hex>".
+std::string BlobKey(const v1::Origin& origin, const std::string& digest_hex);
+
+}  // namespace modeldist::origin
+
+#endif  // MODELDIST_STORAGE_ORIGIN_ORIGIN_CONFIG_H_
