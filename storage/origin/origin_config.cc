@@ -146,11 +146,12 @@ absl::StatusOr<v1::OriginsConfig> LoadOriginsConfig(const std::string& path) {
   if (!text.ok()) return WithContext(text.status(), absl::StrCat("origins file ", path));
   v1::OriginsConfig config;
   if (absl::EndsWith(path, ".json")) {
-    absl::Status parsed = google::protobuf::util::JsonStringToMessage(*text, &config);
+    // protobuf 3.21 (Debian 12) answers with its own Status type, not absl's.
+    const auto parsed = google::protobuf::util::JsonStringToMessage(*text, &config);
     if (!parsed.ok()) {
       return InvalidArgument(path, kReason,
                              absl::StrCat(path, " is not a valid OriginsConfig in JSON: ",
-                                          parsed.message()));
+                                          parsed.ToString()));
     }
   } else if (!google::protobuf::TextFormat::ParseFromString(*text, &config)) {
     // The parser logs the line and column of the mistake on stderr.
