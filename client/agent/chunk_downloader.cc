@@ -18,7 +18,6 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "client/agent/chunk_journal.h"
-#include "client/agent/hash_lane.h"
 #include "client/download/block_writer.h"
 #include "common/chunk_chain.h"
 #include "common/digest.h"
@@ -181,10 +180,7 @@ class Throttle {
 //
 // Bytes go straight from the source into the partial at their offset (no chunk buffer), hashed
 // on the way with the chunk's chain hash; a chunk counts once its last byte matched the chain,
-// and only then does the journal move past it. Odd chunks are hashed on a second thread
-// (hash_lane.h) while the receiving thread hashes the next even one; the lane's chunk is
-// settled when the chunk after it is complete or the Read ends, before that chunk counts, so
-// chunks still count in order and a bad one stops the stream within one chunk. A chunk that fails is rewritten in place by its
+// and only then does the journal move past it. A chunk that fails is rewritten in place by its
 // refetch. So the partial may hold unverified bytes beyond the journal, which nothing trusts:
 // a resume re-verifies and truncates, and only a fully verified partial is returned.
 class Download {
@@ -216,10 +212,7 @@ class Download {
     if (next_chunk_ < chunks_) {
       MD_ASSIGN_OR_RETURN(writer_,
                           client::BlockWriter::Start(file_.get(), partial_, options_.fsync));
-      if (chunks_ - next_chunk_ > 1) {
-        MD_ASSIGN_OR_RETURN(lane_, HashLane::Start());
-      }
-      MD_RETURN_IF_ERROR(BeginReceive(next_chunk_));
+      MD_RETURN_IF_ERROR(StartChunk());
       absl::Status fetched = FetchRemaining();
       absl::Status written = writer_->Drain();
       if (!fetched.ok() || !written.ok()) {
@@ -269,22 +262,10 @@ class Download {
     return *got == artifact_.chunk_chain(static_cast<int>(index));
   }
 
-  // Whether chunk `index` is hashed on the lane.
-  bool OnLane(int64_t index) const { return lane_ != nullptr && index % 2 == 1; }
-
-  // Begins receiving chunk `index` from its first byte (dropping whatever the lane held when
-  // it is the lane's again, after a bad chunk).
-  absl::Status BeginReceive(int64_t index) {
-    recv_chunk_ = index;
+  // Begins receiving chunk `next_chunk_` from its first byte.
+  absl::Status StartChunk() {
     chunk_fill_ = 0;
-    if (index >= chunks_) return absl::OkStatus();
-    MD_ASSIGN_OR_RETURN(Sha256 hash, ChunkHash(index));
-    if (OnLane(index)) {
-      lane_->Abandon();
-      lane_->Begin(std::move(hash), index == chunks_ - 1);
-    } else {
-      chunk_hash_ = std::move(hash);
-    }
+    MD_ASSIGN_OR_RETURN(chunk_hash_, ChunkHash(next_chunk_));
     return absl::OkStatus();
   }
 
@@ -381,7 +362,7 @@ class Download {
     bool single_chunk = false;
     std::vector<std::string> errors(sources_.size());
     while (next_chunk_ < chunks_) {
-      const int64_t begin = ChunkOffset(recv_chunk_) + chunk_fill_;
+      const int64_t begin = ChunkOffset(next_chunk_) + chunk_fill_;
       const int64_t end = single_chunk ? ChunkEnd(next_chunk_) : size_;
       bool progressed = false;
       bool corrupt = false;
@@ -441,10 +422,6 @@ class Download {
     watchdog_.BeginRead(source);
     absl::Status status = source->Read(artifact_.digest(), begin, limit, sink);
     const bool stalled = watchdog_.EndRead();
-    // A lane chunk received in full is settled now, so that the next attempt starts right.
-    if (sink_error.ok() && lane_ != nullptr && lane_->active() && recv_chunk_ > next_chunk_) {
-      sink_error = SettleLane(corrupt);
-    }
     *progressed = next_chunk_ > chunks_before;
 
     if (!sink_error.ok()) return sink_error;
@@ -482,19 +459,16 @@ class Download {
       ScopedPause pause(&watchdog_);
       throttle_.Consume(static_cast<int64_t>(piece.size()));
     }
-    while (!piece.empty() && recv_chunk_ < chunks_) {
-      const int64_t length = ChunkLength(recv_chunk_);
+    while (!piece.empty() && next_chunk_ < chunks_) {
+      const int64_t length = ChunkLength(next_chunk_);
       // Hash and copy in slices small enough to still be in the CPU cache for the copy.
       const size_t n =
           std::min({piece.size(), static_cast<size_t>(length - chunk_fill_), kSliceBytes});
-      const absl::string_view slice = piece.substr(0, n);
-      const bool on_lane = OnLane(recv_chunk_);
-      if (!on_lane) chunk_hash_.Update(slice.data(), n);
+      chunk_hash_.Update(piece.data(), n);
       absl::Status queued;
       {
         ScopedPause pause(&watchdog_);  // a full queue waits for the disk, not the source
-        if (on_lane) lane_->Add(slice);
-        queued = writer_->Append(ChunkOffset(recv_chunk_) + chunk_fill_, slice);
+        queued = writer_->Append(ChunkOffset(next_chunk_) + chunk_fill_, piece.substr(0, n));
       }
       if (!queued.ok()) {
         local_error_ = queued;
@@ -504,8 +478,23 @@ class Download {
       piece.remove_prefix(n);
       if (chunk_fill_ < length) continue;
 
-      absl::Status done = on_lane ? LaneChunkReceived() : ChunkReceived(corrupt);
-      if (!done.ok()) return done;
+      ++stats_.chunks_fetched;
+      std::string got;
+      if (!ChunkMatches(next_chunk_, &chunk_hash_, &got)) {
+        *corrupt = true;
+        absl::Status bad = MakeError(
+            absl::StatusCode::kDataLoss, "CHUNK_DIGEST_MISMATCH",
+            absl::StrCat("chunk ", next_chunk_, " at offset ", ChunkOffset(next_chunk_),
+                         " hashes to ", HexEncode(got), ", the manifest's chunk chain says ",
+                         HexEncode(artifact_.chunk_chain(static_cast<int>(next_chunk_)))),
+            {{"chunk", absl::StrCat(next_chunk_)}});
+        if (absl::Status started = StartChunk(); !started.ok()) local_error_ = started;
+        return bad;
+      }
+      if (absl::Status counted = ChunkVerified(); !counted.ok()) {
+        local_error_ = counted;
+        return counted;
+      }
     }
     if (too_much) {
       return MakeError(absl::StatusCode::kDataLoss, "SOURCE_SENT_TOO_MUCH",
@@ -514,58 +503,7 @@ class Download {
     return absl::OkStatus();
   }
 
-  // The lane's chunk is all there: the lane hashes it while this thread receives the next.
-  absl::Status LaneChunkReceived() {
-    lane_->End();
-    absl::Status begun = BeginReceive(recv_chunk_ + 1);
-    if (!begun.ok()) local_error_ = begun;
-    return begun;
-  }
-
-  // This thread's chunk `recv_chunk_` is all there: settles the lane's chunk before it (which
-  // counts first), then checks this one against the chain.
-  absl::Status ChunkReceived(bool* corrupt) {
-    if (lane_ != nullptr && lane_->active()) {
-      // The bytes of this chunk are wasted when the lane's chunk was bad: it is refetched
-      // first, and this one after it.
-      MD_RETURN_IF_ERROR(SettleLane(corrupt));
-    }
-    ++stats_.chunks_fetched;
-    std::string got;
-    if (!ChunkMatches(recv_chunk_, &chunk_hash_, &got)) return ChunkMismatch(got, corrupt);
-    return ChunkVerified();
-  }
-
-  // Waits for the lane's chunk (`next_chunk_`, received in full) and counts it or, when bad,
-  // makes it the next one to receive.
-  absl::Status SettleLane(bool* corrupt) {
-    std::string got;
-    {
-      ScopedPause pause(&watchdog_);  // local work, not the source's silence
-      got = lane_->Wait();
-    }
-    ++stats_.chunks_fetched;
-    if (got != artifact_.chunk_chain(static_cast<int>(next_chunk_))) {
-      return ChunkMismatch(got, corrupt);
-    }
-    return ChunkVerified();
-  }
-
-  // Chunk `next_chunk_` hashed to `got`, not to its chain entry: it is received again.
-  absl::Status ChunkMismatch(const std::string& got, bool* corrupt) {
-    *corrupt = true;
-    absl::Status bad = MakeError(
-        absl::StatusCode::kDataLoss, "CHUNK_DIGEST_MISMATCH",
-        absl::StrCat("chunk ", next_chunk_, " at offset ", ChunkOffset(next_chunk_), " hashes to ",
-                     HexEncode(got), ", the manifest's chunk chain says ",
-                     HexEncode(artifact_.chunk_chain(static_cast<int>(next_chunk_)))),
-        {{"chunk", absl::StrCat(next_chunk_)}});
-    if (absl::Status begun = BeginReceive(next_chunk_); !begun.ok()) local_error_ = begun;
-    return bad;
-  }
-
-  // Chunk `next_chunk_` matched: record it, and begin receiving the next one unless that is
-  // under way already (the chunk after a lane chunk).
+  // Chunk `next_chunk_` matched: record it and move on to the next one.
   absl::Status ChunkVerified() {
     ++next_chunk_;
     // On the writer's thread once the chunk's bytes are written, so the journal never claims
@@ -574,10 +512,8 @@ class Download {
       return journal_.Advance(journal);
     });
     ReportProgress();
-    if (recv_chunk_ >= next_chunk_) return absl::OkStatus();
-    absl::Status begun = BeginReceive(next_chunk_);
-    if (!begun.ok()) local_error_ = begun;
-    return begun;
+    if (next_chunk_ < chunks_) return StartChunk();
+    return absl::OkStatus();
   }
 
   const v1::ManifestArtifact& artifact_;
@@ -598,13 +534,10 @@ class Download {
 
   ScopedFd file_;  // the partial
   std::unique_ptr<client::BlockWriter> writer_;
-  std::unique_ptr<HashLane> lane_;  // when two chunks or more are left to fetch
   ChunkDownloadStats stats_;
-  int64_t next_chunk_ = 0;  // the first chunk not yet verified
-  // The chunk being received: `next_chunk_`, or the one after it while the lane hashes that.
-  int64_t recv_chunk_ = 0;
-  int64_t chunk_fill_ = 0;    // bytes of chunk `recv_chunk_` written (and hashed) so far
-  Sha256 chunk_hash_;         // the chain hash over those bytes, for this thread's chunks
+  int64_t next_chunk_ = 0;    // the first chunk not yet verified
+  int64_t chunk_fill_ = 0;    // bytes of chunk `next_chunk_` written and hashed so far
+  Sha256 chunk_hash_;         // the chain hash over those bytes
   absl::Status local_error_;  // a disk error: no source can fix it
   absl::Status last_error_;
 };

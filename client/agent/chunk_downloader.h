@@ -23,8 +23,7 @@
 // activation leaves: model_store.h lists the crash cases) is read but never written: before
 // any repair, its verified prefix moves into a file of its own.
 //
-// Memory: the block writer's 8 MiB of blocks, the hash lane's 2 MiB ring (hash_lane.h: odd
-// chunks are hashed on a second thread) plus the bytes in flight in the source (the gRPC
+// Memory: the block writer's 8 MiB of blocks plus the bytes in flight in the source (the gRPC
 // source fixes its HTTP/2 window and receives at most 4 MiB ahead; see grpc_source.cc),
 // whatever the artifact size.
 #ifndef MODELDIST_CLIENT_AGENT_CHUNK_DOWNLOADER_H_
