@@ -60,6 +60,9 @@ int main(int argc, char** argv) {
             "re-read and check every stored blob this often, e.g. 24h or 90m; 0 turns it off");
   flags.Add("scrub-rate", "BYTES", "64MiB",
             "read at most this many bytes per second while scrubbing; 0 is unlimited");
+  flags.Add("origins", "FILE", "",
+            "object stores and CDNs holding copies of blobs (text proto or .json; "
+            "docs/origins.md)");
   flags.Add("port-file", "FILE", "", "write the bound port here once serving (for scripts)");
   flags.AddBool("help", "show this help");
   if (absl::Status s = flags.Parse(argc, argv); !s.ok()) return Fail(std::string(s.message()));
@@ -78,6 +81,7 @@ int main(int argc, char** argv) {
   config.tls_cert_file = flags.Get("tls-cert");
   config.tls_key_file = flags.Get("tls-key");
   config.public_address = flags.Get("public-address");
+  config.origins_file = flags.Get("origins");
   if (!absl::ParseDuration(flags.Get("manifest-ttl"), &config.manifest_ttl) ||
       config.manifest_ttl < absl::Minutes(1)) {
     return Fail("--manifest-ttl must be a duration of at least 1m, e.g. 24h or 90m");

@@ -10,6 +10,7 @@
 #include "common/names.h"
 #include "common/status.h"
 #include "common/grpc_status.h"
+#include "services/origin_admin.h"
 #include "services/request_validation.h"
 #include "storage/background_appender.h"
 
@@ -639,6 +640,19 @@ grpc::Status RegistryServiceImpl::ScrubBlobs(grpc::ServerContext* context,
     };
     return scrubber_->Run(options).status();
   });
+}
+
+grpc::Status RegistryServiceImpl::ListOrigins(grpc::ServerContext* context,
+                                              const v1::ListOriginsRequest* /*request*/,
+                                              v1::ListOriginsResponse* response) {
+  return Admin(auth_, context, [&] { return services::ListOrigins(origins_, response); });
+}
+
+grpc::Status RegistryServiceImpl::CheckOrigin(grpc::ServerContext* context,
+                                              const v1::CheckOriginRequest* request,
+                                              v1::CheckOriginResponse* response) {
+  return Admin(auth_, context,
+               [&] { return services::CheckOrigin(origins_, *request, response); });
 }
 
 }  // namespace modeldist::services

@@ -14,6 +14,7 @@
 #include "services/scrubber.h"
 #include "storage/blob_store.h"
 #include "storage/catalog.h"
+#include "storage/origin/origin_set.h"
 
 namespace modeldist::services {
 
@@ -21,16 +22,19 @@ class RegistryServiceImpl final : public v1::RegistryService::Service {
  public:
   // `health` is told when an upload stores a blob, which heals one recorded as damaged.
   // `scrubber` runs ScrubBlobs.
+  // `origins` (nullptr: none configured) answers ListOrigins and CheckOrigin.
   RegistryServiceImpl(storage::Catalog* catalog, storage::BlobStore* blobs,
                       ManifestCache* manifests, KeyRing* keys, const AdminAuth* auth,
-                      BlobHealth* health, Scrubber* scrubber)
+                      BlobHealth* health, Scrubber* scrubber,
+                      const origin::OriginSet* origins = nullptr)
       : catalog_(catalog),
         blobs_(blobs),
         manifests_(manifests),
         keys_(keys),
         auth_(auth),
         health_(health),
-        scrubber_(scrubber) {}
+        scrubber_(scrubber),
+        origins_(origins) {}
 
   grpc::Status CreateModel(grpc::ServerContext* context, const v1::CreateModelRequest* request,
                            v1::Model* response) override;
@@ -91,6 +95,10 @@ class RegistryServiceImpl final : public v1::RegistryService::Service {
                                  v1::SignedTrustRoot* response) override;
   grpc::Status ScrubBlobs(grpc::ServerContext* context, const v1::ScrubBlobsRequest* request,
                           grpc::ServerWriter<v1::ScrubBlobsResponse>* writer) override;
+  grpc::Status ListOrigins(grpc::ServerContext* context, const v1::ListOriginsRequest* request,
+                           v1::ListOriginsResponse* response) override;
+  grpc::Status CheckOrigin(grpc::ServerContext* context, const v1::CheckOriginRequest* request,
+                           v1::CheckOriginResponse* response) override;
 
  private:
   // Sets `uploaded` on every artifact from the blob store.
@@ -121,6 +129,7 @@ class RegistryServiceImpl final : public v1::RegistryService::Service {
   const AdminAuth* auth_;
   BlobHealth* health_;
   Scrubber* scrubber_;
+  const origin::OriginSet* origins_;
 };
 
 }  // namespace modeldist::services

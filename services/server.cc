@@ -25,6 +25,8 @@
 #include "services/scrubber.h"
 #include "storage/blob_store.h"
 #include "storage/catalog.h"
+#include "storage/origin/origin_config.h"
+#include "storage/origin/origin_factory.h"
 
 namespace modeldist::services {
 namespace {
@@ -87,6 +89,7 @@ struct ModeldistServer::Parts {
   std::unique_ptr<BlobHealth> health;
   std::unique_ptr<Scrubber> scrubber;
   std::unique_ptr<AdminAuth> auth;
+  std::unique_ptr<origin::OriginSet> origins;  // nullptr without --origins
   std::unique_ptr<CatalogTrustRootStore> root_store;
   std::unique_ptr<KeyRing> keys;
   std::unique_ptr<ManifestCache> manifests;
@@ -114,8 +117,16 @@ absl::StatusOr<std::unique_ptr<ModeldistServer>> ModeldistServer::Start(
     return InvalidArgument("scrub_rate", "INVALID_FLAG",
                            "--scrub-rate must not be negative (0 is unlimited)");
   }
-  MD_RETURN_IF_ERROR(MakeDirs(config.data_dir, 0750));
   auto parts = std::make_unique<Parts>();
+  // Before the data directory is touched: a wrong origins file changes nothing.
+  if (!config.origins_file.empty()) {
+    MD_ASSIGN_OR_RETURN(v1::OriginsConfig origins, origin::LoadOriginsConfig(config.origins_file));
+    absl::StatusOr<std::unique_ptr<origin::OriginSet>> built = origin::OriginSet::Build(
+        origins, config.origin_factory ? config.origin_factory : origin::MakeOrigin);
+    if (!built.ok()) return WithContext(built.status(), config.origins_file);
+    parts->origins = *std::move(built);
+  }
+  MD_RETURN_IF_ERROR(MakeDirs(config.data_dir, 0750));
   MD_ASSIGN_OR_RETURN(parts->lock, DataDirLock::Acquire(config.data_dir));
   MD_ASSIGN_OR_RETURN(parts->catalog, storage::Catalog::Open(config.data_dir + "/catalog.db"));
   storage::BlobStore::Options blob_options;
@@ -158,7 +169,7 @@ absl::StatusOr<std::unique_ptr<ModeldistServer>> ModeldistServer::Start(
   parts->auth = std::make_unique<AdminAuth>(config.admin_token);
   parts->registry = std::make_unique<RegistryServiceImpl>(
       parts->catalog.get(), parts->blobs.get(), parts->manifests.get(), parts->keys.get(),
-      parts->auth.get(), parts->health.get(), parts->scrubber.get());
+      parts->auth.get(), parts->health.get(), parts->scrubber.get(), parts->origins.get());
   parts->manifest_service =
       std::make_unique<ManifestServiceImpl>(parts->manifests.get(), parts->keys.get());
   parts->artifact_service = std::make_unique<ArtifactServiceImpl>(

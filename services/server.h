@@ -14,6 +14,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "storage/origin/origin_set.h"
 
 namespace modeldist::services {
 
@@ -47,6 +48,12 @@ struct ServerConfig {
   // The most bytes per second such a pass reads, so downloads keep most of the disk; 0 reads
   // as fast as the disk allows.
   int64_t scrub_rate = 64 * 1024 * 1024;
+  // The origins file (proto/modeldist/v1/origins.proto; docs/origins.md): object stores and
+  // CDNs that hold copies of blobs. Empty: none. Every origin is built (credentials read) at
+  // start, so a wrong one stops the server there.
+  std::string origins_file;
+  // Builds each origin; empty means origin::MakeOrigin. A seam for tests.
+  origin::OriginFactory origin_factory;
 };
 
 class ModeldistServer {

@@ -62,6 +62,12 @@ absl::Status RunKeys(Invocation& inv, const Flags& flags);
 void ScrubFlags(Flags* f);
 absl::Status RunScrub(Invocation& inv, const Flags& flags);
 
+// origins_command.cc: `origins list` shows the server's origins (object stores and CDNs with
+// copies of blobs) without credentials; `origins check NAME` has the server test one now,
+// printing each step; DamageFound (exit 4) when it fails.
+void OriginsFlags(Flags* f);
+absl::Status RunOrigins(Invocation& inv, const Flags& flags);
+
 }  // namespace modeldist::ctl
 
 #endif  // MODELDIST_CLIENT_MODELDISTCTL_COMMAND_FAMILIES_H_

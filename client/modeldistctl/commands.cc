@@ -98,6 +98,14 @@ const Command kCommands[] = {
      "is published again. Exit code 4 when a blob is damaged or missing.",
      "re-read and check every blob on the server's disk (exit 4: damage found)",
      "modeldistctl scrub --rate 200MiB", ScrubFlags, RunScrub},
+    {"origins",
+     "origins list\n"
+     "   or: modeldistctl [global flags] origins check NAME\n"
+     "The origins are set in the server's --origins file (docs/origins.md). `check` has the\n"
+     "server put, read back and delete a small probe object (a read-only origin: ask for one).\n"
+     "Exit code 4 when the origin fails its check.",
+     "list the server's object stores and CDNs, or test access to one (exit 4: it fails)",
+     "modeldistctl origins check r2", OriginsFlags, RunOrigins},
 };
 
 const Command* FindCommand(absl::string_view name) {

@@ -332,4 +332,18 @@ absl::StatusOr<v1::SignedTrustRoot> RegistryClient::RotateSigningKeys(
   });
 }
 
+absl::StatusOr<v1::ListOriginsResponse> RegistryClient::ListOrigins(
+    const v1::ListOriginsRequest& request) {
+  return Unary<v1::ListOriginsResponse>([&](grpc::ClientContext* c, v1::ListOriginsResponse* r) {
+    return stub_->ListOrigins(c, request, r);
+  });
+}
+
+absl::StatusOr<v1::CheckOriginResponse> RegistryClient::CheckOrigin(
+    const v1::CheckOriginRequest& request) {
+  return Unary<v1::CheckOriginResponse>([&](grpc::ClientContext* c, v1::CheckOriginResponse* r) {
+    return stub_->CheckOrigin(c, request, r);
+  });
+}
+
 }  // namespace modeldist::ctl

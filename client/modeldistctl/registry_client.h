@@ -102,6 +102,8 @@ class RegistryClient {
   absl::StatusOr<v1::SignedTrustRoot> RevokeSigningKey(const v1::RevokeSigningKeyRequest& request);
   absl::StatusOr<v1::SignedTrustRoot> RotateSigningKeys(
       const v1::RotateSigningKeysRequest& request);
+  absl::StatusOr<v1::ListOriginsResponse> ListOrigins(const v1::ListOriginsRequest& request);
+  absl::StatusOr<v1::CheckOriginResponse> CheckOrigin(const v1::CheckOriginRequest& request);
 
   // For streaming calls: a context with the token and actor and no deadline, since a multi-GB
   // upload has no sensible bound; a dead connection is detected by keepalive instead.

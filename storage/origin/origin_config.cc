@@ -19,7 +19,7 @@ namespace modeldist::origin {
 namespace {
 
 constexpr char kReason[] = "INVALID_ORIGINS_CONFIG";
-constexpr int64_t kMinPartBytes = 5 << 20;         // S3's minimum for all but the last part
+constexpr int64_t kMinPartBytes = 5 << 20;           // S3's minimum for all but the last part
 constexpr int64_t kMaxPartBytes = int64_t{5} << 30;  // and its maximum
 constexpr size_t kMaxPrefixBytes = 256;
 
@@ -76,7 +76,8 @@ absl::Status CheckPrefix(const std::string& field, const std::string& prefix) {
 absl::Status CheckS3(const std::string& at, const v1::S3Origin& s3) {
   MD_RETURN_IF_ERROR(CheckUrl(at + ".endpoint", s3.endpoint()));
   if (s3.region().empty()) {
-    return Bad(at + ".region", "is required (\"auto\" for Cloudflare R2, e.g. \"us-east-1\" for AWS)");
+    return Bad(at + ".region",
+               "is required (\"auto\" for Cloudflare R2, e.g. \"us-east-1\" for AWS)");
   }
   if (s3.bucket().empty()) return Bad(at + ".bucket", "is required");
   MD_RETURN_IF_ERROR(CheckSecret(at + ".access_key_id", s3.access_key_id()));
@@ -149,9 +150,9 @@ absl::StatusOr<v1::OriginsConfig> LoadOriginsConfig(const std::string& path) {
     // protobuf 3.21 (Debian 12) answers with its own Status type, not absl's.
     const auto parsed = google::protobuf::util::JsonStringToMessage(*text, &config);
     if (!parsed.ok()) {
-      return InvalidArgument(path, kReason,
-                             absl::StrCat(path, " is not a valid OriginsConfig in JSON: ",
-                                          parsed.ToString()));
+      return InvalidArgument(
+          path, kReason,
+          absl::StrCat(path, " is not a valid OriginsConfig in JSON: ", parsed.ToString()));
     }
   } else if (!google::protobuf::TextFormat::ParseFromString(*text, &config)) {
     // The parser logs the line and column of the mistake on stderr.
@@ -184,8 +185,8 @@ absl::StatusOr<std::string> ReadSecret(const v1::Secret& secret, const std::stri
       return unavailable(absl::StrCat("cannot read ", secret.file(), ": ", std::strerror(errno)));
     }
     if ((st.st_mode & 077) != 0) {
-      return unavailable(absl::StrCat(secret.file(),
-                                      " is readable by group or others; run chmod 600 on it"));
+      return unavailable(
+          absl::StrCat(secret.file(), " is readable by group or others; run chmod 600 on it"));
     }
     absl::StatusOr<std::string> read = ReadFileToString(secret.file());
     if (!read.ok()) return unavailable(std::string(read.status().message()));
@@ -202,6 +203,43 @@ bool IsWritable(const v1::Origin& origin) { return origin.has_s3() || origin.has
 
 std::string BlobKey(const v1::Origin& origin, const std::string& digest_hex) {
   return absl::StrCat(origin.key_prefix(), "sha256/", digest_hex);
+}
+
+std::string OriginKind(const v1::Origin& origin) {
+  switch (origin.kind_case()) {
+    case v1::Origin::kS3:
+      return "s3";
+    case v1::Origin::kSupabase:
+      return "supabase";
+    case v1::Origin::kHttp:
+      return "http";
+    case v1::Origin::KIND_NOT_SET:
+      break;
+  }
+  return "";
+}
+
+std::string OriginLocation(const v1::Origin& origin) {
+  switch (origin.kind_case()) {
+    case v1::Origin::kS3:
+      return absl::StrCat(origin.s3().endpoint(), "/", origin.s3().bucket());
+    case v1::Origin::kSupabase:
+      return absl::StrCat(origin.supabase().url(), "/storage/v1/object/",
+                          origin.supabase().bucket());
+    case v1::Origin::kHttp:
+      return origin.http().base_url();
+    case v1::Origin::KIND_NOT_SET:
+      break;
+  }
+  return "";
+}
+
+absl::Status ValidateOriginName(const std::string& field, const std::string& name) {
+  if (IsValidName(name)) return absl::OkStatus();
+  return InvalidArgument(field, "INVALID_ORIGIN_NAME",
+                         absl::StrCat(field, " \"", name,
+                                      "\" is not an origin name: 1-63 characters from [a-z0-9-] "
+                                      "starting with a letter"));
 }
 
 }  // namespace modeldist::origin

@@ -37,6 +37,18 @@ bool IsWritable(const v1::Origin& origin);
 // The object key of blob sha256:`digest_hex` on `origin`: "<key_prefix>sha256/<hex>".
 std::string BlobKey(const v1::Origin& origin, const std::string& digest_hex);
 
+// "s3", "supabase" or "http" ("" when no kind is set).
+std::string OriginKind(const v1::Origin& origin);
+
+// Where the origin's objects are, for people: "<endpoint>/<bucket>" (S3),
+// "<url>/storage/v1/object/<bucket>" (Supabase) or the base URL (HTTP). Never a credential:
+// every URL in a valid config has no user, password or query.
+std::string OriginLocation(const v1::Origin& origin);
+
+// INVALID_ARGUMENT (reason INVALID_ORIGIN_NAME, metadata "field") unless `name` could name an
+// origin: 1-63 characters from [a-z0-9-], starting with a letter.
+absl::Status ValidateOriginName(const std::string& field, const std::string& name);
+
 }  // namespace modeldist::origin
 
 #endif  // MODELDIST_STORAGE_ORIGIN_ORIGIN_CONFIG_H_

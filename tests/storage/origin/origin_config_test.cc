@@ -140,8 +140,7 @@ TEST_F(OriginConfigTest, BadValuesNameTheirField) {
   };
   for (const Case& c : cases) {
     absl::Status status = LoadText(c.text);
-    EXPECT_THAT(status, StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(c.field)))
-        << c.text;
+    EXPECT_THAT(status, StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(c.field))) << c.text;
     EXPECT_EQ(ErrorReason(status), "INVALID_ORIGINS_CONFIG") << c.text;
     EXPECT_EQ(ErrorMetadataValue(status, "field"), c.field) << c.text;
   }

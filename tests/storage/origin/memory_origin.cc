@@ -1,0 +1,54 @@
+#include "tests/storage/origin/memory_origin.h"
+
+#include <unistd.h>
+
+#include "common/status.h"
+
+namespace modeldist::testing {
+
+absl::Status MemoryOrigin::Put(const std::string& key, int fd, int64_t size,
+                               const std::string& /*sha256_hex*/,
+                               const origin::PutProgress& progress) {
+  if (!put_error.ok()) return put_error;
+  std::string bytes(static_cast<size_t>(size), '\0');
+  if (::pread(fd, bytes.data(), bytes.size(), 0) != size) {
+    return MakeError(absl::StatusCode::kInternal, "TEST_SHORT_READ", "short pread");
+  }
+  if (flip_stored_byte) bytes[bytes.size() / 2] ^= 1;
+  objects[key] = bytes;
+  if (progress) progress(size, size);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<origin::ObjectInfo> MemoryOrigin::Head(const std::string& key) {
+  if (!head_error.ok()) return head_error;
+  auto it = objects.find(key);
+  if (it == objects.end()) {
+    return MakeError(absl::StatusCode::kNotFound, "HTTP_NOT_FOUND", key + " not found");
+  }
+  return origin::ObjectInfo{.size = static_cast<int64_t>(it->second.size()) + size_skew};
+}
+
+absl::Status MemoryOrigin::Get(const std::string& key, int64_t offset, int64_t length,
+                               const origin::ByteSink& sink, const std::atomic<bool>* /*cancel*/) {
+  auto it = objects.find(key);
+  if (it == objects.end()) {
+    return MakeError(absl::StatusCode::kNotFound, "HTTP_NOT_FOUND", key + " not found");
+  }
+  const absl::string_view all = it->second;
+  return sink(all.substr(static_cast<size_t>(offset),
+                         length < 0 ? absl::string_view::npos : static_cast<size_t>(length)));
+}
+
+absl::StatusOr<std::string> MemoryOrigin::DeviceUrl(const std::string& key,
+                                                    int64_t /*expires_unix*/) {
+  return "memory://" + name() + "/" + key;
+}
+
+absl::Status MemoryOrigin::Delete(const std::string& key) {
+  ++deletes;
+  if (!ignore_delete) objects.erase(key);
+  return absl::OkStatus();
+}
+
+}  // namespace modeldist::testing

@@ -1,0 +1,50 @@
+// File: memory_origin.h
+//
+// An Origin (storage/origin/origin.h) that keeps objects in a map, for tests of what uses
+// origins: each operation can be made to fail, and stored bytes can be altered or kept past a
+// delete, the faults a real store shows. The origins themselves are tested against real
+// stores (s3_origin_test).
+#ifndef MODELDIST_TESTS_STORAGE_ORIGIN_MEMORY_ORIGIN_H_
+#define MODELDIST_TESTS_STORAGE_ORIGIN_MEMORY_ORIGIN_H_
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "storage/origin/origin.h"
+
+namespace modeldist::testing {
+
+class MemoryOrigin final : public origin::Origin {
+ public:
+  explicit MemoryOrigin(std::string name) : name_(std::move(name)) {}
+  const std::string& name() const override { return name_; }
+
+  absl::Status Put(const std::string& key, int fd, int64_t size, const std::string& sha256_hex,
+                   const origin::PutProgress& progress) override;
+  absl::StatusOr<origin::ObjectInfo> Head(const std::string& key) override;
+  absl::Status Get(const std::string& key, int64_t offset, int64_t length,
+                   const origin::ByteSink& sink, const std::atomic<bool>* cancel) override;
+  absl::StatusOr<std::string> DeviceUrl(const std::string& key, int64_t expires_unix) override;
+  absl::Status Delete(const std::string& key) override;
+
+  // Set by the test between calls (not synchronized: one call at a time).
+  std::map<std::string, std::string> objects;
+  absl::Status put_error;
+  absl::Status head_error;
+  bool flip_stored_byte = false;
+  int64_t size_skew = 0;
+  bool ignore_delete = false;
+  int deletes = 0;
+
+ private:
+  std::string name_;
+};
+
+}  // namespace modeldist::testing
+
+#endif  // MODELDIST_TESTS_STORAGE_ORIGIN_MEMORY_ORIGIN_H_
