@@ -87,6 +87,9 @@ const std::map<std::string, std::string>& NotRpcAnswers() {
       // Origins (common/http, storage/origin): replication to object stores and CDNs, which
       // reports them in its own status, never as an rpc's answer.
       {"BAD_CONTENT_RANGE", "origins"},
+      {"CLOUDFRONT_KEY_INVALID", "start-up (an origin's CloudFront key)"},
+      {"CLOUDFRONT_POLICY_INVALID", "origins (device URLs)"},
+      {"CLOUDFRONT_SIGNING_FAILED", "origins (device URLs)"},
       {"HTTP_BAD_URL", "origins"},
       {"HTTP_BODY_SHORT", "origins"},
       {"HTTP_BODY_TOO_LARGE", "origins"},

@@ -1,17 +1,11 @@
 #include "storage/origin/sigv4.h"
 
-#include <sys/wait.h>
-
-#include <filesystem>
 #include <string>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/strip.h"
-#include "common/file_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "tests/testing/child_process.h"
-#include "tests/testing/test_util.h"
+#include "tests/storage/origin/node_sdk.h"
 
 namespace modeldist::origin {
 namespace {
@@ -100,36 +94,19 @@ TEST(SigV4Test, HexToBase64) {
   EXPECT_EQ(HexToBase64(kEmptySha256), "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=");
 }
 
-// node and the pinned @aws-sdk packages (tests/node, installed by tools/install-deps.sh).
-std::string NodeModules() {
-  return absl::StrCat(MODELDIST_SOURCE_DIR,
-                      "/tests/node/node_modules/@aws-sdk/s3-request-presigner");
-}
-
 // The URL the official JS presigner makes for the same inputs.
 std::string SdkPresign(const std::string& method, const std::string& region, const std::string& key,
                        int64_t signing_unix, int64_t expires_in) {
-  testing::ScratchDir dir;
-  const std::string args =
+  return testing::RunNodeScript(
+      "presign_s3.mjs",
       absl::StrCat(R"({"endpoint":"http://127.0.0.1:18095","region":")", region,
                    R"(","bucket":"models","key":")", key, R"(","accessKeyId":"test:tester",)",
                    R"("secretAccessKey":"testing","signingDateUnix":)", signing_unix,
-                   R"(,"expiresIn":)", expires_in, R"(,"method":")", method, R"("})");
-  testing::ChildProcess node;
-  testing::SpawnOptions options;
-  options.stdout_path = dir.Join("out");
-  options.stderr_path = dir.Join("err");
-  EXPECT_TRUE(node.Start(
-      {"/usr/bin/node", absl::StrCat(MODELDIST_SOURCE_DIR, "/tests/node/presign_s3.mjs"), args},
-      options));
-  const std::optional<int> exit = node.Wait(std::chrono::seconds(60));
-  EXPECT_TRUE(exit.has_value() && WIFEXITED(*exit) && WEXITSTATUS(*exit) == 0)
-      << ReadFileToString(dir.Join("err")).value_or("");
-  return std::string(absl::StripAsciiWhitespace(ReadFileToString(dir.Join("out")).value_or("")));
+                   R"(,"expiresIn":)", expires_in, R"(,"method":")", method, R"("})"));
 }
 
 TEST(SigV4Test, PresignedUrlsEqualTheAwsSdkForJavaScript) {
-  if (!std::filesystem::exists(NodeModules()) || !std::filesystem::exists("/usr/bin/node")) {
+  if (!testing::NodeSdkInstalled("@aws-sdk/s3-request-presigner")) {
     GTEST_SKIP() << "node or tests/node/node_modules missing (tools/install-deps.sh installs them)";
   }
   struct Case {

@@ -1,0 +1,131 @@
+// End-to-end test of `modeldistctl origins list|check` against the real modeldist-server
+// started with an origins file whose S3 origins are a real OpenStack Swift with its S3 API on
+// loopback (tests/testing/swift_s3_server.h): the check's put, head, ranged get and delete go
+// through Swift's SigV4 verification, so a wrong secret is refused by the store itself.
+#include <sys/stat.h>
+
+#include <memory>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "common/file_util.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/client/modeldistctl/ctl_e2e_fixture.h"
+#include "tests/testing/child_process.h"
+#include "tests/testing/swift_s3_server.h"
+
+namespace modeldist::ctl {
+namespace {
+
+using ::modeldist::testing::SwiftS3Server;
+using ::testing::ContainsRegex;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+constexpr char kBucket[] = "models";
+// Distinctive, so that a leak into any output or log is found.
+constexpr char kWrongSecret[] = "wrong-secret-6f1d2c";
+
+class CtlE2eOriginsTest : public CtlE2eTest {
+ protected:
+  void SetUp() override {
+    CtlE2eTest::SetUp();
+    if (HasFatalFailure()) return;
+    if (!SwiftS3Server::Installed()) GTEST_SKIP() << "OpenStack Swift is not installed";
+    ASSERT_TRUE(swift_.Start(kBucket));
+    WriteSecret("key-id", SwiftS3Server::kAccessKey);
+    WriteSecret("secret", SwiftS3Server::kSecret);
+    WriteSecret("wrong-secret", kWrongSecret);
+    origins_file_ = dir_.Join("origins.textproto");
+    WriteFile(origins_file_, absl::StrCat(Origin("swift", "secret", "prod/", true),
+                                          Origin("wrong", "wrong-secret", "", false)));
+    // The fixture's server again, now with the origins.
+    ASSERT_TRUE(server_->Stop());
+    server_ = std::make_unique<modeldist::testing::ServerProcess>(
+        ServerBinary(), dir_.Join("data"), dir_.Join("token"), dir_.path(),
+        std::vector<std::string>{"--origins", origins_file_});
+    ASSERT_TRUE(server_->Start());
+  }
+
+  void WriteSecret(const std::string& name, const std::string& value) {
+    WriteFile(dir_.Join(name), value + "\n");
+    ASSERT_EQ(::chmod(dir_.Join(name).c_str(), 0600), 0);
+  }
+
+  std::string Origin(const std::string& name, const std::string& secret_file,
+                     const std::string& prefix, bool replicate) {
+    return absl::StrCat(
+        "origins { name: \"", name, "\" s3 { endpoint: \"", swift_.endpoint(), "\" region: \"",
+        SwiftS3Server::kRegion, "\" bucket: \"", kBucket, "\" access_key_id { file: \"",
+        dir_.Join("key-id"), "\" } secret_access_key { file: \"", dir_.Join(secret_file),
+        "\" } } key_prefix: \"", prefix, "\" replicate: ", replicate ? "true" : "false", " }\n");
+  }
+
+  SwiftS3Server swift_;
+  std::string origins_file_;
+};
+
+TEST_F(CtlE2eOriginsTest, ListShowsTheOriginsWithoutCredentials) {
+  CtlRun list = Ctl({"origins", "list"});
+  ASSERT_EQ(list.code, 0) << list.err;
+  EXPECT_THAT(list.out, HasSubstr("NAME"));
+  EXPECT_THAT(list.out, HasSubstr("swift"));
+  EXPECT_THAT(list.out, ContainsRegex(absl::StrCat("swift +s3 +", swift_.endpoint(), "/models")))
+      << list.out;
+  EXPECT_THAT(list.out, HasSubstr("prod/"));
+  EXPECT_THAT(list.out, HasSubstr("replicate, devices"));
+  EXPECT_THAT(list.out, HasSubstr("wrong"));
+  // Not even where the server reads its credentials from.
+  EXPECT_THAT(list.out, Not(HasSubstr(dir_.Join("secret"))));
+
+  CtlRun json = Ctl({"--json", "origins", "list"});
+  ASSERT_EQ(json.code, 0) << json.err;
+  EXPECT_THAT(json.out, HasSubstr("\"name\":\"swift\",\"kind\":\"s3\""));
+}
+
+TEST_F(CtlE2eOriginsTest, CheckPassesAgainstTheRealStoreAndLeavesNothingThere) {
+  CtlRun check = Ctl({"origins", "check", "swift"});
+  ASSERT_EQ(check.code, 0) << check.out << check.err << swift_.Logs();
+  for (const char* step : {"put", "head", "get", "delete"}) {
+    EXPECT_THAT(check.out, ContainsRegex(absl::StrCat("(^|\n)", step, " +ok +[0-9.]+ ms")))
+        << check.out;
+  }
+  EXPECT_THAT(check.out, HasSubstr("prod/modeldist-check/"));
+  EXPECT_THAT(check.out, Not(HasSubstr("FAILED")));
+  EXPECT_THAT(check.out, HasSubstr("origin swift: ok"));
+
+  CtlRun json = Ctl({"--json", "origins", "check", "swift"});
+  ASSERT_EQ(json.code, 0) << json.err;
+  EXPECT_THAT(json.out, HasSubstr("\"ok\":true"));
+  EXPECT_THAT(json.out, HasSubstr("\"step\":\"delete\""));
+}
+
+TEST_F(CtlE2eOriginsTest, AWrongSecretIsRefusedByTheStoreAndExitsFour) {
+  CtlRun check = Ctl({"origins", "check", "wrong"});
+  EXPECT_EQ(check.code, 4) << check.out << check.err;
+  EXPECT_THAT(check.out, ContainsRegex("put +FAILED"));
+  EXPECT_THAT(check.out, HasSubstr("PERMISSION_DENIED"));
+  EXPECT_THAT(check.out, Not(HasSubstr("head")));  // nothing was stored, nothing else ran
+  EXPECT_THAT(check.err, HasSubstr("origin wrong failed its check"));
+  EXPECT_THAT(check.out + check.err, Not(HasSubstr(kWrongSecret)));
+  EXPECT_THAT(server_->LogTail(1 << 20), Not(HasSubstr(kWrongSecret)));
+
+  CtlRun unknown = Ctl({"origins", "check", "nope"});
+  EXPECT_EQ(unknown.code, 2);
+  EXPECT_THAT(unknown.err, HasSubstr("ORIGIN_NOT_FOUND"));
+}
+
+TEST_F(CtlE2eOriginsTest, AnUnreadableSecretStopsTheServerNamingTheField) {
+  ASSERT_TRUE(server_->Stop());
+  ASSERT_EQ(::chmod(dir_.Join("secret").c_str(), 0644), 0);
+  modeldist::testing::ServerProcess server(ServerBinary(), dir_.Join("data"), dir_.Join("token"),
+                                           dir_.path(),
+                                           std::vector<std::string>{"--origins", origins_file_});
+  EXPECT_FALSE(server.Start(20));
+  EXPECT_THAT(server.LogTail(), HasSubstr("origins[0] (swift)"));
+  EXPECT_THAT(server.LogTail(), HasSubstr("chmod 600"));
+}
+
+}  // namespace
+}  // namespace modeldist::ctl
