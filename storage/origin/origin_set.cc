@@ -10,6 +10,7 @@
 #include "absl/time/clock.h"
 #include "common/digest.h"
 #include "common/file_util.h"
+#include "common/http/http.h"
 #include "common/status.h"
 #include "storage/origin/origin_config.h"
 
@@ -63,9 +64,26 @@ const ConfiguredOrigin* OriginSet::Find(const std::string& name) const {
   return nullptr;
 }
 
+absl::StatusOr<std::string> FetchWithHttp(const std::string& url, int64_t offset, int64_t length) {
+  http::HttpRequest request{.method = "GET", .url = url};
+  request.headers.push_back({"Range", absl::StrCat("bytes=", offset, "-", offset + length - 1)});
+  request.total_timeout = absl::Minutes(1);
+  std::string body;
+  MD_ASSIGN_OR_RETURN(http::HttpResponse response, http::PerformToString(request, &body));
+  const std::string where = http::RedactUrl(url);
+  if (response.status != 206) {
+    if (!response.ok()) return http::HttpError(response, where);
+    return Mismatch(absl::StrCat(where, " answered HTTP ", response.status,
+                                 " to a range request; devices resume with ranges"));
+  }
+  MD_RETURN_IF_ERROR(http::CheckContentRangeStart(response, offset, where));
+  return body;
+}
+
 absl::StatusOr<std::vector<CheckStep>> CheckOrigin(const ConfiguredOrigin& entry,
-                                                   int64_t probe_bytes) {
+                                                   const CheckOptions& options) {
   Origin& origin = *entry.origin;
+  const int64_t probe_bytes = options.probe_bytes;
   const std::string key =
       absl::StrCat(entry.config.key_prefix(), "modeldist-check/", HexEncode(RandomBytes(8)));
   std::vector<CheckStep> steps;
@@ -114,6 +132,20 @@ absl::StatusOr<std::vector<CheckStep>> CheckOrigin(const ConfiguredOrigin& entry
         if (got != absl::string_view(bytes).substr(1)) {
           return Mismatch(absl::StrCat("bytes 1-", probe_bytes - 1, " read back (", got.size(),
                                        " bytes) differ from those stored"));
+        }
+        return absl::OkStatus();
+      });
+    }
+    if (steps.back().status.ok() && !entry.config.hide_from_devices()) {
+      Run(&steps, "device-url", key, [&]() -> absl::Status {
+        const int64_t expires = absl::ToUnixSeconds(options.now() + absl::Minutes(5));
+        MD_ASSIGN_OR_RETURN(std::string url, origin.DeviceUrl(key, expires));
+        // The last half, as a device resuming a download asks.
+        const int64_t from = probe_bytes / 2;
+        MD_ASSIGN_OR_RETURN(std::string got, options.fetch(url, from, probe_bytes - from));
+        if (got != absl::string_view(bytes).substr(static_cast<size_t>(from))) {
+          return Mismatch(absl::StrCat("the bytes a device gets from ", http::RedactUrl(url),
+                                       " differ from those stored"));
         }
         return absl::OkStatus();
       });

@@ -49,21 +49,35 @@ class OriginSet {
 
 // One request of a check.
 struct CheckStep {
-  std::string step;  // "put", "head", "get", "delete"
+  std::string step;  // "put", "head", "get", "device-url", "delete"
   std::string key;
   absl::Duration took;
   absl::Status status;
 };
 
+// Fetches bytes [offset, offset + length) of `url` as a device would (no credentials beyond
+// the URL itself). FetchWithHttp is the real one.
+using UrlFetcher = std::function<absl::StatusOr<std::string>(const std::string& url, int64_t offset,
+                                                             int64_t length)>;
+absl::StatusOr<std::string> FetchWithHttp(const std::string& url, int64_t offset, int64_t length);
+
+struct CheckOptions {
+  int64_t probe_bytes = 64 << 10;
+  UrlFetcher fetch = FetchWithHttp;
+  std::function<absl::Time()> now = absl::Now;
+};
+
 // Tests access to `origin` now, as RegistryService.CheckOrigin documents: a writable origin
 // gets a probe object of `probe_bytes` random bytes under "<key_prefix>modeldist-check/" put,
-// headed (size, and SHA-256 when the store reports one), read back by range and compared,
-// deleted, and headed again (it must be gone); a read-only one has a probe key headed, which
-// passes on any answer of the server, NOT_FOUND included. Stops at the first failed step,
-// except that a probe that was stored is still deleted. Fails itself only when no probe can be
-// made locally (no memory file).
+// headed (size, and SHA-256 when the store reports one), read back by range and compared;
+// when devices are sent to the origin, also fetched by range through the URL a device would
+// get (DeviceUrl: presigned, public or CDN, valid for 5 minutes) and compared ("device-url");
+// then deleted and headed again (it must be gone). A read-only one has a probe key headed,
+// which passes on any answer of the server, NOT_FOUND included. Stops at the first failed
+// step, except that a probe that was stored is still deleted. Fails itself only when no probe
+// can be made locally (no memory file).
 absl::StatusOr<std::vector<CheckStep>> CheckOrigin(const ConfiguredOrigin& origin,
-                                                   int64_t probe_bytes = 64 << 10);
+                                                   const CheckOptions& options = {});
 
 }  // namespace modeldist::origin
 

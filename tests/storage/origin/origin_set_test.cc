@@ -40,15 +40,36 @@ struct Checked {
   MemoryOrigin* fake = nullptr;
 };
 
+// What a device gets from a MemoryOrigin's URL ("memory://<name>/<key>"): the stored bytes,
+// or `device_bytes_flipped` changed in transit, as a broken CDN would.
+UrlFetcher FetchFrom(MemoryOrigin* fake, bool device_bytes_flipped = false) {
+  return [fake, device_bytes_flipped](const std::string& url, int64_t offset,
+                                      int64_t length) -> absl::StatusOr<std::string> {
+    const std::string prefix = "memory://" + fake->name() + "/";
+    EXPECT_TRUE(absl::StartsWith(url, prefix)) << url;
+    auto it = fake->objects.find(url.substr(prefix.size()));
+    if (it == fake->objects.end()) {
+      return MakeError(absl::StatusCode::kNotFound, "HTTP_NOT_FOUND", url);
+    }
+    std::string bytes = it->second.substr(static_cast<size_t>(offset), static_cast<size_t>(length));
+    if (device_bytes_flipped) bytes[0] ^= 1;
+    return bytes;
+  };
+}
+
 // Runs CheckOrigin on a writable fake, set up by `arrange`.
-Checked CheckWritable(const std::function<void(MemoryOrigin&)>& arrange) {
+Checked CheckWritable(const std::function<void(MemoryOrigin&)>& arrange,
+                      bool device_bytes_flipped = false, bool hide_from_devices = false) {
   auto fake = std::make_unique<MemoryOrigin>("r2");
   arrange(*fake);
   Checked out;
   out.fake = fake.get();
   static std::vector<ConfiguredOrigin> keep;  // the fake outlives the check for inspection
-  keep.push_back(ConfiguredOrigin{S3Entry("r2"), std::move(fake)});
-  absl::StatusOr<std::vector<CheckStep>> steps = CheckOrigin(keep.back(), 4096);
+  v1::Origin entry = S3Entry("r2");
+  entry.set_hide_from_devices(hide_from_devices);
+  keep.push_back(ConfiguredOrigin{entry, std::move(fake)});
+  CheckOptions options{.probe_bytes = 4096, .fetch = FetchFrom(out.fake, device_bytes_flipped)};
+  absl::StatusOr<std::vector<CheckStep>> steps = CheckOrigin(keep.back(), options);
   EXPECT_TRUE(steps.ok()) << steps.status();
   if (steps.ok()) out.steps = *steps;
   return out;
@@ -112,9 +133,22 @@ TEST(OriginSetTest, BuildValidatesTheConfigFirst) {
 
 TEST(CheckOriginTest, AGoodStorePassesEveryStepAndKeepsNothing) {
   Checked c = CheckWritable([](MemoryOrigin&) {});
-  EXPECT_THAT(Names(c.steps), ElementsAre("put ok", "head ok", "get ok", "delete ok"));
+  EXPECT_THAT(Names(c.steps),
+              ElementsAre("put ok", "head ok", "get ok", "device-url ok", "delete ok"));
   EXPECT_TRUE(c.fake->objects.empty());
   EXPECT_TRUE(absl::StartsWith(c.steps[0].key, "models/modeldist-check/")) << c.steps[0].key;
+}
+
+TEST(CheckOriginTest, BytesChangedOnTheWayToDevicesFailTheDeviceUrl) {
+  Checked c = CheckWritable([](MemoryOrigin&) {}, /*device_bytes_flipped=*/true);
+  EXPECT_THAT(Names(c.steps),
+              ElementsAre("put ok", "head ok", "get ok", "device-url failed", "delete ok"));
+  EXPECT_EQ(ErrorReason(c.steps[3].status), "ORIGIN_PROBE_MISMATCH");
+}
+
+TEST(CheckOriginTest, AnOriginHiddenFromDevicesHasNoDeviceUrlStep) {
+  Checked c = CheckWritable([](MemoryOrigin&) {}, false, /*hide_from_devices=*/true);
+  EXPECT_THAT(Names(c.steps), ElementsAre("put ok", "head ok", "get ok", "delete ok"));
 }
 
 TEST(CheckOriginTest, RefusedCredentialsStopAtPutWithTheStoresError) {
@@ -142,8 +176,9 @@ TEST(CheckOriginTest, ChangedBytesFailGet) {
 
 TEST(CheckOriginTest, ADeleteThatKeepsTheObjectFails) {
   Checked c = CheckWritable([](MemoryOrigin& o) { o.ignore_delete = true; });
-  EXPECT_THAT(Names(c.steps), ElementsAre("put ok", "head ok", "get ok", "delete failed"));
-  EXPECT_THAT(c.steps[3].status.message(), HasSubstr("still there"));
+  EXPECT_THAT(Names(c.steps),
+              ElementsAre("put ok", "head ok", "get ok", "device-url ok", "delete failed"));
+  EXPECT_THAT(c.steps[4].status.message(), HasSubstr("still there"));
 }
 
 TEST(CheckOriginTest, AReadOnlyOriginPassesWhenItAnswersEvenNotFound) {
