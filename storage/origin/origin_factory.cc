@@ -1,16 +1,52 @@
 #include "storage/origin/origin_factory.h"
 
+#include <utility>
+
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
+#include "storage/origin/cdn_origin.h"
+#include "storage/origin/cloudfront.h"
+#include "storage/origin/http_origin.h"
 #include "storage/origin/origin_config.h"
 
 namespace modeldist::origin {
+namespace {
 
-absl::StatusOr<std::unique_ptr<Origin>> MakeOrigin(const v1::Origin& config) {
+absl::StatusOr<std::unique_ptr<Origin>> MakeHttp(const v1::Origin& config) {
+  return std::make_unique<HttpOrigin>(HttpOriginOptions{.name = config.name(),
+                                                        .base_url = config.http().base_url(),
+                                                        .ca_file = config.http().ca_file()});
+}
+
+// The origin of the entry's kind, before any CDN in front of it.
+absl::StatusOr<std::unique_ptr<Origin>> MakeBare(const v1::Origin& config) {
+  switch (config.kind_case()) {
+    case v1::Origin::kHttp:
+      return MakeHttp(config);
+    case v1::Origin::kS3:
+    case v1::Origin::kSupabase:
+    case v1::Origin::KIND_NOT_SET:
+      break;
+  }
   return MakeError(absl::StatusCode::kUnimplemented, "ORIGIN_KIND_UNSUPPORTED",
                    absl::StrCat(OriginKind(config),
                                 " origins are not supported by this version of modeldist-server "
-                                "yet; use an s3 origin (docs/origins.md)"));
+                                "yet (docs/origins.md)"));
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Origin>> MakeOrigin(const v1::Origin& config) {
+  MD_ASSIGN_OR_RETURN(std::unique_ptr<Origin> origin, MakeBare(config));
+  if (!config.has_cdn()) return origin;
+  std::unique_ptr<CloudFrontSigner> signer;
+  if (config.cdn().has_cloudfront()) {
+    const v1::CloudFrontSigning& cf = config.cdn().cloudfront();
+    MD_ASSIGN_OR_RETURN(std::string pem,
+                        ReadSecret(cf.private_key(), "cdn.cloudfront.private_key"));
+    MD_ASSIGN_OR_RETURN(signer, CloudFrontSigner::Create(cf.key_pair_id(), pem));
+  }
+  return std::make_unique<CdnOrigin>(std::move(origin), config.cdn().base_url(), std::move(signer));
 }
 
 }  // namespace modeldist::origin

@@ -106,6 +106,10 @@ const std::map<std::string, std::string>& NotRpcAnswers() {
       // status; an origin kind this version cannot build stops the start.
       {"ORIGIN_PROBE_MISMATCH", "origins (a CheckOrigin step's finding)"},
       {"ORIGIN_KIND_UNSUPPORTED", "start-up (the --origins file)"},
+      {"ORIGIN_READ_ONLY", "origins (an http origin cannot be written)"},
+      {"RANGE_IGNORED", "origins"},
+      {"ORIGIN_RANGE_TAKEN", "origins (internal: stops a transfer that has enough bytes)"},
+      {"ORIGIN_OBJECT_SHORT", "origins"},
   };
   return *reasons;
 }
