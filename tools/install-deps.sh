@@ -46,8 +46,9 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   sqlite3 nginx-light jq openssl ca-certificates
   # Origins the tests run on loopback: OpenStack Swift with its S3 API (it checks SigV4
-  # signatures) and the memcached its proxy requires.
-  swift swift-proxy swift-object swift-container swift-account memcached
+  # signatures) and the memcached its proxy requires; the curl program fetches a presigned
+  # URL as a device would.
+  swift swift-proxy swift-object swift-container swift-account memcached curl
 )
 # Node may come from elsewhere (e.g. NodeSource, which bundles npm and conflicts with Debian's
 # npm package); only a machine without node gets Debian's nodejs and npm.

@@ -8,6 +8,7 @@
 #include "storage/origin/cloudfront.h"
 #include "storage/origin/http_origin.h"
 #include "storage/origin/origin_config.h"
+#include "storage/origin/s3_origin.h"
 
 namespace modeldist::origin {
 namespace {
@@ -18,12 +19,33 @@ absl::StatusOr<std::unique_ptr<Origin>> MakeHttp(const v1::Origin& config) {
                                                         .ca_file = config.http().ca_file()});
 }
 
+absl::StatusOr<std::unique_ptr<Origin>> MakeS3(const v1::Origin& config) {
+  const v1::S3Origin& s3 = config.s3();
+  S3OriginOptions options;
+  options.name = config.name();
+  options.endpoint = s3.endpoint();
+  options.bucket = s3.bucket();
+  if (!s3.region().empty()) options.region = s3.region();
+  // Field names as in the file; the caller adds which origin ("origins[1] (r2-eu)").
+  MD_ASSIGN_OR_RETURN(options.credentials.access_key_id,
+                      ReadSecret(s3.access_key_id(), "s3.access_key_id"));
+  MD_ASSIGN_OR_RETURN(options.credentials.secret_access_key,
+                      ReadSecret(s3.secret_access_key(), "s3.secret_access_key"));
+  options.checksum_sha256 = s3.checksum_sha256();
+  if (s3.part_size_bytes() != 0) options.part_size = s3.part_size_bytes();
+  options.public_read = s3.public_read();
+  options.ca_file = s3.ca_file();
+  MD_ASSIGN_OR_RETURN(std::unique_ptr<S3Origin> origin, S3Origin::Create(std::move(options)));
+  return std::unique_ptr<Origin>(std::move(origin));
+}
+
 // The origin of the entry's kind, before any CDN in front of it.
 absl::StatusOr<std::unique_ptr<Origin>> MakeBare(const v1::Origin& config) {
   switch (config.kind_case()) {
     case v1::Origin::kHttp:
       return MakeHttp(config);
     case v1::Origin::kS3:
+      return MakeS3(config);
     case v1::Origin::kSupabase:
     case v1::Origin::KIND_NOT_SET:
       break;

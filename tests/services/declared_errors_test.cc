@@ -55,7 +55,7 @@ const std::map<std::string, std::string>& NotRpcAnswers() {
       {"INVALID_FLAG", "start-up"},
       {"INVALID_KEYS_DIR", "start-up"},
       {"INVALID_MIGRATIONS", "start-up"},
-      {"INVALID_ORIGINS_CONFIG", "start-up (the --origins file)"},
+      {"INVALID_ORIGINS_CONFIG", "start-up (the --origins file, an origin's options)"},
       {"SECRET_UNAVAILABLE", "start-up (an origin's credentials)"},
       {"KEY_FILE_NAME_MISMATCH", "start-up"},
       {"KEY_FILE_TOO_OPEN", "start-up"},
@@ -101,7 +101,10 @@ const std::map<std::string, std::string>& NotRpcAnswers() {
       {"HTTP_TRANSPORT_FAILED", "origins"},
       {"HTTP_UNAVAILABLE", "origins"},
       {"HTTP_UNEXPECTED_STATUS", "origins"},
+      {"ORIGIN_BAD_ANSWER", "origins"},
+      {"ORIGIN_SOURCE_SHORT", "origins"},
       {"TLS_PEER_UNTRUSTED", "origins"},
+      {"URL_EXPIRY_OUT_OF_RANGE", "origins"},
       // A failed step of RegistryService.CheckOrigin is reported in its response, not as its
       // status; an origin kind this version cannot build stops the start.
       {"ORIGIN_PROBE_MISMATCH", "origins (a CheckOrigin step's finding)"},

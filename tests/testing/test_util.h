@@ -76,6 +76,11 @@ void DamageFile(const std::string& path, FileDamage damage, int64_t at = 0);
 // The build directory (from the MODELDIST_BUILD_DIR environment variable set by ctest).
 std::string BuildDir();
 
+// A TCP port the kernel just handed out on 127.0.0.1, for a server that takes its port on the
+// command line (0 when none could be had). Free a moment ago only: another process may take it
+// before the server binds, so the caller checks the bind and retries on a new port.
+int FreePort();
+
 }  // namespace modeldist::testing
 
 #endif  // MODELDIST_TESTS_TESTING_TEST_UTIL_H_
