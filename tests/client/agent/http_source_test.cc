@@ -1,12 +1,6 @@
 // The HTTP source under DownloadChunks against a real nginx: range requests, resume, a mirror
 // that ignores Range, HTTPS with and without the CA file, a silent server, and no credentials
 // in what it reports.
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <signal.h>
-#include <spawn.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -22,8 +16,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/client/agent/chunk_downloader_fixture.h"
-
-extern char** environ;
+#include "tests/testing/nginx_server.h"
 
 namespace modeldist::agent {
 namespace {
@@ -37,120 +30,8 @@ using ::testing::HasSubstr;
 using ::testing::Not;
 using ::testing::Pair;
 
-int FreePort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  int port = 0;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), len) == 0 &&
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
-    port = ntohs(addr.sin_port);
-  }
-  ::close(fd);
-  return port;
-}
-
-bool CanConnect(int port) {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  const bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
-  ::close(fd);
-  return ok;
-}
-
-// Debian's nginx-light serving `<prefix>/www` on 127.0.0.1 from its own temp prefix, in the
-// foreground (`daemon off`) so that the test owns its PID and stops it.
-// /norange/ serves the same files with byte ranges turned off (a Range-ignoring mirror).
-class Nginx {
- public:
-  // With `tls`, also serves HTTPS on tls_port() with a fresh self-signed certificate for
-  // 127.0.0.1, written to ca_file().
-  Nginx(const std::string& prefix, bool tls) : prefix_(prefix), tls_(tls) {
-    for (const char* dir : {"www", "logs", "tmp"}) MD_EXPECT_OK(MakeDirs(prefix_ + "/" + dir));
-    if (tls_) {
-      const std::string command = absl::StrCat(
-          "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 "
-          "-subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 -keyout ",
-          prefix_, "/key.pem -out ", ca_file(), " 2>/dev/null");
-      EXPECT_EQ(std::system(command.c_str()), 0) << command;
-    }
-    for (int attempt = 0; attempt < 5 && port_ == 0; ++attempt) {
-      TryStart(FreePort(), tls_ ? FreePort() : 0);
-    }
-  }
-  ~Nginx() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGTERM);
-      int status = 0;
-      ::waitpid(pid_, &status, 0);
-    }
-  }
-  // 0 when nginx could not start.
-  int port() const { return port_; }
-  int tls_port() const { return tls_port_; }
-  std::string ca_file() const { return prefix_ + "/cert.pem"; }
-  std::string www() const { return prefix_ + "/www"; }
-  std::string Url(const std::string& path) const {
-    return absl::StrCat("http://127.0.0.1:", port_, path);
-  }
-
- private:
-  void TryStart(int port, int tls_port) {
-    const std::string& p = prefix_;
-    const std::string config = absl::StrCat(
-        // As root, workers would switch to `nobody`, which cannot read the 0700 temp prefix.
-        ::geteuid() == 0 ? "user root;\n" : "", "worker_processes 1;\ndaemon off;\npid ", p,
-        "/nginx.pid;\nerror_log ", p, "/logs/error.log warn;\nevents { worker_connections 64; }\n",
-        "http {\n  access_log ", p, "/logs/access.log;\n  client_body_temp_path ", p,
-        "/tmp/body;\n  proxy_temp_path ", p, "/tmp/proxy;\n  fastcgi_temp_path ", p,
-        "/tmp/fcgi;\n  uwsgi_temp_path ", p, "/tmp/uwsgi;\n  scgi_temp_path ", p,
-        "/tmp/scgi;\n  default_type application/octet-stream;\n  server {\n    listen 127.0.0.1:",
-        port, ";\n    root ", p, "/www;\n    location /norange/ { alias ", p,
-        "/www/; max_ranges 0; }\n  }\n",
-        tls_port == 0
-            ? ""
-            : absl::StrCat("  server {\n    listen 127.0.0.1:", tls_port, " ssl;\n    root ", p,
-                           "/www;\n    ssl_certificate ", ca_file(), ";\n    ssl_certificate_key ",
-                           p, "/key.pem;\n  }\n"),
-        "}\n");
-    MD_EXPECT_OK(WriteFileAtomically(p + "/nginx.conf", config, 0644));
-    const std::string conf = p + "/nginx.conf";
-    const std::string prefix = p + "/";
-    const std::string log = p + "/logs/error.log";
-    std::vector<const char*> argv = {"nginx",      "-p", prefix.c_str(), "-c",
-                                     conf.c_str(), "-e", log.c_str(),    nullptr};
-    pid_t pid = 0;
-    if (::posix_spawn(&pid, "/usr/sbin/nginx", nullptr, nullptr,
-                      const_cast<char* const*>(argv.data()), environ) != 0) {
-      return;
-    }
-    // Ready once the port answers; if nginx exits first, the bind failed (port taken).
-    for (int i = 0; i < 100; ++i) {
-      int status = 0;
-      if (::waitpid(pid, &status, WNOHANG) == pid) return;
-      if (CanConnect(port) && (tls_port == 0 || CanConnect(tls_port))) {
-        pid_ = pid;
-        port_ = port;
-        tls_port_ = tls_port;
-        return;
-      }
-      absl::SleepFor(absl::Milliseconds(50));
-    }
-    ::kill(pid, SIGKILL);
-    ::waitpid(pid, nullptr, 0);
-  }
-
-  const std::string prefix_;
-  const bool tls_;
-  pid_t pid_ = -1;
-  int port_ = 0;
-  int tls_port_ = 0;
-};
+// Debian's nginx-light on loopback (tests/testing/nginx_server.h).
+using Nginx = ::modeldist::testing::NginxServer;
 
 // The HTTP source against a real nginx.
 class HttpSourceTest : public ChunkDownloaderTest {
@@ -257,8 +138,10 @@ TEST_F(HttpSourceTest, SilentServerIsCancelledByTheWatchdog) {
 }
 
 TEST(HttpSourceDescribeTest, NoCredentialsInDescriptionsOrErrors) {
-  auto source = NewHttpSource(
-      absl::StrCat("http://agent:s3cret@127.0.0.1:", FreePort(), "/m.gguf?token=t0ken#frag"), "");
+  auto source =
+      NewHttpSource(absl::StrCat("http://agent:s3cret@127.0.0.1:", ::modeldist::testing::FreePort(),
+                                 "/m.gguf?token=t0ken#frag"),
+                    "");
   EXPECT_EQ(source->Describe().find("s3cret"), std::string::npos);
   EXPECT_EQ(source->Describe().find("t0ken"), std::string::npos);
   EXPECT_THAT(source->Describe(), HasSubstr("/m.gguf"));
