@@ -124,14 +124,17 @@ std::string SwiftS3Server::Logs() const {
     return ::testing::AssertionFailure() << "cannot write swift.conf";
   }
 
+  // memcached does not set SO_REUSEPORT: a free port, retried if taken before it binds.
   const int memcached_port = FreePort();
-  proxy_port_ = FreePort();
+  ports_.clear();
+  for (int i = 0; i < 4; ++i) ports_.emplace_back();
+  proxy_port_ = ports_[0].port();
   struct Server {
     const char* name;
     int port;
   };
   std::vector<Server> servers = {
-      {"account", FreePort()}, {"container", FreePort()}, {"object", FreePort()}};
+      {"account", ports_[1].port()}, {"container", ports_[2].port()}, {"object", ports_[3].port()}};
   for (const Server& s : servers) {
     if (s.port == 0 || memcached_port == 0 || proxy_port_ == 0) {
       return ::testing::AssertionFailure() << "no free port on 127.0.0.1";

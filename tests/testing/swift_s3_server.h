@@ -49,6 +49,9 @@ class SwiftS3Server {
   ::testing::AssertionResult TryStart();
 
   ScratchDir dir_;
+  // The Swift servers' ports, held while they run (see ReservedPort: eventlet binds with
+  // SO_REUSEPORT, so two Swifts of parallel tests could otherwise share a port).
+  std::vector<ReservedPort> ports_;
   // Declared last: stopped (destroyed) first, proxy before the servers it talks to.
   std::vector<std::unique_ptr<ChildProcess>> children_;
   int proxy_port_ = 0;

@@ -81,6 +81,28 @@ std::string BuildDir();
 // before the server binds, so the caller checks the bind and retries on a new port.
 int FreePort();
 
+// A TCP port on 127.0.0.1 held for as long as this object lives: bound (not listening) with
+// SO_REUSEPORT, so no FreePort or ReservedPort of any process gets it meanwhile, while a server
+// that sets SO_REUSEPORT too (eventlet does by default, so OpenStack Swift) still binds and
+// listens on it. Without it, two such servers started at once by parallel tests could both
+// bind one port that FreePort handed to each, and share its connections. Servers that do not
+// set SO_REUSEPORT cannot bind a held port: use FreePort for them.
+class ReservedPort {
+ public:
+  ReservedPort();  // port() is 0 when no port could be had
+  ~ReservedPort();
+  ReservedPort(ReservedPort&& other) noexcept;
+  ReservedPort& operator=(ReservedPort&& other) = delete;
+  ReservedPort(const ReservedPort&) = delete;
+  ReservedPort& operator=(const ReservedPort&) = delete;
+
+  int port() const { return port_; }
+
+ private:
+  int fd_ = -1;
+  int port_ = 0;
+};
+
 }  // namespace modeldist::testing
 
 #endif  // MODELDIST_TESTS_TESTING_TEST_UTIL_H_
