@@ -16,6 +16,7 @@
 #include <set>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 
@@ -73,6 +74,30 @@ class Retrier {
   absl::Time start_;
   int failures_ = 0;
 };
+
+namespace retry_internal {
+inline const absl::Status& StatusOf(const absl::Status& status) { return status; }
+template <typename T>
+const absl::Status& StatusOf(const absl::StatusOr<T>& result) {
+  return result.status();
+}
+}  // namespace retry_internal
+
+// Runs `attempt` (returning absl::Status or absl::StatusOr) until it succeeds or the policy
+// gives up, sleeping between attempts, and returns its last result. For calls that are safe to
+// repeat whole and keep no progress between attempts (a HEAD, a small request); a transfer
+// that can resume keeps its own Retrier and calls Progressed.
+template <typename Attempt>
+auto RetryCall(const RetryPolicy& policy, Attempt&& attempt) -> decltype(attempt()) {
+  Retrier retrier(policy);
+  for (;;) {
+    auto result = attempt();
+    if (result.ok()) return result;
+    std::optional<absl::Duration> wait = retrier.NextWait(retry_internal::StatusOf(result));
+    if (!wait.has_value()) return result;
+    absl::SleepFor(*wait);
+  }
+}
 
 }  // namespace modeldist
 

@@ -25,43 +25,11 @@ class HttpSource final : public ByteSource {
     request.follow_redirects = true;  // CDNs redirect to edge or signed URLs
     request.user_agent = "modeldist-agent";
     request.cancel = &cancel_;
-    request.headers.emplace_back("Range",
-                                 limit > 0 ? absl::StrCat("bytes=", offset, "-", offset + limit - 1)
-                                           : absl::StrCat("bytes=", offset, "-"));
-
-    long code = 0;
+    // A server that ignores Range for a later offset is refused (RANGE_IGNORED), so the
+    // next source is tried; the chunk checks catch anything else.
     int64_t delivered = 0;
-    bool done_early = false;  // a 200 for offset 0 reached `limit`; stopping was our choice
-    auto on_head = [&](const http::HttpResponse& response) {
-      code = response.status;
-      if (code == 206) return http::CheckContentRangeStart(response, offset, where_);
-      if (code == 200 && offset != 0) {
-        // A server that ignores Range sends the file from byte 0; splicing that at `offset`
-        // would be wrong, and skipping `offset` bytes costs as much as a full download.
-        // Refuse, so the next source is tried.
-        return MakeError(absl::StatusCode::kFailedPrecondition, "RANGE_IGNORED",
-                         absl::StrCat(where_, " ignored the Range header (HTTP 200)"));
-      }
-      if (code != 200) return http::StatusForHttp(code, where_);
-      return absl::OkStatus();
-    };
-    auto body = [&](absl::string_view piece) {
-      if (code == 200 && limit > 0 && delivered + static_cast<int64_t>(piece.size()) >= limit) {
-        // A 200 for a range at 0 is the whole file: take what was asked, then stop.
-        piece = piece.substr(0, static_cast<size_t>(limit - delivered));
-        done_early = true;
-      }
-      delivered += static_cast<int64_t>(piece.size());
-      if (!piece.empty()) MD_RETURN_IF_ERROR(sink(piece));
-      // Any error stops the transfer; done_early tells it apart from a real one below.
-      return done_early ? MakeError(absl::StatusCode::kAborted, "RANGE_TAKEN", "enough bytes")
-                        : absl::OkStatus();
-    };
-    absl::StatusOr<http::HttpResponse> response = http::Perform(request, body, on_head);
-    if (done_early) return absl::OkStatus();
-    if (!response.ok()) return response.status();
-    if (!response->ok()) return http::StatusForHttp(response->status, where_);
-    return absl::OkStatus();
+    return http::GetRange(where_, offset, limit > 0 ? limit : -1,
+                          http::PlainRangeRequest(std::move(request), where_), sink, &delivered);
   }
 
   void Cancel() override { cancel_.store(true); }

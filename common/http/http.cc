@@ -320,4 +320,49 @@ absl::Status HttpError(const HttpResponse& response, absl::string_view where) {
   return StatusForHttp(response.status, where, detail);
 }
 
+RangeRequest PlainRangeRequest(HttpRequest request, std::string where) {
+  return [request = std::move(request), where = std::move(where)](
+             const std::string& range, const BodySink& body,
+             const HeadCheck& on_head) -> absl::StatusOr<HttpResponse> {
+    HttpRequest ranged = request;
+    ranged.headers.emplace_back("Range", range);
+    absl::StatusOr<HttpResponse> response = Perform(ranged, body, on_head);
+    if (response.ok() && !response->ok()) return HttpError(*response, where);
+    return response;
+  };
+}
+
+absl::Status GetRange(absl::string_view where, int64_t offset, int64_t length,
+                      const RangeRequest& request, const BodySink& sink, int64_t* delivered) {
+  *delivered = 0;
+  const std::string range = length < 0 ? absl::StrCat("bytes=", offset, "-")
+                                       : absl::StrCat("bytes=", offset, "-", offset + length - 1);
+  long code = 0;
+  auto on_head = [&](const HttpResponse& response) -> absl::Status {
+    code = response.status;
+    if (code == 206) return CheckContentRangeStart(response, offset, where);
+    if (code == 200 && offset != 0) {
+      return MakeError(absl::StatusCode::kFailedPrecondition, "RANGE_IGNORED",
+                       absl::StrCat(where, " ignored the Range header (HTTP 200)"));
+    }
+    if (code != 200) return StatusForHttp(code, where);
+    return absl::OkStatus();
+  };
+  bool enough = false;  // a 200 reached `length`: stopping the transfer was our choice
+  auto body = [&](absl::string_view piece) -> absl::Status {
+    if (code == 200 && length >= 0 && *delivered + static_cast<int64_t>(piece.size()) >= length) {
+      piece = piece.substr(0, static_cast<size_t>(length - *delivered));
+      enough = true;
+    }
+    *delivered += static_cast<int64_t>(piece.size());
+    if (!piece.empty()) MD_RETURN_IF_ERROR(sink(piece));
+    // Any error stops the transfer; `enough` tells this one apart below.
+    return enough ? MakeError(absl::StatusCode::kAborted, "RANGE_TAKEN", "enough bytes")
+                  : absl::OkStatus();
+  };
+  absl::StatusOr<HttpResponse> response = request(range, body, on_head);
+  if (enough) return absl::OkStatus();
+  return response.status();
+}
+
 }  // namespace modeldist::http

@@ -99,6 +99,27 @@ absl::Status CheckContentRangeStart(const HttpResponse& response, int64_t offset
 // StatusForHttp for a response, with the <Code> of an S3-style XML error body as the detail.
 absl::Status HttpError(const HttpResponse& response, absl::string_view where);
 
+// One request for `range` (a Range header value, "bytes=FROM-" or "bytes=FROM-TO"), sent
+// however the caller signs or addresses it, passing `body` and `on_head` to Perform; a non-2xx
+// answer comes back as its error (e.g. HttpError).
+using RangeRequest = std::function<absl::StatusOr<HttpResponse>(
+    const std::string& range, const BodySink& body, const HeadCheck& on_head)>;
+
+// The RangeRequest of an unsigned request: `request` with the Range header added, performed;
+// a non-2xx answer is its HttpError with `where`.
+RangeRequest PlainRangeRequest(HttpRequest request, std::string where);
+
+// The Range protocol over one request: bytes [offset, offset + length) (length < 0: to the
+// end) streamed to `sink`. A 206 must start at `offset` (CheckContentRangeStart). A 200 is the
+// whole object: taken from byte 0 only, and cut at `length`; for a later offset it is
+// FAILED_PRECONDITION RANGE_IGNORED (splicing it at `offset` would be wrong, and skipping to
+// it costs a whole download). Another 2xx is StatusForHttp's error. `*delivered` counts the
+// bytes given to `sink`, also after a failure, so that a retry asks only for the rest. Fewer
+// bytes than asked for is not an error here (a range may end past the object). An error of
+// `sink` stops the transfer and is returned.
+absl::Status GetRange(absl::string_view where, int64_t offset, int64_t length,
+                      const RangeRequest& request, const BodySink& sink, int64_t* delivered);
+
 }  // namespace modeldist::http
 
 #endif  // MODELDIST_COMMON_HTTP_HTTP_H_

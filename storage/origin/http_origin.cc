@@ -1,11 +1,8 @@
 #include "storage/origin/http_origin.h"
 
-#include <optional>
-
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
-#include "absl/time/clock.h"
 #include "common/http/http.h"
 #include "common/status.h"
 #include "storage/origin/ranged_get.h"
@@ -44,38 +41,22 @@ absl::Status HttpOrigin::Delete(const std::string&) {
 absl::StatusOr<ObjectInfo> HttpOrigin::Head(const std::string& key) {
   const http::HttpRequest request = Request("HEAD", key, nullptr);
   const std::string where = absl::StrCat(options_.name, ": HEAD ", key);
-  Retrier retrier(options_.retry);
-  for (;;) {
-    absl::StatusOr<http::HttpResponse> response = http::Perform(request);
-    absl::Status status = response.ok() ? absl::OkStatus() : response.status();
-    if (status.ok() && !response->ok()) status = http::HttpError(*response, where);
-    if (status.ok()) {
-      ObjectInfo info;
-      if (!absl::SimpleAtoi(response->Header("content-length"), &info.size)) info.size = -1;
-      info.etag = std::string(absl::StripSuffix(
-          absl::StripPrefix(absl::StripPrefix(response->Header("etag"), "W/"), "\""), "\""));
-      return info;
-    }
-    std::optional<absl::Duration> wait = retrier.NextWait(status);
-    if (!wait.has_value()) return status;
-    absl::SleepFor(*wait);
-  }
+  return RetryCall(options_.retry, [&]() -> absl::StatusOr<ObjectInfo> {
+    MD_ASSIGN_OR_RETURN(http::HttpResponse response, http::Perform(request));
+    if (!response.ok()) return http::HttpError(response, where);
+    ObjectInfo info;
+    if (!absl::SimpleAtoi(response.Header("content-length"), &info.size)) info.size = -1;
+    info.etag = std::string(absl::StripSuffix(
+        absl::StripPrefix(absl::StripPrefix(response.Header("etag"), "W/"), "\""), "\""));
+    return info;
+  });
 }
 
 absl::Status HttpOrigin::Get(const std::string& key, int64_t offset, int64_t length,
                              const ByteSink& sink, const std::atomic<bool>* cancel) {
   const std::string where = absl::StrCat(options_.name, ": GET ", key);
-  return RangedGet(
-      where, offset, length, options_.retry,
-      [&](const std::string& range, const http::BodySink& body,
-          const http::HeadCheck& on_head) -> absl::StatusOr<http::HttpResponse> {
-        http::HttpRequest request = Request("GET", key, cancel);
-        request.headers.push_back({"Range", range});
-        MD_ASSIGN_OR_RETURN(http::HttpResponse response, http::Perform(request, body, on_head));
-        if (!response.ok()) return http::HttpError(response, where);
-        return response;
-      },
-      sink);
+  return RangedGet(where, offset, length, options_.retry,
+                   http::PlainRangeRequest(Request("GET", key, cancel), where), sink);
 }
 
 absl::StatusOr<std::string> HttpOrigin::DeviceUrl(const std::string& key, int64_t) {

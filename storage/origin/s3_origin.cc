@@ -3,7 +3,6 @@
 #include <openssl/evp.h>
 
 #include <algorithm>
-#include <optional>
 #include <utility>
 
 #include "absl/strings/escaping.h"
@@ -174,18 +173,13 @@ absl::StatusOr<http::HttpResponse> S3Origin::Send(const Call& call, const http::
 }
 
 absl::StatusOr<http::HttpResponse> S3Origin::SendWithRetries(const Call& call, std::string* body) {
-  Retrier retrier(options_.retry);
-  while (true) {
+  return RetryCall(options_.retry, [&] {
     if (body != nullptr) body->clear();
-    absl::StatusOr<http::HttpResponse> response = Send(call, [body](absl::string_view piece) {
+    return Send(call, [body](absl::string_view piece) {
       if (body != nullptr) body->append(piece.data(), piece.size());
       return absl::OkStatus();
     });
-    if (response.ok()) return response;
-    std::optional<absl::Duration> wait = retrier.NextWait(response.status());
-    if (!wait.has_value()) return response.status();
-    absl::SleepFor(*wait);
-  }
+  });
 }
 
 absl::Status S3Origin::Put(const std::string& key, int fd, int64_t size,

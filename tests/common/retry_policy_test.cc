@@ -2,6 +2,7 @@
 
 #include <optional>
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 
 namespace modeldist {
@@ -97,6 +98,42 @@ TEST(RetrierTest, NoAttemptStartsAfterTheDeadline) {
   EXPECT_EQ(retrier.NextWait(absl::UnavailableError("x")), std::nullopt);  // would start at 11 s
   retrier.Reset();
   EXPECT_EQ(retrier.NextWait(absl::UnavailableError("x")), absl::Seconds(1));
+}
+
+RetryPolicy Quick(int max_attempts) {
+  RetryPolicy policy;
+  policy.max_attempts = max_attempts;
+  policy.initial_backoff = absl::Microseconds(1);
+  return policy;
+}
+
+TEST(RetryCallTest, RepeatsARetryableFailureUntilItSucceeds) {
+  int calls = 0;
+  absl::StatusOr<int> result = RetryCall(Quick(5), [&]() -> absl::StatusOr<int> {
+    if (++calls < 3) return absl::UnavailableError("busy");
+    return 42;
+  });
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(*result, 42);
+  EXPECT_EQ(calls, 3);
+}
+
+TEST(RetryCallTest, StopsAtAFinalErrorOrWhenThePolicyGivesUp) {
+  int calls = 0;
+  absl::Status denied = RetryCall(Quick(5), [&] {
+    ++calls;
+    return absl::PermissionDeniedError("no");
+  });
+  EXPECT_EQ(denied.code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(calls, 1);
+
+  calls = 0;
+  absl::Status busy = RetryCall(Quick(3), [&] {
+    ++calls;
+    return absl::UnavailableError(absl::StrCat("busy ", calls));
+  });
+  EXPECT_EQ(busy.message(), "busy 3");  // the last attempt's error
+  EXPECT_EQ(calls, 3);
 }
 
 }  // namespace

@@ -111,7 +111,7 @@ const std::map<std::string, std::string>& NotRpcAnswers() {
       {"ORIGIN_KIND_UNSUPPORTED", "start-up (the --origins file)"},
       {"ORIGIN_READ_ONLY", "origins (an http origin cannot be written)"},
       {"RANGE_IGNORED", "origins"},
-      {"ORIGIN_RANGE_TAKEN", "origins (internal: stops a transfer that has enough bytes)"},
+      {"RANGE_TAKEN", "origins (internal: stops a transfer that has enough bytes)"},
       {"ORIGIN_OBJECT_SHORT", "origins"},
   };
   return *reasons;

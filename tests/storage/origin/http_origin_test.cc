@@ -50,6 +50,17 @@ class HttpOriginTest : public ::testing::Test {
         HttpOriginOptions{.name = "web", .base_url = nginx_->Url(""), .retry = FastRetry()});
   }
 
+  // An http origin on the test's nginx, with CloudFront in front signing with `key_file`.
+  v1::Origin WebBehindCloudFront(const std::string& key_file) const {
+    v1::Origin config;
+    config.set_name("web");
+    config.mutable_http()->set_base_url(nginx_->Url(""));
+    config.mutable_cdn()->set_base_url("https://d111111abcdef8.cloudfront.net");
+    config.mutable_cdn()->mutable_cloudfront()->set_key_pair_id("K2JCJMDEHXQW5F");
+    config.mutable_cdn()->mutable_cloudfront()->mutable_private_key()->set_file(key_file);
+    return config;
+  }
+
   absl::StatusOr<std::string> Read(Origin& origin, const std::string& key, int64_t offset,
                                    int64_t length) {
     std::string got;
@@ -146,12 +157,7 @@ TEST_F(HttpOriginTest, MakeOriginPutsTheCdnInFrontForDevicesOnly) {
                             .c_str()),
             0);
   ASSERT_EQ(::chmod(key_file.c_str(), 0600), 0);
-  v1::Origin config;
-  config.set_name("web");
-  config.mutable_http()->set_base_url(nginx_->Url(""));
-  config.mutable_cdn()->set_base_url("https://d111111abcdef8.cloudfront.net");
-  config.mutable_cdn()->mutable_cloudfront()->set_key_pair_id("K2JCJMDEHXQW5F");
-  config.mutable_cdn()->mutable_cloudfront()->mutable_private_key()->set_file(key_file);
+  v1::Origin config = WebBehindCloudFront(key_file);
 
   absl::StatusOr<std::unique_ptr<Origin>> origin = MakeOrigin(config);
   ASSERT_TRUE(origin.ok()) << origin.status();
@@ -176,12 +182,7 @@ TEST_F(HttpOriginTest, MakeOriginPutsTheCdnInFrontForDevicesOnly) {
 TEST_F(HttpOriginTest, MakeOriginRefusesAKeyOthersCanReadOrThatIsNoKey) {
   const std::string key_file = dir_.Join("cf.pem");
   ASSERT_TRUE(WriteFileAtomically(key_file, "not a key\n", 0644).ok());
-  v1::Origin config;
-  config.set_name("web");
-  config.mutable_http()->set_base_url(nginx_->Url(""));
-  config.mutable_cdn()->set_base_url("https://d111111abcdef8.cloudfront.net");
-  config.mutable_cdn()->mutable_cloudfront()->set_key_pair_id("K2JCJMDEHXQW5F");
-  config.mutable_cdn()->mutable_cloudfront()->mutable_private_key()->set_file(key_file);
+  v1::Origin config = WebBehindCloudFront(key_file);
 
   absl::StatusOr<std::unique_ptr<Origin>> origin = MakeOrigin(config);
   EXPECT_EQ(ErrorReason(origin.status()), "SECRET_UNAVAILABLE");
