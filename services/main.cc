@@ -62,7 +62,8 @@ int main(int argc, char** argv) {
             "read at most this many bytes per second while scrubbing; 0 is unlimited");
   flags.Add("origins", "FILE", "",
             "object stores and CDNs holding copies of blobs (text proto or .json; "
-            "docs/origins.md)");
+            "docs/origins.md): published blobs are copied to those with `replicate`, and "
+            "devices get their URLs as mirrors");
   flags.Add("port-file", "FILE", "", "write the bound port here once serving (for scripts)");
   flags.AddBool("help", "show this help");
   if (absl::Status s = flags.Parse(argc, argv); !s.ok()) return Fail(std::string(s.message()));

@@ -83,7 +83,8 @@ absl::StatusOr<std::shared_ptr<const ManifestCache::VersionAnswers>> ManifestCac
     for (v1::Arch arch : kDeviceArches) {
       std::vector<Offer>& offers = answers->offers[{platform, arch}];
       for (const v1::Artifact* artifact : RankArtifacts(version, platform, arch)) {
-        Offer offer{nullptr, artifact->constraints(), Describe(*artifact), "", artifact->digest()};
+        Offer offer{nullptr, artifact->constraints(), Describe(*artifact),
+                    "",      artifact->digest(),      now + options_.ttl};
         absl::StatusOr<std::shared_ptr<const std::vector<std::string>>> chain;
         if (auto recorded = damage->recorded.find(artifact->digest());
             recorded != damage->recorded.end()) {
@@ -118,7 +119,7 @@ absl::StatusOr<std::shared_ptr<const ManifestCache::VersionAnswers>> ManifestCac
         out->set_unpacked_size_bytes(artifact->unpacked_size_bytes());
         *out->mutable_constraints() = artifact->constraints();
         *m.mutable_issued_at() = ToProto(now);
-        *m.mutable_expires_at() = ToProto(now + options_.ttl);
+        *m.mutable_expires_at() = ToProto(offer.expires);
         m.set_sequence(binding.sequence());
 
         auto signed_manifest = std::make_shared<v1::SignedManifest>();
@@ -251,7 +252,7 @@ absl::StatusOr<ManifestCache::Answer> ManifestCache::Lookup(
     if (unmet.empty()) {
       std::string reason = absl::StrCat(why, "; ", version->version, " ", offer.description);
       if (!skipped.empty()) absl::StrAppend(&reason, "; skipped ", absl::StrJoin(skipped, "; "));
-      return Answer{offer.signed_manifest, std::move(reason)};
+      return Answer{offer.signed_manifest, std::move(reason), offer.digest, offer.expires};
     }
     skipped.push_back(absl::StrCat(offer.description, ": ", unmet));
   }

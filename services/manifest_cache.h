@@ -52,6 +52,10 @@ class ManifestCache {
   struct Answer {
     std::shared_ptr<const v1::SignedManifest> signed_manifest;
     std::string reason;
+    // What the signed manifest names and when it expires, for the unsigned mirrors
+    // (services/mirror_urls.h) without parsing it again.
+    std::string digest;
+    absl::Time expires;
   };
 
   // `catalog`, `blobs` and `signer` must outlive the cache.
@@ -80,6 +84,7 @@ class ManifestCache {
     std::string description;  // e.g. "FORMAT_COREML_ZIP (PLATFORM_MACOS/ARCH_ARM64)"
     std::string damaged;      // why its bytes cannot be served; empty when they can
     std::string digest;
+    absl::Time expires;  // the signed manifest's expires_at
   };
   // Every answer for one version of one tier/channel, by (platform, arch), best first.
   struct VersionAnswers {

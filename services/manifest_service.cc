@@ -57,6 +57,11 @@ grpc::Status ManifestServiceImpl::DoGetManifest(const v1::GetManifestRequest& re
   // One copy of the pre-signed answer; the signatures were made when the catalog changed.
   *response = *answer->signed_manifest;
   response->set_selection_reason(std::move(answer->reason));
+  if (mirrors_ != nullptr) {
+    for (std::string& url : mirrors_->For(answer->digest, answer->expires)) {
+      response->add_mirrors()->set_http_url(std::move(url));
+    }
+  }
   return grpc::Status::OK;
 }
 

@@ -8,6 +8,7 @@
 #include "modeldist/v1/manifest.grpc.pb.h"
 #include "services/key_ring.h"
 #include "services/manifest_cache.h"
+#include "services/mirror_urls.h"
 
 namespace modeldist::services {
 
@@ -16,8 +17,10 @@ namespace modeldist::services {
 // dominated GetManifest's cost under load (docs/benchmarks.md).
 class ManifestServiceImpl final : public v1::ManifestService::CallbackService {
  public:
-  ManifestServiceImpl(const ManifestCache* cache, const KeyRing* keys)
-      : cache_(cache), keys_(keys) {}
+  // `mirrors` (nullptr: no origin serves devices) adds SignedManifest.mirrors.
+  ManifestServiceImpl(const ManifestCache* cache, const KeyRing* keys,
+                      MirrorUrls* mirrors = nullptr)
+      : cache_(cache), keys_(keys), mirrors_(mirrors) {}
 
   grpc::ServerUnaryReactor* GetManifest(grpc::CallbackServerContext* context,
                                         const v1::GetManifestRequest* request,
@@ -38,6 +41,7 @@ class ManifestServiceImpl final : public v1::ManifestService::CallbackService {
 
   const ManifestCache* cache_;
   const KeyRing* keys_;
+  MirrorUrls* mirrors_;
 };
 
 }  // namespace modeldist::services

@@ -6,10 +6,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/digest.h"
+#include "common/grpc_status.h"
 #include "common/limits.h"
 #include "common/names.h"
 #include "common/status.h"
-#include "common/grpc_status.h"
 #include "services/origin_admin.h"
 #include "services/request_validation.h"
 #include "storage/background_appender.h"
@@ -65,11 +65,14 @@ std::string ActorOf(const grpc::ServerContext& context) {
 
 }  // namespace
 
-void RegistryServiceImpl::FillUploaded(v1::Version* version) const {
+absl::Status RegistryServiceImpl::FillStatus(v1::Version* version) const {
   for (v1::Artifact& a : *version->mutable_artifacts()) {
     auto hex = ParseDigest("digest", a.digest());
     a.set_uploaded(hex.ok() && blobs_->Contains(*hex));
+    MD_ASSIGN_OR_RETURN(std::vector<v1::Replica> replicas, catalog_->ListReplicas(a.digest()));
+    for (v1::Replica& r : replicas) *a.add_replicas() = std::move(r);
   }
+  return absl::OkStatus();
 }
 
 void RegistryServiceImpl::Resign() {
@@ -141,7 +144,7 @@ grpc::Status RegistryServiceImpl::CreateVersion(grpc::ServerContext* context,
     MD_ASSIGN_OR_RETURN(
         *response, catalog_->CreateVersion(VersionName{model, request->version_id()}, artifacts,
                                            ActorOf(*context)));
-    FillUploaded(response);
+    MD_RETURN_IF_ERROR(FillStatus(response));
     return absl::OkStatus();
   });
 }
@@ -153,7 +156,7 @@ grpc::Status RegistryServiceImpl::GetVersion(grpc::ServerContext* context,
     VersionName name;
     MD_RETURN_IF_ERROR(RequestCheck().VersionName("name", request->name(), &name).status());
     MD_ASSIGN_OR_RETURN(*response, catalog_->GetVersion(name));
-    FillUploaded(response);
+    MD_RETURN_IF_ERROR(FillStatus(response));
     return absl::OkStatus();
   });
 }
@@ -170,7 +173,7 @@ grpc::Status RegistryServiceImpl::ListVersions(grpc::ServerContext* context,
     MD_ASSIGN_OR_RETURN(auto page,
                         catalog_->ListVersions(model, request->page_size(), request->page_token()));
     for (auto& v : page.items) {
-      FillUploaded(&v);
+      MD_RETURN_IF_ERROR(FillStatus(&v));
       *response->add_versions() = std::move(v);
     }
     response->set_next_page_token(page.next_page_token);
@@ -350,8 +353,9 @@ grpc::Status RegistryServiceImpl::PublishVersion(grpc::ServerContext* context,
       return hex.ok() && blobs_->Contains(*hex);
     };
     MD_ASSIGN_OR_RETURN(*response, catalog_->PublishVersion(name, is_uploaded, ActorOf(*context)));
-    FillUploaded(response);
+    MD_RETURN_IF_ERROR(FillStatus(response));
     Resign();
+    if (replicator_ != nullptr) replicator_->Wake();
     return absl::OkStatus();
   });
 }
@@ -367,7 +371,7 @@ grpc::Status RegistryServiceImpl::YankVersion(grpc::ServerContext* context,
                            .status());
     MD_ASSIGN_OR_RETURN(*response,
                         catalog_->YankVersion(name, request->reason(), ActorOf(*context)));
-    FillUploaded(response);
+    MD_RETURN_IF_ERROR(FillStatus(response));
     Resign();
     return absl::OkStatus();
   });
@@ -651,8 +655,7 @@ grpc::Status RegistryServiceImpl::ListOrigins(grpc::ServerContext* context,
 grpc::Status RegistryServiceImpl::CheckOrigin(grpc::ServerContext* context,
                                               const v1::CheckOriginRequest* request,
                                               v1::CheckOriginResponse* response) {
-  return Admin(auth_, context,
-               [&] { return services::CheckOrigin(origins_, *request, response); });
+  return Admin(auth_, context, [&] { return services::CheckOrigin(origins_, *request, response); });
 }
 
 }  // namespace modeldist::services

@@ -11,6 +11,7 @@
 #include "services/blob_health.h"
 #include "services/key_ring.h"
 #include "services/manifest_cache.h"
+#include "services/replicator.h"
 #include "services/scrubber.h"
 #include "storage/blob_store.h"
 #include "storage/catalog.h"
@@ -22,11 +23,12 @@ class RegistryServiceImpl final : public v1::RegistryService::Service {
  public:
   // `health` is told when an upload stores a blob, which heals one recorded as damaged.
   // `scrubber` runs ScrubBlobs.
-  // `origins` (nullptr: none configured) answers ListOrigins and CheckOrigin.
+  // `origins` (nullptr: none configured) answers ListOrigins and CheckOrigin; `replicator`
+  // (nullptr: none replicates) is woken by each publish.
   RegistryServiceImpl(storage::Catalog* catalog, storage::BlobStore* blobs,
                       ManifestCache* manifests, KeyRing* keys, const AdminAuth* auth,
                       BlobHealth* health, Scrubber* scrubber,
-                      const origin::OriginSet* origins = nullptr)
+                      const origin::OriginSet* origins = nullptr, Replicator* replicator = nullptr)
       : catalog_(catalog),
         blobs_(blobs),
         manifests_(manifests),
@@ -34,7 +36,8 @@ class RegistryServiceImpl final : public v1::RegistryService::Service {
         auth_(auth),
         health_(health),
         scrubber_(scrubber),
-        origins_(origins) {}
+        origins_(origins),
+        replicator_(replicator) {}
 
   grpc::Status CreateModel(grpc::ServerContext* context, const v1::CreateModelRequest* request,
                            v1::Model* response) override;
@@ -101,8 +104,9 @@ class RegistryServiceImpl final : public v1::RegistryService::Service {
                            v1::CheckOriginResponse* response) override;
 
  private:
-  // Sets `uploaded` on every artifact from the blob store.
-  void FillUploaded(v1::Version* version) const;
+  // Sets the output-only fields of every artifact: `uploaded` from the blob store, `replicas`
+  // from the replication queue.
+  absl::Status FillStatus(v1::Version* version) const;
   absl::Status DoWriteArtifact(grpc::ServerReader<v1::WriteArtifactRequest>* reader,
                                v1::WriteArtifactResponse* response);
   // WriteArtifact for an upload session; `first` is the stream's first message.
@@ -130,6 +134,7 @@ class RegistryServiceImpl final : public v1::RegistryService::Service {
   BlobHealth* health_;
   Scrubber* scrubber_;
   const origin::OriginSet* origins_;
+  Replicator* replicator_;
 };
 
 }  // namespace modeldist::services

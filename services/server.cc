@@ -21,7 +21,9 @@
 #include "services/malformed_request.h"
 #include "services/manifest_cache.h"
 #include "services/manifest_service.h"
+#include "services/mirror_urls.h"
 #include "services/registry_service.h"
+#include "services/replicator.h"
 #include "services/scrubber.h"
 #include "storage/blob_store.h"
 #include "storage/catalog.h"
@@ -90,13 +92,15 @@ struct ModeldistServer::Parts {
   std::unique_ptr<Scrubber> scrubber;
   std::unique_ptr<AdminAuth> auth;
   std::unique_ptr<origin::OriginSet> origins;  // nullptr without --origins
+  std::unique_ptr<MirrorUrls> mirrors;         // nullptr without --origins
   std::unique_ptr<CatalogTrustRootStore> root_store;
   std::unique_ptr<KeyRing> keys;
   std::unique_ptr<ManifestCache> manifests;
   std::unique_ptr<RegistryServiceImpl> registry;
   std::unique_ptr<ManifestServiceImpl> manifest_service;
   std::unique_ptr<ArtifactServiceImpl> artifact_service;
-  // Last, so it is destroyed (stopped) first, before anything a pass uses.
+  // Last, so they are destroyed (stopped) first, before anything their threads use.
+  std::unique_ptr<Replicator> replicator;  // nullptr unless an origin replicates
   std::unique_ptr<BackgroundScrub> background_scrub;
 };
 
@@ -166,12 +170,27 @@ absl::StatusOr<std::unique_ptr<ModeldistServer>> ModeldistServer::Start(
   parts->scrubber =
       std::make_unique<Scrubber>(parts->catalog.get(), parts->blobs.get(), parts->health.get());
 
+  if (parts->origins != nullptr) {
+    parts->mirrors = std::make_unique<MirrorUrls>(parts->catalog.get(), parts->origins.get());
+    MD_RETURN_IF_ERROR(parts->mirrors->Refresh());
+    ReplicatorOptions replication;
+    replication.on_confirmed = [mirrors = parts->mirrors.get()] {
+      absl::Status refreshed = mirrors->Refresh();
+      if (!refreshed.ok()) std::cerr << "modeldist-server: mirror URLs: " << refreshed << "\n";
+    };
+    auto replicator =
+        std::make_unique<Replicator>(parts->catalog.get(), parts->blobs.get(), parts->health.get(),
+                                     parts->origins.get(), std::move(replication));
+    if (!replicator->origin_names().empty()) parts->replicator = std::move(replicator);
+  }
+
   parts->auth = std::make_unique<AdminAuth>(config.admin_token);
   parts->registry = std::make_unique<RegistryServiceImpl>(
       parts->catalog.get(), parts->blobs.get(), parts->manifests.get(), parts->keys.get(),
-      parts->auth.get(), parts->health.get(), parts->scrubber.get(), parts->origins.get());
-  parts->manifest_service =
-      std::make_unique<ManifestServiceImpl>(parts->manifests.get(), parts->keys.get());
+      parts->auth.get(), parts->health.get(), parts->scrubber.get(), parts->origins.get(),
+      parts->replicator.get());
+  parts->manifest_service = std::make_unique<ManifestServiceImpl>(
+      parts->manifests.get(), parts->keys.get(), parts->mirrors.get());
   parts->artifact_service = std::make_unique<ArtifactServiceImpl>(
       parts->blobs.get(), parts->health.get(), config.read_message_bytes);
 
@@ -198,6 +217,8 @@ absl::StatusOr<std::unique_ptr<ModeldistServer>> ModeldistServer::Start(
                                   " (address in use or not local? pick another --listen port)"));
   }
   server->port_ = port;
+  // Only once serving, like the scrub: a damaged blob it finds is reported.
+  if (parts->replicator != nullptr) parts->replicator->Start();
   // Only once serving: a pass reports damage, which rebuilds manifests the services hand out.
   if (config.scrub_interval > absl::ZeroDuration()) {
     parts->background_scrub = std::make_unique<BackgroundScrub>(
@@ -231,6 +252,8 @@ std::shared_ptr<grpc::Channel> ModeldistServer::InProcessChannel(
 void ModeldistServer::Shutdown() {
   // A pass in progress stops within one read, rather than keep the process for hours.
   if (parts_ != nullptr && parts_->background_scrub != nullptr) parts_->background_scrub->Stop();
+  // A copy in progress is cancelled; its row stays due and resumes at the next start.
+  if (parts_ != nullptr && parts_->replicator != nullptr) parts_->replicator->Stop();
   if (server_ != nullptr)
     server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
 }

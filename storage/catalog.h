@@ -36,6 +36,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -73,6 +74,13 @@ struct DamagedBlob {
   std::string digest;
   std::string details;
   absl::Time detect_time;
+};
+
+// One row of the replication queue: blob `digest` (`sha256:<hex>`) on origin
+// `replica.origin()`.
+struct ReplicaRow {
+  std::string digest;
+  v1::Replica replica;
 };
 
 struct CatalogOptions {
@@ -241,6 +249,28 @@ class Catalog {
   absl::StatusOr<bool> IsDigestPublished(absl::string_view digest);
   // Every digest a PUBLISHED version declares, ordered: the bytes the fleet may be sent.
   absl::StatusOr<std::vector<std::string>> ListPublishedDigests();
+
+  // --- Replicas: copies of published blobs on origins (migrations/0004_replicas.sql,
+  // services/replicator.h). Not audited: the server does this on its own, and every change
+  // of what devices may be sent is audited where it starts (the publish).
+
+  // Queues a PENDING row, due now, for every digest a PUBLISHED version declares and each of
+  // `origins` (names) that has no row for it yet. Returns how many rows were queued.
+  absl::StatusOr<int64_t> QueueReplicas(const std::vector<std::string>& origins);
+  // Up to `limit` rows of `origins` not CONFIRMED whose next attempt is due at `now`,
+  // earliest first.
+  absl::StatusOr<std::vector<ReplicaRow>> DueReplicas(const std::vector<std::string>& origins,
+                                                      absl::Time now, int limit);
+  // The earliest next attempt of a row of `origins` not CONFIRMED; nullopt when there is none.
+  absl::StatusOr<std::optional<absl::Time>> NextReplicaAttempt(
+      const std::vector<std::string>& origins);
+  // Stores `row`'s state, bytes_done, attempts, last_error and next_attempt_time, with the
+  // clock's time as its update time. NOT_FOUND (REPLICA_NOT_FOUND) when it was never queued.
+  absl::Status UpdateReplica(const ReplicaRow& row);
+  // The rows of blob `digest`, ordered by origin.
+  absl::StatusOr<std::vector<v1::Replica>> ListReplicas(absl::string_view digest);
+  // Every CONFIRMED row as {digest, origin}, ordered.
+  absl::StatusOr<std::vector<std::pair<std::string, std::string>>> ListConfirmedReplicas();
 
   // Runs PRAGMA integrity_check; returns its text ("ok" when healthy).
   absl::StatusOr<std::string> IntegrityCheck();

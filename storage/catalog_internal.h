@@ -10,6 +10,7 @@
 //   catalog_rollouts.cc  rollouts
 //   catalog_pins.cc      device pins
 //   catalog_audit.cc     the audit log, trust roots, damaged blobs
+//   catalog_replicas.cc  the replication queue
 //
 // Each file holds the SQL of the tables it owns, as string constants (the statement cache is
 // keyed by their addresses); another resource's table is reached through an Impl method of

@@ -88,4 +88,18 @@ absl::Status ServedBytesCheck::HashFromFile(int64_t from, int64_t to) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<size_t> CheckedBlobReads::ReadAt(int64_t offset, char* buf, size_t size) {
+  if (offset >= blob_->size() || size == 0) return 0;
+  if (!check_.has_value() || offset != next_) check_.emplace(blob_);
+  next_ = -1;  // until this read passed
+  const int64_t end = check_->MessageEnd(offset, static_cast<int64_t>(size));
+  const size_t want = static_cast<size_t>(end - offset);
+  MD_ASSIGN_OR_RETURN(size_t got, blob_->ReadAt(offset, buf, want));
+  if (got != want) return SizeMismatchError(blob_->record(), offset + static_cast<int64_t>(got));
+  MD_RETURN_IF_ERROR(
+      check_->Check(offset, absl::string_view(buf, got), /*from_cache=*/false, blob_->size()));
+  next_ = end;
+  return got;
+}
+
 }  // namespace modeldist::storage

@@ -68,6 +68,29 @@ class ServedBytesCheck {
   std::unique_ptr<char[]> scratch_;  // for HashFromFile
 };
 
+// The same check for a reader that pulls a blob's bytes by offset, as an upload to an origin
+// does (an http::BodyReader): every chunk is hashed from the file and matched against its chain
+// entry before its last byte is handed out, so no copy of a damaged blob is ever complete at
+// an origin. Reads must come in order; a read at another offset (a part sent again, a resumed
+// upload) starts a new pass, which first hashes the start of its chunk from the file. Never
+// skips hashing: bytes that leave the machine are always checked.
+//
+// Not thread-safe: one per upload.
+class CheckedBlobReads {
+ public:
+  // `blob` must outlive this.
+  explicit CheckedBlobReads(const BlobReader* blob) : blob_(blob) {}
+
+  // Up to `size` bytes at `offset` into `buf` (fewer at the end of a chain chunk); 0 at the
+  // end of the blob. DATA_LOSS as ServedBytesCheck::Check, when the chunk does not match.
+  absl::StatusOr<size_t> ReadAt(int64_t offset, char* buf, size_t size);
+
+ private:
+  const BlobReader* blob_;
+  std::optional<ServedBytesCheck> check_;  // the current pass
+  int64_t next_ = -1;                      // where the current pass continues
+};
+
 }  // namespace modeldist::storage
 
 #endif  // MODELDIST_STORAGE_SERVED_BYTES_CHECK_H_

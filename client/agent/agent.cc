@@ -381,7 +381,7 @@ absl::StatusOr<SyncResult> Sync(const SyncOptions& options) {
   MD_ASSIGN_OR_RETURN(const std::string partial, store.PartialPath(manifest.artifact().digest()));
   MD_RETURN_IF_ERROR(CheckDisk(options.dir, manifest.artifact()));
 
-  // Sources in the manifest's order; an empty artifact_service means "the server asked".
+  // Sources: an empty artifact_service means "the server asked".
   std::vector<std::unique_ptr<ByteSource>> owned;
   auto add_grpc_source = [&](const std::string& target) -> absl::Status {
     MD_ASSIGN_OR_RETURN(std::unique_ptr<ByteSource> source,
@@ -389,6 +389,14 @@ absl::StatusOr<SyncResult> Sync(const SyncOptions& options) {
     owned.push_back(std::move(source));
     return absl::OkStatus();
   };
+  // The unsigned mirrors first (the server's origins and CDNs: the point of them is to carry
+  // the bytes), then the manifest's own sources. Every chunk is checked against the signed
+  // chain whatever the source, and a chunk a mirror fails is fetched from the next source.
+  for (const v1::Source& source : signed_manifest.mirrors()) {
+    if (source.has_http_url()) {
+      owned.push_back(NewHttpSource(source.http_url(), options.tls_ca_file));
+    }
+  }
   for (const v1::Source& source : manifest.artifact().sources()) {
     if (source.has_artifact_service()) {
       MD_RETURN_IF_ERROR(add_grpc_source(

@@ -356,20 +356,29 @@ class Download {
     return absl::OkStatus();
   }
 
-  // Reads from the sources in order until every chunk is verified or all gave up.
+  // Reads from the first source that has not given up (the preferred one) until every chunk
+  // is verified or all gave up. When an attempt on it fails (an error, a stall, a corrupt
+  // chunk) and a later source exists, the chunk it stopped in is fetched from the next source
+  // at once, without a backoff, and then the preferred source goes on: a mirror that fails one
+  // chunk costs that chunk. Its failures still count toward its retry policy (a fallback's
+  // success does not reset them), so a source that keeps failing gives up and the next one
+  // becomes the preferred.
   absl::Status FetchRemaining() {
-    size_t source = 0;
+    size_t preferred = 0;
+    bool fallback = false;        // the next attempt is one chunk from preferred + 1
+    absl::Duration pending_wait;  // the preferred source's backoff, slept only if needed
     bool single_chunk = false;
     std::vector<std::string> errors(sources_.size());
     while (next_chunk_ < chunks_) {
+      const size_t source = fallback ? preferred + 1 : preferred;
       const int64_t begin = ChunkOffset(next_chunk_) + chunk_fill_;
-      const int64_t end = single_chunk ? ChunkEnd(next_chunk_) : size_;
+      const int64_t end = single_chunk || fallback ? ChunkEnd(next_chunk_) : size_;
       bool progressed = false;
       bool corrupt = false;
       absl::Status status = Attempt(sources_[source], begin, end, &progressed, &corrupt);
       if (!local_error_.ok()) return local_error_;
       if (progressed) {
-        retrier_.Progressed();
+        if (!fallback) retrier_.Progressed();
         single_chunk = false;
       }
       if (corrupt) {
@@ -377,17 +386,32 @@ class Download {
         single_chunk = true;
         ++stats_.chunks_refetched;
       }
+      if (!status.ok() && next_chunk_ < chunks_) {
+        errors[source] = absl::StrCat(sources_[source]->Describe(), ": ", status.ToString());
+        last_error_ = status;
+        ++stats_.retries;  // another attempt follows, on this source or another
+      }
+      if (fallback) {
+        // Back to the preferred source; after its wait when the fallback did not help either.
+        fallback = false;
+        if (!status.ok() && next_chunk_ < chunks_) sleep_(pending_wait);
+        continue;
+      }
       if (status.ok() || next_chunk_ == chunks_) continue;
 
-      errors[source] = absl::StrCat(sources_[source]->Describe(), ": ", status.ToString());
-      last_error_ = status;
       std::optional<absl::Duration> wait = retrier_.NextWait(status);
       if (!wait.has_value()) {  // this source gave up: the next one starts at once
-        if (++source == sources_.size()) return AllSourcesFailed(errors);
+        if (++preferred == sources_.size()) {
+          --stats_.retries;  // none follows
+          return AllSourcesFailed(errors);
+        }
         retrier_.Reset();
+      } else if (preferred + 1 < sources_.size()) {
+        fallback = true;
+        pending_wait = *wait;
+      } else {
+        sleep_(*wait);
       }
-      ++stats_.retries;  // another attempt follows, on this source or the next
-      if (wait.has_value()) sleep_(*wait);
     }
     return absl::OkStatus();
   }

@@ -11,7 +11,8 @@
 // re-verified from disk (a local read, never the network): the first that fails ends the
 // verified prefix and is refetched. A complete partial without a journal (a finished download
 // not yet moved into place) is re-verified the same way. A chunk that arrives corrupted is
-// refetched alone (Read with offset/limit of that chunk).
+// refetched alone (Read with offset/limit of that chunk), from the next source when there is
+// one (see DownloadChunks).
 //
 // Durability: the bytes are written by client/download/block_writer.h (O_DIRECT blocks where
 // the file system allows it, else buffered with writeback started per block), and with `fsync`
@@ -109,7 +110,10 @@ struct ChunkDownloadStats {
 };
 
 // Downloads `artifact` into `partial_path` (journal: `partial_path + ".journal"`) from the
-// sources in order (the next source is tried when one fails `retry.max_attempts` times). On success
+// sources in order: the first is read until it fails `retry.max_attempts` times in a row, then
+// the next; and each time it fails (an error, a stall, a corrupt chunk), the chunk it stopped
+// in is fetched at once from the next source before it goes on, so a mirror that fails one
+// chunk costs that chunk and no backoff. On success
 // the partial holds exactly the verified bytes (every chunk and so the whole-file SHA-256
 // checked, and the size) and is fsynced; the caller moves it into place. The journal is
 // removed.

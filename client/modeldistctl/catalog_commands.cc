@@ -75,6 +75,19 @@ absl::Status ListTiers(Invocation& inv, const Flags& flags, RegistryClient& clie
   return absl::OkStatus();
 }
 
+// "CONFIRMED", "COPYING 1.2 GiB of 4.0 GiB", "FAILING (2 attempts, next at ...): why".
+std::string DescribeReplica(const v1::Replica& r, int64_t size) {
+  std::string text = v1::Replica::State_Name(r.state());
+  if (r.state() == v1::Replica::COPYING) {
+    absl::StrAppend(&text, " ", FormatBytes(r.bytes_done()), " of ", FormatBytes(size));
+  }
+  if (r.state() == v1::Replica::FAILING) {
+    absl::StrAppend(&text, " (", r.attempts(), r.attempts() == 1 ? " attempt" : " attempts",
+                    ", next at ", FormatTime(r.next_attempt_time()), "): ", r.last_error());
+  }
+  return text;
+}
+
 void PrintVersion(std::ostream& out, const v1::Version& v) {
   out << "name:       " << v.name() << "\n"
       << "state:      " << StateName(v.state()) << "\n"
@@ -92,6 +105,10 @@ void PrintVersion(std::ostream& out, const v1::Version& v) {
         << "    uploaded: " << (a.uploaded() ? "yes" : "no") << "\n";
     if (a.constraints().ByteSizeLong() > 0 || a.unpacked_size_bytes() > 0) {
       out << "    needs:    " << DescribeRequirements(a) << "\n";
+    }
+    if (!a.replicas().empty()) out << "    replicas:\n";
+    for (const v1::Replica& r : a.replicas()) {
+      out << "      " << r.origin() << ": " << DescribeReplica(r, a.size_bytes()) << "\n";
     }
   }
 }

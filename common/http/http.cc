@@ -35,7 +35,7 @@ struct Transfer {
   const HeadCheck* on_head = nullptr;
   HttpResponse response;
   bool head_checked = false;
-  int64_t sent = 0;    // body bytes read from body_fd/body so far
+  int64_t sent = 0;    // body bytes read from body_reader/body so far
   absl::Status error;  // why a callback stopped the transfer
 };
 
@@ -87,22 +87,24 @@ size_t OnBody(char* data, size_t size, size_t count, void* user) {
 size_t OnRead(char* buffer, size_t size, size_t count, void* user) {
   auto* t = static_cast<Transfer*>(user);
   const HttpRequest& r = *t->request;
-  const int64_t total = r.body_fd >= 0 ? r.body_length : static_cast<int64_t>(r.body.size());
+  const int64_t total = r.body_reader ? r.body_length : static_cast<int64_t>(r.body.size());
   const size_t want = static_cast<size_t>(std::min<int64_t>(size * count, total - t->sent));
   if (want == 0) return 0;
-  if (r.body_fd < 0) {
+  size_t got = want;
+  if (!r.body_reader) {
     std::copy_n(r.body.data() + t->sent, want, buffer);
   } else {
-    absl::StatusOr<size_t> got = PreadAll(r.body_fd, buffer, want, r.body_offset + t->sent, "body");
-    if (!got.ok() || *got != want) {
-      t->error = got.ok() ? MakeError(absl::StatusCode::kFailedPrecondition, "HTTP_BODY_SHORT",
-                                      "the file to upload ended before the body did")
-                          : got.status();
+    absl::StatusOr<size_t> read = r.body_reader(t->sent, buffer, want);
+    if (!read.ok() || *read == 0 || *read > want) {
+      t->error = read.ok() ? MakeError(absl::StatusCode::kFailedPrecondition, "HTTP_BODY_SHORT",
+                                       "the file to upload ended before the body did")
+                           : read.status();
       return CURL_READFUNC_ABORT;
     }
+    got = *read;
   }
-  t->sent += static_cast<int64_t>(want);
-  return want;
+  t->sent += static_cast<int64_t>(got);
+  return got;
 }
 
 // curl rewinds the body when it must send it again (a redirect, an auth retry).
@@ -154,6 +156,12 @@ std::string HttpResponse::Header(absl::string_view name) const {
     if (absl::EqualsIgnoreCase(key, name)) return value;
   }
   return "";
+}
+
+BodyReader FileBodyReader(int fd, int64_t base) {
+  return [fd, base](int64_t offset, char* buf, size_t size) {
+    return PreadAll(fd, buf, size, base + offset, "body");
+  };
 }
 
 absl::StatusOr<HttpResponse> Perform(const HttpRequest& request, const BodySink& sink,
@@ -217,7 +225,7 @@ absl::StatusOr<HttpResponse> Perform(const HttpRequest& request, const BodySink&
     // Every other method sends a body (maybe empty) through the read callback, with its length
     // known up front: S3 wants Content-Length, never chunked encoding.
     const int64_t length =
-        request.body_fd >= 0 ? request.body_length : static_cast<int64_t>(request.body.size());
+        request.body_reader ? request.body_length : static_cast<int64_t>(request.body.size());
     curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
     curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE, static_cast<curl_off_t>(length));
     curl_easy_setopt(c, CURLOPT_READFUNCTION, OnRead);

@@ -28,16 +28,25 @@ namespace modeldist::http {
 
 using Headers = std::vector<std::pair<std::string, std::string>>;
 
+// Fills `buf` with up to `size` bytes of a request body, starting `offset` bytes into it, and
+// returns how many (0 only past the end). Reads come in order; curl starts again from an
+// earlier offset when it must resend (a redirect). An error stops the request and is returned
+// as its status: an uploader that checks what it reads (storage::CheckedBlobReads) stops an
+// upload that way before a wrong byte leaves.
+using BodyReader = std::function<absl::StatusOr<size_t>(int64_t offset, char* buf, size_t size)>;
+
+// A BodyReader of the file `fd` from `base` on, read with pread (so the caller's file position
+// is untouched and parts can go up in parallel).
+BodyReader FileBodyReader(int fd, int64_t base = 0);
+
 struct HttpRequest {
   std::string method = "GET";  // GET, HEAD, PUT, POST, DELETE, ...
   std::string url;
   Headers headers;
-  // The body: `body_fd` >= 0 sends `body_length` bytes of that file from `body_offset` (read
-  // with pread, so the caller's file position is untouched and parts can go up in parallel);
-  // otherwise `body` is sent when the method is not GET/HEAD (empty is a valid body).
+  // The body: when `body_reader` is set it gives `body_length` bytes; otherwise `body` is sent
+  // when the method is not GET/HEAD (empty is a valid body).
   std::string body;
-  int body_fd = -1;
-  int64_t body_offset = 0;
+  BodyReader body_reader;
   int64_t body_length = 0;
   std::string ca_file;  // extra trust for HTTPS (a private CA); empty: the system's
   bool follow_redirects = false;

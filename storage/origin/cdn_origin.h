@@ -25,9 +25,9 @@ class CdnOrigin final : public Origin {
         signer_(std::move(signer)) {}
 
   const std::string& name() const override { return origin_->name(); }
-  absl::Status Put(const std::string& key, int fd, int64_t size, const std::string& sha256_hex,
-                   const PutProgress& progress) override {
-    return origin_->Put(key, fd, size, sha256_hex, progress);
+  absl::Status Put(const std::string& key, const http::BodyReader& source, int64_t size,
+                   const std::string& sha256_hex, const PutProgress& progress) override {
+    return origin_->Put(key, source, size, sha256_hex, progress);
   }
   absl::StatusOr<ObjectInfo> Head(const std::string& key) override { return origin_->Head(key); }
   absl::Status Get(const std::string& key, int64_t offset, int64_t length, const ByteSink& sink,

@@ -29,8 +29,8 @@ http::HttpRequest HttpOrigin::Request(const std::string& method, const std::stri
   return request;
 }
 
-absl::Status HttpOrigin::Put(const std::string&, int, int64_t, const std::string&,
-                             const PutProgress&) {
+absl::Status HttpOrigin::Put(const std::string&, const http::BodyReader&, int64_t,
+                             const std::string&, const PutProgress&) {
   return ReadOnly(options_.name, "store objects");
 }
 

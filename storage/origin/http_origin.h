@@ -32,8 +32,8 @@ class HttpOrigin final : public Origin {
 
   const std::string& name() const override { return options_.name; }
   // FAILED_PRECONDITION (ORIGIN_READ_ONLY).
-  absl::Status Put(const std::string& key, int fd, int64_t size, const std::string& sha256_hex,
-                   const PutProgress& progress) override;
+  absl::Status Put(const std::string& key, const http::BodyReader& source, int64_t size,
+                   const std::string& sha256_hex, const PutProgress& progress) override;
   // HEAD: size from Content-Length, the ETag. NOT_FOUND for 404/410.
   absl::StatusOr<ObjectInfo> Head(const std::string& key) override;
   absl::Status Get(const std::string& key, int64_t offset, int64_t length, const ByteSink& sink,

@@ -15,6 +15,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "common/http/http.h"
 
 namespace modeldist::origin {
 
@@ -40,12 +41,14 @@ class Origin {
   // The configured name ("r2-eu", "supabase"), for logs, status and config.
   virtual const std::string& name() const = 0;
 
-  // Stores `size` bytes of the open file `fd` (read with pread from offset 0; the caller keeps
-  // the file open and unchanged) as `key`. `sha256_hex` is the blob's verified digest; a store
-  // that can check it on receipt is given it. Large objects go up in parts; an interrupted
-  // upload of the same key is resumed where the store allows it (S3 multipart: list the parts),
-  // each part retried alone. Returns only once the whole object is stored.
-  virtual absl::Status Put(const std::string& key, int fd, int64_t size,
+  // Stores the `size` bytes that `source` reads as `key`. `sha256_hex` is the blob's verified
+  // digest; a store that can check it on receipt is given it. Large objects go up in parts; an
+  // interrupted upload of the same key is resumed where the store allows it (S3 multipart:
+  // list the parts), each part retried alone. An error from `source` stops the upload and is
+  // returned (CANCELLED keeps what was sent for the next Put to resume; anything else, e.g.
+  // DATA_LOSS from a check of the bytes, drops it). Returns only once the whole object is
+  // stored.
+  virtual absl::Status Put(const std::string& key, const http::BodyReader& source, int64_t size,
                            const std::string& sha256_hex, const PutProgress& progress) = 0;
 
   // NOT_FOUND when there is no such object.

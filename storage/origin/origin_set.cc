@@ -105,8 +105,9 @@ absl::StatusOr<std::vector<CheckStep>> CheckOrigin(const ConfiguredOrigin& entry
   if (fd.get() < 0) return ErrnoStatus(errno, "memfd_create for the origin check's probe");
   MD_RETURN_IF_ERROR(WriteAll(fd.get(), bytes.data(), bytes.size()));
 
-  const bool stored =
-      Run(&steps, "put", key, [&] { return origin.Put(key, fd.get(), probe_bytes, hex, nullptr); });
+  const bool stored = Run(&steps, "put", key, [&] {
+    return origin.Put(key, http::FileBodyReader(fd.get()), probe_bytes, hex, nullptr);
+  });
   if (stored) {
     const bool found = Run(&steps, "head", key, [&]() -> absl::Status {
       MD_ASSIGN_OR_RETURN(ObjectInfo info, origin.Head(key));

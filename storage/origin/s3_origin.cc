@@ -60,16 +60,16 @@ std::string Unquote(absl::string_view etag) {
   return std::string(etag);
 }
 
-// hex MD5 of `size` bytes of `fd` at `offset`: S3's ETag of a part, to check a part found on
-// resume is the one we would send.
-absl::StatusOr<std::string> FileMd5Hex(int fd, int64_t offset, int64_t size) {
+// hex MD5 of `size` bytes of `source` at `offset`: S3's ETag of a part, to check a part found
+// on resume is the one we would send.
+absl::StatusOr<std::string> Md5Hex(const http::BodyReader& source, int64_t offset, int64_t size) {
   std::unique_ptr<EVP_MD_CTX, void (*)(EVP_MD_CTX*)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
   EVP_DigestInit_ex(ctx.get(), EVP_md5(), nullptr);
   std::string buffer(1 << 20, '\0');
   for (int64_t done = 0; done < size;) {
     const size_t want = static_cast<size_t>(std::min<int64_t>(buffer.size(), size - done));
-    MD_ASSIGN_OR_RETURN(size_t got, PreadAll(fd, buffer.data(), want, offset + done, "blob"));
-    if (got != want) {
+    MD_ASSIGN_OR_RETURN(size_t got, source(offset + done, buffer.data(), want));
+    if (got == 0 || got > want) {
       return MakeError(absl::StatusCode::kFailedPrecondition, "ORIGIN_SOURCE_SHORT",
                        "the file to upload is shorter than its size");
     }
@@ -91,8 +91,7 @@ struct S3Origin::Call {
   SigV4Params query;
   SigV4Params headers;  // signed and sent
   std::string body;
-  int body_fd = -1;
-  int64_t body_offset = 0;
+  http::BodyReader body_reader;
   int64_t body_length = 0;
   std::string payload_hash = std::string(kUnsignedPayload);
   const std::atomic<bool>* cancel = nullptr;
@@ -154,8 +153,7 @@ absl::StatusOr<http::HttpResponse> S3Origin::Send(const Call& call, const http::
   request.low_speed_time = options_.stall_timeout;
   request.cancel = call.cancel;
   request.body = call.body;
-  request.body_fd = call.body_fd;
-  request.body_offset = call.body_offset;
+  request.body_reader = call.body_reader;
   request.body_length = call.body_length;
   request.headers = call.headers;
   // Host is signed as written here; curl would otherwise choose its own spelling.
@@ -182,22 +180,22 @@ absl::StatusOr<http::HttpResponse> S3Origin::SendWithRetries(const Call& call, s
   });
 }
 
-absl::Status S3Origin::Put(const std::string& key, int fd, int64_t size,
+absl::Status S3Origin::Put(const std::string& key, const http::BodyReader& source, int64_t size,
                            const std::string& sha256_hex, const PutProgress& progress) {
   if (size <= options_.part_size) {
-    MD_RETURN_IF_ERROR(PutSingle(key, fd, size, sha256_hex));
+    MD_RETURN_IF_ERROR(PutSingle(key, source, size, sha256_hex));
     if (progress) progress(size, size);
     return absl::OkStatus();
   }
-  return PutMultipart(key, fd, size, progress);
+  return PutMultipart(key, source, size, progress);
 }
 
-absl::Status S3Origin::PutSingle(const std::string& key, int fd, int64_t size,
-                                 const std::string& sha256_hex) {
+absl::Status S3Origin::PutSingle(const std::string& key, const http::BodyReader& source,
+                                 int64_t size, const std::string& sha256_hex) {
   Call call;
   call.method = "PUT";
   call.key = key;
-  call.body_fd = fd;
+  call.body_reader = source;
   call.body_length = size;
   // The digest as the payload hash: the store checks the bytes it receives against it.
   call.payload_hash = sha256_hex;
@@ -232,8 +230,8 @@ absl::StatusOr<std::vector<S3Origin::Part>> S3Origin::ListParts(const std::strin
   }
 }
 
-absl::Status S3Origin::PutMultipart(const std::string& key, int fd, int64_t size,
-                                    const PutProgress& progress) {
+absl::Status S3Origin::PutMultipart(const std::string& key, const http::BodyReader& source,
+                                    int64_t size, const PutProgress& progress) {
   // An upload of this key left by an interrupted Put is resumed; keys are content-addressed,
   // and each kept part is checked by size and MD5 anyway.
   std::string upload_id;
@@ -270,7 +268,7 @@ absl::Status S3Origin::PutMultipart(const std::string& key, int fd, int64_t size
     auto found = std::find_if(existing.begin(), existing.end(),
                               [number](const Part& p) { return p.number == number; });
     if (found != existing.end() && found->size == length) {
-      absl::StatusOr<std::string> md5 = FileMd5Hex(fd, offset, length);
+      absl::StatusOr<std::string> md5 = Md5Hex(source, offset, length);
       if (!md5.ok()) {
         failed = md5.status();
         break;
@@ -286,8 +284,9 @@ absl::Status S3Origin::PutMultipart(const std::string& key, int fd, int64_t size
     call.method = "PUT";
     call.key = key;
     call.query = {{"partNumber", absl::StrCat(number)}, {"uploadId", upload_id}};
-    call.body_fd = fd;
-    call.body_offset = offset;
+    call.body_reader = [&source, offset](int64_t at, char* buf, size_t n) {
+      return source(offset + at, buf, n);
+    };
     call.body_length = length;
     absl::StatusOr<http::HttpResponse> response = SendWithRetries(call, nullptr);
     if (!response.ok()) {

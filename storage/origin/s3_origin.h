@@ -10,8 +10,8 @@
 // as a multipart upload: an upload of the same key left by an interrupted Put is found
 // (ListMultipartUploads) and its parts listed (ListParts); parts already there with the right
 // size and MD5 are kept, the rest sent, each part retried alone under the retry policy. A
-// failure that another attempt cannot fix (a denied request, an unreadable file) aborts the
-// upload; an interruption (cancel, the store unavailable past the retries) leaves it for the
+// failure that another attempt cannot fix (a denied request, bytes that failed their check) aborts
+// the upload; an interruption (cancel, the store unavailable past the retries) leaves it for the
 // next Put to resume.
 #ifndef MODELDIST_STORAGE_ORIGIN_S3_ORIGIN_H_
 #define MODELDIST_STORAGE_ORIGIN_S3_ORIGIN_H_
@@ -67,8 +67,8 @@ class S3Origin final : public Origin {
   static absl::StatusOr<std::unique_ptr<S3Origin>> Create(S3OriginOptions options);
 
   const std::string& name() const override { return options_.name; }
-  absl::Status Put(const std::string& key, int fd, int64_t size, const std::string& sha256_hex,
-                   const PutProgress& progress) override;
+  absl::Status Put(const std::string& key, const http::BodyReader& source, int64_t size,
+                   const std::string& sha256_hex, const PutProgress& progress) override;
   absl::StatusOr<ObjectInfo> Head(const std::string& key) override;
   absl::Status Get(const std::string& key, int64_t offset, int64_t length, const ByteSink& sink,
                    const std::atomic<bool>* cancel) override;
@@ -95,9 +95,9 @@ class S3Origin final : public Origin {
   // Send under the retry policy, for requests that are safe to repeat whole.
   absl::StatusOr<http::HttpResponse> SendWithRetries(const Call& call, std::string* body);
 
-  absl::Status PutSingle(const std::string& key, int fd, int64_t size,
+  absl::Status PutSingle(const std::string& key, const http::BodyReader& source, int64_t size,
                          const std::string& sha256_hex);
-  absl::Status PutMultipart(const std::string& key, int fd, int64_t size,
+  absl::Status PutMultipart(const std::string& key, const http::BodyReader& source, int64_t size,
                             const PutProgress& progress);
   absl::StatusOr<std::vector<Part>> ListParts(const std::string& key, const std::string& upload_id);
 

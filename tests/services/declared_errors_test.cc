@@ -113,6 +113,10 @@ const std::map<std::string, std::string>& NotRpcAnswers() {
       {"RANGE_IGNORED", "origins"},
       {"RANGE_TAKEN", "origins (internal: stops a transfer that has enough bytes)"},
       {"ORIGIN_OBJECT_SHORT", "origins"},
+      // Replication (services/replicator.h) keeps its errors in the replica rows.
+      {"REPLICA_MISMATCH", "replication (a row's last_error)"},
+      {"REPLICA_NOT_FOUND", "replication (internal: a row is updated only after its sweep)"},
+      {"SERVER_STOPPING", "replication (stops an upload at shutdown; the row stays due)"},
   };
   return *reasons;
 }

@@ -176,33 +176,39 @@ std::string SwiftS3Server::Logs() const {
     return ::testing::AssertionFailure() << "cannot write proxy-server.conf";
   }
 
-  auto spawn = [&](const std::string& log, std::vector<std::string> args) {
-    auto child = std::make_unique<ChildProcess>();
-    SpawnOptions options;
-    options.stdout_path = absl::StrCat(w, "/log/", log, ".log");
-    options.append = true;
-    ::testing::AssertionResult ok = child->Start(args, options);
-    children_.push_back(std::move(child));
-    return ok;
-  };
   std::vector<std::string> memcached = {absl::StrCat(kBin, "memcached"), "-l", "127.0.0.1", "-p",
                                         absl::StrCat(memcached_port),    "-U", "0"};
   if (::geteuid() == 0) {
     memcached.push_back("-u");  // memcached refuses to run as root unless told which user
     memcached.push_back("root");
   }
-  if (!spawn("memcached", memcached)) return ::testing::AssertionFailure() << "memcached";
+  if (!Spawn("memcached", memcached)) return ::testing::AssertionFailure() << "memcached";
   for (const Server& s : servers) {
-    if (!spawn(s.name, {absl::StrCat(kBin, "swift-", s.name, "-server"),
+    if (!Spawn(s.name, {absl::StrCat(kBin, "swift-", s.name, "-server"),
                         absl::StrCat(etc, "/", s.name, "-server.conf"), "--verbose"})) {
       return ::testing::AssertionFailure() << s.name;
     }
   }
-  if (!spawn("proxy",
+  return SpawnProxy();
+}
+
+::testing::AssertionResult SwiftS3Server::Spawn(const std::string& log,
+                                                const std::vector<std::string>& args) {
+  auto child = std::make_unique<ChildProcess>();
+  SpawnOptions options;
+  options.stdout_path = dir_.Join(absl::StrCat("log/", log, ".log"));
+  options.append = true;
+  ::testing::AssertionResult ok = child->Start(args, options);
+  children_.push_back(std::move(child));
+  return ok;
+}
+
+::testing::AssertionResult SwiftS3Server::SpawnProxy() {
+  const std::string etc = dir_.Join("etc");
+  if (!Spawn("proxy",
              {absl::StrCat(kBin, "swift-proxy-server"), etc + "/proxy-server.conf", "--verbose"})) {
     return ::testing::AssertionFailure() << "proxy";
   }
-
   // Ready once /healthcheck answers 200 on the proxy. A child that exited could not bind.
   http::HttpRequest health;
   health.url = absl::StrCat(endpoint(), "/healthcheck");
@@ -221,6 +227,33 @@ std::string SwiftS3Server::Logs() const {
     absl::SleepFor(absl::Milliseconds(100));
   }
   return ::testing::AssertionFailure() << "Swift's proxy did not become healthy in 60 s";
+}
+
+void SwiftS3Server::StopProxy() {
+  if (!children_.empty()) {
+    children_.back()->KillAndReap();
+    children_.pop_back();
+  }
+}
+
+::testing::AssertionResult SwiftS3Server::StartProxy() { return SpawnProxy(); }
+
+std::string SwiftS3Server::GetObject(const std::string& bucket, const std::string& key) const {
+  auto origin = origin::S3Origin::Create({.name = "swift",
+                                          .endpoint = endpoint(),
+                                          .bucket = bucket,
+                                          .region = kRegion,
+                                          .credentials = {kAccessKey, kSecret, ""}});
+  if (!origin.ok()) return origin.status().ToString();
+  std::string out;
+  const absl::Status got = (*origin)->Get(
+      key, 0, -1,
+      [&out](absl::string_view piece) {
+        out.append(piece.data(), piece.size());
+        return absl::OkStatus();
+      },
+      nullptr);
+  return got.ok() ? out : got.ToString();
 }
 
 }  // namespace modeldist::testing

@@ -39,6 +39,14 @@ class SwiftS3Server {
   // Starts everything and waits for /healthcheck; then creates `bucket` over S3.
   ::testing::AssertionResult Start(const std::string& bucket);
 
+  // Stops the proxy (the S3 endpoint refuses connections: an outage of the store), and starts
+  // it again on the same port with the same data.
+  void StopProxy();
+  ::testing::AssertionResult StartProxy();
+
+  // The bytes of object `key` of `bucket` (read over S3), or the error as text.
+  std::string GetObject(const std::string& bucket, const std::string& key) const;
+
   // http://127.0.0.1:<proxy port>
   std::string endpoint() const;
   int port() const { return proxy_port_; }
@@ -47,6 +55,9 @@ class SwiftS3Server {
 
  private:
   ::testing::AssertionResult TryStart();
+  // Spawns the proxy (the last child) and waits until it answers /healthcheck.
+  ::testing::AssertionResult SpawnProxy();
+  ::testing::AssertionResult Spawn(const std::string& log, const std::vector<std::string>& args);
 
   ScratchDir dir_;
   // The Swift servers' ports, held while they run (see ReservedPort: eventlet binds with

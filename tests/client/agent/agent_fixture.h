@@ -7,6 +7,7 @@
 #define MODELDIST_TESTS_CLIENT_AGENT_AGENT_FIXTURE_H_
 
 #include <string>
+#include <utility>
 
 #include "client/agent/agent.h"
 #include "common/file_util.h"
@@ -17,6 +18,8 @@ namespace modeldist::testing {
 
 class AgentFixture : public ::testing::Test {
  protected:
+  explicit AgentFixture(services::ServerConfig config = {}) : server_(std::move(config)) {}
+
   // Writes root 1 to root_file_ (fatal failure if it cannot). Call from SetUp with
   // ASSERT_NO_FATAL_FAILURE.
   void WriteShippedTrustRoot() {

@@ -248,14 +248,28 @@ TEST_F(ChunkDownloaderTest, NextSourceIsUsedWhenTheFirstKeepsFailing) {
   FaultySource good(grpc_.get());
   auto stats = Download({&down, &good});
   ASSERT_THAT(stats, IsOk());
+  // Each failure of the first source has its chunk fetched from the next one at once (no
+  // backoff); after its third failure it gives up and the next source does the rest.
   EXPECT_EQ(down.reads().size(), 3u);
-  EXPECT_EQ(good.reads().size(), 1u);
+  EXPECT_THAT(good.reads(), ElementsAre(Pair(0, kChunk), Pair(kChunk, kChunk),
+                                        Pair(2 * kChunk, kSize - 2 * kChunk)));
   EXPECT_EQ(stats->retries, 3);
-  // Backoff between attempts on one source, full jitter under an exponential cap; none
-  // before switching sources.
-  ASSERT_EQ(sleeps_.size(), 2u);
-  EXPECT_LE(sleeps_[0], absl::Milliseconds(100));
-  EXPECT_LE(sleeps_[1], absl::Milliseconds(200));
+  EXPECT_TRUE(sleeps_.empty());
+  ExpectPartialIsTheArtifact();
+}
+
+TEST_F(ChunkDownloaderTest, AChunkAMirrorCorruptsComesFromTheNextSourceAlone) {
+  FaultySource mirror(grpc_.get());
+  mirror.CorruptChunkAlways(1);
+  FaultySource server(grpc_.get());
+  auto stats = Download({&mirror, &server});
+  ASSERT_THAT(stats, IsOk());
+  // The mirror serves chunks 0 and 2; chunk 1, which it corrupts, comes from the server, at
+  // once and alone.
+  EXPECT_THAT(mirror.reads(), ElementsAre(Pair(0, kSize), Pair(2 * kChunk, kSize - 2 * kChunk)));
+  EXPECT_THAT(server.reads(), ElementsAre(Pair(kChunk, kChunk)));
+  EXPECT_EQ(stats->chunks_refetched, 1);
+  EXPECT_TRUE(sleeps_.empty());
   ExpectPartialIsTheArtifact();
 }
 
@@ -278,8 +292,9 @@ TEST_F(ChunkDownloaderTest, EverySourceFailingNamesEachOne) {
   auto stats = Download({&a, &b});
   EXPECT_THAT(stats, StatusIs(absl::StatusCode::kDataLoss,
                               AllOf(HasSubstr("every source"), HasSubstr("faulty+grpc://"))));
+  // a twice; b once in a's place (the chunk a failed) and twice on its own.
   EXPECT_EQ(a.reads().size(), 2u);
-  EXPECT_EQ(b.reads().size(), 2u);
+  EXPECT_EQ(b.reads().size(), 3u);
   for (absl::Duration d : sleeps_) EXPECT_LE(d, options_.retry.max_backoff);
 }
 

@@ -7,7 +7,9 @@
 #include <memory>
 #include <string>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "common/file_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -60,6 +62,20 @@ class CtlE2eOriginsTest : public CtlE2eTest {
         SwiftS3Server::kRegion, "\" bucket: \"", kBucket, "\" access_key_id { file: \"",
         dir_.Join("key-id"), "\" } secret_access_key { file: \"", dir_.Join(secret_file),
         "\" } } key_prefix: \"", prefix, "\" replicate: ", replicate ? "true" : "false", " }\n");
+  }
+
+  // Waits (up to 60 s) until `show` of e2e-model version `version` prints `want`; returns the
+  // last output.
+  std::string ShowUntil(const std::string& version, const std::string& want) {
+    std::string out;
+    const absl::Time deadline = absl::Now() + absl::Seconds(60);
+    while (absl::Now() < deadline) {
+      CtlRun show = Ctl({"show", "models/e2e-model/versions/" + version});
+      out = show.out + show.err;
+      if (absl::StrContains(out, want)) break;
+      absl::SleepFor(absl::Milliseconds(200));
+    }
+    return out;
   }
 
   SwiftS3Server swift_;
@@ -125,6 +141,39 @@ TEST_F(CtlE2eOriginsTest, AnUnreadableSecretStopsTheServerNamingTheField) {
   EXPECT_FALSE(server.Start(20));
   EXPECT_THAT(server.LogTail(), HasSubstr("origins[0] (swift)"));
   EXPECT_THAT(server.LogTail(), HasSubstr("chmod 600"));
+}
+
+TEST_F(CtlE2eOriginsTest, APublishedVersionIsCopiedToTheStoreAndShowSaysSo) {
+  CtlRun publish = Ctl(PublishArgs("1"));
+  ASSERT_EQ(publish.code, 0) << publish.err;
+  const std::string shown = ShowUntil("1", "swift: CONFIRMED");
+  EXPECT_THAT(shown, HasSubstr("replicas:\n      swift: CONFIRMED")) << shown;
+  // "wrong" does not replicate: no row.
+  EXPECT_THAT(shown, Not(HasSubstr("wrong:")));
+
+  // The bytes in the store are the file's, under the configured prefix.
+  EXPECT_TRUE(swift_.GetObject(kBucket, "prod/sha256/" + digest_.substr(7)) == contents_);
+  CtlRun json = Ctl({"--json", "show", "models/e2e-model/versions/1"});
+  EXPECT_THAT(json.out, HasSubstr("\"origin\":\"swift\",\"state\":\"CONFIRMED\""));
+}
+
+TEST_F(CtlE2eOriginsTest, TheQueueSurvivesKillNineAndAnOutageOfTheStore) {
+  // The store is down when the version is published: the copy fails and waits.
+  swift_.StopProxy();
+  CtlRun publish = Ctl(PublishArgs("1"));
+  ASSERT_EQ(publish.code, 0) << publish.err;
+  std::string shown = ShowUntil("1", "swift: FAILING (1 attempt");
+  EXPECT_THAT(shown, HasSubstr("UNAVAILABLE")) << shown;
+  EXPECT_THAT(shown, Not(HasSubstr(SwiftS3Server::kSecret)));
+
+  // kill -9, the store comes back, the server starts again: the row is worked on again
+  // (the first backoff is 5 s) and the copy made.
+  server_->Kill();
+  ASSERT_TRUE(swift_.StartProxy());
+  ASSERT_TRUE(server_->Start());
+  shown = ShowUntil("1", "swift: CONFIRMED");
+  EXPECT_THAT(shown, HasSubstr("swift: CONFIRMED")) << shown;
+  EXPECT_TRUE(swift_.GetObject(kBucket, "prod/sha256/" + digest_.substr(7)) == contents_);
 }
 
 }  // namespace

@@ -134,7 +134,8 @@ TEST_F(HttpOriginTest, HttpsNeedsTheCaAndADeadServerIsUnavailable) {
 }
 
 TEST_F(HttpOriginTest, NothingIsWrittenThroughIt) {
-  EXPECT_EQ(ErrorReason(origin_->Put("x", 0, 1, "", nullptr)), "ORIGIN_READ_ONLY");
+  EXPECT_EQ(ErrorReason(origin_->Put("x", http::FileBodyReader(0), 1, "", nullptr)),
+            "ORIGIN_READ_ONLY");
   EXPECT_EQ(ErrorReason(origin_->Delete(kKey)), "ORIGIN_READ_ONLY");
   EXPECT_TRUE(origin_->Head(kKey).ok());  // still there
 }

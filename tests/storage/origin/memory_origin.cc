@@ -1,18 +1,23 @@
 #include "tests/storage/origin/memory_origin.h"
 
-#include <unistd.h>
+#include <algorithm>
 
 #include "common/status.h"
 
 namespace modeldist::testing {
 
-absl::Status MemoryOrigin::Put(const std::string& key, int fd, int64_t size,
+absl::Status MemoryOrigin::Put(const std::string& key, const http::BodyReader& source, int64_t size,
                                const std::string& /*sha256_hex*/,
                                const origin::PutProgress& progress) {
+  ++puts;
   if (!put_error.ok()) return put_error;
   std::string bytes(static_cast<size_t>(size), '\0');
-  if (::pread(fd, bytes.data(), bytes.size(), 0) != size) {
-    return MakeError(absl::StatusCode::kInternal, "TEST_SHORT_READ", "short pread");
+  // In pieces of at most 1 MiB, as a real upload reads, so that a check in `source` runs.
+  for (int64_t done = 0; done < size;) {
+    const size_t want = static_cast<size_t>(std::min<int64_t>(1 << 20, size - done));
+    MD_ASSIGN_OR_RETURN(size_t got, source(done, bytes.data() + done, want));
+    if (got == 0) return MakeError(absl::StatusCode::kInternal, "TEST_SHORT_READ", "short read");
+    done += static_cast<int64_t>(got);
   }
   if (flip_stored_byte) bytes[bytes.size() / 2] ^= 1;
   objects[key] = bytes;
@@ -42,6 +47,9 @@ absl::Status MemoryOrigin::Get(const std::string& key, int64_t offset, int64_t l
 
 absl::StatusOr<std::string> MemoryOrigin::DeviceUrl(const std::string& key,
                                                     int64_t /*expires_unix*/) {
+  ++device_urls;
+  if (!device_url_error.ok()) return device_url_error;
+  if (!device_url_base.empty()) return device_url_base + "/" + key;
   return "memory://" + name() + "/" + key;
 }
 

@@ -24,8 +24,8 @@ class MemoryOrigin final : public origin::Origin {
   explicit MemoryOrigin(std::string name) : name_(std::move(name)) {}
   const std::string& name() const override { return name_; }
 
-  absl::Status Put(const std::string& key, int fd, int64_t size, const std::string& sha256_hex,
-                   const origin::PutProgress& progress) override;
+  absl::Status Put(const std::string& key, const http::BodyReader& source, int64_t size,
+                   const std::string& sha256_hex, const origin::PutProgress& progress) override;
   absl::StatusOr<origin::ObjectInfo> Head(const std::string& key) override;
   absl::Status Get(const std::string& key, int64_t offset, int64_t length,
                    const origin::ByteSink& sink, const std::atomic<bool>* cancel) override;
@@ -40,6 +40,11 @@ class MemoryOrigin final : public origin::Origin {
   int64_t size_skew = 0;
   bool ignore_delete = false;
   int deletes = 0;
+  int puts = 0;         // Put calls, failed ones included
+  int device_urls = 0;  // DeviceUrl calls
+  absl::Status device_url_error;
+  // When set, DeviceUrl gives "<device_url_base>/<key>" (a web server the test fills).
+  std::string device_url_base;
 
  private:
   std::string name_;

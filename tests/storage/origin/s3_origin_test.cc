@@ -51,7 +51,7 @@ class BlobFile {
     EXPECT_GE(fd_, 0);
   }
   ~BlobFile() { ::close(fd_); }
-  int fd() const { return fd_; }
+  http::BodyReader reader() const { return http::FileBodyReader(fd_); }
   int64_t size() const { return size_; }
   const std::string& sha256() const { return sha256_; }
 
@@ -126,7 +126,8 @@ TEST_F(S3OriginTest, WrongSecretIsDeniedAndTheRightOneWorks) {
   const std::string data = testing::RandomBytes(1000, 7);
   BlobFile file(dir_, "a", data);
   auto wrong = Make(Options("not-the-secret"));
-  const absl::Status denied = wrong->Put("auth/a", file.fd(), file.size(), file.sha256(), nullptr);
+  const absl::Status denied =
+      wrong->Put("auth/a", file.reader(), file.size(), file.sha256(), nullptr);
   EXPECT_EQ(denied.code(), absl::StatusCode::kPermissionDenied) << denied;
   EXPECT_EQ(ErrorReason(denied), "HTTP_FORBIDDEN");
   EXPECT_THAT(denied.message(), ::testing::HasSubstr("SignatureDoesNotMatch"));
@@ -135,7 +136,7 @@ TEST_F(S3OriginTest, WrongSecretIsDeniedAndTheRightOneWorks) {
   EXPECT_EQ(wrong->Delete("auth/a").code(), absl::StatusCode::kPermissionDenied);
 
   auto right = Make(Options());
-  MD_ASSERT_OK(right->Put("auth/a", file.fd(), file.size(), file.sha256(), nullptr));
+  MD_ASSERT_OK(right->Put("auth/a", file.reader(), file.size(), file.sha256(), nullptr));
   absl::StatusOr<ObjectInfo> info = right->Head("auth/a");
   ASSERT_TRUE(info.ok()) << info.status();
   EXPECT_EQ(info->size, 1000);
@@ -145,7 +146,8 @@ TEST_F(S3OriginTest, PresignedUrlWorksWithPlainCurlAndTamperedOnesAreRefused) {
   const std::string data = testing::RandomBytes(4096, 8);
   BlobFile file(dir_, "p", data);
   auto origin = Make(Options());
-  MD_ASSERT_OK(origin->Put("presign/p b+c.bin", file.fd(), file.size(), file.sha256(), nullptr));
+  MD_ASSERT_OK(
+      origin->Put("presign/p b+c.bin", file.reader(), file.size(), file.sha256(), nullptr));
   const int64_t expires = absl::ToUnixSeconds(absl::Now()) + 600;
 
   absl::StatusOr<std::string> url = origin->DeviceUrl("presign/p b+c.bin", expires);
@@ -191,7 +193,7 @@ TEST_F(S3OriginTest, PresignedUrlWorksWithPlainCurlAndTamperedOnesAreRefused) {
   EXPECT_EQ(answer->status, 403);
 
   // The right URL for another key (the key is part of what is signed).
-  MD_ASSERT_OK(origin->Put("presign/other", file.fd(), file.size(), file.sha256(), nullptr));
+  MD_ASSERT_OK(origin->Put("presign/other", file.reader(), file.size(), file.sha256(), nullptr));
   get.url = absl::StrReplaceAll(*url, {{"p%20b%2Bc.bin", "other"}});
   ASSERT_NE(get.url, *url);
   answer = http::PerformToString(get, &body);
@@ -220,7 +222,7 @@ TEST_F(S3OriginTest, PutHeadGetRangeDelete) {
   auto origin = Make(Options());
   const std::string key = "blobs/sha256/" + file.sha256();
   int64_t reported = 0;
-  MD_ASSERT_OK(origin->Put(key, file.fd(), file.size(), file.sha256(),
+  MD_ASSERT_OK(origin->Put(key, file.reader(), file.size(), file.sha256(),
                            [&](int64_t done, int64_t total) { reported = done; }));
   EXPECT_EQ(reported, file.size());
 
@@ -285,7 +287,7 @@ TEST_F(S3OriginTest, ASignatureScopedToAnotherRegionIsRefused) {
   S3OriginOptions options = Options();
   options.region = "us-east-1";
   const absl::Status status =
-      Make(options)->Put("region/g", file.fd(), file.size(), file.sha256(), nullptr);
+      Make(options)->Put("region/g", file.reader(), file.size(), file.sha256(), nullptr);
   EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition) << status;
   EXPECT_THAT(status.message(), ::testing::HasSubstr("AuthorizationHeaderMalformed"));
   EXPECT_EQ(Make(Options())->Head("region/g").status().code(), absl::StatusCode::kNotFound);
@@ -295,7 +297,7 @@ TEST_F(S3OriginTest, TheStoreRefusesBytesThatDoNotMatchTheDigest) {
   BlobFile file(dir_, "c", testing::RandomBytes(5000, 10));
   auto origin = Make(Options());
   const std::string wrong(64, 'a');
-  const absl::Status status = origin->Put("bad/c", file.fd(), file.size(), wrong, nullptr);
+  const absl::Status status = origin->Put("bad/c", file.reader(), file.size(), wrong, nullptr);
   // Swift answers 400 BadDigest (AWS: 400 XAmzContentSHA256Mismatch): final, not retried.
   EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition) << status;
   EXPECT_EQ(ErrorMetadataValue(status, "http_status"), "400") << status;
@@ -335,7 +337,7 @@ TEST_F(S3OriginTest, MultipartRetriesAFailedPartAlone) {
   options.fault = faults.Seam();
   auto origin = Make(options);
   std::vector<int64_t> progress;
-  MD_ASSERT_OK(origin->Put("multi/m", file.fd(), file.size(), file.sha256(),
+  MD_ASSERT_OK(origin->Put("multi/m", file.reader(), file.size(), file.sha256(),
                            [&](int64_t done, int64_t total) {
                              EXPECT_EQ(total, file.size());
                              progress.push_back(done);
@@ -367,7 +369,7 @@ TEST_F(S3OriginTest, InterruptedMultipartIsResumedFromTheListedParts) {
   first.fail_first["partNumber=3"] = Unavailable();
   options.fault = first.Seam();
   const absl::Status interrupted =
-      Make(options)->Put("resume/r", file.fd(), file.size(), file.sha256(), nullptr);
+      Make(options)->Put("resume/r", file.reader(), file.size(), file.sha256(), nullptr);
   EXPECT_EQ(interrupted.code(), absl::StatusCode::kUnavailable) << interrupted;
   EXPECT_EQ(first.sent.count("partNumber=4"), 0u);
 
@@ -379,7 +381,7 @@ TEST_F(S3OriginTest, InterruptedMultipartIsResumedFromTheListedParts) {
   ASSERT_EQ(pending->size(), 1u);
   EXPECT_EQ((*pending)[0].key, "resume/r");
 
-  MD_ASSERT_OK(origin->Put("resume/r", file.fd(), file.size(), file.sha256(), nullptr));
+  MD_ASSERT_OK(origin->Put("resume/r", file.reader(), file.size(), file.sha256(), nullptr));
   EXPECT_EQ(second.sent.count("partNumber=1"), 0u);  // listed and kept
   EXPECT_EQ(second.sent.count("partNumber=2"), 0u);
   EXPECT_EQ(second.sent["partNumber=3"], 1);
@@ -401,7 +403,7 @@ TEST_F(S3OriginTest, AFinalFailureAbortsTheUpload) {
   options.fault = faults.Seam();
   auto origin = Make(options);
   const absl::Status status =
-      origin->Put("abort/f", file.fd(), file.size(), file.sha256(), nullptr);
+      origin->Put("abort/f", file.reader(), file.size(), file.sha256(), nullptr);
   EXPECT_EQ(status.code(), absl::StatusCode::kPermissionDenied) << status;
   EXPECT_EQ(faults.sent["partNumber=2"], 1);  // not retried: it cannot get better
   absl::StatusOr<std::vector<PendingUpload>> pending = origin->PendingUploads("abort/");
@@ -434,7 +436,7 @@ TEST_F(S3OriginTest, TheFactoryBuildsAWorkingOriginFromAnS3Entry) {
   ASSERT_TRUE(origin.ok()) << origin.status();
   EXPECT_EQ((*origin)->name(), "swift-from-file");
   BlobFile file(dir_, "y", testing::RandomBytes(2000, 15));
-  MD_ASSERT_OK((*origin)->Put("factory/y", file.fd(), file.size(), file.sha256(), nullptr));
+  MD_ASSERT_OK((*origin)->Put("factory/y", file.reader(), file.size(), file.sha256(), nullptr));
   absl::StatusOr<ObjectInfo> info = (*origin)->Head("factory/y");
   ASSERT_TRUE(info.ok()) << info.status();
   EXPECT_EQ(info->size, 2000);

@@ -1,0 +1,470 @@
+// The Replicator (services/replicator.h) on its own parts: a real catalog and blob store on a
+// scratch folder and a clock the test moves; origins that are MemoryOrigins (fault seams), and
+// then a real store (Swift's S3 API on loopback: multipart, damage mid-part). At the end, its
+// wiring into the server (a publish wakes it, GetVersion shows the rows); the binaries, kill -9
+// included, are in ctl_e2e_origins_test.
+#include "services/replicator.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "common/digest.h"
+#include "common/file_util.h"
+#include "common/status.h"
+#include "gmock/gmock.h"
+#include "google/protobuf/text_format.h"
+#include "google/protobuf/util/time_util.h"
+#include "gtest/gtest.h"
+#include "services/mirror_urls.h"
+#include "storage/blob_record.h"
+#include "storage/origin/origin_factory.h"
+#include "storage/origin/s3_origin.h"
+#include "tests/storage/origin/memory_origin.h"
+#include "tests/testing/swift_s3_server.h"
+#include "tests/testing/test_server.h"
+#include "tests/testing/test_util.h"
+
+namespace modeldist::testing {
+namespace {
+
+using google::protobuf::util::TimeUtil;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+
+// Two origins replicate; "web" (read-only) and "cold" (replicate unset) do not.
+constexpr char kOrigins[] = R"pb(
+  origins {
+    name: "r2"
+    s3 {
+      endpoint: "https://acct.r2.cloudflarestorage.com"
+      region: "auto"
+      bucket: "models"
+      access_key_id { env: "UNUSED_KEY_ID" }
+      secret_access_key { env: "UNUSED_SECRET" }
+    }
+    key_prefix: "prod/"
+    replicate: true
+  }
+  origins {
+    name: "backup"
+    s3 {
+      endpoint: "https://s3.eu-west-1.amazonaws.com"
+      region: "eu-west-1"
+      bucket: "backup"
+      access_key_id { env: "UNUSED_KEY_ID" }
+      secret_access_key { env: "UNUSED_SECRET" }
+    }
+    replicate: true
+  }
+  origins {
+    name: "cold"
+    s3 {
+      endpoint: "https://s3.eu-west-1.amazonaws.com"
+      region: "eu-west-1"
+      bucket: "cold"
+      access_key_id { env: "UNUSED_KEY_ID" }
+      secret_access_key { env: "UNUSED_SECRET" }
+    }
+  }
+  origins {
+    name: "web"
+    http { base_url: "https://models.example.com/v1" }
+  }
+)pb";
+
+constexpr int64_t kMiB = 1 << 20;
+
+// The MemoryOrigins a factory built, by name.
+using Fakes = std::map<std::string, MemoryOrigin*>;
+
+origin::OriginFactory FakeFactory(Fakes* fakes) {
+  return [fakes](const v1::Origin& entry) -> absl::StatusOr<std::unique_ptr<origin::Origin>> {
+    auto fake = std::make_unique<MemoryOrigin>(entry.name());
+    (*fakes)[entry.name()] = fake.get();
+    return fake;
+  };
+}
+
+v1::OriginsConfig ParseOrigins(const std::string& text) {
+  v1::OriginsConfig config;
+  EXPECT_TRUE(google::protobuf::TextFormat::ParseFromString(text, &config));
+  return config;
+}
+
+class ReplicatorTest : public ::testing::Test {
+ protected:
+  virtual std::string OriginsText() { return kOrigins; }
+  virtual origin::OriginFactory Factory() { return FakeFactory(&fakes_); }
+
+  void SetUp() override {
+    auto catalog =
+        storage::Catalog::Open(dir_.Join("catalog.db"), {.now = [this] { return Now(); }});
+    ASSERT_TRUE(catalog.ok()) << catalog.status();
+    catalog_ = *std::move(catalog);
+    auto blobs = storage::BlobStore::Open(dir_.Join("store"));
+    ASSERT_TRUE(blobs.ok()) << blobs.status();
+    blobs_ = *std::move(blobs);
+    health_ = std::make_unique<services::BlobHealth>(catalog_.get(), blobs_.get());
+    auto origins = origin::OriginSet::Build(ParseOrigins(OriginsText()), Factory());
+    ASSERT_TRUE(origins.ok()) << origins.status();
+    origins_ = *std::move(origins);
+    replicator_ = MakeReplicator();
+  }
+
+  std::unique_ptr<services::Replicator> MakeReplicator() {
+    services::ReplicatorOptions options;
+    options.now = [this] { return Now(); };
+    options.random = [] { return 0.0; };  // no jitter: the full backoff
+    return std::make_unique<services::Replicator>(catalog_.get(), blobs_.get(), health_.get(),
+                                                  origins_.get(), options);
+  }
+
+  absl::Time Now() {
+    absl::MutexLock lock(&clock_mu_);
+    return now_;
+  }
+  void Advance(absl::Duration d) {
+    absl::MutexLock lock(&clock_mu_);
+    now_ += d;
+  }
+
+  // Stores `bytes` and publishes them as version `version` of model "m"; returns the hex.
+  std::string Publish(const std::string& version, const std::string& bytes) {
+    const std::string hex = Sha256::HexOf(bytes);
+    EXPECT_TRUE(blobs_->Put(hex, bytes).ok());
+    if (!catalog_->GetModel("m").ok()) {
+      EXPECT_TRUE(catalog_->CreateModel("m", "").ok());
+    }
+    v1::Artifact artifact;
+    artifact.set_platform(v1::PLATFORM_LINUX);
+    artifact.set_arch(v1::ARCH_ANY);
+    artifact.set_format(v1::FORMAT_GGUF);
+    artifact.set_digest("sha256:" + hex);
+    artifact.set_size_bytes(static_cast<int64_t>(bytes.size()));
+    EXPECT_TRUE(catalog_->CreateVersion({"m", version}, {artifact}).ok());
+    EXPECT_TRUE(
+        catalog_->PublishVersion({"m", version}, [](const std::string&) { return true; }).ok());
+    return hex;
+  }
+
+  // The rows of blob `hex`, by origin.
+  std::map<std::string, v1::Replica> Rows(const std::string& hex) {
+    std::map<std::string, v1::Replica> rows;
+    absl::StatusOr<std::vector<v1::Replica>> list = catalog_->ListReplicas("sha256:" + hex);
+    EXPECT_TRUE(list.ok()) << list.status();
+    if (list.ok()) {
+      for (const v1::Replica& r : *list) rows[r.origin()] = r;
+    }
+    return rows;
+  }
+
+  // Flips one bit of stored blob `hex` at `offset`, as rot on the disk would.
+  void Rot(const std::string& hex, int64_t offset) {
+    const int fd = ::open(blobs_->BlobPath(hex).c_str(), O_RDWR | O_CLOEXEC);
+    ASSERT_GE(fd, 0);
+    char byte = 0;
+    ASSERT_EQ(::pread(fd, &byte, 1, offset), 1);
+    byte = static_cast<char>(byte ^ 1);
+    ASSERT_EQ(::pwrite(fd, &byte, 1, offset), 1);
+    ::close(fd);
+  }
+
+  int RunOnce() {
+    absl::StatusOr<int> attempted = replicator_->RunOnce();
+    EXPECT_TRUE(attempted.ok()) << attempted.status();
+    return attempted.ok() ? *attempted : -1;
+  }
+
+  ScratchDir dir_;
+  absl::Mutex clock_mu_;
+  absl::Time now_ = absl::FromUnixSeconds(1'700'000'000);
+  std::unique_ptr<storage::Catalog> catalog_;
+  std::unique_ptr<storage::BlobStore> blobs_;
+  std::unique_ptr<services::BlobHealth> health_;
+  Fakes fakes_;
+  std::unique_ptr<origin::OriginSet> origins_;
+  std::unique_ptr<services::Replicator> replicator_;
+};
+
+TEST_F(ReplicatorTest, CopiesEveryPublishedBlobToEachReplicatingOriginAndConfirmsIt) {
+  EXPECT_THAT(replicator_->origin_names(), ::testing::ElementsAre("r2", "backup"));
+  const std::string a = RandomBytes(9 * kMiB + 7, 1);  // three chain chunks
+  const std::string b = RandomBytes(1000, 2);
+  const std::string hex_a = Publish("1", a);
+  const std::string hex_b = Publish("2", b);
+
+  EXPECT_EQ(RunOnce(), 4);
+  EXPECT_TRUE(fakes_["r2"]->objects["prod/sha256/" + hex_a] == a);
+  EXPECT_TRUE(fakes_["r2"]->objects["prod/sha256/" + hex_b] == b);
+  EXPECT_TRUE(fakes_["backup"]->objects["sha256/" + hex_a] == a);
+  EXPECT_TRUE(fakes_["backup"]->objects["sha256/" + hex_b] == b);
+  EXPECT_THAT(fakes_["cold"]->objects, IsEmpty());
+  for (const auto& [origin, row] : Rows(hex_a)) {
+    EXPECT_EQ(row.state(), v1::Replica::CONFIRMED) << origin;
+    EXPECT_EQ(row.bytes_done(), static_cast<int64_t>(a.size())) << origin;
+    EXPECT_EQ(row.attempts(), 0) << origin;
+    EXPECT_EQ(row.last_error(), "") << origin;
+  }
+  EXPECT_EQ(Rows(hex_a).size(), 2u);
+
+  // Confirmed copies are not made again; a version published later is.
+  EXPECT_EQ(RunOnce(), 0);
+  EXPECT_EQ(fakes_["r2"]->puts, 2);
+  Publish("3", RandomBytes(10, 3));
+  EXPECT_EQ(RunOnce(), 2);
+  EXPECT_EQ(fakes_["r2"]->puts, 3);
+}
+
+TEST_F(ReplicatorTest, AFailedCopyWaitsItsBackoffAndSucceedsOnALaterAttempt) {
+  const std::string bytes = RandomBytes(5000, 4);
+  const std::string hex = Publish("1", bytes);
+  fakes_["r2"]->put_error =
+      MakeError(absl::StatusCode::kUnavailable, "HTTP_SERVICE_UNAVAILABLE", "r2: PUT got 503");
+
+  EXPECT_EQ(RunOnce(), 2);
+  v1::Replica row = Rows(hex)["r2"];
+  EXPECT_EQ(row.state(), v1::Replica::FAILING);
+  EXPECT_EQ(row.attempts(), 1);
+  EXPECT_EQ(row.last_error(), "UNAVAILABLE: r2: PUT got 503");
+  // The policy's first backoff (5 s, no jitter here).
+  EXPECT_EQ(TimeUtil::TimestampToMicroseconds(row.next_attempt_time()),
+            absl::ToUnixMicros(Now() + absl::Seconds(5)));
+  EXPECT_EQ(Rows(hex)["backup"].state(), v1::Replica::CONFIRMED);
+
+  // Not before its time; then twice the wait after a second failure.
+  EXPECT_EQ(RunOnce(), 0);
+  Advance(absl::Seconds(5));
+  EXPECT_EQ(RunOnce(), 1);
+  row = Rows(hex)["r2"];
+  EXPECT_EQ(row.attempts(), 2);
+  EXPECT_EQ(TimeUtil::TimestampToMicroseconds(row.next_attempt_time()),
+            absl::ToUnixMicros(Now() + absl::Seconds(10)));
+
+  fakes_["r2"]->put_error = absl::OkStatus();
+  Advance(absl::Seconds(10));
+  EXPECT_EQ(RunOnce(), 1);
+  row = Rows(hex)["r2"];
+  EXPECT_EQ(row.state(), v1::Replica::CONFIRMED);
+  EXPECT_EQ(row.attempts(), 0);
+  EXPECT_EQ(row.last_error(), "");
+  EXPECT_TRUE(fakes_["r2"]->objects["prod/sha256/" + hex] == bytes);
+}
+
+TEST_F(ReplicatorTest, ACopyTheOriginReportsWrongIsNotConfirmed) {
+  const std::string hex = Publish("1", RandomBytes(5000, 5));
+  fakes_["r2"]->size_skew = 1;
+  EXPECT_EQ(RunOnce(), 2);
+  const v1::Replica row = Rows(hex)["r2"];
+  EXPECT_EQ(row.state(), v1::Replica::FAILING);
+  EXPECT_THAT(row.last_error(), HasSubstr("reports 5001 bytes"));
+  EXPECT_EQ(Rows(hex)["backup"].state(), v1::Replica::CONFIRMED);
+}
+
+TEST_F(ReplicatorTest, DamagedBytesNeverLeaveAndTheBlobIsQuarantined) {
+  const std::string bytes = RandomBytes(3 * storage::kChunkDigestBytes + 100, 6);
+  const std::string hex = Publish("1", bytes);
+  // One bit of the last chunk rots on the disk: the first three chunks go out, the last does
+  // not, so the origin never has a complete copy.
+  Rot(hex, static_cast<int64_t>(bytes.size()) - 10);
+
+  EXPECT_EQ(RunOnce(), 2);
+  for (const char* name : {"r2", "backup"}) {
+    EXPECT_THAT(fakes_[name]->objects, IsEmpty()) << name;
+    EXPECT_EQ(Rows(hex)[name].state(), v1::Replica::FAILING) << name;
+  }
+  // The first copy (rows go by digest, then origin) found the damage; the second the blob
+  // already quarantined.
+  EXPECT_THAT(Rows(hex)["backup"].last_error(), HasSubstr("DATA_LOSS"));
+  EXPECT_THAT(Rows(hex)["r2"].last_error(), HasSubstr("quarantined"));
+  // Reported once, like any damage: quarantined (gone from the store) and recorded.
+  EXPECT_FALSE(blobs_->Contains(hex));
+  absl::StatusOr<std::vector<storage::DamagedBlob>> damaged = catalog_->ListDamagedBlobs();
+  ASSERT_TRUE(damaged.ok());
+  ASSERT_EQ(damaged->size(), 1u);
+  EXPECT_EQ((*damaged)[0].digest, "sha256:" + hex);
+
+  // Later attempts find the blob gone and still copy nothing.
+  Advance(absl::Hours(1));
+  EXPECT_EQ(RunOnce(), 2);
+  EXPECT_THAT(fakes_["r2"]->objects, IsEmpty());
+  EXPECT_EQ(Rows(hex)["r2"].attempts(), 2);
+}
+
+TEST_F(ReplicatorTest, ACopyCutOffByACrashIsDoneByTheNextProcess) {
+  const std::string bytes = RandomBytes(5000, 7);
+  const std::string hex = Publish("1", bytes);
+  // What a kill -9 mid-copy leaves: the rows queued, one of them COPYING.
+  ASSERT_TRUE(catalog_->QueueReplicas({"r2", "backup"}).ok());
+  storage::ReplicaRow copying;
+  copying.digest = "sha256:" + hex;
+  copying.replica.set_origin("r2");
+  copying.replica.set_state(v1::Replica::COPYING);
+  copying.replica.set_bytes_done(4096);
+  *copying.replica.mutable_next_attempt_time() =
+      TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(Now()));
+  ASSERT_TRUE(catalog_->UpdateReplica(copying).ok());
+
+  replicator_ = MakeReplicator();  // the next process
+  EXPECT_EQ(RunOnce(), 2);
+  EXPECT_EQ(Rows(hex)["r2"].state(), v1::Replica::CONFIRMED);
+  EXPECT_TRUE(fakes_["r2"]->objects["prod/sha256/" + hex] == bytes);
+}
+
+TEST_F(ReplicatorTest, RowsOfAnOriginNoLongerConfiguredAreLeftAlone) {
+  const std::string hex = Publish("1", RandomBytes(100, 8));
+  ASSERT_TRUE(catalog_->QueueReplicas({"gone"}).ok());
+  EXPECT_EQ(RunOnce(), 2);  // r2 and backup only
+  EXPECT_EQ(Rows(hex)["gone"].state(), v1::Replica::PENDING);
+}
+
+// MirrorUrls (services/mirror_urls.h): what GetManifest adds for devices, from the copies the
+// replicator confirmed.
+TEST_F(ReplicatorTest, MirrorsAreTheConfirmedCopiesDevicesMayUseInTheFilesOrder) {
+  const std::string hex = Publish("1", RandomBytes(5000, 12));
+  const std::string digest = "sha256:" + hex;
+  services::MirrorUrls mirrors(catalog_.get(), origins_.get());
+  const absl::Time expires = Now() + absl::Hours(24);
+  EXPECT_THAT(mirrors.For(digest, expires), IsEmpty());  // nothing confirmed yet
+
+  fakes_["r2"]->put_error = MakeError(absl::StatusCode::kUnavailable, "TEST", "down");
+  EXPECT_EQ(RunOnce(), 2);  // backup confirmed, r2 failing
+  ASSERT_TRUE(mirrors.Refresh().ok());
+  EXPECT_THAT(mirrors.For(digest, expires),
+              ::testing::ElementsAre("memory://backup/sha256/" + hex));
+
+  fakes_["r2"]->put_error = absl::OkStatus();
+  Advance(absl::Seconds(5));
+  EXPECT_EQ(RunOnce(), 1);
+  ASSERT_TRUE(mirrors.Refresh().ok());
+  // The file's order: r2 before backup.
+  EXPECT_THAT(
+      mirrors.For(digest, expires),
+      ::testing::ElementsAre("memory://r2/prod/sha256/" + hex, "memory://backup/sha256/" + hex));
+  // Made once per expiry, whatever the number of devices asking.
+  const int made = fakes_["r2"]->device_urls;
+  for (int i = 0; i < 3; ++i) mirrors.For(digest, expires);
+  EXPECT_EQ(fakes_["r2"]->device_urls, made);
+  mirrors.For(digest, expires + absl::Hours(1));
+  EXPECT_EQ(fakes_["r2"]->device_urls, made + 1);
+  // An origin that cannot make a URL is left out; the device keeps the server.
+  fakes_["r2"]->device_url_error = MakeError(absl::StatusCode::kInternal, "TEST", "no key");
+  EXPECT_THAT(mirrors.For(digest, expires + absl::Hours(2)),
+              ::testing::ElementsAre("memory://backup/sha256/" + hex));
+  EXPECT_THAT(mirrors.For("sha256:" + std::string(64, 'f'), expires), IsEmpty());
+}
+
+// The same against Swift's S3 API with 5 MiB parts, so that a blob goes up in parts whose
+// edges fall inside chain chunks (chunks are 4 MiB).
+class ReplicatorSwiftTest : public ReplicatorTest {
+ protected:
+  static void SetUpTestSuite() {
+    if (!SwiftS3Server::Installed()) return;
+    swift_ = new SwiftS3Server();
+    if (!swift_->Start("models")) {
+      delete swift_;
+      swift_ = nullptr;
+    }
+  }
+  static void TearDownTestSuite() {
+    delete swift_;
+    swift_ = nullptr;
+  }
+
+  std::string OriginsText() override {
+    const std::string endpoint = swift_ == nullptr ? "http://127.0.0.1:1" : swift_->endpoint();
+    return absl::StrCat("origins { name: \"swift\" replicate: true s3 { endpoint: \"", endpoint,
+                        "\" region: \"auto\" bucket: \"models\""
+                        " access_key_id { env: \"MODELDIST_TEST_SWIFT_KEY_ID\" }"
+                        " secret_access_key { env: \"MODELDIST_TEST_SWIFT_SECRET\" }"
+                        " checksum_sha256: true part_size_bytes: 5242880 } }");
+  }
+  origin::OriginFactory Factory() override { return origin::MakeOrigin; }
+
+  void SetUp() override {
+    if (!SwiftS3Server::Installed()) GTEST_SKIP() << "Swift is not installed";
+    ASSERT_NE(swift_, nullptr) << "Swift did not start";
+    ::setenv("MODELDIST_TEST_SWIFT_KEY_ID", SwiftS3Server::kAccessKey, 1);
+    ::setenv("MODELDIST_TEST_SWIFT_SECRET", SwiftS3Server::kSecret, 1);
+    ReplicatorTest::SetUp();
+  }
+
+  origin::S3Origin& Store() {
+    return dynamic_cast<origin::S3Origin&>(*origins_->Find("swift")->origin);
+  }
+
+  static SwiftS3Server* swift_;
+};
+
+SwiftS3Server* ReplicatorSwiftTest::swift_ = nullptr;
+
+TEST_F(ReplicatorSwiftTest, AMultipartCopyIsStoredWholeAndConfirmed) {
+  const std::string bytes = RandomBytes(13 * kMiB + 5, 10);  // 3 parts, 4 chunks
+  const std::string hex = Publish("1", bytes);
+  EXPECT_EQ(RunOnce(), 1);
+  const v1::Replica row = Rows(hex)["swift"];
+  EXPECT_EQ(row.state(), v1::Replica::CONFIRMED) << row.last_error();
+  EXPECT_EQ(row.bytes_done(), static_cast<int64_t>(bytes.size()));
+  EXPECT_TRUE(swift_->GetObject("models", "sha256/" + hex) == bytes);
+}
+
+TEST_F(ReplicatorSwiftTest, ARottenChunkInsideAPartStopsTheUploadAndLeavesNothing) {
+  const std::string bytes = RandomBytes(13 * kMiB + 5, 11);
+  const std::string hex = Publish("1", bytes);
+  // Chunk 1 is [4, 8) MiB: its first MiB goes up with part 1 ([0, 5) MiB), unchecked yet; the
+  // rot at 6 MiB is found when part 2 reaches the chunk's end, before its last byte is out.
+  Rot(hex, 6 * kMiB);
+  EXPECT_EQ(RunOnce(), 1);
+  const v1::Replica row = Rows(hex)["swift"];
+  EXPECT_EQ(row.state(), v1::Replica::FAILING);
+  EXPECT_THAT(row.last_error(), HasSubstr("DATA_LOSS"));
+  // No object, and the multipart upload was aborted (another attempt cannot fix the bytes).
+  absl::StatusOr<origin::ObjectInfo> head = Store().Head("sha256/" + hex);
+  EXPECT_TRUE(absl::IsNotFound(head.status())) << head.status();
+  absl::StatusOr<std::vector<origin::PendingUpload>> pending = Store().PendingUploads("sha256/");
+  ASSERT_TRUE(pending.ok()) << pending.status();
+  EXPECT_THAT(*pending, IsEmpty());
+  EXPECT_FALSE(blobs_->Contains(hex));  // quarantined
+}
+
+// The server: a publish wakes the replicator's thread, and GetVersion shows the rows.
+TEST(ReplicationServerTest, APublishedVersionIsCopiedAndGetVersionShowsIt) {
+  ScratchDir dir;
+  const std::string file = dir.Join("origins.textproto");
+  ASSERT_TRUE(WriteFileAtomically(file, kOrigins, 0600).ok());
+  Fakes fakes;
+  services::ServerConfig config;
+  config.origins_file = file;
+  config.origin_factory = FakeFactory(&fakes);
+  TestServer server(config);
+
+  const std::string bytes = RandomBytes(2 * kMiB, 9);
+  server.PublishBlob("m", "1", v1::PLATFORM_LINUX, v1::ARCH_ANY, v1::FORMAT_GGUF, bytes);
+
+  v1::GetVersionRequest request;
+  request.set_name("models/m/versions/1");
+  v1::Version version;
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  bool confirmed = false;
+  while (!confirmed && absl::Now() < deadline) {
+    ASSERT_TRUE(server.registry().GetVersion(server.Admin().get(), request, &version).ok());
+    ASSERT_EQ(version.artifacts_size(), 1);
+    confirmed = version.artifacts(0).replicas_size() == 2;
+    for (const v1::Replica& r : version.artifacts(0).replicas()) {
+      confirmed = confirmed && r.state() == v1::Replica::CONFIRMED;
+    }
+    if (!confirmed) absl::SleepFor(absl::Milliseconds(20));
+  }
+  ASSERT_TRUE(confirmed) << version.DebugString();
+  EXPECT_EQ(version.artifacts(0).replicas(0).origin(), "backup");
+  EXPECT_EQ(version.artifacts(0).replicas(1).origin(), "r2");
+  EXPECT_EQ(version.artifacts(0).replicas(1).bytes_done(), 2 * kMiB);
+}
+
+}  // namespace
+}  // namespace modeldist::testing
