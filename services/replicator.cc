@@ -17,10 +17,6 @@ namespace {
 
 using google::protobuf::util::TimeUtil;
 
-google::protobuf::Timestamp ToProto(absl::Time t) {
-  return TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(t));
-}
-
 // What a row shows of a failure: the code and the message (which never holds a credential:
 // origins redact URLs and never put keys in errors).
 std::string Describe(const absl::Status& status) {
@@ -121,7 +117,8 @@ absl::Status Replicator::Attempt(storage::ReplicaRow row, const origin::Configur
   } else if (absl::IsCancelled(copied) && stopping_.load()) {
     // Shut down mid-copy: due again at the next start, not counted as a failure.
     replica.set_state(v1::Replica::PENDING);
-    *replica.mutable_next_attempt_time() = ToProto(options_.now());
+    *replica.mutable_next_attempt_time() =
+        TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(options_.now()));
   } else {
     replica.set_state(v1::Replica::FAILING);
     replica.set_attempts(replica.attempts() + 1);
@@ -131,8 +128,9 @@ absl::Status Replicator::Attempt(storage::ReplicaRow row, const origin::Configur
       absl::MutexLock lock(&random_mu_);
       random = random_();
     }
+    const absl::Time next = options_.now() + options_.backoff.Backoff(replica.attempts(), random);
     *replica.mutable_next_attempt_time() =
-        ToProto(options_.now() + options_.backoff.Backoff(replica.attempts(), random));
+        TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(next));
     std::cerr << "modeldist-server: replication of " << row.digest << " to " << replica.origin()
               << " failed (attempt " << replica.attempts() << "): " << replica.last_error() << "\n";
   }

@@ -316,6 +316,28 @@ TEST_F(ReplicatorTest, ACopyCutOffByACrashIsDoneByTheNextProcess) {
   EXPECT_TRUE(fakes_["r2"]->objects["prod/sha256/" + hex] == bytes);
 }
 
+TEST_F(ReplicatorTest, AShutdownMidCopyLeavesTheRowDueWithoutCountingAFailure) {
+  const std::string bytes = RandomBytes(3 * kMiB, 13);
+  const std::string hex = Publish("1", bytes);
+  // The server stops while the first copy has sent 1 MiB.
+  fakes_["backup"]->before_read = [this](int64_t offset) {
+    if (offset == kMiB) replicator_->Stop();
+  };
+  EXPECT_EQ(RunOnce(), 1);  // the round ends with the stop
+  v1::Replica row = Rows(hex)["backup"];
+  EXPECT_EQ(row.state(), v1::Replica::PENDING);
+  EXPECT_EQ(row.attempts(), 0);
+  EXPECT_EQ(TimeUtil::TimestampToMicroseconds(row.next_attempt_time()), absl::ToUnixMicros(Now()));
+  EXPECT_THAT(fakes_["backup"]->objects, IsEmpty());
+  EXPECT_EQ(Rows(hex)["r2"].state(), v1::Replica::PENDING);  // not started
+
+  fakes_["backup"]->before_read = nullptr;
+  replicator_ = MakeReplicator();  // the next start
+  EXPECT_EQ(RunOnce(), 2);
+  EXPECT_EQ(Rows(hex)["backup"].state(), v1::Replica::CONFIRMED);
+  EXPECT_TRUE(fakes_["backup"]->objects["sha256/" + hex] == bytes);
+}
+
 TEST_F(ReplicatorTest, RowsOfAnOriginNoLongerConfiguredAreLeftAlone) {
   const std::string hex = Publish("1", RandomBytes(100, 8));
   ASSERT_TRUE(catalog_->QueueReplicas({"gone"}).ok());

@@ -15,6 +15,7 @@ absl::Status MemoryOrigin::Put(const std::string& key, const http::BodyReader& s
   // In pieces of at most 1 MiB, as a real upload reads, so that a check in `source` runs.
   for (int64_t done = 0; done < size;) {
     const size_t want = static_cast<size_t>(std::min<int64_t>(1 << 20, size - done));
+    if (before_read) before_read(done);
     MD_ASSIGN_OR_RETURN(size_t got, source(done, bytes.data() + done, want));
     if (got == 0) return MakeError(absl::StatusCode::kInternal, "TEST_SHORT_READ", "short read");
     done += static_cast<int64_t>(got);

@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <utility>
@@ -40,7 +41,9 @@ class MemoryOrigin final : public origin::Origin {
   int64_t size_skew = 0;
   bool ignore_delete = false;
   int deletes = 0;
-  int puts = 0;         // Put calls, failed ones included
+  int puts = 0;  // Put calls, failed ones included
+  // Called before each read of a Put's source, with its offset (e.g. to stop a server).
+  std::function<void(int64_t offset)> before_read;
   int device_urls = 0;  // DeviceUrl calls
   absl::Status device_url_error;
   // When set, DeviceUrl gives "<device_url_base>/<key>" (a web server the test fills).
