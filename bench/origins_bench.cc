@@ -24,6 +24,8 @@
 //            first, every chunk checked against the chain, fsync, activation), with its peak
 //            RSS (VmHWM polled, and ru_maxrss).
 //    Each side runs once unmeasured first, so that both start with the same page cache.
+//    Each rep also times, as information, `dd oflag=direct conv=fsync` of the same size to the
+//    disk under --tmp: the ceiling of a download that must be durable there.
 //
 // Prints median (min-max) GB/s (10^9 B/s), the ratios and CPU seconds per GB of every process
 // involved. The targets: replication >= 0.8x curl's PUT; agent sync >= 1.3x P_verify, with a
@@ -49,6 +51,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -72,6 +75,10 @@ using ::modeldist::testing::SwiftS3Server;
 constexpr char kToken[] = "bench-admin-token-0123456789abcdef";
 constexpr char kBucket[] = "models";
 constexpr char kOrigin[] = "swift";
+// Swift's s3api wants x-amz-content-sha256 on every request, which curl 7.88 does not send.
+// The peer's PUT sends its body unsigned, as the server's multipart parts do (the server's
+// single PUT signs the digest, which makes the store hash the bytes as well).
+constexpr char kUnsignedPayload[] = "-H 'x-amz-content-sha256: UNSIGNED-PAYLOAD'";
 constexpr double kReplicationTarget = 0.8;
 constexpr double kAgentTarget = 1.3;
 constexpr int64_t kTargetRssKib = 64 * 1024;
@@ -161,17 +168,29 @@ class Swift {
     return total;
   }
 
-  // `curl --aws-sigv4 ... --user KEY:SECRET` for an object of the bucket; then `args` and the
-  // object's URL.
+  // Writes the credentials curl signs with to `netrc` (0600). They go there rather than in
+  // `--user test:tester:testing`: curl splits --user at the first colon, which would make the
+  // access key "test" (Swift answers SignatureDoesNotMatch), and a netrc login may hold one.
+  absl::Status WriteNetrc(const std::string& netrc) {
+    netrc_ = netrc;
+    return WriteFileAtomically(netrc,
+                               absl::StrCat("machine 127.0.0.1 login ", SwiftS3Server::kAccessKey,
+                                            " password ", SwiftS3Server::kSecret, "\n"),
+                               0600);
+  }
+
+  // `curl --aws-sigv4 aws:amz:auto:s3` with those credentials, `args`, and the URL of object
+  // `key` of the bucket.
   std::string Curl(const std::string& args, const std::string& key) const {
-    return absl::StrCat("curl -sS -f --aws-sigv4 'aws:amz:", SwiftS3Server::kRegion,
-                        ":s3' --user '", SwiftS3Server::kAccessKey, ":", SwiftS3Server::kSecret,
-                        "' ", args, " ", endpoint(), "/", kBucket, "/", key);
+    return absl::StrCat("curl -sS --fail-with-body --aws-sigv4 'aws:amz:", SwiftS3Server::kRegion,
+                        ":s3' --netrc-file ", netrc_, " ", kUnsignedPayload, " ", args, " ",
+                        endpoint(), "/", kBucket, "/", key);
   }
 
  private:
   std::unique_ptr<SwiftS3Server> server_;
   std::vector<pid_t> pids_;
+  std::string netrc_;
 };
 
 // ---- Steps ---------------------------------------------------------------------------------
@@ -205,27 +224,24 @@ absl::StatusOr<FileDigest> MakeRandomFile(const std::string& path, int64_t size)
   return FileDigest{hash.FinishHex(), size};
 }
 
-// CPU seconds of every process involved so far: this driver and its live children (Swift,
-// modeldist-server, nginx's master), nginx's workers, and the children it has reaped (curl,
-// openssl, the agent).
-double AllCpuSeconds(pid_t nginx) {
-  return ProcessCpuSeconds(::getpid(), /*with_children=*/true) +
-         (nginx > 0 ? ProcessCpuSeconds(nginx, true) - ProcessCpuSeconds(nginx) : 0) +
-         ReapedChildrenCpuSeconds();
+// CPU seconds of every process involved in a replication so far: this driver (which polls
+// GetVersion) and its live children (Swift, modeldist-server), and the children it has reaped
+// (curl).
+double AllCpuSeconds() {
+  return ProcessCpuSeconds(::getpid(), /*with_children=*/true) + ReapedChildrenCpuSeconds();
 }
 
 // Starts modeldist-server on 127.0.0.1:0 with `origins` and waits for its port file.
 absl::StatusOr<ServerProcess> StartServer(const Config& config, const std::string& data_dir,
-                                          const std::string& token_file,
-                                          const std::string& origins, const std::string& log) {
+                                          const std::string& token_file, const std::string& origins,
+                                          const std::string& log) {
   const std::string port_file = data_dir + ".port";
   ::unlink(port_file.c_str());
   ServerProcess server;
-  MD_ASSIGN_OR_RETURN(server.pid,
-                      Spawn({config.server_bin, "--listen", "127.0.0.1:0", "--data-dir", data_dir,
-                             "--admin-token-file", token_file, "--port-file", port_file,
-                             "--origins", origins},
-                            log));
+  MD_ASSIGN_OR_RETURN(server.pid, Spawn({config.server_bin, "--listen", "127.0.0.1:0", "--data-dir",
+                                         data_dir, "--admin-token-file", token_file, "--port-file",
+                                         port_file, "--origins", origins},
+                                        log));
   for (int waited = 0; waited < 30000; waited += 20) {
     if (!ChildAlive(server.pid)) {
       return absl::UnavailableError(absl::StrCat("modeldist-server exited at start; see ", log));
@@ -307,6 +323,20 @@ absl::Status WaitConfirmed(v1::RegistryService::Stub& registry, const std::strin
       absl::StrCat("the replica of ", version_name, " is not CONFIRMED: ", last));
 }
 
+// Runs `swift.Curl(args, key)` with the response body in `body`, timed; an error with the body
+// (Swift's XML error) when curl fails.
+absl::StatusOr<double> S3Request(const Swift& swift, const std::string& args,
+                                 const std::string& key, const std::string& body) {
+  ::unlink(body.c_str());
+  absl::StatusOr<double> seconds = TimeShell(swift.Curl(absl::StrCat("-o ", body, " ", args), key));
+  if (!seconds.ok()) {
+    return absl::Status(seconds.status().code(),
+                        absl::StrCat(seconds.status().message(), ": ",
+                                     ReadFileToString(body).value_or("(no body)")));
+  }
+  return seconds;
+}
+
 // `curl -I` of `key`: the object must be there with `size` bytes.
 absl::Status CheckObject(const Swift& swift, const std::string& key, int64_t size,
                          const std::string& scratch) {
@@ -314,18 +344,19 @@ absl::Status CheckObject(const Swift& swift, const std::string& key, int64_t siz
   MD_RETURN_IF_ERROR(TimeShell(swift.Curl("-I", key), headers).status());
   MD_ASSIGN_OR_RETURN(std::string text, ReadFileToString(headers));
   if (!absl::StrContains(absl::AsciiStrToLower(text), absl::StrCat("content-length: ", size))) {
-    return absl::DataLossError(absl::StrCat("Swift's object ", key, " is not ", size,
-                                            " bytes long: ", text));
+    return absl::DataLossError(
+        absl::StrCat("Swift's object ", key, " is not ", size, " bytes long: ", text));
   }
   return absl::OkStatus();
 }
 
 // Runs one `modeldist-agent sync` into the fresh directory `agent_dir` and checks that it
 // downloaded and activated `size` bytes. VmHWM is polled from /proc while it runs.
+// `agent_cpu` gets the agent process's own CPU seconds.
 absl::StatusOr<Sample> TimeAgent(const Config& config, const ServerProcess& server, pid_t nginx,
                                  const std::string& tier, const std::string& root_file,
                                  const std::string& agent_dir, const std::string& log_dir,
-                                 int64_t size) {
+                                 int64_t size, double* agent_cpu) {
   RemoveTree(agent_dir);
   const std::string json_path = log_dir + "/agent.json";
   ::unlink(json_path.c_str());
@@ -334,7 +365,13 @@ absl::StatusOr<Sample> TimeAgent(const Config& config, const ServerProcess& serv
                                          "--tier",         tier,      "--dir",      agent_dir,
                                          "--trust-root",   root_file, "--platform", "linux",
                                          "--arch",         "x86_64",  "--json"};
-  const double cpu_before = AllCpuSeconds(nginx);
+  // CPU as TimePeer counts the peer's: the client (reaped), the HTTP server (nginx and its
+  // workers), and here also modeldist-server (manifest).
+  auto cpu_now = [&] {
+    return ReapedChildrenCpuSeconds() + ProcessCpuSeconds(nginx, /*with_children=*/true) +
+           ProcessCpuSeconds(server.pid);
+  };
+  const double cpu_before = cpu_now();
   const double server_before = ProcessCpuSeconds(server.pid);
   const auto start = std::chrono::steady_clock::now();
   MD_ASSIGN_OR_RETURN(pid_t pid, Spawn(argv, json_path));
@@ -363,8 +400,10 @@ absl::StatusOr<Sample> TimeAgent(const Config& config, const ServerProcess& serv
   }
   (void)ChildAlive(pid);  // reaped: this only drops it from the reaper's list
   sample.maxrss_kib = usage.ru_maxrss;
+  *agent_cpu = usage.ru_utime.tv_sec + usage.ru_stime.tv_sec +
+               (usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
   // wait4 reaped it, so the reaped children's CPU now includes the agent's.
-  sample.cpu_seconds = AllCpuSeconds(nginx) - cpu_before;
+  sample.cpu_seconds = cpu_now() - cpu_before;
   sample.server_cpu_seconds = ProcessCpuSeconds(server.pid) - server_before;
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
     auto output = ReadFileToString(json_path);
@@ -431,8 +470,8 @@ absl::Status Replication(const Config& config, const Swift& swift, const std::st
   const std::string origins = dir + "/origins-replicate.textproto";
   MD_RETURN_IF_ERROR(WriteOrigins(origins, dir, swift, "", config.part_size, ""));
   Scratch server_scope;  // stops the server whatever happens
-  MD_ASSIGN_OR_RETURN(ServerProcess server, StartServer(config, dir + "/data-replicate",
-                                                        token_file, origins, dir + "/server.log"));
+  MD_ASSIGN_OR_RETURN(ServerProcess server, StartServer(config, dir + "/data-replicate", token_file,
+                                                        origins, dir + "/server.log"));
   server_scope.server = server.pid;
   std::cerr << "modeldist-server pid " << server.pid << " on " << server.address << " (origins "
             << origins << ")\n";
@@ -452,16 +491,16 @@ absl::Status Replication(const Config& config, const Swift& swift, const std::st
 
     auto run_peer = [&]() -> absl::Status {
       ::sync();
-      const double cpu_before = AllCpuSeconds(-1);
+      const double cpu_before = AllCpuSeconds();
       const double swift_before = swift.CpuSeconds();
       Sample t;
       MD_ASSIGN_OR_RETURN(t.seconds,
-                          TimeShell(swift.Curl(absl::StrCat("-o /dev/null -T ", file), peer_key)));
-      t.cpu_seconds = AllCpuSeconds(-1) - cpu_before;
+                          S3Request(swift, absl::StrCat("-T ", file), peer_key, dir + "/put.txt"));
+      t.cpu_seconds = AllCpuSeconds() - cpu_before;
       table.Record(peer, t,
                    absl::StrFormat("  (Swift CPU %.2f s)", swift.CpuSeconds() - swift_before));
       MD_RETURN_IF_ERROR(CheckObject(swift, peer_key, config.size, dir));
-      return TimeShell(swift.Curl("-o /dev/null -X DELETE", peer_key)).status();
+      return S3Request(swift, "-X DELETE", peer_key, dir + "/delete.txt").status();
     };
     auto run_ours = [&]() -> absl::Status {
       ::sync();
@@ -470,7 +509,7 @@ absl::Status Replication(const Config& config, const Swift& swift, const std::st
       // last rpc and the clock starts at its answer.
       MD_RETURN_IF_ERROR(
           PublishFile(channel, kToken, file, digest, "replicate", version, "").status());
-      const double cpu_before = AllCpuSeconds(-1);
+      const double cpu_before = AllCpuSeconds();
       const double server_before = ProcessCpuSeconds(server.pid);
       const double swift_before = swift.CpuSeconds();
       const auto start = std::chrono::steady_clock::now();
@@ -478,13 +517,13 @@ absl::Status Replication(const Config& config, const Swift& swift, const std::st
           *registry, absl::StrCat("models/replicate/versions/", version), absl::Minutes(10)));
       Sample t;
       t.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      t.cpu_seconds = AllCpuSeconds(-1) - cpu_before;
+      t.cpu_seconds = AllCpuSeconds() - cpu_before;
       t.server_cpu_seconds = ProcessCpuSeconds(server.pid) - server_before;
       table.Record(ours, t,
                    absl::StrFormat("  (modeldist-server CPU %.2f s, Swift CPU %.2f s)",
                                    t.server_cpu_seconds, swift.CpuSeconds() - swift_before));
       MD_RETURN_IF_ERROR(CheckObject(swift, our_key, config.size, dir));
-      return TimeShell(swift.Curl("-o /dev/null -X DELETE", our_key)).status();
+      return S3Request(swift, "-X DELETE", our_key, dir + "/delete.txt").status();
     };
     // Alternate which side goes first, so that neither always runs after the other's writes.
     if (rep % 2 == 1) {
@@ -575,19 +614,36 @@ absl::Status CdnSync(const Config& config, const Swift& swift, const std::string
   std::vector<int64_t> hwm_kib;
   std::vector<int64_t> maxrss_kib;
   auto run_ours = [&](bool record) -> absl::Status {
+    double agent_cpu = 0;
     MD_ASSIGN_OR_RETURN(Sample t, TimeAgent(config, server, nginx.pid, "cdn", root_file, agent_dir,
-                                            dir, config.size));
+                                            dir, config.size, &agent_cpu));
     const std::string extra =
-        absl::StrFormat("  VmHWM %s, ru_maxrss %s, modeldist-server CPU %.2f s", Mib(t.hwm_kib),
-                        Mib(t.maxrss_kib), t.server_cpu_seconds);
+        absl::StrFormat("  agent CPU %.2f s, VmHWM %s, ru_maxrss %s, modeldist-server CPU %.2f s",
+                        agent_cpu, Mib(t.hwm_kib), Mib(t.maxrss_kib), t.server_cpu_seconds);
     if (!record) {
-      std::cerr << "  warm-up agent sync " << absl::StrFormat("%.3f s", t.seconds) << extra
-                << "\n";
+      std::cerr << "  warm-up agent sync " << absl::StrFormat("%.3f s", t.seconds) << extra << "\n";
       return absl::OkStatus();
     }
     table.Record(ours, t, extra);
     hwm_kib.push_back(t.hwm_kib);
     maxrss_kib.push_back(t.maxrss_kib);
+    return absl::OkStatus();
+  };
+  // Not a peer: how fast the disk under --tmp takes a durable sequential write of the same
+  // size in 1 MiB direct writes, the ceiling of a download that must land on it (the peer's
+  // never leaves the page cache).
+  const std::string info = "info dd oflag=direct conv=fsync (disk)";
+  const std::string dd_out = dir + "/dd.bin";
+  auto run_dd = [&]() -> absl::Status {
+    ::sync();
+    const double cpu_before = ReapedChildrenCpuSeconds();
+    Sample t;
+    MD_ASSIGN_OR_RETURN(t.seconds, TimeShell(absl::StrCat("dd if=/dev/zero of=", dd_out,
+                                                          " bs=1M count=", config.size >> 20,
+                                                          " oflag=direct conv=fsync status=none")));
+    t.cpu_seconds = ReapedChildrenCpuSeconds() - cpu_before;
+    table.Record(info, t);
+    ::unlink(dd_out.c_str());
     return absl::OkStatus();
   };
   std::cerr << "warm-up (unmeasured): one run of each side\n";
@@ -597,6 +653,7 @@ absl::Status CdnSync(const Config& config, const Swift& swift, const std::string
     std::cerr << "agent rep " << rep << "/" << config.reps << "\n";
     MD_RETURN_IF_ERROR(run_peer(true));
     MD_RETURN_IF_ERROR(run_ours(true));
+    MD_RETURN_IF_ERROR(run_dd());
   }
 
   table.Print(absl::StrFormat("origins_bench agent sync from a CDN mirror: %d bytes (%.2f GiB) "
@@ -613,9 +670,9 @@ absl::Status CdnSync(const Config& config, const Swift& swift, const std::string
       ratio >= kAgentTarget ? "MET" : "MISSED"));
   const int64_t hwm = *std::max_element(hwm_kib.begin(), hwm_kib.end());
   const int64_t maxrss = *std::max_element(maxrss_kib.begin(), maxrss_kib.end());
-  figure->lines.push_back(
-      absl::StrFormat("RESULT agent peak RSS: VmHWM %s (ru_maxrss %s; target < 64 MiB: %s)",
-                      Mib(hwm), Mib(maxrss), std::max(hwm, maxrss) < kTargetRssKib ? "MET" : "MISSED"));
+  figure->lines.push_back(absl::StrFormat(
+      "RESULT agent peak RSS: VmHWM %s (ru_maxrss %s; target < 64 MiB: %s)", Mib(hwm), Mib(maxrss),
+      std::max(hwm, maxrss) < kTargetRssKib ? "MET" : "MISSED"));
   return absl::OkStatus();
 }
 
@@ -630,6 +687,7 @@ absl::Status Run(const Config& config) {
   Swift swift;
   auto start = std::chrono::steady_clock::now();
   MD_RETURN_IF_ERROR(swift.Start(res.dir));
+  MD_RETURN_IF_ERROR(swift.WriteNetrc(res.dir + "/netrc"));
   std::cerr << absl::StrFormat(
       "Swift's S3 API on %s in %.1f s\n", swift.endpoint(),
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());

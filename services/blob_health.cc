@@ -53,6 +53,7 @@ bool BlobHealth::Report(absl::string_view hex, const absl::Status& problem) {
     }
   }
   if (recorded && on_change_) on_change_();
+  if (recorded && on_damage_) on_damage_(std::string(hex));
   return recorded;
 }
 

@@ -13,8 +13,9 @@
 //      already installed it keep what they have (they verified it); none is moved to another
 //      version because of a server's disk.
 //
-// Healing: storing a verified copy again (a re-publish of the same file) reports Restored,
-// which clears the record (audit entry) and brings the manifests back.
+// Healing: storing a verified copy again (a re-publish of the same file, or a copy fetched
+// back from an origin that holds a confirmed replica: services/origin_repair.h) reports
+// Restored, which clears the record (audit entry) and brings the manifests back.
 //
 // Thread-safe. Reports do file and catalog I/O: call them where blocking is fine.
 #ifndef MODELDIST_SERVICES_BLOB_HEALTH_H_
@@ -42,6 +43,11 @@ class BlobHealth {
   // Called after the catalog's record of damage changed (the server rebuilds the manifests).
   // Set once, before the server serves.
   void set_on_change(std::function<void()> on_change) { on_change_ = std::move(on_change); }
+  // Called with the blob's hex after Report recorded new damage (the server fetches a
+  // replica back: services/origin_repair.h). Set once, before the server serves.
+  void set_on_damage(std::function<void(const std::string& hex)> on_damage) {
+    on_damage_ = std::move(on_damage);
+  }
 
   // `problem` is what a check of blob `hex` (64 hex) found. DATA_LOSS (bytes or size wrong)
   // is damage. NOT_FOUND is damage only while a PUBLISHED version declares the digest (its
@@ -63,6 +69,7 @@ class BlobHealth {
   storage::Catalog* catalog_;
   storage::BlobStore* blobs_;
   std::function<void()> on_change_;
+  std::function<void(const std::string& hex)> on_damage_;
   absl::Mutex mu_;  // one report at a time: quarantine and record stay in step
   std::atomic<int64_t> damage_reports_{0};
 };

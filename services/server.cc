@@ -22,6 +22,7 @@
 #include "services/manifest_cache.h"
 #include "services/manifest_service.h"
 #include "services/mirror_urls.h"
+#include "services/origin_repair.h"
 #include "services/registry_service.h"
 #include "services/replicator.h"
 #include "services/scrubber.h"
@@ -101,6 +102,7 @@ struct ModeldistServer::Parts {
   std::unique_ptr<ArtifactServiceImpl> artifact_service;
   // Last, so they are destroyed (stopped) first, before anything their threads use.
   std::unique_ptr<Replicator> replicator;  // nullptr unless an origin replicates
+  std::unique_ptr<OriginRepair> repair;    // nullptr without --origins
   std::unique_ptr<BackgroundScrub> background_scrub;
 };
 
@@ -182,6 +184,10 @@ absl::StatusOr<std::unique_ptr<ModeldistServer>> ModeldistServer::Start(
         std::make_unique<Replicator>(parts->catalog.get(), parts->blobs.get(), parts->health.get(),
                                      parts->origins.get(), std::move(replication));
     if (!replicator->origin_names().empty()) parts->replicator = std::move(replicator);
+    parts->repair = std::make_unique<OriginRepair>(parts->catalog.get(), parts->blobs.get(),
+                                                   parts->health.get(), parts->origins.get());
+    parts->health->set_on_damage(
+        [repair = parts->repair.get()](const std::string& hex) { repair->Damaged(hex); });
   }
 
   parts->auth = std::make_unique<AdminAuth>(config.admin_token);
@@ -219,6 +225,7 @@ absl::StatusOr<std::unique_ptr<ModeldistServer>> ModeldistServer::Start(
   server->port_ = port;
   // Only once serving, like the scrub: a damaged blob it finds is reported.
   if (parts->replicator != nullptr) parts->replicator->Start();
+  if (parts->repair != nullptr) parts->repair->Start();
   // Only once serving: a pass reports damage, which rebuilds manifests the services hand out.
   if (config.scrub_interval > absl::ZeroDuration()) {
     parts->background_scrub = std::make_unique<BackgroundScrub>(
@@ -254,6 +261,7 @@ void ModeldistServer::Shutdown() {
   if (parts_ != nullptr && parts_->background_scrub != nullptr) parts_->background_scrub->Stop();
   // A copy in progress is cancelled; its row stays due and resumes at the next start.
   if (parts_ != nullptr && parts_->replicator != nullptr) parts_->replicator->Stop();
+  if (parts_ != nullptr && parts_->repair != nullptr) parts_->repair->Stop();
   if (server_ != nullptr)
     server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
 }

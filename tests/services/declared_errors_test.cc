@@ -117,6 +117,7 @@ const std::map<std::string, std::string>& NotRpcAnswers() {
       {"REPLICA_MISMATCH", "replication (a row's last_error)"},
       {"REPLICA_NOT_FOUND", "replication (internal: a row is updated only after its sweep)"},
       {"SERVER_STOPPING", "replication (stops an upload at shutdown; the row stays due)"},
+      {"NO_CONFIRMED_REPLICA", "repair from origins (logged; the blob stays damaged)"},
   };
   return *reasons;
 }

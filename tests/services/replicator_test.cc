@@ -5,9 +5,6 @@
 // included, are in ctl_e2e_origins_test.
 #include "services/replicator.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <map>
 #include <memory>
 #include <string>
@@ -22,9 +19,11 @@
 #include "google/protobuf/util/time_util.h"
 #include "gtest/gtest.h"
 #include "services/mirror_urls.h"
+#include "services/origin_repair.h"
 #include "storage/blob_record.h"
 #include "storage/origin/origin_factory.h"
 #include "storage/origin/s3_origin.h"
+#include "storage/served_bytes_check.h"
 #include "tests/storage/origin/memory_origin.h"
 #include "tests/testing/swift_s3_server.h"
 #include "tests/testing/test_server.h"
@@ -164,15 +163,9 @@ class ReplicatorTest : public ::testing::Test {
     return rows;
   }
 
-  // Flips one bit of stored blob `hex` at `offset`, as rot on the disk would.
+  // Flips a byte of stored blob `hex` at `offset`, as rot on the disk would.
   void Rot(const std::string& hex, int64_t offset) {
-    const int fd = ::open(blobs_->BlobPath(hex).c_str(), O_RDWR | O_CLOEXEC);
-    ASSERT_GE(fd, 0);
-    char byte = 0;
-    ASSERT_EQ(::pread(fd, &byte, 1, offset), 1);
-    byte = static_cast<char>(byte ^ 1);
-    ASSERT_EQ(::pwrite(fd, &byte, 1, offset), 1);
-    ::close(fd);
+    DamageFile(blobs_->BlobPath(hex), FileDamage::kFlip, offset);
   }
 
   int RunOnce() {
@@ -381,6 +374,65 @@ TEST_F(ReplicatorTest, MirrorsAreTheConfirmedCopiesDevicesMayUseInTheFilesOrder)
   EXPECT_THAT(mirrors.For("sha256:" + std::string(64, 'f'), expires), IsEmpty());
 }
 
+// OriginRepair (services/origin_repair.h): a damaged blob fetched back from its replicas.
+TEST_F(ReplicatorTest, ADamagedBlobIsFetchedBackFromTheFirstReplicaThatHasTheRightBytes) {
+  const std::string bytes = RandomBytes(9 * kMiB + 7, 14);
+  const std::string hex = Publish("1", bytes);
+  EXPECT_EQ(RunOnce(), 2);  // confirmed on r2 and backup
+  services::OriginRepair repair(catalog_.get(), blobs_.get(), health_.get(), origins_.get());
+  EXPECT_THAT(repair.RunOnce(), IsOkAndHolds(0));  // nothing damaged
+
+  // The local copy rots and a check finds it: quarantined and recorded.
+  Rot(hex, 5 * kMiB);
+  EXPECT_TRUE(health_->Report(hex, blobs_->Verify(hex)));
+  ASSERT_FALSE(blobs_->Contains(hex));
+  // r2, first in the file, holds a bad copy too (an origin is never trusted with bytes).
+  fakes_["r2"]->objects["prod/sha256/" + hex][100] ^= 1;
+
+  EXPECT_THAT(repair.RunOnce(), IsOkAndHolds(1));
+  ASSERT_TRUE(blobs_->Contains(hex));
+  MD_EXPECT_OK(blobs_->Verify(hex));
+  absl::StatusOr<std::vector<storage::DamagedBlob>> damaged = catalog_->ListDamagedBlobs();
+  ASSERT_TRUE(damaged.ok());
+  EXPECT_THAT(*damaged, IsEmpty());
+  // The chain was computed again from the fetched bytes: reads are checked against it.
+  absl::StatusOr<storage::BlobReader> reader = blobs_->OpenBlob(hex);
+  ASSERT_TRUE(reader.ok()) << reader.status();
+  std::string back(bytes.size(), '\0');
+  storage::CheckedBlobReads checked(&*reader);
+  for (size_t done = 0; done < back.size();) {
+    absl::StatusOr<size_t> got =
+        checked.ReadAt(static_cast<int64_t>(done), back.data() + done, back.size() - done);
+    ASSERT_TRUE(got.ok()) << got.status();
+    done += *got;
+  }
+  EXPECT_TRUE(back == bytes);
+}
+
+TEST_F(ReplicatorTest, ADamagedBlobWithoutAConfirmedReplicaStaysDamaged) {
+  const std::string hex = Publish("1", RandomBytes(5000, 15));
+  services::OriginRepair repair(catalog_.get(), blobs_.get(), health_.get(), origins_.get());
+  Rot(hex, 100);
+  EXPECT_TRUE(health_->Report(hex, blobs_->Verify(hex)));
+  EXPECT_THAT(repair.Repair(hex), StatusIs(absl::StatusCode::kNotFound, HasSubstr("no origin")));
+  EXPECT_THAT(repair.RunOnce(), IsOkAndHolds(0));
+  EXPECT_FALSE(blobs_->Contains(hex));
+
+  // Once a copy is confirmed somewhere (here: the replicator finds the blob gone, so it is
+  // put on the origins by hand, as an operator restoring a backup would, and confirmed),
+  // the next pass repairs it.
+  const std::string bytes = RandomBytes(5000, 15);
+  fakes_["backup"]->objects["sha256/" + hex] = bytes;
+  ASSERT_TRUE(catalog_->QueueReplicas({"backup"}).ok());
+  storage::ReplicaRow row;
+  row.digest = "sha256:" + hex;
+  row.replica.set_origin("backup");
+  row.replica.set_state(v1::Replica::CONFIRMED);
+  ASSERT_TRUE(catalog_->UpdateReplica(row).ok());
+  EXPECT_THAT(repair.RunOnce(), IsOkAndHolds(1));
+  EXPECT_TRUE(blobs_->Contains(hex));
+}
+
 // The same against Swift's S3 API with 5 MiB parts, so that a blob goes up in parts whose
 // edges fall inside chain chunks (chunks are 4 MiB).
 class ReplicatorSwiftTest : public ReplicatorTest {
@@ -454,7 +506,8 @@ TEST_F(ReplicatorSwiftTest, ARottenChunkInsideAPartStopsTheUploadAndLeavesNothin
   EXPECT_FALSE(blobs_->Contains(hex));  // quarantined
 }
 
-// The server: a publish wakes the replicator's thread, and GetVersion shows the rows.
+// The server: a publish wakes the replicator's thread, and GetVersion shows the rows; a blob
+// damaged on disk comes back from the replica without anyone publishing it again.
 TEST(ReplicationServerTest, APublishedVersionIsCopiedAndGetVersionShowsIt) {
   ScratchDir dir;
   const std::string file = dir.Join("origins.textproto");
@@ -486,6 +539,24 @@ TEST(ReplicationServerTest, APublishedVersionIsCopiedAndGetVersionShowsIt) {
   EXPECT_EQ(version.artifacts(0).replicas(0).origin(), "backup");
   EXPECT_EQ(version.artifacts(0).replicas(1).origin(), "r2");
   EXPECT_EQ(version.artifacts(0).replicas(1).bytes_done(), 2 * kMiB);
+
+  server.SetTier("t", "stable", "models/m/versions/1");
+  const std::string digest = version.artifacts(0).digest();
+  const std::string hex = digest.substr(7);
+  DamageFile(absl::StrCat(server.data_dir(), "/data/blobs/sha256/", hex.substr(0, 2), "/", hex),
+             FileDamage::kFlip, kMiB + 3);
+  std::string got;
+  EXPECT_EQ(server.ReadBlob(digest, &got).error_code(), grpc::StatusCode::DATA_LOSS);
+  // Repaired in the background: the manifest and the bytes come back.
+  bool repaired = false;
+  for (absl::Time until = absl::Now() + absl::Seconds(30); !repaired && absl::Now() < until;
+       absl::SleepFor(absl::Milliseconds(20))) {
+    repaired = server.GetManifest("t", v1::PLATFORM_LINUX, v1::ARCH_X86_64).ok();
+  }
+  ASSERT_TRUE(repaired);
+  got.clear();
+  ASSERT_TRUE(server.ReadBlob(digest, &got).ok());
+  EXPECT_TRUE(got == bytes);
 }
 
 }  // namespace

@@ -1,0 +1,116 @@
+#include "services/origin_repair.h"
+
+#include <iostream>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "common/digest.h"
+#include "common/status.h"
+#include "storage/origin/origin_config.h"
+
+namespace modeldist::services {
+
+OriginRepair::~OriginRepair() { Stop(); }
+
+void OriginRepair::Damaged(const std::string& hex) {
+  absl::MutexLock lock(&mu_);
+  reported_.insert(hex);
+  woken_ = true;
+}
+
+void OriginRepair::Start() {
+  if (thread_.joinable()) return;
+  thread_ = std::thread([this] { Loop(); });
+}
+
+void OriginRepair::Stop() {
+  stopping_.store(true);
+  {
+    absl::MutexLock lock(&mu_);
+    woken_ = true;
+  }
+  if (thread_.joinable()) thread_.join();
+}
+
+void OriginRepair::Loop() {
+  while (!stopping_.load()) {
+    absl::StatusOr<int> pass = RunOnce();
+    if (!pass.ok()) std::cerr << "modeldist-server: repair from origins: " << pass.status() << "\n";
+    absl::MutexLock lock(&mu_);
+    mu_.AwaitWithTimeout(absl::Condition(&woken_), retry_interval_);
+    woken_ = false;
+  }
+}
+
+absl::StatusOr<int> OriginRepair::RunOnce() {
+  std::set<std::string> todo;
+  {
+    absl::MutexLock lock(&mu_);
+    todo.swap(reported_);
+  }
+  MD_ASSIGN_OR_RETURN(std::vector<storage::DamagedBlob> damaged, catalog_->ListDamagedBlobs());
+  for (const storage::DamagedBlob& d : damaged) {
+    absl::string_view hex = d.digest;
+    if (absl::ConsumePrefix(&hex, "sha256:")) todo.insert(std::string(hex));
+  }
+  int repaired = 0;
+  for (const std::string& hex : todo) {
+    if (stopping_.load()) break;
+    const absl::Status status = Repair(hex);
+    if (status.ok()) {
+      ++repaired;
+    } else if (!absl::IsNotFound(status)) {
+      std::cerr << "modeldist-server: blob " << FormatDigest(hex)
+                << " could not be repaired from its replicas: " << status << "\n";
+    }
+  }
+  return repaired;
+}
+
+absl::Status OriginRepair::Repair(const std::string& hex) {
+  const std::string digest = FormatDigest(hex);
+  MD_ASSIGN_OR_RETURN(const int64_t size, catalog_->DeclaredSize(digest));
+  MD_ASSIGN_OR_RETURN(std::vector<v1::Replica> replicas, catalog_->ListReplicas(digest));
+  absl::Status last = MakeError(absl::StatusCode::kNotFound, "NO_CONFIRMED_REPLICA",
+                                absl::StrCat("no origin holds a confirmed copy of ", digest));
+  // In the origins file's order.
+  for (const origin::ConfiguredOrigin& target : origins_->origins()) {
+    bool confirmed = false;
+    for (const v1::Replica& r : replicas) {
+      confirmed |= r.origin() == target.config.name() && r.state() == v1::Replica::CONFIRMED;
+    }
+    if (!confirmed || stopping_.load()) continue;
+    last = FetchFrom(target, hex, size);
+    if (last.ok()) {
+      std::cerr << "modeldist-server: blob " << digest << " was fetched back from origin "
+                << target.config.name() << "\n";
+      health_->Restored(hex);
+      return absl::OkStatus();
+    }
+    last = WithContext(last, absl::StrCat("origin ", target.config.name()));
+  }
+  return last;
+}
+
+absl::Status OriginRepair::FetchFrom(const origin::ConfiguredOrigin& target, const std::string& hex,
+                                     int64_t size) {
+  MD_ASSIGN_OR_RETURN(int64_t offset, blobs_->UploadOffset(hex, size));
+  auto append = [&](absl::string_view piece) -> absl::Status {
+    if (stopping_.load()) {
+      return MakeError(absl::StatusCode::kCancelled, "SERVER_STOPPING",
+                       "the server is shutting down");
+    }
+    MD_RETURN_IF_ERROR(blobs_->Append(hex, size, offset, piece));
+    offset += static_cast<int64_t>(piece.size());
+    return absl::OkStatus();
+  };
+  if (offset < size) {
+    MD_RETURN_IF_ERROR(target.origin->Get(origin::BlobKey(target.config, hex), offset,
+                                          size - offset, append, nullptr));
+  }
+  // DATA_LOSS when the bytes are not the digest's: nothing is stored, the upload is dropped.
+  return blobs_->Finish(hex, size);
+}
+
+}  // namespace modeldist::services
