@@ -66,58 +66,14 @@ absl::StatusOr<Sample> TimeAgent(const Config& config, const std::string& server
                                  pid_t server_pid, const std::string& tier,
                                  const std::string& root_file, const std::string& agent_dir,
                                  const std::string& log_dir, int64_t size) {
-  RemoveTree(agent_dir);
-  const std::string json_path = log_dir + "/agent.json";
-  ::unlink(json_path.c_str());
-  ::sync();  // no write-back left over from an earlier run lands in this one
-  const std::vector<std::string> argv = {config.agent_bin, "sync",    "--server",   server_address,
-                                         "--tier",         tier,      "--dir",      agent_dir,
-                                         "--trust-root",   root_file, "--platform", "linux",
-                                         "--arch",         "x86_64",  "--json"};
   const double server_cpu_before = ProcessCpuSeconds(server_pid);
-  const auto start = std::chrono::steady_clock::now();
-  // stdout (the JSON) and stderr (empty unless it fails) both go to `json_path`.
-  MD_ASSIGN_OR_RETURN(pid_t pid, Spawn(argv, json_path));
-  // Poll VmHWM on a second thread; this one waits for the exit without reaping it, so that
-  // the wall clock stops at the exit and wait4 can still return the child's rusage.
-  std::atomic<bool> done{false};
-  std::atomic<int64_t> hwm{-1};
-  std::thread poller([&] {
-    while (!done.load()) {
-      const int64_t kib = ProcStatusKib(pid, "VmHWM");
-      if (kib > hwm.load()) hwm.store(kib);
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
-  });
-  siginfo_t info{};
-  while (::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOWAIT) != 0 && errno == EINTR) {
-  }
+  MD_ASSIGN_OR_RETURN(ChildRun run, RunAgentSync(config.agent_bin, server_address, tier, root_file,
+                                                 agent_dir, log_dir + "/agent.json", size));
   Sample sample;
-  sample.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  done.store(true);
-  poller.join();
-  sample.hwm_kib = hwm.load();
-  int status = 0;
-  rusage usage{};
-  while (::wait4(pid, &status, 0, &usage) < 0 && errno == EINTR) {
-  }
-  (void)ChildAlive(pid);  // the child is reaped: this only drops it from the reaper's list
-  sample.maxrss_kib = usage.ru_maxrss;
-  sample.cpu_seconds = usage.ru_utime.tv_sec + usage.ru_stime.tv_sec +
-                       (usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6 +
-                       ProcessCpuSeconds(server_pid) - server_cpu_before;
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    auto output = ReadFileToString(json_path);
-    return absl::InternalError(absl::StrCat("modeldist-agent sync failed (wait status ", status,
-                                            "): ", output.ok() ? *output : ""));
-  }
-  MD_ASSIGN_OR_RETURN(std::string json, ReadFileToString(json_path));
-  if (json.find("\"ok\":true") == std::string::npos ||
-      json.find("\"action\":\"activated\"") == std::string::npos ||
-      json.find(absl::StrCat("\"bytesReceived\":", size, "}")) == std::string::npos) {
-    return absl::InternalError(absl::StrCat("unexpected agent result: ", json));
-  }
-  RemoveTree(agent_dir);
+  sample.seconds = run.seconds;
+  sample.hwm_kib = run.hwm_kib;
+  sample.maxrss_kib = run.maxrss_kib;
+  sample.cpu_seconds = run.cpu_seconds + ProcessCpuSeconds(server_pid) - server_cpu_before;
   return sample;
 }
 

@@ -5,6 +5,7 @@
 #include <linux/magic.h>
 #include <netinet/in.h>
 #include <openssl/evp.h>
+#include <openssl/rand.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -360,13 +361,17 @@ absl::StatusOr<ServerProcess> StartNginx(const std::string& prefix, const std::s
   return StartOnFreePort("nginx", error_log, 5000, launch, ready);
 }
 
-absl::StatusOr<FileDigest> MakeIncompressibleFile(const std::string& path, int64_t size) {
+absl::StatusOr<FileDigest> MakeIncompressibleFile(const std::string& path, int64_t size,
+                                                  bool fresh) {
+  unsigned char key[16] = {'m', 'o', 'd', 'e', 'l', 'd', 'i', 's',
+                           't', '-', 'b', 'e', 'n', 'c', 'h', '!'};
+  if (fresh && RAND_bytes(key, sizeof key) != 1) {
+    return MakeError(absl::StatusCode::kInternal, "RAND_FAILED", "RAND_bytes failed");
+  }
+  const unsigned char iv[16] = {};
   int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return ErrnoStatus(errno, path);
   EVP_CIPHER_CTX* cipher = EVP_CIPHER_CTX_new();
-  const unsigned char key[16] = {'m', 'o', 'd', 'e', 'l', 'd', 'i', 's',
-                                 't', '-', 'b', 'e', 'n', 'c', 'h', '!'};
-  const unsigned char iv[16] = {};
   EVP_EncryptInit_ex(cipher, EVP_aes_128_ctr(), nullptr, key, iv);
   constexpr size_t kBlock = 4 << 20;
   std::vector<unsigned char> zeros(kBlock, 0);
@@ -385,6 +390,64 @@ absl::StatusOr<FileDigest> MakeIncompressibleFile(const std::string& path, int64
   ::close(fd);
   MD_RETURN_IF_ERROR(status);
   return FileDigest{hash.FinishHex(), size};
+}
+
+absl::StatusOr<ChildRun> RunMeasured(const std::vector<std::string>& argv,
+                                     const std::string& log_path) {
+  const auto start = std::chrono::steady_clock::now();
+  MD_ASSIGN_OR_RETURN(pid_t pid, Spawn(argv, log_path));
+  std::atomic<bool> done{false};
+  std::atomic<int64_t> hwm{-1};
+  std::thread poller([&] {
+    while (!done.load()) {
+      const int64_t kib = ProcStatusKib(pid, "VmHWM");
+      if (kib > hwm.load()) hwm.store(kib);
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  });
+  siginfo_t info{};
+  while (::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOWAIT) != 0 && errno == EINTR) {
+  }
+  ChildRun run;
+  run.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  done.store(true);
+  poller.join();
+  run.hwm_kib = hwm.load();
+  rusage usage{};
+  while (::wait4(pid, &run.wait_status, 0, &usage) < 0 && errno == EINTR) {
+  }
+  (void)ChildAlive(pid);  // reaped: this only drops it from the reaper's list
+  run.maxrss_kib = usage.ru_maxrss;
+  run.cpu_seconds = usage.ru_utime.tv_sec + usage.ru_stime.tv_sec +
+                    (usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
+  return run;
+}
+
+absl::StatusOr<ChildRun> RunAgentSync(const std::string& agent_bin, const std::string& server,
+                                      const std::string& tier, const std::string& root_file,
+                                      const std::string& dir, const std::string& json_path,
+                                      int64_t size) {
+  RemoveTree(dir);
+  ::unlink(json_path.c_str());
+  ::sync();  // no write-back left over from an earlier run lands in this one
+  const std::vector<std::string> argv = {
+      agent_bin,      "sync",    "--server",   server,  "--tier", tier,     "--dir", dir,
+      "--trust-root", root_file, "--platform", "linux", "--arch", "x86_64", "--json"};
+  // stdout (the JSON) and stderr (empty unless it fails) both go to `json_path`.
+  MD_ASSIGN_OR_RETURN(ChildRun run, RunMeasured(argv, json_path));
+  if (!WIFEXITED(run.wait_status) || WEXITSTATUS(run.wait_status) != 0) {
+    auto output = ReadFileToString(json_path);
+    return absl::InternalError(absl::StrCat("modeldist-agent sync failed (wait status ",
+                                            run.wait_status, "): ", output.ok() ? *output : ""));
+  }
+  MD_ASSIGN_OR_RETURN(std::string json, ReadFileToString(json_path));
+  if (json.find("\"ok\":true") == std::string::npos ||
+      json.find("\"action\":\"activated\"") == std::string::npos ||
+      json.find(absl::StrCat("\"bytesReceived\":", size, "}")) == std::string::npos) {
+    return absl::InternalError(absl::StrCat("unexpected agent result: ", json));
+  }
+  RemoveTree(dir);
+  return run;
 }
 
 std::shared_ptr<grpc::Channel> Connect(const std::string& address, bool unique) {

@@ -104,9 +104,11 @@ absl::StatusOr<ServerProcess> StartNginx(const std::string& prefix, const std::s
 
 // ---- Data ----------------------------------------------------------------------------------
 
-// Writes `size` bytes of AES-128-CTR keystream (incompressible, deterministic) to `path` and
-// returns their digest. Fast (AES-NI), so a GiB costs about a second.
-absl::StatusOr<FileDigest> MakeIncompressibleFile(const std::string& path, int64_t size);
+// Writes `size` bytes of AES-128-CTR keystream (incompressible) to `path` and returns their
+// digest. Deterministic, or new content every call with `fresh` (a random key). Fast (AES-NI),
+// so a GiB costs about a second.
+absl::StatusOr<FileDigest> MakeIncompressibleFile(const std::string& path, int64_t size,
+                                                  bool fresh = false);
 
 // A plaintext channel to `address` that accepts messages of any size. `unique` gives the
 // channel its own TCP connection (gRPC otherwise shares one between equal channels).
@@ -126,6 +128,28 @@ absl::StatusOr<Published> PublishFile(const std::shared_ptr<grpc::Channel>& chan
                                       const std::string& version, const std::string& tier);
 
 // ---- Helpers -------------------------------------------------------------------------------
+
+// One run of a child process.
+struct ChildRun {
+  double seconds = 0;      // from the spawn to its exit
+  int64_t hwm_kib = -1;    // peak RSS, VmHWM polled every 5 ms while it ran
+  int64_t maxrss_kib = 0;  // ru_maxrss
+  double cpu_seconds = 0;  // its own user + system
+  int wait_status = 0;
+};
+
+// Runs `argv` (stdout and stderr to `log_path`) to its exit. The clock stops at the exit
+// (waitid without reaping), then wait4 reaps it for its rusage.
+absl::StatusOr<ChildRun> RunMeasured(const std::vector<std::string>& argv,
+                                     const std::string& log_path);
+
+// One `modeldist-agent sync --json` of a linux/x86_64 device into `dir` (removed first),
+// measured with RunMeasured; an error unless it activated `size` downloaded bytes. `dir` is
+// removed again afterwards.
+absl::StatusOr<ChildRun> RunAgentSync(const std::string& agent_bin, const std::string& server,
+                                      const std::string& tier, const std::string& root_file,
+                                      const std::string& dir, const std::string& json_path,
+                                      int64_t size);
 
 // How a timed step starts cold: sync(2), so that no write-back of an earlier step lands in it,
 // then the page cache emptied (/proc/sys/vm/drop_caches, as root) so that `file` is read from

@@ -195,35 +195,6 @@ class Swift {
 
 // ---- Steps ---------------------------------------------------------------------------------
 
-// Writes `size` random bytes (AES-128-CTR keystream under a random key: incompressible, and
-// new content every call) to `path`, and returns their digest.
-absl::StatusOr<FileDigest> MakeRandomFile(const std::string& path, int64_t size) {
-  unsigned char key[16];
-  unsigned char iv[16] = {};
-  if (RAND_bytes(key, sizeof key) != 1) return absl::InternalError("RAND_bytes failed");
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return ErrnoStatus(errno, path);
-  EVP_CIPHER_CTX* cipher = EVP_CIPHER_CTX_new();
-  EVP_EncryptInit_ex(cipher, EVP_aes_128_ctr(), nullptr, key, iv);
-  constexpr size_t kBlock = 4 << 20;
-  std::vector<unsigned char> zeros(kBlock, 0);
-  std::vector<unsigned char> out(kBlock);
-  Sha256 hash;
-  absl::Status status;
-  for (int64_t done = 0; done < size && status.ok();) {
-    const int n = static_cast<int>(std::min<int64_t>(kBlock, size - done));
-    int produced = 0;
-    EVP_EncryptUpdate(cipher, out.data(), &produced, zeros.data(), n);
-    hash.Update(out.data(), static_cast<size_t>(produced));
-    status = WriteAll(fd, out.data(), static_cast<size_t>(produced));
-    done += produced;
-  }
-  EVP_CIPHER_CTX_free(cipher);
-  ::close(fd);
-  MD_RETURN_IF_ERROR(status);
-  return FileDigest{hash.FinishHex(), size};
-}
-
 // CPU seconds of every process involved in a replication so far: this driver (which polls
 // GetVersion) and its live children (Swift, modeldist-server), and the children it has reaped
 // (curl).
@@ -357,14 +328,6 @@ absl::StatusOr<Sample> TimeAgent(const Config& config, const ServerProcess& serv
                                  const std::string& tier, const std::string& root_file,
                                  const std::string& agent_dir, const std::string& log_dir,
                                  int64_t size, double* agent_cpu) {
-  RemoveTree(agent_dir);
-  const std::string json_path = log_dir + "/agent.json";
-  ::unlink(json_path.c_str());
-  ::sync();  // no write-back left over from an earlier run lands in this one
-  const std::vector<std::string> argv = {config.agent_bin, "sync",    "--server",   server.address,
-                                         "--tier",         tier,      "--dir",      agent_dir,
-                                         "--trust-root",   root_file, "--platform", "linux",
-                                         "--arch",         "x86_64",  "--json"};
   // CPU as TimePeer counts the peer's: the client (reaped), the HTTP server (nginx and its
   // workers), and here also modeldist-server (manifest).
   auto cpu_now = [&] {
@@ -373,50 +336,16 @@ absl::StatusOr<Sample> TimeAgent(const Config& config, const ServerProcess& serv
   };
   const double cpu_before = cpu_now();
   const double server_before = ProcessCpuSeconds(server.pid);
-  const auto start = std::chrono::steady_clock::now();
-  MD_ASSIGN_OR_RETURN(pid_t pid, Spawn(argv, json_path));
-  // This thread waits for the exit without reaping, so that the clock stops at the exit and
-  // wait4 still returns the child's rusage; a second one polls VmHWM meanwhile.
-  std::atomic<bool> done{false};
-  std::atomic<int64_t> hwm{-1};
-  std::thread poller([&] {
-    while (!done.load()) {
-      const int64_t kib = ProcStatusKib(pid, "VmHWM");
-      if (kib > hwm.load()) hwm.store(kib);
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
-  });
-  siginfo_t info{};
-  while (::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOWAIT) != 0 && errno == EINTR) {
-  }
+  MD_ASSIGN_OR_RETURN(ChildRun run, RunAgentSync(config.agent_bin, server.address, tier, root_file,
+                                                 agent_dir, log_dir + "/agent.json", size));
   Sample sample;
-  sample.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  done.store(true);
-  poller.join();
-  sample.hwm_kib = hwm.load();
-  int status = 0;
-  rusage usage{};
-  while (::wait4(pid, &status, 0, &usage) < 0 && errno == EINTR) {
-  }
-  (void)ChildAlive(pid);  // reaped: this only drops it from the reaper's list
-  sample.maxrss_kib = usage.ru_maxrss;
-  *agent_cpu = usage.ru_utime.tv_sec + usage.ru_stime.tv_sec +
-               (usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
-  // wait4 reaped it, so the reaped children's CPU now includes the agent's.
+  sample.seconds = run.seconds;
+  sample.hwm_kib = run.hwm_kib;
+  sample.maxrss_kib = run.maxrss_kib;
+  *agent_cpu = run.cpu_seconds;
+  // The agent is reaped, so the reaped children's CPU now includes its own.
   sample.cpu_seconds = cpu_now() - cpu_before;
   sample.server_cpu_seconds = ProcessCpuSeconds(server.pid) - server_before;
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    auto output = ReadFileToString(json_path);
-    return absl::InternalError(absl::StrCat("modeldist-agent sync failed (wait status ", status,
-                                            "): ", output.ok() ? *output : ""));
-  }
-  MD_ASSIGN_OR_RETURN(std::string json, ReadFileToString(json_path));
-  if (!absl::StrContains(json, "\"ok\":true") ||
-      !absl::StrContains(json, "\"action\":\"activated\"") ||
-      !absl::StrContains(json, absl::StrCat("\"bytesReceived\":", size, "}"))) {
-    return absl::InternalError(absl::StrCat("unexpected agent result: ", json));
-  }
-  RemoveTree(agent_dir);
   return sample;
 }
 
@@ -484,7 +413,8 @@ absl::Status Replication(const Config& config, const Swift& swift, const std::st
   const std::string file = dir + "/replicate.bin";
   for (int rep = 1; rep <= config.reps; ++rep) {
     std::cerr << "replication rep " << rep << "/" << config.reps << "\n";
-    MD_ASSIGN_OR_RETURN(FileDigest digest, MakeRandomFile(file, config.size));
+    MD_ASSIGN_OR_RETURN(FileDigest digest,
+                        MakeIncompressibleFile(file, config.size, /*fresh=*/true));
     const std::string peer_key = absl::StrCat("peer/sha256/", digest.hex);
     const std::string our_key = absl::StrCat("sha256/", digest.hex);
     ::sync();
@@ -579,7 +509,7 @@ absl::Status CdnSync(const Config& config, const Swift& swift, const std::string
   MD_RETURN_IF_ERROR(WriteTrustRoot(server.address, root_file));
 
   const std::string file = dir + "/cdn.gguf";
-  MD_ASSIGN_OR_RETURN(FileDigest digest, MakeRandomFile(file, config.size));
+  MD_ASSIGN_OR_RETURN(FileDigest digest, MakeIncompressibleFile(file, config.size, /*fresh=*/true));
   auto start = std::chrono::steady_clock::now();
   MD_RETURN_IF_ERROR(
       PublishFile(Connect(server.address), kToken, file, digest, "cdn", "v1", "cdn").status());
