@@ -77,18 +77,6 @@ absl::StatusOr<Sample> TimeAgent(const Config& config, const std::string& server
   return sample;
 }
 
-// Writes the pinned trust root the agent needs: SignedTrustRoot version 1, as an app ships it.
-absl::Status WriteTrustRoot(const std::string& address, const std::string& path) {
-  auto stub = v1::ManifestService::NewStub(Connect(address));
-  v1::GetTrustRootRequest request;
-  request.set_version(1);
-  v1::SignedTrustRoot root;
-  grpc::ClientContext context;
-  grpc::Status s = stub->GetTrustRoot(&context, request, &root);
-  if (!s.ok()) return absl::UnavailableError(absl::StrCat("GetTrustRoot: ", s.error_message()));
-  return WriteFileAtomically(path, root.SerializeAsString(), 0644);
-}
-
 absl::StatusOr<Published> MakeAndPublish(const std::string& path, int64_t size,
                                          const std::string& address, const std::string& model,
                                          FileDigest* digest) {

@@ -36,6 +36,7 @@
 #include "absl/strings/str_format.h"
 #include "common/file_util.h"
 #include "common/status.h"
+#include "modeldist/v1/manifest.grpc.pb.h"
 #include "modeldist/v1/registry.grpc.pb.h"
 
 namespace modeldist::bench {
@@ -421,6 +422,17 @@ absl::StatusOr<ChildRun> RunMeasured(const std::vector<std::string>& argv,
   run.cpu_seconds = usage.ru_utime.tv_sec + usage.ru_stime.tv_sec +
                     (usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
   return run;
+}
+
+absl::Status WriteTrustRoot(const std::string& address, const std::string& path) {
+  auto stub = v1::ManifestService::NewStub(Connect(address));
+  v1::GetTrustRootRequest request;
+  request.set_version(1);
+  v1::SignedTrustRoot root;
+  grpc::ClientContext context;
+  grpc::Status s = stub->GetTrustRoot(&context, request, &root);
+  if (!s.ok()) return absl::UnavailableError(absl::StrCat("GetTrustRoot: ", s.error_message()));
+  return WriteFileAtomically(path, root.SerializeAsString(), 0644);
 }
 
 absl::StatusOr<ChildRun> RunAgentSync(const std::string& agent_bin, const std::string& server,

@@ -143,6 +143,10 @@ struct ChildRun {
 absl::StatusOr<ChildRun> RunMeasured(const std::vector<std::string>& argv,
                                      const std::string& log_path);
 
+// Writes the pinned trust root the agent needs: the server at `address`'s SignedTrustRoot
+// version 1, as an app ships it.
+absl::Status WriteTrustRoot(const std::string& address, const std::string& path);
+
 // One `modeldist-agent sync --json` of a linux/x86_64 device into `dir` (removed first),
 // measured with RunMeasured; an error unless it activated `size` downloaded bytes. `dir` is
 // removed again afterwards.
