@@ -22,6 +22,11 @@ absl::Status MirrorUrls::Refresh() {
   return absl::OkStatus();
 }
 
+void MirrorUrls::Confirmed(const std::string& digest, const std::string& origin) {
+  absl::MutexLock lock(&mu_);
+  confirmed_.emplace(digest, origin);
+}
+
 std::vector<std::string> MirrorUrls::For(const std::string& digest, absl::Time expires) {
   std::vector<std::string> urls;
   absl::string_view hex = digest;

@@ -7,7 +7,8 @@
 // CloudFront-signed when a CDN is in front.
 //
 // Cost per request: a map lookup. Which copies are confirmed is loaded from the catalog by
-// Refresh (at start and after the replicator confirms a copy), and each URL is made once per
+// Refresh at start, and each copy the replicator confirms later is added by Confirmed; each
+// URL is made once per
 // (origin, blob, expiry) and reused: every device that gets the same pre-signed manifest gets
 // the same expiry, so a signing origin signs once per manifest, not once per request.
 //
@@ -38,6 +39,8 @@ class MirrorUrls {
 
   // Reloads which copies are confirmed. On error the previous set stays.
   absl::Status Refresh() ABSL_LOCKS_EXCLUDED(mu_);
+  // The replicator confirmed the copy of blob `digest` on origin `origin`.
+  void Confirmed(const std::string& digest, const std::string& origin) ABSL_LOCKS_EXCLUDED(mu_);
 
   // The URLs for blob `digest` (`sha256:<hex>`) in a manifest that expires at `expires`,
   // valid until then. An origin that cannot make a URL is left out (and logged once per

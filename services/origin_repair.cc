@@ -14,33 +14,21 @@ namespace modeldist::services {
 OriginRepair::~OriginRepair() { Stop(); }
 
 void OriginRepair::Damaged(const std::string& hex) {
-  absl::MutexLock lock(&mu_);
-  reported_.insert(hex);
-  woken_ = true;
-}
-
-void OriginRepair::Start() {
-  if (thread_.joinable()) return;
-  thread_ = std::thread([this] { Loop(); });
-}
-
-void OriginRepair::Stop() {
-  stopping_.store(true);
   {
     absl::MutexLock lock(&mu_);
-    woken_ = true;
+    reported_.insert(hex);
   }
-  if (thread_.joinable()) thread_.join();
+  loop_.Wake();
 }
 
-void OriginRepair::Loop() {
-  while (!stopping_.load()) {
-    absl::StatusOr<int> pass = RunOnce();
-    if (!pass.ok()) std::cerr << "modeldist-server: repair from origins: " << pass.status() << "\n";
-    absl::MutexLock lock(&mu_);
-    mu_.AwaitWithTimeout(absl::Condition(&woken_), retry_interval_);
-    woken_ = false;
-  }
+void OriginRepair::Start() { loop_.Start(); }
+
+void OriginRepair::Stop() { loop_.Stop(); }
+
+absl::Duration OriginRepair::Pass() {
+  absl::StatusOr<int> pass = RunOnce();
+  if (!pass.ok()) std::cerr << "modeldist-server: repair from origins: " << pass.status() << "\n";
+  return retry_interval_;
 }
 
 absl::StatusOr<int> OriginRepair::RunOnce() {
@@ -56,7 +44,7 @@ absl::StatusOr<int> OriginRepair::RunOnce() {
   }
   int repaired = 0;
   for (const std::string& hex : todo) {
-    if (stopping_.load()) break;
+    if (loop_.stopping()) break;
     const absl::Status status = Repair(hex);
     if (status.ok()) {
       ++repaired;
@@ -80,7 +68,7 @@ absl::Status OriginRepair::Repair(const std::string& hex) {
     for (const v1::Replica& r : replicas) {
       confirmed |= r.origin() == target.config.name() && r.state() == v1::Replica::CONFIRMED;
     }
-    if (!confirmed || stopping_.load()) continue;
+    if (!confirmed || loop_.stopping()) continue;
     last = FetchFrom(target, hex, size);
     if (last.ok()) {
       std::cerr << "modeldist-server: blob " << digest << " was fetched back from origin "
@@ -97,7 +85,7 @@ absl::Status OriginRepair::FetchFrom(const origin::ConfiguredOrigin& target, con
                                      int64_t size) {
   MD_ASSIGN_OR_RETURN(int64_t offset, blobs_->UploadOffset(hex, size));
   auto append = [&](absl::string_view piece) -> absl::Status {
-    if (stopping_.load()) {
+    if (loop_.stopping()) {
       return MakeError(absl::StatusCode::kCancelled, "SERVER_STOPPING",
                        "the server is shutting down");
     }

@@ -18,16 +18,15 @@
 #ifndef MODELDIST_SERVICES_ORIGIN_REPAIR_H_
 #define MODELDIST_SERVICES_ORIGIN_REPAIR_H_
 
-#include <atomic>
 #include <set>
 #include <string>
-#include <thread>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "services/blob_health.h"
+#include "services/wakeable_loop.h"
 #include "storage/blob_store.h"
 #include "storage/catalog.h"
 #include "storage/origin/origin_set.h"
@@ -65,7 +64,8 @@ class OriginRepair {
   absl::Status Repair(const std::string& hex);
 
  private:
-  void Loop();
+  // The thread's round: RunOnce, then retry_interval_ until the next.
+  absl::Duration Pass();
   // Reads blob `hex` of `size` bytes from `target` into the store's upload and finishes it.
   absl::Status FetchFrom(const origin::ConfiguredOrigin& target, const std::string& hex,
                          int64_t size);
@@ -76,11 +76,10 @@ class OriginRepair {
   const origin::OriginSet* origins_;
   const absl::Duration retry_interval_;
 
-  std::atomic<bool> stopping_{false};
   absl::Mutex mu_;
   std::set<std::string> reported_ ABSL_GUARDED_BY(mu_);  // hex, since the last pass
-  bool woken_ ABSL_GUARDED_BY(mu_) = false;
-  std::thread thread_;
+  // Last: stopped (joined) first, before the members its passes use.
+  WakeableLoop loop_{[this] { return Pass(); }};
 };
 
 }  // namespace modeldist::services

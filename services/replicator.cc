@@ -50,47 +50,32 @@ Replicator::Replicator(storage::Catalog* catalog, storage::BlobStore* blobs, Blo
 Replicator::~Replicator() { Stop(); }
 
 void Replicator::Start() {
-  if (names_.empty() || thread_.joinable()) return;
-  thread_ = std::thread([this] { Loop(); });
+  if (!names_.empty()) loop_.Start();
 }
 
-void Replicator::Wake() {
-  absl::MutexLock lock(&mu_);
-  woken_ = true;
-}
+void Replicator::Wake() { loop_.Wake(); }
 
-void Replicator::Stop() {
-  stopping_.store(true);
-  Wake();
-  if (thread_.joinable()) thread_.join();
-}
+void Replicator::Stop() { loop_.Stop(); }
 
-void Replicator::Loop() {
-  while (!stopping_.load()) {
-    absl::StatusOr<int> round = RunOnce();
-    if (!round.ok()) std::cerr << "modeldist-server: replication: " << round.status() << "\n";
-    // Sleep until the next row is due (or a publish wakes us), at most idle_poll.
-    absl::Duration wait = options_.idle_poll;
-    absl::StatusOr<std::optional<absl::Time>> next = catalog_->NextReplicaAttempt(names_);
-    if (next.ok() && next->has_value()) {
-      wait = std::clamp(**next - options_.now(), absl::Milliseconds(10), options_.idle_poll);
-    }
-    absl::MutexLock lock(&mu_);
-    mu_.AwaitWithTimeout(absl::Condition(&woken_), wait);
-    woken_ = false;
-  }
+absl::Duration Replicator::Round() {
+  absl::StatusOr<int> round = RunOnce();
+  if (!round.ok()) std::cerr << "modeldist-server: replication: " << round.status() << "\n";
+  // Sleep until the next row is due (or a publish wakes us), at most idle_poll.
+  absl::StatusOr<std::optional<absl::Time>> next = catalog_->NextReplicaAttempt(names_);
+  if (!next.ok() || !next->has_value()) return options_.idle_poll;
+  return std::clamp(**next - options_.now(), absl::Milliseconds(10), options_.idle_poll);
 }
 
 absl::StatusOr<int> Replicator::RunOnce() {
   if (names_.empty()) return 0;
   MD_RETURN_IF_ERROR(catalog_->QueueReplicas(names_).status());
   int attempted = 0;
-  while (!stopping_.load()) {
+  while (!loop_.stopping()) {
     MD_ASSIGN_OR_RETURN(std::vector<storage::ReplicaRow> due,
                         catalog_->DueReplicas(names_, options_.now(), options_.batch));
     int worked = 0;
     for (storage::ReplicaRow& row : due) {
-      if (stopping_.load()) break;
+      if (loop_.stopping()) break;
       // Only rows of names_ (rows of an origin no longer configured stay as they are).
       const origin::ConfiguredOrigin* target = origins_->Find(row.replica.origin());
       if (target == nullptr) continue;
@@ -114,7 +99,7 @@ absl::Status Replicator::Attempt(storage::ReplicaRow row, const origin::Configur
     replica.set_state(v1::Replica::CONFIRMED);
     replica.set_attempts(0);
     replica.set_last_error("");
-  } else if (absl::IsCancelled(copied) && stopping_.load()) {
+  } else if (absl::IsCancelled(copied) && loop_.stopping()) {
     // Shut down mid-copy: due again at the next start, not counted as a failure.
     replica.set_state(v1::Replica::PENDING);
     *replica.mutable_next_attempt_time() =
@@ -135,7 +120,7 @@ absl::Status Replicator::Attempt(storage::ReplicaRow row, const origin::Configur
               << " failed (attempt " << replica.attempts() << "): " << replica.last_error() << "\n";
   }
   MD_RETURN_IF_ERROR(catalog_->UpdateReplica(row));
-  if (copied.ok() && options_.on_confirmed) options_.on_confirmed();
+  if (copied.ok() && options_.on_confirmed) options_.on_confirmed(row.digest, replica.origin());
   return absl::OkStatus();
 }
 
@@ -156,7 +141,7 @@ absl::Status Replicator::Copy(storage::ReplicaRow* row, const origin::Configured
   storage::CheckedBlobReads checked(&*blob);
   absl::Status damage;
   auto source = [&](int64_t offset, char* buf, size_t size) -> absl::StatusOr<size_t> {
-    if (stopping_.load()) {
+    if (loop_.stopping()) {
       return MakeError(absl::StatusCode::kCancelled, "SERVER_STOPPING",
                        "the server is shutting down");
     }

@@ -26,10 +26,8 @@
 #ifndef MODELDIST_SERVICES_REPLICATOR_H_
 #define MODELDIST_SERVICES_REPLICATOR_H_
 
-#include <atomic>
 #include <functional>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -37,6 +35,7 @@
 #include "absl/time/time.h"
 #include "common/retry_policy.h"
 #include "services/blob_health.h"
+#include "services/wakeable_loop.h"
 #include "storage/blob_store.h"
 #include "storage/catalog.h"
 #include "storage/origin/origin_set.h"
@@ -56,8 +55,9 @@ struct ReplicatorOptions {
   std::function<absl::Time()> now = absl::Now;
   // [0, 1), for the backoff's jitter; a seeded engine when empty.
   std::function<double()> random;
-  // Called after a copy is confirmed (the server refreshes its devices' mirror URLs).
-  std::function<void()> on_confirmed;
+  // Called after the copy of blob `digest` on `origin` is confirmed (the server adds it to
+  // its devices' mirror URLs).
+  std::function<void(const std::string& digest, const std::string& origin)> on_confirmed;
 };
 
 class Replicator {
@@ -87,7 +87,8 @@ class Replicator {
   absl::StatusOr<int> RunOnce();
 
  private:
-  void Loop();
+  // The thread's round: RunOnce, then the wait until the next row is due.
+  absl::Duration Round();
   // One attempt for `row`; stores its outcome in the row.
   absl::Status Attempt(storage::ReplicaRow row, const origin::ConfiguredOrigin& target);
   // Uploads and checks the copy; the attempt's result.
@@ -100,12 +101,10 @@ class Replicator {
   Options options_;
   std::vector<std::string> names_;
 
-  std::atomic<bool> stopping_{false};
-  absl::Mutex mu_;
-  bool woken_ ABSL_GUARDED_BY(mu_) = false;
   absl::Mutex random_mu_;
   std::function<double()> random_ ABSL_GUARDED_BY(random_mu_);
-  std::thread thread_;
+  // Last: stopped (joined) first, before the members its rounds use.
+  WakeableLoop loop_{[this] { return Round(); }};
 };
 
 }  // namespace modeldist::services

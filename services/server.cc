@@ -176,9 +176,9 @@ absl::StatusOr<std::unique_ptr<ModeldistServer>> ModeldistServer::Start(
     parts->mirrors = std::make_unique<MirrorUrls>(parts->catalog.get(), parts->origins.get());
     MD_RETURN_IF_ERROR(parts->mirrors->Refresh());
     ReplicatorOptions replication;
-    replication.on_confirmed = [mirrors = parts->mirrors.get()] {
-      absl::Status refreshed = mirrors->Refresh();
-      if (!refreshed.ok()) std::cerr << "modeldist-server: mirror URLs: " << refreshed << "\n";
+    replication.on_confirmed = [mirrors = parts->mirrors.get()](const std::string& digest,
+                                                                const std::string& origin) {
+      mirrors->Confirmed(digest, origin);
     };
     auto replicator =
         std::make_unique<Replicator>(parts->catalog.get(), parts->blobs.get(), parts->health.get(),
