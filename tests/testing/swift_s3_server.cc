@@ -189,6 +189,13 @@ std::string SwiftS3Server::Logs() const {
       return ::testing::AssertionFailure() << s.name;
     }
   }
+  // The proxy's /healthcheck passes before the servers behind it listen, and a request that
+  // reaches it first gets 503 (seen under parallel tests): wait until each one answers HTTP.
+  for (const Server& s : servers) {
+    ::testing::AssertionResult up =
+        WaitUntilAnswering(absl::StrCat("http://127.0.0.1:", s.port, "/"), /*need_200=*/false);
+    if (!up) return up << " (" << s.name << " server)";
+  }
   return SpawnProxy();
 }
 
@@ -209,24 +216,32 @@ std::string SwiftS3Server::Logs() const {
              {absl::StrCat(kBin, "swift-proxy-server"), etc + "/proxy-server.conf", "--verbose"})) {
     return ::testing::AssertionFailure() << "proxy";
   }
-  // Ready once /healthcheck answers 200 on the proxy. A child that exited could not bind.
-  http::HttpRequest health;
-  health.url = absl::StrCat(endpoint(), "/healthcheck");
-  health.connect_timeout = absl::Seconds(1);
-  health.total_timeout = absl::Seconds(2);
+  // Ready once /healthcheck answers 200 on the proxy.
+  return WaitUntilAnswering(absl::StrCat(endpoint(), "/healthcheck"), /*need_200=*/true);
+}
+
+::testing::AssertionResult SwiftS3Server::WaitUntilAnswering(const std::string& url,
+                                                             bool need_200) {
+  http::HttpRequest probe;
+  probe.url = url;
+  probe.connect_timeout = absl::Seconds(1);
+  probe.total_timeout = absl::Seconds(2);
   const absl::Time deadline = absl::Now() + absl::Seconds(60);
   while (absl::Now() < deadline) {
+    // A child that exited could not bind.
     for (const auto& child : children_) {
       if (child->Poll().has_value()) {
         return ::testing::AssertionFailure() << "a Swift process exited at start";
       }
     }
     std::string body;
-    absl::StatusOr<http::HttpResponse> answer = http::PerformToString(health, &body);
-    if (answer.ok() && answer->status == 200) return ::testing::AssertionSuccess();
+    absl::StatusOr<http::HttpResponse> answer = http::PerformToString(probe, &body);
+    if (answer.ok() && (need_200 ? answer->status == 200 : answer->status != 0)) {
+      return ::testing::AssertionSuccess();
+    }
     absl::SleepFor(absl::Milliseconds(100));
   }
-  return ::testing::AssertionFailure() << "Swift's proxy did not become healthy in 60 s";
+  return ::testing::AssertionFailure() << url << " did not answer in 60 s";
 }
 
 void SwiftS3Server::StopProxy() {

@@ -58,6 +58,9 @@ class SwiftS3Server {
   // Spawns the proxy (the last child) and waits until it answers /healthcheck.
   ::testing::AssertionResult SpawnProxy();
   ::testing::AssertionResult Spawn(const std::string& log, const std::vector<std::string>& args);
+  // Waits up to 60 s until `url` answers HTTP (with 200 when `need_200`); fails at once when a
+  // child exits.
+  ::testing::AssertionResult WaitUntilAnswering(const std::string& url, bool need_200);
 
   ScratchDir dir_;
   // The Swift servers' ports, held while they run (see ReservedPort: eventlet binds with
