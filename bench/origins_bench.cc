@@ -58,6 +58,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "bench/bench_util.h"
+#include "bench/origin_bench_util.h"
 #include "bench/peers.h"
 #include "common/digest.h"
 #include "common/file_util.h"
@@ -65,20 +66,12 @@
 #include "common/status.h"
 #include "modeldist/v1/manifest.grpc.pb.h"
 #include "modeldist/v1/registry.grpc.pb.h"
-#include "tests/testing/swift_s3_server.h"
 
 namespace modeldist::bench {
 namespace {
 
-using ::modeldist::testing::SwiftS3Server;
-
 constexpr char kToken[] = "bench-admin-token-0123456789abcdef";
-constexpr char kBucket[] = "models";
 constexpr char kOrigin[] = "swift";
-// Swift's s3api wants x-amz-content-sha256 on every request, which curl 7.88 does not send.
-// The peer's PUT sends its body unsigned, as the server's multipart parts do (the server's
-// single PUT signs the digest, which makes the store hash the bytes as well).
-constexpr char kUnsignedPayload[] = "-H 'x-amz-content-sha256: UNSIGNED-PAYLOAD'";
 constexpr double kReplicationTarget = 0.8;
 constexpr double kAgentTarget = 1.3;
 constexpr int64_t kTargetRssKib = 64 * 1024;
@@ -92,107 +85,6 @@ struct Config {
   std::string tmp_parent;
 };
 
-// ---- Swift's processes on a signal ---------------------------------------------------------
-
-// SwiftS3Server's children are not bench children (it starts them with posix_spawn and stops
-// them in its destructor, which a signal skips): their PIDs are kept here so that SIGINT or
-// SIGTERM stops them too before the reaper's handler stops the rest and exits.
-constexpr int kMaxSwiftPids = 16;
-std::atomic<pid_t> g_swift_pids[kMaxSwiftPids];
-struct sigaction g_previous[3];
-constexpr int kSignals[3] = {SIGINT, SIGTERM, SIGHUP};
-
-void OnSignalStopSwift(int sig) {
-  for (auto& slot : g_swift_pids) {
-    const pid_t pid = slot.load();
-    if (pid > 0) ::kill(pid, SIGKILL);
-  }
-  for (int i = 0; i < 3; ++i) {
-    if (kSignals[i] == sig && g_previous[i].sa_handler != SIG_DFL &&
-        g_previous[i].sa_handler != SIG_IGN) {
-      g_previous[i].sa_handler(sig);
-    }
-  }
-  ::_exit(128 + sig);
-}
-
-// The direct children of this process now.
-std::vector<pid_t> ChildPids() {
-  std::vector<pid_t> out;
-  std::error_code ignored;
-  for (const auto& entry : std::filesystem::directory_iterator("/proc", ignored)) {
-    const std::string name = entry.path().filename().string();
-    int pid = 0;
-    if (!absl::SimpleAtoi(name, &pid)) continue;
-    auto stat = ReadFileToString(entry.path().string() + "/stat");
-    if (!stat.ok()) continue;
-    const size_t paren = stat->rfind(')');
-    if (paren == std::string::npos) continue;
-    std::vector<std::string> fields = absl::StrSplit(stat->substr(paren + 2), ' ');
-    int ppid = 0;
-    if (fields.size() > 1 && absl::SimpleAtoi(fields[1], &ppid) && ppid == ::getpid()) {
-      out.push_back(pid);
-    }
-  }
-  return out;
-}
-
-// Started before any other child, so that the children present right after its start are
-// exactly Swift's (memcached, the account, container and object servers, the proxy).
-class Swift {
- public:
-  absl::Status Start(const std::string& scratch_parent) {
-    // SwiftS3Server keeps its data in a ScratchDir under $TMPDIR: on the disk measured.
-    ::setenv("TMPDIR", scratch_parent.c_str(), 1);
-    server_ = std::make_unique<SwiftS3Server>();
-    ::testing::AssertionResult started = server_->Start(kBucket);
-    if (!started) return absl::UnavailableError(absl::StrCat("Swift: ", started.message()));
-    pids_ = ChildPids();
-    for (size_t i = 0; i < pids_.size() && i < kMaxSwiftPids; ++i) g_swift_pids[i] = pids_[i];
-    struct sigaction action {};
-    action.sa_handler = OnSignalStopSwift;
-    sigemptyset(&action.sa_mask);
-    for (int i = 0; i < 3; ++i) ::sigaction(kSignals[i], &action, &g_previous[i]);
-    return absl::OkStatus();
-  }
-  ~Swift() {
-    server_.reset();
-    for (auto& slot : g_swift_pids) slot.store(0);
-  }
-
-  std::string endpoint() const { return server_->endpoint(); }
-  // CPU seconds used so far by all of Swift's processes.
-  double CpuSeconds() const {
-    double total = 0;
-    for (pid_t pid : pids_) total += ProcessCpuSeconds(pid);
-    return total;
-  }
-
-  // Writes the credentials curl signs with to `netrc` (0600). They go there rather than in
-  // `--user test:tester:testing`: curl splits --user at the first colon, which would make the
-  // access key "test" (Swift answers SignatureDoesNotMatch), and a netrc login may hold one.
-  absl::Status WriteNetrc(const std::string& netrc) {
-    netrc_ = netrc;
-    return WriteFileAtomically(netrc,
-                               absl::StrCat("machine 127.0.0.1 login ", SwiftS3Server::kAccessKey,
-                                            " password ", SwiftS3Server::kSecret, "\n"),
-                               0600);
-  }
-
-  // `curl --aws-sigv4 aws:amz:auto:s3` with those credentials, `args`, and the URL of object
-  // `key` of the bucket.
-  std::string Curl(const std::string& args, const std::string& key) const {
-    return absl::StrCat("curl -sS --fail-with-body --aws-sigv4 'aws:amz:", SwiftS3Server::kRegion,
-                        ":s3' --netrc-file ", netrc_, " ", kUnsignedPayload, " ", args, " ",
-                        endpoint(), "/", kBucket, "/", key);
-  }
-
- private:
-  std::unique_ptr<SwiftS3Server> server_;
-  std::vector<pid_t> pids_;
-  std::string netrc_;
-};
-
 // ---- Steps ---------------------------------------------------------------------------------
 
 // CPU seconds of every process involved in a replication so far: this driver (which polls
@@ -200,125 +92,6 @@ class Swift {
 // (curl).
 double AllCpuSeconds() {
   return ProcessCpuSeconds(::getpid(), /*with_children=*/true) + ReapedChildrenCpuSeconds();
-}
-
-// Starts modeldist-server on 127.0.0.1:0 with `origins` and waits for its port file.
-absl::StatusOr<ServerProcess> StartServer(const Config& config, const std::string& data_dir,
-                                          const std::string& token_file, const std::string& origins,
-                                          const std::string& log) {
-  const std::string port_file = data_dir + ".port";
-  ::unlink(port_file.c_str());
-  ServerProcess server;
-  MD_ASSIGN_OR_RETURN(server.pid, Spawn({config.server_bin, "--listen", "127.0.0.1:0", "--data-dir",
-                                         data_dir, "--admin-token-file", token_file, "--port-file",
-                                         port_file, "--origins", origins},
-                                        log));
-  for (int waited = 0; waited < 30000; waited += 20) {
-    if (!ChildAlive(server.pid)) {
-      return absl::UnavailableError(absl::StrCat("modeldist-server exited at start; see ", log));
-    }
-    auto text = ReadFileToString(port_file);
-    int port = 0;
-    if (text.ok() && absl::SimpleAtoi(*text, &port) && port > 0) {
-      server.port = port;
-      server.address = absl::StrCat("127.0.0.1:", port);
-      return server;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  StopChild(server.pid);
-  return absl::DeadlineExceededError("modeldist-server did not write its port file in 30 s");
-}
-
-// The origins file: one s3 origin on Swift that replicates, with `extra` inside it (a cdn).
-absl::Status WriteOrigins(const std::string& path, const std::string& dir, const Swift& swift,
-                          const std::string& key_prefix, int64_t part_size,
-                          const std::string& extra) {
-  // Secrets come from files the owner only can read (the server refuses others).
-  MD_RETURN_IF_ERROR(WriteFileAtomically(dir + "/s3-key-id", SwiftS3Server::kAccessKey, 0600));
-  MD_RETURN_IF_ERROR(WriteFileAtomically(dir + "/s3-secret", SwiftS3Server::kSecret, 0600));
-  const std::string text = absl::StrFormat(
-      "origins {\n"
-      "  name: \"%s\"\n"
-      "  s3 {\n"
-      "    endpoint: \"%s\"\n"
-      "    region: \"%s\"\n"
-      "    bucket: \"%s\"\n"
-      "    access_key_id { file: \"%s/s3-key-id\" }\n"
-      "    secret_access_key { file: \"%s/s3-secret\" }\n"
-      "    part_size_bytes: %d\n"
-      "  }\n"
-      "  key_prefix: \"%s\"\n"
-      "  replicate: true\n"
-      "%s"
-      "}\n",
-      kOrigin, swift.endpoint(), SwiftS3Server::kRegion, kBucket, dir, dir, part_size, key_prefix,
-      extra);
-  return WriteFileAtomically(path, text, 0600);
-}
-
-grpc::Status GetVersion(v1::RegistryService::Stub& registry, const std::string& name,
-                        v1::Version* version) {
-  grpc::ClientContext context;
-  context.AddMetadata("authorization", absl::StrCat("Bearer ", kToken));
-  v1::GetVersionRequest request;
-  request.set_name(name);
-  return registry.GetVersion(&context, request, version);
-}
-
-// Polls GetVersion every 20 ms until the artifact's replica on kOrigin is CONFIRMED (up to
-// `timeout`). A FAILING replica is an error: the next attempt would only start after 5 s.
-absl::Status WaitConfirmed(v1::RegistryService::Stub& registry, const std::string& version_name,
-                           absl::Duration timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + absl::ToChronoSeconds(timeout);
-  std::string last = "no replica row yet";
-  while (std::chrono::steady_clock::now() < deadline) {
-    v1::Version version;
-    grpc::Status s = GetVersion(registry, version_name, &version);
-    if (!s.ok()) return absl::UnavailableError(absl::StrCat("GetVersion: ", s.error_message()));
-    for (const v1::Artifact& artifact : version.artifacts()) {
-      for (const v1::Replica& replica : artifact.replicas()) {
-        if (replica.origin() != kOrigin) continue;
-        if (replica.state() == v1::Replica::CONFIRMED) return absl::OkStatus();
-        if (replica.state() == v1::Replica::FAILING) {
-          return absl::UnavailableError(
-              absl::StrCat("replication to ", kOrigin, " failed: ", replica.last_error()));
-        }
-        last = absl::StrCat(v1::Replica::State_Name(replica.state()), " ", replica.bytes_done(),
-                            " bytes");
-      }
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  return absl::DeadlineExceededError(
-      absl::StrCat("the replica of ", version_name, " is not CONFIRMED: ", last));
-}
-
-// Runs `swift.Curl(args, key)` with the response body in `body`, timed; an error with the body
-// (Swift's XML error) when curl fails.
-absl::StatusOr<double> S3Request(const Swift& swift, const std::string& args,
-                                 const std::string& key, const std::string& body) {
-  ::unlink(body.c_str());
-  absl::StatusOr<double> seconds = TimeShell(swift.Curl(absl::StrCat("-o ", body, " ", args), key));
-  if (!seconds.ok()) {
-    return absl::Status(seconds.status().code(),
-                        absl::StrCat(seconds.status().message(), ": ",
-                                     ReadFileToString(body).value_or("(no body)")));
-  }
-  return seconds;
-}
-
-// `curl -I` of `key`: the object must be there with `size` bytes.
-absl::Status CheckObject(const Swift& swift, const std::string& key, int64_t size,
-                         const std::string& scratch) {
-  const std::string headers = scratch + "/head.txt";
-  MD_RETURN_IF_ERROR(TimeShell(swift.Curl("-I", key), headers).status());
-  MD_ASSIGN_OR_RETURN(std::string text, ReadFileToString(headers));
-  if (!absl::StrContains(absl::AsciiStrToLower(text), absl::StrCat("content-length: ", size))) {
-    return absl::DataLossError(
-        absl::StrCat("Swift's object ", key, " is not ", size, " bytes long: ", text));
-  }
-  return absl::OkStatus();
 }
 
 // Runs one `modeldist-agent sync` into the fresh directory `agent_dir` and checks that it
@@ -385,10 +158,13 @@ absl::Status Replication(const Config& config, const Swift& swift, const std::st
                          Figure* figure) {
   const std::string token_file = dir + "/token";
   const std::string origins = dir + "/origins-replicate.textproto";
-  MD_RETURN_IF_ERROR(WriteOrigins(origins, dir, swift, "", config.part_size, ""));
+  MD_ASSIGN_OR_RETURN(std::string entry,
+                      SwiftOriginEntry(kOrigin, dir, swift, "", config.part_size, ""));
+  MD_RETURN_IF_ERROR(WriteFileAtomically(origins, entry, 0600));
   Scratch server_scope;  // stops the server whatever happens
-  MD_ASSIGN_OR_RETURN(ServerProcess server, StartServer(config, dir + "/data-replicate", token_file,
-                                                        origins, dir + "/server.log"));
+  MD_ASSIGN_OR_RETURN(ServerProcess server,
+                      StartServerWithOrigins(config.server_bin, dir + "/data-replicate", token_file,
+                                             origins, dir + "/server.log"));
   server_scope.server = server.pid;
   std::cerr << "modeldist-server pid " << server.pid << " on " << server.address << " (origins "
             << origins << ")\n";
@@ -431,8 +207,9 @@ absl::Status Replication(const Config& config, const Swift& swift, const std::st
       const double server_before = ProcessCpuSeconds(server.pid);
       const double swift_before = swift.CpuSeconds();
       const auto start = std::chrono::steady_clock::now();
-      MD_RETURN_IF_ERROR(WaitConfirmed(
-          *registry, absl::StrCat("models/replicate/versions/", version), absl::Minutes(10)));
+      MD_RETURN_IF_ERROR(WaitConfirmed(*registry, kToken,
+                                       absl::StrCat("models/replicate/versions/", version), kOrigin,
+                                       absl::Minutes(10)));
       Sample t;
       t.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       t.cpu_seconds = AllCpuSeconds() - cpu_before;
@@ -485,11 +262,14 @@ absl::Status CdnSync(const Config& config, const Swift& swift, const std::string
   const std::string base_url = absl::StrCat("http://", nginx.address);
 
   const std::string origins = dir + "/origins-cdn.textproto";
-  MD_RETURN_IF_ERROR(WriteOrigins(origins, dir, swift, kPrefix, config.part_size,
-                                  absl::StrCat("  cdn { base_url: \"", base_url, "\" }\n")));
+  MD_ASSIGN_OR_RETURN(std::string entry,
+                      SwiftOriginEntry(kOrigin, dir, swift, kPrefix, config.part_size,
+                                       absl::StrCat("  cdn { base_url: \"", base_url, "\" }\n")));
+  MD_RETURN_IF_ERROR(WriteFileAtomically(origins, entry, 0600));
   Scratch server_scope;
-  MD_ASSIGN_OR_RETURN(ServerProcess server, StartServer(config, dir + "/data-cdn", token_file,
-                                                        origins, dir + "/server.log"));
+  MD_ASSIGN_OR_RETURN(ServerProcess server,
+                      StartServerWithOrigins(config.server_bin, dir + "/data-cdn", token_file,
+                                             origins, dir + "/server.log"));
   server_scope.server = server.pid;
   std::cerr << "modeldist-server pid " << server.pid << " on " << server.address << " (origins "
             << origins << ")\n";
@@ -502,7 +282,8 @@ absl::Status CdnSync(const Config& config, const Swift& swift, const std::string
   MD_RETURN_IF_ERROR(
       PublishFile(Connect(server.address), kToken, file, digest, "cdn", "v1", "cdn").status());
   auto registry = v1::RegistryService::NewStub(Connect(server.address));
-  MD_RETURN_IF_ERROR(WaitConfirmed(*registry, "models/cdn/versions/v1", absl::Minutes(10)));
+  MD_RETURN_IF_ERROR(
+      WaitConfirmed(*registry, kToken, "models/cdn/versions/v1", kOrigin, absl::Minutes(10)));
   std::cerr << absl::StrFormat(
       "published sha256:%s (tier cdn) and replicated it to Swift in %.2f s\n", digest.hex,
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
@@ -600,8 +381,6 @@ absl::Status Run(const Config& config) {
   // The file, the server's blobs (one per rep, and figure 2's), and Swift's two objects.
   MD_RETURN_IF_ERROR(CheckFreeSpace(res.dir, (config.reps + 5) * config.size));
   MD_RETURN_IF_ERROR(WriteFileAtomically(res.dir + "/token", kToken, 0600));
-  // Swift first: the children this process has right after are Swift's.
-  if (!ChildPids().empty()) return absl::InternalError("children running before Swift starts");
   Swift swift;
   auto start = std::chrono::steady_clock::now();
   MD_RETURN_IF_ERROR(swift.Start(res.dir));

@@ -30,6 +30,18 @@ std::string ChunkChainBuilder::Chain() const {
   return chain_ + Sha256(hash_).FinishRaw();
 }
 
+int64_t ChunkChainBuilder::WholeChunks() const {
+  const int64_t listed = static_cast<int64_t>(chain_.size() / Sha256::kStateBytes);
+  return fill_ == chunk_size_ ? listed + 1 : listed;
+}
+
+std::string ChunkChainBuilder::WholeChunkEntry(int64_t i) const {
+  const int64_t listed = static_cast<int64_t>(chain_.size() / Sha256::kStateBytes);
+  if (i < listed)
+    return chain_.substr(static_cast<size_t>(i) * Sha256::kStateBytes, Sha256::kStateBytes);
+  return hash_.ChainingValue();  // i == listed: the chunk that just filled up
+}
+
 absl::StatusOr<Sha256> StartChunkHash(absl::string_view previous_entry, int64_t index,
                                       int64_t chunk_size) {
   // Checked here, not only by Resume: index * chunk_size can be a multiple of 64 when

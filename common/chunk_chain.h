@@ -46,6 +46,12 @@ class ChunkChainBuilder {
   std::string DigestHex() const;
   // The chain of the bytes so far, its 32-byte entries concatenated.
   std::string Chain() const;
+  // How many whole chunks were hashed so far, and the chaining value after chunk `i` of them
+  // (i < WholeChunks()): the chain entry of any chunk but a stream's last (whose entry is the
+  // digest). For checking a stream against a known chain while it arrives, without copying
+  // the chain built so far.
+  int64_t WholeChunks() const;
+  std::string WholeChunkEntry(int64_t i) const;
 
  private:
   int64_t chunk_size_;

@@ -16,10 +16,12 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
   v1::RpcStatus details;
   details.set_code(static_cast<int>(status.code()));
   details.set_message(message);
-  if (auto payload = status.GetPayload(kErrorInfoPayload); payload.has_value()) {
-    auto* any = details.add_details();
-    any->set_type_url(std::string(kErrorInfoPayload));
-    any->set_value(std::string(*payload));
+  for (absl::string_view type_url : {kErrorInfoPayload, kRetryInfoPayload}) {
+    if (auto payload = status.GetPayload(type_url); payload.has_value()) {
+      auto* any = details.add_details();
+      any->set_type_url(std::string(type_url));
+      any->set_value(std::string(*payload));
+    }
   }
   return grpc::Status(code, message, details.SerializeAsString());
 }
@@ -33,13 +35,18 @@ absl::Status FromGrpcStatus(const grpc::Status& status, absl::string_view contex
   if (status.error_details().empty() || !details.ParseFromString(status.error_details())) {
     return out;
   }
+  // The type URLs name google.rpc's messages, which v1's mirror on the wire; Any::UnpackTo
+  // would refuse them for the different message names. The first of each kind counts.
   for (const auto& any : details.details()) {
-    // The type URL names google.rpc.ErrorInfo, which v1::ErrorInfo mirrors on the wire;
-    // Any::UnpackTo would refuse it for the different message name.
     v1::ErrorInfo info;
-    if (any.type_url() == kErrorInfoPayload && info.ParseFromString(any.value())) {
+    if (any.type_url() == kErrorInfoPayload && !out.GetPayload(kErrorInfoPayload).has_value() &&
+        info.ParseFromString(any.value())) {
       out.SetPayload(kErrorInfoPayload, absl::Cord(any.value()));
-      break;
+    }
+    v1::RetryInfo retry;
+    if (any.type_url() == kRetryInfoPayload && !out.GetPayload(kRetryInfoPayload).has_value() &&
+        retry.ParseFromString(any.value())) {
+      out.SetPayload(kRetryInfoPayload, absl::Cord(any.value()));
     }
   }
   return out;

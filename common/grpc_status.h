@@ -1,10 +1,11 @@
 // File: grpc_status.h
 //
 // The one mapping between absl::Status and grpc::Status, both ways, for the server and every
-// client. The code and message carry over; the ErrorInfo payload (common/status.h) travels as
-// `grpc-status-details-bin`, a serialized google.rpc.Status, so grpcurl and other clients can
-// show the stable reason, and modeldist's own clients (modeldistctl, the agent) can switch on
-// it: ErrorReason(FromGrpcStatus(s)) is the reason the server set.
+// client. The code and message carry over; the ErrorInfo payload (common/status.h), and the
+// RetryInfo when there is one, travel as `grpc-status-details-bin`, a serialized
+// google.rpc.Status, so grpcurl and other clients can show the stable reason, and modeldist's own
+// clients (modeldistctl, the agent) can switch on it: ErrorReason(FromGrpcStatus(s)) is the reason
+// the server set.
 #ifndef MODELDIST_COMMON_GRPC_STATUS_H_
 #define MODELDIST_COMMON_GRPC_STATUS_H_
 

@@ -43,6 +43,25 @@ absl::Status WithMessage(const absl::Status& status, absl::string_view message) 
   return out;
 }
 
+absl::Status WithRetryDelay(const absl::Status& status, absl::Duration delay) {
+  if (status.ok()) return status;
+  v1::RetryInfo info;
+  const int64_t micros = absl::ToInt64Microseconds(delay);
+  info.mutable_retry_delay()->set_seconds(micros / 1000000);
+  info.mutable_retry_delay()->set_nanos(static_cast<int32_t>(micros % 1000000) * 1000);
+  absl::Status out = status;
+  out.SetPayload(kRetryInfoPayload, absl::Cord(info.SerializeAsString()));
+  return out;
+}
+
+std::optional<absl::Duration> RetryDelay(const absl::Status& status) {
+  auto payload = status.GetPayload(kRetryInfoPayload);
+  v1::RetryInfo info;
+  if (!payload.has_value() || !info.ParseFromString(std::string(*payload))) return std::nullopt;
+  return absl::Seconds(info.retry_delay().seconds()) +
+         absl::Nanoseconds(info.retry_delay().nanos());
+}
+
 std::string ErrorReason(const absl::Status& status) {
   v1::ErrorInfo info;
   return ReadErrorInfo(status, &info) ? info.reason() : "";

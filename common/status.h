@@ -10,6 +10,7 @@
 #ifndef MODELDIST_COMMON_STATUS_H_
 #define MODELDIST_COMMON_STATUS_H_
 
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -17,11 +18,15 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 
 namespace modeldist {
 
 // The payload type URL under which the ErrorInfo of a status is stored.
 inline constexpr absl::string_view kErrorInfoPayload = "type.googleapis.com/google.rpc.ErrorInfo";
+
+// The payload type URL of a status's RetryInfo (WithRetryDelay).
+inline constexpr absl::string_view kRetryInfoPayload = "type.googleapis.com/google.rpc.RetryInfo";
 
 using ErrorMetadata = std::vector<std::pair<std::string, std::string>>;
 
@@ -39,6 +44,12 @@ absl::Status InvalidArgument(absl::string_view field, absl::string_view reason,
 absl::Status WithMessage(const absl::Status& status, absl::string_view message);
 // WithMessage(status, "context: " + its message).
 absl::Status WithContext(const absl::Status& status, absl::string_view context);
+
+// `status` with a RetryInfo saying to wait `delay` before trying again (gRPC clients see it in
+// the status details). OK stays OK.
+absl::Status WithRetryDelay(const absl::Status& status, absl::Duration delay);
+// The RetryInfo delay of `status`, or nullopt when it has none.
+std::optional<absl::Duration> RetryDelay(const absl::Status& status);
 
 // Returns the ErrorInfo reason of `status`, or "" when it has none.
 std::string ErrorReason(const absl::Status& status);

@@ -62,16 +62,31 @@ absl::StatusOr<ArtifactServiceImpl::ReadPlan> ArtifactServiceImpl::PlanRead(
           .NotNegative("offset", request.offset(), "INVALID_OFFSET")
           .NotNegative("limit", request.limit(), "INVALID_LIMIT", " (0 means to the end)")
           .status());
-  MD_ASSIGN_OR_RETURN(storage::BlobReader blob, blobs_->OpenBlob(hex));
-  if (request.offset() > blob.size()) {
+  ReadPlan plan;
+  absl::StatusOr<storage::BlobReader> blob = blobs_->OpenBlob(hex);
+  if (absl::IsNotFound(blob.status()) && ErrorReason(blob.status()) == "BLOB_NOT_FOUND" &&
+      read_through_ != nullptr) {
+    MD_ASSIGN_OR_RETURN(plan.fetch, read_through_->Fetch(hex));
+    if (plan.fetch == nullptr) blob = blobs_->OpenBlob(hex);  // stored meanwhile
+  }
+  int64_t size = 0;
+  if (plan.fetch != nullptr) {
+    size = plan.fetch->size();
+  } else {
+    MD_RETURN_IF_ERROR(blob.status());
+    size = blob->size();
+    plan.blob.emplace(*std::move(blob));
+  }
+  if (request.offset() > size) {
     return MakeError(absl::StatusCode::kOutOfRange, "OFFSET_PAST_END",
                      absl::StrCat("offset ", request.offset(), " is past the end of ",
-                                  request.digest(), " (", blob.size(), " bytes)"),
-                     {{"field", "offset"}, {"size", absl::StrCat(blob.size())}});
+                                  request.digest(), " (", size, " bytes)"),
+                     {{"field", "offset"}, {"size", absl::StrCat(size)}});
   }
-  int64_t end = blob.size();
-  if (request.limit() > 0) end = std::min(end, request.offset() + request.limit());
-  return ReadPlan{std::move(blob), request.offset(), end};
+  plan.offset = request.offset();
+  plan.end = size;
+  if (request.limit() > 0) plan.end = std::min(plan.end, request.offset() + request.limit());
+  return plan;
 }
 
 // One Read stream. Its steps run on the read pool (parse, validate, blocking pread) or on gRPC's
@@ -94,6 +109,8 @@ class ArtifactServiceImpl::ReadReactor final : public grpc::ServerWriteReactor<g
       Finish(ToGrpcStatus(ReadCancelled("the client went away")));
     } else if (plan_->offset >= plan_->end) {
       Finish(grpc::Status::OK);
+    } else if (plan_->fetch != nullptr) {
+      NextFetched();
     } else {
       NextMessage(/*may_block=*/false);
     }
@@ -110,6 +127,7 @@ class ArtifactServiceImpl::ReadReactor final : public grpc::ServerWriteReactor<g
       Finish(ToGrpcStatus(MalformedRequestError(v1::ReadRequest::descriptor()->full_name())));
       return;
     }
+    request_digest_ = request.digest();
     absl::StatusOr<ReadPlan> plan = service_->PlanRead(request);
     if (!plan.ok()) {
       // The digest parsed if the failure can be damage (INVALID_ARGUMENT is not).
@@ -120,12 +138,66 @@ class ArtifactServiceImpl::ReadReactor final : public grpc::ServerWriteReactor<g
       return;
     }
     plan_.emplace(*std::move(plan));
-    check_.emplace(&plan_->blob);
     if (plan_->offset >= plan_->end) {
       Finish(grpc::Status::OK);  // offset == size: an empty read
       return;
     }
+    if (plan_->fetch != nullptr) {
+      NextFetched();
+      return;
+    }
+    check_.emplace(&*plan_->blob);
     NextMessage(/*may_block=*/true);
+  }
+
+  // Read-through: the next message, once the fetch verified its bytes (read_through.h). It
+  // ends at a chain chunk's end at the latest, as from a stored blob.
+  void NextFetched() {
+    if (context_->IsCancelled()) {
+      Finish(ToGrpcStatus(ReadCancelled("the client cancelled the read")));
+      return;
+    }
+    const int64_t chunk_end =
+        (plan_->offset / storage::kChunkDigestBytes + 1) * storage::kChunkDigestBytes;
+    const int64_t end =
+        std::min({plan_->end, plan_->offset + service_->read_message_bytes_, chunk_end});
+    StartSlice(static_cast<size_t>(end - plan_->offset));
+    plan_->fetch->WhenReady(end, [this] { service_->read_pool_.Run([this] { FillFetched(); }); });
+  }
+
+  // On the pool: the message's bytes are verified (or the fetch failed).
+  void FillFetched() {
+    const BlobFetch::Progress progress = plan_->fetch->progress();
+    if (progress.verified < plan_->offset + static_cast<int64_t>(want_)) {
+      Finish(ToGrpcStatus(progress.error));
+      return;
+    }
+    absl::StatusOr<size_t> got = plan_->fetch->ReadAt(plan_->offset, data_, want_);
+    if (!got.ok()) {
+      Finish(ToGrpcStatus(got.status()));
+      return;
+    }
+    if (*got != want_) {
+      Finish(ToGrpcStatus(MakeError(
+          absl::StatusCode::kUnavailable, "IO_ERROR",
+          absl::StrCat("the fetched file of ", request_digest_, " ended early; retry"))));
+      return;
+    }
+    filled_ = want_;
+    SendMessage();
+  }
+
+  // A fresh slice for a message of `want` bytes.
+  void StartSlice(size_t want) {
+    want_ = want;
+    // The header's length varint depends on how many bytes the reads return, so the bytes go
+    // at a fixed distance from the slice's start and the header is written right before them
+    // (SendMessage). _large: always a heap slice, never inlined in the grpc_slice struct, so
+    // `data_` stays valid once the struct is handed to `slice_`.
+    grpc_slice raw = grpc_slice_malloc_large(kMaxReadResponseHeaderBytes + want_);
+    data_ = reinterpret_cast<char*>(GRPC_SLICE_START_PTR(raw)) + kMaxReadResponseHeaderBytes;
+    slice_ = grpc::Slice(raw, grpc::Slice::STEAL_REF);
+    filled_ = 0;
   }
 
   // Starts the next message, which ends at the end of its chain chunk at the latest (so each
@@ -140,17 +212,9 @@ class ArtifactServiceImpl::ReadReactor final : public grpc::ServerWriteReactor<g
     }
     const int64_t end =
         std::min(plan_->end, check_->MessageEnd(plan_->offset, service_->read_message_bytes_));
-    want_ = static_cast<size_t>(end - plan_->offset);
-    // The header's length varint depends on how many bytes the reads return, so the bytes go
-    // at a fixed distance from the slice's start and the header is written right before them
-    // (SendMessage). _large: always a heap slice, never inlined in the grpc_slice struct, so
-    // `data_` stays valid once the struct is handed to `slice_`.
-    grpc_slice raw = grpc_slice_malloc_large(kMaxReadResponseHeaderBytes + want_);
-    data_ = reinterpret_cast<char*>(GRPC_SLICE_START_PTR(raw)) + kMaxReadResponseHeaderBytes;
-    slice_ = grpc::Slice(raw, grpc::Slice::STEAL_REF);
-    filled_ = 0;
+    StartSlice(static_cast<size_t>(end - plan_->offset));
     if (!may_block) {
-      absl::StatusOr<size_t> got = plan_->blob.ReadCachedAt(plan_->offset, data_, want_);
+      absl::StatusOr<size_t> got = plan_->blob->ReadCachedAt(plan_->offset, data_, want_);
       if (!got.ok()) {
         Finish(ToGrpcStatus(got.status()));
         return;
@@ -169,7 +233,7 @@ class ArtifactServiceImpl::ReadReactor final : public grpc::ServerWriteReactor<g
   // On the pool: reads the rest of the message's bytes, from the page cache if it has them,
   // else blocking, then checks and sends them.
   void FillAndSend() {
-    absl::StatusOr<size_t> got = plan_->blob.ReadCachedAt(
+    absl::StatusOr<size_t> got = plan_->blob->ReadCachedAt(
         plan_->offset + static_cast<int64_t>(filled_), data_ + filled_, want_ - filled_);
     if (!got.ok()) {
       Finish(ToGrpcStatus(got.status()));
@@ -178,7 +242,7 @@ class ArtifactServiceImpl::ReadReactor final : public grpc::ServerWriteReactor<g
     filled_ += *got;
     const bool from_cache = filled_ == want_;
     if (!from_cache) {
-      got = plan_->blob.ReadAt(plan_->offset + static_cast<int64_t>(filled_), data_ + filled_,
+      got = plan_->blob->ReadAt(plan_->offset + static_cast<int64_t>(filled_), data_ + filled_,
                                want_ - filled_);
       if (!got.ok()) {
         Finish(ToGrpcStatus(got.status()));
@@ -187,7 +251,7 @@ class ArtifactServiceImpl::ReadReactor final : public grpc::ServerWriteReactor<g
       filled_ += *got;
     }
     if (filled_ == 0) {
-      FinishDamaged(SizeMismatchError(plan_->blob.record(), plan_->offset));
+      FinishDamaged(SizeMismatchError(plan_->blob->record(), plan_->offset));
       return;
     }
     CheckAndSend(from_cache);
@@ -206,7 +270,7 @@ class ArtifactServiceImpl::ReadReactor final : public grpc::ServerWriteReactor<g
 
   // Runs on the pool (CanSkip never lets a failing check run inline).
   void FinishDamaged(const absl::Status& status) {
-    service_->ReportDamage(plan_->blob.record().hex(), status);
+    service_->ReportDamage(plan_->blob->record().hex(), status);
     Finish(ToGrpcStatus(status));
   }
 
@@ -226,6 +290,7 @@ class ArtifactServiceImpl::ReadReactor final : public grpc::ServerWriteReactor<g
   ArtifactServiceImpl* const service_;
   grpc::CallbackServerContext* const context_;
   grpc::ByteBuffer request_;
+  std::string request_digest_;
   std::optional<ReadPlan> plan_;                    // set once the request is valid
   std::optional<storage::ServedBytesCheck> check_;  // of plan_->blob
   // The message being read: `want_` bytes go to `data_` in `slice_`; `filled_` are there.
@@ -249,7 +314,13 @@ grpc::Status ArtifactServiceImpl::Stat(grpc::ServerContext* context, const v1::S
                                        v1::StatResponse* response) {
   auto hex = ParseDigest("digest", request->digest());
   if (!hex.ok()) return ToGrpcStatus(hex.status());
-  auto size = blobs_->Size(*hex);
+  absl::StatusOr<int64_t> size = blobs_->Size(*hex);
+  if (absl::IsNotFound(size.status()) && ErrorReason(size.status()) == "BLOB_NOT_FOUND" &&
+      read_through_ != nullptr) {
+    // A Read would fetch it from the origins; its size is known without fetching.
+    absl::StatusOr<RemoteBlob> remote = read_through_->Lookup(*hex);
+    if (remote.ok()) size = remote->size;
+  }
   if (!size.ok()) {
     ReportDamage(*hex, size.status());
     return ToGrpcStatus(size.status());

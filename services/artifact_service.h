@@ -31,10 +31,13 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
+#include <optional>
 
 #include "modeldist/v1/artifact.grpc.pb.h"
 #include "services/blob_health.h"
 #include "services/blocking_pool.h"
+#include "services/read_through.h"
 #include "storage/blob_store.h"
 #include "storage/served_bytes_check.h"
 
@@ -55,11 +58,14 @@ class ArtifactServiceImpl final
   // `read_message_bytes`: the most bytes of data one ReadResponse carries
   // (StatResponse.read_message_bytes). `read_threads`: the BlockingPool that runs the preads
   // of every Read stream. `health` (may be null) is told of every blob found damaged or
-  // missing.
+  // missing. `read_through` (may be null: no origins) fetches blobs that are not stored here;
+  // it must be stopped before this is destroyed.
   ArtifactServiceImpl(const storage::BlobStore* blobs, BlobHealth* health,
-                      int64_t read_message_bytes, int read_threads = 4)
+                      int64_t read_message_bytes, int read_threads = 4,
+                      ReadThrough* read_through = nullptr)
       : blobs_(blobs),
         health_(health),
+        read_through_(read_through),
         read_message_bytes_(read_message_bytes),
         read_pool_(read_threads) {}
 
@@ -71,11 +77,13 @@ class ArtifactServiceImpl final
  private:
   class ReadReactor;
 
-  // What a valid Read sends: bytes [offset, end) of `blob`.
+  // What a valid Read sends: bytes [offset, end) of `blob`, or of `fetch` when the blob is
+  // read through from the origins.
   struct ReadPlan {
-    storage::BlobReader blob;
-    int64_t offset;
-    int64_t end;
+    std::optional<storage::BlobReader> blob;
+    std::shared_ptr<BlobFetch> fetch;
+    int64_t offset = 0;
+    int64_t end = 0;
   };
   absl::StatusOr<ReadPlan> PlanRead(const v1::ReadRequest& request) const;
   // Hands a failed check of blob `hex` to health_. Blocks: pool or sync handler only.
@@ -83,6 +91,7 @@ class ArtifactServiceImpl final
 
   const storage::BlobStore* blobs_;
   BlobHealth* health_;
+  ReadThrough* read_through_;
   int64_t read_message_bytes_;
   // Last member: destroyed (its threads joined) first, while what its tasks use still exists.
   BlockingPool read_pool_;

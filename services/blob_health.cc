@@ -24,6 +24,7 @@ bool BlobHealth::Report(absl::string_view hex, const absl::Status& problem) {
   const std::string digest = FormatDigest(hex);
   if (absl::IsNotFound(problem)) {
     if (ErrorReason(problem) == "BLOB_QUARANTINED") return false;  // known already
+    if (Fetchable(std::string(hex))) return false;                 // read through instead
     absl::StatusOr<bool> published = catalog_->IsDigestPublished(digest);
     if (!published.ok() || !*published) return false;
   } else if (!absl::IsDataLoss(problem)) {

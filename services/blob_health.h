@@ -49,11 +49,19 @@ class BlobHealth {
     on_damage_ = std::move(on_damage);
   }
 
+  // Says whether blob `hex`, when it is not stored here, is fetched from the origins on demand
+  // (services/read_through.h: a chain is recorded for it). Such a blob is not damaged by being
+  // absent. Set once, before the server serves.
+  void set_fetchable(std::function<bool(const std::string& hex)> fetchable) {
+    fetchable_ = std::move(fetchable);
+  }
+  bool Fetchable(const std::string& hex) const { return fetchable_ && fetchable_(hex); }
+
   // `problem` is what a check of blob `hex` (64 hex) found. DATA_LOSS (bytes or size wrong)
   // is damage. NOT_FOUND is damage only while a PUBLISHED version declares the digest (its
-  // file vanished); an unknown digest is just not stored. Anything else (an I/O error, a
-  // cancelled read) says nothing about the bytes and is ignored. Returns true when this
-  // report recorded new damage.
+  // file vanished) and it is not Fetchable; an unknown digest is just not stored. Anything else (an
+  // I/O error, a cancelled read) says nothing about the bytes and is ignored. Returns true when
+  // this report recorded new damage.
   bool Report(absl::string_view hex, const absl::Status& problem);
 
   // What is recorded for a blob `digest` (sha256:<hex>) whose file is gone.
@@ -70,6 +78,7 @@ class BlobHealth {
   storage::BlobStore* blobs_;
   std::function<void()> on_change_;
   std::function<void(const std::string& hex)> on_damage_;
+  std::function<bool(const std::string& hex)> fetchable_;
   absl::Mutex mu_;  // one report at a time: quarantine and record stay in step
   std::atomic<int64_t> damage_reports_{0};
 };

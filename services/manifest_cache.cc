@@ -52,12 +52,17 @@ ManifestCache::~ManifestCache() {
 absl::StatusOr<std::shared_ptr<const std::vector<std::string>>> ManifestCache::ChunkChain(
     const std::string& digest) {
   MD_ASSIGN_OR_RETURN(std::string hex, ParseDigest("digest", digest));
-  auto it = chunk_chains_.find(digest);
-  if (it != chunk_chains_.end()) {
-    // The chain of a digest never changes, but the blob may be gone or damaged since.
-    MD_RETURN_IF_ERROR(blobs_->Size(hex).status());
-    return it->second;
+  absl::StatusOr<int64_t> stored = blobs_->Size(hex);
+  if (absl::IsNotFound(stored.status()) && ErrorReason(stored.status()) == "BLOB_NOT_FOUND" &&
+      options_.remote_chain) {
+    // Not stored here, but read through from the origins when a device asks.
+    absl::StatusOr<std::vector<std::string>> remote = options_.remote_chain(hex);
+    if (remote.ok()) return std::make_shared<const std::vector<std::string>>(*std::move(remote));
   }
+  MD_RETURN_IF_ERROR(stored.status());  // the blob may be gone or damaged since
+  auto it = chunk_chains_.find(digest);
+  // The chain of a digest never changes.
+  if (it != chunk_chains_.end()) return it->second;
   MD_ASSIGN_OR_RETURN(std::vector<std::string> chain, blobs_->ChunkChain(hex));
   auto shared = std::make_shared<const std::vector<std::string>>(std::move(chain));
   chunk_chains_[digest] = shared;

@@ -46,6 +46,9 @@ class ManifestCache {
     // Told when Rebuild finds an artifact's blob gone or damaged (services/blob_health.h),
     // after the new answers are in place; may call Rebuild again.
     std::function<void(const std::string& hex, const absl::Status& problem)> on_damage;
+    // The chain of a blob that is not stored here but is read through from the origins
+    // (services/read_through.h); NOT_FOUND otherwise. Unset: every blob must be stored.
+    std::function<absl::StatusOr<std::vector<std::string>>(const std::string& hex)> remote_chain;
   };
 
   // The answer for one device: the pre-signed manifest and, unsigned, why it was chosen.

@@ -7,6 +7,7 @@
 #include "absl/strings/strip.h"
 #include "common/digest.h"
 #include "common/status.h"
+#include "services/blob_import.h"
 #include "storage/origin/origin_config.h"
 
 namespace modeldist::services {
@@ -83,22 +84,14 @@ absl::Status OriginRepair::Repair(const std::string& hex) {
 
 absl::Status OriginRepair::FetchFrom(const origin::ConfiguredOrigin& target, const std::string& hex,
                                      int64_t size) {
-  MD_ASSIGN_OR_RETURN(int64_t offset, blobs_->UploadOffset(hex, size));
-  auto append = [&](absl::string_view piece) -> absl::Status {
-    if (loop_.stopping()) {
-      return MakeError(absl::StatusCode::kCancelled, "SERVER_STOPPING",
-                       "the server is shutting down");
-    }
-    MD_RETURN_IF_ERROR(blobs_->Append(hex, size, offset, piece));
-    offset += static_cast<int64_t>(piece.size());
-    return absl::OkStatus();
+  auto get = [&](int64_t offset, int64_t length, const origin::ByteSink& sink) {
+    return target.origin->Get(origin::BlobKey(target.config, hex), offset, length, sink, nullptr);
   };
-  if (offset < size) {
-    MD_RETURN_IF_ERROR(target.origin->Get(origin::BlobKey(target.config, hex), offset,
-                                          size - offset, append, nullptr));
-  }
-  // DATA_LOSS when the bytes are not the digest's: nothing is stored, the upload is dropped.
-  return blobs_->Finish(hex, size);
+  return FetchIntoStore(blobs_, hex, size, get, [this](int64_t) -> absl::Status {
+    if (!loop_.stopping()) return absl::OkStatus();
+    return MakeError(absl::StatusCode::kCancelled, "SERVER_STOPPING",
+                     "the server is shutting down");
+  });
 }
 
 }  // namespace modeldist::services

@@ -3,8 +3,9 @@
 // Repairs a damaged blob from its replicas: when BlobHealth records damage (a chunk that no
 // longer matches, a file gone), the blob is fetched back from the origins that hold a
 // CONFIRMED copy (services/replicator.h), in the origins file's order, into the blob store's
-// upload path: BlobStore::Append hashes as it writes, and Finish stores the blob only when its
-// SHA-256 and size are the digest's, computing its chunk chain in the same pass. Then
+// upload path (FetchIntoStore, blob_import.h): BlobStore::Append hashes as it writes, and
+// Finish stores the blob only when its SHA-256 and size are the digest's, computing its chunk
+// chain in the same pass. Then
 // BlobHealth::Restored clears the record and the manifests come back. A copy that does not
 // match is dropped (nothing is stored) and the next origin is tried; bytes an origin sent
 // before failing stay in the upload and the next origin resumes after them (the final

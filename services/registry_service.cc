@@ -10,6 +10,7 @@
 #include "common/limits.h"
 #include "common/names.h"
 #include "common/status.h"
+#include "services/blob_import.h"
 #include "services/origin_admin.h"
 #include "services/request_validation.h"
 #include "storage/background_appender.h"
@@ -656,6 +657,17 @@ grpc::Status RegistryServiceImpl::CheckOrigin(grpc::ServerContext* context,
                                               const v1::CheckOriginRequest* request,
                                               v1::CheckOriginResponse* response) {
   return Admin(auth_, context, [&] { return services::CheckOrigin(origins_, *request, response); });
+}
+
+grpc::Status RegistryServiceImpl::ImportArtifact(
+    grpc::ServerContext* context, const v1::ImportArtifactRequest* request,
+    grpc::ServerWriter<v1::ImportArtifactProgress>* writer) {
+  return Admin(auth_, context, [&] {
+    return services::ImportArtifact(
+        origins_, blobs_, *request,
+        [writer](const v1::ImportArtifactProgress& p) { return writer->Write(p); },
+        [context] { return context->IsCancelled(); });
+  });
 }
 
 }  // namespace modeldist::services

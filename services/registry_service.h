@@ -102,6 +102,10 @@ class RegistryServiceImpl final : public v1::RegistryService::Service {
                            v1::ListOriginsResponse* response) override;
   grpc::Status CheckOrigin(grpc::ServerContext* context, const v1::CheckOriginRequest* request,
                            v1::CheckOriginResponse* response) override;
+  // services/blob_import.h.
+  grpc::Status ImportArtifact(grpc::ServerContext* context,
+                              const v1::ImportArtifactRequest* request,
+                              grpc::ServerWriter<v1::ImportArtifactProgress>* writer) override;
 
  private:
   // Sets the output-only fields of every artifact: `uploaded` from the blob store, `replicas`

@@ -151,6 +151,10 @@ absl::StatusOr<ScrubReport> Scrubber::Run(const ScrubOptions& options) {
   // records it when a published version wants it; the pass calls it missing in that case.
   auto absent_blob = [&](const std::string& hex, const absl::Status& problem) -> absl::Status {
     const std::string digest = FormatDigest(hex);
+    if (health_->Fetchable(hex)) {
+      done(digest, 0, ScrubOutcome::kOk, "not stored here; read through from the origins");
+      return absl::OkStatus();
+    }
     health_->Report(hex, problem);
     MD_ASSIGN_OR_RETURN(bool wanted, catalog_->IsDigestPublished(digest));
     if (!wanted) {

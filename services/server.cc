@@ -23,6 +23,7 @@
 #include "services/manifest_service.h"
 #include "services/mirror_urls.h"
 #include "services/origin_repair.h"
+#include "services/read_through.h"
 #include "services/registry_service.h"
 #include "services/replicator.h"
 #include "services/scrubber.h"
@@ -101,8 +102,9 @@ struct ModeldistServer::Parts {
   std::unique_ptr<ManifestServiceImpl> manifest_service;
   std::unique_ptr<ArtifactServiceImpl> artifact_service;
   // Last, so they are destroyed (stopped) first, before anything their threads use.
-  std::unique_ptr<Replicator> replicator;  // nullptr unless an origin replicates
-  std::unique_ptr<OriginRepair> repair;    // nullptr without --origins
+  std::unique_ptr<Replicator> replicator;     // nullptr unless an origin replicates
+  std::unique_ptr<OriginRepair> repair;       // nullptr without --origins
+  std::unique_ptr<ReadThrough> read_through;  // nullptr without --origins
   std::unique_ptr<BackgroundScrub> background_scrub;
 };
 
@@ -160,6 +162,23 @@ absl::StatusOr<std::unique_ptr<ModeldistServer>> ModeldistServer::Start(
                                                            const absl::Status& problem) {
     health->Report(hex, problem);
   };
+  if (parts->origins != nullptr) {
+    // A blob whose chain is recorded is read through from the origins when it is not stored
+    // here (services/read_through.h): its manifests are signed from that chain, and its
+    // absence is not damage.
+    cache_options.remote_chain =
+        [lookup = RecordedChainLookup(parts->catalog.get())](
+            const std::string& hex) -> absl::StatusOr<std::vector<std::string>> {
+      MD_ASSIGN_OR_RETURN(RemoteBlob remote, lookup(hex));
+      std::vector<std::string> entries;
+      for (size_t at = 0; at < remote.chain.size(); at += storage::kChainEntryBytes) {
+        entries.push_back(remote.chain.substr(at, storage::kChainEntryBytes));
+      }
+      return entries;
+    };
+    parts->health->set_fetchable([lookup = RecordedChainLookup(parts->catalog.get())](
+                                     const std::string& hex) { return lookup(hex).ok(); });
+  }
   parts->manifests = std::make_unique<ManifestCache>(parts->catalog.get(), parts->blobs.get(),
                                                      parts->keys.get(), cache_options);
   parts->health->set_on_change([manifests = parts->manifests.get()] {
@@ -175,10 +194,20 @@ absl::StatusOr<std::unique_ptr<ModeldistServer>> ModeldistServer::Start(
   if (parts->origins != nullptr) {
     parts->mirrors = std::make_unique<MirrorUrls>(parts->catalog.get(), parts->origins.get());
     MD_RETURN_IF_ERROR(parts->mirrors->Refresh());
+    // Every blob with a confirmed replica can be read through once its local copy is gone,
+    // so its chain is recorded then (and at start for replicas confirmed before there was
+    // a record).
+    MD_RETURN_IF_ERROR(RecordChainsOfConfirmedReplicas(parts->catalog.get(), parts->blobs.get()));
     ReplicatorOptions replication;
-    replication.on_confirmed = [mirrors = parts->mirrors.get()](const std::string& digest,
-                                                                const std::string& origin) {
+    replication.on_confirmed = [mirrors = parts->mirrors.get(), catalog = parts->catalog.get(),
+                                blobs = parts->blobs.get()](const std::string& digest,
+                                                            const std::string& origin) {
       mirrors->Confirmed(digest, origin);
+      const absl::Status recorded = RecordChain(catalog, blobs, digest);
+      if (!recorded.ok()) {
+        std::cerr << "modeldist-server: the chunk chain of " << digest
+                  << " was not recorded; it cannot be read through: " << recorded << "\n";
+      }
     };
     auto replicator =
         std::make_unique<Replicator>(parts->catalog.get(), parts->blobs.get(), parts->health.get(),
@@ -188,6 +217,13 @@ absl::StatusOr<std::unique_ptr<ModeldistServer>> ModeldistServer::Start(
                                                    parts->health.get(), parts->origins.get());
     parts->health->set_on_damage(
         [repair = parts->repair.get()](const std::string& hex) { repair->Damaged(hex); });
+    ReadThroughOptions read_through;
+    read_through.on_stored = [health = parts->health.get()](const std::string& hex) {
+      health->Restored(hex);
+    };
+    parts->read_through = std::make_unique<ReadThrough>(parts->blobs.get(), parts->origins.get(),
+                                                        RecordedChainLookup(parts->catalog.get()),
+                                                        std::move(read_through));
   }
 
   parts->auth = std::make_unique<AdminAuth>(config.admin_token);
@@ -198,7 +234,8 @@ absl::StatusOr<std::unique_ptr<ModeldistServer>> ModeldistServer::Start(
   parts->manifest_service = std::make_unique<ManifestServiceImpl>(
       parts->manifests.get(), parts->keys.get(), parts->mirrors.get());
   parts->artifact_service = std::make_unique<ArtifactServiceImpl>(
-      parts->blobs.get(), parts->health.get(), config.read_message_bytes);
+      parts->blobs.get(), parts->health.get(), config.read_message_bytes, /*read_threads=*/4,
+      parts->read_through.get());
 
   // gRPC's built-in health service has no protobuf descriptor; touching the compiled-in
   // health.proto keeps its descriptor in the binary (the linker would drop the unreferenced
@@ -262,6 +299,8 @@ void ModeldistServer::Shutdown() {
   // A copy in progress is cancelled; its row stays due and resumes at the next start.
   if (parts_ != nullptr && parts_->replicator != nullptr) parts_->replicator->Stop();
   if (parts_ != nullptr && parts_->repair != nullptr) parts_->repair->Stop();
+  // Reads waiting for a fetch end UNAVAILABLE, so the calls below can end.
+  if (parts_ != nullptr && parts_->read_through != nullptr) parts_->read_through->Stop();
   if (server_ != nullptr)
     server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
 }

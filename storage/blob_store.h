@@ -173,6 +173,23 @@ class BlobStore {
   absl::Status Append(absl::string_view hex, int64_t expected_size, int64_t offset,
                       absl::string_view data);
 
+  // Append for bytes that must follow a known chunk chain: a blob read through from an origin
+  // (services/read_through.h), checked against the chain recorded at publish while it
+  // arrives, in the pass that hashes it for the store. After the write, each whole chunk not
+  // yet compared (all of them on the first call for an upload, e.g. with empty `data` after a
+  // restart) is compared with its entry of `expected_chain` (ChunkCount(expected_size)
+  // entries, concatenated). Returns how many leading bytes are verified: the whole chunks
+  // whose entries matched; the last chunk is verified by Finish, which checks the digest.
+  // DATA_LOSS (CHUNK_MISMATCH) when an entry differs: the partial is then dropped, so the
+  // next upload starts at 0. INVALID_ARGUMENT (INVALID_CHAIN) for a chain of the wrong length.
+  absl::StatusOr<int64_t> AppendVerified(absl::string_view hex, int64_t expected_size,
+                                         int64_t offset, absl::string_view data,
+                                         absl::string_view expected_chain);
+  // The partial upload of `hex`, open for reading: read-through serves its verified bytes
+  // while it grows. The descriptor keeps reading the same bytes after Finish renames the file
+  // into blobs/. NOT_FOUND when there is no partial.
+  absl::StatusOr<ScopedFd> OpenPartial(absl::string_view hex) const;
+
   // Verifies the upload of `hex` and moves it into blobs/. DATA_LOSS when the size is not
   // `expected_size` or the SHA-256 differs; the partial upload is then deleted, so the next
   // upload starts at 0. OK (no-op) when the blob is already stored.

@@ -75,6 +75,9 @@ struct BlobStore::Upload {
   int64_t offset ABSL_GUARDED_BY(mu) = 0;
   // Bytes of the partial whose write-back was started (see kWriteBehindBytes).
   int64_t written_back ABSL_GUARDED_BY(mu) = 0;
+  // Whole chunks AppendVerified compared with the expected chain; 0 whenever `hash` is
+  // rebuilt, so the first check after a restart covers every chunk on disk.
+  int64_t checked_chunks ABSL_GUARDED_BY(mu) = 0;
   dev_t dev ABSL_GUARDED_BY(mu) = 0;
   ino_t ino ABSL_GUARDED_BY(mu) = 0;
   struct timespec mtime ABSL_GUARDED_BY(mu) = {};

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <memory>
 #include <string>
@@ -54,6 +55,7 @@ void BlobStore::Upload::Reset() {
   hash = BlobHasher();
   offset = 0;
   written_back = 0;
+  checked_chunks = 0;
   dev = 0;
   ino = 0;
   mtime = {};
@@ -92,6 +94,7 @@ absl::StatusOr<ScopedFd> BlobStore::Upload::Sync(const std::string& path, bool c
   hash = rebuilt;
   offset = size;
   written_back = 0;
+  checked_chunks = 0;
   loaded = true;
   Remember(st);
   return fd;
@@ -147,6 +150,50 @@ absl::Status BlobStore::Append(absl::string_view hex, int64_t expected_size, int
     return AlreadyStored(hex);
   }
   return AppendLocked(*upload, hex, expected_size, offset, data);
+}
+
+absl::StatusOr<int64_t> BlobStore::AppendVerified(absl::string_view hex, int64_t expected_size,
+                                                  int64_t offset, absl::string_view data,
+                                                  absl::string_view expected_chain) {
+  MD_RETURN_IF_ERROR(ValidateHex(hex));
+  MD_RETURN_IF_ERROR(ValidateExpectedSize(expected_size));
+  const int64_t entries = ChunkCount(expected_size);
+  if (static_cast<int64_t>(expected_chain.size()) != entries * int64_t{kChainEntryBytes}) {
+    return InvalidArgument(
+        "chunk_chain", "INVALID_CHAIN",
+        absl::StrCat("a chain of ", expected_chain.size(), " bytes cannot describe a blob of ",
+                     expected_size, " bytes (", entries, " entries of 32 bytes)"));
+  }
+  std::shared_ptr<Upload> upload = GetUpload(hex);
+  absl::MutexLock lock(&upload->mu);
+  if (Contains(hex)) {
+    ForgetUpload(hex, upload.get());
+    return AlreadyStored(hex);
+  }
+  MD_RETURN_IF_ERROR(AppendLocked(*upload, hex, expected_size, offset, data));
+  // The last chunk's entry is the digest, which Finish checks.
+  const int64_t whole = std::min(upload->hash.WholeChunks(), std::max<int64_t>(entries - 1, 0));
+  for (int64_t i = upload->checked_chunks; i < whole; ++i) {
+    if (upload->hash.WholeChunkEntry(i) !=
+        expected_chain.substr(static_cast<size_t>(i) * kChainEntryBytes, kChainEntryBytes)) {
+      DiscardLocked(*upload, hex);
+      ForgetUpload(hex, upload.get());
+      return MakeError(absl::StatusCode::kDataLoss, "CHUNK_MISMATCH",
+                       absl::StrCat("chunk ", i, " of the bytes written for ", FormatDigest(hex),
+                                    " does not match its chain entry; the upload was dropped"),
+                       {{"chunk", absl::StrCat(i)}});
+    }
+  }
+  upload->checked_chunks = std::max(upload->checked_chunks, whole);
+  return upload->checked_chunks * kChunkDigestBytes;
+}
+
+absl::StatusOr<ScopedFd> BlobStore::OpenPartial(absl::string_view hex) const {
+  MD_RETURN_IF_ERROR(ValidateHex(hex));
+  const std::string path = PartialPath(hex);
+  ScopedFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return ErrnoStatus(errno, absl::StrCat("open ", path));
+  return fd;
 }
 
 absl::Status BlobStore::AppendLocked(Upload& upload, absl::string_view key, int64_t max_size,

@@ -83,6 +83,13 @@ struct ReplicaRow {
   v1::Replica replica;
 };
 
+// The chunk chain of a blob as recorded for read-through (migrations/0005_blob_chains.sql).
+struct RecordedChain {
+  int64_t size = 0;
+  int64_t chunk_size = 0;
+  std::string chain;  // ceil(size / chunk_size) entries of 32 bytes, concatenated
+};
+
 struct CatalogOptions {
   // The clock for create/publish/yank/update times and the floor of new sequences (see
   // "Sequences" above); tests inject a fake.
@@ -271,6 +278,12 @@ class Catalog {
   absl::StatusOr<std::vector<v1::Replica>> ListReplicas(absl::string_view digest);
   // Every CONFIRMED row as {digest, origin}, ordered.
   absl::StatusOr<std::vector<std::pair<std::string, std::string>>> ListConfirmedReplicas();
+
+  // --- Chunk chains kept for read-through (services/read_through.h).
+  // Records the chain of blob `digest`; a digest already recorded keeps its first record.
+  absl::Status RecordChain(absl::string_view digest, const RecordedChain& chain);
+  // NOT_FOUND (CHAIN_NOT_RECORDED) when none is recorded.
+  absl::StatusOr<RecordedChain> GetRecordedChain(absl::string_view digest);
 
   // Runs PRAGMA integrity_check; returns its text ("ok" when healthy).
   absl::StatusOr<std::string> IntegrityCheck();

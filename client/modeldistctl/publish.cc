@@ -478,11 +478,15 @@ absl::Status Publish(RegistryClient& client, const PublishSpec& spec, const Publ
   // 1. Open every file before any rpc, so that a missing one changes nothing on the server.
   // Nothing is read yet: each file is read once, in step 3.
   result->artifacts.clear();
-  std::vector<HashingFileReader> files;
+  std::vector<std::optional<HashingFileReader>> files;  // none for an import
   for (const PublishArtifact& a : spec.artifacts) {
     result->artifacts.emplace_back().spec = a;
+    if (a.import.has_value()) {
+      files.emplace_back();
+      continue;
+    }
     MD_ASSIGN_OR_RETURN(HashingFileReader file, HashingFileReader::Open(a.file));
-    files.push_back(std::move(file));
+    files.emplace_back(std::move(file));
   }
   const std::string model_name = ModelName(spec.model_id);
   const std::string version_name = VersionName{spec.model_id, spec.version_id}.ToString();
@@ -511,7 +515,22 @@ absl::Status Publish(RegistryClient& client, const PublishSpec& spec, const Publ
   if (existing.ok() && existing->state() == v1::Version::YANKED) return YankedError(*existing);
   for (size_t i = 0; i < files.size(); ++i) {
     PublishedArtifact& done = result->artifacts[i];
-    HashingFileReader& file = files[i];
+    if (done.spec.import.has_value()) {
+      // Compared with the declaration in step 4, like a hashed file.
+      done.file = done.spec.import->expected;
+      done.digest = FormatDigest(done.file.hex);
+      const v1::Artifact* declared = existing.ok() ? DeclaredFor(*existing, done.spec) : nullptr;
+      if (existing.ok() &&
+          (declared == nullptr || declared->uploaded() || declared->digest() != done.digest)) {
+        continue;
+      }
+      MD_RETURN_IF_ERROR(
+          ImportArtifact(client, *done.spec.import, label("importing", done.spec), log, draw));
+      done.imported = true;
+      done.restored = existing.ok() && existing->state() == v1::Version::PUBLISHED;
+      continue;
+    }
+    HashingFileReader& file = *files[i];
     if (!NeedsUpload(existing, done.spec, file)) {
       MD_ASSIGN_OR_RETURN(done.file, HashToEnd(file, log, draw, label("hashing", done.spec)));
       done.digest = FormatDigest(done.file.hex);

@@ -8,9 +8,10 @@
 //
 //   1. open every file (a regular file or a pipe; nothing is read yet);
 //   2. CreateModel (ALREADY_EXISTS is fine);
-//   3. GetVersion, then each file in turn. For a new version: upload it in an upload session
-//      whose id is derived from the file's identity (UploadIdFor), hashing it in the same
-//      pass; the server stores the bytes once its own hash agrees, and a rerun resumes the
+//   3. GetVersion, then each file in turn (an --import is fetched by the server instead, see
+//      import.h, unless the version holds its bytes already). For a new version: upload it in an
+//      upload session whose id is derived from the file's identity (UploadIdFor), hashing it in the
+//      same pass; the server stores the bytes once its own hash agrees, and a rerun resumes the
 //      session (or finds it finished). For an existing version, files it already holds (and
 //      files it does not declare) are only hashed, to compare; a file it declares but whose
 //      bytes the server lacks (never uploaded to a DRAFT, or lost from the blob store under a
@@ -29,6 +30,7 @@
 #define MODELDIST_CLIENT_MODELDISTCTL_PUBLISH_H_
 
 #include <cstdint>
+#include <optional>
 #include <ostream>
 #include <string>
 #include <vector>
@@ -37,6 +39,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "client/modeldistctl/hashing_file_reader.h"
+#include "client/modeldistctl/import.h"
 #include "client/modeldistctl/registry_client.h"
 #include "client/modeldistctl/upload.h"
 #include "common/digest.h"
@@ -49,7 +52,9 @@ struct PublishArtifact {
   v1::Platform platform = v1::PLATFORM_UNSPECIFIED;
   v1::Arch arch = v1::ARCH_UNSPECIFIED;
   v1::Format format = v1::FORMAT_UNSPECIFIED;
-  std::string file;
+  std::string file;  // for an import, its source as ImportName says it
+  // Set: the server fetches the bytes itself (import.h); no file is read.
+  std::optional<ImportFrom> import;
 };
 
 struct PublishSpec {
@@ -85,6 +90,8 @@ struct PublishedArtifact {
   // The version was PUBLISHED before this run, yet the server had lost these bytes, and this
   // run uploaded them again.
   bool restored = false;
+  // The server imported the bytes (spec.import) in this run.
+  bool imported = false;
 };
 
 struct PublishResult {

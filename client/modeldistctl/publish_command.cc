@@ -8,6 +8,7 @@
 #include "client/modeldistctl/command_util.h"
 #include "client/modeldistctl/enums.h"
 #include "client/modeldistctl/errors.h"
+#include "client/modeldistctl/import.h"
 #include "client/modeldistctl/progress.h"
 #include "client/modeldistctl/publish.h"
 #include "client/modeldistctl/registry_client.h"
@@ -26,6 +27,7 @@ std::string UploadJson(const UploadStats& upload) {
 
 // How the bytes of one artifact got to the server, for the summary.
 std::string HowUploaded(const PublishResult& result, const PublishedArtifact& a) {
+  if (a.imported) return absl::StrCat("imported by the server from ", a.spec.file);
   if (a.restored) return absl::StrCat("restored bytes of ", a.digest);
   if (result.was_published) return "already published";
   if (a.upload.already_complete) return "bytes already on the server";
@@ -42,10 +44,10 @@ absl::Status PrintPublishJson(Invocation& inv, const PublishResult& result) {
   for (const PublishedArtifact& a : result.artifacts) {
     artifacts.push_back(absl::StrFormat(
         "{\"platform\":\"%s\",\"arch\":\"%s\",\"format\":\"%s\",\"file\":%s,\"digest\":\"%s\","
-        "\"sizeBytes\":%d,\"upload\":%s,\"restored\":%s}",
+        "\"sizeBytes\":%d,\"upload\":%s,\"restored\":%s,\"imported\":%s}",
         PlatformName(a.spec.platform), ArchName(a.spec.arch), FormatName(a.spec.format),
         JsonQuote(a.spec.file), a.digest, a.file.size, UploadJson(a.upload),
-        a.restored ? "true" : "false"));
+        a.restored ? "true" : "false", a.imported ? "true" : "false"));
   }
   std::string legacy;
   if (result.artifacts.size() == 1) {
@@ -85,6 +87,11 @@ void PublishFlags(Flags* f) {
          "devices need all of these, from ane,metal,cuda,vulkan (every artifact)");
   f->Add("unpacked-size", "BYTES", "",
          "bytes on disk after activation, e.g. 2GiB (every artifact)");
+  f->Add("import", "SOURCE", "",
+         "instead of a FILE: bytes the server fetches itself, ORIGIN:KEY (an origin of the "
+         "server) or an http(s) URL; needs --sha256 and --size");
+  f->Add("sha256", "HEX", "", "with --import: the bytes' SHA-256");
+  f->Add("size", "BYTES", "", "with --import: the bytes' size");
   f->AddBool("json", "print the result as JSON");
 }
 
@@ -99,9 +106,25 @@ absl::Status RunPublish(Invocation& inv, const Flags& flags) {
   spec.tier = flags.Get("tier");
   spec.channel = flags.Get("channel");
   spec.description = flags.Get("description");
-  MD_ASSIGN_OR_RETURN(spec.artifacts,
-                      ParsePublishArtifacts(flags.Get("platform"), flags.Get("arch"),
-                                            flags.Get("format"), flags.positional()));
+  if (flags.IsSet("import")) {
+    if (!flags.positional().empty()) {
+      return UsageError("--import takes the place of the FILE: give one or the other");
+    }
+    MD_ASSIGN_OR_RETURN(ImportFrom from, ParseImportFlags(flags.Get("import"), flags.Get("sha256"),
+                                                          flags.Get("size")));
+    // The single-artifact form, with a placeholder file that ParsePublishArtifacts checks.
+    MD_ASSIGN_OR_RETURN(spec.artifacts,
+                        ParsePublishArtifacts(flags.Get("platform"), flags.Get("arch"),
+                                              flags.Get("format"), {ImportName(from)}));
+    spec.artifacts[0].import = std::move(from);
+  } else {
+    if (flags.IsSet("sha256") || flags.IsSet("size")) {
+      return UsageError("--sha256 and --size go with --import (a FILE is hashed as it is sent)");
+    }
+    MD_ASSIGN_OR_RETURN(spec.artifacts,
+                        ParsePublishArtifacts(flags.Get("platform"), flags.Get("arch"),
+                                              flags.Get("format"), flags.positional()));
+  }
   MD_RETURN_IF_ERROR(ParsePublishConstraints(flags.Get("min-os"), flags.Get("min-ram"),
                                              flags.Get("requires"), flags.Get("unpacked-size"),
                                              &spec));

@@ -9,6 +9,7 @@
 #include "storage/origin/http_origin.h"
 #include "storage/origin/origin_config.h"
 #include "storage/origin/s3_origin.h"
+#include "storage/origin/supabase_origin.h"
 
 namespace modeldist::origin {
 namespace {
@@ -39,6 +40,21 @@ absl::StatusOr<std::unique_ptr<Origin>> MakeS3(const v1::Origin& config) {
   return std::unique_ptr<Origin>(std::move(origin));
 }
 
+absl::StatusOr<std::unique_ptr<Origin>> MakeSupabase(const v1::Origin& config) {
+  const v1::SupabaseOrigin& supabase = config.supabase();
+  SupabaseOriginOptions options;
+  options.name = config.name();
+  options.url = supabase.url();
+  options.bucket = supabase.bucket();
+  MD_ASSIGN_OR_RETURN(options.service_role_key,
+                      ReadSecret(supabase.service_role_key(), "supabase.service_role_key"));
+  options.public_bucket = supabase.public_bucket();
+  options.ca_file = supabase.ca_file();
+  MD_ASSIGN_OR_RETURN(std::unique_ptr<SupabaseOrigin> origin,
+                      SupabaseOrigin::Create(std::move(options)));
+  return std::unique_ptr<Origin>(std::move(origin));
+}
+
 // The origin of the entry's kind, before any CDN in front of it.
 absl::StatusOr<std::unique_ptr<Origin>> MakeBare(const v1::Origin& config) {
   switch (config.kind_case()) {
@@ -47,6 +63,7 @@ absl::StatusOr<std::unique_ptr<Origin>> MakeBare(const v1::Origin& config) {
     case v1::Origin::kS3:
       return MakeS3(config);
     case v1::Origin::kSupabase:
+      return MakeSupabase(config);
     case v1::Origin::KIND_NOT_SET:
       break;
   }

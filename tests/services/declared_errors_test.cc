@@ -116,7 +116,11 @@ const std::map<std::string, std::string>& NotRpcAnswers() {
       // Replication (services/replicator.h) keeps its errors in the replica rows.
       {"REPLICA_MISMATCH", "replication (a row's last_error)"},
       {"REPLICA_NOT_FOUND", "replication (internal: a row is updated only after its sweep)"},
-      {"SERVER_STOPPING", "replication (stops an upload at shutdown; the row stays due)"},
+      // Read-through (services/read_through.h): folded into ORIGINS_UNAVAILABLE's message, or
+      // told apart from a blob the lookup does not know (BLOB_NOT_FOUND).
+      {"ORIGIN_STALLED", "read-through (in ORIGINS_UNAVAILABLE's message)"},
+      {"CHAIN_NOT_RECORDED", "read-through (internal: answered as BLOB_NOT_FOUND)"},
+      {"INVALID_CHAIN", "caller bug (a recorded chain of the wrong length)"},
       {"NO_CONFIRMED_REPLICA", "repair from origins (logged; the blob stays damaged)"},
   };
   return *reasons;
@@ -442,6 +446,8 @@ TEST(EveryRpcTest, AnswersABadRequestWithADeclaredError) {
       // No field to get wrong: bytes that are not the request (0xff starts an endless varint).
       {"RegistryService/ListOrigins", "", kInvalid, "MALFORMED_REQUEST"},
       {"RegistryService/CheckOrigin", "name: 'R2'", kInvalid, "INVALID_ORIGIN_NAME"},
+      {"RegistryService/ImportArtifact", "digest: 'sha256:00' url: 'https://x.example/m'", kInvalid,
+       "INVALID_DIGEST"},
       {"ManifestService/GetManifest",
        "tier: 't' platform: PLATFORM_MACOS arch: ARCH_ARM64 device { os_version: '14..0' }",
        kInvalid, "INVALID_OS_VERSION"},

@@ -25,6 +25,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/client/modeldistctl/ctl_e2e_fixture.h"
+#include "tests/testing/nginx_server.h"
 #include "tests/testing/test_util.h"
 
 namespace modeldist::ctl {
@@ -221,6 +222,46 @@ TEST_F(CtlE2eTest, KilledPublishResumesWhereTheServerStopped) {
   EXPECT_THAT(rerun.out, HasSubstr(absl::StrCat("\"bytesRead\":", size, "}")));
   ExpectDeviceGets("big", v1::PLATFORM_LINUX, v1::ARCH_X86_64,
                    FormatDigest(Sha256::HexOf(contents)), contents);
+}
+
+// The seed's way in: a model already hosted behind a URL (nginx on loopback), with the SHA-256
+// and size its secrets hold. `publish --import` has the server fetch and verify it; devices then
+// get it from the server like any published file. Wrong digests store nothing.
+TEST_F(CtlE2eTest, PublishImportsAFileAlreadyHostedAtAUrl) {
+  modeldist::testing::NginxServer nginx(dir_.Join("nginx"), /*tls=*/false);
+  ASSERT_GT(nginx.port(), 0) << nginx.ErrorLog();
+  WriteFile(nginx.www() + "/llama.gguf", contents_);
+  const std::string url = nginx.Url("/llama.gguf");
+  const std::string hex = digest_.substr(7);
+
+  CtlRun wrong = Ctl({"publish", "--model", "seed", "--version", "1", "--platform", "linux",
+                      "--arch", "x86_64", "--format", "gguf", "--tier", "seed", "--import", url,
+                      "--sha256", std::string(64, 'a'), "--size", absl::StrCat(kFileSize)});
+  EXPECT_EQ(wrong.code, 2);  // the server's answer
+  EXPECT_THAT(wrong.err, HasSubstr("DIGEST_MISMATCH")) << wrong.err;
+  CtlRun show_missing = Ctl({"show", "models/seed/versions/1"});
+  EXPECT_NE(show_missing.code, 0);  // no version was created
+
+  CtlRun publish = Ctl({"publish", "--model", "seed", "--version", "1", "--platform", "linux",
+                        "--arch", "x86_64", "--format", "gguf", "--tier", "seed", "--import", url,
+                        "--sha256", hex, "--size", absl::StrCat(kFileSize)});
+  ASSERT_EQ(publish.code, 0) << publish.err;
+  EXPECT_THAT(publish.out,
+              HasSubstr(absl::StrCat("published models/seed/versions/1 digest ", digest_)));
+  EXPECT_THAT(publish.out, HasSubstr("imported by the server from " + url));
+  ExpectDeviceGets("seed", v1::PLATFORM_LINUX, v1::ARCH_X86_64, digest_, contents_);
+
+  // Usage errors say what is missing, before any rpc.
+  CtlRun no_size =
+      Ctl({"publish", "--model", "seed", "--version", "2", "--platform", "linux", "--arch",
+           "x86_64", "--format", "gguf", "--tier", "seed", "--import", url, "--sha256", hex});
+  EXPECT_EQ(no_size.code, 1);  // usage
+  EXPECT_THAT(no_size.err, HasSubstr("--size"));
+  CtlRun bad_source = Ctl({"publish", "--model", "seed", "--version", "2", "--platform", "linux",
+                           "--arch", "x86_64", "--format", "gguf", "--tier", "seed", "--import",
+                           "no-colon", "--sha256", hex, "--size", "5"});
+  EXPECT_EQ(bad_source.code, 1);
+  EXPECT_THAT(bad_source.err, HasSubstr("ORIGIN:KEY"));
 }
 
 }  // namespace

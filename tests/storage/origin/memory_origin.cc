@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "absl/time/clock.h"
 #include "common/status.h"
 
 namespace modeldist::testing {
@@ -36,14 +37,37 @@ absl::StatusOr<origin::ObjectInfo> MemoryOrigin::Head(const std::string& key) {
 }
 
 absl::Status MemoryOrigin::Get(const std::string& key, int64_t offset, int64_t length,
-                               const origin::ByteSink& sink, const std::atomic<bool>* /*cancel*/) {
+                               const origin::ByteSink& sink, const std::atomic<bool>* cancel) {
+  ++gets;
+  if (stall_get) {
+    // A peer that keeps the connection and sends nothing: only the caller's cancel ends it.
+    while (cancel == nullptr || !cancel->load()) absl::SleepFor(absl::Milliseconds(5));
+    return MakeError(absl::StatusCode::kCancelled, "CANCELLED", "the transfer was cancelled");
+  }
+  if (!get_error.ok()) return get_error;
   auto it = objects.find(key);
   if (it == objects.end()) {
     return MakeError(absl::StatusCode::kNotFound, "HTTP_NOT_FOUND", key + " not found");
   }
-  const absl::string_view all = it->second;
-  return sink(all.substr(static_cast<size_t>(offset),
-                         length < 0 ? absl::string_view::npos : static_cast<size_t>(length)));
+  absl::string_view rest = absl::string_view(it->second).substr(static_cast<size_t>(offset));
+  if (length >= 0) rest = rest.substr(0, static_cast<size_t>(length));
+  // In pieces, as a transfer arrives, so that a test can act between them.
+  int64_t at = offset;
+  while (!rest.empty()) {
+    if (cancel != nullptr && cancel->load()) {
+      return MakeError(absl::StatusCode::kCancelled, "CANCELLED", "the transfer was cancelled");
+    }
+    if (before_piece) {
+      absl::Status go_on = before_piece(at);
+      if (!go_on.ok()) return go_on;
+    }
+    const absl::string_view piece = rest.substr(0, static_cast<size_t>(get_piece_bytes));
+    absl::Status sent = sink(piece);
+    if (!sent.ok()) return sent;
+    at += static_cast<int64_t>(piece.size());
+    rest.remove_prefix(piece.size());
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::string> MemoryOrigin::DeviceUrl(const std::string& key,

@@ -48,6 +48,14 @@ class MemoryOrigin final : public origin::Origin {
   absl::Status device_url_error;
   // When set, DeviceUrl gives "<device_url_base>/<key>" (a web server the test fills).
   std::string device_url_base;
+  // Get: calls so far (failed ones included), delivered in pieces of `get_piece_bytes`;
+  // `before_piece` runs before each with its offset, and its error ends the Get. `get_error`
+  // fails every Get; `stall_get` makes it send nothing until cancelled.
+  std::atomic<int> gets{0};
+  int64_t get_piece_bytes = 1 << 20;
+  std::function<absl::Status(int64_t offset)> before_piece;
+  absl::Status get_error;
+  std::atomic<bool> stall_get{false};
 
  private:
   std::string name_;
