@@ -172,8 +172,11 @@ absl::Status Figure(const Config& config, const Swift& swift, const Setup& setup
     t.server_cpu_seconds = ProcessCpuSeconds(server.pid) - server_before;
     t.cpu_seconds = t.server_cpu_seconds + SelfCpuSeconds() - self_before;
     table.Record(ours, t, absl::StrFormat("  (modeldist-server CPU %.2f s)", t.server_cpu_seconds));
-    if (!IsStored(setup.data_dir, setup.hex)) {
-      return absl::InternalError("the blob read through was not stored");
+    // The last chunk reaches readers once it hashes to the digest, before the store's fsync
+    // and rename: the blob is stored a moment later.
+    for (int waited = 0; !IsStored(setup.data_dir, setup.hex); waited += 10) {
+      if (waited > 30000) return absl::InternalError("the blob read through was not stored");
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
     Sample again;
     MD_ASSIGN_OR_RETURN(again.seconds, ReadToFile(server.address, setup.digest, config.size, out));

@@ -13,18 +13,39 @@
 
 namespace modeldist::services {
 
+absl::Status BlockBuffer::Add(absl::string_view piece) {
+  if (held_.capacity() < block_) held_.reserve(block_);
+  held_.append(piece.data(), piece.size());
+  if (held_.size() < block_) return absl::OkStatus();
+  return Flush();
+}
+
+absl::Status BlockBuffer::Flush() {
+  if (held_.empty()) return absl::OkStatus();
+  absl::Status written = write_(&held_);
+  held_.clear();
+  return written;
+}
+
 absl::Status FetchIntoStore(storage::BlobStore* blobs, const std::string& hex, int64_t size,
                             const SourceGet& get,
                             const std::function<absl::Status(int64_t held)>& on_bytes) {
   if (blobs->Contains(hex)) return absl::OkStatus();
   MD_ASSIGN_OR_RETURN(int64_t offset, blobs->UploadOffset(hex, size));
   if (on_bytes) MD_RETURN_IF_ERROR(on_bytes(offset));
-  auto append = [&](absl::string_view piece) -> absl::Status {
-    MD_RETURN_IF_ERROR(blobs->Append(hex, size, offset, piece));
-    offset += static_cast<int64_t>(piece.size());
+  BlockBuffer buffer(kFetchBlockBytes, [&](std::string* block) -> absl::Status {
+    MD_RETURN_IF_ERROR(blobs->Append(hex, size, offset, *block));
+    offset += static_cast<int64_t>(block->size());
     return on_bytes ? on_bytes(offset) : absl::OkStatus();
-  };
-  if (offset < size) MD_RETURN_IF_ERROR(get(offset, size - offset, append));
+  });
+  if (offset < size) {
+    absl::Status got =
+        get(offset, size - offset, [&](absl::string_view piece) { return buffer.Add(piece); });
+    // What arrived before a failure is kept for the next attempt.
+    const absl::Status kept = buffer.Flush();
+    MD_RETURN_IF_ERROR(got);
+    MD_RETURN_IF_ERROR(kept);
+  }
   // DATA_LOSS when the bytes are not the digest's: nothing is stored, the upload is dropped.
   return blobs->Finish(hex, size);
 }

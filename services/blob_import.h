@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <utility>
 
 #include "absl/status/status.h"
 #include "modeldist/v1/registry.pb.h"
@@ -25,6 +26,31 @@
 #include "storage/origin/origin_set.h"
 
 namespace modeldist::services {
+
+// The block BlockBuffer gathers for the store when bytes are fetched (FetchIntoStore,
+// read-through): memory per fetch stays at this.
+inline constexpr size_t kFetchBlockBytes = 1 << 20;
+
+// Collects the small pieces a transfer delivers (curl hands over 16 KiB at a time) into blocks
+// of `block` bytes for `write`: one store append (a lock and a few system calls) per block
+// instead of per piece. read_through_bench measured the per-piece appends at about 3.6 s of
+// server CPU per GB.
+class BlockBuffer {
+ public:
+  // `write` gets each block; it may take the string's buffer (swap it with an empty one).
+  BlockBuffer(size_t block, std::function<absl::Status(std::string* block)> write)
+      : block_(block), write_(std::move(write)) {}
+  // Writes every whole block; keeps the rest.
+  absl::Status Add(absl::string_view piece);
+  // Writes what is kept. Call it when the transfer ends, also after an error (the bytes that
+  // arrived are good to keep).
+  absl::Status Flush();
+
+ private:
+  const size_t block_;
+  const std::function<absl::Status(std::string* block)> write_;
+  std::string held_;
+};
 
 // Streams the source's bytes [offset, offset + length) to `sink`.
 using SourceGet =

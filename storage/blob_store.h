@@ -179,7 +179,8 @@ class BlobStore {
   // yet compared (all of them on the first call for an upload, e.g. with empty `data` after a
   // restart) is compared with its entry of `expected_chain` (ChunkCount(expected_size)
   // entries, concatenated). Returns how many leading bytes are verified: the whole chunks
-  // whose entries matched; the last chunk is verified by Finish, which checks the digest.
+  // whose entries matched, and all of them once every byte is there and hashes to `hex` (a
+  // wrong last chunk is then left for Finish to refuse).
   // DATA_LOSS (CHUNK_MISMATCH) when an entry differs: the partial is then dropped, so the
   // next upload starts at 0. INVALID_ARGUMENT (INVALID_CHAIN) for a chain of the wrong length.
   absl::StatusOr<int64_t> AppendVerified(absl::string_view hex, int64_t expected_size,

@@ -7,12 +7,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "common/chunk_chain.h"
 #include "common/digest.h"
@@ -74,7 +76,10 @@ class ReadThroughTest : public ::testing::Test {
   std::unique_ptr<services::ReadThrough> Make(absl::Duration stall = absl::Seconds(30)) {
     services::ReadThroughOptions options;
     options.stall_timeout = stall;
-    options.on_stored = [this](const std::string& hex) { stored_.push_back(hex); };
+    options.on_stored = [this](const std::string& hex) {
+      absl::MutexLock lock(&stored_mu_);
+      stored_.push_back(hex);
+    };
     return std::make_unique<services::ReadThrough>(
         blobs_.get(), origins_.get(),
         [this](const std::string& hex) -> absl::StatusOr<services::RemoteBlob> {
@@ -93,6 +98,20 @@ class ReadThroughTest : public ::testing::Test {
     return fetch.progress();
   }
 
+  // Readers get the last chunk once it hashes to the digest, before the store's Finish
+  // (fsync, rename) is done: waits for that too, then for on_stored.
+  void WaitStored(const std::string& hex) {
+    const absl::Time until = absl::Now() + absl::Seconds(30);
+    while (absl::Now() < until) {
+      {
+        absl::MutexLock lock(&stored_mu_);
+        if (std::find(stored_.begin(), stored_.end(), hex) != stored_.end()) break;
+      }
+      absl::SleepFor(absl::Milliseconds(2));
+    }
+    EXPECT_TRUE(blobs_->Contains(hex));
+  }
+
   static std::string ReadAll(const services::BlobFetch& fetch, int64_t end) {
     std::string out(static_cast<size_t>(end), '\0');
     absl::StatusOr<size_t> got = fetch.ReadAt(0, out.data(), out.size());
@@ -107,7 +126,8 @@ class ReadThroughTest : public ::testing::Test {
   std::unique_ptr<origin::OriginSet> origins_;
   std::map<std::string, services::RemoteBlob> known_;
   std::map<std::string, std::string> bytes_;
-  std::vector<std::string> stored_;
+  absl::Mutex stored_mu_;
+  std::vector<std::string> stored_ ABSL_GUARDED_BY(stored_mu_);
 };
 
 TEST_F(ReadThroughTest, AMissingBlobIsFetchedOnceVerifiedAndStored) {
@@ -123,9 +143,12 @@ TEST_F(ReadThroughTest, AMissingBlobIsFetchedOnceVerifiedAndStored) {
   EXPECT_EQ(fakes_["a"]->gets.load(), 1);
   EXPECT_EQ(fakes_["b"]->gets.load(), 0);
   EXPECT_EQ(rt->origin_gets(), 1);
-  EXPECT_EQ(stored_, std::vector<std::string>{hex});
+  WaitStored(hex);
+  {
+    absl::MutexLock lock(&stored_mu_);
+    EXPECT_EQ(stored_, std::vector<std::string>{hex});
+  }
   // Stored as any verified blob: the next Read is local.
-  ASSERT_TRUE(blobs_->Contains(hex));
   EXPECT_TRUE(blobs_->Verify(hex).ok());
   absl::StatusOr<std::shared_ptr<services::BlobFetch>> again = rt->Fetch(hex);
   ASSERT_TRUE(again.ok()) << again.status();
@@ -182,19 +205,17 @@ TEST_F(ReadThroughTest, AChunkThatDoesNotMatchEndsWithDataLossAndCachesNothing) 
   EXPECT_EQ(*kept, 0);  // the upload was dropped
   EXPECT_EQ(fakes_["b"]->gets.load(), 0);
   // The next Read tries the origin that sent bad bytes last.
-  absl::StatusOr<std::shared_ptr<services::BlobFetch>> retry;
-  for (absl::Time until = absl::Now() + absl::Seconds(10); absl::Now() < until;) {
-    retry = rt->Fetch(hex);
-    if (!retry.ok() || *retry != *fetch) break;  // the failed fetch may still be ending
-    absl::SleepFor(absl::Milliseconds(5));
-  }
+  // A fetch leaves ReadThrough before its waiters hear how it ended: this one is new.
+  absl::StatusOr<std::shared_ptr<services::BlobFetch>> retry = rt->Fetch(hex);
+  ASSERT_TRUE(retry.ok()) << retry.status();
+  EXPECT_NE(*retry, *fetch);
   ASSERT_TRUE(retry.ok()) << retry.status();
   ASSERT_NE(*retry, nullptr);
   const services::BlobFetch::Progress done = Wait(**retry);
   ASSERT_TRUE(done.error.ok()) << done.error;
   EXPECT_EQ(fakes_["b"]->gets.load(), 1);
   EXPECT_EQ(fakes_["a"]->gets.load(), 1);
-  EXPECT_TRUE(blobs_->Contains(hex));
+  WaitStored(hex);
 }
 
 TEST_F(ReadThroughTest, AFailingOriginHandsOverToTheNextAtTheByteItStopped) {
@@ -241,18 +262,16 @@ TEST_F(ReadThroughTest, WhenEveryOriginFailsTheFetchIsUnavailableWithRetryInfoAn
     offsets.push_back(offset);
     return absl::OkStatus();
   };
-  absl::StatusOr<std::shared_ptr<services::BlobFetch>> retry;
-  for (absl::Time until = absl::Now() + absl::Seconds(10); absl::Now() < until;) {
-    retry = rt->Fetch(hex);
-    if (!retry.ok() || *retry != *fetch) break;
-    absl::SleepFor(absl::Milliseconds(5));
-  }
+  // A fetch leaves ReadThrough before its waiters hear how it ended: this one is new.
+  absl::StatusOr<std::shared_ptr<services::BlobFetch>> retry = rt->Fetch(hex);
+  ASSERT_TRUE(retry.ok()) << retry.status();
+  EXPECT_NE(*retry, *fetch);
   ASSERT_TRUE(retry.ok()) << retry.status();
   const services::BlobFetch::Progress done = Wait(**retry);
   ASSERT_TRUE(done.error.ok()) << done.error;
   ASSERT_FALSE(offsets.empty());
   EXPECT_EQ(offsets.front(), 5 * kMiB);
-  EXPECT_TRUE(blobs_->Contains(hex));
+  WaitStored(hex);
   EXPECT_TRUE(blobs_->Verify(hex).ok());
 }
 
@@ -267,7 +286,7 @@ TEST_F(ReadThroughTest, AStalledOriginIsGivenUpForTheNext) {
   ASSERT_TRUE(done.error.ok()) << done.error;
   EXPECT_GE(absl::Now() - start, absl::Milliseconds(300));
   EXPECT_EQ(fakes_["b"]->gets.load(), 1);
-  EXPECT_TRUE(blobs_->Contains(hex));
+  WaitStored(hex);
 }
 
 TEST_F(ReadThroughTest, AStallOnTheOnlyOriginEndsUnavailableNamingTheStall) {
@@ -384,8 +403,15 @@ TEST(ReadThroughServerTest, EightConcurrentReadsOfAMissingBlobCostOneOriginGet) 
   ASSERT_TRUE(server.ReadBlob(digest, &again).ok());
   EXPECT_TRUE(again == bytes);
   EXPECT_EQ(r2.gets.load(), 1);  // local now
+  // Stored again (Finish may still be running: readers got the last chunk once it hashed to
+  // the digest).
   struct stat st;
-  EXPECT_EQ(::stat(blob_path.c_str(), &st), 0);  // stored again
+  bool stored = false;
+  for (absl::Time until = absl::Now() + absl::Seconds(30); !stored && absl::Now() < until;
+       absl::SleepFor(absl::Milliseconds(5))) {
+    stored = ::stat(blob_path.c_str(), &st) == 0;
+  }
+  EXPECT_TRUE(stored);
 }
 
 }  // namespace
