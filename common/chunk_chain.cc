@@ -42,6 +42,25 @@ std::string ChunkChainBuilder::WholeChunkEntry(int64_t i) const {
   return hash_.ChainingValue();  // i == listed: the chunk that just filled up
 }
 
+absl::Status ChunkChainBuilder::RewindTo(int64_t whole_chunks) {
+  if (whole_chunks < 0 || whole_chunks > WholeChunks()) {
+    return MakeError(absl::StatusCode::kInvalidArgument, "INVALID_CHUNK_INDEX",
+                     absl::StrCat("cannot rewind to chunk ", whole_chunks, " of ", WholeChunks(),
+                                  " whole chunks"));
+  }
+  if (whole_chunks == 0) {
+    *this = ChunkChainBuilder(chunk_size_);
+    return absl::OkStatus();
+  }
+  // The state Update leaves right after a chunk fills up: its entry is not listed yet (it is
+  // the digest if no byte follows), and the hash stands at its chaining value.
+  const std::string last = WholeChunkEntry(whole_chunks - 1);
+  MD_ASSIGN_OR_RETURN(hash_, Sha256::Resume(last, whole_chunks * chunk_size_));
+  chain_.resize(static_cast<size_t>(whole_chunks - 1) * Sha256::kStateBytes);
+  fill_ = chunk_size_;
+  return absl::OkStatus();
+}
+
 absl::StatusOr<Sha256> StartChunkHash(absl::string_view previous_entry, int64_t index,
                                       int64_t chunk_size) {
   // Checked here, not only by Resume: index * chunk_size can be a multiple of 64 when

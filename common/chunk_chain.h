@@ -52,6 +52,9 @@ class ChunkChainBuilder {
   // the chain built so far.
   int64_t WholeChunks() const;
   std::string WholeChunkEntry(int64_t i) const;
+  // Forgets every byte after the first `whole_chunks` chunks (at most WholeChunks()), as if
+  // only those had been passed to Update: the stream goes on from a chunk boundary.
+  absl::Status RewindTo(int64_t whole_chunks);
 
  private:
   int64_t chunk_size_;

@@ -205,12 +205,24 @@ absl::Status ReadThrough::FetchAll(BlobFetch& fetch, const RemoteBlob& remote) {
   MD_RETURN_IF_ERROR(verified.status());
   MD_ASSIGN_OR_RETURN(fetch.file_, blobs_->OpenPartial(hex));
   fetch.Advance(*verified);
+  // Every chunk is checked against bytes of one origin, so that a mismatch is blamed on the
+  // one that sent it: an unfinished chunk (left by an earlier fetch, or by an origin that
+  // failed) starts again from its first byte with the next origin. At most a chunk is fetched
+  // twice.
+  auto rewind = [&]() -> absl::Status {
+    const int64_t checked = fetch.progress().verified;
+    if (offset <= checked || offset == size) return absl::OkStatus();
+    MD_RETURN_IF_ERROR(blobs_->RewindUpload(hex, checked));
+    offset = checked;
+    return absl::OkStatus();
+  };
 
   absl::Status last;
   bool all_not_found = true;
-  const origin::ConfiguredOrigin* sender = nullptr;  // of the bytes since the last check
+  const origin::ConfiguredOrigin* sender = nullptr;  // of the chunk being fetched
   for (const origin::ConfiguredOrigin* target : OriginsFor(hex)) {
     if (offset == size) break;
+    MD_RETURN_IF_ERROR(rewind());
     fetch.cancel_ = false;
     fetch.stalled_ = false;
     fetch.last_byte_micros_ = NowMicros();

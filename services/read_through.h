@@ -14,7 +14,8 @@
 // One fetch per digest however many Reads want it (single flight): a Read that arrives while
 // the digest is being fetched joins that fetch and is served from the bytes verified so far.
 // An origin that fails (5xx after its own retries, NOT_FOUND, a reset) or stalls (no byte for
-// `stall_timeout`) hands over to the next origin at the byte where it stopped. When no origin
+// `stall_timeout`) hands over to the next origin at the start of the chunk it was in, so that
+// every chunk is checked against the bytes of one origin and a mismatch blames the right one. When no origin
 // can give the rest, the fetch fails: UNAVAILABLE (ORIGINS_UNAVAILABLE, with a RetryInfo
 // delay) when any failure may pass, NOT_FOUND (BLOB_NOT_ON_ORIGINS) when every origin said it
 // has no such object. What was verified stays in the upload for the next fetch to resume.

@@ -186,6 +186,11 @@ class BlobStore {
   absl::StatusOr<int64_t> AppendVerified(absl::string_view hex, int64_t expected_size,
                                          int64_t offset, absl::string_view data,
                                          absl::string_view expected_chain);
+  // Drops the bytes of the upload of `hex` past `offset`, a multiple of kChunkDigestBytes not
+  // past the whole chunks it holds, as if they had never been appended. Read-through hands an
+  // unfinished chunk to the next origin from its start, so that every chunk it checks came
+  // from one origin and a mismatch is blamed on the right one.
+  absl::Status RewindUpload(absl::string_view hex, int64_t offset);
   // The partial upload of `hex`, open for reading: read-through serves its verified bytes
   // while it grows. The descriptor keeps reading the same bytes after Finish renames the file
   // into blobs/. NOT_FOUND when there is no partial.

@@ -191,6 +191,37 @@ absl::StatusOr<int64_t> BlobStore::AppendVerified(absl::string_view hex, int64_t
   return upload->checked_chunks * kChunkDigestBytes;
 }
 
+absl::Status BlobStore::RewindUpload(absl::string_view hex, int64_t offset) {
+  MD_RETURN_IF_ERROR(ValidateHex(hex));
+  std::shared_ptr<Upload> upload = GetUpload(hex);
+  absl::MutexLock lock(&upload->mu);
+  const std::string path = PartialPath(hex);
+  MD_ASSIGN_OR_RETURN(ScopedFd fd, upload->Sync(path, /*create=*/false));
+  if (offset % kChunkDigestBytes != 0 || offset > upload->offset) {
+    return MakeError(absl::StatusCode::kInvalidArgument, "INVALID_OFFSET",
+                     absl::StrCat("cannot rewind ", UploadName(hex), " to byte ", offset,
+                                  ": not a chunk boundary within its ", upload->offset, " bytes"),
+                     {{"field", "offset"}});
+  }
+  if (offset == upload->offset) return absl::OkStatus();
+  const int64_t chunks = offset / kChunkDigestBytes;
+  MD_RETURN_IF_ERROR(upload->hash.RewindTo(chunks));
+  if (::ftruncate(fd.get(), offset) != 0) {
+    upload->loaded = false;  // the next call rebuilds the state from the file
+    return ErrnoStatus(errno, absl::StrCat("truncate ", path));
+  }
+  upload->offset = offset;
+  upload->checked_chunks = std::min(upload->checked_chunks, chunks);
+  upload->written_back = std::min(upload->written_back, offset);
+  struct stat st;
+  if (::fstat(fd.get(), &st) == 0) {
+    upload->Remember(st);
+  } else {
+    upload->loaded = false;
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<ScopedFd> BlobStore::OpenPartial(absl::string_view hex) const {
   MD_RETURN_IF_ERROR(ValidateHex(hex));
   const std::string path = PartialPath(hex);

@@ -158,5 +158,23 @@ TEST(ChunkChainTest, StartChunkHashRefusesAChunkSizeThatIsNotAMultipleOf64) {
   EXPECT_TRUE(StartChunkHash(entry, 64, 128).ok());
 }
 
+TEST(ChunkChainBuilderTest, RewindingToAChunkBoundaryIsAsIfOnlyThoseChunksHadBeenHashed) {
+  const std::string data = RandomBytes(5 * kChunk + 17, 3);
+  ChunkChainBuilder whole(kChunk);
+  whole.Update(data);
+  for (int64_t keep : {0, 1, 2, 4}) {
+    ChunkChainBuilder builder(kChunk);
+    builder.Update(data.substr(0, static_cast<size_t>(keep * kChunk + 77)));  // mid-chunk
+    ASSERT_TRUE(builder.RewindTo(keep).ok()) << keep;
+    EXPECT_EQ(builder.bytes(), keep * kChunk);
+    builder.Update(data.substr(static_cast<size_t>(keep * kChunk)));
+    EXPECT_EQ(builder.Chain(), whole.Chain()) << keep;
+    EXPECT_EQ(builder.DigestHex(), whole.DigestHex()) << keep;
+  }
+  ChunkChainBuilder short_stream(kChunk);
+  short_stream.Update(data.substr(0, 2 * kChunk));
+  EXPECT_FALSE(short_stream.RewindTo(3).ok());  // past what it holds
+}
+
 }  // namespace
 }  // namespace modeldist

@@ -121,6 +121,7 @@ const std::map<std::string, std::string>& NotRpcAnswers() {
       {"ORIGIN_STALLED", "read-through (in ORIGINS_UNAVAILABLE's message)"},
       {"CHAIN_NOT_RECORDED", "read-through (internal: answered as BLOB_NOT_FOUND)"},
       {"INVALID_CHAIN", "caller bug (a recorded chain of the wrong length)"},
+      {"INVALID_CHUNK_INDEX", "caller bug (a rewind past the chunks held)"},
       {"NO_CONFIRMED_REPLICA", "repair from origins (logged; the blob stays damaged)"},
   };
   return *reasons;

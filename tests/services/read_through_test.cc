@@ -218,7 +218,7 @@ TEST_F(ReadThroughTest, AChunkThatDoesNotMatchEndsWithDataLossAndCachesNothing) 
   WaitStored(hex);
 }
 
-TEST_F(ReadThroughTest, AFailingOriginHandsOverToTheNextAtTheByteItStopped) {
+TEST_F(ReadThroughTest, AFailingOriginHandsOverToTheNextAtTheStartOfItsChunk) {
   const std::string hex = AddBlob(10 * kMiB);
   fakes_["a"]->before_piece = [](int64_t offset) {
     if (offset < 5 * kMiB) return absl::OkStatus();
@@ -235,7 +235,7 @@ TEST_F(ReadThroughTest, AFailingOriginHandsOverToTheNextAtTheByteItStopped) {
   const services::BlobFetch::Progress done = Wait(**fetch);
   ASSERT_TRUE(done.error.ok()) << done.error;
   ASSERT_FALSE(b_offsets.empty());
-  EXPECT_EQ(b_offsets.front(), 5 * kMiB);
+  EXPECT_EQ(b_offsets.front(), 4 * kMiB);  // chunk 1 again from its start, all from b
   EXPECT_TRUE(ReadAll(**fetch, 10 * kMiB) == bytes_[hex]);
 }
 
@@ -256,7 +256,8 @@ TEST_F(ReadThroughTest, WhenEveryOriginFailsTheFetchIsUnavailableWithRetryInfoAn
   // b has no copy: NOT_FOUND there does not make the whole fetch NOT_FOUND.
   EXPECT_EQ(fakes_["b"]->gets.load(), 1);
 
-  // The origin recovers: the next fetch resumes after the 5 MiB kept, checking them again.
+  // The origin recovers: the next fetch keeps the 4 MiB verified (checking them again) and
+  // fetches chunk 1 from its start.
   std::vector<int64_t> offsets;
   fakes_["a"]->before_piece = [&](int64_t offset) {
     offsets.push_back(offset);
@@ -270,7 +271,7 @@ TEST_F(ReadThroughTest, WhenEveryOriginFailsTheFetchIsUnavailableWithRetryInfoAn
   const services::BlobFetch::Progress done = Wait(**retry);
   ASSERT_TRUE(done.error.ok()) << done.error;
   ASSERT_FALSE(offsets.empty());
-  EXPECT_EQ(offsets.front(), 5 * kMiB);
+  EXPECT_EQ(offsets.front(), 4 * kMiB);
   WaitStored(hex);
   EXPECT_TRUE(blobs_->Verify(hex).ok());
 }

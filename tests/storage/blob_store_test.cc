@@ -463,5 +463,30 @@ TEST_F(BlobStoreTest, OpenRemovesStaleTempFilesAndKeepsPartials) {
   EXPECT_EQ(ReadAll(*reopened, stored_hex), stored);
 }
 
+TEST_F(BlobStoreTest, RewindUploadDropsTheBytesPastAChunkBoundary) {
+  const std::string data = RandomBytes(2 * kChunkDigestBytes + 9, 8);
+  const std::string hex = Sha256::HexOf(data);
+  const int64_t size = static_cast<int64_t>(data.size());
+  const int64_t six_mib = kChunkDigestBytes + kChunkDigestBytes / 2;
+  ASSERT_TRUE(store_->Append(hex, size, 0, data.substr(0, six_mib)).ok());
+  EXPECT_EQ(store_->RewindUpload(hex, 3).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(store_->RewindUpload(hex, 2 * kChunkDigestBytes).code(),
+            absl::StatusCode::kInvalidArgument);  // past the bytes held
+  ASSERT_TRUE(store_->RewindUpload(hex, kChunkDigestBytes).ok());
+  absl::StatusOr<int64_t> offset = store_->UploadOffset(hex, size);
+  ASSERT_TRUE(offset.ok()) << offset.status();
+  EXPECT_EQ(*offset, kChunkDigestBytes);
+  struct stat st;
+  ASSERT_EQ(::stat(PartialPath(hex).c_str(), &st), 0);
+  EXPECT_EQ(st.st_size, kChunkDigestBytes);
+  // The rest again from the boundary: the store's hash agrees, and the blob is stored.
+  ASSERT_TRUE(store_
+                  ->Append(hex, size, kChunkDigestBytes,
+                           data.substr(static_cast<size_t>(kChunkDigestBytes)))
+                  .ok());
+  ASSERT_TRUE(store_->Finish(hex, size).ok());
+  EXPECT_TRUE(store_->Verify(hex).ok());
+}
+
 }  // namespace
 }  // namespace modeldist::storage
