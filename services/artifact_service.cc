@@ -64,8 +64,7 @@ absl::StatusOr<ArtifactServiceImpl::ReadPlan> ArtifactServiceImpl::PlanRead(
           .status());
   ReadPlan plan;
   absl::StatusOr<storage::BlobReader> blob = blobs_->OpenBlob(hex);
-  if (absl::IsNotFound(blob.status()) && ErrorReason(blob.status()) == "BLOB_NOT_FOUND" &&
-      read_through_ != nullptr) {
+  if (storage::IsNotStored(blob.status()) && read_through_ != nullptr) {
     MD_ASSIGN_OR_RETURN(plan.fetch, read_through_->Fetch(hex));
     if (plan.fetch == nullptr) blob = blobs_->OpenBlob(hex);  // stored meanwhile
   }
@@ -315,8 +314,7 @@ grpc::Status ArtifactServiceImpl::Stat(grpc::ServerContext* context, const v1::S
   auto hex = ParseDigest("digest", request->digest());
   if (!hex.ok()) return ToGrpcStatus(hex.status());
   absl::StatusOr<int64_t> size = blobs_->Size(*hex);
-  if (absl::IsNotFound(size.status()) && ErrorReason(size.status()) == "BLOB_NOT_FOUND" &&
-      read_through_ != nullptr) {
+  if (storage::IsNotStored(size.status()) && read_through_ != nullptr) {
     // A Read would fetch it from the origins; its size is known without fetching.
     absl::StatusOr<RemoteBlob> remote = read_through_->Lookup(*hex);
     if (remote.ok()) size = remote->size;

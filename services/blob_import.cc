@@ -29,20 +29,26 @@ absl::Status BlockBuffer::Flush() {
 
 absl::Status FetchIntoStore(storage::BlobStore* blobs, const std::string& hex, int64_t size,
                             const SourceGet& get,
-                            const std::function<absl::Status(int64_t held)>& on_bytes) {
+                            const std::function<absl::Status(int64_t held)>& on_bytes,
+                            const std::function<absl::Status(const absl::Status&)>& source_error) {
   if (blobs->Contains(hex)) return absl::OkStatus();
   MD_ASSIGN_OR_RETURN(int64_t offset, blobs->UploadOffset(hex, size));
   if (on_bytes) MD_RETURN_IF_ERROR(on_bytes(offset));
+  absl::Status sink_error;  // the store's or on_bytes's: `get` passes it on as it is
   BlockBuffer buffer(kFetchBlockBytes, [&](std::string* block) -> absl::Status {
-    MD_RETURN_IF_ERROR(blobs->Append(hex, size, offset, *block));
+    sink_error = blobs->Append(hex, size, offset, *block);
+    if (!sink_error.ok()) return sink_error;
     offset += static_cast<int64_t>(block->size());
-    return on_bytes ? on_bytes(offset) : absl::OkStatus();
+    if (on_bytes) sink_error = on_bytes(offset);
+    return sink_error;
   });
   if (offset < size) {
     absl::Status got =
         get(offset, size - offset, [&](absl::string_view piece) { return buffer.Add(piece); });
+    const bool failed_at_source = !got.ok() && sink_error.ok();
     // What arrived before a failure is kept for the next attempt.
     const absl::Status kept = buffer.Flush();
+    if (failed_at_source && source_error) return source_error(got);
     MD_RETURN_IF_ERROR(got);
     MD_RETURN_IF_ERROR(kept);
   }
@@ -106,17 +112,13 @@ absl::Status ImportArtifact(const origin::OriginSet* origins, storage::BlobStore
                                  ? absl::StrCat("origin ", request.origin(), " key ", request.key())
                                  : http::RedactUrl(request.url());
   // The source's errors say so; the store's (DATA_LOSS, SIZE_MISMATCH) keep their own reason.
-  SourceGet from_source = [&](int64_t offset, int64_t length, const origin::ByteSink& sink) {
-    absl::Status got = get(offset, length, sink);
-    if (got.ok() || absl::IsCancelled(got) || ErrorReason(got) == "IMPORT_CANCELLED") return got;
-    if (!absl::StrContains(ErrorReason(got), "MISMATCH") && !absl::IsInvalidArgument(got)) {
-      return MakeError(got.code(), "IMPORT_SOURCE_FAILED",
-                       absl::StrCat("fetching ", source, ": ", got.message(),
-                                    absl::IsUnavailable(got) ? "; the bytes fetched so far are "
-                                                               "kept: run the import again"
-                                                             : ""));
-    }
-    return got;
+  auto source_error = [&source](const absl::Status& got) -> absl::Status {
+    if (absl::IsCancelled(got)) return got;  // the client went away (see on_bytes)
+    return MakeError(got.code(), "IMPORT_SOURCE_FAILED",
+                     absl::StrCat("fetching ", source, ": ", got.message(),
+                                  absl::IsUnavailable(got) ? "; the bytes fetched so far are "
+                                                             "kept: run the import again"
+                                                           : ""));
   };
   v1::ImportArtifactProgress progress;
   progress.set_size_bytes(request.size_bytes());
@@ -135,7 +137,7 @@ absl::Status ImportArtifact(const origin::OriginSet* origins, storage::BlobStore
     }
     return absl::OkStatus();
   };
-  MD_RETURN_IF_ERROR(FetchIntoStore(blobs, hex, request.size_bytes(), from_source, on_bytes));
+  MD_RETURN_IF_ERROR(FetchIntoStore(blobs, hex, request.size_bytes(), get, on_bytes, source_error));
   progress.set_bytes_done(request.size_bytes());
   progress.set_done(true);
   write(progress);

@@ -58,10 +58,13 @@ using SourceGet =
 
 // Fetches blob `hex` of `size` bytes with `get` into the store and stores it. `on_bytes` (may
 // be empty) is told the bytes held after each piece; its error stops the fetch (CANCELLED keeps
-// what was fetched). OK at once when the blob is stored already.
-absl::Status FetchIntoStore(storage::BlobStore* blobs, const std::string& hex, int64_t size,
-                            const SourceGet& get,
-                            const std::function<absl::Status(int64_t held)>& on_bytes = nullptr);
+// what was fetched). `source_error` (may be empty) rewrites an error of `get` itself, not one
+// of the store or of `on_bytes`, which come back as they are. OK at once when the blob is
+// stored already.
+absl::Status FetchIntoStore(
+    storage::BlobStore* blobs, const std::string& hex, int64_t size, const SourceGet& get,
+    const std::function<absl::Status(int64_t held)>& on_bytes = nullptr,
+    const std::function<absl::Status(const absl::Status&)>& source_error = nullptr);
 
 // Where an import's bytes are: object `key` of a configured origin (the key as stored, the
 // origin's key_prefix not added), or a URL fetched without credentials (a public bucket, a

@@ -53,8 +53,7 @@ absl::StatusOr<std::shared_ptr<const std::vector<std::string>>> ManifestCache::C
     const std::string& digest) {
   MD_ASSIGN_OR_RETURN(std::string hex, ParseDigest("digest", digest));
   absl::StatusOr<int64_t> stored = blobs_->Size(hex);
-  if (absl::IsNotFound(stored.status()) && ErrorReason(stored.status()) == "BLOB_NOT_FOUND" &&
-      options_.remote_chain) {
+  if (storage::IsNotStored(stored.status()) && options_.remote_chain) {
     // Not stored here, but read through from the origins when a device asks.
     absl::StatusOr<std::vector<std::string>> remote = options_.remote_chain(hex);
     if (remote.ok()) return std::make_shared<const std::vector<std::string>>(*std::move(remote));

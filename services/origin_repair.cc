@@ -87,10 +87,8 @@ absl::Status OriginRepair::FetchFrom(const origin::ConfiguredOrigin& target, con
   auto get = [&](int64_t offset, int64_t length, const origin::ByteSink& sink) {
     return target.origin->Get(origin::BlobKey(target.config, hex), offset, length, sink, nullptr);
   };
-  return FetchIntoStore(blobs_, hex, size, get, [this](int64_t) -> absl::Status {
-    if (!loop_.stopping()) return absl::OkStatus();
-    return MakeError(absl::StatusCode::kCancelled, "SERVER_STOPPING",
-                     "the server is shutting down");
+  return FetchIntoStore(blobs_, hex, size, get, [this](int64_t) {
+    return loop_.stopping() ? WakeableLoop::StoppingError() : absl::OkStatus();
   });
 }
 

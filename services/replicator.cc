@@ -141,10 +141,7 @@ absl::Status Replicator::Copy(storage::ReplicaRow* row, const origin::Configured
   storage::CheckedBlobReads checked(&*blob);
   absl::Status damage;
   auto source = [&](int64_t offset, char* buf, size_t size) -> absl::StatusOr<size_t> {
-    if (loop_.stopping()) {
-      return MakeError(absl::StatusCode::kCancelled, "SERVER_STOPPING",
-                       "the server is shutting down");
-    }
+    if (loop_.stopping()) return WakeableLoop::StoppingError();
     absl::StatusOr<size_t> got = checked.ReadAt(offset, buf, size);
     if (!got.ok() && absl::IsDataLoss(got.status())) damage = got.status();
     return got;

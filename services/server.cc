@@ -162,13 +162,16 @@ absl::StatusOr<std::unique_ptr<ModeldistServer>> ModeldistServer::Start(
                                                            const absl::Status& problem) {
     health->Report(hex, problem);
   };
-  if (parts->origins != nullptr) {
+  // The chains read-through checks fetched blobs against (with origins only).
+  const ChainLookup recorded_chains =
+      parts->origins != nullptr ? RecordedChainLookup(parts->catalog.get()) : nullptr;
+  if (recorded_chains) {
     // A blob whose chain is recorded is read through from the origins when it is not stored
     // here (services/read_through.h): its manifests are signed from that chain, and its
     // absence is not damage.
     cache_options.remote_chain =
-        [lookup = RecordedChainLookup(parts->catalog.get())](
-            const std::string& hex) -> absl::StatusOr<std::vector<std::string>> {
+        [lookup =
+             recorded_chains](const std::string& hex) -> absl::StatusOr<std::vector<std::string>> {
       MD_ASSIGN_OR_RETURN(RemoteBlob remote, lookup(hex));
       std::vector<std::string> entries;
       for (size_t at = 0; at < remote.chain.size(); at += storage::kChainEntryBytes) {
@@ -176,8 +179,8 @@ absl::StatusOr<std::unique_ptr<ModeldistServer>> ModeldistServer::Start(
       }
       return entries;
     };
-    parts->health->set_fetchable([lookup = RecordedChainLookup(parts->catalog.get())](
-                                     const std::string& hex) { return lookup(hex).ok(); });
+    parts->health->set_fetchable(
+        [lookup = recorded_chains](const std::string& hex) { return lookup(hex).ok(); });
   }
   parts->manifests = std::make_unique<ManifestCache>(parts->catalog.get(), parts->blobs.get(),
                                                      parts->keys.get(), cache_options);
@@ -222,8 +225,7 @@ absl::StatusOr<std::unique_ptr<ModeldistServer>> ModeldistServer::Start(
       health->Restored(hex);
     };
     parts->read_through = std::make_unique<ReadThrough>(parts->blobs.get(), parts->origins.get(),
-                                                        RecordedChainLookup(parts->catalog.get()),
-                                                        std::move(read_through));
+                                                        recorded_chains, std::move(read_through));
   }
 
   parts->auth = std::make_unique<AdminAuth>(config.admin_token);

@@ -1,6 +1,12 @@
 #include "services/wakeable_loop.h"
 
+#include "common/status.h"
+
 namespace modeldist::services {
+
+absl::Status WakeableLoop::StoppingError() {
+  return MakeError(absl::StatusCode::kCancelled, "SERVER_STOPPING", "the server is shutting down");
+}
 
 void WakeableLoop::Start() {
   if (thread_.joinable() || stopping()) return;

@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 
@@ -38,6 +39,8 @@ class WakeableLoop {
   void Stop() ABSL_LOCKS_EXCLUDED(mu_);
 
   bool stopping() const { return stopping_.load(); }
+  // What work cut short by stopping() returns: CANCELLED, reason SERVER_STOPPING.
+  static absl::Status StoppingError();
 
  private:
   void Run() ABSL_LOCKS_EXCLUDED(mu_);

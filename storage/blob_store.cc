@@ -110,6 +110,10 @@ absl::StatusOr<int64_t> HashWholeFile(int fd, const std::string& path, BlobHashe
   }
 }
 
+bool IsNotStored(const absl::Status& status) {
+  return absl::IsNotFound(status) && ErrorReason(status) == "BLOB_NOT_FOUND";
+}
+
 absl::Status ValidateDeclaredSize(int64_t declared_size) {
   if (declared_size >= 0 && declared_size <= kMaxBlobBytes) return absl::OkStatus();
   return InvalidArgument("size_bytes", "INVALID_SIZE",

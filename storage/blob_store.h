@@ -119,6 +119,11 @@ class BlobReader {
   std::shared_ptr<const BlobRecord> record_;
 };
 
+// Whether `status` (of Size, OpenBlob or ChunkChain) says the blob is simply not stored here:
+// NOT_FOUND with reason BLOB_NOT_FOUND, not a blob that was quarantined. Read-through
+// (services/read_through.h) fetches such a blob from the origins.
+bool IsNotStored(const absl::Status& status);
+
 class BlobStore {
  public:
   struct Options {

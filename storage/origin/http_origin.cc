@@ -2,7 +2,6 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/strip.h"
 #include "common/http/http.h"
 #include "common/status.h"
 #include "storage/origin/ranged_get.h"
@@ -46,8 +45,7 @@ absl::StatusOr<ObjectInfo> HttpOrigin::Head(const std::string& key) {
     if (!response.ok()) return http::HttpError(response, where);
     ObjectInfo info;
     if (!absl::SimpleAtoi(response.Header("content-length"), &info.size)) info.size = -1;
-    info.etag = std::string(absl::StripSuffix(
-        absl::StripPrefix(absl::StripPrefix(response.Header("etag"), "W/"), "\""), "\""));
+    info.etag = EtagValue(response.Header("etag"));
     return info;
   });
 }

@@ -15,6 +15,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/strings/strip.h"
 #include "common/http/http.h"
 
 namespace modeldist::origin {
@@ -28,6 +29,15 @@ struct ObjectInfo {
   // present) match the blob.
   std::string sha256_hex;
 };
+
+// An ETag header's value (or S3's XML <ETag>) as ObjectInfo keeps it: a weak mark (W/) and the
+// quotes removed.
+inline std::string EtagValue(absl::string_view etag) {
+  absl::ConsumePrefix(&etag, "W/");
+  absl::ConsumePrefix(&etag, "\"");
+  absl::ConsumeSuffix(&etag, "\"");
+  return std::string(etag);
+}
 
 // Bytes of an object, in order, in pieces of any size. Returning an error stops the transfer.
 using ByteSink = std::function<absl::Status(absl::string_view)>;

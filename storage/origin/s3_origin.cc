@@ -54,12 +54,6 @@ std::string XmlEscape(absl::string_view text) {
                              {{"&", "&amp;"}, {"<", "&lt;"}, {">", "&gt;"}, {"\"", "&quot;"}});
 }
 
-std::string Unquote(absl::string_view etag) {
-  absl::ConsumePrefix(&etag, "\"");
-  absl::ConsumeSuffix(&etag, "\"");
-  return std::string(etag);
-}
-
 // hex MD5 of `size` bytes of `source` at `offset`: S3's ETag of a part, to check a part found
 // on resume is the one we would send.
 absl::StatusOr<std::string> Md5Hex(const http::BodyReader& source, int64_t offset, int64_t size) {
@@ -222,7 +216,7 @@ absl::StatusOr<std::vector<S3Origin::Part>> S3Origin::ListParts(const std::strin
           !absl::SimpleAtoi(XmlFirst(xml, "Size"), &part.size)) {
         continue;  // unreadable: treated as missing, so it is sent again
       }
-      part.etag = Unquote(XmlFirst(xml, "ETag"));
+      part.etag = EtagValue(XmlFirst(xml, "ETag"));
       parts.push_back(std::move(part));
     }
     marker = XmlFirst(body, "NextPartNumberMarker");
@@ -293,7 +287,7 @@ absl::Status S3Origin::PutMultipart(const std::string& key, const http::BodyRead
       failed = WithContext(response.status(), absl::StrCat("part ", number, " of ", count));
       break;
     }
-    etags[static_cast<size_t>(i)] = Unquote(response->Header("etag"));
+    etags[static_cast<size_t>(i)] = EtagValue(response->Header("etag"));
     done += length;
     if (progress) progress(done, size);
   }
@@ -379,7 +373,7 @@ absl::StatusOr<ObjectInfo> S3Origin::Head(const std::string& key) {
     return MakeError(absl::StatusCode::kUnavailable, "ORIGIN_BAD_ANSWER",
                      absl::StrCat(options_.name, ": HEAD ", key, " sent no Content-Length"));
   }
-  info.etag = Unquote(response.Header("etag"));
+  info.etag = EtagValue(response.Header("etag"));
   std::string digest;
   const std::string checksum = response.Header("x-amz-checksum-sha256");
   // A multipart object's checksum is of its parts' checksums ("...-N"), not of the object.

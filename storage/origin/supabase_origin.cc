@@ -72,13 +72,6 @@ absl::Status BadAnswer(absl::string_view where, absl::string_view what) {
                    absl::StrCat(where, " ", what));
 }
 
-std::string Unquote(absl::string_view etag) {
-  absl::ConsumePrefix(&etag, "W/");
-  absl::ConsumePrefix(&etag, "\"");
-  absl::ConsumeSuffix(&etag, "\"");
-  return std::string(etag);
-}
-
 // A HEAD's 400: Supabase's answer for every 4xx, whose JSON body a HEAD answer cannot carry.
 bool UnexplainedBadRequest(const absl::Status& status) {
   return ErrorMetadataValue(status, "http_status") == "400";
@@ -418,7 +411,7 @@ absl::StatusOr<ObjectInfo> SupabaseOrigin::Head(const std::string& key) {
     if (!absl::SimpleAtoi(response->Header("content-length"), &info.size)) {
       return BadAnswer(Where(head), "sent no Content-Length");
     }
-    info.etag = Unquote(response->Header("etag"));
+    info.etag = EtagValue(response->Header("etag"));
     return info;
   });
 }
