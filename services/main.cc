@@ -64,6 +64,9 @@ int main(int argc, char** argv) {
             "object stores and CDNs holding copies of blobs (text proto or .json; "
             "docs/origins.md): published blobs are copied to those with `replicate`, and "
             "devices get their URLs as mirrors");
+  flags.AddBool("evict-replicated",
+                "remove a blob's local copy once every `replicate` origin confirmed a copy; "
+                "it is then read through from them (docs/origins.md)");
   flags.Add("port-file", "FILE", "", "write the bound port here once serving (for scripts)");
   flags.AddBool("help", "show this help");
   if (absl::Status s = flags.Parse(argc, argv); !s.ok()) return Fail(std::string(s.message()));
@@ -83,6 +86,7 @@ int main(int argc, char** argv) {
   config.tls_key_file = flags.Get("tls-key");
   config.public_address = flags.Get("public-address");
   config.origins_file = flags.Get("origins");
+  config.evict_replicated = flags.GetBool("evict-replicated");
   if (!absl::ParseDuration(flags.Get("manifest-ttl"), &config.manifest_ttl) ||
       config.manifest_ttl < absl::Minutes(1)) {
     return Fail("--manifest-ttl must be a duration of at least 1m, e.g. 24h or 90m");

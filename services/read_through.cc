@@ -97,11 +97,18 @@ void BlobFetch::Advance(int64_t verified) {
   for (auto& r : ready) r();
 }
 
-void BlobFetch::Fail(const absl::Status& error) {
+BlobFetch::Progress BlobFetch::Wait() {
+  absl::MutexLock lock(&mu_, absl::Condition(&progress_.ended));
+  return progress_;
+}
+
+void BlobFetch::End(const absl::Status& error) {
   std::vector<std::function<void()>> ready;
   {
     absl::MutexLock lock(&mu_);
+    if (error.ok()) progress_.verified = size_;
     progress_.error = error;
+    progress_.ended = true;
     for (auto& [end, r] : waiters_) ready.push_back(std::move(r));
     waiters_.clear();
   }
@@ -145,6 +152,12 @@ absl::StatusOr<std::shared_ptr<BlobFetch>> ReadThrough::Fetch(const std::string&
   return fetch;
 }
 
+absl::Status ReadThrough::Restore(const std::string& hex) {
+  MD_ASSIGN_OR_RETURN(std::shared_ptr<BlobFetch> fetch, Fetch(hex));
+  if (fetch == nullptr) return absl::OkStatus();  // stored
+  return fetch->Wait().error;
+}
+
 void ReadThrough::Stop() {
   std::map<const BlobFetch*, std::thread> threads;
   {
@@ -172,12 +185,11 @@ void ReadThrough::Run(const std::shared_ptr<BlobFetch>& fetch, const RemoteBlob&
   }
   if (status.ok()) {
     if (options_.on_stored) options_.on_stored(fetch->hex());
-    fetch->Advance(fetch->size());
   } else {
     std::cerr << "modeldist-server: read-through of " << FormatDigest(fetch->hex())
               << " failed: " << status << "\n";
-    fetch->Fail(status);
   }
+  fetch->End(status);
   absl::MutexLock lock(&mu_);
   // Joined by the next Fetch or by Stop: a thread cannot join itself.
   if (auto it = threads_.find(fetch.get()); it != threads_.end()) {

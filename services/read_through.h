@@ -15,8 +15,8 @@
 // the digest is being fetched joins that fetch and is served from the bytes verified so far.
 // An origin that fails (5xx after its own retries, NOT_FOUND, a reset) or stalls (no byte for
 // `stall_timeout`) hands over to the next origin at the start of the chunk it was in, so that
-// every chunk is checked against the bytes of one origin and a mismatch blames the right one. When no origin
-// can give the rest, the fetch fails: UNAVAILABLE (ORIGINS_UNAVAILABLE, with a RetryInfo
+// every chunk is checked against the bytes of one origin and a mismatch blames the right one. When
+// no origin can give the rest, the fetch fails: UNAVAILABLE (ORIGINS_UNAVAILABLE, with a RetryInfo
 // delay) when any failure may pass, NOT_FOUND (BLOB_NOT_ON_ORIGINS) when every origin said it
 // has no such object. What was verified stays in the upload for the next fetch to resume.
 //
@@ -88,12 +88,17 @@ class BlobFetch {
   int64_t size() const { return size_; }
 
   // Where the fetch is: bytes [0, verified) may be read; `error` is set once it failed (the
-  // verified bytes stay readable); verified == size once the blob is stored.
+  // verified bytes stay readable); `ended` once it stored the blob (verified == size, which
+  // readers may see a little earlier: the last chunk is released once it hashes to the
+  // digest) or failed.
   struct Progress {
     int64_t verified = 0;
     absl::Status error;
+    bool ended = false;
   };
   Progress progress() const ABSL_LOCKS_EXCLUDED(mu_);
+  // Blocks until the fetch ended; its final progress.
+  Progress Wait() ABSL_LOCKS_EXCLUDED(mu_);
 
   // Runs `ready` once bytes [0, end) are verified or the fetch failed: at once on this thread
   // when that is so already, else on the fetch's thread, so it must only hand work on (e.g.
@@ -106,9 +111,9 @@ class BlobFetch {
  private:
   friend class ReadThrough;
 
-  // The fetch's side: more bytes verified, or the end.
+  // The fetch's side: more bytes verified, or the end (the blob stored, or `error`).
   void Advance(int64_t verified) ABSL_LOCKS_EXCLUDED(mu_);
-  void Fail(const absl::Status& error) ABSL_LOCKS_EXCLUDED(mu_);
+  void End(const absl::Status& error) ABSL_LOCKS_EXCLUDED(mu_);
   void Notify() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const std::string hex_;
@@ -138,6 +143,11 @@ class ReadThrough {
   // The fetch of blob `hex` in progress, else a new one. nullptr when the blob is stored (read
   // it from the store). NOT_FOUND (BLOB_NOT_FOUND) when `lookup` does not know it.
   absl::StatusOr<std::shared_ptr<BlobFetch>> Fetch(const std::string& hex) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Fetches blob `hex` into the store unless it is there, and waits until it is: for work
+  // that needs the whole blob locally (replicating it to an origin that lacks it). The
+  // fetch's error when it fails; NOT_FOUND as Fetch.
+  absl::Status Restore(const std::string& hex) ABSL_LOCKS_EXCLUDED(mu_);
 
   // What `lookup` says of `hex` (for Stat); NOT_FOUND as Fetch.
   absl::StatusOr<RemoteBlob> Lookup(const std::string& hex) const;

@@ -99,8 +99,10 @@ absl::Status Replicator::Attempt(storage::ReplicaRow row, const origin::Configur
     replica.set_state(v1::Replica::CONFIRMED);
     replica.set_attempts(0);
     replica.set_last_error("");
-  } else if (absl::IsCancelled(copied) && loop_.stopping()) {
-    // Shut down mid-copy: due again at the next start, not counted as a failure.
+  } else if ((absl::IsCancelled(copied) && loop_.stopping()) ||
+             ErrorReason(copied) == "SERVER_STOPPING") {
+    // Shut down mid-copy (or while read-through brought the blob back for it): due again at
+    // the next start, not counted as a failure.
     replica.set_state(v1::Replica::PENDING);
     *replica.mutable_next_attempt_time() =
         TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(options_.now()));
@@ -131,6 +133,10 @@ absl::Status Replicator::Copy(storage::ReplicaRow* row, const origin::Configured
                      absl::StrCat("replica row with digest ", row->digest));
   }
   absl::StatusOr<storage::BlobReader> blob = blobs_->OpenBlob(hex);
+  if (storage::IsNotStored(blob.status()) && options_.restore) {
+    MD_RETURN_IF_ERROR(options_.restore(std::string(hex)));
+    blob = blobs_->OpenBlob(hex);
+  }
   if (!blob.ok()) {
     health_->Report(hex, blob.status());
     return blob.status();

@@ -56,8 +56,12 @@ struct ReplicatorOptions {
   // [0, 1), for the backoff's jitter; a seeded engine when empty.
   std::function<double()> random;
   // Called after the copy of blob `digest` on `origin` is confirmed (the server adds it to
-  // its devices' mirror URLs).
+  // its devices' mirror URLs, and may evict the local copy: services/replica_eviction.h).
   std::function<void(const std::string& digest, const std::string& origin)> on_confirmed;
+  // Brings back blob `hex` when it is not stored here (the server reads it through from the
+  // origins that have it: an evicted blob still gets copied to an origin added later).
+  // Unset: such a copy fails until the blob is stored again.
+  std::function<absl::Status(const std::string& hex)> restore;
 };
 
 class Replicator {

@@ -25,6 +25,7 @@
 #include "services/origin_repair.h"
 #include "services/read_through.h"
 #include "services/registry_service.h"
+#include "services/replica_eviction.h"
 #include "services/replicator.h"
 #include "services/scrubber.h"
 #include "storage/blob_store.h"
@@ -84,6 +85,13 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Credentials(const Serve
   return grpc::SslServerCredentials(options);
 }
 
+// --evict-replicated evicts only what has a confirmed copy on every replicating origin.
+absl::Status NoReplicaToEvictFor() {
+  return InvalidArgument("evict_replicated", "INVALID_FLAG",
+                         "--evict-replicated needs an origin with `replicate: true` in the "
+                         "--origins file: a local copy is evicted only once those hold it");
+}
+
 }  // namespace
 
 struct ModeldistServer::Parts {
@@ -102,9 +110,10 @@ struct ModeldistServer::Parts {
   std::unique_ptr<ManifestServiceImpl> manifest_service;
   std::unique_ptr<ArtifactServiceImpl> artifact_service;
   // Last, so they are destroyed (stopped) first, before anything their threads use.
+  std::unique_ptr<ReadThrough> read_through;  // nullptr without --origins
+  std::unique_ptr<ReplicaEviction> eviction;  // nullptr without --evict-replicated
   std::unique_ptr<Replicator> replicator;     // nullptr unless an origin replicates
   std::unique_ptr<OriginRepair> repair;       // nullptr without --origins
-  std::unique_ptr<ReadThrough> read_through;  // nullptr without --origins
   std::unique_ptr<BackgroundScrub> background_scrub;
 };
 
@@ -201,31 +210,51 @@ absl::StatusOr<std::unique_ptr<ModeldistServer>> ModeldistServer::Start(
     // so its chain is recorded then (and at start for replicas confirmed before there was
     // a record).
     MD_RETURN_IF_ERROR(RecordChainsOfConfirmedReplicas(parts->catalog.get(), parts->blobs.get()));
-    ReplicatorOptions replication;
-    replication.on_confirmed = [mirrors = parts->mirrors.get(), catalog = parts->catalog.get(),
-                                blobs = parts->blobs.get()](const std::string& digest,
-                                                            const std::string& origin) {
-      mirrors->Confirmed(digest, origin);
-      const absl::Status recorded = RecordChain(catalog, blobs, digest);
-      if (!recorded.ok()) {
-        std::cerr << "modeldist-server: the chunk chain of " << digest
-                  << " was not recorded; it cannot be read through: " << recorded << "\n";
-      }
-    };
-    auto replicator =
-        std::make_unique<Replicator>(parts->catalog.get(), parts->blobs.get(), parts->health.get(),
-                                     parts->origins.get(), std::move(replication));
-    if (!replicator->origin_names().empty()) parts->replicator = std::move(replicator);
-    parts->repair = std::make_unique<OriginRepair>(parts->catalog.get(), parts->blobs.get(),
-                                                   parts->health.get(), parts->origins.get());
-    parts->health->set_on_damage(
-        [repair = parts->repair.get()](const std::string& hex) { repair->Damaged(hex); });
     ReadThroughOptions read_through;
     read_through.on_stored = [health = parts->health.get()](const std::string& hex) {
       health->Restored(hex);
     };
     parts->read_through = std::make_unique<ReadThrough>(parts->blobs.get(), parts->origins.get(),
                                                         recorded_chains, std::move(read_through));
+    ReplicatorOptions replication;
+    replication.on_confirmed = [p = parts.get()](const std::string& digest,
+                                                 const std::string& origin) {
+      p->mirrors->Confirmed(digest, origin);
+      const absl::Status recorded = RecordChain(p->catalog.get(), p->blobs.get(), digest);
+      if (!recorded.ok()) {
+        std::cerr << "modeldist-server: the chunk chain of " << digest
+                  << " was not recorded; it cannot be read through: " << recorded << "\n";
+      }
+      if (p->eviction == nullptr) return;
+      const absl::StatusOr<bool> evicted = p->eviction->MaybeEvict(digest);
+      if (!evicted.ok()) {
+        std::cerr << "modeldist-server: evicting the local copy of " << digest
+                  << " failed (it stays): " << evicted.status() << "\n";
+      }
+    };
+    replication.restore = [read_through = parts->read_through.get()](const std::string& hex) {
+      return read_through->Restore(hex);
+    };
+    auto replicator =
+        std::make_unique<Replicator>(parts->catalog.get(), parts->blobs.get(), parts->health.get(),
+                                     parts->origins.get(), std::move(replication));
+    if (!replicator->origin_names().empty()) parts->replicator = std::move(replicator);
+    if (config.evict_replicated) {
+      if (parts->replicator == nullptr) return NoReplicaToEvictFor();
+      parts->eviction = std::make_unique<ReplicaEviction>(parts->catalog.get(), parts->blobs.get(),
+                                                          parts->replicator->origin_names());
+      MD_ASSIGN_OR_RETURN(const int evicted, parts->eviction->Sweep());
+      if (evicted > 0) {
+        std::cerr << "modeldist-server: evicted the local copies of " << evicted
+                  << " blobs whose copies on the origins are all confirmed\n";
+      }
+    }
+    parts->repair = std::make_unique<OriginRepair>(parts->catalog.get(), parts->blobs.get(),
+                                                   parts->health.get(), parts->origins.get());
+    parts->health->set_on_damage(
+        [repair = parts->repair.get()](const std::string& hex) { repair->Damaged(hex); });
+  } else if (config.evict_replicated) {
+    return NoReplicaToEvictFor();
   }
 
   parts->auth = std::make_unique<AdminAuth>(config.admin_token);
@@ -298,11 +327,12 @@ std::shared_ptr<grpc::Channel> ModeldistServer::InProcessChannel(
 void ModeldistServer::Shutdown() {
   // A pass in progress stops within one read, rather than keep the process for hours.
   if (parts_ != nullptr && parts_->background_scrub != nullptr) parts_->background_scrub->Stop();
+  // Reads waiting for a fetch end UNAVAILABLE, so the calls below can end; so does a copy
+  // waiting for its evicted blob to come back (Replicator's restore).
+  if (parts_ != nullptr && parts_->read_through != nullptr) parts_->read_through->Stop();
   // A copy in progress is cancelled; its row stays due and resumes at the next start.
   if (parts_ != nullptr && parts_->replicator != nullptr) parts_->replicator->Stop();
   if (parts_ != nullptr && parts_->repair != nullptr) parts_->repair->Stop();
-  // Reads waiting for a fetch end UNAVAILABLE, so the calls below can end.
-  if (parts_ != nullptr && parts_->read_through != nullptr) parts_->read_through->Stop();
   if (server_ != nullptr)
     server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
 }

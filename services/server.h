@@ -52,6 +52,10 @@ struct ServerConfig {
   // CDNs that hold copies of blobs. Empty: none. Every origin is built (credentials read) at
   // start, so a wrong one stops the server there.
   std::string origins_file;
+  // Removes the local copy of a blob once every origin that replicates confirmed a copy; the
+  // server reads it through from them (services/replica_eviction.h). Needs an origin with
+  // `replicate: true`.
+  bool evict_replicated = false;
   // Builds each origin; empty means origin::MakeOrigin. A seam for tests.
   origin::OriginFactory origin_factory;
 };

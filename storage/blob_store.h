@@ -157,6 +157,10 @@ class BlobStore {
   absl::Status Quarantine(absl::string_view hex, absl::string_view details);
   // Whether blob `hex` was ever quarantined (quarantine/<hex>/ exists).
   bool WasQuarantined(absl::string_view hex) const;
+  // Removes blob `hex` and its sidecar because copies elsewhere make this one unneeded (the
+  // server's --evict-replicated: its origins hold it and it is read through from them).
+  // Readers that opened it keep reading it. OK when it is not stored.
+  absl::Status Evict(absl::string_view hex);
 
   // Every blob in blobs/ (64 hex each), sorted.
   absl::StatusOr<std::vector<std::string>> ListBlobs() const;
@@ -314,6 +318,10 @@ class BlobStore {
   // Removes those of `candidates` (hex digests whose session records just expired) that no
   // version declares and no session record names.
   absl::Status RemoveUnwantedBlobs(const std::vector<std::string>& candidates);
+  // Unlinks blob `hex` and then its sidecar (a crash between the two leaves only a small
+  // sidecar, never taken for a blob) and forgets its record. Returns the size it had, 0 when
+  // it was not stored.
+  absl::StatusOr<int64_t> RemoveBlobFiles(absl::string_view hex);
 
   std::string root_;
   Options options_;

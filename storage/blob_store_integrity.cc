@@ -1,7 +1,7 @@
-// BlobStore's integrity side: listing, re-reading from disk for a scrub, and quarantine. Kept
-// apart from the uploads (blob_store_uploads.cc, blob_store_sessions.cc), which are about
-// getting verified bytes in; this is about finding out later that they are no longer what was
-// verified.
+// BlobStore's integrity side: listing, re-reading from disk for a scrub, quarantine and
+// eviction. Kept apart from the uploads (blob_store_uploads.cc, blob_store_sessions.cc), which
+// are about getting verified bytes in; this is about finding out later that they are no longer
+// what was verified, and letting them go.
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -59,6 +59,28 @@ absl::Status BlobStore::Quarantine(absl::string_view hex, absl::string_view deta
   ForgetRecord(hex);
   MD_RETURN_IF_ERROR(FsyncDir(dir));
   return FsyncDir(blob.substr(0, blob.rfind('/')));
+}
+
+absl::Status BlobStore::Evict(absl::string_view hex) {
+  if (!IsHex64(hex)) {
+    return InvalidArgument("digest", "INVALID_DIGEST", "a blob digest is 64 lowercase hex digits");
+  }
+  const std::string blob = BlobPath(hex);
+  MD_RETURN_IF_ERROR(RemoveBlobFiles(hex).status());
+  // Durable like every other change of blobs/: a crash must not bring the file back.
+  return FsyncDir(blob.substr(0, blob.rfind('/')));
+}
+
+absl::StatusOr<int64_t> BlobStore::RemoveBlobFiles(absl::string_view hex) {
+  const std::string path = BlobPath(hex);
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) st.st_size = 0;
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+    return ErrnoStatus(errno, absl::StrCat("rm ", path));
+  }
+  ::unlink(ChainPath(hex).c_str());
+  ForgetRecord(hex);
+  return static_cast<int64_t>(st.st_size);
 }
 
 absl::StatusOr<std::vector<std::string>> BlobStore::ListBlobs() const {

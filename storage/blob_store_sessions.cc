@@ -189,16 +189,8 @@ absl::Status BlobStore::RemoveUnwantedBlobs(const std::vector<std::string>& cand
     if (claimed.contains(hex) || !Contains(hex)) continue;
     absl::StatusOr<bool> referenced = options_.is_referenced(hex);
     if (!referenced.ok() || *referenced) continue;
-    const std::string path = BlobPath(hex);
-    struct stat st {};
-    ::stat(path.c_str(), &st);
-    // The blob first: a crash before the sidecar goes leaves only a small sidecar behind,
-    // which is never taken for a blob (names ending in .chain are not digests).
-    if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
-      return ErrnoStatus(errno, absl::StrCat("rm ", path));
-    }
-    ::unlink(ChainPath(hex).c_str());
-    std::cerr << "modeldist: removed blob sha256:" << hex << " (" << st.st_size
+    MD_ASSIGN_OR_RETURN(const int64_t removed, RemoveBlobFiles(hex));
+    std::cerr << "modeldist: removed blob sha256:" << hex << " (" << removed
               << " bytes): an upload session stored it, the session expired, and no version "
                  "declares it\n";
   }

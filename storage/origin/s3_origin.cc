@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -56,9 +57,25 @@ std::string XmlEscape(absl::string_view text) {
 
 // hex MD5 of `size` bytes of `source` at `offset`: S3's ETag of a part, to check a part found
 // on resume is the one we would send.
+// MD5 of bytes as they pass: what an S3-compatible store reports as a part's ETag.
+class Md5Stream {
+ public:
+  Md5Stream() { Reset(); }
+  void Reset() { EVP_DigestInit_ex(ctx_.get(), EVP_md5(), nullptr); }
+  void Update(const char* data, size_t size) { EVP_DigestUpdate(ctx_.get(), data, size); }
+  std::string Hex() {
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int md_size = 0;
+    EVP_DigestFinal_ex(ctx_.get(), md, &md_size);
+    return HexEncode(absl::string_view(reinterpret_cast<const char*>(md), md_size));
+  }
+
+ private:
+  std::unique_ptr<EVP_MD_CTX, void (*)(EVP_MD_CTX*)> ctx_{EVP_MD_CTX_new(), EVP_MD_CTX_free};
+};
+
 absl::StatusOr<std::string> Md5Hex(const http::BodyReader& source, int64_t offset, int64_t size) {
-  std::unique_ptr<EVP_MD_CTX, void (*)(EVP_MD_CTX*)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
-  EVP_DigestInit_ex(ctx.get(), EVP_md5(), nullptr);
+  Md5Stream md5;
   std::string buffer(1 << 20, '\0');
   for (int64_t done = 0; done < size;) {
     const size_t want = static_cast<size_t>(std::min<int64_t>(buffer.size(), size - done));
@@ -67,13 +84,17 @@ absl::StatusOr<std::string> Md5Hex(const http::BodyReader& source, int64_t offse
       return MakeError(absl::StatusCode::kFailedPrecondition, "ORIGIN_SOURCE_SHORT",
                        "the file to upload is shorter than its size");
     }
-    EVP_DigestUpdate(ctx.get(), buffer.data(), got);
+    md5.Update(buffer.data(), got);
     done += static_cast<int64_t>(got);
   }
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int md_size = 0;
-  EVP_DigestFinal_ex(ctx.get(), md, &md_size);
-  return HexEncode(absl::string_view(reinterpret_cast<const char*>(md), md_size));
+  return md5.Hex();
+}
+
+// Whether `etag` is an MD5 in hex, as S3, R2 and Swift give for a part (not with SSE-KMS).
+bool IsMd5Etag(absl::string_view etag) {
+  return etag.size() == 32 && std::all_of(etag.begin(), etag.end(), [](char c) {
+           return absl::ascii_isdigit(c) || (c >= 'a' && c <= 'f');
+         });
 }
 
 }  // namespace
@@ -199,6 +220,43 @@ absl::Status S3Origin::PutSingle(const std::string& key, const http::BodyReader&
   return SendWithRetries(call, nullptr).status();
 }
 
+absl::StatusOr<std::string> S3Origin::PutPart(const std::string& key, const std::string& upload_id,
+                                              int number, const http::BodyReader& source,
+                                              int64_t offset, int64_t length) {
+  // Parts go without a signed payload hash (that would read each part twice), so bytes
+  // damaged on the way would be stored: the MD5 of what was sent, taken as it is sent, must
+  // be the ETag the store computed from what it received. A mismatch is retried like an
+  // outage; the store keeps the last copy of a part number.
+  Md5Stream sent;
+  Call call;
+  call.method = "PUT";
+  call.key = key;
+  call.query = {{"partNumber", absl::StrCat(number)}, {"uploadId", upload_id}};
+  call.body_reader = [&source, &sent, offset](int64_t at, char* buf,
+                                              size_t n) -> absl::StatusOr<size_t> {
+    MD_ASSIGN_OR_RETURN(const size_t got, source(offset + at, buf, n));
+    sent.Update(buf, got);
+    return got;
+  };
+  call.body_length = length;
+  std::string etag;
+  MD_RETURN_IF_ERROR(RetryCall(options_.retry, [&]() -> absl::StatusOr<http::HttpResponse> {
+                       sent.Reset();  // each try sends the part from its start
+                       MD_ASSIGN_OR_RETURN(http::HttpResponse response, Send(call));
+                       etag = EtagValue(response.Header("etag"));
+                       const std::string md5 = sent.Hex();
+                       if (IsMd5Etag(etag) && etag != md5) {
+                         return MakeError(
+                             absl::StatusCode::kUnavailable, "ORIGIN_BAD_ANSWER",
+                             absl::StrCat(options_.name, " stored part ", number, " with MD5 ",
+                                          etag, ", but the bytes sent have MD5 ", md5,
+                                          ": damaged on the way; sending it again"));
+                       }
+                       return response;
+                     }).status());
+  return etag;
+}
+
 absl::StatusOr<std::vector<S3Origin::Part>> S3Origin::ListParts(const std::string& key,
                                                                 const std::string& upload_id) {
   std::vector<Part> parts;
@@ -274,20 +332,12 @@ absl::Status S3Origin::PutMultipart(const std::string& key, const http::BodyRead
         continue;
       }
     }
-    Call call;
-    call.method = "PUT";
-    call.key = key;
-    call.query = {{"partNumber", absl::StrCat(number)}, {"uploadId", upload_id}};
-    call.body_reader = [&source, offset](int64_t at, char* buf, size_t n) {
-      return source(offset + at, buf, n);
-    };
-    call.body_length = length;
-    absl::StatusOr<http::HttpResponse> response = SendWithRetries(call, nullptr);
-    if (!response.ok()) {
-      failed = WithContext(response.status(), absl::StrCat("part ", number, " of ", count));
+    absl::StatusOr<std::string> etag = PutPart(key, upload_id, number, source, offset, length);
+    if (!etag.ok()) {
+      failed = WithContext(etag.status(), absl::StrCat("part ", number, " of ", count));
       break;
     }
-    etags[static_cast<size_t>(i)] = EtagValue(response->Header("etag"));
+    etags[static_cast<size_t>(i)] = *std::move(etag);
     done += length;
     if (progress) progress(done, size);
   }

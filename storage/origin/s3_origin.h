@@ -99,6 +99,11 @@ class S3Origin final : public Origin {
                          const std::string& sha256_hex);
   absl::Status PutMultipart(const std::string& key, const http::BodyReader& source, int64_t size,
                             const PutProgress& progress);
+  // Uploads part `number` ([offset, offset + length) of `source`); its ETag once the store
+  // reports the MD5 of the bytes sent.
+  absl::StatusOr<std::string> PutPart(const std::string& key, const std::string& upload_id,
+                                      int number, const http::BodyReader& source, int64_t offset,
+                                      int64_t length);
   absl::StatusOr<std::vector<Part>> ListParts(const std::string& key, const std::string& upload_id);
 
   const S3OriginOptions options_;

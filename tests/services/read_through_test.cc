@@ -156,6 +156,24 @@ TEST_F(ReadThroughTest, AMissingBlobIsFetchedOnceVerifiedAndStored) {
   EXPECT_EQ(rt->origin_gets(), 1);
 }
 
+// Restore (the Replicator's way to copy an evicted blob) returns once the blob is stored,
+// not merely verified, and gives the fetch's error when it fails.
+TEST_F(ReadThroughTest, RestoreReturnsOnceTheBlobIsStored) {
+  const std::string hex = AddBlob(6 * kMiB + 5);
+  auto rt = Make();
+  ASSERT_TRUE(rt->Restore(hex).ok());
+  EXPECT_TRUE(blobs_->Contains(hex));
+  EXPECT_TRUE(blobs_->Verify(hex).ok());
+  EXPECT_TRUE(rt->Restore(hex).ok());  // stored: no fetch
+  EXPECT_EQ(rt->origin_gets(), 1);
+
+  const std::string missing = AddBlob(kMiB, /*on=*/{});
+  const absl::Status gone = rt->Restore(missing);
+  EXPECT_EQ(gone.code(), absl::StatusCode::kNotFound) << gone;
+  EXPECT_EQ(ErrorReason(gone), "BLOB_NOT_ON_ORIGINS");
+  EXPECT_FALSE(blobs_->Contains(missing));
+}
+
 TEST_F(ReadThroughTest, ConcurrentReadsJoinOneFetchAndSeeOnlyVerifiedChunks) {
   const std::string hex = AddBlob(9 * kMiB);
   absl::Notification release;

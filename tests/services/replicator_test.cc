@@ -24,6 +24,7 @@
 #include "storage/origin/origin_factory.h"
 #include "storage/origin/s3_origin.h"
 #include "storage/served_bytes_check.h"
+#include "tests/services/replicator_fixture.h"
 #include "tests/storage/origin/memory_origin.h"
 #include "tests/testing/swift_s3_server.h"
 #include "tests/testing/test_server.h"
@@ -36,154 +37,7 @@ using google::protobuf::util::TimeUtil;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 
-// Two origins replicate; "web" (read-only) and "cold" (replicate unset) do not.
-constexpr char kOrigins[] = R"pb(
-  origins {
-    name: "r2"
-    s3 {
-      endpoint: "https://acct.r2.cloudflarestorage.com"
-      region: "auto"
-      bucket: "models"
-      access_key_id { env: "UNUSED_KEY_ID" }
-      secret_access_key { env: "UNUSED_SECRET" }
-    }
-    key_prefix: "prod/"
-    replicate: true
-  }
-  origins {
-    name: "backup"
-    s3 {
-      endpoint: "https://s3.eu-west-1.amazonaws.com"
-      region: "eu-west-1"
-      bucket: "backup"
-      access_key_id { env: "UNUSED_KEY_ID" }
-      secret_access_key { env: "UNUSED_SECRET" }
-    }
-    replicate: true
-  }
-  origins {
-    name: "cold"
-    s3 {
-      endpoint: "https://s3.eu-west-1.amazonaws.com"
-      region: "eu-west-1"
-      bucket: "cold"
-      access_key_id { env: "UNUSED_KEY_ID" }
-      secret_access_key { env: "UNUSED_SECRET" }
-    }
-  }
-  origins {
-    name: "web"
-    http { base_url: "https://models.example.com/v1" }
-  }
-)pb";
-
 constexpr int64_t kMiB = 1 << 20;
-
-// The MemoryOrigins a factory built, by name.
-using Fakes = std::map<std::string, MemoryOrigin*>;
-
-origin::OriginFactory FakeFactory(Fakes* fakes) {
-  return [fakes](const v1::Origin& entry) -> absl::StatusOr<std::unique_ptr<origin::Origin>> {
-    auto fake = std::make_unique<MemoryOrigin>(entry.name());
-    (*fakes)[entry.name()] = fake.get();
-    return fake;
-  };
-}
-
-v1::OriginsConfig ParseOrigins(const std::string& text) {
-  v1::OriginsConfig config;
-  EXPECT_TRUE(google::protobuf::TextFormat::ParseFromString(text, &config));
-  return config;
-}
-
-class ReplicatorTest : public ::testing::Test {
- protected:
-  virtual std::string OriginsText() { return kOrigins; }
-  virtual origin::OriginFactory Factory() { return FakeFactory(&fakes_); }
-
-  void SetUp() override {
-    auto catalog =
-        storage::Catalog::Open(dir_.Join("catalog.db"), {.now = [this] { return Now(); }});
-    ASSERT_TRUE(catalog.ok()) << catalog.status();
-    catalog_ = *std::move(catalog);
-    auto blobs = storage::BlobStore::Open(dir_.Join("store"));
-    ASSERT_TRUE(blobs.ok()) << blobs.status();
-    blobs_ = *std::move(blobs);
-    health_ = std::make_unique<services::BlobHealth>(catalog_.get(), blobs_.get());
-    auto origins = origin::OriginSet::Build(ParseOrigins(OriginsText()), Factory());
-    ASSERT_TRUE(origins.ok()) << origins.status();
-    origins_ = *std::move(origins);
-    replicator_ = MakeReplicator();
-  }
-
-  std::unique_ptr<services::Replicator> MakeReplicator() {
-    services::ReplicatorOptions options;
-    options.now = [this] { return Now(); };
-    options.random = [] { return 0.0; };  // no jitter: the full backoff
-    return std::make_unique<services::Replicator>(catalog_.get(), blobs_.get(), health_.get(),
-                                                  origins_.get(), options);
-  }
-
-  absl::Time Now() {
-    absl::MutexLock lock(&clock_mu_);
-    return now_;
-  }
-  void Advance(absl::Duration d) {
-    absl::MutexLock lock(&clock_mu_);
-    now_ += d;
-  }
-
-  // Stores `bytes` and publishes them as version `version` of model "m"; returns the hex.
-  std::string Publish(const std::string& version, const std::string& bytes) {
-    const std::string hex = Sha256::HexOf(bytes);
-    EXPECT_TRUE(blobs_->Put(hex, bytes).ok());
-    if (!catalog_->GetModel("m").ok()) {
-      EXPECT_TRUE(catalog_->CreateModel("m", "").ok());
-    }
-    v1::Artifact artifact;
-    artifact.set_platform(v1::PLATFORM_LINUX);
-    artifact.set_arch(v1::ARCH_ANY);
-    artifact.set_format(v1::FORMAT_GGUF);
-    artifact.set_digest("sha256:" + hex);
-    artifact.set_size_bytes(static_cast<int64_t>(bytes.size()));
-    EXPECT_TRUE(catalog_->CreateVersion({"m", version}, {artifact}).ok());
-    EXPECT_TRUE(
-        catalog_->PublishVersion({"m", version}, [](const std::string&) { return true; }).ok());
-    return hex;
-  }
-
-  // The rows of blob `hex`, by origin.
-  std::map<std::string, v1::Replica> Rows(const std::string& hex) {
-    std::map<std::string, v1::Replica> rows;
-    absl::StatusOr<std::vector<v1::Replica>> list = catalog_->ListReplicas("sha256:" + hex);
-    EXPECT_TRUE(list.ok()) << list.status();
-    if (list.ok()) {
-      for (const v1::Replica& r : *list) rows[r.origin()] = r;
-    }
-    return rows;
-  }
-
-  // Flips a byte of stored blob `hex` at `offset`, as rot on the disk would.
-  void Rot(const std::string& hex, int64_t offset) {
-    DamageFile(blobs_->BlobPath(hex), FileDamage::kFlip, offset);
-  }
-
-  int RunOnce() {
-    absl::StatusOr<int> attempted = replicator_->RunOnce();
-    EXPECT_TRUE(attempted.ok()) << attempted.status();
-    return attempted.ok() ? *attempted : -1;
-  }
-
-  ScratchDir dir_;
-  absl::Mutex clock_mu_;
-  absl::Time now_ = absl::FromUnixSeconds(1'700'000'000);
-  std::unique_ptr<storage::Catalog> catalog_;
-  std::unique_ptr<storage::BlobStore> blobs_;
-  std::unique_ptr<services::BlobHealth> health_;
-  Fakes fakes_;
-  std::unique_ptr<origin::OriginSet> origins_;
-  std::unique_ptr<services::Replicator> replicator_;
-};
 
 TEST_F(ReplicatorTest, CopiesEveryPublishedBlobToEachReplicatingOriginAndConfirmsIt) {
   EXPECT_THAT(replicator_->origin_names(), ::testing::ElementsAre("r2", "backup"));
@@ -432,50 +286,6 @@ TEST_F(ReplicatorTest, ADamagedBlobWithoutAConfirmedReplicaStaysDamaged) {
   EXPECT_THAT(repair.RunOnce(), IsOkAndHolds(1));
   EXPECT_TRUE(blobs_->Contains(hex));
 }
-
-// The same against Swift's S3 API with 5 MiB parts, so that a blob goes up in parts whose
-// edges fall inside chain chunks (chunks are 4 MiB).
-class ReplicatorSwiftTest : public ReplicatorTest {
- protected:
-  static void SetUpTestSuite() {
-    if (!SwiftS3Server::Installed()) return;
-    swift_ = new SwiftS3Server();
-    if (!swift_->Start("models")) {
-      delete swift_;
-      swift_ = nullptr;
-    }
-  }
-  static void TearDownTestSuite() {
-    delete swift_;
-    swift_ = nullptr;
-  }
-
-  std::string OriginsText() override {
-    const std::string endpoint = swift_ == nullptr ? "http://127.0.0.1:1" : swift_->endpoint();
-    return absl::StrCat("origins { name: \"swift\" replicate: true s3 { endpoint: \"", endpoint,
-                        "\" region: \"auto\" bucket: \"models\""
-                        " access_key_id { env: \"MODELDIST_TEST_SWIFT_KEY_ID\" }"
-                        " secret_access_key { env: \"MODELDIST_TEST_SWIFT_SECRET\" }"
-                        " checksum_sha256: true part_size_bytes: 5242880 } }");
-  }
-  origin::OriginFactory Factory() override { return origin::MakeOrigin; }
-
-  void SetUp() override {
-    if (!SwiftS3Server::Installed()) GTEST_SKIP() << "Swift is not installed";
-    ASSERT_NE(swift_, nullptr) << "Swift did not start";
-    ::setenv("MODELDIST_TEST_SWIFT_KEY_ID", SwiftS3Server::kAccessKey, 1);
-    ::setenv("MODELDIST_TEST_SWIFT_SECRET", SwiftS3Server::kSecret, 1);
-    ReplicatorTest::SetUp();
-  }
-
-  origin::S3Origin& Store() {
-    return dynamic_cast<origin::S3Origin&>(*origins_->Find("swift")->origin);
-  }
-
-  static SwiftS3Server* swift_;
-};
-
-SwiftS3Server* ReplicatorSwiftTest::swift_ = nullptr;
 
 TEST_F(ReplicatorSwiftTest, AMultipartCopyIsStoredWholeAndConfirmed) {
   const std::string bytes = RandomBytes(13 * kMiB + 5, 10);  // 3 parts, 4 chunks

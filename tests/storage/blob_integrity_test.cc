@@ -1,6 +1,6 @@
 // The blob store's integrity side: the recorded size in the sidecar, ServedBytesCheck (what a
 // Read stream checks before bytes go out, and when it may skip hashing), Verify (the scrub's
-// read from disk) and Quarantine.
+// read from disk), Quarantine and Evict.
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -27,6 +27,7 @@ namespace {
 using ::modeldist::testing::DamageFile;
 using ::modeldist::testing::FileDamage;
 using ::modeldist::testing::IsOk;
+using ::modeldist::testing::IsOkAndHolds;
 using ::modeldist::testing::RandomBytes;
 using ::modeldist::testing::ScratchDir;
 using ::testing::HasSubstr;
@@ -270,6 +271,28 @@ TEST_F(BlobIntegrityTest, QuarantineMovesTheBlobAsideAndKeepsIt) {
   ASSERT_THAT(reason, IsOk());
   EXPECT_THAT(*reason, HasSubstr("chunk 1 is bad"));
   // Storing the bytes again makes it a blob like any other.
+  ASSERT_THAT(store_->Put(hex_, data_), IsOk());
+  EXPECT_THAT(store_->Verify(hex_), IsOk());
+}
+
+TEST_F(BlobIntegrityTest, EvictRemovesTheBlobAndItsSidecarWhileOpenReadersKeepReading) {
+  ASSERT_THAT(store_->ChunkChain(hex_), IsOk());
+  auto reader = store_->OpenBlob(hex_);
+  ASSERT_THAT(reader, IsOk());
+  ASSERT_THAT(store_->Evict(hex_), IsOk());
+  EXPECT_FALSE(store_->Contains(hex_));
+  EXPECT_FALSE(store_->WasQuarantined(hex_));  // not damage: nothing kept aside
+  EXPECT_TRUE(IsNotStored(store_->Size(hex_).status()));
+  EXPECT_TRUE(IsNotStored(store_->OpenBlob(hex_).status()));
+  struct stat st;
+  EXPECT_NE(::stat((store_->BlobPath(hex_) + ".chain").c_str(), &st), 0) << "sidecar left";
+  EXPECT_TRUE(store_->ListBlobs()->empty());
+  std::string bytes(data_.size(), '\0');
+  EXPECT_THAT(reader->ReadAt(0, bytes.data(), bytes.size()), IsOkAndHolds(data_.size()));
+  EXPECT_TRUE(bytes == data_);
+  EXPECT_THAT(store_->Evict(hex_), IsOk());  // nothing left to evict
+  EXPECT_EQ(store_->Evict("not-a-digest").code(), absl::StatusCode::kInvalidArgument);
+  // Stored again (read through), it is a blob like any other.
   ASSERT_THAT(store_->Put(hex_, data_), IsOk());
   EXPECT_THAT(store_->Verify(hex_), IsOk());
 }

@@ -156,6 +156,10 @@ void FaultProxy::set_fault(Fault fault) {
 
 Fault FaultProxy::TakeFault() {
   absl::MutexLock lock(&mu_);
+  if (fault_.after > 0) {
+    --fault_.after;
+    return Fault();
+  }
   const Fault fault = fault_;
   if (fault_.times > 0 && --fault_.times == 0) fault_ = Fault();
   return fault;
@@ -246,11 +250,20 @@ void FaultProxy::Serve(int client) {
   int64_t body_left = 0;
   if (!absl::SimpleAtoi(FieldValue(head, "content-length"), &body_left)) body_left = 0;
   body_left -= static_cast<int64_t>(in.size() - head_end);
-  bool ok = SendAll(upstream, ForceClose(head)) && SendAll(upstream, in.substr(head_end));
+  int64_t forwarded = 0;  // request body bytes sent upstream
+  auto forward = [&](std::string piece) {
+    if (fault.kind == Fault::kCorruptRequest && fault.at >= forwarded &&
+        fault.at < forwarded + static_cast<int64_t>(piece.size())) {
+      piece[static_cast<size_t>(fault.at - forwarded)] ^= 0x01;
+    }
+    forwarded += static_cast<int64_t>(piece.size());
+    return SendAll(upstream, piece);
+  };
+  bool ok = SendAll(upstream, ForceClose(head)) && forward(in.substr(head_end));
   char buf[64 * 1024];
   while (ok && body_left > 0) {
     const ssize_t n = ::recv(client, buf, std::min<size_t>(sizeof buf, body_left), 0);
-    ok = n > 0 && SendAll(upstream, absl::string_view(buf, static_cast<size_t>(n)));
+    ok = n > 0 && forward(std::string(buf, static_cast<size_t>(n)));
     body_left -= n;
   }
 

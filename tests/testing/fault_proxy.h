@@ -2,13 +2,14 @@
 //
 // A plain HTTP/1.1 proxy on 127.0.0.1 that sits between a client under test and a real web
 // server (e.g. NginxServer) and damages the responses' bodies on demand: a flipped bit, a
-// connection closed or reset mid-body, a stall, a 503, a Content-Length that lies. It lets a
+// connection closed or reset mid-body, a stall, a 503, a Content-Length that lies; or an
+// upload's bytes on their way (a flipped bit in a request body). It lets a
 // test put the faults of a real network between real HTTP code and a real server, where a
 // fake origin would only simulate them.
 //
 // One request per connection: the request is forwarded with `Connection: close`, so the
 // upstream closes after its response and the body is whatever comes before that close. Only
-// the body is damaged (offsets count from the first byte after the response's headers).
+// bodies are damaged (offsets count from the first byte after the headers).
 #ifndef MODELDIST_TESTS_TESTING_FAULT_PROXY_H_
 #define MODELDIST_TESTS_TESTING_FAULT_PROXY_H_
 
@@ -26,20 +27,24 @@ namespace modeldist::testing {
 
 struct Fault {
   enum Kind {
-    kNone,         // pass through
-    kCorrupt,      // flip one bit of body byte `at`
-    kTruncate,     // close the connection (FIN) after `at` body bytes; headers unchanged
-    kStall,        // send `at` body bytes, then nothing, keeping the socket open until the
-                   // client closes it or the proxy is destroyed
-    kReset,        // after `at` body bytes, close with RST (SO_LINGER 0)
-    kStatus5xx,    // answer 503 with a small body, without contacting the upstream
-    kWrongLength,  // announce a Content-Length larger than the body, close after the body
+    kNone,            // pass through
+    kCorrupt,         // flip one bit of body byte `at`
+    kTruncate,        // close the connection (FIN) after `at` body bytes; headers unchanged
+    kStall,           // send `at` body bytes, then nothing, keeping the socket open until the
+                      // client closes it or the proxy is destroyed
+    kReset,           // after `at` body bytes, close with RST (SO_LINGER 0)
+    kStatus5xx,       // answer 503 with a small body, without contacting the upstream
+    kWrongLength,     // announce a Content-Length larger than the body, close after the body
+    kCorruptRequest,  // flip one bit of the request's body byte `at` on its way upstream
   };
   Kind kind = kNone;
   int64_t at = 0;
   // The fault applies to this many requests from set_fault on, then requests pass through;
   // negative: to every request.
   int times = -1;
+  // Requests that pass untouched before the fault starts (e.g. 2 aims at the second part of a
+  // multipart upload, after its create request and first part).
+  int after = 0;
 };
 
 class FaultProxy {

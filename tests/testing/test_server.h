@@ -37,8 +37,10 @@ class TestServer {
   ~TestServer();
 
   services::ModeldistServer& server() { return *server_; }
-  // Stops the server and starts a new one on the same data dir (a clean restart).
+  // Stops the server and starts a new one on the same data dir (a clean restart), with the
+  // config as config() has it then.
   void Restart();
+  services::ServerConfig& config() { return config_; }
   const std::string& data_dir() const { return dir_.path(); }
 
   v1::RegistryService::Stub& registry() { return *registry_; }
