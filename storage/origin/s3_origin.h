@@ -9,9 +9,12 @@
 // x-amz-checksum-sha256 so the store keeps the digest and Head reports it. Larger objects go up
 // as a multipart upload: an upload of the same key left by an interrupted Put is found
 // (ListMultipartUploads) and its parts listed (ListParts); parts already there with the right
-// size and MD5 are kept, the rest sent, each part retried alone under the retry policy. A
-// failure that another attempt cannot fix (a denied request, bytes that failed their check) aborts
-// the upload; an interruption (cancel, the store unavailable past the retries) leaves it for the
+// size and MD5 are kept, the rest sent, each part retried alone under the retry policy. Over
+// plain HTTP, a part whose ETag is not the MD5 of the bytes sent was damaged on the way and is
+// sent again (over HTTPS, TLS authenticates the bytes on the way).
+// Bodies are read ahead of curl on a thread of their own (http::ReadAheadBody). A failure
+// that another attempt cannot fix (a denied request, bytes that failed their check) aborts the
+// upload; an interruption (cancel, the store unavailable past the retries) leaves it for the
 // next Put to resume.
 #ifndef MODELDIST_STORAGE_ORIGIN_S3_ORIGIN_H_
 #define MODELDIST_STORAGE_ORIGIN_S3_ORIGIN_H_
@@ -104,6 +107,10 @@ class S3Origin final : public Origin {
   absl::StatusOr<std::string> PutPart(const std::string& key, const std::string& upload_id,
                                       int number, const http::BodyReader& source, int64_t offset,
                                       int64_t length);
+  // Sends `call` with [offset, offset + length) of `source` as its body, under the retry
+  // policy; with `check_part_md5`, an ETag that is an MD5 must be that of the bytes sent.
+  absl::StatusOr<http::HttpResponse> SendBody(Call call, const http::BodyReader& source,
+                                              int64_t offset, int64_t length, bool check_part_md5);
   absl::StatusOr<std::vector<Part>> ListParts(const std::string& key, const std::string& upload_id);
 
   const S3OriginOptions options_;

@@ -91,6 +91,7 @@ const std::map<std::string, std::string>& NotRpcAnswers() {
       {"CLOUDFRONT_POLICY_INVALID", "origins (device URLs)"},
       {"CLOUDFRONT_SIGNING_FAILED", "origins (device URLs)"},
       {"HTTP_BAD_URL", "origins"},
+      {"HTTP_BODY_REWOUND", "origins"},
       {"HTTP_BODY_SHORT", "origins"},
       {"HTTP_BODY_TOO_LARGE", "origins"},
       {"HTTP_CANCELLED", "origins"},
