@@ -90,7 +90,72 @@ absl::Status Swift::Start(const std::string& scratch_parent) {
   return absl::OkStatus();
 }
 
+absl::Status Swift::StartTlsFront(const std::string& prefix) {
+  for (const char* sub : {"", "/logs", "/tmp"}) MD_RETURN_IF_ERROR(MakeDirs(prefix + sub));
+  const std::string cert = prefix + "/cert.pem";
+  const std::string key = prefix + "/key.pem";
+  MD_RETURN_IF_ERROR(
+      TimeShell(
+          absl::StrCat("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 "
+                       "-nodes -days 1 -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1"
+                       " -keyout ",
+                       key, " -out ", cert, " 2>/dev/null"))
+          .status());
+  const std::string error_log = prefix + "/logs/error.log";
+  auto launch = [&](int port) -> absl::StatusOr<pid_t> {
+    const std::string conf = absl::StrFormat(
+        "worker_processes 1;\n"
+        "daemon off;\n"
+        "pid %s/nginx.pid;\n"
+        "error_log %s warn;\n"
+        "events { worker_connections 1024; }\n"
+        "http {\n"
+        "  access_log off;\n"
+        "  client_body_temp_path %s/tmp/body; proxy_temp_path %s/tmp/proxy;\n"
+        "  fastcgi_temp_path %s/tmp/fcgi; uwsgi_temp_path %s/tmp/uwsgi;\n"
+        "  scgi_temp_path %s/tmp/scgi;\n"
+        "  server {\n"
+        "    listen 127.0.0.1:%d ssl;\n"
+        "    ssl_certificate %s; ssl_certificate_key %s;\n"
+        "    client_max_body_size 0;\n"
+        "    proxy_request_buffering off; proxy_buffering off; proxy_http_version 1.1;\n"
+        "    location / {\n"
+        "      proxy_pass http://127.0.0.1:%d;\n"
+        "      proxy_set_header Host $http_host;\n"  // the host the request was signed for
+        "    }\n"
+        "  }\n"
+        "}\n",
+        prefix, error_log, prefix, prefix, prefix, prefix, prefix, port, cert, key,
+        server_->port());
+    MD_RETURN_IF_ERROR(WriteFileAtomically(prefix + "/nginx.conf", conf, 0644));
+    return Spawn(
+        {"/usr/sbin/nginx", "-p", prefix + "/", "-e", error_log, "-c", prefix + "/nginx.conf"},
+        prefix + "/logs/stderr.log");
+  };
+  // Ours once a request verifies against this run's fresh certificate and reaches Swift.
+  auto ready = [&](const ServerProcess& front) -> absl::StatusOr<bool> {
+    const std::string out = prefix + "/probe.txt";
+    const bool answered =
+        TimeShell(absl::StrCat("curl -s -o /dev/null -w '%{http_code}' --max-time 2 --cacert ",
+                               cert, " https://", front.address, "/"),
+                  out)
+            .ok();
+    return answered && ReadFileToString(out).value_or("000") != "000";
+  };
+  MD_ASSIGN_OR_RETURN(ServerProcess front,
+                      StartOnFreePort("nginx (TLS front)", error_log, 5000, launch, ready));
+  tls_front_ = front.pid;
+  tls_port_ = front.port;
+  ca_file_ = cert;
+  return absl::OkStatus();
+}
+
+std::string Swift::endpoint() const {
+  return tls_port_ == 0 ? server_->endpoint() : absl::StrCat("https://127.0.0.1:", tls_port_);
+}
+
 Swift::~Swift() {
+  if (tls_front_ > 0) StopChild(tls_front_);
   server_.reset();
   for (auto& slot : g_swift_pids) slot.store(0);
 }
@@ -111,7 +176,8 @@ absl::Status Swift::WriteNetrc(const std::string& netrc) {
 
 std::string Swift::Curl(const std::string& args, const std::string& key) const {
   return absl::StrCat("curl -sS --fail-with-body --aws-sigv4 'aws:amz:", SwiftS3Server::kRegion,
-                      ":s3' --netrc-file ", netrc_, " ", kUnsignedPayload, " ", args, " ",
+                      ":s3' --netrc-file ", netrc_, " ", kUnsignedPayload, " ",
+                      ca_file_.empty() ? "" : absl::StrCat("--cacert ", ca_file_, " "), args, " ",
                       endpoint(), "/", kSwiftBucket, "/", key);
 }
 
@@ -184,13 +250,15 @@ absl::StatusOr<std::string> SwiftOriginEntry(const std::string& name, const std:
       "    access_key_id { file: \"%s/s3-key-id\" }\n"
       "    secret_access_key { file: \"%s/s3-secret\" }\n"
       "    part_size_bytes: %d\n"
+      "%s"
       "  }\n"
       "  key_prefix: \"%s\"\n"
       "  replicate: true\n"
       "%s"
       "}\n",
-      name, swift.endpoint(), SwiftS3Server::kRegion, kSwiftBucket, dir, dir, part_size, key_prefix,
-      extra);
+      name, swift.endpoint(), SwiftS3Server::kRegion, kSwiftBucket, dir, dir, part_size,
+      swift.ca_file().empty() ? "" : absl::StrCat("    ca_file: \"", swift.ca_file(), "\"\n"),
+      key_prefix, extra);
 }
 
 grpc::Status GetVersion(v1::RegistryService::Stub& registry, const std::string& token,

@@ -34,7 +34,15 @@ class Swift {
   absl::Status Start(const std::string& scratch_parent);
   ~Swift();
 
-  std::string endpoint() const { return server_->endpoint(); }
+  // Puts nginx in front of Swift as a TLS terminator (a fresh self-signed certificate for
+  // 127.0.0.1, request bodies streamed through unbuffered), so that both sides are measured
+  // over HTTPS, as S3 and R2 are reached. From then on endpoint() is https:// and curl and the
+  // origins file trust ca_file().
+  absl::Status StartTlsFront(const std::string& prefix);
+
+  std::string endpoint() const;
+  // The CA of the TLS front; empty without one.
+  const std::string& ca_file() const { return ca_file_; }
   // CPU seconds used so far by all of Swift's processes.
   double CpuSeconds() const;
 
@@ -51,6 +59,10 @@ class Swift {
   std::unique_ptr<testing::SwiftS3Server> server_;
   std::vector<pid_t> pids_;
   std::string netrc_;
+  // The TLS front, when started.
+  pid_t tls_front_ = -1;
+  int tls_port_ = 0;
+  std::string ca_file_;
 };
 
 // Runs `swift.Curl(args, key)` with the response body in `body`, timed; an error with the body

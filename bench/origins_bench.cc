@@ -80,6 +80,7 @@ struct Config {
   int64_t size = 0;
   int reps = 3;
   int64_t part_size = 0;
+  bool tls = false;
   std::string server_bin;
   std::string agent_bin;
   std::string tmp_parent;
@@ -232,9 +233,10 @@ absl::Status Replication(const Config& config, const Swift& swift, const std::st
   }
 
   table.Print(absl::StrFormat("origins_bench replication: %d bytes (%.2f GiB) random, to Swift's "
-                              "S3 API on loopback, part size %s, %d reps; GB/s = 10^9 B/s, "
+                              "S3 API on loopback%s, part size %s, %d reps; GB/s = 10^9 B/s, "
                               "median (min-max)",
                               config.size, config.size / double(1 << 30),
+                              config.tls ? " over HTTPS (nginx TLS front)" : "",
                               config.part_size == 0 ? std::string("default (64 MiB)")
                                                     : absl::StrCat(config.part_size, " B"),
                               config.reps),
@@ -385,6 +387,7 @@ absl::Status Run(const Config& config) {
   auto start = std::chrono::steady_clock::now();
   MD_RETURN_IF_ERROR(swift.Start(res.dir));
   MD_RETURN_IF_ERROR(swift.WriteNetrc(res.dir + "/netrc"));
+  if (config.tls) MD_RETURN_IF_ERROR(swift.StartTlsFront(res.dir + "/tls-front"));
   std::cerr << absl::StrFormat(
       "Swift's S3 API on %s in %.1f s\n", swift.endpoint(),
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
@@ -411,6 +414,9 @@ int main(int argc, char** argv) {
   flags.Add("server-bin", "PATH", MODELDIST_SERVER_BIN, "modeldist-server binary");
   flags.Add("agent-bin", "PATH", MODELDIST_AGENT_BIN, "modeldist-agent binary");
   flags.Add("tmp", "DIR", "/tmp", "where the files, Swift's data and downloads go (deleted)");
+  flags.AddBool("tls",
+                "reach Swift over HTTPS through an nginx TLS front, as S3 and R2 are reached "
+                "(both sides)");
   flags.AddBool("help", "show this help");
   if (std::optional<int> exit = bench::ParseDriverFlags(
           flags, argc, argv,
@@ -429,6 +435,7 @@ int main(int argc, char** argv) {
   config.size = *size;
   config.reps = static_cast<int>(*reps);
   config.part_size = *part_size;
+  config.tls = flags.GetBool("tls");
   config.server_bin = flags.Get("server-bin");
   config.agent_bin = flags.Get("agent-bin");
   config.tmp_parent = flags.Get("tmp");
