@@ -1,7 +1,8 @@
 // End-to-end test of `modeldistctl origins list|check` against the real modeldist-server
 // started with an origins file whose S3 origins are a real OpenStack Swift with its S3 API on
 // loopback (tests/testing/swift_s3_server.h): the check's put, head, ranged get and delete go
-// through Swift's SigV4 verification, so a wrong secret is refused by the store itself.
+// through Swift's SigV4 verification, so a wrong secret is refused by the store itself. Then
+// replication (kill -9 and an outage of the store included) and --evict-replicated.
 #include <sys/stat.h>
 
 #include <memory>
@@ -174,6 +175,42 @@ TEST_F(CtlE2eOriginsTest, TheQueueSurvivesKillNineAndAnOutageOfTheStore) {
   shown = ShowUntil("1", "swift: CONFIRMED");
   EXPECT_THAT(shown, HasSubstr("swift: CONFIRMED")) << shown;
   EXPECT_TRUE(swift_.GetObject(kBucket, "prod/sha256/" + digest_.substr(7)) == contents_);
+}
+
+// --evict-replicated with the real binaries and store: once Swift holds the confirmed copy,
+// the server's disk does not, and a device still gets a verified manifest and the bytes (read
+// through from Swift, checked chunk by chunk), also after a kill -9 and a restart.
+TEST_F(CtlE2eOriginsTest, EvictReplicatedLeavesTheBytesToSwiftAndDevicesStillGetThem) {
+  ASSERT_TRUE(server_->Stop());
+  server_ = std::make_unique<modeldist::testing::ServerProcess>(
+      ServerBinary(), dir_.Join("data"), dir_.Join("token"), dir_.path(),
+      std::vector<std::string>{"--origins", origins_file_, "--evict-replicated"});
+  ASSERT_TRUE(server_->Start());
+  CtlRun publish = Ctl(PublishArgs("1"));
+  ASSERT_EQ(publish.code, 0) << publish.err;
+  const std::string shown = ShowUntil("1", "swift: CONFIRMED");
+  ASSERT_THAT(shown, HasSubstr("swift: CONFIRMED")) << shown;
+
+  const std::string hex = digest_.substr(7);
+  const std::string blob =
+      dir_.Join(absl::StrCat("data/blobs/sha256/", hex.substr(0, 2), "/", hex));
+  struct stat st;
+  bool gone = false;
+  for (absl::Time until = absl::Now() + absl::Seconds(30); !gone && absl::Now() < until;
+       absl::SleepFor(absl::Milliseconds(50))) {
+    gone = ::stat(blob.c_str(), &st) != 0;
+  }
+  ASSERT_TRUE(gone) << server_->LogTail();
+  EXPECT_THAT(server_->LogTail(), HasSubstr("evicted the local copy of " + digest_));
+  ExpectDeviceGets("llama8b", v1::PLATFORM_MACOS, v1::ARCH_ARM64, digest_, contents_);
+  EXPECT_THAT(server_->LogTail(), HasSubstr("from origin swift"));
+
+  // The read-through stored it again; the start's sweep evicts it again after kill -9, and the
+  // device still gets it.
+  server_->Kill();
+  ASSERT_TRUE(server_->Start());
+  EXPECT_NE(::stat(blob.c_str(), &st), 0);
+  ExpectDeviceGets("llama8b", v1::PLATFORM_MACOS, v1::ARCH_ARM64, digest_, contents_);
 }
 
 }  // namespace
