@@ -38,6 +38,8 @@ inline constexpr size_t kMaxActorBytes = 128;
 inline constexpr size_t kMaxAppVersionBytes = 64;
 // Artifacts in one version.
 inline constexpr int kMaxArtifactsPerVersion = 64;
+// Origins named in one Model.replicate_to or Version.replicate_to.
+inline constexpr int kMaxReplicateTo = 16;
 
 // An OS version (ArtifactConstraints.min_os_version, DeviceInfo.os_version), in bytes.
 inline constexpr size_t kMaxOsVersionBytes = 32;

@@ -1,5 +1,6 @@
 #include "services/registry_service.h"
 
+#include <algorithm>
 #include <iostream>
 #include <utility>
 
@@ -64,6 +65,45 @@ std::string ActorOf(const grpc::ServerContext& context) {
   return actor;
 }
 
+// The origins a model or version asks its blobs to be copied to (`field`: model.replicate_to
+// or replicate_to): each must replicate on this server (`replicate: true` in its origins
+// file), once, at most kMaxReplicateTo of them.
+absl::StatusOr<std::vector<std::string>> CheckReplicateTo(
+    const std::string& field, const google::protobuf::RepeatedPtrField<std::string>& names,
+    const origin::OriginSet* origins) {
+  std::vector<std::string> replicating;
+  if (origins != nullptr) {
+    for (const origin::ConfiguredOrigin& o : origins->origins()) {
+      if (o.config.replicate()) replicating.push_back(o.config.name());
+    }
+  }
+  if (names.size() > kMaxReplicateTo) {
+    return InvalidArgument(
+        field, "INVALID_REPLICATE_TO",
+        absl::StrCat(field, " names ", names.size(), " origins; at most ", kMaxReplicateTo));
+  }
+  std::vector<std::string> out;
+  for (int i = 0; i < names.size(); ++i) {
+    const std::string at = absl::StrCat(field, "[", i, "]");
+    if (std::find(replicating.begin(), replicating.end(), names[i]) == replicating.end()) {
+      return InvalidArgument(
+          at, "INVALID_REPLICATE_TO",
+          absl::StrCat(at, " is \"", names[i], "\", which is not an origin with `replicate: true` ",
+                       "on this server (",
+                       replicating.empty()
+                           ? "it has none; see modeldist-server --origins"
+                           : absl::StrCat("those: ", absl::StrJoin(replicating, ", ")),
+                       ")"));
+    }
+    if (std::find(out.begin(), out.end(), names[i]) != out.end()) {
+      return InvalidArgument(at, "INVALID_REPLICATE_TO",
+                             absl::StrCat(at, " names \"", names[i], "\" a second time"));
+    }
+    out.push_back(names[i]);
+  }
+  return out;
+}
+
 }  // namespace
 
 absl::Status RegistryServiceImpl::FillStatus(v1::Version* version) const {
@@ -90,9 +130,12 @@ grpc::Status RegistryServiceImpl::CreateModel(grpc::ServerContext* context,
                            .Id("model_id", request->model_id())
                            .Text("model.description", request->model().description())
                            .status());
+    MD_ASSIGN_OR_RETURN(
+        const std::vector<std::string> replicate_to,
+        CheckReplicateTo("model.replicate_to", request->model().replicate_to(), origins_));
     MD_ASSIGN_OR_RETURN(*response,
                         catalog_->CreateModel(request->model_id(), request->model().description(),
-                                              ActorOf(*context)));
+                                              ActorOf(*context), replicate_to));
     return absl::OkStatus();
   });
 }
@@ -142,9 +185,11 @@ grpc::Status RegistryServiceImpl::CreateVersion(grpc::ServerContext* context,
       a.clear_uploaded();
       artifacts.push_back(std::move(a));
     }
+    MD_ASSIGN_OR_RETURN(const std::vector<std::string> replicate_to,
+                        CheckReplicateTo("replicate_to", request->replicate_to(), origins_));
     MD_ASSIGN_OR_RETURN(
         *response, catalog_->CreateVersion(VersionName{model, request->version_id()}, artifacts,
-                                           ActorOf(*context)));
+                                           ActorOf(*context), replicate_to));
     MD_RETURN_IF_ERROR(FillStatus(response));
     return absl::OkStatus();
   });

@@ -1,10 +1,11 @@
 // File: replica_eviction.h
 //
 // modeldist-server --evict-replicated: the local copy of a blob is removed once every origin
-// that replicates (`replicate: true`) holds a confirmed copy of it and its chunk chain is
-// recorded. The server then reads the blob through from those origins when it is asked for
-// (services/read_through.h), verifying every chunk against the recorded chain, so the disk
-// holds what is not replicated yet and what was read since.
+// its versions ask for (Version.replicate_to, else the model's, else every origin with
+// `replicate: true`) holds a confirmed copy of it and its chunk chain is recorded. The server then
+// reads the blob through from those origins when it is asked for (services/read_through.h),
+// verifying every chunk against the recorded chain, so the disk holds what is not replicated yet
+// and what was read since.
 //
 // When it happens: after each confirmed copy (the Replicator's on_confirmed), and at start
 // for blobs whose copies were all confirmed earlier (turning the flag on evicts what is
@@ -32,8 +33,9 @@ class ReplicaEviction {
   ReplicaEviction(storage::Catalog* catalog, storage::BlobStore* blobs,
                   std::vector<std::string> origins);
 
-  // Evicts blob `digest` (`sha256:<hex>`) when it is stored, every origin has a CONFIRMED
-  // copy and its chain is recorded; whether it did.
+  // Evicts blob `digest` (`sha256:<hex>`) when it is stored, it has a copy queued on one of
+  // `origins` at least and every such copy is CONFIRMED, and its chain is recorded; whether
+  // it did.
   absl::StatusOr<bool> MaybeEvict(const std::string& digest);
   // MaybeEvict for every blob with a confirmed copy; how many it evicted.
   absl::StatusOr<int> Sweep();

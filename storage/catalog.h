@@ -111,9 +111,11 @@ class Catalog {
   // The highest migration number this binary carries.
   static int LatestSchemaVersion();
 
-  // ALREADY_EXISTS if the model exists.
+  // ALREADY_EXISTS if the model exists. `replicate_to`: Model.replicate_to, checked by the
+  // caller (origin names).
   absl::StatusOr<v1::Model> CreateModel(absl::string_view model_id, absl::string_view description,
-                                        absl::string_view actor = kDefaultActor);
+                                        absl::string_view actor = kDefaultActor,
+                                        const std::vector<std::string>& replicate_to = {});
   // NOT_FOUND if absent.
   absl::StatusOr<v1::Model> GetModel(absl::string_view model_id);
   // page_size: 0 means 100, values above 1000 are treated as 1000, negative is
@@ -126,9 +128,11 @@ class Catalog {
   // NOT_FOUND: no model. ALREADY_EXISTS: version exists. INVALID_ARGUMENT: two artifacts for
   // the same (platform, arch, format) (field artifacts), or a digest already declared
   // elsewhere with another size (field artifacts[i].size_bytes).
+  // `replicate_to`: Version.replicate_to, checked by the caller.
   absl::StatusOr<v1::Version> CreateVersion(const VersionName& name,
                                             const std::vector<v1::Artifact>& artifacts,
-                                            absl::string_view actor = kDefaultActor);
+                                            absl::string_view actor = kDefaultActor,
+                                            const std::vector<std::string>& replicate_to = {});
   // NOT_FOUND if the model or version is absent. `uploaded` is left false: the catalog does
   // not know the blob store.
   absl::StatusOr<v1::Version> GetVersion(const VersionName& name);
@@ -262,7 +266,8 @@ class Catalog {
   // of what devices may be sent is audited where it starts (the publish).
 
   // Queues a PENDING row, due now, for every digest a PUBLISHED version declares and each of
-  // `origins` (names) that has no row for it yet. Returns how many rows were queued.
+  // `origins` (names) that the version wants (its replicate_to, else its model's, else all)
+  // and that has no row for it yet. Returns how many rows were queued.
   absl::StatusOr<int64_t> QueueReplicas(const std::vector<std::string>& origins);
   // Up to `limit` rows of `origins` not CONFIRMED whose next attempt is due at `now`,
   // earliest first.

@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "common/status.h"
 #include "storage/catalog.h"
 #include "storage/catalog_internal.h"
@@ -15,16 +16,16 @@
 namespace modeldist::storage {
 namespace {
 
-#define MD_MODEL_COLUMNS "id, description, create_time"
+#define MD_MODEL_COLUMNS "id, description, create_time, replicate_to"
 constexpr char kSelectModel[] = "SELECT " MD_MODEL_COLUMNS " FROM models WHERE id = ?";
 constexpr char kListModelsFirst[] = "SELECT " MD_MODEL_COLUMNS " FROM models ORDER BY id LIMIT ?";
 constexpr char kListModelsAfter[] =
     "SELECT " MD_MODEL_COLUMNS " FROM models WHERE id > ? ORDER BY id LIMIT ?";
 constexpr char kInsertModel[] =
-    "INSERT INTO models (id, description, create_time) VALUES (?, ?, ?)";
+    "INSERT INTO models (id, description, create_time, replicate_to) VALUES (?, ?, ?, ?)";
 
 #define MD_VERSION_COLUMNS \
-  "model_id, version_id, state, create_time, publish_time, yank_time, yank_reason"
+  "model_id, version_id, state, create_time, publish_time, yank_time, yank_reason, replicate_to"
 constexpr char kSelectVersion[] =
     "SELECT " MD_VERSION_COLUMNS " FROM versions WHERE model_id = ? AND version_id = ?";
 constexpr char kListVersionsFirst[] = "SELECT " MD_VERSION_COLUMNS
@@ -34,7 +35,8 @@ constexpr char kListVersionsAfter[] = "SELECT " MD_VERSION_COLUMNS
                                       " FROM versions WHERE model_id = ? AND version_id > ?"
                                       " ORDER BY version_id LIMIT ?";
 constexpr char kInsertVersion[] =
-    "INSERT INTO versions (model_id, version_id, state, create_time) VALUES (?, ?, ?, ?)";
+    "INSERT INTO versions (model_id, version_id, state, create_time, replicate_to)"
+    " VALUES (?, ?, ?, ?, ?)";
 constexpr char kPublishVersion[] =
     "UPDATE versions SET state = ?, publish_time = ? WHERE model_id = ? AND version_id = ?";
 constexpr char kYankVersion[] =
@@ -78,11 +80,18 @@ std::string ArtifactKey(const v1::Artifact& artifact) {
 }
 
 // Columns of MD_MODEL_COLUMNS.
+// replicate_to columns: origin names joined with commas (migrations/0006_replicate_to.sql).
+std::vector<std::string> SplitOrigins(const std::string& joined) {
+  if (joined.empty()) return {};
+  return absl::StrSplit(joined, ',');
+}
+
 v1::Model ReadModel(const Statement& s) {
   v1::Model model;
   model.set_name(ModelName(s.ColumnText(0)));
   model.set_description(s.ColumnText(1));
   *model.mutable_create_time() = ToTimestamp(s.ColumnInt64(2));
+  for (std::string& origin : SplitOrigins(s.ColumnText(3))) model.add_replicate_to(origin);
   return model;
 }
 
@@ -95,6 +104,7 @@ v1::Version ReadVersion(const Statement& s) {
   if (!s.ColumnIsNull(4)) *version.mutable_publish_time() = ToTimestamp(s.ColumnInt64(4));
   if (!s.ColumnIsNull(5)) *version.mutable_yank_time() = ToTimestamp(s.ColumnInt64(5));
   version.set_yank_reason(s.ColumnText(6));
+  for (std::string& origin : SplitOrigins(s.ColumnText(7))) version.add_replicate_to(origin);
   return version;
 }
 
@@ -188,7 +198,8 @@ absl::StatusOr<v1::Version> Catalog::Impl::LoadVersion(const VersionName& name) 
 
 absl::StatusOr<v1::Model> Catalog::CreateModel(absl::string_view model_id,
                                                absl::string_view description,
-                                               absl::string_view actor) {
+                                               absl::string_view actor,
+                                               const std::vector<std::string>& replicate_to) {
   absl::MutexLock lock(&impl_->mu);
   Transaction txn(&impl_->statements);
   MD_RETURN_IF_ERROR(txn.BeginWrite());
@@ -204,6 +215,7 @@ absl::StatusOr<v1::Model> Catalog::CreateModel(absl::string_view model_id,
     s.BindText(0, model_id);
     s.BindText(1, description);
     s.BindInt64(2, now);
+    s.BindText(3, absl::StrJoin(replicate_to, ","));
     MD_RETURN_IF_ERROR(s.Run());
   }
   MD_RETURN_IF_ERROR(impl_->Audit(now, actor, "CreateModel", ModelName(model_id), "created"));
@@ -212,6 +224,7 @@ absl::StatusOr<v1::Model> Catalog::CreateModel(absl::string_view model_id,
   model.set_name(ModelName(model_id));
   model.set_description(std::string(description));
   *model.mutable_create_time() = ToTimestamp(now);
+  for (const std::string& origin : replicate_to) model.add_replicate_to(origin);
   return model;
 }
 
@@ -255,7 +268,8 @@ absl::StatusOr<ListPage<v1::Model>> Catalog::ListModels(int page_size,
 
 absl::StatusOr<v1::Version> Catalog::CreateVersion(const VersionName& name,
                                                    const std::vector<v1::Artifact>& artifacts,
-                                                   absl::string_view actor) {
+                                                   absl::string_view actor,
+                                                   const std::vector<std::string>& replicate_to) {
   // Checks on the request alone come first: they fail the same whatever the catalog holds.
   for (size_t i = 0; i < artifacts.size(); ++i) {
     for (size_t j = 0; j < i; ++j) {
@@ -315,6 +329,7 @@ absl::StatusOr<v1::Version> Catalog::CreateVersion(const VersionName& name,
     s.BindText(1, name.version);
     s.BindInt64(2, v1::Version::DRAFT);
     s.BindInt64(3, now);
+    s.BindText(4, absl::StrJoin(replicate_to, ","));
     MD_RETURN_IF_ERROR(s.Run());
   }
   for (const v1::Artifact& artifact : artifacts) {

@@ -19,10 +19,16 @@ namespace {
 using google::protobuf::util::TimeUtil;
 
 // INSERT OR IGNORE: a row that exists keeps its state (a confirmed copy is not queued again).
+// Every digest of a published version that wants origin ?1 (the version's replicate_to, else
+// its model's, else every replicating origin: migrations/0006_replicate_to.sql).
 constexpr char kQueueReplicas[] =
     "INSERT OR IGNORE INTO replicas (digest, origin, state, next_attempt_time, update_time)"
-    " SELECT DISTINCT a.digest, ?, 1, ?, ? FROM artifacts a JOIN versions v"
-    " ON v.model_id = a.model_id AND v.version_id = a.version_id WHERE v.state = 2";
+    " SELECT DISTINCT a.digest, ?1, 1, ?2, ?2 FROM artifacts a JOIN versions v"
+    " ON v.model_id = a.model_id AND v.version_id = a.version_id JOIN models m ON m.id = v.model_id"
+    " WHERE v.state = 2 AND CASE"
+    " WHEN v.replicate_to != '' THEN instr(',' || v.replicate_to || ',', ',' || ?1 || ',') > 0"
+    " WHEN m.replicate_to != '' THEN instr(',' || m.replicate_to || ',', ',' || ?1 || ',') > 0"
+    " ELSE 1 END";
 #define MD_REPLICA_COLUMNS \
   "digest, origin, state, attempts, bytes_done, last_error, next_attempt_time, update_time"
 constexpr char kDueReplicas[] =
@@ -66,7 +72,6 @@ absl::StatusOr<int64_t> Catalog::QueueReplicas(const std::vector<std::string>& o
     MD_ASSIGN_OR_RETURN(Statement s, impl_->Prepare(kQueueReplicas));
     s.BindText(0, origin);
     s.BindInt64(1, now);
-    s.BindInt64(2, now);
     MD_RETURN_IF_ERROR(s.Run());
     queued += impl_->Changes();
   }

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "client/modeldistctl/command_families.h"
 #include "client/modeldistctl/command_util.h"
 #include "client/modeldistctl/enums.h"
@@ -96,6 +97,9 @@ void PrintVersion(std::ostream& out, const v1::Version& v) {
   if (v.state() == v1::Version::YANKED) {
     out << "yanked:     " << FormatTime(v.yank_time()) << "\n"
         << "reason:     " << (v.yank_reason().empty() ? "-" : v.yank_reason()) << "\n";
+  }
+  if (!v.replicate_to().empty()) {
+    out << "replicate:  " << absl::StrJoin(v.replicate_to(), ", ") << "\n";
   }
   out << "artifacts:  " << v.artifacts_size() << "\n";
   for (const v1::Artifact& a : v.artifacts()) {

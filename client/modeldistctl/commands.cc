@@ -34,9 +34,10 @@ struct Command {
 const Command kCommands[] = {
     {"publish",
      "publish --model M --version V --tier T [--channel C] [--description TEXT]\n"
-     "           [CONSTRAINTS] PLATFORM/ARCH/FORMAT=FILE...\n"
+     "           [--replicate-to LIST] [CONSTRAINTS] PLATFORM/ARCH/FORMAT=FILE...\n"
      "   or: modeldistctl [global flags] publish --model M --version V --platform P --arch A\n"
-     "           --format F --tier T [--channel C] [--description TEXT] [CONSTRAINTS] FILE\n"
+     "           --format F --tier T [--channel C] [--description TEXT] [--replicate-to LIST]\n"
+     "           [CONSTRAINTS] FILE\n"
      "CONSTRAINTS: [--min-os VERSION] [--min-ram BYTES] [--requires LIST] [--unpacked-size "
      "BYTES],\n"
      "what a device needs, declared alike on every artifact of the command",

@@ -495,11 +495,17 @@ absl::Status Publish(RegistryClient& client, const PublishSpec& spec, const Publ
   v1::CreateModelRequest create_model;
   create_model.set_model_id(spec.model_id);
   create_model.mutable_model()->set_description(spec.description);
+  for (const std::string& origin : spec.model_replicate_to) {
+    create_model.mutable_model()->add_replicate_to(origin);
+  }
   absl::StatusOr<v1::Model> model = client.CreateModel(create_model);
   if (model.ok()) {
     result->model_created = true;
   } else if (model.status().code() == absl::StatusCode::kAlreadyExists) {
     if (!spec.description.empty()) note(absl::StrCat(model_name, " exists; --description unused"));
+    if (!spec.model_replicate_to.empty()) {
+      note(absl::StrCat(model_name, " exists; --model-replicate-to unused"));
+    }
   } else {
     return model.status();
   }
@@ -586,6 +592,7 @@ absl::Status Publish(RegistryClient& client, const PublishSpec& spec, const Publ
     create_version.set_parent(model_name);
     create_version.set_version_id(spec.version_id);
     for (const v1::Artifact& artifact : artifacts) *create_version.add_artifacts() = artifact;
+    for (const std::string& origin : spec.replicate_to) create_version.add_replicate_to(origin);
     version = client.CreateVersion(create_version);
     if (version.ok()) {
       result->version_created = true;

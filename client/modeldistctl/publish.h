@@ -63,6 +63,10 @@ struct PublishSpec {
   std::string tier;
   std::string channel;      // Empty means the server's default, `stable`.
   std::string description;  // For the model, when publish creates it.
+  // The origins to copy the new version's blobs to (Version.replicate_to); empty: the model's.
+  std::vector<std::string> replicate_to;
+  // Model.replicate_to, when publish creates the model; empty: every replicating origin.
+  std::vector<std::string> model_replicate_to;
   // At least one, at most one per (platform, arch, format); uploaded in this order.
   std::vector<PublishArtifact> artifacts;
   // What a device needs, declared alike on EVERY artifact of the spec: the command line has

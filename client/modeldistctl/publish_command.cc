@@ -1,9 +1,11 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "client/modeldistctl/command_families.h"
 #include "client/modeldistctl/command_util.h"
 #include "client/modeldistctl/enums.h"
@@ -68,6 +70,15 @@ absl::Status PrintPublishJson(Invocation& inv, const PublishResult& result) {
   return absl::OkStatus();
 }
 
+// "a, b" -> {"a", "b"}; the server checks the names (INVALID_REPLICATE_TO names the bad one).
+std::vector<std::string> OriginList(absl::string_view text) {
+  std::vector<std::string> out;
+  for (absl::string_view item : absl::StrSplit(text, ',', absl::SkipWhitespace())) {
+    out.emplace_back(absl::StripAsciiWhitespace(item));
+  }
+  return out;
+}
+
 }  // namespace
 
 void PublishFlags(Flags* f) {
@@ -79,6 +90,11 @@ void PublishFlags(Flags* f) {
   f->Add("tier", "T", "", "the tier to bind, e.g. llama8b");
   f->Add("channel", "C", std::string(kDefaultChannel), "the channel to bind");
   f->Add("description", "TEXT", "", "model description, used when the model is created");
+  f->Add("replicate-to", "LIST", "",
+         "origins to copy this version to, e.g. r2,backup (default: the model's choice, else "
+         "every origin with `replicate`; see `modeldistctl origins list`)");
+  f->Add("model-replicate-to", "LIST", "",
+         "the model's default for --replicate-to, used when the model is created");
   // One set of constraints per command: every artifact gets the same (see publish.h).
   f->Add("min-os", "VERSION", "",
          "devices need at least this OS version, e.g. 14.0 (every artifact)");
@@ -106,6 +122,8 @@ absl::Status RunPublish(Invocation& inv, const Flags& flags) {
   spec.tier = flags.Get("tier");
   spec.channel = flags.Get("channel");
   spec.description = flags.Get("description");
+  spec.replicate_to = OriginList(flags.Get("replicate-to"));
+  spec.model_replicate_to = OriginList(flags.Get("model-replicate-to"));
   if (flags.IsSet("import")) {
     if (!flags.positional().empty()) {
       return UsageError("--import takes the place of the FILE: give one or the other");

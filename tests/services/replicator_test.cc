@@ -26,6 +26,7 @@
 #include "storage/served_bytes_check.h"
 #include "tests/services/replicator_fixture.h"
 #include "tests/storage/origin/memory_origin.h"
+#include "tests/testing/error_contract.h"
 #include "tests/testing/swift_s3_server.h"
 #include "tests/testing/test_server.h"
 #include "tests/testing/test_util.h"
@@ -316,17 +317,23 @@ TEST_F(ReplicatorSwiftTest, ARottenChunkInsideAPartStopsTheUploadAndLeavesNothin
   EXPECT_FALSE(blobs_->Contains(hex));  // quarantined
 }
 
+// A TestServer whose origins file is kOrigins, built from MemoryOrigins (in `fakes`).
+std::unique_ptr<TestServer> ServerWithFakes(const ScratchDir& dir, Fakes* fakes) {
+  const std::string file = dir.Join("origins.textproto");
+  EXPECT_TRUE(WriteFileAtomically(file, kOrigins, 0600).ok());
+  services::ServerConfig config;
+  config.origins_file = file;
+  config.origin_factory = FakeFactory(fakes);
+  return std::make_unique<TestServer>(config);
+}
+
 // The server: a publish wakes the replicator's thread, and GetVersion shows the rows; a blob
 // damaged on disk comes back from the replica without anyone publishing it again.
 TEST(ReplicationServerTest, APublishedVersionIsCopiedAndGetVersionShowsIt) {
   ScratchDir dir;
-  const std::string file = dir.Join("origins.textproto");
-  ASSERT_TRUE(WriteFileAtomically(file, kOrigins, 0600).ok());
   Fakes fakes;
-  services::ServerConfig config;
-  config.origins_file = file;
-  config.origin_factory = FakeFactory(&fakes);
-  TestServer server(config);
+  std::unique_ptr<TestServer> started = ServerWithFakes(dir, &fakes);
+  TestServer& server = *started;
 
   const std::string bytes = RandomBytes(2 * kMiB, 9);
   server.PublishBlob("m", "1", v1::PLATFORM_LINUX, v1::ARCH_ANY, v1::FORMAT_GGUF, bytes);
@@ -367,6 +374,71 @@ TEST(ReplicationServerTest, APublishedVersionIsCopiedAndGetVersionShowsIt) {
   got.clear();
   ASSERT_TRUE(server.ReadBlob(digest, &got).ok());
   EXPECT_TRUE(got == bytes);
+}
+
+// A model's and a version's replicate_to: a version is copied only to the origins it (or
+// else its model) asks for, and a name that is not a replicating origin is refused with the
+// field named.
+TEST(ReplicationServerTest, AVersionIsCopiedOnlyToTheOriginsItsModelOrItAsksFor) {
+  ScratchDir dir;
+  Fakes fakes;
+  std::unique_ptr<TestServer> started = ServerWithFakes(dir, &fakes);
+  TestServer& server = *started;
+
+  v1::CreateModelRequest create_model;
+  create_model.set_model_id("m");
+  create_model.mutable_model()->add_replicate_to("backup");
+  v1::Model model;
+  ASSERT_TRUE(server.registry().CreateModel(server.Admin().get(), create_model, &model).ok());
+  EXPECT_THAT(model.replicate_to(), ::testing::ElementsAre("backup"));
+  const std::string bytes = RandomBytes(kMiB + 1, 12);
+  const std::string digest =
+      server.PublishBlob("m", "1", v1::PLATFORM_LINUX, v1::ARCH_ANY, v1::FORMAT_GGUF, bytes);
+  v1::GetVersionRequest get;
+  get.set_name("models/m/versions/1");
+  v1::Version version;
+  bool confirmed = false;
+  for (absl::Time until = absl::Now() + absl::Seconds(30); !confirmed && absl::Now() < until;
+       absl::SleepFor(absl::Milliseconds(20))) {
+    ASSERT_TRUE(server.registry().GetVersion(server.Admin().get(), get, &version).ok());
+    confirmed = version.artifacts(0).replicas_size() == 1 &&
+                version.artifacts(0).replicas(0).state() == v1::Replica::CONFIRMED;
+  }
+  ASSERT_TRUE(confirmed) << version.DebugString();
+  EXPECT_EQ(version.artifacts(0).replicas(0).origin(), "backup");
+  EXPECT_TRUE(fakes["r2"]->objects.empty());
+  EXPECT_EQ(fakes["backup"]->objects.size(), 1u);
+
+  struct Bad {
+    std::vector<std::string> names;
+    std::string field;
+  } cases[] = {
+      {{"cold"}, "replicate_to[0]"},        // configured, but does not replicate
+      {{"r2", "nope"}, "replicate_to[1]"},  // not configured
+      {{"r2", "r2"}, "replicate_to[1]"},    // twice
+      {std::vector<std::string>(17, "r2"), "replicate_to"},
+  };
+  for (const Bad& bad : cases) {
+    v1::CreateVersionRequest request;
+    request.set_parent("models/m");
+    request.set_version_id("2");
+    *request.add_artifacts() =
+        MakeArtifact(v1::PLATFORM_LINUX, v1::ARCH_ANY, v1::FORMAT_GGUF, "other bytes");
+    for (const std::string& name : bad.names) request.add_replicate_to(name);
+    v1::Version created;
+    const grpc::Status status =
+        server.registry().CreateVersion(server.Admin().get(), request, &created);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << bad.field;
+    EXPECT_EQ(ReasonOf(status), "INVALID_REPLICATE_TO") << bad.field;
+    EXPECT_THAT(status.error_message(), HasSubstr(bad.field)) << status.error_message();
+  }
+  create_model.set_model_id("n");
+  create_model.mutable_model()->set_replicate_to(0, "web");
+  const grpc::Status refused =
+      server.registry().CreateModel(server.Admin().get(), create_model, &model);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(refused.error_message(), HasSubstr("model.replicate_to[0]"));
+  EXPECT_THAT(refused.error_message(), HasSubstr("r2, backup"));  // what it could have named
 }
 
 }  // namespace

@@ -49,6 +49,41 @@ TEST_F(CatalogTest, QueuesEveryPublishedDigestOncePerOrigin) {
   EXPECT_THAT(catalog_->QueueReplicas({"r2", "swift"}), IsOkAndHolds(2));
 }
 
+// Which origins a digest is queued for: the version's replicate_to, else its model's, else
+// every origin the replicator has; the lists round-trip through GetModel and GetVersion.
+TEST_F(CatalogTest, RowsAreQueuedOnlyForTheOriginsAVersionOrItsModelAsksFor) {
+  ASSERT_THAT(catalog_->CreateModel("llama", "", kDefaultActor, {"swift"}), IsOk());
+  ASSERT_THAT(catalog_->CreateModel("qwen", ""), IsOk());
+  const VersionName model_default{"llama", "v1"};
+  const VersionName own_choice{"llama", "v2"};
+  const VersionName everywhere{"qwen", "v1"};
+  ASSERT_THAT(catalog_->CreateVersion(model_default, {MacArtifact(Digest('a'), 1)}), IsOk());
+  ASSERT_THAT(catalog_->CreateVersion(own_choice, {MacArtifact(Digest('b'), 1)}, kDefaultActor,
+                                      {"r2", "backup"}),
+              IsOk());
+  ASSERT_THAT(catalog_->CreateVersion(everywhere, {MacArtifact(Digest('c'), 1)}), IsOk());
+  for (const VersionName& name : {model_default, own_choice, everywhere}) {
+    ASSERT_THAT(catalog_->PublishVersion(name, Uploaded), IsOk());
+  }
+
+  EXPECT_THAT(catalog_->QueueReplicas({"r2", "swift", "backup"}), IsOkAndHolds(6));
+  absl::StatusOr<std::vector<ReplicaRow>> due =
+      catalog_->DueReplicas({"r2", "swift", "backup"}, now_, 20);
+  ASSERT_THAT(due, IsOk());
+  EXPECT_THAT(Keys(*due),
+              ElementsAre("a@swift", "b@backup", "b@r2", "c@backup", "c@r2", "c@swift"));
+
+  absl::StatusOr<v1::Model> llama = catalog_->GetModel("llama");
+  ASSERT_THAT(llama, IsOk());
+  EXPECT_THAT(llama->replicate_to(), ElementsAre("swift"));
+  absl::StatusOr<v1::Version> v2 = catalog_->GetVersion(own_choice);
+  ASSERT_THAT(v2, IsOk());
+  EXPECT_THAT(v2->replicate_to(), ElementsAre("r2", "backup"));
+  absl::StatusOr<v1::Version> v1 = catalog_->GetVersion(model_default);
+  ASSERT_THAT(v1, IsOk());
+  EXPECT_TRUE(v1->replicate_to().empty());
+}
+
 TEST_F(CatalogTest, FailedRowsWaitForTheirNextAttemptAndConfirmedOnesLeaveTheQueue) {
   Published("llama", "v1", 'a');
   Published("llama", "v2", 'b');

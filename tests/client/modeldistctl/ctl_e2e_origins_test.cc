@@ -158,6 +158,26 @@ TEST_F(CtlE2eOriginsTest, APublishedVersionIsCopiedToTheStoreAndShowSaysSo) {
   EXPECT_THAT(json.out, HasSubstr("\"origin\":\"swift\",\"state\":\"CONFIRMED\""));
 }
 
+// --replicate-to picks the version's origins; the server refuses a name that does not
+// replicate, naming the field, and nothing is created.
+TEST_F(CtlE2eOriginsTest, ReplicateToChoosesTheOriginsAndANonReplicatingOneIsRefused) {
+  std::vector<std::string> args = PublishArgs("1");
+  args.insert(args.begin() + 1, {"--replicate-to", "wrong"});
+  CtlRun refused = Ctl(args);
+  EXPECT_EQ(refused.code, 2) << refused.out << refused.err;
+  EXPECT_THAT(refused.err, HasSubstr("replicate_to[0]"));
+  EXPECT_THAT(refused.err, HasSubstr("INVALID_REPLICATE_TO"));
+  EXPECT_NE(Ctl({"show", "models/e2e-model/versions/1"}).code, 0);  // no version
+
+  args = PublishArgs("1");
+  args.insert(args.begin() + 1, {"--replicate-to", "swift"});
+  CtlRun publish = Ctl(args);
+  ASSERT_EQ(publish.code, 0) << publish.err;
+  const std::string shown = ShowUntil("1", "swift: CONFIRMED");
+  EXPECT_THAT(shown, HasSubstr("replicate:  swift\n")) << shown;
+  EXPECT_THAT(shown, HasSubstr("swift: CONFIRMED")) << shown;
+}
+
 TEST_F(CtlE2eOriginsTest, TheQueueSurvivesKillNineAndAnOutageOfTheStore) {
   // The store is down when the version is published: the copy fails and waits.
   swift_.StopProxy();
