@@ -85,7 +85,7 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Credentials(const Serve
   return grpc::SslServerCredentials(options);
 }
 
-// --evict-replicated evicts only what has a confirmed copy on every replicating origin.
+// --evict-replicated evicts only what has confirmed copies on the origins that replicate.
 absl::Status NoReplicaToEvictFor() {
   return InvalidArgument("evict_replicated", "INVALID_FLAG",
                          "--evict-replicated needs an origin with `replicate: true` in the "

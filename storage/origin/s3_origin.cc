@@ -56,8 +56,6 @@ std::string XmlEscape(absl::string_view text) {
                              {{"&", "&amp;"}, {"<", "&lt;"}, {">", "&gt;"}, {"\"", "&quot;"}});
 }
 
-// hex MD5 of `size` bytes of `source` at `offset`: S3's ETag of a part, to check a part found
-// on resume is the one we would send.
 // MD5 of bytes as they pass: what an S3-compatible store reports as a part's ETag.
 class Md5Stream {
  public:
@@ -75,6 +73,8 @@ class Md5Stream {
   std::unique_ptr<EVP_MD_CTX, void (*)(EVP_MD_CTX*)> ctx_{EVP_MD_CTX_new(), EVP_MD_CTX_free};
 };
 
+// hex MD5 of `size` bytes of `source` at `offset`: S3's ETag of a part, to check a part found
+// on resume is the one we would send.
 absl::StatusOr<std::string> Md5Hex(const http::BodyReader& source, int64_t offset, int64_t size) {
   Md5Stream md5;
   std::string buffer(1 << 20, '\0');
