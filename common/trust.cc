@@ -6,11 +6,18 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "common/digest.h"
 #include "common/names.h"
 #include "common/status.h"
 
 namespace modeldist {
 namespace {
+
+// Bounded even though the manifest is signed, so that a bad signer cannot make a refetch of
+// one failed chunk (or a re-verification on resume) arbitrarily expensive.
+constexpr int64_t kMaxChunkSize = 64 << 20;
+// Keeps (k + 1) * chunk_size and size + chunk_size far from overflowing int64.
+constexpr int64_t kMaxArtifactSize = int64_t{1} << 56;
 
 absl::Status MalformedRoot(absl::string_view which, absl::string_view message) {
   return MakeError(absl::StatusCode::kInvalidArgument, kReasonMalformedRoot,
@@ -247,6 +254,47 @@ absl::Status CheckManifestTarget(const v1::Manifest& manifest, absl::string_view
     if (artifact.arch() != arch && artifact.arch() != v1::ARCH_ANY) {
       return WrongTarget("artifact.arch", v1::Arch_Name(arch), v1::Arch_Name(artifact.arch()));
     }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckManifestArtifact(const v1::ManifestArtifact& artifact) {
+  MD_ASSIGN_OR_RETURN(std::string digest_hex, ParseDigest("digest", artifact.digest()));
+  if (artifact.size_bytes() < 0 || artifact.size_bytes() > kMaxArtifactSize) {
+    return InvalidArgument("size_bytes", "INVALID_SIZE",
+                           absl::StrCat("size_bytes ", artifact.size_bytes(), " is out of range"));
+  }
+  if (artifact.chunk_size() <= 0 || artifact.chunk_size() > kMaxChunkSize ||
+      artifact.chunk_size() % static_cast<int64_t>(Sha256::kBlockBytes) != 0) {
+    return InvalidArgument("chunk_size", "INVALID_CHUNK_SIZE",
+                           absl::StrCat("chunk_size ", artifact.chunk_size(),
+                                        " must be a multiple of 64 in (0, ", kMaxChunkSize, "]"));
+  }
+  const int64_t want = artifact.size_bytes() / artifact.chunk_size() +
+                       (artifact.size_bytes() % artifact.chunk_size() != 0 ? 1 : 0);
+  if (artifact.chunk_chain_size() != want) {
+    return InvalidArgument(
+        "chunk_chain", "CHUNK_COUNT_MISMATCH",
+        absl::StrCat("the manifest's chunk chain has ", artifact.chunk_chain_size(), " entries; ",
+                     artifact.size_bytes(), " bytes in ", artifact.chunk_size(),
+                     "-byte chunks need ", want));
+  }
+  for (int i = 0; i < artifact.chunk_chain_size(); ++i) {
+    if (artifact.chunk_chain(i).size() != Sha256::kStateBytes) {
+      return InvalidArgument("chunk_chain", "INVALID_CHUNK_DIGEST",
+                             absl::StrCat("chunk chain entry ", i, " has ",
+                                          artifact.chunk_chain(i).size(), " bytes, not 32"));
+    }
+  }
+  // The last entry is the file's digest; with that, verifying the last chunk checks the whole
+  // file. A manifest that contradicts itself is refused before any byte is fetched.
+  const std::string file_digest =
+      want == 0 ? Sha256::HexOf("") : HexEncode(artifact.chunk_chain(static_cast<int>(want - 1)));
+  if (file_digest != digest_hex) {
+    return InvalidArgument(
+        "chunk_chain", "CHAIN_DIGEST_MISMATCH",
+        absl::StrCat("the manifest's chunk chain ends in sha256:", file_digest, ", its digest is ",
+                     artifact.digest(), "; the manifest contradicts itself"));
   }
   return absl::OkStatus();
 }

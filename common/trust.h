@@ -129,6 +129,13 @@ absl::Status CheckManifestFreshness(const v1::Manifest& manifest, absl::Time now
 absl::Status CheckManifestTarget(const v1::Manifest& manifest, absl::string_view tier,
                                  absl::string_view channel, v1::Platform platform, v1::Arch arch);
 
+// OK when a manifest's artifact is consistent in itself, so that its chunk chain can check
+// bytes: size_bytes in [0, 2^56], chunk_size a multiple of 64 in (0, 64 MiB],
+// ceil(size_bytes / chunk_size) chain entries of 32 bytes, the last one the raw `digest`.
+// INVALID_ARGUMENT naming the field otherwise (INVALID_DIGEST, INVALID_SIZE,
+// INVALID_CHUNK_SIZE, CHUNK_COUNT_MISMATCH, INVALID_CHUNK_DIGEST, CHAIN_DIGEST_MISMATCH).
+absl::Status CheckManifestArtifact(const v1::ManifestArtifact& artifact);
+
 }  // namespace modeldist
 
 #endif  // MODELDIST_COMMON_TRUST_H_

@@ -1,5 +1,8 @@
 #include "services/manifest_service.h"
 
+#include <algorithm>
+#include <chrono>
+
 #include "common/ed25519.h"
 #include "common/grpc_status.h"
 #include "common/limits.h"
@@ -24,29 +27,61 @@ absl::Status Validate(const v1::GetManifestRequest& r) {
       .status();
 }
 
+absl::Status ValidateTrustRoot(const v1::GetTrustRootRequest& request) {
+  return RequestCheck()
+      .NotNegative("version", request.version(), "INVALID_VERSION", " (0 means the newest root)")
+      .status();
+}
+
 grpc::ServerUnaryReactor* Finish(grpc::CallbackServerContext* context, grpc::Status status) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   reactor->Finish(std::move(status));
   return reactor;
 }
+
+// Runs `call` (a blocking call of the upstream) on its pool and finishes with its status. The
+// upstream gets the caller's deadline, at most 30 seconds.
+template <typename Call>
+grpc::ServerUnaryReactor* Forward(grpc::CallbackServerContext* context, UpstreamManifests* upstream,
+                                  Call call) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  const auto deadline =
+      std::min(context->deadline(), std::chrono::system_clock::now() + std::chrono::seconds(30));
+  upstream->Run([reactor, deadline, call = std::move(call)] { reactor->Finish(call(deadline)); });
+  return reactor;
+}
+
 }  // namespace
 
 grpc::ServerUnaryReactor* ManifestServiceImpl::GetManifest(grpc::CallbackServerContext* context,
                                                            const v1::GetManifestRequest* request,
                                                            v1::SignedManifest* response) {
-  return Finish(context, DoGetManifest(*request, response));
+  if (upstream_ == nullptr) return Finish(context, DoGetManifest(*request, response));
+  if (absl::Status s = Validate(*request); !s.ok()) return Finish(context, ToGrpcStatus(s));
+  return Forward(context, upstream_, [this, request, response](auto deadline) {
+    return upstream_->GetManifest(*request, deadline, response);
+  });
 }
 
 grpc::ServerUnaryReactor* ManifestServiceImpl::GetSigningKeys(
     grpc::CallbackServerContext* context, const v1::GetSigningKeysRequest* request,
     v1::GetSigningKeysResponse* response) {
-  return Finish(context, DoGetSigningKeys(response));
+  if (upstream_ == nullptr) return Finish(context, DoGetSigningKeys(response));
+  return Forward(context, upstream_, [this, response](auto deadline) {
+    return upstream_->GetSigningKeys(deadline, response);
+  });
 }
 
 grpc::ServerUnaryReactor* ManifestServiceImpl::GetTrustRoot(grpc::CallbackServerContext* context,
                                                             const v1::GetTrustRootRequest* request,
                                                             v1::SignedTrustRoot* response) {
-  return Finish(context, DoGetTrustRoot(*request, response));
+  if (upstream_ == nullptr) return Finish(context, DoGetTrustRoot(*request, response));
+  if (absl::Status s = ValidateTrustRoot(*request); !s.ok()) {
+    return Finish(context, ToGrpcStatus(s));
+  }
+  return Forward(context, upstream_, [this, request, response](auto deadline) {
+    return upstream_->GetTrustRoot(*request, deadline, response);
+  });
 }
 
 grpc::Status ManifestServiceImpl::DoGetManifest(const v1::GetManifestRequest& request,
@@ -79,13 +114,7 @@ grpc::Status ManifestServiceImpl::DoGetSigningKeys(v1::GetSigningKeysResponse* r
 
 grpc::Status ManifestServiceImpl::DoGetTrustRoot(const v1::GetTrustRootRequest& request,
                                                  v1::SignedTrustRoot* response) const {
-  if (absl::Status s = RequestCheck()
-                           .NotNegative("version", request.version(), "INVALID_VERSION",
-                                        " (0 means the newest root)")
-                           .status();
-      !s.ok()) {
-    return ToGrpcStatus(s);
-  }
+  if (absl::Status s = ValidateTrustRoot(request); !s.ok()) return ToGrpcStatus(s);
   auto root = keys_->Root(request.version());
   if (!root.ok()) return ToGrpcStatus(root.status());
   *response = *std::move(root);

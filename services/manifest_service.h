@@ -1,7 +1,8 @@
 // File: manifest_service.h
 //
 // ManifestService: answers devices from the pre-signed ManifestCache, and serves the trust
-// root chain from the KeyRing. Open to the fleet.
+// root chain from the KeyRing. Open to the fleet. On a pull-through cache every answer comes
+// from the upstream instead (services/upstream_manifests.h).
 #ifndef MODELDIST_SERVICES_MANIFEST_SERVICE_H_
 #define MODELDIST_SERVICES_MANIFEST_SERVICE_H_
 
@@ -9,6 +10,7 @@
 #include "services/key_ring.h"
 #include "services/manifest_cache.h"
 #include "services/mirror_urls.h"
+#include "services/upstream_manifests.h"
 
 namespace modeldist::services {
 
@@ -17,10 +19,11 @@ namespace modeldist::services {
 // dominated GetManifest's cost under load (docs/benchmarks.md).
 class ManifestServiceImpl final : public v1::ManifestService::CallbackService {
  public:
-  // `mirrors` (nullptr: no origin serves devices) adds SignedManifest.mirrors.
+  // `mirrors` (nullptr: no origin serves devices) adds SignedManifest.mirrors. `upstream`
+  // (nullptr: none) answers every rpc, once the request is validated here.
   ManifestServiceImpl(const ManifestCache* cache, const KeyRing* keys,
-                      MirrorUrls* mirrors = nullptr)
-      : cache_(cache), keys_(keys), mirrors_(mirrors) {}
+                      MirrorUrls* mirrors = nullptr, UpstreamManifests* upstream = nullptr)
+      : cache_(cache), keys_(keys), mirrors_(mirrors), upstream_(upstream) {}
 
   grpc::ServerUnaryReactor* GetManifest(grpc::CallbackServerContext* context,
                                         const v1::GetManifestRequest* request,
@@ -42,6 +45,7 @@ class ManifestServiceImpl final : public v1::ManifestService::CallbackService {
   const ManifestCache* cache_;
   const KeyRing* keys_;
   MirrorUrls* mirrors_;
+  UpstreamManifests* upstream_;
 };
 
 }  // namespace modeldist::services

@@ -28,6 +28,7 @@
 #include "services/replica_eviction.h"
 #include "services/replicator.h"
 #include "services/scrubber.h"
+#include "services/upstream_manifests.h"
 #include "storage/blob_store.h"
 #include "storage/catalog.h"
 #include "storage/origin/origin_config.h"
@@ -101,8 +102,9 @@ struct ModeldistServer::Parts {
   std::unique_ptr<BlobHealth> health;
   std::unique_ptr<Scrubber> scrubber;
   std::unique_ptr<AdminAuth> auth;
-  std::unique_ptr<origin::OriginSet> origins;  // nullptr without --origins
-  std::unique_ptr<MirrorUrls> mirrors;         // nullptr without --origins
+  std::unique_ptr<origin::OriginSet> origins;   // nullptr without --origins
+  std::unique_ptr<MirrorUrls> mirrors;          // nullptr without --origins
+  std::unique_ptr<UpstreamManifests> upstream;  // nullptr unless an origin forwards manifests
   std::unique_ptr<CatalogTrustRootStore> root_store;
   std::unique_ptr<KeyRing> keys;
   std::unique_ptr<ManifestCache> manifests;
@@ -257,13 +259,23 @@ absl::StatusOr<std::unique_ptr<ModeldistServer>> ModeldistServer::Start(
     return NoReplicaToEvictFor();
   }
 
+  if (parts->origins != nullptr) {
+    for (const origin::ConfiguredOrigin& entry : parts->origins->origins()) {
+      if (!entry.config.modeldist().forward_manifests()) continue;
+      absl::StatusOr<std::unique_ptr<UpstreamManifests>> upstream =
+          UpstreamManifests::Create(entry.config, parts->catalog.get());
+      if (!upstream.ok()) return WithContext(upstream.status(), config.origins_file);
+      parts->upstream = *std::move(upstream);
+    }
+  }
+
   parts->auth = std::make_unique<AdminAuth>(config.admin_token);
   parts->registry = std::make_unique<RegistryServiceImpl>(
       parts->catalog.get(), parts->blobs.get(), parts->manifests.get(), parts->keys.get(),
       parts->auth.get(), parts->health.get(), parts->scrubber.get(), parts->origins.get(),
       parts->replicator.get());
   parts->manifest_service = std::make_unique<ManifestServiceImpl>(
-      parts->manifests.get(), parts->keys.get(), parts->mirrors.get());
+      parts->manifests.get(), parts->keys.get(), parts->mirrors.get(), parts->upstream.get());
   parts->artifact_service = std::make_unique<ArtifactServiceImpl>(
       parts->blobs.get(), parts->health.get(), config.read_message_bytes, /*read_threads=*/4,
       parts->read_through.get());

@@ -18,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "client/rpc/channel.h"
+#include "client/rpc/trust_walk.h"
 #include "common/digest.h"
 #include "common/file_util.h"
 #include "common/grpc_status.h"
@@ -83,20 +84,7 @@ class TrustState {
   // Walks GetTrustRoot(N+1), N+2, ... verifying each against the one before, and persists the
   // newest (chained from the trusted root, so as trusted as it).
   absl::Status Advance(v1::ManifestService::Stub& stub) {
-    bool changed = false;
-    for (;;) {
-      v1::GetTrustRootRequest request;
-      request.set_version(root_.version() + 1);
-      v1::SignedTrustRoot next;
-      grpc::ClientContext context;
-      context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
-      grpc::Status s = stub.GetTrustRoot(&context, request, &next);
-      if (s.error_code() == grpc::StatusCode::NOT_FOUND) break;
-      if (!s.ok()) return FromGrpcStatus(s, "GetTrustRoot");
-      MD_ASSIGN_OR_RETURN(root_, VerifyNextRoot(root_, next));
-      signed_ = std::move(next);
-      changed = true;
-    }
+    MD_ASSIGN_OR_RETURN(bool changed, rpc::AdvanceTrustRoot(stub, &root_, &signed_));
     if (!changed) return absl::OkStatus();
     return Persist();
   }

@@ -91,6 +91,29 @@ absl::Status CheckS3(const std::string& at, const v1::S3Origin& s3) {
   return absl::OkStatus();
 }
 
+// A modeldist origin's objects are the upstream's blobs by digest, read through this server:
+// nothing of a bucket's settings applies.
+absl::Status CheckModeldist(const std::string& at, const v1::Origin& origin) {
+  const std::string& target = origin.modeldist().target();
+  if (target.empty()) return Bad(at + ".modeldist.target", "is required (host:port)");
+  if (absl::StrContains(target, "://")) {
+    return Bad(at + ".modeldist.target",
+               absl::StrCat("\"", target, "\" is a URL; give the gRPC address as host:port"));
+  }
+  if (!origin.key_prefix().empty()) {
+    return Bad(at + ".key_prefix", "does not apply to a modeldist origin (blobs go by digest)");
+  }
+  if (origin.has_cdn()) {
+    return Bad(at + ".cdn", "does not apply to a modeldist origin (devices read through here)");
+  }
+  if (origin.modeldist().forward_manifests() && origin.modeldist().trust_root_file().empty()) {
+    return Bad(at + ".modeldist.trust_root_file",
+               "is required with forward_manifests: the upstream's SignedTrustRoot, as its "
+               "devices pin it (`modeldistctl keys root --out FILE`)");
+  }
+  return absl::OkStatus();
+}
+
 absl::Status CheckOrigin(const std::string& at, const v1::Origin& origin) {
   if (!IsValidName(origin.name())) {
     return Bad(at + ".name",
@@ -110,12 +133,17 @@ absl::Status CheckOrigin(const std::string& at, const v1::Origin& origin) {
     case v1::Origin::kHttp:
       MD_RETURN_IF_ERROR(CheckUrl(at + ".http.base_url", origin.http().base_url()));
       break;
+    case v1::Origin::kModeldist:
+      MD_RETURN_IF_ERROR(CheckModeldist(at, origin));
+      break;
     case v1::Origin::KIND_NOT_SET:
-      return Bad(at, "set one of s3, supabase or http");
+      return Bad(at, "set one of s3, supabase, http or modeldist");
   }
   MD_RETURN_IF_ERROR(CheckPrefix(at + ".key_prefix", origin.key_prefix()));
   if (origin.replicate() && !IsWritable(origin)) {
-    return Bad(at + ".replicate", "an http origin is read-only; replicate to s3 or supabase");
+    return Bad(at + ".replicate",
+               absl::StrCat("a", origin.has_http() ? "n http" : " modeldist",
+                            " origin is read-only; replicate to s3 or supabase"));
   }
   if (origin.has_cdn()) {
     MD_RETURN_IF_ERROR(CheckUrl(at + ".cdn.base_url", origin.cdn().base_url()));
@@ -132,11 +160,20 @@ absl::Status CheckOrigin(const std::string& at, const v1::Origin& origin) {
 
 absl::Status ValidateOriginsConfig(const v1::OriginsConfig& config) {
   std::set<std::string> names;
+  std::string forwarder;  // the origin that forwards manifests, when one does
   for (int i = 0; i < config.origins_size(); ++i) {
     const std::string at = absl::StrCat("origins[", i, "]");
     MD_RETURN_IF_ERROR(CheckOrigin(at, config.origins(i)));
     if (!names.insert(config.origins(i).name()).second) {
       return Bad(at + ".name", absl::StrCat("\"", config.origins(i).name(), "\" is used twice"));
+    }
+    if (config.origins(i).modeldist().forward_manifests()) {
+      if (!forwarder.empty()) {
+        return Bad(
+            at + ".modeldist.forward_manifests",
+            absl::StrCat("only one origin may forward manifests; ", forwarder, " does already"));
+      }
+      forwarder = config.origins(i).name();
     }
   }
   return absl::OkStatus();
@@ -213,6 +250,8 @@ std::string OriginKind(const v1::Origin& origin) {
       return "supabase";
     case v1::Origin::kHttp:
       return "http";
+    case v1::Origin::kModeldist:
+      return "modeldist";
     case v1::Origin::KIND_NOT_SET:
       break;
   }
@@ -228,6 +267,8 @@ std::string OriginLocation(const v1::Origin& origin) {
                           origin.supabase().bucket());
     case v1::Origin::kHttp:
       return origin.http().base_url();
+    case v1::Origin::kModeldist:
+      return origin.modeldist().target();
     case v1::Origin::KIND_NOT_SET:
       break;
   }

@@ -22,7 +22,7 @@ absl::StatusOr<v1::OriginsConfig> LoadOriginsConfig(const std::string& path);
 
 // The checks LoadOriginsConfig runs: unique names of the right shape, one kind per origin,
 // http(s) URLs, a bucket and credentials where the kind needs them, part sizes S3 accepts,
-// replication only to stores that can be written.
+// replication only to stores that can be written, at most one origin forwarding manifests.
 absl::Status ValidateOriginsConfig(const v1::OriginsConfig& config);
 
 // The secret's value (a file's trailing newline removed). FAILED_PRECONDITION (reason
@@ -31,17 +31,19 @@ absl::Status ValidateOriginsConfig(const v1::OriginsConfig& config);
 // value.
 absl::StatusOr<std::string> ReadSecret(const v1::Secret& secret, const std::string& field);
 
-// Whether blobs can be written to the origin (S3 and Supabase; an HTTP origin is read-only).
+// Whether blobs can be written to the origin (S3 and Supabase; HTTP and modeldist origins are
+// read-only).
 bool IsWritable(const v1::Origin& origin);
 
 // The object key of blob sha256:`digest_hex` on `origin`: "<key_prefix>sha256/<hex>".
 std::string BlobKey(const v1::Origin& origin, const std::string& digest_hex);
 
-// "s3", "supabase" or "http" ("" when no kind is set).
+// "s3", "supabase", "http" or "modeldist" ("" when no kind is set).
 std::string OriginKind(const v1::Origin& origin);
 
 // Where the origin's objects are, for people: "<endpoint>/<bucket>" (S3),
-// "<url>/storage/v1/object/<bucket>" (Supabase) or the base URL (HTTP). Never a credential:
+// "<url>/storage/v1/object/<bucket>" (Supabase), the base URL (HTTP) or the upstream's target
+// (modeldist). Never a credential:
 // every URL in a valid config has no user, password or query.
 std::string OriginLocation(const v1::Origin& origin);
 

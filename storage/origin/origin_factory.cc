@@ -7,6 +7,7 @@
 #include "storage/origin/cdn_origin.h"
 #include "storage/origin/cloudfront.h"
 #include "storage/origin/http_origin.h"
+#include "storage/origin/modeldist_origin.h"
 #include "storage/origin/origin_config.h"
 #include "storage/origin/s3_origin.h"
 #include "storage/origin/supabase_origin.h"
@@ -55,6 +56,14 @@ absl::StatusOr<std::unique_ptr<Origin>> MakeSupabase(const v1::Origin& config) {
   return std::unique_ptr<Origin>(std::move(origin));
 }
 
+absl::StatusOr<std::unique_ptr<Origin>> MakeModeldist(const v1::Origin& config) {
+  MD_ASSIGN_OR_RETURN(std::unique_ptr<ModeldistOrigin> origin,
+                      ModeldistOrigin::Create({.name = config.name(),
+                                               .target = config.modeldist().target(),
+                                               .ca_file = config.modeldist().ca_file()}));
+  return std::unique_ptr<Origin>(std::move(origin));
+}
+
 // The origin of the entry's kind, before any CDN in front of it.
 absl::StatusOr<std::unique_ptr<Origin>> MakeBare(const v1::Origin& config) {
   switch (config.kind_case()) {
@@ -64,6 +73,8 @@ absl::StatusOr<std::unique_ptr<Origin>> MakeBare(const v1::Origin& config) {
       return MakeS3(config);
     case v1::Origin::kSupabase:
       return MakeSupabase(config);
+    case v1::Origin::kModeldist:
+      return MakeModeldist(config);
     case v1::Origin::KIND_NOT_SET:
       break;
   }

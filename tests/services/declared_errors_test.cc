@@ -64,7 +64,11 @@ const std::map<std::string, std::string>& NotRpcAnswers() {
       {"SCHEMA_TOO_NEW", "start-up"},
       {"INVALID_KEY", "start-up (a key file that is not an Ed25519 key), and devices"},
       // Devices: common/trust.h, the agent's checks of what it is sent. The server uses them
-      // only as the `cause` of TRUST_ROOT_CHAIN_BROKEN.
+      // only as the `cause` of TRUST_ROOT_CHAIN_BROKEN, and a pull-through cache in the message
+      // of UPSTREAM_UNTRUSTED.
+      {"CHAIN_DIGEST_MISMATCH", "devices"},
+      {"CHUNK_COUNT_MISMATCH", "devices"},
+      {"INVALID_CHUNK_DIGEST", "devices"},
       {"MALFORMED_MANIFEST", "devices"},
       {"MALFORMED_ROOT", "devices"},
       {"MANIFEST_EXPIRED", "devices"},
@@ -110,7 +114,10 @@ const std::map<std::string, std::string>& NotRpcAnswers() {
       // status; an origin kind this version cannot build stops the start.
       {"ORIGIN_PROBE_MISMATCH", "origins (a CheckOrigin step's finding)"},
       {"ORIGIN_KIND_UNSUPPORTED", "start-up (the --origins file)"},
-      {"ORIGIN_READ_ONLY", "origins (an http origin cannot be written)"},
+      {"ORIGIN_READ_ONLY", "origins (http and modeldist origins cannot be written)"},
+      {"ORIGIN_KEY_NOT_A_BLOB", "origins (a modeldist origin's key names no blob)"},
+      {"ORIGIN_NO_DEVICE_URL", "origins (a modeldist origin has no device URLs)"},
+      {"ORIGIN_READ_CANCELLED", "origins (a read-through that stops)"},
       {"RANGE_IGNORED", "origins"},
       {"RANGE_TAKEN", "origins (internal: stops a transfer that has enough bytes)"},
       {"ORIGIN_OBJECT_SHORT", "origins"},

@@ -137,6 +137,21 @@ TEST_F(OriginConfigTest, BadValuesNameTheirField) {
       {"origins { name: \"a\" http { base_url: \"https://a\" } } "
        "origins { name: \"a\" http { base_url: \"https://b\" } }",
        "origins[1].name"},
+      {"origins { name: \"a\" modeldist { } }", "origins[0].modeldist.target"},
+      {"origins { name: \"a\" modeldist { target: \"https://hq:8443\" } }",
+       "origins[0].modeldist.target"},
+      {"origins { name: \"a\" modeldist { target: \"hq:8443\" } key_prefix: \"m/\" }",
+       "origins[0].key_prefix"},
+      {"origins { name: \"a\" modeldist { target: \"hq:8443\" } cdn { base_url: \"https://c\" } }",
+       "origins[0].cdn"},
+      {"origins { name: \"a\" modeldist { target: \"hq:8443\" } replicate: true }",
+       "origins[0].replicate"},
+      {"origins { name: \"a\" modeldist { target: \"hq:8443\" forward_manifests: true } }",
+       "origins[0].modeldist.trust_root_file"},
+      {"origins { name: \"a\" modeldist { target: \"a:1\" forward_manifests: true "
+       "trust_root_file: \"/r\" } } origins { name: \"b\" modeldist { target: \"b:1\" "
+       "forward_manifests: true trust_root_file: \"/r\" } }",
+       "origins[1].modeldist.forward_manifests"},
   };
   for (const Case& c : cases) {
     absl::Status status = LoadText(c.text);
