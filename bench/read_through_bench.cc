@@ -8,7 +8,8 @@
 // restarted with that origin first in its file):
 //
 //   ours  the blob's local file and sidecar are deleted (as when the copy was evicted or lost),
-//         and this driver reads the whole digest with ArtifactService.Read, writing the bytes
+//         and this driver reads the whole digest with ArtifactService.Read as the agent does
+//         (raw_read.h: no parse copy of the data; block_writer.h: O_DIRECT), writing the bytes
 //         to a file as they arrive: the server fetches from the origin, checks each chunk
 //         against the recorded chain and stores the blob while it streams;
 //   peer  `curl -sf -o FILE` of the same object from the same origin (Swift: signed with
@@ -38,6 +39,8 @@
 #include "bench/bench_util.h"
 #include "bench/origin_bench_util.h"
 #include "bench/peers.h"
+#include "client/download/block_writer.h"
+#include "client/download/raw_read.h"
 #include "common/file_util.h"
 #include "common/flags.h"
 #include "common/status.h"
@@ -57,31 +60,40 @@ struct Config {
   std::string tmp_parent;
 };
 
-// Reads the whole of `digest` through ArtifactService.Read into `out` (truncated first).
-// Returns the seconds it took; the byte count must be `size`.
+// Reads the whole of `digest` through ArtifactService.Read into `out` (truncated first), as the
+// agent receives and writes: the data as views into gRPC's buffers (client/download/raw_read.h,
+// no parse copy), written by a BlockWriter (O_DIRECT where the file system allows it). Returns
+// the seconds it took; the byte count must be `size`.
 absl::StatusOr<double> ReadToFile(const std::string& address, const std::string& digest,
                                   int64_t size, const std::string& out) {
   // A channel of its own: no connection reused from another read.
-  auto stub = v1::ArtifactService::NewStub(Connect(address, /*unique=*/true));
+  std::shared_ptr<grpc::Channel> channel = Connect(address, /*unique=*/true);
   ScopedFd fd(::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
   if (!fd.valid()) return ErrnoStatus(errno, absl::StrCat("open ", out));
   const auto start = std::chrono::steady_clock::now();
   grpc::ClientContext context;
   v1::ReadRequest request;
   request.set_digest(digest);
-  auto reader = stub->Read(&context, request);
-  v1::ReadResponse response;
+  MD_ASSIGN_OR_RETURN(std::unique_ptr<client::BlockWriter> writer,
+                      client::BlockWriter::Start(fd.get(), out, /*writeback=*/false));
+  client::RawReadStream stream(channel, &context, request);
+  client::ReadChunk chunk;
   int64_t got = 0;
-  while (reader->Read(&response)) {
-    MD_RETURN_IF_ERROR(WriteAll(fd.get(), response.data().data(), response.data().size()));
-    got += static_cast<int64_t>(response.data().size());
+  absl::Status written;
+  while (written.ok() && stream.Next(&chunk)) {
+    for (absl::string_view piece : chunk.data) {
+      written = writer->Append(got, piece);
+      if (!written.ok()) break;
+      got += static_cast<int64_t>(piece.size());
+    }
   }
-  grpc::Status status = reader->Finish();
+  if (!written.ok()) context.TryCancel();
+  absl::Status status = stream.Finish();
+  if (written.ok()) written = writer->Drain();
+  if (!written.ok()) return written;
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  if (!status.ok()) {
-    return absl::UnavailableError(absl::StrCat("Read ", digest, ": ", status.error_message()));
-  }
+  if (!status.ok()) return WithContext(status, absl::StrCat("Read ", digest));
   if (got != size) {
     return absl::DataLossError(absl::StrCat("Read ", digest, " gave ", got, " bytes, not ", size));
   }
