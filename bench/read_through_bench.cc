@@ -20,13 +20,18 @@
 // local copy deleted once more, 8 Reads start at once; the server's log names every origin GET
 // it starts ("reading ... from origin"), and there must be exactly one.
 //
+// Then the same for a pull-through cache: a second modeldist-server holds the blob (published
+// to it too) and is the server's first origin (`modeldist`); its peer is the same Read from that
+// upstream directly, what a device does without the cache.
+//
 // Prints median (min-max) GB/s (10^9 B/s) and the ratios. The target: the first read >= 0.8x
-// curl from the same origin, for nginx and for Swift.
+// curl from the same origin, for nginx and for Swift (the issue sets none for the cache).
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <functional>
 #include <iostream>
 #include <string>
 #include <thread>
@@ -134,8 +139,30 @@ struct Setup {
   std::string hex;
 };
 
+// The peer of a figure: its row's name, what the RESULT line calls the origin, and one timed
+// download of the whole object into `out`.
+struct Peer {
+  std::string row;
+  std::string origin;
+  std::function<absl::StatusOr<Sample>(const std::string& out)> run;
+  bool has_target = true;  // the issue's 0.8x applies
+};
+
+// A peer that runs `command` (curl ..., writing `out`), with its CPU time.
+Peer CurlPeer(std::string row, std::string origin,
+              std::function<std::string(const std::string&)> command) {
+  return Peer{std::move(row), std::move(origin),
+              [command = std::move(command)](const std::string& out) -> absl::StatusOr<Sample> {
+                const double cpu_before = ReapedChildrenCpuSeconds();
+                Sample t;
+                MD_ASSIGN_OR_RETURN(t.seconds, TimeShell(command(out)));
+                t.cpu_seconds = ReapedChildrenCpuSeconds() - cpu_before;
+                return t;
+              }};
+}
+
 // One origin's figure: the server restarted with `first` first in its origins file.
-absl::Status Figure(const Config& config, const Swift& swift, const Setup& setup,
+absl::Status Figure(const Config& config, const Peer& peer_side, const Setup& setup,
                     const std::string& first, const std::string& origins_text,
                     std::vector<std::string>* results) {
   const std::string origins = absl::StrCat(setup.dir, "/origins-", first, ".textproto");
@@ -150,20 +177,14 @@ absl::Status Figure(const Config& config, const Swift& swift, const Setup& setup
             << first << " first\n";
 
   ResultTable table(config.size);
-  const std::string peer = first == "web" ? "peer curl -o from nginx" : "peer curl -o from Swift";
+  const std::string& peer = peer_side.row;
   const std::string ours = absl::StrCat("ours first Read (read through from ", first, ")");
   const std::string second = "info second Read (local)";
   const std::string out = setup.dir + "/out.bin";
-  const std::string peer_command = first == "web"
-                                       ? absl::StrCat("curl -sf -o ", out, " ", setup.nginx_url)
-                                       : swift.Curl(absl::StrCat("-o ", out), setup.swift_key);
   auto run_peer = [&]() -> absl::Status {
     ::unlink(out.c_str());
     ::sync();
-    const double cpu_before = ReapedChildrenCpuSeconds();
-    Sample t;
-    MD_ASSIGN_OR_RETURN(t.seconds, TimeShell(peer_command));
-    t.cpu_seconds = ReapedChildrenCpuSeconds() - cpu_before;
+    MD_ASSIGN_OR_RETURN(Sample t, peer_side.run(out));
     struct stat st;
     if (::stat(out.c_str(), &st) != 0 || st.st_size != config.size) {
       return absl::DataLossError("the peer's download is short");
@@ -209,12 +230,15 @@ absl::Status Figure(const Config& config, const Swift& swift, const Setup& setup
                               first, config.size, config.size / double(1 << 30), config.reps),
               peer);
   const double ratio = Median(table.Gbps(ours)) / Median(table.Gbps(peer));
+  const std::string verdict =
+      peer_side.has_target
+          ? absl::StrFormat("target >= %.1fx: %s", kTarget, ratio >= kTarget ? "MET" : "MISSED")
+          : "no target";
   results->push_back(absl::StrFormat(
-      "RESULT read-through first read from %s: %.2f GB/s / curl %.2f GB/s = %.2fx (per-rep "
-      "ratios %s; target >= %.1fx: %s); second read %.2f GB/s, local",
-      first == "web" ? "nginx" : "Swift", Median(table.Gbps(ours)), Median(table.Gbps(peer)), ratio,
-      MedianRange(table.RatioToBestPerRep(ours, {peer})), kTarget,
-      ratio >= kTarget ? "MET" : "MISSED", Median(table.Gbps(second))));
+      "RESULT read-through first read from %s: %.2f GB/s / %s %.2f GB/s = %.2fx (per-rep "
+      "ratios %s; %s); second read %.2f GB/s, local",
+      peer_side.origin, Median(table.Gbps(ours)), peer, Median(table.Gbps(peer)), ratio,
+      MedianRange(table.RatioToBestPerRep(ours, {peer})), verdict, Median(table.Gbps(second))));
 
   if (first != "web") return absl::OkStatus();
   // Concurrent first reads: one origin GET.
@@ -245,8 +269,8 @@ absl::Status Figure(const Config& config, const Swift& swift, const Setup& setup
 absl::Status Run(const Config& config) {
   Scratch res;
   MD_ASSIGN_OR_RETURN(res.dir, MakeTempDir(config.tmp_parent, "read-through"));
-  // The file, the blob, its partial, Swift's object, the two downloads.
-  MD_RETURN_IF_ERROR(CheckFreeSpace(res.dir, 6 * config.size));
+  // The file, the blob, its partial, Swift's object, the upstream's copy, the two downloads.
+  MD_RETURN_IF_ERROR(CheckFreeSpace(res.dir, 7 * config.size));
   MD_RETURN_IF_ERROR(WriteFileAtomically(res.dir + "/token", kToken, 0600));
   Swift swift;  // first: the children right after its start are Swift's
   MD_RETURN_IF_ERROR(swift.Start(res.dir));
@@ -296,8 +320,44 @@ absl::Status Run(const Config& config) {
   setup.nginx_url = absl::StrCat("http://", nginx.address, "/", setup.swift_key);
 
   std::vector<std::string> results;
-  MD_RETURN_IF_ERROR(Figure(config, swift, setup, "web", web_entry + swift_entry, &results));
-  MD_RETURN_IF_ERROR(Figure(config, swift, setup, "swift", swift_entry + web_entry, &results));
+  const Peer nginx_peer =
+      CurlPeer("peer curl -o from nginx", "nginx", [&setup](const std::string& out) {
+        return absl::StrCat("curl -sf -o ", out, " ", setup.nginx_url);
+      });
+  MD_RETURN_IF_ERROR(Figure(config, nginx_peer, setup, "web", web_entry + swift_entry, &results));
+  const Peer swift_peer =
+      CurlPeer("peer curl -o from Swift", "Swift", [&swift, &setup](const std::string& out) {
+        return swift.Curl(absl::StrCat("-o ", out), setup.swift_key);
+      });
+  MD_RETURN_IF_ERROR(Figure(config, swift_peer, setup, "swift", swift_entry + web_entry, &results));
+
+  // A pull-through cache: another modeldist-server holds the blob (published to it as well),
+  // and the server reads it through from there. The peer is what a device does without the
+  // cache: the same Read from that upstream directly. No target (the issue sets none).
+  Scratch upstream_scope;
+  MD_ASSIGN_OR_RETURN(ServerProcess upstream,
+                      StartModeldistServer(config.server_bin, res.dir + "/upstream",
+                                           res.dir + "/token", 1 << 20, res.dir + "/upstream.log"));
+  upstream_scope.server = upstream.pid;
+  MD_RETURN_IF_ERROR(
+      PublishFile(Connect(upstream.address), kToken, file, digest, "rt", "v1", "").status());
+  const std::string upstream_entry = absl::StrCat(
+      "origins {\n  name: \"upstream\"\n  modeldist { target: \"", upstream.address, "\" }\n}\n");
+  const Peer upstream_peer{
+      "peer Read from the upstream", "a modeldist upstream",
+      [&](const std::string& out) -> absl::StatusOr<Sample> {
+        const double upstream_before = ProcessCpuSeconds(upstream.pid);
+        const double self_before = SelfCpuSeconds();
+        Sample t;
+        MD_ASSIGN_OR_RETURN(t.seconds,
+                            ReadToFile(upstream.address, setup.digest, config.size, out));
+        t.cpu_seconds =
+            ProcessCpuSeconds(upstream.pid) - upstream_before + SelfCpuSeconds() - self_before;
+        return t;
+      },
+      /*has_target=*/false};
+  MD_RETURN_IF_ERROR(Figure(config, upstream_peer, setup, "upstream",
+                            upstream_entry + swift_entry + web_entry, &results));
   std::cout << "\n";
   for (const std::string& line : results) std::cout << line << "\n";
   return absl::OkStatus();
