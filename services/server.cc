@@ -266,6 +266,9 @@ absl::StatusOr<std::unique_ptr<ModeldistServer>> ModeldistServer::Start(
           UpstreamManifests::Create(entry.config, parts->catalog.get());
       if (!upstream.ok()) return WithContext(upstream.status(), config.origins_file);
       parts->upstream = *std::move(upstream);
+      std::cerr << "modeldist-server: a pull-through cache: manifests come from "
+                << entry.config.modeldist().target() << " (origin " << entry.config.name()
+                << "), checked against " << entry.config.modeldist().trust_root_file() << "\n";
     }
   }
 
