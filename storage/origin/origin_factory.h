@@ -14,10 +14,10 @@
 namespace modeldist::origin {
 
 // The origin of the entry's kind (S3Origin for `s3` and SupabaseOrigin for `supabase`, their
-// secrets read now; HttpOrigin for `http`, ModeldistOrigin for `modeldist`), wrapped in a CdnOrigin when the entry has a `cdn`
-// (with a CloudFrontSigner for `cdn.cloudfront`, whose key is read and checked now). An entry
-// with no kind is UNIMPLEMENTED (reason ORIGIN_KIND_UNSUPPORTED), so a file naming a kind this
-// version does not know stops the server rather than being half used.
+// secrets read now; HttpOrigin for `http`, ModeldistOrigin for `modeldist`), wrapped in a CdnOrigin
+// when the entry has a `cdn` (with a CloudFrontSigner for `cdn.cloudfront`, whose key is read and
+// checked now). An entry with no kind is UNIMPLEMENTED (reason ORIGIN_KIND_UNSUPPORTED), so a file
+// naming a kind this version does not know stops the server rather than being half used.
 absl::StatusOr<std::unique_ptr<Origin>> MakeOrigin(const v1::Origin& config);
 
 }  // namespace modeldist::origin
