@@ -82,7 +82,8 @@ class AgentMirrorTest : public AgentFixture {
     ASSERT_NO_FATAL_FAILURE(WaitConfirmed());
   }
 
-  // Waits until the replicator confirmed the copy (MirrorUrls then lists it).
+  // Waits until the replicator confirmed the copy and MirrorUrls lists it: the row turns
+  // CONFIRMED first, and the replicator tells MirrorUrls a moment later.
   void WaitConfirmed() {
     v1::GetVersionRequest request;
     request.set_name("models/llama/versions/1");
@@ -90,8 +91,11 @@ class AgentMirrorTest : public AgentFixture {
     for (;;) {
       v1::Version version;
       ASSERT_TRUE(server_.registry().GetVersion(server_.Admin().get(), request, &version).ok());
+      v1::SignedManifest manifest;
       if (version.artifacts(0).replicas_size() == 1 &&
-          version.artifacts(0).replicas(0).state() == v1::Replica::CONFIRMED) {
+          version.artifacts(0).replicas(0).state() == v1::Replica::CONFIRMED &&
+          server_.GetManifest("llama8b", v1::PLATFORM_LINUX, v1::ARCH_X86_64, &manifest).ok() &&
+          manifest.mirrors_size() > 0) {
         return;
       }
       ASSERT_LT(absl::Now(), deadline) << version.DebugString();
