@@ -109,20 +109,26 @@ grpc::Status UpstreamManifests::GetTrustRoot(const v1::GetTrustRootRequest& requ
 
 absl::StatusOr<v1::Manifest> UpstreamManifests::Verify(const v1::SignedManifest& signed_manifest) {
   v1::TrustRoot root;
+  {
+    absl::MutexLock lock(&mu_);
+    root = root_;
+  }
+  absl::StatusOr<v1::Manifest> manifest = VerifyManifest(root, signed_manifest);
+  if (manifest.ok() || ErrorReason(manifest.status()) != kReasonSignatureThresholdNotMet) {
+    return manifest;
+  }
+  // Signed by keys of a newer root, perhaps: walk to it (outside the lock, it is slow) from the
+  // newest one known, which another call may have walked to meanwhile.
+  const int64_t tried = root.version();
   v1::SignedTrustRoot signed_root;
   {
     absl::MutexLock lock(&mu_);
     root = root_;
     signed_root = signed_root_;
   }
-  absl::StatusOr<v1::Manifest> manifest = VerifyManifest(root, signed_manifest);
-  if (manifest.ok() || ErrorReason(manifest.status()) != kReasonSignatureThresholdNotMet) {
-    return manifest;
-  }
-  // Signed by keys of a newer root, perhaps: walk to it (outside the lock, it is slow).
   absl::StatusOr<bool> advanced = rpc::AdvanceTrustRoot(*stub_, &root, &signed_root);
   if (!advanced.ok()) return advanced.status();
-  if (!*advanced) return manifest;
+  if (root.version() == tried) return manifest;
   {
     absl::MutexLock lock(&mu_);
     if (root.version() > root_.version()) {

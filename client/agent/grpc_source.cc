@@ -24,10 +24,6 @@
 namespace modeldist::agent {
 namespace {
 
-// The server sends at most its chunk size (<= 4 MiB) per message; gRPC's default 4 MiB
-// receive limit would refuse a full 4 MiB chunk with its framing. Bounded, so a hostile server
-// still cannot make us buffer more than this per message.
-constexpr int kMaxMessageBytes = 8 * 1024 * 1024;
 // A fixed HTTP/2 stream window instead of gRPC's BDP-probed one. The probe kept growing the
 // window (and the bytes the transport buffers ahead of us) while the agent was busy hashing
 // and writing: peak RSS reached 200 MiB in an 8 GiB sync. A fixed 4 MiB window bounds that
@@ -187,7 +183,7 @@ absl::StatusOr<std::unique_ptr<ByteSource>> NewGrpcSource(const std::string& tar
   MD_ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> channel,
                       rpc::MakeChannel({.target = target,
                                         .tls_ca_file = tls_ca_file,
-                                        .max_receive_message_bytes = kMaxMessageBytes,
+                                        .max_receive_message_bytes = client::kMaxReadMessageBytes,
                                         .fixed_stream_window_bytes = kStreamWindowBytes}));
   return std::make_unique<GrpcSource>(
       absl::StrCat(tls_ca_file.empty() ? "grpc://" : "grpcs://", target), std::move(channel));

@@ -33,6 +33,12 @@
 
 namespace modeldist::client {
 
+// The receive limit for a channel that reads ArtifactService.Read: a server sends at most its
+// --chunk-size (<= 4 MiB) of data per message, which with its framing is more than gRPC's
+// default 4 MiB limit would take. Bounded, so that a hostile server still cannot make the reader
+// buffer more than this per message.
+inline constexpr int kMaxReadMessageBytes = 8 * 1024 * 1024;
+
 // Parses one serialized modeldist.v1.ReadResponse, given as `slices` in order (a message may be
 // cut anywhere, even inside a varint), without copying it: `*data` receives views into `slices`
 // covering the `data` field, one per slice it spans (no empty views). Fields may come in any

@@ -4,15 +4,14 @@
 #include "absl/strings/str_cat.h"
 #include "common/http/http.h"
 #include "common/status.h"
+#include "storage/origin/origin_config.h"
 #include "storage/origin/ranged_get.h"
 
 namespace modeldist::origin {
 namespace {
 
 absl::Status ReadOnly(const std::string& name, const char* what) {
-  return MakeError(absl::StatusCode::kFailedPrecondition, "ORIGIN_READ_ONLY",
-                   absl::StrCat(name, " is an http origin, which is read-only: cannot ", what,
-                                "; replicate to an s3 or supabase origin"));
+  return ReadOnlyOriginError(name, "an http origin", what, "replicate to an s3 or supabase origin");
 }
 
 }  // namespace

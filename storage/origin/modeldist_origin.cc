@@ -14,21 +14,17 @@
 #include "common/grpc_status.h"
 #include "common/status.h"
 #include "modeldist/v1/artifact.grpc.pb.h"
+#include "storage/origin/origin_config.h"
 
 namespace modeldist::origin {
 namespace {
 
-// The upstream sends at most its --chunk-size (<= 4 MiB) of data per message; with the
-// framing that needs more than gRPC's default 4 MiB limit. Bounded, so that an upstream cannot
-// make this server buffer more per message.
-constexpr int kMaxMessageBytes = 8 * 1024 * 1024;
 // How often a Read in progress looks at the caller's cancel flag.
 constexpr absl::Duration kCancelPoll = absl::Milliseconds(50);
 
 absl::Status ReadOnly(const std::string& name, const char* what) {
-  return MakeError(absl::StatusCode::kFailedPrecondition, "ORIGIN_READ_ONLY",
-                   absl::StrCat(name, " is a modeldist origin, which is read-only: cannot ", what,
-                                "; publish to the upstream server instead"));
+  return ReadOnlyOriginError(name, "a modeldist origin", what,
+                             "publish to the upstream server instead");
 }
 
 absl::Status Cancelled() {
@@ -83,7 +79,7 @@ absl::StatusOr<std::unique_ptr<ModeldistOrigin>> ModeldistOrigin::Create(
   rpc::ChannelOptions channel;
   channel.target = options.target;
   channel.tls_ca_file = options.ca_file;
-  channel.max_receive_message_bytes = kMaxMessageBytes;
+  channel.max_receive_message_bytes = client::kMaxReadMessageBytes;
   // A read-through can wait on one long Read; pings find a dead upstream under it.
   channel.keepalive_time = absl::Seconds(30);
   MD_ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> built, rpc::MakeChannel(channel));

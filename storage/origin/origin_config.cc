@@ -236,6 +236,13 @@ absl::StatusOr<std::string> ReadSecret(const v1::Secret& secret, const std::stri
   return value;
 }
 
+absl::Status ReadOnlyOriginError(const std::string& name, const std::string& kind,
+                                 const std::string& what, const std::string& instead) {
+  return MakeError(
+      absl::StatusCode::kFailedPrecondition, "ORIGIN_READ_ONLY",
+      absl::StrCat(name, " is ", kind, ", which is read-only: cannot ", what, "; ", instead));
+}
+
 bool IsWritable(const v1::Origin& origin) { return origin.has_s3() || origin.has_supabase(); }
 
 std::string BlobKey(const v1::Origin& origin, const std::string& digest_hex) {

@@ -31,6 +31,11 @@ absl::Status ValidateOriginsConfig(const v1::OriginsConfig& config);
 // value.
 absl::StatusOr<std::string> ReadSecret(const v1::Secret& secret, const std::string& field);
 
+// FAILED_PRECONDITION (reason ORIGIN_READ_ONLY) for a write to a read-only origin: "<name> is
+// <kind>, which is read-only: cannot <what>; <instead>".
+absl::Status ReadOnlyOriginError(const std::string& name, const std::string& kind,
+                                 const std::string& what, const std::string& instead);
+
 // Whether blobs can be written to the origin (S3 and Supabase; HTTP and modeldist origins are
 // read-only).
 bool IsWritable(const v1::Origin& origin);
