@@ -314,7 +314,8 @@ absl::StatusOr<ServerProcess> StartModeldistServer(const std::string& binary,
 }
 
 absl::StatusOr<ServerProcess> StartNginx(const std::string& prefix, const std::string& root,
-                                         int workers, const std::vector<int>& cpus) {
+                                         int workers, const std::vector<int>& cpus,
+                                         const NginxExtras& extras) {
   for (const char* sub : {"", "/logs", "/tmp"}) {
     MD_RETURN_IF_ERROR(MakeDirs(prefix + sub));
   }
@@ -330,7 +331,7 @@ absl::StatusOr<ServerProcess> StartNginx(const std::string& prefix, const std::s
         "error_log %s warn;\n"
         "events { worker_connections 1024; }\n"
         "http {\n"
-        "  access_log off;\n"
+        "  access_log %s;\n"
         "  client_body_temp_path %s/tmp/body; proxy_temp_path %s/tmp/proxy;\n"
         "  fastcgi_temp_path %s/tmp/fcgi; uwsgi_temp_path %s/tmp/uwsgi;\n"
         "  scgi_temp_path %s/tmp/scgi;\n"
@@ -338,9 +339,11 @@ absl::StatusOr<ServerProcess> StartNginx(const std::string& prefix, const std::s
         "  keepalive_requests 1000000; keepalive_timeout 60s;\n"
         "  default_type application/octet-stream;\n"
         "  types { application/json json; }\n"
-        "  server { listen 127.0.0.1:%d; root %s; }\n"
+        "%s"
+        "  server { listen 127.0.0.1:%d; root %s;\n%s  }\n"
         "}\n",
-        workers, prefix, error_log, prefix, prefix, prefix, prefix, prefix, port, root);
+        workers, prefix, error_log, extras.access_log, prefix, prefix, prefix, prefix, prefix,
+        extras.http, port, root, extras.server);
     MD_RETURN_IF_ERROR(WriteFileAtomically(prefix + "/nginx.conf", conf, 0644));
     const std::string stderr_log = prefix + "/logs/stderr.log";
     return SpawnImpl(

@@ -95,12 +95,20 @@ absl::StatusOr<ServerProcess> StartModeldistServer(const std::string& binary,
                                                    int64_t chunk_size, const std::string& log_path,
                                                    const std::vector<int>& cpus = {});
 
+// What a driver adds to StartNginx's configuration.
+struct NginxExtras {
+  std::string access_log = "off";  // or a path, e.g. /dev/null
+  std::string http;                // more directives of the http {} block
+  std::string server;              // more directives of the server {} block (e.g. a location)
+};
+
 // Starts nginx (`daemon off`, sendfile on, access_log off, `workers` worker processes) with
 // its prefix in `prefix` (created) serving `root` on 127.0.0.1 at a free high port. The bind is
 // checked by fetching a random token file that only this instance can serve, so a foreign
 // listener on the port is never mistaken for ours. `cpus` restricts it to those CPUs.
 absl::StatusOr<ServerProcess> StartNginx(const std::string& prefix, const std::string& root,
-                                         int workers = 2, const std::vector<int>& cpus = {});
+                                         int workers = 2, const std::vector<int>& cpus = {},
+                                         const NginxExtras& extras = NginxExtras());
 
 // ---- Data ----------------------------------------------------------------------------------
 

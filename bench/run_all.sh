@@ -25,25 +25,28 @@ for tool in nginx curl openssl docker-registry; do
       "docker-registry)" >&2; exit 1; }
 done
 command -v wrk >/dev/null ||
-  echo "run_all.sh: wrk not found (apt-get install -y wrk); manifest_bench skips its peer" >&2
+  echo "run_all.sh: wrk not found (apt-get install -y wrk); manifest_bench skips its peer," \
+    "http_bench its edge part" >&2
 
 # Tests are not needed here, and a half-edited tests/ tree must not block a benchmark run.
 # shellcheck disable=SC2086
 cmake -S "$repo" -B "$build" -DCMAKE_BUILD_TYPE=Release -DMODELDIST_BUILD_TESTS=OFF \
   -DMODELDIST_BUILD_BENCH=ON ${CMAKE_ARGS:-} >/dev/null
 cmake --build "$build" -j "$jobs" --target modeldist-server modeldist-agent modeldistctl download_bench \
-  manifest_bench rss_bench agent_bench publish_bench
+  manifest_bench http_bench rss_bench agent_bench publish_bench
 
 mkdir -p "$results"
 if ((quick)); then
   download_args=(--size 256MiB --reps 1)
   manifest_args=(--reps 1 --duration 2)
+  http_args=(--size 256MiB --reps 1 --duration 2 --warmup 1)
   rss_args=(--sizes 64MiB,256MiB --clients 8)
   agent_args=(--size 256MiB --reps 1)
   publish_args=(--size 256MiB --reps 1)
 else
   download_args=()
   manifest_args=()
+  http_args=()
   rss_args=()
   agent_args=()
   publish_args=()
@@ -69,6 +72,13 @@ fi
 run manifest_bench manifest_bench --tmp "$tmp" "${manifest_args[@]}"
 # The same with the load generator on the server's cores: how much a co-located client costs.
 run manifest_bench_shared manifest_bench --tmp "$tmp" --placement shared "${manifest_args[@]}"
+# The HTTP listener: the blob endpoint vs nginx and docker-registry (curl), the edge manifest
+# endpoint vs nginx (wrk); without wrk, the blob part only.
+if command -v wrk >/dev/null; then
+  run http_bench http_bench --tmp "$tmp" "${http_args[@]}"
+else
+  run http_bench http_bench --tmp "$tmp" --parts blob "${http_args[@]}"
+fi
 run rss_bench rss_bench --tmp "$tmp" "${rss_args[@]}"
 run agent_bench agent_bench --tmp "$tmp" "${agent_args[@]}"
 # Publishing ends in an fsync, so this one needs BENCH_TMP on a disk (it refuses tmpfs).
@@ -80,7 +90,7 @@ fi
 
 echo
 echo "Summary (also in $results):"
-for f in download_bench download_bench_tmpfs manifest_bench manifest_bench_shared rss_bench \
-  agent_bench publish_bench; do
+for f in download_bench download_bench_tmpfs manifest_bench manifest_bench_shared http_bench \
+  rss_bench agent_bench publish_bench; do
   [[ -f "$results/$f.txt" ]] && grep -h '^RESULT' "$results/$f.txt" | sed "s/^/$f: /"
 done

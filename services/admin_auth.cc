@@ -26,13 +26,16 @@ absl::Status AdminAuth::Check(const grpc::ServerContext& context) const {
                      "authorization metadata must be `Bearer <token>`");
   }
   absl::string_view given = value.substr(kBearer.size());
-  bool match = given.size() == token_.size() &&
-               CRYPTO_memcmp(given.data(), token_.data(), token_.size()) == 0;
-  if (!match) {
+  if (!SecretEquals(given, token_)) {
     return MakeError(absl::StatusCode::kUnauthenticated, "WRONG_TOKEN",
                      "the admin token is not valid");
   }
   return absl::OkStatus();
+}
+
+bool SecretEquals(absl::string_view given, absl::string_view secret) {
+  return given.size() == secret.size() &&
+         CRYPTO_memcmp(given.data(), secret.data(), secret.size()) == 0;
 }
 
 absl::StatusOr<std::string> LoadAdminToken(const std::string& token_file) {
@@ -63,6 +66,22 @@ absl::StatusOr<std::string> LoadAdminToken(const std::string& token_file) {
                      " is shorter than 16 characters; use e.g. `openssl rand -hex 32`"));
   }
   return token;
+}
+
+absl::StatusOr<std::string> LoadSecretFile(const std::string& path, absl::string_view flag) {
+  absl::StatusOr<std::string> contents = ReadFileToString(path);
+  if (!contents.ok()) {
+    return MakeError(absl::StatusCode::kFailedPrecondition, "INVALID_SECRET_FILE",
+                     absl::StrCat("cannot read ", flag, ": ", contents.status().message()));
+  }
+  std::string secret(absl::StripAsciiWhitespace(contents->substr(0, contents->find('\n'))));
+  if (secret.size() < 16) {
+    return MakeError(
+        absl::StatusCode::kFailedPrecondition, "INVALID_SECRET_FILE",
+        absl::StrCat("the secret in ", flag, " ", path,
+                     " is shorter than 16 characters; use e.g. `openssl rand -hex 32`"));
+  }
+  return secret;
 }
 
 }  // namespace modeldist::services

@@ -11,6 +11,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace modeldist::services {
 
@@ -26,10 +27,18 @@ class AdminAuth {
   std::string token_;
 };
 
+// Whether `given` is `secret`, compared in constant time (no early exit on the first
+// different byte, so timing tells nothing about the secret).
+bool SecretEquals(absl::string_view given, absl::string_view secret);
+
 // Reads the admin token: the first line of `token_file` when given, else the environment
 // variable MODELDIST_ADMIN_TOKEN. FAILED_PRECONDITION when neither yields a token of at least
 // 16 characters, with a message saying how to make one.
 absl::StatusOr<std::string> LoadAdminToken(const std::string& token_file);
+
+// The first line of `path`, the file `flag` names, trimmed: a shared secret of at least 16
+// characters. FAILED_PRECONDITION (INVALID_SECRET_FILE) naming the flag otherwise.
+absl::StatusOr<std::string> LoadSecretFile(const std::string& path, absl::string_view flag);
 
 }  // namespace modeldist::services
 

@@ -10,8 +10,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/digest.h"
-#include "common/status.h"
 #include "common/grpc_status.h"
+#include "common/status.h"
 #include "services/malformed_request.h"
 #include "services/request_validation.h"
 
@@ -75,6 +75,10 @@ absl::StatusOr<ArtifactServiceImpl::ReadPlan> ArtifactServiceImpl::PlanRead(
     MD_RETURN_IF_ERROR(blob.status());
     size = blob->size();
     plan.blob.emplace(*std::move(blob));
+  }
+  if (read_through_ != nullptr && metrics_ != nullptr) {
+    (plan.fetch != nullptr ? metrics_->read_through_misses() : metrics_->read_through_hits())
+        ->Increment();
   }
   if (request.offset() > size) {
     return MakeError(absl::StatusCode::kOutOfRange, "OFFSET_PAST_END",
@@ -177,9 +181,9 @@ class ArtifactServiceImpl::ReadReactor final : public grpc::ServerWriteReactor<g
       return;
     }
     if (*got != want_) {
-      Finish(ToGrpcStatus(MakeError(
-          absl::StatusCode::kUnavailable, "IO_ERROR",
-          absl::StrCat("the fetched file of ", request_digest_, " ended early; retry"))));
+      Finish(ToGrpcStatus(
+          MakeError(absl::StatusCode::kUnavailable, "IO_ERROR",
+                    absl::StrCat("the fetched file of ", request_digest_, " ended early; retry"))));
       return;
     }
     filled_ = want_;
@@ -232,28 +236,14 @@ class ArtifactServiceImpl::ReadReactor final : public grpc::ServerWriteReactor<g
   // On the pool: reads the rest of the message's bytes, from the page cache if it has them,
   // else blocking, then checks and sends them.
   void FillAndSend() {
-    absl::StatusOr<size_t> got = plan_->blob->ReadCachedAt(
-        plan_->offset + static_cast<int64_t>(filled_), data_ + filled_, want_ - filled_);
-    if (!got.ok()) {
-      Finish(ToGrpcStatus(got.status()));
+    const absl::Status checked =
+        check_->FillAndCheck(plan_->offset, data_, want_, filled_, plan_->end);
+    if (!checked.ok()) {
+      FinishDamaged(checked);  // what is not damage (an I/O error) only ends the call
       return;
     }
-    filled_ += *got;
-    const bool from_cache = filled_ == want_;
-    if (!from_cache) {
-      got = plan_->blob->ReadAt(plan_->offset + static_cast<int64_t>(filled_), data_ + filled_,
-                               want_ - filled_);
-      if (!got.ok()) {
-        Finish(ToGrpcStatus(got.status()));
-        return;
-      }
-      filled_ += *got;
-    }
-    if (filled_ == 0) {
-      FinishDamaged(SizeMismatchError(plan_->blob->record(), plan_->offset));
-      return;
-    }
-    CheckAndSend(from_cache);
+    filled_ = want_;
+    SendMessage();
   }
 
   // Lets the `filled_` bytes out only when the check passes; a mismatch ends the stream.
@@ -283,6 +273,10 @@ class ArtifactServiceImpl::ReadReactor final : public grpc::ServerWriteReactor<g
     slice_ = grpc::Slice();
     message_ = grpc::ByteBuffer(&message, 1);
     plan_->offset += static_cast<int64_t>(filled_);
+    if (service_->metrics_ != nullptr) {
+      service_->metrics_->served(/*http=*/false, plan_->fetch != nullptr)
+          ->Add(static_cast<int64_t>(filled_));
+    }
     StartWrite(&message_);
   }
 

@@ -38,6 +38,7 @@
 #include "services/blob_health.h"
 #include "services/blocking_pool.h"
 #include "services/read_through.h"
+#include "services/server_metrics.h"
 #include "storage/blob_store.h"
 #include "storage/served_bytes_check.h"
 
@@ -59,13 +60,14 @@ class ArtifactServiceImpl final
   // (StatResponse.read_message_bytes). `read_threads`: the BlockingPool that runs the preads
   // of every Read stream. `health` (may be null) is told of every blob found damaged or
   // missing. `read_through` (may be null: no origins) fetches blobs that are not stored here;
-  // it must be stopped before this is destroyed.
+  // it must be stopped before this is destroyed. `metrics` (may be null) counts the bytes sent.
   ArtifactServiceImpl(const storage::BlobStore* blobs, BlobHealth* health,
                       int64_t read_message_bytes, int read_threads = 4,
-                      ReadThrough* read_through = nullptr)
+                      ReadThrough* read_through = nullptr, const ServerMetrics* metrics = nullptr)
       : blobs_(blobs),
         health_(health),
         read_through_(read_through),
+        metrics_(metrics),
         read_message_bytes_(read_message_bytes),
         read_pool_(read_threads) {}
 
@@ -92,6 +94,7 @@ class ArtifactServiceImpl final
   const storage::BlobStore* blobs_;
   BlobHealth* health_;
   ReadThrough* read_through_;
+  const ServerMetrics* metrics_;
   int64_t read_message_bytes_;
   // Last member: destroyed (its threads joined) first, while what its tasks use still exists.
   BlockingPool read_pool_;

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <iostream>
 #include <thread>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
@@ -67,7 +68,24 @@ int main(int argc, char** argv) {
   flags.AddBool("evict-replicated",
                 "remove a blob's local copy once every `replicate` origin confirmed a copy; "
                 "it is then read through from them (docs/origins.md)");
+  flags.Add("http-listen", "HOST:PORT", "",
+            "also serve HTTP here (off when empty): blobs for CDNs and caches at "
+            "/v1/blobs/sha256:<hex>, /healthz, /readyz; TLS as --tls-cert");
+  flags.Add("http-manifest-path", "PATH", "/functions/v1/local-llm-manifest",
+            "where --http-listen answers the seed's edge-function requests "
+            "(POST {\"platform\":\"macos\",\"tier\":\"llama8b\"})");
+  flags.Add("http-public-url", "URL", "",
+            "where devices reach --http-listen's blobs, e.g. a CDN whose origin it is: the "
+            "edge endpoint's blob URLs, and the first mirror of every manifest");
+  flags.Add("http-origin-secret-file", "FILE", "",
+            "blob requests must carry this file's first line in the X-Modeldist-Origin-Secret "
+            "header (a CDN's origin custom header); others get 403");
+  flags.Add("log-level", "LEVEL", "info",
+            "one JSON line per request to stderr (or --log-file): info logs every request, "
+            "warn refused ones and server failures, error server failures only, off none");
+  flags.Add("log-file", "FILE", "", "append the request log here instead of stderr");
   flags.Add("port-file", "FILE", "", "write the bound port here once serving (for scripts)");
+  flags.Add("http-port-file", "FILE", "", "write the bound HTTP port here once serving");
   flags.AddBool("help", "show this help");
   if (absl::Status s = flags.Parse(argc, argv); !s.ok()) return Fail(std::string(s.message()));
   if (flags.GetBool("help")) {
@@ -87,6 +105,19 @@ int main(int argc, char** argv) {
   config.public_address = flags.Get("public-address");
   config.origins_file = flags.Get("origins");
   config.evict_replicated = flags.GetBool("evict-replicated");
+  config.http_listen = flags.Get("http-listen");
+  auto log_level = modeldist::services::ParseLogLevel(flags.Get("log-level"));
+  if (!log_level.ok()) return Fail(std::string(log_level.status().message()));
+  config.log_level = *log_level;
+  config.log_file = flags.Get("log-file");
+  config.http_manifest_path = flags.Get("http-manifest-path");
+  config.http_public_url = flags.Get("http-public-url");
+  if (!flags.Get("http-origin-secret-file").empty()) {
+    auto secret = modeldist::services::LoadSecretFile(flags.Get("http-origin-secret-file"),
+                                                      "--http-origin-secret-file");
+    if (!secret.ok()) return Fail(std::string(secret.status().message()));
+    config.http_origin_secret = *std::move(secret);
+  }
   if (!absl::ParseDuration(flags.Get("manifest-ttl"), &config.manifest_ttl) ||
       config.manifest_ttl < absl::Minutes(1)) {
     return Fail("--manifest-ttl must be a duration of at least 1m, e.g. 24h or 90m");
@@ -121,10 +152,16 @@ int main(int argc, char** argv) {
   std::cerr << "modeldist-server listening on " << address << " (data: " << config.data_dir << ", "
             << (config.tls_cert_file.empty() ? "plaintext" : "TLS") << ", manifest keys "
             << (*server)->signing_key_id() << ")\n";
+  if (!config.http_listen.empty()) {
+    const std::string http_host = config.http_listen.substr(0, config.http_listen.rfind(':'));
+    std::cerr << "modeldist-server: HTTP on " << http_host << ":" << (*server)->http_port()
+              << " (blobs at /v1/blobs/sha256:<hex>, /healthz, /readyz)\n";
+  }
   fprintf(stderr, kNextSteps, address.c_str(), address.c_str(), address.c_str());
-  if (!flags.Get("port-file").empty()) {
-    auto s = modeldist::WriteFileAtomically(flags.Get("port-file"),
-                                            absl::StrCat((*server)->port(), "\n"), 0644);
+  for (const auto& [flag, port] : {std::pair<std::string, int>{"port-file", (*server)->port()},
+                                   {"http-port-file", (*server)->http_port()}}) {
+    if (flags.Get(flag).empty()) continue;
+    auto s = modeldist::WriteFileAtomically(flags.Get(flag), absl::StrCat(port, "\n"), 0644);
     if (!s.ok()) return Fail(std::string(s.message()));
   }
 

@@ -147,6 +147,7 @@ absl::Status ManifestCache::Rebuild() {
     absl::MutexLock rebuild_lock(&rebuild_mu_);
     status = RebuildLocked(&damage);
   }
+  if (status.ok() && options_.rebuilds != nullptr) options_.rebuilds->Increment();
   // Outside the lock: the handler records the damage and may rebuild again.
   if (options_.on_damage) {
     for (const auto& [hex, problem] : damage.found) options_.on_damage(hex, problem);

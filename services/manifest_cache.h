@@ -28,6 +28,7 @@
 #include "absl/time/time.h"
 #include "modeldist/v1/manifest.pb.h"
 #include "services/manifest_signer.h"
+#include "services/metrics/metrics.h"
 #include "storage/blob_store.h"
 #include "storage/catalog.h"
 
@@ -49,6 +50,8 @@ class ManifestCache {
     // The chain of a blob that is not stored here but is read through from the origins
     // (services/read_through.h); NOT_FOUND otherwise. Unset: every blob must be stored.
     std::function<absl::StatusOr<std::vector<std::string>>(const std::string& hex)> remote_chain;
+    // Counts the rebuilds that put new answers in place; may be null.
+    metrics::Counter* rebuilds = nullptr;
   };
 
   // The answer for one device: the pre-signed manifest and, unsigned, why it was chosen.

@@ -3,9 +3,11 @@
 #include <algorithm>
 #include <chrono>
 
+#include "absl/strings/str_cat.h"
 #include "common/ed25519.h"
 #include "common/grpc_status.h"
 #include "common/limits.h"
+#include "services/blob_endpoint.h"
 #include "services/request_validation.h"
 
 namespace modeldist::services {
@@ -33,6 +35,9 @@ absl::Status ValidateTrustRoot(const v1::GetTrustRootRequest& request) {
       .status();
 }
 
+// The longest a forwarded call waits for the upstream.
+constexpr std::chrono::seconds kUpstreamDeadline(30);
+
 grpc::ServerUnaryReactor* Finish(grpc::CallbackServerContext* context, grpc::Status status) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   reactor->Finish(std::move(status));
@@ -46,7 +51,7 @@ grpc::ServerUnaryReactor* Forward(grpc::CallbackServerContext* context, Upstream
                                   Call call) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   const auto deadline =
-      std::min(context->deadline(), std::chrono::system_clock::now() + std::chrono::seconds(30));
+      std::min(context->deadline(), std::chrono::system_clock::now() + kUpstreamDeadline);
   upstream->Run([reactor, deadline, call = std::move(call)] { reactor->Finish(call(deadline)); });
   return reactor;
 }
@@ -61,6 +66,14 @@ grpc::ServerUnaryReactor* ManifestServiceImpl::GetManifest(grpc::CallbackServerC
   return Forward(context, upstream_, [this, request, response](auto deadline) {
     return upstream_->GetManifest(*request, deadline, response);
   });
+}
+
+grpc::Status ManifestServiceImpl::Answer(const v1::GetManifestRequest& request,
+                                         v1::SignedManifest* response) const {
+  if (upstream_ == nullptr) return DoGetManifest(request, response);
+  if (absl::Status s = Validate(request); !s.ok()) return ToGrpcStatus(s);
+  return upstream_->GetManifest(request, std::chrono::system_clock::now() + kUpstreamDeadline,
+                                response);
 }
 
 grpc::ServerUnaryReactor* ManifestServiceImpl::GetSigningKeys(
@@ -92,6 +105,10 @@ grpc::Status ManifestServiceImpl::DoGetManifest(const v1::GetManifestRequest& re
   // One copy of the pre-signed answer; the signatures were made when the catalog changed.
   *response = *answer->signed_manifest;
   response->set_selection_reason(std::move(answer->reason));
+  if (!cdn_url_.empty()) {
+    response->add_mirrors()->set_http_url(
+        absl::StrCat(cdn_url_, kBlobPathPrefix, answer->digest));
+  }
   if (mirrors_ != nullptr) {
     for (std::string& url : mirrors_->For(answer->digest, answer->expires)) {
       response->add_mirrors()->set_http_url(std::move(url));

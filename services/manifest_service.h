@@ -20,10 +20,17 @@ namespace modeldist::services {
 class ManifestServiceImpl final : public v1::ManifestService::CallbackService {
  public:
   // `mirrors` (nullptr: no origin serves devices) adds SignedManifest.mirrors. `upstream`
-  // (nullptr: none) answers every rpc, once the request is validated here.
+  // (nullptr: none) answers every rpc, once the request is validated here. `cdn_url` (empty:
+  // none; no trailing slash) is where devices reach the HTTP listener's blobs, a CDN whose
+  // origin it is: its URL of the blob goes first among the mirrors.
   ManifestServiceImpl(const ManifestCache* cache, const KeyRing* keys,
-                      MirrorUrls* mirrors = nullptr, UpstreamManifests* upstream = nullptr)
-      : cache_(cache), keys_(keys), mirrors_(mirrors), upstream_(upstream) {}
+                      MirrorUrls* mirrors = nullptr, UpstreamManifests* upstream = nullptr,
+                      std::string cdn_url = "")
+      : cache_(cache),
+        keys_(keys),
+        mirrors_(mirrors),
+        upstream_(upstream),
+        cdn_url_(std::move(cdn_url)) {}
 
   grpc::ServerUnaryReactor* GetManifest(grpc::CallbackServerContext* context,
                                         const v1::GetManifestRequest* request,
@@ -34,6 +41,11 @@ class ManifestServiceImpl final : public v1::ManifestService::CallbackService {
   grpc::ServerUnaryReactor* GetTrustRoot(grpc::CallbackServerContext* context,
                                          const v1::GetTrustRootRequest* request,
                                          v1::SignedTrustRoot* response) override;
+
+  // GetManifest for callers off gRPC (the HTTP edge endpoint): the same validation, selection
+  // (rollouts, pins) and mirrors, or the upstream's answer on a pull-through cache. Blocks on
+  // the caller's thread, on the upstream for at most 30 seconds.
+  grpc::Status Answer(const v1::GetManifestRequest& request, v1::SignedManifest* response) const;
 
  private:
   grpc::Status DoGetManifest(const v1::GetManifestRequest& request,
@@ -46,6 +58,7 @@ class ManifestServiceImpl final : public v1::ManifestService::CallbackService {
   const KeyRing* keys_;
   MirrorUrls* mirrors_;
   UpstreamManifests* upstream_;
+  const std::string cdn_url_;
 };
 
 }  // namespace modeldist::services

@@ -146,6 +146,7 @@ absl::StatusOr<std::shared_ptr<BlobFetch>> ReadThrough::Fetch(const std::string&
   ended_.clear();
   auto fetch = std::make_shared<BlobFetch>(hex, remote.size);
   fetches_[hex] = fetch;
+  if (options_.fetches_started != nullptr) options_.fetches_started->Increment();
   threads_[fetch.get()] =
       std::thread([this, fetch, remote = std::move(remote)] { Run(fetch, remote); });
   watchdog_.Start();

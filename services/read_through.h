@@ -41,6 +41,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/file_util.h"
+#include "services/metrics/metrics.h"
 #include "services/wakeable_loop.h"
 #include "storage/blob_store.h"
 #include "storage/catalog.h"
@@ -77,6 +78,8 @@ struct ReadThroughOptions {
   // Called with the blob's hex once a fetched blob is stored (the server clears a damage
   // record: BlobHealth::Restored).
   std::function<void(const std::string& hex)> on_stored;
+  // Counts the fetches started (not the Reads that join one); may be null.
+  metrics::Counter* fetches_started = nullptr;
 };
 
 // One fetch of one blob, shared by every Read that wants it.

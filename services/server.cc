@@ -6,8 +6,10 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <iostream>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/ed25519.h"
@@ -16,7 +18,12 @@
 #include "grpc/health/v1/health.pb.h"
 #include "services/admin_auth.h"
 #include "services/artifact_service.h"
+#include "services/blob_endpoint.h"
 #include "services/blob_health.h"
+#include "services/call_observer.h"
+#include "services/edge_manifest_endpoint.h"
+#include "services/http_routes.h"
+#include "services/http_server/listener.h"
 #include "services/key_ring.h"
 #include "services/malformed_request.h"
 #include "services/manifest_cache.h"
@@ -28,6 +35,7 @@
 #include "services/replica_eviction.h"
 #include "services/replicator.h"
 #include "services/scrubber.h"
+#include "services/server_metrics.h"
 #include "services/upstream_manifests.h"
 #include "storage/blob_store.h"
 #include "storage/catalog.h"
@@ -96,6 +104,9 @@ absl::Status NoReplicaToEvictFor() {
 }  // namespace
 
 struct ModeldistServer::Parts {
+  // First, so they outlive everything that counts or logs.
+  std::unique_ptr<ServerMetrics> metrics;
+  std::unique_ptr<RequestLog> log;
   std::unique_ptr<DataDirLock> lock;
   std::unique_ptr<storage::Catalog> catalog;
   std::unique_ptr<storage::BlobStore> blobs;
@@ -117,6 +128,12 @@ struct ModeldistServer::Parts {
   std::unique_ptr<Replicator> replicator;     // nullptr unless an origin replicates
   std::unique_ptr<OriginRepair> repair;       // nullptr without --origins
   std::unique_ptr<BackgroundScrub> background_scrub;
+  std::unique_ptr<BlobEndpoint> blob_endpoint;
+  std::unique_ptr<EdgeManifestEndpoint> edge_endpoint;
+  std::unique_ptr<HttpRoutes> http_routes;
+  std::atomic<bool> stopping{false};  // /readyz says so
+  // The very last: its connections call into everything above.
+  std::unique_ptr<http_server::Listener> http;  // nullptr without --http-listen
 };
 
 absl::StatusOr<std::unique_ptr<ModeldistServer>> ModeldistServer::Start(
@@ -136,7 +153,24 @@ absl::StatusOr<std::unique_ptr<ModeldistServer>> ModeldistServer::Start(
     return InvalidArgument("scrub_rate", "INVALID_FLAG",
                            "--scrub-rate must not be negative (0 is unlimited)");
   }
+  if (!config.http_listen.empty()) {
+    const std::string& path = config.http_manifest_path;
+    if (path.empty() || path[0] != '/' || path == "/healthz" || path == "/readyz" ||
+        absl::StartsWith(path, "/v1/blobs/")) {
+      return InvalidArgument("http_manifest_path", "INVALID_FLAG",
+                             "--http-manifest-path must be a path starting with / other than "
+                             "/healthz, /readyz and /v1/blobs/...");
+    }
+    if (!config.http_public_url.empty() && !absl::StartsWith(config.http_public_url, "https://") &&
+        !absl::StartsWith(config.http_public_url, "http://")) {
+      return InvalidArgument("http_public_url", "INVALID_FLAG",
+                             "--http-public-url must be an http:// or https:// URL, e.g. "
+                             "https://models.example.com");
+    }
+  }
   auto parts = std::make_unique<Parts>();
+  parts->metrics = std::make_unique<ServerMetrics>();
+  MD_ASSIGN_OR_RETURN(parts->log, RequestLog::Open(config.log_file, config.log_level));
   // Before the data directory is touched: a wrong origins file changes nothing.
   if (!config.origins_file.empty()) {
     MD_ASSIGN_OR_RETURN(v1::OriginsConfig origins, origin::LoadOriginsConfig(config.origins_file));
@@ -158,6 +192,7 @@ absl::StatusOr<std::unique_ptr<ModeldistServer>> ModeldistServer::Start(
     return size.status();
   };
   MD_ASSIGN_OR_RETURN(parts->blobs, storage::BlobStore::Open(config.data_dir, blob_options));
+  parts->metrics->WatchStores(parts->blobs.get(), parts->catalog.get());
   parts->root_store = std::make_unique<CatalogTrustRootStore>(parts->catalog.get());
   KeyRing::Options key_options;
   key_options.signing_key_file = config.signing_key_file;
@@ -169,6 +204,7 @@ absl::StatusOr<std::unique_ptr<ModeldistServer>> ModeldistServer::Start(
   ManifestCache::Options cache_options;
   cache_options.ttl = config.manifest_ttl;
   cache_options.public_address = config.public_address;
+  cache_options.rebuilds = parts->metrics->manifest_rebuilds();
   cache_options.on_damage = [health = parts->health.get()](const std::string& hex,
                                                            const absl::Status& problem) {
     health->Report(hex, problem);
@@ -213,6 +249,7 @@ absl::StatusOr<std::unique_ptr<ModeldistServer>> ModeldistServer::Start(
     // a record).
     MD_RETURN_IF_ERROR(RecordChainsOfConfirmedReplicas(parts->catalog.get(), parts->blobs.get()));
     ReadThroughOptions read_through;
+    read_through.fetches_started = parts->metrics->origin_fetches();
     read_through.on_stored = [health = parts->health.get()](const std::string& hex) {
       health->Restored(hex);
     };
@@ -277,11 +314,14 @@ absl::StatusOr<std::unique_ptr<ModeldistServer>> ModeldistServer::Start(
       parts->catalog.get(), parts->blobs.get(), parts->manifests.get(), parts->keys.get(),
       parts->auth.get(), parts->health.get(), parts->scrubber.get(), parts->origins.get(),
       parts->replicator.get());
-  parts->manifest_service = std::make_unique<ManifestServiceImpl>(
-      parts->manifests.get(), parts->keys.get(), parts->mirrors.get(), parts->upstream.get());
+  std::string cdn_url = config.http_listen.empty() ? "" : config.http_public_url;
+  if (absl::EndsWith(cdn_url, "/")) cdn_url.pop_back();
+  parts->manifest_service =
+      std::make_unique<ManifestServiceImpl>(parts->manifests.get(), parts->keys.get(),
+                                            parts->mirrors.get(), parts->upstream.get(), cdn_url);
   parts->artifact_service = std::make_unique<ArtifactServiceImpl>(
       parts->blobs.get(), parts->health.get(), config.read_message_bytes, /*read_threads=*/4,
-      parts->read_through.get());
+      parts->read_through.get(), parts->metrics.get());
 
   // gRPC's built-in health service has no protobuf descriptor; touching the compiled-in
   // health.proto keeps its descriptor in the binary (the linker would drop the unreferenced
@@ -296,7 +336,12 @@ absl::StatusOr<std::unique_ptr<ModeldistServer>> ModeldistServer::Start(
   builder.RegisterService(parts->registry.get());
   builder.RegisterService(parts->manifest_service.get());
   builder.RegisterService(parts->artifact_service.get());
-  builder.experimental().SetInterceptorCreators(MalformedRequestInterceptors());
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors =
+      MalformedRequestInterceptors();
+  // After them: it sees the status they set.
+  interceptors.push_back(
+      std::make_unique<CallObserverFactory>(parts->metrics.get(), parts->log.get()));
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
 
   auto server = std::unique_ptr<ModeldistServer>(new ModeldistServer());
   server->server_ = builder.BuildAndStart();
@@ -306,6 +351,70 @@ absl::StatusOr<std::unique_ptr<ModeldistServer>> ModeldistServer::Start(
                                   " (address in use or not local? pick another --listen port)"));
   }
   server->port_ = port;
+  if (!config.http_listen.empty()) {
+    parts->blob_endpoint = std::make_unique<BlobEndpoint>(
+        parts->blobs.get(), parts->health.get(), parts->read_through.get(), parts->metrics.get());
+    // /readyz: the catalog answers and a trust root with keys is loaded, and no shutdown began.
+    auto ready = [p = parts.get()]() -> absl::Status {
+      if (p->stopping) {
+        return MakeError(absl::StatusCode::kUnavailable, "SHUTTING_DOWN", "the server is stopping");
+      }
+      if (p->keys->NewestRoot().root.keys().empty()) {
+        return MakeError(absl::StatusCode::kUnavailable, "NO_SIGNING_KEYS",
+                         "no signing key is loaded");
+      }
+      absl::StatusOr<storage::ListPage<v1::Model>> models = p->catalog->ListModels(1, "");
+      if (!models.ok()) return WithContext(models.status(), "the catalog does not answer");
+      return absl::OkStatus();
+    };
+    EdgeManifestOptions edge;
+    edge.path = config.http_manifest_path;
+    edge.public_url = config.http_public_url;
+    edge.tls = !config.tls_cert_file.empty();
+    parts->edge_endpoint = std::make_unique<EdgeManifestEndpoint>(
+        [service = parts->manifest_service.get()](const v1::GetManifestRequest& request,
+                                                  v1::SignedManifest* response) {
+          return service->Answer(request, response);
+        },
+        edge);
+    parts->http_routes = std::make_unique<HttpRoutes>(
+        parts->blob_endpoint.get(), parts->edge_endpoint.get(), parts->metrics.get(), ready,
+        config.http_origin_secret);
+    http_server::ListenerOptions http;
+    http.listen = config.http_listen;
+    http.tls_cert_file = config.tls_cert_file;
+    http.tls_key_file = config.tls_key_file;
+    http.idle_timeout = config.http_idle_timeout;
+    http.on_start = [metrics = parts->metrics.get()] { metrics->http_active()->Add(1); };
+    http.on_complete = [metrics = parts->metrics.get(), log = parts->log.get()](
+                           const http_server::Request& request,
+                           const http_server::Completion& done) {
+      metrics->http_active()->Add(-1);
+      const std::string route = done.route.empty() ? "other" : done.route;
+      metrics->RecordHttp(route, done.status, done.duration);
+      RequestRecord record;
+      record.http = true;
+      record.start = done.start;
+      record.method = request.method;
+      record.path = request.path;
+      record.code = absl::StrCat(done.status);
+      if (!log->Enabled(record.Level())) return;
+      record.bytes = done.bytes;
+      record.duration = done.duration;
+      record.peer = request.peer;
+      record.device_id = done.device_id;
+      log->Write(record);
+    };
+    absl::StatusOr<std::unique_ptr<http_server::Listener>> listener = http_server::Listener::Start(
+        http, [routes = parts->http_routes.get()](const http_server::Request& request) {
+          return routes->Handle(request);
+        });
+    if (!listener.ok()) {
+      server->server_->Shutdown();
+      return listener.status();
+    }
+    parts->http = *std::move(listener);
+  }
   // Only once serving, like the scrub: a damaged blob it finds is reported.
   if (parts->replicator != nullptr) parts->replicator->Start();
   if (parts->repair != nullptr) parts->repair->Start();
@@ -321,6 +430,10 @@ absl::StatusOr<std::unique_ptr<ModeldistServer>> ModeldistServer::Start(
 ModeldistServer::~ModeldistServer() {
   Shutdown();
   server_.reset();  // before the services it calls into
+}
+
+int ModeldistServer::http_port() const {
+  return parts_ != nullptr && parts_->http != nullptr ? parts_->http->port() : 0;
 }
 
 std::string ModeldistServer::signing_key_id() const {
@@ -340,6 +453,7 @@ std::shared_ptr<grpc::Channel> ModeldistServer::InProcessChannel(
 }
 
 void ModeldistServer::Shutdown() {
+  if (parts_ != nullptr) parts_->stopping = true;
   // A pass in progress stops within one read, rather than keep the process for hours.
   if (parts_ != nullptr && parts_->background_scrub != nullptr) parts_->background_scrub->Stop();
   // Reads waiting for a fetch end UNAVAILABLE, so the calls below can end; so does a copy
@@ -350,6 +464,9 @@ void ModeldistServer::Shutdown() {
   if (parts_ != nullptr && parts_->repair != nullptr) parts_->repair->Stop();
   if (server_ != nullptr)
     server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  // After read-through stopped: a body waiting for an origin has ended, so its connection's
+  // thread can be joined.
+  if (parts_ != nullptr) parts_->http.reset();
 }
 
 void ModeldistServer::Wait() { server_->Wait(); }

@@ -14,6 +14,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "services/request_log.h"
 #include "storage/origin/origin_set.h"
 
 namespace modeldist::services {
@@ -56,6 +57,26 @@ struct ServerConfig {
   // server reads it through from them (services/replica_eviction.h). Needs an origin with
   // `replicate: true`.
   bool evict_replicated = false;
+  // HOST:PORT of the HTTP listener (services/http_routes.h: blobs for CDNs and caches, health
+  // probes), with the same TLS as gRPC; empty: none. Port 0 picks one (http_port()).
+  std::string http_listen;
+  // Where the HTTP listener answers the seed's edge-function requests
+  // (services/edge_manifest_endpoint.h).
+  std::string http_manifest_path = "/functions/v1/local-llm-manifest";
+  // Where devices and apps reach the HTTP listener's blobs, usually a CDN whose origin it is
+  // (e.g. https://models.example.com): the base of the blob URLs the edge endpoint hands out,
+  // and of a mirror put first in every GetManifest answer. Empty: no mirror, and the edge
+  // endpoint hands out the listener's own URLs, as the request reached it.
+  std::string http_public_url;
+  // One JSON line per request (gRPC and HTTP; services/request_log.h) at this level and above,
+  // to `log_file` (empty: stderr).
+  LogLevel log_level = LogLevel::kInfo;
+  std::string log_file;
+  // When set, blob requests to the HTTP listener must carry it in the
+  // X-Modeldist-Origin-Secret header (a CDN's origin custom header); others get 403.
+  std::string http_origin_secret;
+  // An HTTP connection that sends nothing for this long is closed (slow or stuck clients).
+  absl::Duration http_idle_timeout = absl::Seconds(30);
   // Builds each origin; empty means origin::MakeOrigin. A seam for tests.
   origin::OriginFactory origin_factory;
 };
@@ -69,6 +90,8 @@ class ModeldistServer {
 
   // The port actually bound.
   int port() const { return port_; }
+  // The HTTP listener's port; 0 without one.
+  int http_port() const;
   // The key ids of the newest trust root, comma-separated.
   std::string signing_key_id() const;
   // A channel to this server that bypasses the network (for tests), through `interceptors`

@@ -6,6 +6,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -140,6 +141,25 @@ BlobReader::~BlobReader() {
 bool BlobReader::Unchanged() const {
   struct stat st;
   return fd_ >= 0 && ::fstat(fd_, &st) == 0 && FileIdentity::Of(st) == record_->identity();
+}
+
+bool BlobReader::Resident(int64_t offset, int64_t size) const {
+  if (fd_ < 0 || offset < 0 || size <= 0) return size == 0;
+  const int64_t page = ::sysconf(_SC_PAGESIZE);
+  const int64_t start = offset / page * page;
+  const size_t length = static_cast<size_t>(offset + size - start);
+  // Mapping reads nothing; mincore only asks the kernel which pages it holds.
+  void* map = ::mmap(nullptr, length, PROT_READ, MAP_SHARED, fd_, start);
+  if (map == MAP_FAILED) return false;
+  std::vector<unsigned char> pages((length + page - 1) / page);
+  bool all = ::mincore(map, length, pages.data()) == 0;
+  for (size_t i = 0; all && i < pages.size(); ++i) all = (pages[i] & 1) != 0;
+  ::munmap(map, length);
+  return all;
+}
+
+ScopedFd BlobReader::Dup() const {
+  return ScopedFd(fd_ < 0 ? -1 : ::fcntl(fd_, F_DUPFD_CLOEXEC, 0));
 }
 
 absl::StatusOr<size_t> BlobReader::ReadAt(int64_t offset, char* buf, size_t size) const {

@@ -110,6 +110,10 @@ class BlobReader {
   // than asked or 0, where the file system cannot tell without blocking too. For threads that
   // must not block (gRPC's callback threads); the caller reads the rest with ReadAt elsewhere.
   absl::StatusOr<size_t> ReadCachedAt(int64_t offset, char* buf, size_t size) const;
+  // Whether every page of bytes [offset, offset + size) is in the page cache now (mincore).
+  bool Resident(int64_t offset, int64_t size) const;
+  // Another descriptor of the open file, for a zero-copy send; invalid when dup fails.
+  ScopedFd Dup() const;
 
  private:
   // ReadAt and ReadCachedAt: preadv2 with `flags` until `size` bytes or the end.

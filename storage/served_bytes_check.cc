@@ -73,6 +73,37 @@ absl::Status ServedBytesCheck::Check(int64_t offset, absl::string_view data, boo
   return absl::OkStatus();
 }
 
+absl::Status ServedBytesCheck::FillAndCheck(int64_t offset, char* buf, size_t size, size_t filled,
+                                            int64_t read_end) {
+  MD_ASSIGN_OR_RETURN(
+      const size_t cached,
+      blob_->ReadCachedAt(offset + static_cast<int64_t>(filled), buf + filled, size - filled));
+  filled += cached;
+  const bool from_cache = filled == size;
+  if (!from_cache) {
+    MD_ASSIGN_OR_RETURN(const size_t got, blob_->ReadAt(offset + static_cast<int64_t>(filled),
+                                                        buf + filled, size - filled));
+    filled += got;
+    if (filled != size) {
+      return SizeMismatchError(blob_->record(), offset + static_cast<int64_t>(filled));
+    }
+  }
+  return Check(offset, absl::string_view(buf, size), from_cache, read_end);
+}
+
+std::optional<ScopedFd> TrustedSendFd(const BlobReader& blob, int64_t offset, int64_t size) {
+  if (size <= 0 || offset < 0 || offset + size > blob.size()) return std::nullopt;
+  const BlobRecord& record = blob.record();
+  for (int64_t chunk = offset / kChunkDigestBytes; chunk <= (offset + size - 1) / kChunkDigestBytes;
+       ++chunk) {
+    if (!record.verified(chunk)) return std::nullopt;
+  }
+  if (!blob.Unchanged() || !blob.Resident(offset, size)) return std::nullopt;
+  ScopedFd fd = blob.Dup();
+  if (!fd.valid()) return std::nullopt;
+  return fd;
+}
+
 absl::Status ServedBytesCheck::HashFromFile(int64_t from, int64_t to) {
   if (!scratch_) scratch_.reset(new char[kScratchBytes]);
   while (from < to) {

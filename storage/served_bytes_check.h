@@ -56,6 +56,14 @@ class ServedBytesCheck {
   // so call it where blocking is fine unless CanSkip said true.
   absl::Status Check(int64_t offset, absl::string_view data, bool from_cache, int64_t read_end);
 
+  // Reads the next message into `buf` and Checks it: the `size` bytes at `offset` (no more than
+  // MessageEnd allows), of which the first `filled` are in `buf` already (what a caller that must
+  // not block took from the page cache). The rest comes from the page cache when it holds it,
+  // else from the disk, so this blocks. OK: all `size` bytes are in `buf` and may be sent.
+  // DATA_LOSS as Check, or BLOB_SIZE_MISMATCH when the file ends early; an I/O error as is.
+  absl::Status FillAndCheck(int64_t offset, char* buf, size_t size, size_t filled,
+                            int64_t read_end);
+
  private:
   // Feeds bytes [from, to) of the current chunk from the file into hash_.
   absl::Status HashFromFile(int64_t from, int64_t to);
@@ -67,6 +75,15 @@ class ServedBytesCheck {
   int64_t hashed_to_ = 0;
   std::unique_ptr<char[]> scratch_;  // for HashFromFile
 };
+
+// For a zero-copy send (sendfile) of bytes [offset, offset + size) of `blob`: a descriptor of
+// its file, when those bytes may go out without hashing by the rule above: every chain chunk
+// they belong to matched in this process, the file is the one it was then, and all their pages
+// are in the page cache now. nullopt otherwise: send them through a ServedBytesCheck, which
+// hashes what it must and marks the chunks that match, so the next send of them is zero-copy.
+// The gap is the rule's (pages evicted and read back during the send are trusted), a little
+// wider since the kernel reads them after the check; the scrub covers it.
+std::optional<ScopedFd> TrustedSendFd(const BlobReader& blob, int64_t offset, int64_t size);
 
 // The same check for a reader that pulls a blob's bytes by offset, as an upload to an origin
 // does (an http::BodyReader): every chunk is hashed from the file and matched against its chain

@@ -42,6 +42,7 @@ packages=(
   libgrpc++-dev protobuf-compiler-grpc protobuf-compiler libprotobuf-dev
   grpc-proto            # grpc/health/v1/health.proto, compiled into the server
   libssl-dev libsqlite3-dev libcurl4-openssl-dev libabsl-dev libzip-dev
+  libmicrohttpd-dev     # the HTTP listener (CDN origin, edge endpoint, /metrics)
   # Tests and benchmarks.
   libgtest-dev libgmock-dev libbenchmark-dev
   sqlite3 nginx-light jq openssl ca-certificates
@@ -49,6 +50,9 @@ packages=(
   # signatures) and the memcached its proxy requires; the curl program fetches a presigned
   # URL as a device would.
   swift swift-proxy swift-object swift-container swift-account memcached curl
+  # Caches in front of the HTTP listener (Varnish; nginx's proxy_cache is in nginx-light),
+  # promtool (in prometheus) to check /metrics, and the load generators of the benchmarks.
+  varnish prometheus wrk nghttp2-client
 )
 # Node may come from elsewhere (e.g. NodeSource, which bundles npm and conflicts with Debian's
 # npm package); only a machine without node gets Debian's nodejs and npm.
@@ -90,6 +94,15 @@ if ((${#missing[@]} > 0)); then
   ((${#unknown[@]} == 0)) || fail "not in the configured apt sources: ${unknown[*]}"
   run "apt-get install" "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive \
     apt-get install -y --no-install-recommends --no-upgrade "${missing[@]}"
+  # Only promtool is wanted from prometheus (and varnishd is started by the tests): on a machine
+  # run by systemd, the services these packages enable would hold ports 9090 and 6081.
+  if [[ -d /run/systemd/system ]]; then
+    for unit in prometheus varnish; do
+      if [[ " ${missing[*]} " == *" $unit "* ]]; then
+        "${as_root[@]}" systemctl disable --now "$unit" >/dev/null 2>&1 || true
+      fi
+    done
+  fi
 fi
 
 command -v npm >/dev/null ||

@@ -79,12 +79,6 @@ struct SyncResult {
 // * download and activation errors as their components return them; the old model stays.
 absl::StatusOr<SyncResult> Sync(const SyncOptions& options);
 
-// Parse "macos", "arm64", "ane" (the proto enum names without prefix, any case); false for
-// anything else. Shared by the CLI and the C ABI so both accept the same names.
-bool ParsePlatformName(absl::string_view text, v1::Platform* out);
-bool ParseArchName(absl::string_view text, v1::Arch* out);
-bool ParseAcceleratorName(absl::string_view text, v1::Accelerator* out);
-
 // Detects this machine's platform and architecture (uname).
 v1::Platform DetectPlatform();
 v1::Arch DetectArch();

@@ -3,6 +3,7 @@
 #include <string>
 
 #include "client/agent/agent.h"
+#include "common/enum_names.h"
 #include "modeldist/agent.h"
 
 struct md_agent {
@@ -31,12 +32,12 @@ extern "C" md_agent* md_agent_new(const md_agent_config* config) {
   o.device_id = Str(config->device_id);
   o.download.max_bytes_per_second = config->max_bytes_per_second;
   if (config->platform != nullptr && *config->platform != '\0') {
-    if (!modeldist::agent::ParsePlatformName(config->platform, &o.platform)) {
+    if (!modeldist::ParsePlatformName(config->platform, &o.platform)) {
       agent->config_error = "unknown platform \"" + Str(config->platform) + "\"";
     }
   }
   if (config->arch != nullptr && *config->arch != '\0') {
-    if (!modeldist::agent::ParseArchName(config->arch, &o.arch)) {
+    if (!modeldist::ParseArchName(config->arch, &o.arch)) {
       agent->config_error = "unknown arch \"" + Str(config->arch) + "\"";
     }
   }

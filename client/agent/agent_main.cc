@@ -12,6 +12,7 @@
 #include "absl/time/clock.h"
 #include "client/agent/agent.h"
 #include "common/digest.h"
+#include "common/enum_names.h"
 #include "common/flags.h"
 #include "common/status.h"
 

@@ -67,21 +67,6 @@ std::string PlatformArch(const v1::Artifact& a) {
   return absl::StrCat(PlatformName(a.platform()), "/", ArchName(a.arch()));
 }
 
-std::string JsonQuote(absl::string_view text) {
-  std::string out = "\"";
-  for (char c : text) {
-    if (c == '"' || c == '\\') {
-      absl::StrAppend(&out, "\\", std::string(1, c));
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      absl::StrAppend(&out, absl::StrFormat("\\u%04x", static_cast<unsigned char>(c)));
-    } else {
-      out.push_back(c);
-    }
-  }
-  out.push_back('"');
-  return out;
-}
-
 std::string OneLine(absl::string_view text) {
   std::string out(text);
   for (char& c : out) {

@@ -66,9 +66,6 @@ void PrintTable(std::ostream& out, const std::vector<std::vector<std::string>>& 
 // "macos/arm64".
 std::string PlatformArch(const v1::Artifact& a);
 
-// A JSON string literal. File names are the only free text publish prints in JSON.
-std::string JsonQuote(absl::string_view text);
-
 // Details are free text from the server; a newline or tab would break the table's rows.
 std::string OneLine(absl::string_view text);
 

@@ -14,6 +14,7 @@
 #include "client/modeldistctl/progress.h"
 #include "client/modeldistctl/publish.h"
 #include "client/modeldistctl/registry_client.h"
+#include "common/json.h"
 #include "common/names.h"
 #include "common/status.h"
 

@@ -16,6 +16,7 @@
 #include "client/modeldistctl/progress.h"
 #include "client/modeldistctl/registry_client.h"
 #include "common/flags.h"
+#include "common/json.h"
 #include "common/status.h"
 
 namespace modeldist::ctl {

@@ -52,6 +52,7 @@ const std::map<std::string, std::string>& NotRpcAnswers() {
       // Start-up: modeldist-server prints them and exits.
       {"DATA_DIR_IN_USE", "start-up"},
       {"INVALID_ADMIN_TOKEN", "start-up"},
+      {"INVALID_SECRET_FILE", "start-up"},
       {"INVALID_FLAG", "start-up"},
       {"INVALID_KEYS_DIR", "start-up"},
       {"INVALID_MIGRATIONS", "start-up"},
@@ -131,13 +132,28 @@ const std::map<std::string, std::string>& NotRpcAnswers() {
       {"INVALID_CHAIN", "caller bug (a recorded chain of the wrong length)"},
       {"INVALID_CHUNK_INDEX", "caller bug (a rewind past the chunks held)"},
       {"NO_CONFIRMED_REPLICA", "repair from origins (logged; the blob stays damaged)"},
+      // The HTTP listener (services/http_server, http_routes.h): answers over HTTP as JSON,
+      // never an rpc's.
+      {"BODY_TOO_LARGE", "http"},
+      {"INVALID_FIELD_TYPE", "http (the edge endpoint's JSON body)"},
+      {"INVALID_JSON", "http (the edge endpoint's JSON body)"},
+      {"METHOD_NOT_ALLOWED", "http"},
+      {"NO_SUCH_PATH", "http"},
+      {"ORIGIN_SECRET_MISMATCH", "http (the blob endpoint behind a CDN)"},
+      {"RANGE_NOT_SATISFIABLE", "http (the blob endpoint)"},
+      {"NO_SIGNING_KEYS", "http (/readyz)"},
+      {"SHUTTING_DOWN", "http (/readyz)"},
+      {"TLS_UNSUPPORTED", "start-up (--http-listen with --tls-cert)"},
   };
   return *reasons;
 }
 
 // String literals of the server's code that look like reasons but are not.
 const std::set<std::string>& NotReasons() {
-  static const auto* literals = new std::set<std::string>{"MODELDIST_ADMIN_TOKEN"};
+  static const auto* literals = new std::set<std::string>{
+      "MODELDIST_ADMIN_TOKEN",
+      "NOT_FOUND",  // a status code in services/http_server/http_error.h's example body
+  };
   return *literals;
 }
 

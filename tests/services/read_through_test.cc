@@ -23,6 +23,7 @@
 #include "gmock/gmock.h"
 #include "google/protobuf/text_format.h"
 #include "gtest/gtest.h"
+#include "services/blob_endpoint.h"
 #include "storage/blob_record.h"
 #include "tests/storage/origin/memory_origin.h"
 #include "tests/testing/test_server.h"
@@ -431,6 +432,56 @@ TEST(ReadThroughServerTest, EightConcurrentReadsOfAMissingBlobCostOneOriginGet) 
     stored = ::stat(blob_path.c_str(), &st) == 0;
   }
   EXPECT_TRUE(stored);
+}
+
+// The CDN origin endpoint (services/blob_endpoint.h) reads a blob that is not stored here through
+// the origins, as ArtifactService.Read does: its body is the verified bytes, ranges included,
+// and a chunk that does not match ends the body before it is complete.
+absl::StatusOr<std::string> HttpBody(const services::BlobEndpoint& endpoint, const std::string& hex,
+                                     const std::string& range = "") {
+  http_server::Request request;
+  request.method = "GET";
+  request.path = absl::StrCat("/v1/blobs/sha256:", hex);
+  if (!range.empty()) request.headers["range"] = range;
+  http_server::Response response = endpoint.Serve(request, absl::StrCat("sha256:", hex));
+  if (response.status != 200 && response.status != 206) {
+    return absl::InternalError(absl::StrCat(response.status, " ", response.body));
+  }
+  std::string body;
+  while (static_cast<int64_t>(body.size()) < response.body_size) {
+    std::string block(256 * 1024, '\0');
+    const size_t max = std::min<size_t>(block.size(), response.body_size - body.size());
+    absl::StatusOr<size_t> got =
+        response.reader(static_cast<int64_t>(body.size()), block.data(), max);
+    if (!got.ok()) return got.status();
+    body.append(block.data(), *got);
+  }
+  return body;
+}
+
+TEST_F(ReadThroughTest, TheHttpBlobEndpointReadsThroughToo) {
+  const std::string hex = AddBlob(10 * kMiB + 17);
+  auto rt = Make();
+  services::BlobEndpoint endpoint(blobs_.get(), nullptr, rt.get());
+  absl::StatusOr<std::string> ranged = HttpBody(endpoint, hex, "bytes=5000000-5000099");
+  ASSERT_TRUE(ranged.ok()) << ranged.status();
+  EXPECT_TRUE(*ranged == bytes_[hex].substr(5000000, 100));
+  absl::StatusOr<std::string> whole = HttpBody(endpoint, hex);
+  ASSERT_TRUE(whole.ok()) << whole.status();
+  EXPECT_TRUE(*whole == bytes_[hex]);
+  WaitStored(hex);
+  EXPECT_EQ(fakes_["a"]->gets.load(), 1);  // one fetch for both
+}
+
+TEST_F(ReadThroughTest, TheHttpBlobEndpointNeverCompletesABodyWithAChunkThatDoesNotMatch) {
+  const std::string hex = AddBlob(10 * kMiB, {"a"});
+  fakes_["a"]->objects["sha256/" + hex][5 * kMiB + 3] ^= 1;  // in chunk 1
+  auto rt = Make();
+  services::BlobEndpoint endpoint(blobs_.get(), nullptr, rt.get());
+  absl::StatusOr<std::string> body = HttpBody(endpoint, hex);
+  ASSERT_FALSE(body.ok());
+  EXPECT_EQ(body.status().code(), absl::StatusCode::kDataLoss) << body.status();
+  EXPECT_FALSE(blobs_->Contains(hex));
 }
 
 }  // namespace

@@ -297,5 +297,41 @@ TEST_F(BlobIntegrityTest, EvictRemovesTheBlobAndItsSidecarWhileOpenReadersKeepRe
   EXPECT_THAT(store_->Verify(hex_), IsOk());
 }
 
+TEST_F(BlobIntegrityTest, OnlyVerifiedCachedUnchangedBytesGoZeroCopy) {
+  // The store that wrote the blob hashed it as it came: its chunks count as matched. A store
+  // opened anew (a restarted server) knows nothing matched yet.
+  auto written = store_->OpenBlob(hex_);
+  ASSERT_THAT(written, IsOk());
+  EXPECT_TRUE(TrustedSendFd(*written, 0, written->size()).has_value());
+  auto reopened = BlobStore::Open(dir_.path());
+  ASSERT_THAT(reopened, IsOk());
+  auto blob = (*reopened)->OpenBlob(hex_);
+  ASSERT_THAT(blob, IsOk());
+  // Nothing matched in this process yet: every byte goes through the check.
+  EXPECT_FALSE(TrustedSendFd(*blob, 0, blob->size()).has_value());
+  int64_t sent = 0;
+  ASSERT_THAT(Serve(*blob, 0, kChunk, false, &sent), IsOk());  // chunk 0 matches
+  // Chunk 0 may go with sendfile, once its pages are cached (the check just read them); a
+  // range reaching into chunk 1, which never matched, may not.
+  std::optional<ScopedFd> fd = TrustedSendFd(*blob, 10, kChunk - 10);
+  ASSERT_TRUE(fd.has_value());
+  std::string head(100, '\0');
+  ASSERT_EQ(::pread(fd->get(), head.data(), head.size(), 10), 100);
+  EXPECT_EQ(head, data_.substr(10, 100));  // the blob's own file
+  EXPECT_FALSE(TrustedSendFd(*blob, kChunk - 10, 20).has_value());
+  // Pages the kernel dropped would be read from the disk, unhashed: not zero-copy.
+  ASSERT_EQ(::posix_fadvise(fd->get(), 0, 0, POSIX_FADV_DONTNEED), 0);
+  if (!blob->Resident(0, kChunk)) {
+    EXPECT_FALSE(TrustedSendFd(*blob, 0, kChunk).has_value());
+  }
+  // A changed file forgets what matched.
+  ASSERT_THAT(Serve(*blob, 0, blob->size(), false, &sent), IsOk());
+  Flip(kChunk + 5);
+  EXPECT_FALSE(TrustedSendFd(*blob, 0, kChunk).has_value());
+  // Out of bounds and empty ranges never are.
+  EXPECT_FALSE(TrustedSendFd(*blob, 0, 0).has_value());
+  EXPECT_FALSE(TrustedSendFd(*blob, blob->size() - 1, 2).has_value());
+}
+
 }  // namespace
 }  // namespace modeldist::storage

@@ -70,46 +70,55 @@ std::string NginxServer::ErrorLog() const {
 
 void NginxServer::TryStart(int port, int tls_port) {
   const std::string& p = prefix_;
-  const std::string config = absl::StrCat(
-      // As root, workers would switch to `nobody`, which cannot read the 0700 temp prefix.
-      ::geteuid() == 0 ? "user root;\n" : "", "worker_processes 1;\ndaemon off;\npid ", p,
-      "/nginx.pid;\nerror_log ", p, "/logs/error.log warn;\nevents { worker_connections 64; }\n",
-      "http {\n  access_log ", p, "/logs/access.log;\n  client_body_temp_path ", p,
-      "/tmp/body;\n  proxy_temp_path ", p, "/tmp/proxy;\n  fastcgi_temp_path ", p,
-      "/tmp/fcgi;\n  uwsgi_temp_path ", p, "/tmp/uwsgi;\n  scgi_temp_path ", p,
-      "/tmp/scgi;\n  default_type application/octet-stream;\n  server {\n    listen 127.0.0.1:",
-      port, ";\n    root ", p, "/www;\n    location /norange/ { alias ", p,
-      "/www/; max_ranges 0; }\n  }\n",
+  const std::string http = absl::StrCat(
+      "  access_log ", p, "/logs/access.log;\n  default_type application/octet-stream;\n",
+      "  server {\n    listen 127.0.0.1:", port, ";\n    root ", p,
+      "/www;\n    location /norange/ { alias ", p, "/www/; max_ranges 0; }\n  }\n",
       tls_port == 0 ? ""
                     : absl::StrCat("  server {\n    listen 127.0.0.1:", tls_port,
                                    " ssl;\n    root ", p, "/www;\n    ssl_certificate ", ca_file(),
-                                   ";\n    ssl_certificate_key ", p, "/key.pem;\n  }\n"),
-      "}\n");
-  EXPECT_TRUE(WriteFileAtomically(p + "/nginx.conf", config, 0644).ok());
+                                   ";\n    ssl_certificate_key ", p, "/key.pem;\n  }\n"));
+  std::vector<int> ports = {port};
+  if (tls_port != 0) ports.push_back(tls_port);
+  const pid_t pid = SpawnNginx(p, http, ports);
+  if (pid <= 0) return;
+  pid_ = pid;
+  port_ = port;
+  tls_port_ = tls_port;
+}
+
+pid_t SpawnNginx(const std::string& prefix, const std::string& http_block,
+                 const std::vector<int>& ports) {
+  const std::string& p = prefix;
+  const std::string config = absl::StrCat(
+      ::geteuid() == 0 ? "user root;\n" : "", "worker_processes 1;\ndaemon off;\npid ", p,
+      "/nginx.pid;\nerror_log ", p, "/logs/error.log warn;\nevents { worker_connections 256; }\n",
+      "http {\n  client_body_temp_path ", p, "/tmp/body;\n  proxy_temp_path ", p,
+      "/tmp/proxy;\n  fastcgi_temp_path ", p, "/tmp/fcgi;\n  uwsgi_temp_path ", p,
+      "/tmp/uwsgi;\n  scgi_temp_path ", p, "/tmp/scgi;\n", http_block, "}\n");
+  if (!WriteFileAtomically(p + "/nginx.conf", config, 0644).ok()) return -1;
   const std::string conf = p + "/nginx.conf";
-  const std::string prefix = p + "/";
+  const std::string dir = p + "/";
   const std::string log = p + "/logs/error.log";
-  std::vector<const char*> argv = {"nginx",      "-p", prefix.c_str(), "-c",
-                                   conf.c_str(), "-e", log.c_str(),    nullptr};
+  std::vector<const char*> argv = {"nginx",      "-p", dir.c_str(), "-c",
+                                   conf.c_str(), "-e", log.c_str(), nullptr};
   pid_t pid = 0;
   if (::posix_spawn(&pid, "/usr/sbin/nginx", nullptr, nullptr,
                     const_cast<char* const*>(argv.data()), environ) != 0) {
-    return;
+    return -1;
   }
-  // Ready once the port answers; if nginx exits first, the bind failed (port taken).
+  // Ready once the ports answer; if nginx exits first, a bind failed (a port taken).
   for (int i = 0; i < 100; ++i) {
     int status = 0;
-    if (::waitpid(pid, &status, WNOHANG) == pid) return;
-    if (CanConnect(port) && (tls_port == 0 || CanConnect(tls_port))) {
-      pid_ = pid;
-      port_ = port;
-      tls_port_ = tls_port;
-      return;
-    }
+    if (::waitpid(pid, &status, WNOHANG) == pid) return -1;
+    bool all = true;
+    for (const int port : ports) all = all && CanConnect(port);
+    if (all) return pid;
     absl::SleepFor(absl::Milliseconds(50));
   }
   ::kill(pid, SIGKILL);
   ::waitpid(pid, nullptr, 0);
+  return -1;
 }
 
 }  // namespace modeldist::testing

@@ -10,8 +10,18 @@
 #include <sys/types.h>
 
 #include <string>
+#include <vector>
 
 namespace modeldist::testing {
+
+// Starts Debian's nginx in the foreground from `prefix` (which has logs/ and tmp/): one worker
+// (as root, running as root: `nobody` cannot read a 0700 scratch prefix), its error log in
+// logs/error.log, temp files under tmp/, and `http_block` as the inside of its http {} block.
+// Returns its PID once each of `ports` accepts connections; -1 when nginx did not get there
+// (it exits when a port is taken: pick others and call again). Shared by the test servers
+// built on nginx (NginxServer, NginxCache).
+pid_t SpawnNginx(const std::string& prefix, const std::string& http_block,
+                 const std::vector<int>& ports);
 
 class NginxServer {
  public:
