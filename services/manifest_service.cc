@@ -106,8 +106,7 @@ grpc::Status ManifestServiceImpl::DoGetManifest(const v1::GetManifestRequest& re
   *response = *answer->signed_manifest;
   response->set_selection_reason(std::move(answer->reason));
   if (!cdn_url_.empty()) {
-    response->add_mirrors()->set_http_url(
-        absl::StrCat(cdn_url_, kBlobPathPrefix, answer->digest));
+    response->add_mirrors()->set_http_url(absl::StrCat(cdn_url_, kBlobPathPrefix, answer->digest));
   }
   if (mirrors_ != nullptr) {
     for (std::string& url : mirrors_->For(answer->digest, answer->expires)) {

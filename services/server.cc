@@ -18,12 +18,8 @@
 #include "grpc/health/v1/health.pb.h"
 #include "services/admin_auth.h"
 #include "services/artifact_service.h"
-#include "services/blob_endpoint.h"
 #include "services/blob_health.h"
 #include "services/call_observer.h"
-#include "services/edge_manifest_endpoint.h"
-#include "services/http_routes.h"
-#include "services/http_server/listener.h"
 #include "services/key_ring.h"
 #include "services/malformed_request.h"
 #include "services/manifest_cache.h"
@@ -35,6 +31,7 @@
 #include "services/replica_eviction.h"
 #include "services/replicator.h"
 #include "services/scrubber.h"
+#include "services/server_http.h"
 #include "services/server_metrics.h"
 #include "services/upstream_manifests.h"
 #include "storage/blob_store.h"
@@ -128,12 +125,9 @@ struct ModeldistServer::Parts {
   std::unique_ptr<Replicator> replicator;     // nullptr unless an origin replicates
   std::unique_ptr<OriginRepair> repair;       // nullptr without --origins
   std::unique_ptr<BackgroundScrub> background_scrub;
-  std::unique_ptr<BlobEndpoint> blob_endpoint;
-  std::unique_ptr<EdgeManifestEndpoint> edge_endpoint;
-  std::unique_ptr<HttpRoutes> http_routes;
   std::atomic<bool> stopping{false};  // /readyz says so
   // The very last: its connections call into everything above.
-  std::unique_ptr<http_server::Listener> http;  // nullptr without --http-listen
+  std::unique_ptr<HttpSide> http;  // nullptr without --http-listen
 };
 
 absl::StatusOr<std::unique_ptr<ModeldistServer>> ModeldistServer::Start(
@@ -153,21 +147,7 @@ absl::StatusOr<std::unique_ptr<ModeldistServer>> ModeldistServer::Start(
     return InvalidArgument("scrub_rate", "INVALID_FLAG",
                            "--scrub-rate must not be negative (0 is unlimited)");
   }
-  if (!config.http_listen.empty()) {
-    const std::string& path = config.http_manifest_path;
-    if (path.empty() || path[0] != '/' || path == "/healthz" || path == "/readyz" ||
-        absl::StartsWith(path, "/v1/blobs/")) {
-      return InvalidArgument("http_manifest_path", "INVALID_FLAG",
-                             "--http-manifest-path must be a path starting with / other than "
-                             "/healthz, /readyz and /v1/blobs/...");
-    }
-    if (!config.http_public_url.empty() && !absl::StartsWith(config.http_public_url, "https://") &&
-        !absl::StartsWith(config.http_public_url, "http://")) {
-      return InvalidArgument("http_public_url", "INVALID_FLAG",
-                             "--http-public-url must be an http:// or https:// URL, e.g. "
-                             "https://models.example.com");
-    }
-  }
+  MD_RETURN_IF_ERROR(HttpSide::Validate(config));
   auto parts = std::make_unique<Parts>();
   parts->metrics = std::make_unique<ServerMetrics>();
   MD_ASSIGN_OR_RETURN(parts->log, RequestLog::Open(config.log_file, config.log_level));
@@ -352,10 +332,15 @@ absl::StatusOr<std::unique_ptr<ModeldistServer>> ModeldistServer::Start(
   }
   server->port_ = port;
   if (!config.http_listen.empty()) {
-    parts->blob_endpoint = std::make_unique<BlobEndpoint>(
-        parts->blobs.get(), parts->health.get(), parts->read_through.get(), parts->metrics.get());
-    // /readyz: the catalog answers and a trust root with keys is loaded, and no shutdown began.
-    auto ready = [p = parts.get()]() -> absl::Status {
+    HttpSideParts http;
+    http.blobs = parts->blobs.get();
+    http.health = parts->health.get();
+    http.read_through = parts->read_through.get();
+    http.manifests = parts->manifest_service.get();
+    http.metrics = parts->metrics.get();
+    http.log = parts->log.get();
+    // The catalog answers, a trust root with keys is loaded, and no shutdown began.
+    http.ready = [p = parts.get()]() -> absl::Status {
       if (p->stopping) {
         return MakeError(absl::StatusCode::kUnavailable, "SHUTTING_DOWN", "the server is stopping");
       }
@@ -367,53 +352,12 @@ absl::StatusOr<std::unique_ptr<ModeldistServer>> ModeldistServer::Start(
       if (!models.ok()) return WithContext(models.status(), "the catalog does not answer");
       return absl::OkStatus();
     };
-    EdgeManifestOptions edge;
-    edge.path = config.http_manifest_path;
-    edge.public_url = config.http_public_url;
-    edge.tls = !config.tls_cert_file.empty();
-    parts->edge_endpoint = std::make_unique<EdgeManifestEndpoint>(
-        [service = parts->manifest_service.get()](const v1::GetManifestRequest& request,
-                                                  v1::SignedManifest* response) {
-          return service->Answer(request, response);
-        },
-        edge);
-    parts->http_routes = std::make_unique<HttpRoutes>(
-        parts->blob_endpoint.get(), parts->edge_endpoint.get(), parts->metrics.get(), ready,
-        config.http_origin_secret);
-    http_server::ListenerOptions http;
-    http.listen = config.http_listen;
-    http.tls_cert_file = config.tls_cert_file;
-    http.tls_key_file = config.tls_key_file;
-    http.idle_timeout = config.http_idle_timeout;
-    http.on_start = [metrics = parts->metrics.get()] { metrics->http_active()->Add(1); };
-    http.on_complete = [metrics = parts->metrics.get(), log = parts->log.get()](
-                           const http_server::Request& request,
-                           const http_server::Completion& done) {
-      metrics->http_active()->Add(-1);
-      const std::string route = done.route.empty() ? "other" : done.route;
-      metrics->RecordHttp(route, done.status, done.duration);
-      RequestRecord record;
-      record.http = true;
-      record.start = done.start;
-      record.method = request.method;
-      record.path = request.path;
-      record.code = absl::StrCat(done.status);
-      if (!log->Enabled(record.Level())) return;
-      record.bytes = done.bytes;
-      record.duration = done.duration;
-      record.peer = request.peer;
-      record.device_id = done.device_id;
-      log->Write(record);
-    };
-    absl::StatusOr<std::unique_ptr<http_server::Listener>> listener = http_server::Listener::Start(
-        http, [routes = parts->http_routes.get()](const http_server::Request& request) {
-          return routes->Handle(request);
-        });
-    if (!listener.ok()) {
+    absl::StatusOr<std::unique_ptr<HttpSide>> started = HttpSide::Start(config, std::move(http));
+    if (!started.ok()) {
       server->server_->Shutdown();
-      return listener.status();
+      return started.status();
     }
-    parts->http = *std::move(listener);
+    parts->http = *std::move(started);
   }
   // Only once serving, like the scrub: a damaged blob it finds is reported.
   if (parts->replicator != nullptr) parts->replicator->Start();
