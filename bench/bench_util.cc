@@ -289,11 +289,11 @@ absl::StatusOr<ServerProcess> StartModeldistServer(const std::string& binary,
   const std::string port_file = data_dir + ".port";
   ::unlink(port_file.c_str());
   ServerProcess server;
-  MD_ASSIGN_OR_RETURN(
-      server.pid,
-      SpawnImpl({binary, "--listen", "127.0.0.1:0", "--data-dir", data_dir, "--admin-token-file",
-                 token_file, "--port-file", port_file, "--chunk-size", absl::StrCat(chunk_size)},
-                log_path, log_path, /*append=*/true, cpus));
+  MD_ASSIGN_OR_RETURN(server.pid,
+                      SpawnImpl({binary, "--listen", "127.0.0.1:0", "--data-dir", data_dir,
+                                 "--admin-token-file", token_file, "--port-file", port_file,
+                                 "--chunk-size", absl::StrCat(chunk_size), "--log-level", "off"},
+                                log_path, log_path, /*append=*/true, cpus));
   for (int waited = 0; waited < 30000; waited += 20) {
     if (!ChildAlive(server.pid)) {
       return absl::UnavailableError(

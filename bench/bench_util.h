@@ -87,7 +87,8 @@ absl::StatusOr<ServerProcess> StartOnFreePort(
     const std::function<absl::StatusOr<bool>(const ServerProcess&)>& ready);
 
 // Starts modeldist-server on 127.0.0.1:0 with `data_dir`, the admin token in `token_file` and
-// `chunk_size`, and waits until it has written its port file.
+// `chunk_size`, and waits until it has written its port file. The request log is off, as the
+// peers' access logs are (http_bench measures what it costs).
 // `cpus` restricts the server to those CPUs (empty = any).
 absl::StatusOr<ServerProcess> StartModeldistServer(const std::string& binary,
                                                    const std::string& data_dir,

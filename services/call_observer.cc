@@ -26,14 +26,18 @@ class CallObserver final : public grpc::experimental::Interceptor {
  public:
   CallObserver(grpc::experimental::ServerRpcInfo* info, ServerMetrics* metrics,
                const RequestLog* log)
-      : info_(info), metrics_(metrics), log_(log), start_(absl::Now()) {
+      : info_(info),
+        metrics_(metrics),
+        // Off: what only the log wants (bytes, device id) is not gathered.
+        log_(log != nullptr && log->Enabled(LogLevel::kError) ? log : nullptr),
+        start_(absl::Now()) {
     metrics_->grpc_active()->Add(1);
   }
   ~CallObserver() override { metrics_->grpc_active()->Add(-1); }
 
   void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
     if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::POST_RECV_MESSAGE) &&
-        log_ != nullptr && info_->method() == kGetManifest) {
+        log_ != nullptr && info_->method() != nullptr && info_->method() == kGetManifest) {
       if (const auto* request =
               static_cast<const v1::GetManifestRequest*>(methods->GetRecvMessage());
           request != nullptr) {
