@@ -69,8 +69,9 @@ int main(int argc, char** argv) {
                 "remove a blob's local copy once every `replicate` origin confirmed a copy; "
                 "it is then read through from them (docs/origins.md)");
   flags.Add("http-listen", "HOST:PORT", "",
-            "also serve HTTP here (off when empty): blobs for CDNs and caches at "
-            "/v1/blobs/sha256:<hex>, /healthz, /readyz; TLS as --tls-cert");
+            "also serve HTTP here (off when empty; docs/http.md): blobs for CDNs at "
+            "/v1/blobs/sha256:<hex>, the seed's edge function, /metrics, /healthz, /readyz; "
+            "TLS as --tls-cert");
   flags.Add("http-manifest-path", "PATH", "/functions/v1/local-llm-manifest",
             "where --http-listen answers the seed's edge-function requests "
             "(POST {\"platform\":\"macos\",\"tier\":\"llama8b\"})");
@@ -155,7 +156,8 @@ int main(int argc, char** argv) {
   if (!config.http_listen.empty()) {
     const std::string http_host = config.http_listen.substr(0, config.http_listen.rfind(':'));
     std::cerr << "modeldist-server: HTTP on " << http_host << ":" << (*server)->http_port()
-              << " (blobs at /v1/blobs/sha256:<hex>, /healthz, /readyz)\n";
+              << " (blobs at /v1/blobs/sha256:<hex>, manifests at " << config.http_manifest_path
+              << ", /metrics, /healthz, /readyz)\n";
   }
   fprintf(stderr, kNextSteps, address.c_str(), address.c_str(), address.c_str());
   for (const auto& [flag, port] : {std::pair<std::string, int>{"port-file", (*server)->port()},
