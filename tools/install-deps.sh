@@ -94,15 +94,17 @@ if ((${#missing[@]} > 0)); then
   ((${#unknown[@]} == 0)) || fail "not in the configured apt sources: ${unknown[*]}"
   run "apt-get install" "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive \
     apt-get install -y --no-install-recommends --no-upgrade "${missing[@]}"
-  # Only promtool is wanted from prometheus (and varnishd is started by the tests): on a machine
-  # run by systemd, the services these packages enable would hold ports 9090 and 6081.
-  if [[ -d /run/systemd/system ]]; then
-    for unit in prometheus varnish; do
-      if [[ " ${missing[*]} " == *" $unit "* ]]; then
-        "${as_root[@]}" systemctl disable --now "$unit" >/dev/null 2>&1 || true
-      fi
-    done
-  fi
+  # Only promtool is wanted from prometheus (and varnishd is started by the tests): the services
+  # these packages start and enable would hold ports 9090 and 6081. (In a container whose
+  # policy-rc.d forbids starting services, nothing started.)
+  for unit in prometheus varnish; do
+    [[ " ${missing[*]} " == *" $unit "* ]] || continue
+    if [[ -d /run/systemd/system ]]; then
+      "${as_root[@]}" systemctl disable --now "$unit" >/dev/null 2>&1 || true
+    else
+      "${as_root[@]}" invoke-rc.d "$unit" stop >/dev/null 2>&1 || true
+    fi
+  done
 fi
 
 command -v npm >/dev/null ||
