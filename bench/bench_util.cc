@@ -285,32 +285,52 @@ absl::StatusOr<ServerProcess> StartModeldistServer(const std::string& binary,
                                                    const std::string& data_dir,
                                                    const std::string& token_file,
                                                    int64_t chunk_size, const std::string& log_path,
-                                                   const std::vector<int>& cpus) {
+                                                   const std::vector<int>& cpus,
+                                                   const ModeldistExtras& extras) {
   const std::string port_file = data_dir + ".port";
+  const std::string http_port_file = data_dir + ".http-port";
   ::unlink(port_file.c_str());
+  ::unlink(http_port_file.c_str());
+  std::vector<std::string> argv = {binary,
+                                   "--listen",
+                                   "127.0.0.1:0",
+                                   "--data-dir",
+                                   data_dir,
+                                   "--admin-token-file",
+                                   token_file,
+                                   "--port-file",
+                                   port_file,
+                                   "--chunk-size",
+                                   absl::StrCat(chunk_size),
+                                   "--log-level",
+                                   extras.log_level};
+  if (!extras.log_file.empty()) argv.insert(argv.end(), {"--log-file", extras.log_file});
+  if (extras.http) {
+    argv.insert(argv.end(), {"--http-listen", "127.0.0.1:0", "--http-port-file", http_port_file});
+  }
   ServerProcess server;
-  MD_ASSIGN_OR_RETURN(server.pid,
-                      SpawnImpl({binary, "--listen", "127.0.0.1:0", "--data-dir", data_dir,
-                                 "--admin-token-file", token_file, "--port-file", port_file,
-                                 "--chunk-size", absl::StrCat(chunk_size), "--log-level", "off"},
-                                log_path, log_path, /*append=*/true, cpus));
+  MD_ASSIGN_OR_RETURN(server.pid, SpawnImpl(argv, log_path, log_path, /*append=*/true, cpus));
+  auto read_port = [](const std::string& path) {
+    absl::StatusOr<std::string> text = ReadFileToString(path);
+    return text.ok() ? std::atoi(text->c_str()) : 0;
+  };
+  // The gRPC port file is written first, then the HTTP one.
   for (int waited = 0; waited < 30000; waited += 20) {
     if (!ChildAlive(server.pid)) {
       return absl::UnavailableError(
           absl::StrCat("modeldist-server exited at start; see ", log_path));
     }
-    auto text = ReadFileToString(port_file);
-    if (text.ok() && !text->empty()) {
-      server.port = std::atoi(text->c_str());
-      if (server.port > 0) {
-        server.address = absl::StrCat("127.0.0.1:", server.port);
-        return server;
-      }
+    server.port = read_port(port_file);
+    const int http_port = extras.http ? read_port(http_port_file) : 0;
+    if (server.port > 0 && (!extras.http || http_port > 0)) {
+      server.address = absl::StrCat("127.0.0.1:", server.port);
+      if (extras.http) server.http_address = absl::StrCat("127.0.0.1:", http_port);
+      return server;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   StopChild(server.pid);
-  return absl::DeadlineExceededError("modeldist-server did not write its port file in 30 s");
+  return absl::DeadlineExceededError("modeldist-server did not write its port files in 30 s");
 }
 
 absl::StatusOr<ServerProcess> StartNginx(const std::string& prefix, const std::string& root,

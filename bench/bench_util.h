@@ -72,7 +72,8 @@ absl::StatusOr<double> TimeShell(const std::string& command, const std::string& 
 struct ServerProcess {
   pid_t pid = -1;
   int port = 0;
-  std::string address;  // 127.0.0.1:port
+  std::string address;       // 127.0.0.1:port
+  std::string http_address;  // modeldist-server's HTTP listener (ModeldistExtras::http)
 };
 
 // Starts a server on a free loopback port, a few times if need be (the free port picked can
@@ -86,15 +87,22 @@ absl::StatusOr<ServerProcess> StartOnFreePort(
     const std::function<absl::StatusOr<pid_t>(int port)>& launch,
     const std::function<absl::StatusOr<bool>(const ServerProcess&)>& ready);
 
+// What a driver changes of StartModeldistServer's flags.
+struct ModeldistExtras {
+  bool http = false;  // also --http-listen on a free loopback port (ServerProcess::http_address)
+  // The request log: off by default, as the peers' access logs are (http_bench measures what it
+  // costs); `log_file` "" sends it to the server's stderr, in the log.
+  std::string log_level = "off";
+  std::string log_file;
+};
+
 // Starts modeldist-server on 127.0.0.1:0 with `data_dir`, the admin token in `token_file` and
-// `chunk_size`, and waits until it has written its port file. The request log is off, as the
-// peers' access logs are (http_bench measures what it costs).
+// `chunk_size`, and waits until it has written its port files.
 // `cpus` restricts the server to those CPUs (empty = any).
-absl::StatusOr<ServerProcess> StartModeldistServer(const std::string& binary,
-                                                   const std::string& data_dir,
-                                                   const std::string& token_file,
-                                                   int64_t chunk_size, const std::string& log_path,
-                                                   const std::vector<int>& cpus = {});
+absl::StatusOr<ServerProcess> StartModeldistServer(
+    const std::string& binary, const std::string& data_dir, const std::string& token_file,
+    int64_t chunk_size, const std::string& log_path, const std::vector<int>& cpus = {},
+    const ModeldistExtras& extras = ModeldistExtras());
 
 // What a driver adds to StartNginx's configuration.
 struct NginxExtras {

@@ -79,57 +79,21 @@ struct Config {
 
 // ---- Servers -------------------------------------------------------------------------------
 
-// A modeldist-server with its HTTP listener.
-struct OurServer {
-  pid_t pid = -1;
-  std::string grpc_address;  // 127.0.0.1:port
-  std::string http_address;  // 127.0.0.1:port
-};
-
-// Starts modeldist-server on `data_dir` with gRPC and HTTP on free loopback ports and the
-// request log at `log_level` (to `log_file`, or to the server's stderr in `log` when empty);
-// returns once it wrote both port files. `res.server` holds it, so that it is stopped whatever
-// happens.
-absl::StatusOr<OurServer> StartOurs(const Config& config, Scratch& res, const std::string& data_dir,
-                                    const std::string& log_level, const std::string& log_file) {
-  const std::string port_file = data_dir + ".port";
-  const std::string http_port_file = data_dir + ".http-port";
-  const std::string log = res.dir + "/server.log";
-  ::unlink(port_file.c_str());
-  ::unlink(http_port_file.c_str());
-  std::vector<std::string> argv = {config.server_bin,
-                                   "--listen=127.0.0.1:0",
-                                   "--port-file=" + port_file,
-                                   "--http-listen=127.0.0.1:0",
-                                   "--http-port-file=" + http_port_file,
-                                   "--data-dir=" + data_dir,
-                                   "--admin-token-file=" + res.dir + "/token",
-                                   "--log-level=" + log_level};
-  if (!log_file.empty()) argv.push_back("--log-file=" + log_file);
-  OurServer server;
-  MD_ASSIGN_OR_RETURN(server.pid, Spawn(argv, log));
+// Starts modeldist-server on `data_dir` with its HTTP listener and the request log at
+// `log_level` (to `log_file`, or to the server's stderr in server.log when empty). `res.server`
+// holds it, so that it is stopped whatever happens.
+absl::StatusOr<ServerProcess> StartOurs(const Config& config, Scratch& res,
+                                        const std::string& data_dir, const std::string& log_level,
+                                        const std::string& log_file) {
+  ModeldistExtras extras;
+  extras.http = true;
+  extras.log_level = log_level;
+  extras.log_file = log_file;
+  MD_ASSIGN_OR_RETURN(ServerProcess server,
+                      StartModeldistServer(config.server_bin, data_dir, res.dir + "/token",
+                                           1024 * 1024, res.dir + "/server.log", {}, extras));
   res.server = server.pid;
-  auto read_port = [](const std::string& path) {
-    absl::StatusOr<std::string> text = ReadFileToString(path);
-    return text.ok() ? std::atoi(text->c_str()) : 0;
-  };
-  // The gRPC port file is written first, then the HTTP one.
-  for (int waited = 0; waited < 30000; waited += 20) {
-    if (!ChildAlive(server.pid)) {
-      res.server = -1;
-      return absl::UnavailableError(absl::StrCat("modeldist-server exited at start; see ", log));
-    }
-    const int port = read_port(port_file);
-    const int http_port = read_port(http_port_file);
-    if (port > 0 && http_port > 0) {
-      server.grpc_address = absl::StrCat("127.0.0.1:", port);
-      server.http_address = absl::StrCat("127.0.0.1:", http_port);
-      return server;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  return absl::DeadlineExceededError(
-      absl::StrCat("modeldist-server did not write its port files in 30 s; see ", log));
+  return server;
 }
 
 void StopOurs(Scratch& res) {
@@ -202,7 +166,7 @@ absl::Status CheckDigest(const std::string& name, const std::string& url, const 
   return absl::OkStatus();
 }
 
-std::string BlobUrl(const OurServer& server, const std::string& hex) {
+std::string BlobUrl(const ServerProcess& server, const std::string& hex) {
   return absl::StrCat("http://", server.http_address, "/v1/blobs/sha256:", hex);
 }
 
@@ -218,7 +182,7 @@ absl::Status RunBlob(const Config& config, Scratch& res, const FileDigest& diges
                       HttpPeers::Start(res.dir + "/peers", art, digest.hex));
   ::sync();
   {
-    MD_ASSIGN_OR_RETURN(OurServer server, StartOurs(config, res, data_dir, "off", ""));
+    MD_ASSIGN_OR_RETURN(ServerProcess server, StartOurs(config, res, data_dir, "off", ""));
     MD_RETURN_IF_ERROR(
         CheckDigest("modeldist /v1/blobs", BlobUrl(server, digest.hex), digest.hex, out));
     StopOurs(res);
@@ -255,7 +219,7 @@ absl::Status RunBlob(const Config& config, Scratch& res, const FileDigest& diges
     });
   }
   steps.push_back([&]() -> absl::Status {
-    MD_ASSIGN_OR_RETURN(OurServer server, StartOurs(config, res, data_dir, "off", ""));
+    MD_ASSIGN_OR_RETURN(ServerProcess server, StartOurs(config, res, data_dir, "off", ""));
     const Peer ours{"modeldist", BlobUrl(server, digest.hex), server.pid, false};
     MD_RETURN_IF_ERROR(WarmFetch(ours, config.size, out));
     MD_ASSIGN_OR_RETURN(Sample t, TimeFetch(ours, config.size, out));
@@ -265,7 +229,7 @@ absl::Status RunBlob(const Config& config, Scratch& res, const FileDigest& diges
   });
   if (!config.core_only) {
     steps.push_back([&]() -> absl::Status {
-      MD_ASSIGN_OR_RETURN(OurServer server, StartOurs(config, res, data_dir, "off", ""));
+      MD_ASSIGN_OR_RETURN(ServerProcess server, StartOurs(config, res, data_dir, "off", ""));
       const Peer ours{"modeldist", BlobUrl(server, digest.hex), server.pid, false};
       // The page cache warm, read by the driver, not by the server: it has checked nothing.
       MD_RETURN_IF_ERROR(TimeShell(absl::StrCat("cat ", blob_file, " > /dev/null")).status());
@@ -449,7 +413,7 @@ absl::Status RunEdge(const Config& config, Scratch& res, const FileDigest& diges
   // modeldist's answer, and a file of exactly its bytes for nginx.
   std::string answer;
   {
-    MD_ASSIGN_OR_RETURN(OurServer server, StartOurs(config, res, data_dir, "off", ""));
+    MD_ASSIGN_OR_RETURN(ServerProcess server, StartOurs(config, res, data_dir, "off", ""));
     MD_ASSIGN_OR_RETURN(
         answer, PostOnce("modeldist", absl::StrCat("http://", server.http_address, kEdgePath), body,
                          digest.hex, res.dir));
@@ -495,7 +459,7 @@ absl::Status RunEdge(const Config& config, Scratch& res, const FileDigest& diges
   int rep = 0;
   auto ours_step = [&](EdgeRow& row, const std::string& level,
                        const std::string& log_file) -> absl::Status {
-    MD_ASSIGN_OR_RETURN(OurServer server, StartOurs(config, res, data_dir, level, log_file));
+    MD_ASSIGN_OR_RETURN(ServerProcess server, StartOurs(config, res, data_dir, level, log_file));
     const std::string url = absl::StrCat("http://", server.http_address, kEdgePath);
     MD_RETURN_IF_ERROR(PostOnce(row.name, url, body, digest.hex, res.dir).status());
     MD_RETURN_IF_ERROR(
@@ -585,11 +549,11 @@ absl::Status Run(const Config& config) {
 
   const std::string data_dir = res.dir + "/data";
   {
-    MD_ASSIGN_OR_RETURN(OurServer server, StartOurs(config, res, data_dir, "off", ""));
-    std::cerr << "modeldist-server pid " << server.pid << ", gRPC " << server.grpc_address
-              << ", HTTP " << server.http_address << "; publishing\n";
+    MD_ASSIGN_OR_RETURN(ServerProcess server, StartOurs(config, res, data_dir, "off", ""));
+    std::cerr << "modeldist-server pid " << server.pid << ", gRPC " << server.address << ", HTTP "
+              << server.http_address << "; publishing\n";
     auto start = std::chrono::steady_clock::now();
-    MD_ASSIGN_OR_RETURN(Published published, PublishFile(Connect(server.grpc_address), kToken, art,
+    MD_ASSIGN_OR_RETURN(Published published, PublishFile(Connect(server.address), kToken, art,
                                                          digest, "bench", "v1", kTier));
     std::cerr << absl::StrFormat(
         "published %s in %.2f s\n", published.digest,

@@ -76,10 +76,7 @@ absl::StatusOr<ArtifactServiceImpl::ReadPlan> ArtifactServiceImpl::PlanRead(
     size = blob->size();
     plan.blob.emplace(*std::move(blob));
   }
-  if (read_through_ != nullptr && metrics_ != nullptr) {
-    (plan.fetch != nullptr ? metrics_->read_through_misses() : metrics_->read_through_hits())
-        ->Increment();
-  }
+  if (metrics_ != nullptr) metrics_->BlobRead(read_through_ != nullptr, plan.fetch != nullptr);
   if (request.offset() > size) {
     return MakeError(absl::StatusCode::kOutOfRange, "OFFSET_PAST_END",
                      absl::StrCat("offset ", request.offset(), " is past the end of ",

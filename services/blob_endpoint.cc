@@ -105,10 +105,7 @@ Response BlobEndpoint::Serve(const Request& request, const std::string& digest) 
     return http_server::ErrorResponse(blob.status());
   }
   const int64_t size = fetch != nullptr ? fetch->size() : blob->size();
-  if (read_through_ != nullptr && metrics_ != nullptr) {
-    (fetch != nullptr ? metrics_->read_through_misses() : metrics_->read_through_hits())
-        ->Increment();
-  }
+  if (metrics_ != nullptr) metrics_->BlobRead(read_through_ != nullptr, fetch != nullptr);
 
   const std::string etag = absl::StrCat("\"sha256:", *hex, "\"");
   Response response;

@@ -23,6 +23,8 @@
 
 #include <string>
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 #include "services/blob_health.h"
 #include "services/http_server/listener.h"
 #include "services/read_through.h"
@@ -33,6 +35,12 @@ namespace modeldist::services {
 
 // The path blobs are served under; a blob's URL is this followed by its digest.
 inline constexpr char kBlobPathPrefix[] = "/v1/blobs/";
+
+// The URL of blob `digest` (sha256:<hex>) where `base` (scheme and host, no trailing slash)
+// serves this listener's blobs: itself, or a CDN whose origin it is.
+inline std::string BlobUrl(absl::string_view base, absl::string_view digest) {
+  return absl::StrCat(base, kBlobPathPrefix, digest);
+}
 
 class BlobEndpoint {
  public:

@@ -10,7 +10,6 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
@@ -223,7 +222,6 @@ Response EdgeManifestEndpoint::Answer(const Request& request, std::string* devic
   if (base.empty() && request.HasHeader("host")) {
     base = absl::StrCat(options_.tls ? "https://" : "http://", request.Header("host"));
   }
-  if (absl::EndsWith(base, "/")) base.pop_back();
 
   std::vector<std::string> entries;
   std::vector<std::string> named;
@@ -248,13 +246,14 @@ Response EdgeManifestEndpoint::Answer(const Request& request, std::string* devic
       if (!mirror.http_url().empty()) mirrors.push_back(JsonQuote(mirror.http_url()));
     }
     const std::string triple =
-        absl::StrCat("\"url\":", JsonQuote(absl::StrCat(base, kBlobPathPrefix, r.digest)),
-                     ",\"sha256\":\"", r.hex, "\",\"size_bytes\":", r.size_bytes);
+        absl::StrCat("\"url\":", JsonQuote(BlobUrl(base, r.digest)), ",\"sha256\":\"", r.hex,
+                     "\",\"size_bytes\":", r.size_bytes);
     entries.push_back(absl::StrCat(
         r.fields, ",", triple, ",\"mirrors\":[", absl::StrJoin(mirrors, ","),
         "],\"signed_manifest\":", r.signed_head, SignedManifestTail(signed_manifest), "}"));
-    if (!r.seed_name.empty())
+    if (!r.seed_name.empty()) {
       named.push_back(absl::StrCat(JsonQuote(r.seed_name), ":{", triple, "}"));
+    }
   }
   if (entries.empty()) return http_server::ErrorResponse(*first_error);
   const std::string channel = ask.channel().empty() ? std::string(kDefaultChannel) : ask.channel();

@@ -47,8 +47,8 @@ namespace modeldist::services {
 struct EdgeManifestOptions {
   // Where the endpoint is served; the seed's path by default.
   std::string path = "/functions/v1/local-llm-manifest";
-  // The base of blob URLs, e.g. https://models.example.com (a CDN whose origin is this
-  // listener); empty: this listener.
+  // The base of blob URLs without a trailing slash, e.g. https://models.example.com (a CDN
+  // whose origin is this listener); empty: this listener.
   std::string public_url;
   // Whether this listener speaks HTTPS (for its own URLs).
   bool tls = false;

@@ -148,14 +148,16 @@ int main(int argc, char** argv) {
   auto server = modeldist::services::ModeldistServer::Start(config);
   if (!server.ok()) return Fail(std::string(server.status().message()));
 
-  std::string host = config.listen.substr(0, config.listen.rfind(':'));
-  std::string address = absl::StrCat(host, ":", (*server)->port());
+  // HOST:PORT as flagged, with the port actually bound (port 0 picks one).
+  auto bound = [](const std::string& listen, int port) {
+    return absl::StrCat(listen.substr(0, listen.rfind(':')), ":", port);
+  };
+  const std::string address = bound(config.listen, (*server)->port());
   std::cerr << "modeldist-server listening on " << address << " (data: " << config.data_dir << ", "
             << (config.tls_cert_file.empty() ? "plaintext" : "TLS") << ", manifest keys "
             << (*server)->signing_key_id() << ")\n";
   if (!config.http_listen.empty()) {
-    const std::string http_host = config.http_listen.substr(0, config.http_listen.rfind(':'));
-    std::cerr << "modeldist-server: HTTP on " << http_host << ":" << (*server)->http_port()
+    std::cerr << "modeldist-server: HTTP on " << bound(config.http_listen, (*server)->http_port())
               << " (blobs at /v1/blobs/sha256:<hex>, manifests at " << config.http_manifest_path
               << ", /metrics, /healthz, /readyz)\n";
   }

@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <chrono>
 
-#include "absl/strings/str_cat.h"
 #include "common/ed25519.h"
 #include "common/grpc_status.h"
 #include "common/limits.h"
@@ -106,7 +105,7 @@ grpc::Status ManifestServiceImpl::DoGetManifest(const v1::GetManifestRequest& re
   *response = *answer->signed_manifest;
   response->set_selection_reason(std::move(answer->reason));
   if (!cdn_url_.empty()) {
-    response->add_mirrors()->set_http_url(absl::StrCat(cdn_url_, kBlobPathPrefix, answer->digest));
+    response->add_mirrors()->set_http_url(BlobUrl(cdn_url_, answer->digest));
   }
   if (mirrors_ != nullptr) {
     for (std::string& url : mirrors_->For(answer->digest, answer->expires)) {

@@ -9,7 +9,6 @@
 #include <atomic>
 #include <iostream>
 
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/ed25519.h"
@@ -294,11 +293,9 @@ absl::StatusOr<std::unique_ptr<ModeldistServer>> ModeldistServer::Start(
       parts->catalog.get(), parts->blobs.get(), parts->manifests.get(), parts->keys.get(),
       parts->auth.get(), parts->health.get(), parts->scrubber.get(), parts->origins.get(),
       parts->replicator.get());
-  std::string cdn_url = config.http_listen.empty() ? "" : config.http_public_url;
-  if (absl::EndsWith(cdn_url, "/")) cdn_url.pop_back();
-  parts->manifest_service =
-      std::make_unique<ManifestServiceImpl>(parts->manifests.get(), parts->keys.get(),
-                                            parts->mirrors.get(), parts->upstream.get(), cdn_url);
+  parts->manifest_service = std::make_unique<ManifestServiceImpl>(
+      parts->manifests.get(), parts->keys.get(), parts->mirrors.get(), parts->upstream.get(),
+      HttpSide::PublicUrl(config));
   parts->artifact_service = std::make_unique<ArtifactServiceImpl>(
       parts->blobs.get(), parts->health.get(), config.read_message_bytes, /*read_threads=*/4,
       parts->read_through.get(), parts->metrics.get());

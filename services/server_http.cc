@@ -5,6 +5,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "common/status.h"
 
 namespace modeldist::services {
@@ -49,6 +50,11 @@ absl::Status HttpSide::Validate(const ServerConfig& config) {
   return absl::OkStatus();
 }
 
+std::string HttpSide::PublicUrl(const ServerConfig& config) {
+  if (config.http_listen.empty()) return "";
+  return std::string(absl::StripSuffix(config.http_public_url, "/"));
+}
+
 absl::StatusOr<std::unique_ptr<HttpSide>> HttpSide::Start(const ServerConfig& config,
                                                           HttpSideParts parts) {
   auto side = std::unique_ptr<HttpSide>(new HttpSide());
@@ -56,7 +62,7 @@ absl::StatusOr<std::unique_ptr<HttpSide>> HttpSide::Start(const ServerConfig& co
       std::make_unique<BlobEndpoint>(parts.blobs, parts.health, parts.read_through, parts.metrics);
   EdgeManifestOptions edge;
   edge.path = config.http_manifest_path;
-  edge.public_url = config.http_public_url;
+  edge.public_url = PublicUrl(config);
   edge.tls = !config.tls_cert_file.empty();
   side->edge_ = std::make_unique<EdgeManifestEndpoint>(
       [manifests = parts.manifests](const v1::GetManifestRequest& request,

@@ -39,6 +39,9 @@ class HttpSide {
   // The HTTP flags of `config` (when http_listen is set), before anything starts: errors name
   // the flag.
   static absl::Status Validate(const ServerConfig& config);
+  // --http-public-url without a trailing slash: where devices reach the listener's blobs (the
+  // base of BlobUrl); "" without a listener or a public URL.
+  static std::string PublicUrl(const ServerConfig& config);
   // Starts serving on config.http_listen.
   static absl::StatusOr<std::unique_ptr<HttpSide>> Start(const ServerConfig& config,
                                                          HttpSideParts parts);

@@ -54,8 +54,11 @@ class ServerMetrics {
   metrics::Counter* served(bool http, bool read_through) const {
     return served_[http ? 1 : 0][read_through ? 1 : 0];
   }
-  metrics::Counter* read_through_hits() const { return read_through_hits_; }
-  metrics::Counter* read_through_misses() const { return read_through_misses_; }
+  // One blob read (gRPC or HTTP) about to be served: `fetched` when it is read through from the
+  // origins. Counted as a read-through hit or miss only on a server that reads through.
+  void BlobRead(bool reads_through, bool fetched) const {
+    if (reads_through) (fetched ? read_through_misses_ : read_through_hits_)->Increment();
+  }
   metrics::Counter* origin_fetches() const { return origin_fetches_; }
   metrics::Counter* manifest_rebuilds() const { return manifest_rebuilds_; }
 

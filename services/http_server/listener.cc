@@ -28,8 +28,7 @@ struct Exchange {
   Request request;
   bool too_big = false;   // the body passed max_body_bytes: the rest is dropped, 413
   bool answered = false;  // a response is queued already
-  absl::Time start = absl::Now();
-  Completion completion;  // what the hook is told
+  Completion completion = {.start = absl::Now()};  // what the hook is told
   // Body bytes handed to the connection; shared with the BodyState, which the response owns.
   std::shared_ptr<std::atomic<int64_t>> sent = std::make_shared<std::atomic<int64_t>>(0);
   int64_t file_bytes = 0;  // a file body's size: sent whole when the request completes
@@ -205,8 +204,7 @@ struct ListenerCallbacks {
     const Listener* listener = static_cast<const Listener*>(cls);
     if (listener->options_.on_complete) {
       Completion& done = exchange->completion;
-      done.start = exchange->start;
-      done.duration = absl::Now() - exchange->start;
+      done.duration = absl::Now() - done.start;
       done.complete = how == MHD_REQUEST_TERMINATED_COMPLETED_OK;
       done.bytes = exchange->sent->load(std::memory_order_relaxed);
       if (done.complete && exchange->file_bytes > 0) done.bytes = exchange->file_bytes;

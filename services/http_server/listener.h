@@ -43,8 +43,8 @@ struct Request {
   bool HasHeader(const std::string& name) const { return headers.contains(name); }
 };
 
-// Produces `size` bytes of the body at position `pos` into `buf`, as they are sent: up to `max`
-// of them, at least one. An error cuts the connection, so the client sees a short body (less
+// Produces the body's bytes at position `pos` into `buf`, as they are sent: up to `max` of them,
+// at least one. An error cuts the connection, so the client sees a short body (less
 // than Content-Length), never a whole one with wrong bytes in it.
 using BodyReader = std::function<absl::StatusOr<size_t>(int64_t pos, char* buf, size_t max)>;
 
@@ -75,13 +75,13 @@ using Handler = std::function<Response(const Request&)>;
 
 // A request once its answer is out, or cut short.
 struct Completion {
-  std::string route;      // Response::route ("" when the listener answered by itself: 413)
+  absl::Time start;       // when the request's headers were in
+  std::string route;      // Response::route ("" and status 0 when no answer was queued)
   std::string device_id;  // Response::device_id
   int status = 0;
   int64_t bytes = 0;        // body bytes handed to the connection
-  absl::Duration duration;  // from the request's headers to the end
-  absl::Time start;
-  bool complete = false;  // the whole answer went out
+  absl::Duration duration;  // from `start` to the end
+  bool complete = false;    // the whole answer went out
 };
 
 struct ListenerOptions {

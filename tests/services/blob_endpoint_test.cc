@@ -39,9 +39,7 @@ class BlobEndpointTest : public ::testing::Test {
     hex_ = digest_.substr(kSha256Prefix.size());
   }
 
-  std::string Url(const std::string& path) {
-    return absl::StrCat("http://127.0.0.1:", server_.server().http_port(), path);
-  }
+  std::string Url(const std::string& path) { return server_.HttpUrl(path); }
   std::string BlobUrl() { return Url(absl::StrCat("/v1/blobs/", digest_)); }
   std::string ETag() const { return absl::StrCat("\"", digest_, "\""); }
   CurlResult Ranged(const std::string& range, std::vector<std::string> more = {}) {
@@ -210,8 +208,7 @@ TEST(BlobEndpointSecretTest, WithAnOriginSecretOnlyTheCdnGetsBlobs) {
   const std::string bytes = RandomBytes(1000, 8);
   const std::string digest =
       server.PublishBlob("m", "1", v1::PLATFORM_LINUX, v1::ARCH_ANY, v1::FORMAT_GGUF, bytes);
-  const std::string url =
-      absl::StrCat("http://127.0.0.1:", server.server().http_port(), "/v1/blobs/", digest);
+  const std::string url = server.HttpUrl(absl::StrCat("/v1/blobs/", digest));
   for (const std::vector<std::string>& headers :
        {std::vector<std::string>{},
         {"-H", "X-Modeldist-Origin-Secret: wrong"},
@@ -225,8 +222,7 @@ TEST(BlobEndpointSecretTest, WithAnOriginSecretOnlyTheCdnGetsBlobs) {
   EXPECT_EQ(cdn.status, 200);
   EXPECT_TRUE(cdn.body == bytes);
   // Probes stay open to the load balancer.
-  EXPECT_EQ(Curl(absl::StrCat("http://127.0.0.1:", server.server().http_port(), "/healthz")).status,
-            200);
+  EXPECT_EQ(Curl(server.HttpUrl("/healthz")).status, 200);
 }
 
 }  // namespace

@@ -51,6 +51,14 @@ int64_t MetricSum(const std::string& text, const std::string& name,
   return sum;
 }
 
+// MetricSum of `server`'s own /metrics.
+int64_t ServerMetric(TestServer& server, const std::string& name,
+                     const std::vector<std::string>& labels) {
+  CurlResult metrics = Curl(server.HttpUrl("/metrics"));
+  EXPECT_EQ(metrics.status, 200);
+  return MetricSum(metrics.body, name, labels);
+}
+
 class CdnCacheTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -64,10 +72,7 @@ class CdnCacheTest : public ::testing::Test {
 
   // Blob requests the origin answered (any status), from its own /metrics.
   int64_t OriginBlobRequests() {
-    CurlResult metrics =
-        Curl(absl::StrCat("http://127.0.0.1:", server_.server().http_port(), "/metrics"));
-    EXPECT_EQ(metrics.status, 200);
-    return MetricSum(metrics.body, "modeldist_http_requests_total", {"route=\"blob\""});
+    return ServerMetric(server_, "modeldist_http_requests_total", {"route=\"blob\""});
   }
 
   // GETs `url` and checks the bytes: all of them, or [first, last] with `range`.
@@ -131,10 +136,8 @@ TEST_F(CdnCacheTest, NginxSliceCachesRangesSliceBySlice) {
   // A range inside slice 4 fetches that slice only, as a ranged request to the origin (206).
   Fetch(url, "bytes=5000000-5000099", 5000000, 5000099);
   EXPECT_EQ(OriginBlobRequests(), 1);
-  CurlResult metrics =
-      Curl(absl::StrCat("http://127.0.0.1:", server_.server().http_port(), "/metrics"));
   EXPECT_EQ(
-      MetricSum(metrics.body, "modeldist_http_requests_total", {"route=\"blob\"", "code=\"206\""}),
+      ServerMetric(server_, "modeldist_http_requests_total", {"route=\"blob\"", "code=\"206\""}),
       1);
   EXPECT_EQ(Fetch(url, "bytes=5000000-5000099", 5000000, 5000099).Header("x-cache"), "HIT");
   EXPECT_EQ(OriginBlobRequests(), 1);
@@ -174,11 +177,6 @@ class AgentThroughCdnTest : public ::testing::Test {
     return options;
   }
 
-  int64_t Metric(const std::string& name, const std::vector<std::string>& labels) {
-    return MetricSum(Curl(absl::StrCat("http://127.0.0.1:", origin_port_, "/metrics")).body, name,
-                     labels);
-  }
-
   ScratchDir dir_;
   const int origin_port_ = FreePort();
   VarnishServer varnish_{dir_.Join("varnish"), origin_port_};
@@ -202,10 +200,11 @@ TEST_F(AgentThroughCdnTest, TheAgentSyncsThroughTheCdnTheManifestNamesFirst) {
     EXPECT_EQ(synced->download.bytes_received, static_cast<int64_t>(bytes_.size())) << device;
   }
   // Both devices' bytes came through Varnish, which asked the origin once; none over gRPC.
-  EXPECT_EQ(Metric("modeldist_http_requests_total", {"route=\"blob\""}), 1) << varnish_.Log();
-  EXPECT_EQ(
-      Metric("modeldist_grpc_requests_total", {"method=\"/modeldist.v1.ArtifactService/Read\""}),
-      0);
+  EXPECT_EQ(ServerMetric(server_, "modeldist_http_requests_total", {"route=\"blob\""}), 1)
+      << varnish_.Log();
+  EXPECT_EQ(ServerMetric(server_, "modeldist_grpc_requests_total",
+                         {"method=\"/modeldist.v1.ArtifactService/Read\""}),
+            0);
   EXPECT_GT(varnish_.Counter("MAIN.cache_hit"), 0);
 }
 

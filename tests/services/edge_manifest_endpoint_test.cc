@@ -62,7 +62,7 @@ class EdgeManifestTest : public ::testing::Test {
   }
 
   std::string Url(const std::string& path = "/functions/v1/local-llm-manifest") {
-    return absl::StrCat("http://127.0.0.1:", server_.server().http_port(), path);
+    return server_.HttpUrl(path);
   }
 
   // The seed's step 6, verbatim but for the host.

@@ -31,9 +31,7 @@ class MetricsEndpointTest : public ::testing::Test {
     return config;
   }
 
-  std::string Url(const std::string& path) {
-    return absl::StrCat("http://127.0.0.1:", server_.server().http_port(), path);
-  }
+  std::string Url(const std::string& path) { return server_.HttpUrl(path); }
 
   // The families as the parsers understood them: name -> the family's JSON object.
   std::map<std::string, google::protobuf::Struct> Parse(const std::string& text) {

@@ -30,26 +30,15 @@ std::vector<std::string> LastBlock(const std::string& dump) {
 
 }  // namespace
 
-std::string CurlResult::Header(const std::string& name) const {
-  for (const std::string& line : LastBlock(headers)) {
-    const size_t colon = line.find(':');
-    if (colon == std::string::npos) continue;
-    if (absl::EqualsIgnoreCase(absl::StripAsciiWhitespace(line.substr(0, colon)), name)) {
-      return std::string(absl::StripAsciiWhitespace(line.substr(colon + 1)));
-    }
-  }
-  return "";
-}
-
-bool CurlResult::HasHeader(const std::string& name) const {
+std::optional<std::string> CurlResult::Find(const std::string& name) const {
   for (const std::string& line : LastBlock(headers)) {
     const size_t colon = line.find(':');
     if (colon != std::string::npos &&
         absl::EqualsIgnoreCase(absl::StripAsciiWhitespace(line.substr(0, colon)), name)) {
-      return true;
+      return std::string(absl::StripAsciiWhitespace(line.substr(colon + 1)));
     }
   }
-  return false;
+  return std::nullopt;
 }
 
 CurlResult Curl(const std::string& url, const std::vector<std::string>& args) {

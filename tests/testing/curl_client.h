@@ -6,6 +6,7 @@
 #ifndef MODELDIST_TESTS_TESTING_CURL_CLIENT_H_
 #define MODELDIST_TESTS_TESTING_CURL_CLIENT_H_
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -19,8 +20,11 @@ struct CurlResult {
   std::string stderr_text;
 
   // The value of header `name` (any case) of the last response; "" when absent.
-  std::string Header(const std::string& name) const;
-  bool HasHeader(const std::string& name) const;
+  std::string Header(const std::string& name) const { return Find(name).value_or(""); }
+  bool HasHeader(const std::string& name) const { return Find(name).has_value(); }
+
+ private:
+  std::optional<std::string> Find(const std::string& name) const;
 };
 
 // Runs `curl -sS <args...> <url>` with a 60 s limit; `args` are options such as

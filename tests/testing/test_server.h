@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 
+#include "absl/strings/str_cat.h"
 #include "modeldist/v1/artifact.grpc.pb.h"
 #include "modeldist/v1/manifest.grpc.pb.h"
 #include "modeldist/v1/registry.grpc.pb.h"
@@ -42,6 +43,10 @@ class TestServer {
   void Restart();
   services::ServerConfig& config() { return config_; }
   const std::string& data_dir() const { return dir_.path(); }
+  // http://127.0.0.1:<the HTTP listener's port><path> (config().http_listen set).
+  std::string HttpUrl(const std::string& path) {
+    return absl::StrCat("http://127.0.0.1:", server_->http_port(), path);
+  }
 
   v1::RegistryService::Stub& registry() { return *registry_; }
   v1::ManifestService::Stub& manifests() { return *manifests_; }

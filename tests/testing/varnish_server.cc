@@ -1,17 +1,16 @@
 #include "tests/testing/varnish_server.h"
 
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <cerrno>
+#include <chrono>
 #include <filesystem>
+#include <optional>
 #include <sstream>
 #include <vector>
 
@@ -21,9 +20,8 @@
 #include "absl/time/clock.h"
 #include "common/file_util.h"
 #include "gtest/gtest.h"
+#include "tests/testing/child_process.h"
 #include "tests/testing/test_util.h"
-
-extern char** environ;
 
 namespace modeldist::testing {
 namespace {
@@ -62,59 +60,26 @@ bool AnswersReady(int port) {
   return absl::StartsWith(response, "HTTP/1.1 200");
 }
 
-// Runs `args` (args[0] a path), stdin from /dev/null, and puts what it writes to stdout (and to
+// Runs `args` (args[0] a path) for at most 30 s, and puts what it writes to stdout (and to
 // stderr with `with_stderr`) in *out. Returns its exit code, -1 when it could not run or was
 // killed.
 int RunAndCapture(const std::vector<std::string>& args, bool with_stderr, std::string* out) {
-  out->clear();
-  int fds[2];
-  if (::pipe2(fds, O_CLOEXEC) != 0) return -1;
-  posix_spawn_file_actions_t actions;
-  ::posix_spawn_file_actions_init(&actions);
-  ::posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-  ::posix_spawn_file_actions_adddup2(&actions, fds[1], STDOUT_FILENO);
-  if (with_stderr) {
-    ::posix_spawn_file_actions_adddup2(&actions, fds[1], STDERR_FILENO);
-  } else {
-    ::posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, "/dev/null", O_WRONLY, 0);
-  }
-  std::vector<char*> argv;
-  for (const std::string& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
-  argv.push_back(nullptr);
-  pid_t pid = 0;
-  const int spawned = ::posix_spawn(&pid, args[0].c_str(), &actions, nullptr, argv.data(), environ);
-  ::posix_spawn_file_actions_destroy(&actions);
-  ::close(fds[1]);
-  if (spawned != 0) {
-    ::close(fds[0]);
-    return -1;
-  }
-  char buf[16384];
-  for (;;) {
-    const ssize_t n = ::read(fds[0], buf, sizeof buf);
-    if (n > 0) {
-      out->append(buf, static_cast<size_t>(n));
-    } else if (n == 0 || errno != EINTR) {
-      break;
-    }
-  }
-  ::close(fds[0]);
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  ScratchDir dir;
+  SpawnOptions options;
+  options.stdout_path = dir.Join("out");
+  options.stderr_path = with_stderr ? "" : "/dev/null";  // "": with stdout
+  ChildProcess child;
+  std::optional<int> status;
+  if (child.Start(args, options)) status = child.Wait(std::chrono::seconds(30));
+  *out = ReadFileToString(options.stdout_path).value_or("");
+  return status.has_value() && WIFEXITED(*status) ? WEXITSTATUS(*status) : -1;
 }
 
 // SIGTERM (varnishd's manager stops its child, then exits), then SIGKILL if it has not exited
 // after 10 s; always reaped.
-void Stop(pid_t pid) {
-  ::kill(pid, SIGTERM);
-  for (int i = 0; i < 200; ++i) {
-    if (::waitpid(pid, nullptr, WNOHANG) == pid) return;
-    absl::SleepFor(absl::Milliseconds(50));
-  }
-  ::kill(pid, SIGKILL);
-  ::waitpid(pid, nullptr, 0);
+void Stop(ChildProcess& varnishd) {
+  varnishd.Signal(SIGTERM);
+  varnishd.Wait(std::chrono::seconds(10));
 }
 
 }  // namespace
@@ -163,9 +128,7 @@ VarnishServer::VarnishServer(const std::string& prefix, int origin_port)
   for (int attempt = 0; attempt < 5 && port_ == 0; ++attempt) TryStart(FreePort());
 }
 
-VarnishServer::~VarnishServer() {
-  if (pid_ > 0) Stop(pid_);
-}
+VarnishServer::~VarnishServer() { Stop(varnishd_); }
 
 std::string VarnishServer::Url(const std::string& path) const {
   return absl::StrCat("http://127.0.0.1:", port_, path);
@@ -174,7 +137,7 @@ std::string VarnishServer::Url(const std::string& path) const {
 std::string VarnishServer::Log() const {
   std::string log = absl::StrCat("varnishd output (", prefix_, "/varnishd.log):\n",
                                  ReadFileToString(prefix_ + "/varnishd.log").value_or(""));
-  if (pid_ > 0) {
+  if (varnishd_.running()) {
     std::string requests;
     RunAndCapture({"/usr/bin/varnishlog", "-n", workdir(), "-t", "1", "-d", "-g", "request"},
                   /*with_stderr=*/true, &requests);
@@ -189,7 +152,7 @@ std::string VarnishServer::Log() const {
 }
 
 int64_t VarnishServer::Counter(const std::string& name) const {
-  if (pid_ <= 0) return -1;
+  if (!varnishd_.running()) return -1;
   std::string out;
   if (RunAndCapture({"/usr/bin/varnishstat", "-n", workdir(), "-t", "1", "-1", "-I", name},
                     /*with_stderr=*/false, &out) != 0) {
@@ -214,36 +177,27 @@ void VarnishServer::TryStart(int port) {
   const std::string workdir = this->workdir();
   const std::string listen = absl::StrCat("127.0.0.1:", port);
   const std::string vcl = prefix_ + "/varnish.vcl";
-  const std::string log = prefix_ + "/varnishd.log";
-  std::vector<const char*> argv = {"varnishd",
-                                   "-F",  // the manager stays in the foreground: its PID is ours
-                                   "-n",       workdir.c_str(), "-a", listen.c_str(), "-T", "none",
-                                   "-f",       vcl.c_str(),     "-s", "malloc,256m",  "-j", "none",
-                                   nullptr};
-  posix_spawn_file_actions_t actions;
-  ::posix_spawn_file_actions_init(&actions);
-  ::posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-  ::posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, log.c_str(),
-                                     O_WRONLY | O_CREAT | O_APPEND, 0644);
-  ::posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
-  pid_t pid = 0;
-  const int spawned = ::posix_spawn(&pid, "/usr/sbin/varnishd", &actions, nullptr,
-                                    const_cast<char* const*>(argv.data()), environ);
-  ::posix_spawn_file_actions_destroy(&actions);
-  if (spawned != 0) return;
+  SpawnOptions options;
+  options.stdout_path = prefix_ + "/varnishd.log";  // stderr too
+  options.append = true;
+  if (!varnishd_.Start(
+          {"/usr/sbin/varnishd",
+           "-F",  // the manager stays in the foreground: its PID is ours
+           "-n", workdir, "-a", listen, "-T", "none", "-f", vcl, "-s", "malloc,256m", "-j", "none"},
+          options)) {
+    return;
+  }
   // Ready once the child answers; if varnishd exits first, the bind failed (port taken) or the
   // VCL did not compile (see Log()). Compiling the VCL takes a C compiler run.
   for (int i = 0; i < 300; ++i) {
-    int status = 0;
-    if (::waitpid(pid, &status, WNOHANG) == pid) return;
+    if (varnishd_.Poll().has_value()) return;
     if (AnswersReady(port)) {
-      pid_ = pid;
       port_ = port;
       return;
     }
     absl::SleepFor(absl::Milliseconds(50));
   }
-  Stop(pid);
+  Stop(varnishd_);
 }
 
 }  // namespace modeldist::testing

@@ -28,10 +28,10 @@
 #ifndef MODELDIST_TESTS_TESTING_VARNISH_SERVER_H_
 #define MODELDIST_TESTS_TESTING_VARNISH_SERVER_H_
 
-#include <sys/types.h>
-
 #include <cstdint>
 #include <string>
+
+#include "tests/testing/child_process.h"
 
 namespace modeldist::testing {
 
@@ -65,7 +65,7 @@ class VarnishServer {
 
   const std::string prefix_;
   const int origin_port_;
-  pid_t pid_ = -1;
+  ChildProcess varnishd_;  // the manager, in the foreground (-F)
   int port_ = 0;
 };
 
