@@ -291,19 +291,12 @@ absl::StatusOr<ServerProcess> StartModeldistServer(const std::string& binary,
   const std::string http_port_file = data_dir + ".http-port";
   ::unlink(port_file.c_str());
   ::unlink(http_port_file.c_str());
-  std::vector<std::string> argv = {binary,
-                                   "--listen",
-                                   "127.0.0.1:0",
-                                   "--data-dir",
-                                   data_dir,
-                                   "--admin-token-file",
-                                   token_file,
-                                   "--port-file",
-                                   port_file,
-                                   "--chunk-size",
-                                   absl::StrCat(chunk_size),
-                                   "--log-level",
-                                   extras.log_level};
+  // --no-model-checks: the benches publish random bytes labelled GGUF.
+  std::vector<std::string> argv = {
+      binary,        "--listen",           "127.0.0.1:0",  "--data-dir",
+      data_dir,      "--admin-token-file", token_file,     "--port-file",
+      port_file,     "--no-model-checks",  "--chunk-size", absl::StrCat(chunk_size),
+      "--log-level", extras.log_level};
   if (!extras.log_file.empty()) argv.insert(argv.end(), {"--log-file", extras.log_file});
   if (extras.http) {
     argv.insert(argv.end(), {"--http-listen", "127.0.0.1:0", "--http-port-file", http_port_file});

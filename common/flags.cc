@@ -1,12 +1,18 @@
 #include "common/flags.h"
 
+#include <algorithm>
 #include <cstring>
 #include <limits>
+#include <set>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "common/file_util.h"
+#include "common/status.h"
 
 namespace modeldist {
 
@@ -56,6 +62,50 @@ absl::Status Flags::Parse(int argc, char** argv, int first) {
       value = argv[++i];
     }
     values_[name] = value;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Flags::ParseFile(const std::string& path, const std::vector<std::string>& refused) {
+  auto contents = ReadFileToString(path);
+  if (!contents.ok()) {
+    return MakeError(absl::StatusCode::kFailedPrecondition, "INVALID_CONFIG_FILE",
+                     absl::StrCat("cannot read config file: ", contents.status().message()),
+                     {{"file", path}});
+  }
+  std::set<std::string> in_file;
+  int line_number = 0;
+  for (absl::string_view raw : absl::StrSplit(*contents, '\n')) {
+    ++line_number;
+    const absl::string_view line = absl::StripAsciiWhitespace(raw);
+    if (line.empty() || line[0] == '#') continue;
+    auto error = [&](absl::string_view what) {
+      return MakeError(absl::StatusCode::kInvalidArgument, "INVALID_CONFIG_FILE",
+                       absl::StrCat(path, ":", line_number, ": ", what),
+                       {{"file", path}, {"line", absl::StrCat(line_number)}});
+    };
+    const size_t end = line.find_first_of(" \t=");
+    const std::string name(line.substr(0, end));
+    absl::string_view value =
+        end == absl::string_view::npos ? absl::string_view() : line.substr(end);
+    value = absl::StripLeadingAsciiWhitespace(value);
+    if (absl::ConsumePrefix(&value, "=")) value = absl::StripLeadingAsciiWhitespace(value);
+    auto spec = specs_.find(name);
+    if (spec == specs_.end() || std::find(refused.begin(), refused.end(), name) != refused.end()) {
+      return error(absl::StrCat("unknown option \"", name,
+                                "\" (the names are those of --help, without the dashes)"));
+    }
+    if (!in_file.insert(name).second) {
+      return error(absl::StrCat("\"", name, "\" is set twice in this file"));
+    }
+    if (spec->second.is_bool && value != "true" && value != "false") {
+      return error(absl::StrCat("\"", name, "\" takes true or false, not \"", value, "\""));
+    }
+    if (!spec->second.is_bool && value.empty()) {
+      return error(absl::StrCat("\"", name, "\" needs a value (", spec->second.value_name, ")"));
+    }
+    // The command line, parsed before the file, wins.
+    if (values_.count(name) == 0) values_[name] = std::string(value);
   }
   return absl::OkStatus();
 }

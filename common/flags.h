@@ -2,7 +2,8 @@
 //
 // A small command-line parser shared by the three binaries, so that they agree on syntax:
 // `--name value`, `--name=value`, boolean `--name`, `--` ends flags, everything else is
-// positional. Unknown flags are errors that name the flag and point at --help.
+// positional. Unknown flags are errors that name the flag and point at --help. ParseFile reads
+// the same flags from a config file (`name = value` lines) under the command line's.
 #ifndef MODELDIST_COMMON_FLAGS_H_
 #define MODELDIST_COMMON_FLAGS_H_
 
@@ -25,6 +26,15 @@ class Flags {
 
   // Parses argv[first..argc). INVALID_ARGUMENT for an unknown flag or a missing value.
   absl::Status Parse(int argc, char** argv, int first = 1);
+
+  // Reads flags from a config file: one `name = value` or `name value` per line (the value is
+  // the rest of the line, trimmed), `#` starting a comment line, blank lines ignored; a boolean
+  // flag takes `true` or `false`. Flags already given (on the command line, parsed first) keep
+  // their value, so the command line overrides the file. INVALID_ARGUMENT (reason
+  // INVALID_CONFIG_FILE) naming the file and line for an unknown name, a name given twice, a
+  // missing value, a boolean that is not true/false, or a name in `refused` (e.g. "config"
+  // itself); FAILED_PRECONDITION when the file cannot be read.
+  absl::Status ParseFile(const std::string& path, const std::vector<std::string>& refused = {});
 
   // Like Parse, but stops before the first positional argument (or just after `--`) and
   // returns its index, or argc when there is none. A program with subcommands parses its

@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "common/file_util.h"
 #include "common/flags.h"
@@ -20,8 +21,9 @@ constexpr char kUsage[] =
     "modeldist-server: serves the model registry (admin), signed manifests and verified\n"
     "artifact bytes (fleet) over gRPC, with reflection and grpc.health.v1.\n"
     "\n"
-    "Usage: modeldist-server [--listen HOST:PORT] [--data-dir DIR] --admin-token-file FILE\n"
-    "       (or MODELDIST_ADMIN_TOKEN in the environment)\n"
+    "Usage: modeldist-server [--config FILE] [--listen HOST:PORT] [--data-dir DIR]\n"
+    "                        --admin-token-file FILE\n"
+    "       (or MODELDIST_ADMIN_TOKEN in the environment instead of --admin-token-file)\n"
     "\n"
     "Flags:\n";
 
@@ -65,6 +67,13 @@ int main(int argc, char** argv) {
             "object stores and CDNs holding copies of blobs (text proto or .json; "
             "docs/origins.md): published blobs are copied to those with `replicate`, and "
             "devices get their URLs as mirrors");
+  flags.AddBool("no-model-checks",
+                "publish GGUF and CoreML zip artifacts without checking their structure, "
+                "metadata and tokenizer files (checked by default: broken ones are refused)");
+  flags.Add("coreml-required-files", "LIST", "",
+            "file names every CoreML zip must hold besides its package, e.g. "
+            "tokenizer.json,config.json (default: one of tokenizer.json, tokenizer.model, "
+            "tokenizer_config.json, vocab.json)");
   flags.AddBool("evict-replicated",
                 "remove a blob's local copy once every `replicate` origin confirmed a copy; "
                 "it is then read through from them (docs/origins.md)");
@@ -87,8 +96,16 @@ int main(int argc, char** argv) {
   flags.Add("log-file", "FILE", "", "append the request log here instead of stderr");
   flags.Add("port-file", "FILE", "", "write the bound port here once serving (for scripts)");
   flags.Add("http-port-file", "FILE", "", "write the bound HTTP port here once serving");
+  flags.Add("config", "FILE", "",
+            "read these flags from FILE: `name = value` lines, # comments, booleans true/false; "
+            "flags on the command line win (example: deploy/modeldist-server.conf)");
   flags.AddBool("help", "show this help");
   if (absl::Status s = flags.Parse(argc, argv); !s.ok()) return Fail(std::string(s.message()));
+  if (!flags.Get("config").empty()) {
+    if (absl::Status s = flags.ParseFile(flags.Get("config"), {"config", "help"}); !s.ok()) {
+      return Fail(std::string(s.message()));
+    }
+  }
   if (flags.GetBool("help")) {
     std::cout << kUsage << flags.Help();
     return 0;
@@ -106,6 +123,9 @@ int main(int argc, char** argv) {
   config.public_address = flags.Get("public-address");
   config.origins_file = flags.Get("origins");
   config.evict_replicated = flags.GetBool("evict-replicated");
+  config.check_models = !flags.GetBool("no-model-checks");
+  config.coreml_required_files =
+      absl::StrSplit(flags.Get("coreml-required-files"), ',', absl::SkipWhitespace());
   config.http_listen = flags.Get("http-listen");
   auto log_level = modeldist::services::ParseLogLevel(flags.Get("log-level"));
   if (!log_level.ok()) return Fail(std::string(log_level.status().message()));

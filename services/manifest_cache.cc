@@ -132,6 +132,9 @@ absl::StatusOr<std::shared_ptr<const ManifestCache::VersionAnswers>> ManifestCac
         for (v1::Signature& s : signer_->SignManifest(signed_manifest->manifest())) {
           *signed_manifest->add_signatures() = std::move(s);
         }
+        if (artifact->has_model_info()) {
+          *signed_manifest->mutable_model_info() = artifact->model_info();
+        }
         offer.signed_manifest = std::move(signed_manifest);
         offers.push_back(std::move(offer));
       }

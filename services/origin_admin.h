@@ -9,12 +9,19 @@
 
 #include "absl/status/status.h"
 #include "modeldist/v1/origins.pb.h"
+#include "storage/blob_store.h"
+#include "storage/catalog.h"
 #include "storage/origin/origin_set.h"
 
 namespace modeldist::services {
 
 // `origins` may be nullptr: the server runs without an origins file, and has none.
 absl::Status ListOrigins(const origin::OriginSet* origins, v1::ListOriginsResponse* response);
+
+// ListOriginsResponse.blob_store: the blobs `blobs` holds now (a blob removed while they are
+// counted is skipped) and the damaged blobs `catalog` records.
+absl::Status FillBlobStoreUsage(const storage::BlobStore& blobs, storage::Catalog& catalog,
+                                v1::BlobStoreUsage* usage);
 
 // INVALID_ARGUMENT (INVALID_ORIGIN_NAME) or NOT_FOUND (ORIGIN_NOT_FOUND) for the name; else
 // runs origin::CheckOrigin and reports every step, `ok` when all passed.

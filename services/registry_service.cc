@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <iostream>
+#include <map>
+#include <set>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -9,10 +11,12 @@
 #include "common/digest.h"
 #include "common/grpc_status.h"
 #include "common/limits.h"
+#include "common/model_check/model_check.h"
 #include "common/names.h"
 #include "common/status.h"
 #include "services/blob_import.h"
 #include "services/origin_admin.h"
+#include "services/publish_checks.h"
 #include "services/request_validation.h"
 #include "storage/background_appender.h"
 
@@ -394,11 +398,29 @@ grpc::Status RegistryServiceImpl::PublishVersion(grpc::ServerContext* context,
   return Admin(auth_, context, [&]() -> absl::Status {
     VersionName name;
     MD_RETURN_IF_ERROR(RequestCheck().VersionName("name", request->name(), &name).status());
-    auto is_uploaded = [this](const std::string& digest) {
+    // The model checks run before the catalog's transaction, which holds the catalog while it
+    // runs; what they found stays right because a draft's artifacts and a digest's bytes never
+    // change. A blob that was not stored yet when they ran was not checked, so it counts as not
+    // uploaded even if an upload finished it since (the client publishes again).
+    std::map<std::string, v1::ModelInfo> model_infos;
+    std::set<std::string> unchecked;
+    if (model_checks_.has_value()) {
+      MD_ASSIGN_OR_RETURN(v1::Version draft, catalog_->GetVersion(name));
+      if (draft.state() == v1::Version::DRAFT) {
+        MD_ASSIGN_OR_RETURN(model_infos, CheckVersionArtifacts(draft, *blobs_, *model_checks_));
+        for (const v1::Artifact& a : draft.artifacts()) {
+          if (model_check::HasCheck(a.format()) && model_infos.count(a.digest()) == 0) {
+            unchecked.insert(a.digest());
+          }
+        }
+      }
+    }
+    auto is_uploaded = [this, &unchecked](const std::string& digest) {
       auto hex = ParseDigest("digest", digest);
-      return hex.ok() && blobs_->Contains(*hex);
+      return hex.ok() && unchecked.count(digest) == 0 && blobs_->Contains(*hex);
     };
-    MD_ASSIGN_OR_RETURN(*response, catalog_->PublishVersion(name, is_uploaded, ActorOf(*context)));
+    MD_ASSIGN_OR_RETURN(
+        *response, catalog_->PublishVersion(name, is_uploaded, ActorOf(*context), model_infos));
     MD_RETURN_IF_ERROR(FillStatus(response));
     Resign();
     if (replicator_ != nullptr) replicator_->Wake();
@@ -695,7 +717,10 @@ grpc::Status RegistryServiceImpl::ScrubBlobs(grpc::ServerContext* context,
 grpc::Status RegistryServiceImpl::ListOrigins(grpc::ServerContext* context,
                                               const v1::ListOriginsRequest* /*request*/,
                                               v1::ListOriginsResponse* response) {
-  return Admin(auth_, context, [&] { return services::ListOrigins(origins_, response); });
+  return Admin(auth_, context, [&] {
+    MD_RETURN_IF_ERROR(services::ListOrigins(origins_, response));
+    return services::FillBlobStoreUsage(*blobs_, *catalog_, response->mutable_blob_store());
+  });
 }
 
 grpc::Status RegistryServiceImpl::CheckOrigin(grpc::ServerContext* context,

@@ -6,6 +6,10 @@
 #ifndef MODELDIST_SERVICES_REGISTRY_SERVICE_H_
 #define MODELDIST_SERVICES_REGISTRY_SERVICE_H_
 
+#include <optional>
+#include <utility>
+
+#include "common/model_check/model_check.h"
 #include "modeldist/v1/registry.grpc.pb.h"
 #include "services/admin_auth.h"
 #include "services/blob_health.h"
@@ -24,12 +28,16 @@ class RegistryServiceImpl final : public v1::RegistryService::Service {
   // `health` is told when an upload stores a blob, which heals one recorded as damaged.
   // `scrubber` runs ScrubBlobs.
   // `origins` (nullptr: none configured) answers ListOrigins and CheckOrigin; `replicator`
-  // (nullptr: none replicates) is woken by each publish.
-  RegistryServiceImpl(storage::Catalog* catalog, storage::BlobStore* blobs,
-                      ManifestCache* manifests, KeyRing* keys, const AdminAuth* auth,
-                      BlobHealth* health, Scrubber* scrubber,
-                      const origin::OriginSet* origins = nullptr, Replicator* replicator = nullptr)
-      : catalog_(catalog),
+  // (nullptr: none replicates) is woken by each publish. `model_checks` (nullopt: off):
+  // PublishVersion refuses GGUF and CoreML zip artifacts that fail the model checks with these
+  // options (services/publish_checks.h).
+  RegistryServiceImpl(
+      storage::Catalog* catalog, storage::BlobStore* blobs, ManifestCache* manifests, KeyRing* keys,
+      const AdminAuth* auth, BlobHealth* health, Scrubber* scrubber,
+      const origin::OriginSet* origins = nullptr, Replicator* replicator = nullptr,
+      std::optional<model_check::CheckOptions> model_checks = model_check::CheckOptions())
+      : model_checks_(std::move(model_checks)),
+        catalog_(catalog),
         blobs_(blobs),
         manifests_(manifests),
         keys_(keys),
@@ -130,6 +138,7 @@ class RegistryServiceImpl final : public v1::RegistryService::Service {
   grpc::Status RolloutChange(grpc::ServerContext* context, const v1::RolloutRequest& request,
                              v1::Rollout* response, Change change);
 
+  const std::optional<model_check::CheckOptions> model_checks_;
   storage::Catalog* catalog_;
   storage::BlobStore* blobs_;
   ManifestCache* manifests_;

@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <iostream>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -95,6 +96,14 @@ absl::Status NoReplicaToEvictFor() {
   return InvalidArgument("evict_replicated", "INVALID_FLAG",
                          "--evict-replicated needs an origin with `replicate: true` in the "
                          "--origins file: a local copy is evicted only once those hold it");
+}
+
+// What PublishVersion checks model files with; nullopt when the checks are off.
+std::optional<model_check::CheckOptions> ModelChecks(const ServerConfig& config) {
+  if (!config.check_models) return std::nullopt;
+  model_check::CheckOptions options;
+  options.required_files = config.coreml_required_files;
+  return options;
 }
 
 }  // namespace
@@ -292,7 +301,7 @@ absl::StatusOr<std::unique_ptr<ModeldistServer>> ModeldistServer::Start(
   parts->registry = std::make_unique<RegistryServiceImpl>(
       parts->catalog.get(), parts->blobs.get(), parts->manifests.get(), parts->keys.get(),
       parts->auth.get(), parts->health.get(), parts->scrubber.get(), parts->origins.get(),
-      parts->replicator.get());
+      parts->replicator.get(), ModelChecks(config));
   parts->manifest_service = std::make_unique<ManifestServiceImpl>(
       parts->manifests.get(), parts->keys.get(), parts->mirrors.get(), parts->upstream.get(),
       HttpSide::PublicUrl(config));

@@ -40,6 +40,12 @@ struct ServerConfig {
   int64_t read_message_bytes = 1024 * 1024;
   // Address devices should use for ArtifactService, put in manifests; empty = "this server".
   std::string public_address;
+  // PublishVersion checks GGUF and CoreML zip artifacts (common/model_check/model_check.h) and
+  // refuses broken ones (off: --no-model-checks, for harnesses that publish opaque test bytes
+  // under those formats).
+  bool check_models = true;
+  // The files a CoreML zip must hold (--coreml-required-files); empty: a known tokenizer file.
+  std::vector<std::string> coreml_required_files;
   // Largest request message accepted; bigger ones fail with RESOURCE_EXHAUSTED.
   int max_receive_message_bytes = 8 * 1024 * 1024;
   // How often the server scrubs its blob store on its own (services/scrubber.h): re-reads

@@ -47,6 +47,10 @@
 
 namespace modeldist::storage {
 
+// `PLATFORM/ARCH/FORMAT` of an artifact, as messages name it (numbers for values newer than
+// this binary).
+std::string ArtifactKey(const v1::Artifact& artifact);
+
 template <typename T>
 struct ListPage {
   std::vector<T> items;
@@ -143,9 +147,12 @@ class Catalog {
   // DRAFT -> PUBLISHED, atomically. `is_uploaded(digest)` is asked for every artifact inside
   // the transaction; the first that is not gives FAILED_PRECONDITION naming its digest and
   // platform/arch/format. FAILED_PRECONDITION when not a DRAFT; NOT_FOUND when absent.
+  // `model_infos` (by digest: what the model checks read from the file) is stored on the
+  // version's artifacts in the same transaction.
   absl::StatusOr<v1::Version> PublishVersion(
       const VersionName& name, const std::function<bool(const std::string& digest)>& is_uploaded,
-      absl::string_view actor = kDefaultActor);
+      absl::string_view actor = kDefaultActor,
+      const std::map<std::string, v1::ModelInfo>& model_infos = {});
 
   // PUBLISHED -> YANKED, atomically with bumping the sequence of every tier/channel that
   // resolved to this version (they now resolve to their newest earlier binding that is not

@@ -45,9 +45,10 @@ constexpr char kYankVersion[] =
 
 #define MD_ARTIFACT_COLUMNS \
   "platform, arch, format, digest, size_bytes, constraints, unpacked_size_bytes"
-constexpr char kSelectArtifacts[] = "SELECT " MD_ARTIFACT_COLUMNS
-                                    " FROM artifacts WHERE model_id = ? AND version_id = ?"
-                                    " ORDER BY platform, arch, format";
+constexpr char kSelectArtifacts[] =
+    "SELECT " MD_ARTIFACT_COLUMNS
+    ", model_info FROM artifacts WHERE model_id = ? AND version_id = ?"
+    " ORDER BY platform, arch, format";
 constexpr char kInsertArtifact[] =
     "INSERT INTO artifacts (model_id, version_id, " MD_ARTIFACT_COLUMNS
     ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)";
@@ -55,6 +56,8 @@ constexpr char kInsertArtifact[] =
 constexpr char kSelectConflictingSize[] =
     "SELECT model_id, version_id, size_bytes FROM artifacts WHERE digest = ? AND size_bytes != ?"
     " ORDER BY model_id, version_id LIMIT 1";
+constexpr char kSetModelInfo[] =
+    "UPDATE artifacts SET model_info = ? WHERE model_id = ? AND version_id = ? AND digest = ?";
 constexpr char kSelectDeclaredSize[] = "SELECT size_bytes FROM artifacts WHERE digest = ? LIMIT 1";
 constexpr char kSelectDigestPublished[] =
     "SELECT 1 FROM artifacts a JOIN versions v"
@@ -68,16 +71,6 @@ constexpr char kSelectPublishedDigests[] =
 #undef MD_MODEL_COLUMNS
 #undef MD_VERSION_COLUMNS
 #undef MD_ARTIFACT_COLUMNS
-
-std::string ArtifactKey(const v1::Artifact& artifact) {
-  // Values newer than this binary's protos have no name; show the number.
-  auto or_number = [](const std::string& enum_name, int value) {
-    return enum_name.empty() ? absl::StrCat(value) : enum_name;
-  };
-  return absl::StrCat(or_number(v1::Platform_Name(artifact.platform()), artifact.platform()), "/",
-                      or_number(v1::Arch_Name(artifact.arch()), artifact.arch()), "/",
-                      or_number(v1::Format_Name(artifact.format()), artifact.format()));
-}
 
 // Columns of MD_MODEL_COLUMNS.
 // replicate_to columns: origin names joined with commas (migrations/0006_replicate_to.sql).
@@ -108,9 +101,10 @@ v1::Version ReadVersion(const Statement& s) {
   return version;
 }
 
-// Columns of MD_ARTIFACT_COLUMNS. INTERNAL (CATALOG_CORRUPT) when the stored constraints do not
-// parse: serving an artifact without the constraints it declared could hand it to devices that
-// cannot run it.
+// Columns of MD_ARTIFACT_COLUMNS, then model_info. INTERNAL (CATALOG_CORRUPT) when the stored
+// constraints do not parse: serving an artifact without the constraints it declared could hand
+// it to devices that cannot run it. Model info is for people: one that does not parse is left
+// out rather than failing the read.
 absl::StatusOr<v1::Artifact> ReadArtifact(const Statement& s) {
   v1::Artifact artifact;
   artifact.set_platform(static_cast<v1::Platform>(s.ColumnInt(0)));
@@ -125,6 +119,9 @@ absl::StatusOr<v1::Artifact> ReadArtifact(const Statement& s) {
                      {{"digest", artifact.digest()}});
   }
   artifact.set_unpacked_size_bytes(s.ColumnInt64(6));
+  if (!s.ColumnIsNull(7) && !artifact.mutable_model_info()->ParseFromString(s.ColumnBlob(7))) {
+    artifact.clear_model_info();
+  }
   return artifact;
 }
 
@@ -141,6 +138,16 @@ absl::Status VersionNotFound(const VersionName& version) {
 }
 
 }  // namespace
+
+std::string ArtifactKey(const v1::Artifact& artifact) {
+  // Values newer than this binary's protos have no name; show the number.
+  auto or_number = [](const std::string& enum_name, int value) {
+    return enum_name.empty() ? absl::StrCat(value) : enum_name;
+  };
+  return absl::StrCat(or_number(v1::Platform_Name(artifact.platform()), artifact.platform()), "/",
+                      or_number(v1::Arch_Name(artifact.arch()), artifact.arch()), "/",
+                      or_number(v1::Format_Name(artifact.format()), artifact.format()));
+}
 
 std::string StateName(int state) {
   std::string name = v1::Version::State_Name(static_cast<v1::Version::State>(state));
@@ -414,7 +421,7 @@ absl::StatusOr<ListPage<v1::Version>> Catalog::ListVersions(absl::string_view mo
 
 absl::StatusOr<v1::Version> Catalog::PublishVersion(
     const VersionName& name, const std::function<bool(const std::string& digest)>& is_uploaded,
-    absl::string_view actor) {
+    absl::string_view actor, const std::map<std::string, v1::ModelInfo>& model_infos) {
   if (!is_uploaded) {
     return MakeError(absl::StatusCode::kInternal, "CATALOG_ERROR",
                      "PublishVersion needs an is_uploaded callback");
@@ -447,6 +454,14 @@ absl::StatusOr<v1::Version> Catalog::PublishVersion(
     s.BindInt64(1, now);
     s.BindText(2, name.model);
     s.BindText(3, name.version);
+    MD_RETURN_IF_ERROR(s.Run());
+  }
+  for (const auto& [digest, info] : model_infos) {
+    MD_ASSIGN_OR_RETURN(Statement s, impl_->Prepare(kSetModelInfo));
+    s.BindBlob(0, info.SerializeAsString());
+    s.BindText(1, name.model);
+    s.BindText(2, name.version);
+    s.BindText(3, digest);
     MD_RETURN_IF_ERROR(s.Run());
   }
   MD_ASSIGN_OR_RETURN(version, impl_->LoadVersion(name));

@@ -53,6 +53,9 @@ packages=(
   # Caches in front of the HTTP listener (Varnish; nginx's proxy_cache is in nginx-light),
   # promtool (in prometheus) to check /metrics, and the load generators of the benchmarks.
   varnish prometheus wrk nghttp2-client
+  # deploy/ checks: PostgreSQL for the Supabase bucket SQL (the tests run their own cluster),
+  # systemd-analyze for the unit.
+  postgresql systemd
 )
 # Node may come from elsewhere (e.g. NodeSource, which bundles npm and conflicts with Debian's
 # npm package); only a machine without node gets Debian's nodejs and npm.
@@ -94,10 +97,10 @@ if ((${#missing[@]} > 0)); then
   ((${#unknown[@]} == 0)) || fail "not in the configured apt sources: ${unknown[*]}"
   run "apt-get install" "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive \
     apt-get install -y --no-install-recommends --no-upgrade "${missing[@]}"
-  # Only promtool is wanted from prometheus (and varnishd is started by the tests): the services
-  # these packages start and enable would hold ports 9090 and 6081. (In a container whose
-  # policy-rc.d forbids starting services, nothing started.)
-  for unit in prometheus varnish; do
+  # Only promtool is wanted from prometheus (and varnishd and postgres are started by the
+  # tests): the services these packages start and enable would hold ports 9090, 6081 and 5432.
+  # (In a container whose policy-rc.d forbids starting services, nothing started.)
+  for unit in prometheus varnish postgresql; do
     [[ " ${missing[*]} " == *" $unit "* ]] || continue
     if [[ -d /run/systemd/system ]]; then
       "${as_root[@]}" systemctl disable --now "$unit" >/dev/null 2>&1 || true

@@ -7,7 +7,8 @@
 // highest seen, and when equal, for the same content as was accepted with it (a sequence is
 // never reused for something else). Then the artifact is downloaded chunk by chunk with
 // resume (chunk_downloader.h) and activated atomically (ModelStore::ActivatePartial, whose
-// header lists the steps and what a crash at each leaves).
+// header lists the steps and what a crash at each leaves). The trust and sequence checks are
+// device_state.h's AcceptManifest, which a bundle install (bundle_install.h) passes too.
 //
 // State under `dir` (files written atomically, 0600 in a 0700 trust/):
 //   trust/root.bin    the trusted SignedTrustRoot: the pinned --trust-root file, kept once a

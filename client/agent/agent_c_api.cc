@@ -1,8 +1,10 @@
-// The C ABI (include/modeldist/agent.h) over agent::Sync. No exception or C++ type crosses it.
+// The C ABI (include/modeldist/agent.h) over agent::Sync and agent::InstallBundle. No exception
+// or C++ type crosses it.
 #include <new>
 #include <string>
 
 #include "client/agent/agent.h"
+#include "client/agent/bundle_install.h"
 #include "common/enum_names.h"
 #include "modeldist/agent.h"
 
@@ -71,6 +73,41 @@ extern "C" int md_agent_sync(md_agent* agent, md_progress_fn progress, void* use
   result->digest = agent->digest.c_str();
   result->model_path = agent->model_path.c_str();
   result->bytes_received = synced->download.bytes_received;
+  return MD_OK;
+}
+
+extern "C" int md_agent_install_bundle(md_agent* agent, const char* bundle_file,
+                                       const char* model_file, md_sync_result* result) {
+  if (agent == nullptr || result == nullptr || bundle_file == nullptr) return MD_INVALID_ARGUMENT;
+  if (!agent->config_error.empty()) {
+    agent->last_error = agent->config_error;
+    return MD_INVALID_ARGUMENT;
+  }
+  const modeldist::agent::SyncOptions& o = agent->options;
+  modeldist::agent::BundleInstallOptions options;
+  options.bundle = bundle_file;
+  options.adopt_file = Str(model_file);
+  options.dir = o.dir;
+  options.trust_root_file = o.trust_root_file;
+  options.tier = o.tier;
+  options.channel = o.channel;
+  options.platform = o.platform;
+  options.arch = o.arch;
+  auto installed = modeldist::agent::InstallBundle(options);
+  if (!installed.ok()) {
+    agent->last_error = std::string(installed.status().message());
+    return modeldist::agent::ExitCodeFor(installed.status());
+  }
+  agent->last_error.clear();
+  agent->version = installed->installed.version;
+  agent->digest = installed->installed.digest;
+  agent->model_path = installed->installed.path;
+  result->activated =
+      installed->action == modeldist::agent::BundleInstallResult::Action::kActivated;
+  result->version = agent->version.c_str();
+  result->digest = agent->digest.c_str();
+  result->model_path = agent->model_path.c_str();
+  result->bytes_received = installed->stats.bytes_received;
   return MD_OK;
 }
 

@@ -10,7 +10,9 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "client/agent/agent.h"
+#include "client/agent/bundle_install.h"
 #include "common/digest.h"
 #include "common/enum_names.h"
 #include "common/flags.h"
@@ -27,6 +29,9 @@ constexpr char kUsage[] =
     "  status  show the active and previous versions and the trust state\n"
     "  verify  re-hash the active model file against its digest\n"
     "  gc      remove versions other than the active and previous ones, and stale partials\n"
+    "  install-bundle FILE   verify a bundle (`modeldistctl bundle export`) and activate it\n"
+    "  adopt   --bundle FILE --file MODEL   verify a model file the app ships against a\n"
+    "          manifest-only bundle and activate it (cloned where the file system can)\n"
     "\n"
     "example:\n"
     "  modeldist-agent sync --server models.example.com:8470 --tier llama8b \\\n"
@@ -222,6 +227,104 @@ int RunStore(const std::string& command, int argc, char** argv) {
   return 0;
 }
 
+// `install-bundle FILE` and `adopt --bundle FILE --file MODEL`: one flow (bundle_install.h).
+int RunInstallBundle(const std::string& command, int argc, char** argv) {
+  Flags flags;
+  flags.Add("trust-root", "FILE", "", "pinned SignedTrustRoot; needed until DIR has one");
+  flags.Add("file", "MODEL", "",
+            "a model file the app ships (GGUF or CoreML zip) to adopt; the bundle must be "
+            "manifest-only");
+  if (command == "adopt") flags.Add("bundle", "FILE", "", "the manifest-only bundle (required)");
+  flags.Add("tier", "TIER", "", "the tier (default: the bundle manifest's)");
+  flags.Add("channel", "CHANNEL", "", "the channel (default: the bundle manifest's)");
+  flags.Add("platform", "P", "", "macos|ios|linux|windows|android (default: detected)");
+  flags.Add("arch", "A", "", "arm64|x86_64 (default: detected)");
+  AddCommonFlags(flags);
+  const std::string usage =
+      command == "adopt"
+          ? "usage: modeldist-agent adopt --bundle FILE --file MODEL --dir DIR [flags]\n\n"
+          : "usage: modeldist-agent install-bundle FILE --dir DIR [--file MODEL] [flags]\n\n";
+  if (absl::Status s = flags.Parse(argc, argv, 2); !s.ok()) {
+    std::cerr << "modeldist-agent " << command << ": " << s.message() << "\n";
+    return 2;
+  }
+  if (flags.GetBool("help")) {
+    std::cout << usage << flags.Help();
+    return 0;
+  }
+  const bool json = flags.GetBool("json");
+  BundleInstallOptions o;
+  o.dir = flags.Get("dir");
+  o.trust_root_file = flags.Get("trust-root");
+  o.adopt_file = flags.Get("file");
+  o.tier = flags.Get("tier");
+  o.channel = flags.Get("channel");
+  const auto& args = flags.positional();
+  if (command == "adopt") {
+    o.bundle = flags.Get("bundle");
+    if (o.adopt_file.empty() || !args.empty()) o.bundle.clear();
+  } else if (args.size() == 1) {
+    o.bundle = args[0];
+  }
+  if (o.bundle.empty() || o.dir.empty()) {
+    std::cerr << "modeldist-agent " << command << ": " << usage;
+    return 2;
+  }
+  if (!flags.Get("platform").empty() && !ParsePlatformName(flags.Get("platform"), &o.platform)) {
+    std::cerr << "modeldist-agent " << command
+              << ": --platform must be macos, ios, linux, windows or android\n";
+    return 2;
+  }
+  if (!flags.Get("arch").empty() && !ParseArchName(flags.Get("arch"), &o.arch)) {
+    std::cerr << "modeldist-agent " << command << ": --arch must be arm64 or x86_64\n";
+    return 2;
+  }
+  auto result = InstallBundle(o);
+  if (!result.ok()) return Fail(result.status(), json);
+  const char* action = "activated";
+  if (result->action == BundleInstallResult::Action::kUpToDate) action = "up-to-date";
+  if (result->action == BundleInstallResult::Action::kKeptNewer) action = "kept-newer";
+  const v1::Manifest& m = result->manifest;
+  if (json) {
+    std::cout << absl::StrFormat(
+        "{\"ok\":true,\"action\":\"%s\",\"version\":\"%s\",\"digest\":\"%s\",\"path\":\"%s\","
+        "\"sequence\":%d,\"highestSeen\":%d,\"expiryWaived\":%s,\"placement\":\"%s\","
+        "\"chunksTotal\":%d,\"chunksReused\":%d,\"bytesReceived\":%d}\n",
+        action, result->installed.version, result->installed.digest, result->installed.path,
+        m.sequence(), result->highest_seen, result->expiry_waived ? "true" : "false",
+        result->placement, result->stats.chunks_total, result->stats.chunks_reused,
+        result->stats.bytes_received);
+    return 0;
+  }
+  if (result->expiry_waived) {
+    std::cout << "note: the bundle's manifest expired at "
+              << absl::FormatTime(absl::RFC3339_sec,
+                                  absl::FromUnixSeconds(m.expires_at().seconds()),
+                                  absl::UTCTimeZone())
+              << "; accepted anyway: a bundle proves authenticity, not freshness (sync to get "
+                 "the newest version)\n";
+  }
+  switch (result->action) {
+    case BundleInstallResult::Action::kKeptNewer:
+      std::cout << "kept " << result->installed.version << ": this device has seen sequence "
+                << result->highest_seen << ", newer than the bundle's " << m.version()
+                << " (sequence " << m.sequence() << "); nothing to do\n";
+      break;
+    case BundleInstallResult::Action::kUpToDate:
+      std::cout << "up to date: " << result->installed.version << " (" << result->installed.digest
+                << ") at " << result->installed.path << "\n";
+      break;
+    case BundleInstallResult::Action::kActivated:
+      std::cout << "activated " << result->installed.version << " (" << result->installed.digest
+                << ", sequence " << m.sequence() << ") at " << result->installed.path << " from "
+                << (result->placement == "bundle" ? "the bundle"
+                                                  : result->placement + " of " + o.adopt_file)
+                << "\n";
+      break;
+  }
+  return 0;
+}
+
 }  // namespace
 }  // namespace modeldist::agent
 
@@ -232,6 +335,9 @@ int main(int argc, char** argv) {
   }
   const std::string command = argv[1];
   if (command == "sync") return modeldist::agent::RunSync(argc, argv);
+  if (command == "install-bundle" || command == "adopt") {
+    return modeldist::agent::RunInstallBundle(command, argc, argv);
+  }
   if (command == "status" || command == "verify" || command == "gc") {
     return modeldist::agent::RunStore(command, argc, argv);
   }

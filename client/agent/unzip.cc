@@ -9,29 +9,23 @@
 #include <cerrno>
 #include <cstdint>
 #include <filesystem>
-#include <limits>
 #include <memory>
 #include <set>
 #include <string>
 #include <utility>
 #include <vector>
 
-#include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "common/file_util.h"
+#include "common/model_check/zip_names.h"
 #include "common/status.h"
 
 namespace modeldist::agent {
 namespace {
 
-// Longer names are refused rather than left to fail in openat() with an unhelpful errno;
-// 255 is the component limit of every file system the agent runs on.
-constexpr size_t kMaxNameLength = 1024;
-constexpr size_t kMaxComponentLength = 255;
 constexpr size_t kCopyBufferSize = 1 << 20;
 
 struct ZipDiscarder {
@@ -81,43 +75,26 @@ struct Entry {
 
 absl::Status EntryError(absl::StatusCode code, absl::string_view reason, absl::string_view name,
                         absl::string_view why) {
+  // The metadata is escaped too: ErrorInfo's proto3 strings must be UTF-8, and a raw hostile
+  // name would make the whole ErrorInfo, reason included, unparseable.
   return MakeError(code, reason, absl::StrCat("zip entry \"", absl::CHexEscape(name), "\": ", why),
-                   {{"entry", std::string(name)}});
+                   {{"entry", absl::CHexEscape(name)}});
 }
 
 absl::Status UnsafePath(absl::string_view name, absl::string_view why) {
   return EntryError(absl::StatusCode::kInvalidArgument, "ZIP_UNSAFE_PATH", name, why);
 }
 
-// Splits `name` into components that are each safe to create inside the target folder.
-// Being strict is cheap here: tools that zip a CoreML package never produce the refused forms.
+// Splits `name` into components that are each safe to create inside the target folder
+// (common/model_check/zip_names.h holds the rules the server's publish check uses too).
 absl::Status SplitSafeName(absl::string_view name, Entry* entry) {
-  if (name.empty()) return UnsafePath(name, "empty name");
-  if (name.size() > kMaxNameLength) return UnsafePath(name, "name too long");
-  for (char c : name) {
-    unsigned char u = static_cast<unsigned char>(c);
-    if (u < 0x20 || u == 0x7f) return UnsafePath(name, "control character in name");
-    // Windows separators: an extractor there would treat `..\x` as a parent reference.
-    if (c == '\\') return UnsafePath(name, "backslash in name");
-  }
-  if (name.front() == '/') return UnsafePath(name, "absolute path");
-  if (name.size() >= 2 && absl::ascii_isalpha(static_cast<unsigned char>(name[0])) &&
-      name[1] == ':') {
-    return UnsafePath(name, "drive letter");
-  }
-  entry->is_dir = name.back() == '/';
-  if (entry->is_dir) name.remove_suffix(1);
-  for (absl::string_view part : absl::StrSplit(name, '/')) {
-    if (part.empty()) return UnsafePath(name, "empty path component");
-    if (part == "." || part == "..") return UnsafePath(name, "`.` or `..` component");
-    if (part.size() > kMaxComponentLength) return UnsafePath(name, "path component too long");
-    entry->components.emplace_back(part);
-  }
+  const std::string problem =
+      model_check::UnsafeZipNameProblem(name, &entry->components, &entry->is_dir);
+  if (!problem.empty()) return UnsafePath(name, problem);
   return absl::OkStatus();
 }
 
-// Refuses anything but regular files and directories. Only unix-made archives carry a file
-// type (st_mode in the high 16 bits of the external attributes); others have no symlinks.
+// Refuses anything but regular files and directories (symlinks, devices, fifos, sockets).
 absl::Status CheckEntryType(zip_t* archive, const Entry& entry) {
   zip_uint8_t opsys = 0;
   zip_uint32_t attributes = 0;
@@ -125,32 +102,13 @@ absl::Status CheckEntryType(zip_t* archive, const Entry& entry) {
     return EntryError(absl::StatusCode::kInvalidArgument, "ZIP_UNREADABLE", entry.name,
                       zip_strerror(archive));
   }
-  if (opsys != ZIP_OPSYS_UNIX && opsys != ZIP_OPSYS_OS_X) return absl::OkStatus();
-  const mode_t type = static_cast<mode_t>(attributes >> 16) & S_IFMT;
-  constexpr absl::string_view kReason = "ZIP_UNSUPPORTED_ENTRY_TYPE";
-  constexpr auto kCode = absl::StatusCode::kInvalidArgument;
-  switch (type) {
-    case 0:  // no type recorded: the trailing slash decides
-      return absl::OkStatus();
-    case S_IFREG:
-      if (entry.is_dir) return EntryError(kCode, kReason, entry.name, "file with a `/` name");
-      return absl::OkStatus();
-    case S_IFDIR:
-      if (!entry.is_dir) return EntryError(kCode, kReason, entry.name, "directory without `/`");
-      return absl::OkStatus();
-    case S_IFLNK:
-      return EntryError(kCode, kReason, entry.name, "symbolic link");
-    default:
-      return EntryError(kCode, kReason, entry.name, "device, fifo or socket");
+  const std::string problem =
+      model_check::UnsupportedZipEntryTypeProblem(opsys, attributes, entry.is_dir);
+  if (!problem.empty()) {
+    return EntryError(absl::StatusCode::kInvalidArgument, "ZIP_UNSUPPORTED_ENTRY_TYPE",
+                      entry.name, problem);
   }
-}
-
-// Whether `size` / `compressed` exceeds `max_ratio`, without overflow.
-bool RatioExceeded(uint64_t size, uint64_t compressed, uint64_t max_ratio) {
-  if (size == 0) return false;
-  if (compressed == 0 || max_ratio == 0) return true;
-  if (compressed > std::numeric_limits<uint64_t>::max() / max_ratio) return false;
-  return size > compressed * max_ratio;
+  return absl::OkStatus();
 }
 
 // Reads the central directory and checks every entry before anything is written, so a hostile
@@ -207,12 +165,11 @@ absl::StatusOr<std::vector<Entry>> CheckEntries(zip_t* archive, const UnzipLimit
                         "directory with data");
     }
     if (entry.size > max_total - total) {
-      return MakeError(absl::StatusCode::kResourceExhausted, "ZIP_TOO_LARGE",
-                       absl::StrCat("zip unpacks to more than ", max_total, " bytes"),
-                       {{"entry", entry.name}});
+      return EntryError(absl::StatusCode::kResourceExhausted, "ZIP_TOO_LARGE", entry.name,
+                        absl::StrCat("the zip unpacks to more than ", max_total, " bytes"));
     }
     total += entry.size;
-    if (RatioExceeded(st.size, st.comp_size, max_ratio)) {
+    if (model_check::ZipRatioExceeded(st.size, st.comp_size, max_ratio)) {
       return EntryError(absl::StatusCode::kResourceExhausted, "ZIP_RATIO_EXCEEDED", entry.name,
                         absl::StrCat(st.size, " bytes from ", st.comp_size,
                                      " compressed exceeds the ratio limit ", max_ratio));

@@ -3,8 +3,10 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "client/modeldistctl/command_families.h"
 #include "client/modeldistctl/command_util.h"
 #include "client/modeldistctl/enums.h"
@@ -13,6 +15,7 @@
 #include "client/modeldistctl/publish.h"
 #include "client/modeldistctl/registry_client.h"
 #include "common/limits.h"
+#include "common/model_check/model_check.h"
 #include "common/names.h"
 #include "common/status.h"
 
@@ -109,6 +112,13 @@ void PrintVersion(std::ostream& out, const v1::Version& v) {
         << "    uploaded: " << (a.uploaded() ? "yes" : "no") << "\n";
     if (a.constraints().ByteSizeLong() > 0 || a.unpacked_size_bytes() > 0) {
       out << "    needs:    " << DescribeRequirements(a) << "\n";
+    }
+    if (a.has_model_info()) {
+      out << "    model:\n";
+      for (absl::string_view line : absl::StrSplit(model_check::DescribeModelInfo(a.model_info()),
+                                                   '\n', absl::SkipEmpty())) {
+        out << "      " << absl::StripLeadingAsciiWhitespace(line) << "\n";
+      }
     }
     if (!a.replicas().empty()) out << "    replicas:\n";
     for (const v1::Replica& r : a.replicas()) {

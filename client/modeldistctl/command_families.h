@@ -7,9 +7,13 @@
 #ifndef MODELDIST_CLIENT_MODELDISTCTL_COMMAND_FAMILIES_H_
 #define MODELDIST_CLIENT_MODELDISTCTL_COMMAND_FAMILIES_H_
 
+#include <string>
+#include <vector>
+
 #include "absl/status/status.h"
 #include "client/modeldistctl/invocation.h"
 #include "common/flags.h"
+#include "modeldist/v1/resources.pb.h"
 
 namespace modeldist::ctl {
 
@@ -17,6 +21,22 @@ namespace modeldist::ctl {
 // (hash while uploading, resume, declare, publish, bind the tier) is publish.h.
 void PublishFlags(Flags* f);
 absl::Status RunPublish(Invocation& inv, const Flags& flags);
+
+// inspect_command.cc: `inspect FILE...` runs the server's publish-time model checks
+// (common/model_check/model_check.h) on local files and prints what they say about themselves;
+// DamageFound (exit 4) when one would be refused. `publish --check` runs the same through
+// CheckModelFiles: a file and its format (FORMAT_UNSPECIFIED: from its first bytes), the
+// CoreML zip's required file names (empty: a known tokenizer file), and JSON or text output.
+struct ModelFile {
+  std::string path;
+  v1::Format format = v1::FORMAT_UNSPECIFIED;
+};
+absl::Status CheckModelFiles(Invocation& inv, const std::vector<ModelFile>& files,
+                             const std::vector<std::string>& required_files, bool json);
+// The --require-file list of `inspect` and `publish`.
+std::vector<std::string> RequiredFiles(const Flags& flags);
+void InspectFlags(Flags* f);
+absl::Status RunInspect(Invocation& inv, const Flags& flags);
 
 // catalog_commands.cc: the catalog of models, versions and tier bindings. `list` (models, a
 // model's versions and artifacts, or the tier bindings), `show` (one version), `set-tier`
@@ -67,6 +87,23 @@ absl::Status RunScrub(Invocation& inv, const Flags& flags);
 // printing each step; DamageFound (exit 4) when it fails.
 void OriginsFlags(Flags* f);
 absl::Status RunOrigins(Invocation& inv, const Flags& flags);
+
+// import_env_command.cc: `import-env` reads the seed's LOCAL_LLM_MACOS_* variables (from the
+// environment or a .env file), fetches and checks each object, then publishes them as `publish`
+// does (env_import.h).
+void ImportEnvFlags(Flags* f);
+absl::Status RunImportEnv(Invocation& inv, const Flags& flags);
+
+// status_command.cc: `status`, the server's state on one screen: tiers and rollouts in flight,
+// replication per origin, the trust root's keys, blob store usage.
+void StatusFlags(Flags* f);
+absl::Status RunStatus(Invocation& inv, const Flags& flags);
+
+// bundle_command.cc: `bundle export` writes one file with the trust roots, the signed manifest
+// and (unless --no-blobs) the model of a tier for a platform/arch, for
+// `modeldist-agent install-bundle` / `adopt` (common/bundle_format.h). Needs no admin token.
+void BundleFlags(Flags* f);
+absl::Status RunBundle(Invocation& inv, const Flags& flags);
 
 }  // namespace modeldist::ctl
 

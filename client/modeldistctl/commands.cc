@@ -40,12 +40,26 @@ const Command kCommands[] = {
      "           [CONSTRAINTS] FILE\n"
      "CONSTRAINTS: [--min-os VERSION] [--min-ram BYTES] [--requires LIST] [--unpacked-size "
      "BYTES],\n"
-     "what a device needs, declared alike on every artifact of the command",
+     "what a device needs, declared alike on every artifact of the command.\n"
+     "--check: check the FILEs as the server will at publish, print what they hold, send "
+     "nothing",
      "upload a version's model files and bind a tier to it; rerun to resume",
      "modeldistctl publish --model llama-3.1-8b-instruct --version 2026.11.0 --tier llama8b \\\n"
      "      macos/arm64/coreml-zip=llama-3.1-8b-instruct-coreml.zip \\\n"
      "      macos/x86_64/gguf=llama-3.1-8b-instruct-q4_0.gguf",
      PublishFlags, RunPublish},
+    {"import-env",
+     "import-env --model M --version V [--tier T] [--channel C] [--env-file FILE]\n"
+     "           [--temp-dir DIR] [--http-ca FILE] [--dry-run]\n"
+     "Reads LOCAL_LLM_MACOS_COREML_ZIP_URL/_SHA256/_SIZE_BYTES (macos/arm64/coreml-zip) and\n"
+     "LOCAL_LLM_MACOS_INTEL_GGUF_URL/_SHA256/_SIZE_BYTES (macos/x86_64/gguf), each triple\n"
+     "complete or absent, from the environment, or from --env-file alone when given. Every\n"
+     "object is fetched and checked (size, SHA-256, model checks) before anything is created.\n"
+     "Exit code 4 when an object is not what its variables say or not a valid model file.",
+     "publish the seed's hosted model files (its LOCAL_LLM_MACOS_* secrets) as a version",
+     "modeldistctl import-env --env-file seed.env --model llama-3.1-8b-instruct \\\n"
+     "      --version 2026.11.0 --tier llama8b",
+     ImportEnvFlags, RunImportEnv},
     {"list", "list [M | models/M | --tiers]",
      "list models, the versions and artifacts of model M, or the tier bindings",
      "modeldistctl list llama-3.1-8b-instruct", ListFlags, RunList},
@@ -82,6 +96,12 @@ const Command kCommands[] = {
      "release pinned devices (unknown ids are ignored)",
      "modeldistctl unpin --tier llama8b device-0001 device-0002", UnpinFlags, RunUnpin},
     {"pins", "pins", "list pinned devices", "modeldistctl pins --json", PinsFlags, RunPins},
+    {"inspect", "inspect [--format F] [--require-file LIST] FILE...",
+     "check model files as the server does at publish and show what they hold (exit 4: broken)",
+     "modeldistctl inspect llama-3.1-8b-instruct-q4_k_m.gguf", InspectFlags, RunInspect},
+    {"status", "status [--json]",
+     "the server at a glance: tiers and rollouts, replication, trust root, blob store",
+     "modeldistctl status --json", StatusFlags, RunStatus},
     {"audit", "audit [--limit N]", "show the audit log of catalog changes, newest first",
      "modeldistctl audit --limit 20", AuditFlags, RunAudit},
     {"keys",
@@ -92,6 +112,16 @@ const Command kCommands[] = {
      "   or: modeldistctl [global flags] keys root [--version N] [--out FILE]",
      "manage the server's manifest-signing keys and trust root; generate a key locally",
      "modeldistctl keys root --out trust-root.bin", KeysFlags, RunKeys},
+    {"bundle",
+     "bundle export --tier T [--channel C] --platform P --arch A [--device-id D]\n"
+     "           [--no-blobs] --output FILE\n"
+     "Writes one tar: the trust roots, the signed manifest and the model, verified while they\n"
+     "stream in. Devices install it offline with `modeldist-agent install-bundle FILE`; with\n"
+     "--no-blobs it is manifest-only, for `modeldist-agent adopt` of a model the app ships.",
+     "write a tier's signed manifest, trust roots and model into one file for offline install",
+     "modeldistctl bundle export --tier llama8b --platform macos --arch arm64 \\\n"
+     "      --output llama8b-macos-arm64.bundle",
+     BundleFlags, RunBundle},
     {"scrub",
      "scrub [--rate BYTES]\n"
      "Prints each damaged, missing or restored blob, then a summary; progress goes to stderr.\n"
@@ -136,12 +166,13 @@ std::string MainHelp(const GetEnv& getenv) {
       "usage: modeldistctl [--server HOST:PORT] [--token-file FILE] [--tls-ca FILE] "
       "[--actor NAME] [--json] COMMAND [args]\n\ncommands:\n";
   for (const Command& c : kCommands)
-    absl::StrAppend(&out, absl::StrFormat("  %-9s %s\n", c.name, c.summary));
+    absl::StrAppend(&out, absl::StrFormat("  %-10s %s\n", c.name, c.summary));
   absl::StrAppend(&out, "\nglobal flags (before the command):\n", global.Help(), "\nexamples:\n");
   for (const Command& c : kCommands) absl::StrAppend(&out, "  ", c.example, "\n");
   absl::StrAppend(&out,
                   "\nexit codes: 0 ok, 1 usage error, 2 server/RPC error, 3 local file error,\n"
-                  "4 damaged or missing blobs found (scrub).\n"
+                  "4 a problem found (scrub: damaged or missing blobs; import-env: an object\n"
+                  "that is not what its variables say, or not a valid model file).\n"
                   "Run `modeldistctl COMMAND --help` for a command's flags.\n");
   return out;
 }

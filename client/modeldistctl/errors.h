@@ -3,7 +3,8 @@
 // How modeldistctl turns a failure into an exit code. Scripts rely on the codes:
 //   0 ok, 1 usage error, 2 server/RPC error, 3 local file error,
 //   4 the command worked and found a problem (`scrub`: damaged or missing blobs;
-//     `origins check`: an origin that fails its check).
+//     `origins check`: an origin that fails its check; `import-env`: a fetched object whose
+//     size or SHA-256 is not what its variables say, or that is not a valid model file).
 // A status is an RPC error unless it was marked as a usage or local error here, because every
 // status that is not made by the CLI itself came back from the server.
 #ifndef MODELDIST_CLIENT_MODELDISTCTL_ERRORS_H_

@@ -9,6 +9,7 @@
 #include <grpcpp/channel.h>
 
 #include <memory>
+#include <optional>
 #include <ostream>
 
 #include "absl/status/statusor.h"
@@ -26,6 +27,10 @@ class Invocation {
   std::ostream& out() const { return *console_.out; }
   std::ostream& err() const { return *console_.err; }
   bool err_is_tty() const { return console_.err_is_tty; }
+  // An environment variable as the console sees it (tests run commands with their own).
+  std::optional<std::string> GetEnv(const std::string& name) const {
+    return console_.getenv ? console_.getenv(name) : std::nullopt;
+  }
 
   // The channel to the server, created on first use. Commands that need no token (keys root)
   // use it directly.

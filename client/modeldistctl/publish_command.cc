@@ -109,6 +109,12 @@ void PublishFlags(Flags* f) {
          "server) or an http(s) URL; needs --sha256 and --size");
   f->Add("sha256", "HEX", "", "with --import: the bytes' SHA-256");
   f->Add("size", "BYTES", "", "with --import: the bytes' size");
+  f->AddBool("check",
+             "only check the FILEs as the server will at publish (GGUF structure and metadata; "
+             "CoreML zip package, Manifest.json and tokenizer files) and print what they hold; "
+             "nothing is sent (exit 4: a file would be refused)");
+  f->Add("require-file", "LIST", "",
+         "with --check: file names a CoreML zip must hold (default: a tokenizer file)");
   f->AddBool("json", "print the result as JSON");
 }
 
@@ -148,6 +154,13 @@ absl::Status RunPublish(Invocation& inv, const Flags& flags) {
                                              flags.Get("requires"), flags.Get("unpacked-size"),
                                              &spec));
   MD_RETURN_IF_ERROR(ValidatePublishSpec(spec));
+  if (flags.GetBool("check")) {
+    if (flags.IsSet("import")) return UsageError("--check reads local FILEs; not with --import");
+    std::vector<ModelFile> files;
+    for (const PublishArtifact& a : spec.artifacts) files.push_back({a.file, a.format});
+    return CheckModelFiles(inv, files, RequiredFiles(flags), WantJson(inv, flags));
+  }
+  if (flags.IsSet("require-file")) return UsageError("--require-file goes with --check");
   MD_ASSIGN_OR_RETURN(RegistryClient * client, inv.Client());
 
   PublishOptions options;

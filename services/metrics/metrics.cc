@@ -11,6 +11,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/utf8.h"
 
 namespace modeldist::metrics {
 namespace {
@@ -62,30 +63,6 @@ void CheckNames(absl::string_view name, const std::vector<std::string>& label_na
       }
     }
   }
-}
-
-// The length of the valid UTF-8 sequence at the start of `s` (which is not empty), or 0.
-// As strict as Go's utf8.ValidString, which Prometheus applies to label values: no overlong
-// forms, no surrogates, nothing above U+10FFFF.
-size_t Utf8SequenceLength(absl::string_view s) {
-  const auto byte = [&s](size_t i) { return static_cast<unsigned char>(s[i]); };
-  const auto continuation = [&](size_t i, unsigned char lo = 0x80, unsigned char hi = 0xBF) {
-    return i < s.size() && byte(i) >= lo && byte(i) <= hi;
-  };
-  const unsigned char b = byte(0);
-  if (b < 0x80) return 1;
-  if (b >= 0xC2 && b <= 0xDF) return continuation(1) ? 2 : 0;
-  if (b >= 0xE0 && b <= 0xEF) {
-    const unsigned char lo = b == 0xE0 ? 0xA0 : 0x80;
-    const unsigned char hi = b == 0xED ? 0x9F : 0xBF;
-    return continuation(1, lo, hi) && continuation(2) ? 3 : 0;
-  }
-  if (b >= 0xF0 && b <= 0xF4) {
-    const unsigned char lo = b == 0xF0 ? 0x90 : 0x80;
-    const unsigned char hi = b == 0xF4 ? 0x8F : 0xBF;
-    return continuation(1, lo, hi) && continuation(2) && continuation(3) ? 4 : 0;
-  }
-  return 0;
 }
 
 // Appends `text` escaped for the exposition format: backslash and newline always, the double

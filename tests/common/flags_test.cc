@@ -4,6 +4,8 @@
 #include <string>
 #include <vector>
 
+#include "common/file_util.h"
+#include "common/status.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/test_util.h"
@@ -150,6 +152,99 @@ TEST(FlagsTest, HelpListsEveryFlagInOrder) {
   EXPECT_THAT(help, HasSubstr("--verbose"));
   EXPECT_LT(help.find("--listen"), help.find("--chunk"));
   EXPECT_LT(help.find("--root"), help.find("--verbose"));
+}
+
+// A config file in a scratch directory holding `text`.
+class ConfigFile {
+ public:
+  explicit ConfigFile(const std::string& text) {
+    MD_EXPECT_OK(WriteFileAtomically(path(), text, 0644));
+  }
+  std::string path() const { return dir_.Join("server.conf"); }
+
+ private:
+  testing::ScratchDir dir_;
+};
+
+TEST(FlagsFileTest, BothSyntaxesCommentsAndBlankLines) {
+  ConfigFile file(
+      "# modeldist\n"
+      "\n"
+      "listen = 0.0.0.0:9000\n"
+      "  root   /var/lib/md dir  \n"
+      "chunk=2MiB\n"
+      "   # indented comment\n"
+      "verbose true\n");
+  Flags flags = ServerFlags();
+  Argv args({});
+  ASSERT_THAT(flags.Parse(args.argc(), args.argv()), IsOk());
+  ASSERT_THAT(flags.ParseFile(file.path()), IsOk());
+  EXPECT_EQ(flags.Get("listen"), "0.0.0.0:9000");
+  EXPECT_EQ(flags.Get("root"), "/var/lib/md dir");  // the rest of the line, trimmed
+  EXPECT_EQ(*flags.GetInt("chunk"), 2 << 20);
+  EXPECT_TRUE(flags.GetBool("verbose"));
+}
+
+TEST(FlagsFileTest, CommandLineOverridesTheFile) {
+  ConfigFile file("listen = 0.0.0.0:9000\nroot /srv\nverbose = true\n");
+  Flags flags = ServerFlags();
+  Argv args({"--listen", "127.0.0.1:0", "--verbose=false"});
+  ASSERT_THAT(flags.Parse(args.argc(), args.argv()), IsOk());
+  ASSERT_THAT(flags.ParseFile(file.path()), IsOk());
+  EXPECT_EQ(flags.Get("listen"), "127.0.0.1:0");
+  EXPECT_FALSE(flags.GetBool("verbose"));
+  EXPECT_EQ(flags.Get("root"), "/srv");
+  EXPECT_EQ(flags.Get("chunk"), "1MiB");  // neither: the default
+}
+
+TEST(FlagsFileTest, FalseTurnsABoolOff) {
+  ConfigFile file("verbose = false\n");
+  Flags flags = ServerFlags();
+  ASSERT_THAT(flags.ParseFile(file.path()), IsOk());
+  EXPECT_FALSE(flags.GetBool("verbose"));
+}
+
+TEST(FlagsFileTest, MistakesNameTheFileAndLine) {
+  struct Case {
+    const char* text;
+    const char* message;
+  };
+  for (const Case& c : {
+           Case{"listen = x\n\nlisten-address = y\n", "unknown option \"listen-address\""},
+           Case{"--listen = x\n", "unknown option \"--listen\""},
+           Case{"# a\nlisten x\nroot y\nlisten z\n", "\"listen\" is set twice"},
+           Case{"root\n", "\"root\" needs a value (DIR)"},
+           Case{"root =  \n", "\"root\" needs a value (DIR)"},
+           Case{"verbose\n", "\"verbose\" takes true or false"},
+           Case{"verbose = yes\n", "\"verbose\" takes true or false, not \"yes\""},
+       }) {
+    SCOPED_TRACE(c.text);
+    ConfigFile file(c.text);
+    Flags flags = ServerFlags();
+    absl::Status s = flags.ParseFile(file.path());
+    EXPECT_THAT(s, StatusIs(absl::StatusCode::kInvalidArgument,
+                            ::testing::AllOf(HasSubstr(file.path() + ":"), HasSubstr(c.message))));
+    EXPECT_EQ(ErrorReason(s), "INVALID_CONFIG_FILE");
+  }
+  ConfigFile file("# ok\nlisten x\n\nnope 1\n");
+  Flags flags = ServerFlags();
+  EXPECT_THAT(flags.ParseFile(file.path()),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("server.conf:4: ")));
+}
+
+TEST(FlagsFileTest, RefusedNamesAreUnknown) {
+  ConfigFile file("verbose = true\n");
+  Flags flags = ServerFlags();
+  EXPECT_THAT(flags.ParseFile(file.path(), {"verbose"}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("unknown option")));
+}
+
+TEST(FlagsFileTest, AMissingFileIsAnErrorNamingIt) {
+  testing::ScratchDir dir;
+  Flags flags = ServerFlags();
+  absl::Status s = flags.ParseFile(dir.Join("absent.conf"));
+  EXPECT_THAT(s, StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("absent.conf")));
+  EXPECT_EQ(ErrorReason(s), "INVALID_CONFIG_FILE");
 }
 
 TEST(ParseSizeTest, PlainNumbersAndBinarySuffixes) {

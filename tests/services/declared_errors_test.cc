@@ -52,6 +52,7 @@ const std::map<std::string, std::string>& NotRpcAnswers() {
       // Start-up: modeldist-server prints them and exits.
       {"DATA_DIR_IN_USE", "start-up"},
       {"INVALID_ADMIN_TOKEN", "start-up"},
+      {"INVALID_CONFIG_FILE", "start-up (the --config file)"},
       {"INVALID_SECRET_FILE", "start-up"},
       {"INVALID_FLAG", "start-up"},
       {"INVALID_KEYS_DIR", "start-up"},
@@ -84,6 +85,13 @@ const std::map<std::string, std::string>& NotRpcAnswers() {
       // own reads, never caused by a request.
       {"INVALID_CHAINING_VALUE", "caller bug"},
       {"INVALID_CHUNK_SIZE", "caller bug"},
+      // Model bundles (common/tar.h, common/bundle_format.h): files that modeldistctl writes
+      // and the agent reads, never an rpc's answer.
+      {"BUNDLE_MALFORMED", "bundles"},
+      {"TAR_BAD_ENTRY", "bundles"},
+      {"TAR_BAD_HEADER", "bundles"},
+      {"TAR_ENTRY_TOO_LARGE", "bundles"},
+      {"TAR_TRUNCATED", "bundles"},
       // Key files are created with fresh random names (overwrite=false): never an existing one.
       {"FILE_EXISTS", "new key files only"},
       // A blob or upload file that vanished is BLOB_NOT_FOUND (or a restart of the upload)

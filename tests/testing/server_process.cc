@@ -32,6 +32,7 @@ ServerProcess::~ServerProcess() { Kill(); }
   std::vector<std::string> args = {binary_,      "--listen",    "127.0.0.1:0",
                                    "--data-dir", data_dir_,     "--admin-token-file",
                                    token_file_,  "--port-file", port_file_};
+  if (!model_checks_) args.push_back("--no-model-checks");
   args.insert(args.end(), extra_flags_.begin(), extra_flags_.end());
   ::testing::AssertionResult started =
       process_.Start(args, {.stdout_path = log_path_, .append = true});

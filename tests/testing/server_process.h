@@ -27,6 +27,10 @@ class ServerProcess {
   ServerProcess(const ServerProcess&) = delete;
   ServerProcess& operator=(const ServerProcess&) = delete;
 
+  // The harness starts the server with --no-model-checks, since most tests publish opaque
+  // bytes labelled GGUF or CoreML zip; tests of the checks themselves call this first.
+  void EnableModelChecks() { model_checks_ = true; }
+
   // Starts the server and waits (up to `timeout_seconds`) until it has written its port
   // file. Fails, with the end of the server log, when it exits or never gets there.
   ::testing::AssertionResult Start(int timeout_seconds = 60);
@@ -51,6 +55,7 @@ class ServerProcess {
   std::vector<std::string> extra_flags_;
   ChildProcess process_;
   int port_ = 0;
+  bool model_checks_ = false;
 };
 
 }  // namespace modeldist::testing

@@ -10,8 +10,10 @@
 
 namespace modeldist::testing {
 
-TestServer::TestServer(services::ServerConfig config) : config_(std::move(config)) {
+TestServer::TestServer(services::ServerConfig config, ModelChecks checks)
+    : config_(std::move(config)) {
   config_.listen = "127.0.0.1:0";
+  config_.check_models = checks == ModelChecks::kOn;
   config_.data_dir = dir_.Join("data");
   if (config_.admin_token.empty()) config_.admin_token = kTestToken;
   Start();

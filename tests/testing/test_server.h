@@ -34,7 +34,12 @@ struct SessionUpload {
 
 class TestServer {
  public:
-  explicit TestServer(services::ServerConfig config = {});
+  // Whether PublishVersion runs the model checks (ServerConfig::check_models). Off by default:
+  // most tests publish opaque bytes labelled GGUF or CoreML zip; tests of the checks turn them
+  // on.
+  enum class ModelChecks { kOff, kOn };
+
+  explicit TestServer(services::ServerConfig config = {}, ModelChecks checks = ModelChecks::kOff);
   ~TestServer();
 
   services::ModeldistServer& server() { return *server_; }

@@ -542,6 +542,9 @@ std::vector<HostileZip> HostileZips() {
        kExhausted, "ZIP_TOO_MANY_ENTRIES"},
       {"TooLarge", with_good({File("more.bin", RandomBytes(5000, 8))}), small_total, kExhausted,
        "ZIP_TOO_LARGE"},
+      // A name that is not UTF-8 must not cost the refusal its reason (see the test below).
+      {"TooLargeNotUtf8Name", with_good({File("more\xff\xfe.bin", RandomBytes(5000, 8))}),
+       small_total, kExhausted, "ZIP_TOO_LARGE"},
       {"Bomb", with_good({File("zeros.bin", std::string(4 << 20, '\0'))}), low_ratio, kExhausted,
        "ZIP_RATIO_EXCEEDED"},
       // The third entry (index 2) claims fewer bytes than it unpacks to, so it passes the size
@@ -596,6 +599,25 @@ TEST(UnzipSafelyTest, RefusesAnExistingDestination) {
   EXPECT_TRUE(fs::is_directory(dest)) << "a folder it did not create is not removed";
   EXPECT_THAT(UnzipSafely(scratch.Join("missing.zip"), scratch.Join("out2"), {}),
               StatusIs(absl::StatusCode::kNotFound, _));
+}
+
+// ErrorInfo's metadata is proto3 strings: a raw name that is not UTF-8 would make the whole
+// ErrorInfo unparseable, reason included. Every entry error escapes the name.
+TEST(UnzipSafelyTest, EntryErrorsKeepTheirReasonWhateverTheName) {
+  ScratchDir scratch;
+  const std::string zip_path = scratch.Join("a.zip");
+  ASSERT_THAT(WriteFileAtomically(zip_path,
+                                  MakeZip({File("a.bin", RandomBytes(600, 1)),
+                                           File("b\xff\xfe.bin", RandomBytes(600, 2))}),
+                                  0644),
+              IsOk());
+  UnzipLimits limits;
+  limits.max_total_bytes = 1000;
+  const absl::Status status = UnzipSafely(zip_path, scratch.Join("out"), limits);
+  EXPECT_THAT(status, StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("b\\xff")));
+  EXPECT_EQ(ErrorReason(status), "ZIP_TOO_LARGE") << status;
+  EXPECT_EQ(ErrorMetadataValue(status, "entry"), "b\\xff\\xfe.bin");
+  EXPECT_FALSE(fs::exists(scratch.Join("out")));
 }
 
 TEST(UnzipSafelyTest, EmptyDirectoriesAndEmptyFilesAreKept) {

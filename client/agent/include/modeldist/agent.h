@@ -74,6 +74,15 @@ typedef void (*md_progress_fn)(void* user, int64_t done, int64_t total);
 md_agent* md_agent_new(const md_agent_config* config);
 /* Runs one sync. Returns MD_OK or an error code; `result` is filled on MD_OK. */
 int md_agent_sync(md_agent* agent, md_progress_fn progress, void* user, md_sync_result* result);
+/* Installs a bundle file (`modeldistctl bundle export`) with the checks of a sync, or, when
+ * `model_file` is not NULL, adopts that file (a GGUF or CoreML zip the app ships) against a
+ * manifest-only bundle. Uses the config's dir, trust_root_file, platform and arch, and its tier
+ * and channel when set (else the bundle's). A bundle's expiry is waived; it never replaces a
+ * version the device has newer. `result` is filled on MD_OK: activated is 1 when the bundle's
+ * version was activated, 0 when it already was current or a newer one is kept (`version`
+ * says which is current). No network; `server` is not used. */
+int md_agent_install_bundle(md_agent* agent, const char* bundle_file, const char* model_file,
+                            md_sync_result* result);
 /* The message of the last error on this handle ("" after success). */
 const char* md_agent_last_error(const md_agent* agent);
 void md_agent_free(md_agent* agent);
