@@ -172,11 +172,15 @@ std::string MakeZip(const std::vector<ZipEntrySpec>& entries) {
     if (e.directory) {
       index = zip_dir_add(archive, e.name.c_str(), 0);
     } else {
-      // libzip copies the buffer at zip_close; keep it alive until then by leaking into a
-      // source that owns a copy.
-      char* copy = static_cast<char*>(std::malloc(e.contents.size() + 1));
-      std::copy(e.contents.begin(), e.contents.end(), copy);
-      zip_source_t* source = zip_source_buffer(archive, copy, e.contents.size(), /*freep=*/1);
+      // libzip reads the buffer at zip_close, so the source owns a copy (freep) that lives
+      // that long. An empty entry has no buffer: libzip does not free one of size 0.
+      char* copy = nullptr;
+      if (!e.contents.empty()) {
+        copy = static_cast<char*>(std::malloc(e.contents.size()));
+        std::copy(e.contents.begin(), e.contents.end(), copy);
+      }
+      zip_source_t* source =
+          zip_source_buffer(archive, copy, e.contents.size(), /*freep=*/copy != nullptr ? 1 : 0);
       index = zip_file_add(archive, e.name.c_str(), source, 0);
       if (index < 0) zip_source_free(source);
     }

@@ -578,6 +578,11 @@ int64_t PeakRssMib(const std::string& command, const std::string& rss_file) {
 }
 
 TEST_F(BundleInstallTest, ExportAndInstallMemoryStaysFlat) {
+#if defined(__SANITIZE_ADDRESS__)
+  // AddressSanitizer's quarantine holds freed memory (256 MiB by default), so the peak is not
+  // the program's; the normal build measures it.
+  GTEST_SKIP() << "peak RSS means nothing under AddressSanitizer";
+#endif
   const std::string big = RandomBytes(256 << 20, 7);
   server_.SetTier("llama8b", "", Publish("big", big));
   const int64_t export_mib = PeakRssMib(
