@@ -508,7 +508,13 @@ class Download {
                          " hashes to ", HexEncode(got), ", the manifest's chunk chain says ",
                          HexEncode(artifact_.chunk_chain(static_cast<int>(next_chunk_)))),
             {{"chunk", absl::StrCat(next_chunk_)}});
-        if (absl::Status started = StartChunk(); !started.ok()) local_error_ = started;
+        // The refetch writes the chunk's range again: the bad bytes must be on disk first, or
+        // a writer thread could put them over the good ones.
+        if (absl::Status flushed = writer_->Flush(); !flushed.ok()) {
+          local_error_ = flushed;
+        } else if (absl::Status started = StartChunk(); !started.ok()) {
+          local_error_ = started;
+        }
         return bad;
       }
       if (absl::Status counted = ChunkVerified(); !counted.ok()) {

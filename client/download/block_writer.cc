@@ -122,6 +122,14 @@ void BlockWriter::Checkpoint(std::function<absl::Status()> then) {
   if (error_.ok()) Fail(then());
 }
 
+absl::Status BlockWriter::Flush() {
+  Submit();
+  absl::MutexLock lock(&mu_);
+  flush_target_ = next_seq_;
+  mu_.Await(absl::Condition(this, &BlockWriter::FlushedOrFailed));
+  return error_;
+}
+
 absl::Status BlockWriter::error() {
   absl::MutexLock lock(&mu_);
   return error_;

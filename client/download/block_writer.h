@@ -100,6 +100,12 @@ class BlockWriter {
   // (everything written) it runs at once, on the caller's thread.
   void Checkpoint(std::function<absl::Status()> then);
 
+  // Waits until every byte queued so far (the block being filled included) is written, and
+  // returns the first error. A caller about to queue bytes for a range it queued before (a
+  // refetched chunk) calls it first: the workers write blocks in any order, so the old bytes
+  // could otherwise land over the new ones.
+  absl::Status Flush();
+
   // The first error so far, without waiting.
   absl::Status error();
 
@@ -135,6 +141,9 @@ class BlockWriter {
   bool CheckpointReady() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return !checkpoints_.empty() && !running_checkpoint_ &&
            checkpoints_.front().before <= written_below_;
+  }
+  bool FlushedOrFailed() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return written_below_ >= flush_target_ || !error_.ok();
   }
   bool HasWorkOrClosed() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return !queue_.empty() || CheckpointReady() || closed_;
@@ -176,6 +185,8 @@ class BlockWriter {
   // Every block numbered below this is written; `done_` holds the ones above it that are too
   // (the workers finish out of order).
   uint64_t written_below_ ABSL_GUARDED_BY(mu_) = 0;
+  // What Flush waits for: every block numbered below this written.
+  uint64_t flush_target_ ABSL_GUARDED_BY(mu_) = 0;
   std::set<uint64_t> done_ ABSL_GUARDED_BY(mu_);
   bool running_checkpoint_ ABSL_GUARDED_BY(mu_) = false;
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
