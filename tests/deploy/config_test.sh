@@ -27,7 +27,7 @@ for flag in "${flags[@]}"; do
 done
 # ...and names nothing else (commented-out entries included).
 while read -r name; do
-  printf '%s\n' "${flags[@]}" | grep -qx -- "$name" ||
+  grep -qx -- "$name" <<<"$(printf '%s\n' "${flags[@]}")" ||
     fail "deploy/modeldist-server.conf names \"$name\", which --help does not list"
 done < <(sed -nE 's/^#?([a-z][a-z0-9-]*) *(=| ).*/\1/p' "$CONF")
 echo "${#flags[@]} flags documented"

@@ -32,7 +32,10 @@ node "$SOURCE_DIR/tests/node/check_deploy.mjs" "$SOURCE_DIR" docker
 step "the runtime stage installs every library the server links"
 # The image is a release build; the ASan+UBSan test build links other libraries (the sanitizer
 # runtimes, and c-ares directly), so only a release binary is compared with the list.
-if readelf -d "$SERVER_BIN" | grep -q 'NEEDED.*libasan'; then
+# (The output is read whole first: `grep -q` would stop reading early, and readelf's SIGPIPE fails
+# the pipeline under pipefail.)
+needed=$(readelf -d "$SERVER_BIN")
+if grep -q 'NEEDED.*libasan' <<<"$needed"; then
   echo "skipped: $SERVER_BIN is a sanitizer build; the release build's run checks the list"
 else
   node "$SOURCE_DIR/tests/node/check_deploy.mjs" "$SOURCE_DIR" runtime-packages >"$WORK/runtime"

@@ -62,7 +62,8 @@ step "no writable-and-executable memory needed (MemoryDenyWriteExecute)"
 for elf in "$SERVER_BIN" $(ldd "$SERVER_BIN" | awk '$3 ~ /^\// {print $3}'); do
   stack=$(readelf -lW "$elf" | awk '$1 == "GNU_STACK" {print $7}')
   [[ $stack == RW ]] || fail "$elf asks for an executable stack (GNU_STACK flags \"$stack\")"
-  if readelf -lW "$elf" | awk '$1 == "LOAD" && $7 ~ /W/ && $7 ~ /E/' | grep -q .; then
+  wx=$(readelf -lW "$elf" | awk '$1 == "LOAD" && $7 ~ /W/ && $7 ~ /E/')
+  if [[ -n $wx ]]; then
     fail "$elf has a writable and executable segment"
   fi
 done
