@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
+#include "storage/blob_store_usage.h"
 #include "storage/origin/origin_config.h"
 
 namespace modeldist::services {
@@ -28,18 +29,10 @@ absl::Status ListOrigins(const origin::OriginSet* origins, v1::ListOriginsRespon
 
 absl::Status FillBlobStoreUsage(const storage::BlobStore& blobs, storage::Catalog& catalog,
                                 v1::BlobStoreUsage* usage) {
-  MD_ASSIGN_OR_RETURN(std::vector<std::string> listed, blobs.ListBlobs());
-  int64_t count = 0;
-  int64_t bytes = 0;
-  for (const std::string& hex : listed) {
-    absl::StatusOr<int64_t> size = blobs.Size(hex);
-    if (!size.ok()) continue;  // evicted or quarantined since the listing
-    ++count;
-    bytes += *size;
-  }
+  MD_ASSIGN_OR_RETURN(storage::BlobStoreUsage stored, storage::MeasureUsage(blobs));
   MD_ASSIGN_OR_RETURN(std::vector<storage::DamagedBlob> damaged, catalog.ListDamagedBlobs());
-  usage->set_blob_count(count);
-  usage->set_total_bytes(bytes);
+  usage->set_blob_count(stored.blobs);
+  usage->set_total_bytes(stored.bytes);
   usage->set_damaged_count(static_cast<int64_t>(damaged.size()));
   return absl::OkStatus();
 }

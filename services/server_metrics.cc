@@ -3,6 +3,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "storage/blob_store_usage.h"
 
 namespace modeldist::services {
 namespace {
@@ -70,17 +71,9 @@ ServerMetrics::ServerMetrics() {
 void ServerMetrics::WatchStores(const storage::BlobStore* blobs, storage::Catalog* catalog) {
   // Read at scrape time: the store's listing and each blob's size (from its record).
   auto store_totals = [blobs](bool bytes) {
-    double total = 0;
-    absl::StatusOr<std::vector<std::string>> listed = blobs->ListBlobs();
-    if (!listed.ok()) return metrics::GaugeValues{};
-    for (const std::string& hex : *listed) {
-      if (!bytes) {
-        total += 1;
-      } else if (absl::StatusOr<int64_t> size = blobs->Size(hex); size.ok()) {
-        total += static_cast<double>(*size);
-      }
-    }
-    return metrics::GaugeValues{{{}, total}};
+    absl::StatusOr<storage::BlobStoreUsage> usage = storage::MeasureUsage(*blobs);
+    if (!usage.ok()) return metrics::GaugeValues{};
+    return metrics::GaugeValues{{{}, static_cast<double>(bytes ? usage->bytes : usage->blobs)}};
   };
   registry_.AddGaugeCallback("modeldist_blob_store_bytes", "Bytes of the blobs stored here.", {},
                              [store_totals] { return store_totals(true); });

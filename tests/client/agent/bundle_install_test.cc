@@ -29,33 +29,17 @@
 #include "tests/client/agent/agent_cli.h"
 #include "tests/client/agent/agent_fixture.h"
 #include "tests/client/modeldistctl/ctl_fixture.h"
+#include "tests/testing/tar_entries.h"
 
 namespace modeldist::testing {
 namespace {
 
 using ::testing::HasSubstr;
-using Entries = std::vector<std::pair<std::string, std::string>>;
+using Entries = TarEntries;
 
 std::string ReadAll(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
-// The entries of a (test-sized) bundle, in order.
-Entries ReadEntries(const std::string& path) {
-  Entries entries;
-  ScopedFd fd(::open(path.c_str(), O_RDONLY));
-  TarReader tar(fd.get(), path);
-  TarEntry entry;
-  for (;;) {
-    absl::StatusOr<bool> more = tar.Next(&entry);
-    EXPECT_TRUE(more.ok()) << more.status();
-    if (!more.ok() || !*more) break;
-    absl::StatusOr<std::string> body = tar.ReadSmall(1 << 30);
-    EXPECT_TRUE(body.ok()) << body.status();
-    entries.emplace_back(entry.name, *body);
-  }
-  return entries;
 }
 
 void WriteEntries(const std::string& path, const Entries& entries) {
@@ -116,7 +100,7 @@ class BundleInstallTest : public AgentFixture {
 
 TEST_F(BundleInstallTest, InstallsWhatANetworkSyncInstalls) {
   ASSERT_EQ(Export(bundle_), 0);
-  const Entries entries = ReadEntries(bundle_);
+  const Entries entries = ReadTarEntries(bundle_);
   ASSERT_EQ(entries.size(), 4u);  // INDEX, roots/1.pb, manifest.pb, the blob
   EXPECT_EQ(entries[0].first, "INDEX");
   EXPECT_EQ(entries[1].first, "roots/1.pb");
@@ -174,7 +158,7 @@ TEST_F(BundleInstallTest, FollowsRootRotationCarriedInTheBundle) {
 
 TEST_F(BundleInstallTest, FlippedBlobByteIsRefused) {
   ASSERT_EQ(Export(bundle_), 0);
-  Entries entries = ReadEntries(bundle_);
+  Entries entries = ReadTarEntries(bundle_);
   entries[3].second[5'000'000] ^= 0x01;
   ASSERT_NO_FATAL_FAILURE(WriteEntries(bundle_, entries));
   auto installed = agent::InstallBundle(Install(bundle_));
@@ -185,7 +169,7 @@ TEST_F(BundleInstallTest, FlippedBlobByteIsRefused) {
 
 TEST_F(BundleInstallTest, TamperedManifestIsRefused) {
   ASSERT_EQ(Export(bundle_), 0);
-  Entries entries = ReadEntries(bundle_);
+  Entries entries = ReadTarEntries(bundle_);
   v1::SignedManifest signed_manifest;
   ASSERT_TRUE(signed_manifest.ParseFromString(entries[2].second));
   std::string bytes = signed_manifest.manifest();
@@ -222,7 +206,7 @@ TEST_F(BundleInstallTest, RootChainOfAnotherServerIsRefused) {
 
   // Without the rotation step in the bundle (only its root 1, which the device skips as
   // already at version 1), the manifest's signatures are not the pinned root's.
-  Entries entries = ReadEntries(bundle_);
+  Entries entries = ReadTarEntries(bundle_);
   entries.erase(entries.begin() + 2);  // roots/2.pb
   entries[0].second = SerializeBundleIndex(
       {.first_root = 1,
@@ -249,7 +233,7 @@ TEST_F(BundleInstallTest, TruncatedBundleIsRefused) {
 
 TEST_F(BundleInstallTest, UnexpectedEntriesAreRefused) {
   ASSERT_EQ(Export(bundle_), 0);
-  const Entries good = ReadEntries(bundle_);
+  const Entries good = ReadTarEntries(bundle_);
   {
     SCOPED_TRACE("an entry after the blob");
     Entries entries = good;
@@ -386,7 +370,7 @@ class CutSource : public agent::ByteSource {
 // the same digest stays for that sync (or this bundle) to resume.
 TEST_F(BundleInstallTest, FailedInstallKeepsAnInterruptedDownloadsPartial) {
   ASSERT_EQ(Export(bundle_), 0);
-  Entries entries = ReadEntries(bundle_);
+  Entries entries = ReadTarEntries(bundle_);
   v1::SignedManifest signed_manifest;
   ASSERT_TRUE(signed_manifest.ParseFromString(entries[2].second));
   v1::Manifest manifest;
@@ -489,7 +473,7 @@ TEST_F(BundleInstallTest, CliRefusesABadBundleWithItsExitCode) {
 
 TEST_F(BundleInstallTest, AdoptsAShippedGgufWithoutTheBlobInTheBundle) {
   ASSERT_EQ(Export(bundle_, /*blobs=*/false), 0);
-  EXPECT_EQ(ReadEntries(bundle_).size(), 3u);  // no blob
+  EXPECT_EQ(ReadTarEntries(bundle_).size(), 3u);  // no blob
   const std::string shipped = dir_.Join("App.app/model.gguf");
   ASSERT_TRUE(MakeDirs(dir_.Join("App.app")).ok());
   ASSERT_TRUE(WriteFileAtomically(shipped, v1_, 0444).ok());

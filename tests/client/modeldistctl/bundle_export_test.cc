@@ -2,7 +2,6 @@
 // INDEX, the verified root chain, the manifest as the server signed it and the model's bytes,
 // in that order; --no-blobs leaves the model out; a failed export leaves no file.
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <google/protobuf/struct.pb.h>
 #include <google/protobuf/util/json_util.h>
 #include <netinet/in.h>
@@ -22,17 +21,18 @@
 #include "absl/strings/str_cat.h"
 #include "common/bundle_format.h"
 #include "common/file_util.h"
-#include "common/tar.h"
 #include "common/trust.h"
 #include "gtest/gtest.h"
 #include "tests/client/modeldistctl/ctl_fixture.h"
+#include "tests/testing/tar_entries.h"
 #include "tests/testing/test_server.h"
 
 namespace modeldist::ctl {
 namespace {
 
 using ::testing::HasSubstr;
-using Entries = std::vector<std::pair<std::string, std::string>>;
+using Entries = modeldist::testing::TarEntries;
+using modeldist::testing::ReadTarEntries;
 
 // A TCP forwarder on 127.0.0.1 to the server that closes each connection once `cut` bytes went
 // towards the client: every Read stream breaks after some progress, as over a flaky link, and
@@ -150,20 +150,6 @@ class BundleExportTest : public ::testing::Test {
     return RunInProcess(args);
   }
 
-  Entries ReadEntries(const std::string& path) {
-    Entries entries;
-    ScopedFd fd(::open(path.c_str(), O_RDONLY));
-    TarReader tar(fd.get(), path);
-    TarEntry entry;
-    for (;;) {
-      absl::StatusOr<bool> more = tar.Next(&entry);
-      EXPECT_TRUE(more.ok()) << more.status();
-      if (!more.ok() || !*more) break;
-      entries.emplace_back(entry.name, *tar.ReadSmall(1 << 30));
-    }
-    return entries;
-  }
-
   modeldist::testing::TestServer server_;
   modeldist::testing::ScratchDir dir_;
   const std::string model_ = modeldist::testing::RandomBytes((5 << 20) + 11, 3);
@@ -181,7 +167,7 @@ TEST_F(BundleExportTest, WritesRootsSignedManifestAndBlobInOrder) {
   ASSERT_EQ(run.code, 0) << run.err;
   EXPECT_THAT(run.out, HasSubstr("models/llama/versions/1"));
   EXPECT_THAT(run.out, HasSubstr("trust roots 1..2"));
-  const Entries entries = ReadEntries(out_);
+  const Entries entries = ReadTarEntries(out_);
   ASSERT_EQ(entries.size(), 5u);
   auto index = ParseBundleIndex(entries[0].second);
   ASSERT_TRUE(index.ok()) << index.status();
@@ -216,7 +202,7 @@ TEST_F(BundleExportTest, NoBlobsWritesAManifestOnlyBundle) {
   CtlRun run = Export({"--output", out_, "--no-blobs", "--json"});
   ASSERT_EQ(run.code, 0) << run.err;
   EXPECT_THAT(run.out, HasSubstr("\"blobs\":0"));
-  const Entries entries = ReadEntries(out_);
+  const Entries entries = ReadTarEntries(out_);
   ASSERT_EQ(entries.size(), 3u);
   EXPECT_EQ(entries[2].first, "manifest.pb");
   auto index = ParseBundleIndex(entries[0].second);
@@ -241,7 +227,7 @@ TEST_F(BundleExportTest, ResumesAcrossMoreBreaksThanMaxAttemptsWhileProgressing)
                              "arm64", "--output", out_});
   ASSERT_EQ(run.code, 0) << run.err;
   EXPECT_GE(proxy.connections(), 8);
-  const Entries entries = ReadEntries(out_);
+  const Entries entries = ReadTarEntries(out_);
   ASSERT_EQ(entries.size(), 4u);
   EXPECT_EQ(entries[3].second, model_);
 }
