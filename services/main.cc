@@ -182,8 +182,10 @@ int main(int argc, char** argv) {
               << ", /metrics, /healthz, /readyz)\n";
   }
   fprintf(stderr, kNextSteps, address.c_str(), address.c_str(), address.c_str());
-  for (const auto& [flag, port] : {std::pair<std::string, int>{"port-file", (*server)->port()},
-                                   {"http-port-file", (*server)->http_port()}}) {
+  // The HTTP port first: scripts wait for --port-file alone and then read both.
+  for (const auto& [flag, port] :
+       {std::pair<std::string, int>{"http-port-file", (*server)->http_port()},
+        {"port-file", (*server)->port()}}) {
     if (flags.Get(flag).empty()) continue;
     auto s = modeldist::WriteFileAtomically(flags.Get(flag), absl::StrCat(port, "\n"), 0644);
     if (!s.ok()) return Fail(std::string(s.message()));
