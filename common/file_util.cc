@@ -53,10 +53,10 @@ absl::StatusOr<std::string> ReadFileToString(const std::string& path) {
   return out;
 }
 
-absl::Status WriteAll(int fd, const void* data, size_t size) {
+absl::Status WriteAll(int fd, const void* data, size_t size, Fs& fs) {
   const char* p = static_cast<const char*>(data);
   while (size > 0) {
-    ssize_t n = ::write(fd, p, size);
+    ssize_t n = fs.Write(fd, p, size);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return ErrnoStatus(errno, "write");
     p += n;
@@ -66,9 +66,9 @@ absl::Status WriteAll(int fd, const void* data, size_t size) {
 }
 
 absl::Status PwriteAll(int fd, const char* data, size_t size, int64_t offset,
-                       const std::string& path) {
+                       const std::string& path, Fs& fs) {
   while (size > 0) {
-    ssize_t n = ::pwrite(fd, data, size, offset);
+    ssize_t n = fs.Pwrite(fd, data, size, offset);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return ErrnoStatus(errno, absl::StrCat("write ", path));
     data += n;
@@ -126,21 +126,21 @@ absl::StatusOr<size_t> PreadDirect(int fd, char* buf, size_t size, int64_t offse
                        });
 }
 
-absl::Status FsyncDir(const std::string& dir) {
-  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+absl::Status FsyncDir(const std::string& dir, Fs& fs) {
+  int fd = fs.Open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return ErrnoStatus(errno, dir);
-  int rc = ::fsync(fd);
+  int rc = fs.Fsync(fd);
   int err = errno;
   ::close(fd);
   return rc == 0 ? absl::OkStatus() : ErrnoStatus(err, absl::StrCat("fsync ", dir));
 }
 
-absl::Status MakeDirs(const std::string& dir, mode_t mode) {
+absl::Status MakeDirs(const std::string& dir, mode_t mode, Fs& fs) {
   // mkdir(2) per component rather than std::filesystem::create_directories, which always
   // uses 0777 and so would ignore `mode` (e.g. 0700 for a directory holding keys).
   for (size_t end = dir.find('/', 1);; end = dir.find('/', end + 1)) {
     std::string prefix = dir.substr(0, end);
-    if (!prefix.empty() && prefix.back() != '/' && ::mkdir(prefix.c_str(), mode) != 0) {
+    if (!prefix.empty() && prefix.back() != '/' && fs.Mkdir(prefix, mode) != 0) {
       int err = errno;
       struct stat st;
       if (err != EEXIST || ::stat(prefix.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
@@ -153,27 +153,28 @@ absl::Status MakeDirs(const std::string& dir, mode_t mode) {
 }
 
 absl::Status WriteFileAtomically(const std::string& path, absl::string_view contents, mode_t mode,
-                                 bool overwrite) {
+                                 bool overwrite, Fs& fs) {
   std::filesystem::path target(path);
   std::string dir = target.has_parent_path() ? target.parent_path().string() : ".";
   std::string tmp = absl::StrCat(path, ".tmp.", ::getpid());
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+  int fd = fs.Open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
   if (fd < 0) return ErrnoStatus(errno, tmp);
-  absl::Status status = WriteAll(fd, contents.data(), contents.size());
+  // PwriteAll (at 0 of the fresh file) rather than WriteAll: its errors name the file.
+  absl::Status status = PwriteAll(fd, contents.data(), contents.size(), 0, tmp, fs);
   if (status.ok() && ::fchmod(fd, mode) != 0) status = ErrnoStatus(errno, tmp);
-  if (status.ok() && ::fsync(fd) != 0) status = ErrnoStatus(errno, tmp);
+  if (status.ok() && fs.Fsync(fd) != 0) status = ErrnoStatus(errno, absl::StrCat("fsync ", tmp));
   ::close(fd);
   if (status.ok()) {
     if (overwrite) {
-      if (::rename(tmp.c_str(), path.c_str()) != 0) status = ErrnoStatus(errno, path);
-    } else if (::link(tmp.c_str(), path.c_str()) != 0) {
+      if (fs.Rename(tmp, path) != 0) status = ErrnoStatus(errno, path);
+    } else if (fs.Link(tmp, path) != 0) {
       // link() fails with EEXIST instead of replacing, which rename() would do.
       status = ErrnoStatus(errno, path);
     }
   }
-  ::unlink(tmp.c_str());
+  fs.Unlink(tmp);
   if (!status.ok()) return status;
-  return FsyncDir(dir);
+  return FsyncDir(dir, fs);
 }
 
 }  // namespace modeldist

@@ -16,6 +16,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "common/fs.h"
 
 namespace modeldist {
 
@@ -23,23 +24,24 @@ namespace modeldist {
 absl::StatusOr<std::string> ReadFileToString(const std::string& path);
 
 // Writes `contents` to `path` atomically with permission `mode`. With overwrite=false an
-// existing `path` gives ALREADY_EXISTS and is left untouched.
+// existing `path` gives ALREADY_EXISTS and is left untouched. Whatever fails, `path` keeps its
+// old contents and no temp file is left. The writes go through `fs` (common/fs.h).
 absl::Status WriteFileAtomically(const std::string& path, absl::string_view contents, mode_t mode,
-                                 bool overwrite = true);
+                                 bool overwrite = true, Fs& fs = RealFs());
 
 // fsyncs a directory so that a rename or unlink in it is durable.
-absl::Status FsyncDir(const std::string& dir);
+absl::Status FsyncDir(const std::string& dir, Fs& fs = RealFs());
 
 // mkdir -p with `mode` for created directories.
-absl::Status MakeDirs(const std::string& dir, mode_t mode = 0755);
+absl::Status MakeDirs(const std::string& dir, mode_t mode = 0755, Fs& fs = RealFs());
 
 // Writes all of `data` at the fd's current position, retrying on EINTR and short writes.
-absl::Status WriteAll(int fd, const void* data, size_t size);
+absl::Status WriteAll(int fd, const void* data, size_t size, Fs& fs = RealFs());
 
 // Writes all of `data` at `offset` (pwrite), retrying on EINTR and short writes; errors name
 // `path`.
 absl::Status PwriteAll(int fd, const char* data, size_t size, int64_t offset,
-                       const std::string& path);
+                       const std::string& path, Fs& fs = RealFs());
 
 // Reads at `offset` (pread) until `size` bytes or the end of the file, retrying on EINTR and
 // short reads; returns the count (less than `size` only at the end). Errors name `path`.

@@ -62,8 +62,14 @@ absl::Status Flags::Parse(int argc, char** argv, int first) {
       value = argv[++i];
     }
     values_[name] = value;
+    every_value_[name].push_back(value);
   }
   return absl::OkStatus();
+}
+
+std::vector<std::string> Flags::GetAll(const std::string& name) const {
+  auto it = every_value_.find(name);
+  return it == every_value_.end() ? std::vector<std::string>() : it->second;
 }
 
 absl::Status Flags::ParseFile(const std::string& path, const std::vector<std::string>& refused) {

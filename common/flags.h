@@ -48,6 +48,9 @@ class Flags {
   // The value as an integer; INVALID_ARGUMENT naming the flag when it is not one. Accepts
   // K/M/G/KiB/MiB/GiB suffixes (binary).
   absl::StatusOr<int64_t> GetInt(const std::string& name) const;
+  // Every value a flag taking a value was given on the command line, in order (a flag that
+  // may be repeated, e.g. `--scope read --scope publish`); Get returns the last.
+  std::vector<std::string> GetAll(const std::string& name) const;
   // Whether the flag was given on the command line.
   bool IsSet(const std::string& name) const;
 
@@ -66,6 +69,7 @@ class Flags {
   std::vector<std::string> order_;
   std::map<std::string, Spec> specs_;
   std::map<std::string, std::string> values_;
+  std::map<std::string, std::vector<std::string>> every_value_;
   std::vector<std::string> positional_;
 };
 

@@ -12,7 +12,8 @@
 namespace modeldist {
 
 // `text` as a JSON string literal, quotes included: '"' and '\' escaped, control characters
-// as \u00XX. Other bytes pass as they are (UTF-8 stays UTF-8).
+// as \u00XX, a byte that is not part of valid UTF-8 as \ufffd (so the result is valid JSON
+// whatever `text` holds). Valid UTF-8 passes as it is.
 std::string JsonQuote(absl::string_view text);
 
 }  // namespace modeldist

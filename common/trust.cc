@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/digest.h"
 #include "common/names.h"
+#include "common/release.h"
 #include "common/status.h"
 
 namespace modeldist {
@@ -25,48 +26,73 @@ absl::Status MalformedRoot(absl::string_view which, absl::string_view message) {
                    {{"root", std::string(which)}});
 }
 
-// The keys of a well-formed root by key id.
-std::map<std::string, Ed25519PublicKey> KeysById(const v1::TrustRoot& root) {
+// Keys of a well-formed role by key id.
+std::map<std::string, Ed25519PublicKey> KeysById(
+    const google::protobuf::RepeatedPtrField<v1::SigningKey>& role_keys) {
   std::map<std::string, Ed25519PublicKey> keys;
-  for (const v1::SigningKey& key : root.keys()) {
+  for (const v1::SigningKey& key : role_keys) {
     auto public_key = Ed25519PublicKey::FromRaw(key.public_key());
     if (public_key.ok()) keys.emplace(key.key_id(), *std::move(public_key));
   }
   return keys;
 }
 
-// How many distinct keys of `root` made a valid signature of SignedBytes(context, message).
-// Only the first signature with a given key id is checked (see trust.h).
-int CountValidSigners(const v1::TrustRoot& root, absl::string_view context,
-                      absl::string_view message,
-                      const google::protobuf::RepeatedPtrField<v1::Signature>& signatures) {
-  const std::map<std::string, Ed25519PublicKey> keys = KeysById(root);
-  std::set<std::string> tried;
-  int valid = 0;
-  for (const v1::Signature& sig : signatures) {
-    auto it = keys.find(sig.key_id());
-    if (it == keys.end()) continue;                    // unknown or revoked key: ignored
-    if (!tried.insert(sig.key_id()).second) continue;  // one key counts once
-    if (it->second.Verify(context, message, sig.signature())) ++valid;
-  }
-  return valid;
-}
-
+// OK when the root keys of `signers` (RootSigners) signed `signed_root`, root `root_version`.
 absl::Status RootThreshold(const v1::TrustRoot& signers, absl::string_view by, int64_t root_version,
                            const v1::SignedTrustRoot& signed_root) {
-  const int valid = CountValidSigners(signers, kRootSignatureContext, signed_root.root(),
+  const v1::RoleKeys role = RootSigners(signers);
+  const int valid = CountValidSigners(role.keys(), kRootSignatureContext, signed_root.root(),
                                       signed_root.signatures());
-  if (valid >= signers.threshold()) return absl::OkStatus();
+  if (valid >= role.threshold()) return absl::OkStatus();
   const std::string whose = by == "trusted_root"
                                 ? absl::StrCat("the trusted root (version ", signers.version(), ")")
                                 : std::string("its own");
   return MakeError(absl::StatusCode::kPermissionDenied, kReasonRootSignatureThresholdNotMet,
                    absl::StrCat("trust root ", root_version, " has ", valid,
-                                " valid signatures by distinct keys of ", whose, ", needs ",
-                                signers.threshold()),
+                                " valid signatures by distinct root keys of ", whose, ", needs ",
+                                role.threshold()),
                    {{"by", std::string(by)},
                     {"valid", absl::StrCat(valid)},
-                    {"required", absl::StrCat(signers.threshold())}});
+                    {"required", absl::StrCat(role.threshold())}});
+}
+
+// OK when `keys` with `threshold` form a well-formed role (see trust.h) of `root_version`,
+// named `role` in messages.
+absl::Status CheckRoleWellFormed(int64_t root_version, absl::string_view role,
+                                 const google::protobuf::RepeatedPtrField<v1::SigningKey>& keys,
+                                 int threshold) {
+  auto malformed = [&](absl::string_view message) {
+    return MakeError(absl::StatusCode::kInvalidArgument, kReasonMalformedRoot,
+                     absl::StrCat("version ", root_version, ": ", message));
+  };
+  if (keys.empty()) return malformed(absl::StrCat("it has no ", role));
+  if (keys.size() > kMaxRootKeys) {
+    return malformed(absl::StrCat("it has ", keys.size(), " ", role, ", at most ", kMaxRootKeys,
+                                  " are allowed"));
+  }
+  if (threshold < 1 || threshold > keys.size()) {
+    return malformed(absl::StrCat("the threshold of its ", role, ", ", threshold, ", is not in 1..",
+                                  keys.size()));
+  }
+  std::set<std::string> ids;
+  for (const v1::SigningKey& key : keys) {
+    if (key.algorithm() != kEd25519Algorithm) {
+      return malformed(
+          absl::StrCat("key ", key.key_id(), " has algorithm '", key.algorithm(), "'"));
+    }
+    auto public_key = Ed25519PublicKey::FromRaw(key.public_key());
+    if (!public_key.ok()) {
+      return malformed(absl::StrCat("key ", key.key_id(), ": ", public_key.status().message()));
+    }
+    if (public_key->KeyId() != key.key_id()) {
+      return malformed(absl::StrCat("key id '", key.key_id(), "' does not match its public key (",
+                                    public_key->KeyId(), ")"));
+    }
+    if (!ids.insert(key.key_id()).second) {
+      return malformed(absl::StrCat("key ", key.key_id(), " is listed twice in its ", role));
+    }
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<v1::TrustRoot> ParseRoot(const v1::SignedTrustRoot& signed_root) {
@@ -106,39 +132,58 @@ v1::SigningKey RootKeyFor(const Ed25519PublicKey& key) {
 }
 
 absl::Status CheckRootWellFormed(const v1::TrustRoot& root) {
-  auto malformed = [&](absl::string_view message) {
+  if (root.version() < 1) {
     return MakeError(absl::StatusCode::kInvalidArgument, kReasonMalformedRoot,
-                     absl::StrCat("version ", root.version(), ": ", message));
-  };
-  if (root.version() < 1) return malformed("version must be at least 1");
-  if (root.keys().empty()) return malformed("it has no keys");
-  if (root.keys_size() > kMaxRootKeys) {
-    return malformed(
-        absl::StrCat("it has ", root.keys_size(), " keys, at most ", kMaxRootKeys, " are allowed"));
+                     absl::StrCat("version ", root.version(), ": version must be at least 1"));
   }
-  if (root.threshold() < 1 || root.threshold() > root.keys_size()) {
-    return malformed(
-        absl::StrCat("threshold ", root.threshold(), " is not in 1..", root.keys_size()));
+  MD_RETURN_IF_ERROR(CheckRoleWellFormed(root.version(), "keys", root.keys(), root.threshold()));
+  std::set<std::string> online;
+  for (const v1::SigningKey& key : root.keys()) online.insert(key.key_id());
+  if (root.has_root_keys()) {
+    MD_RETURN_IF_ERROR(CheckRoleWellFormed(root.version(), "root keys", root.root_keys().keys(),
+                                           root.root_keys().threshold()));
   }
-  std::set<std::string> ids;
-  for (const v1::SigningKey& key : root.keys()) {
-    if (key.algorithm() != kEd25519Algorithm) {
-      return malformed(
-          absl::StrCat("key ", key.key_id(), " has algorithm '", key.algorithm(), "'"));
-    }
-    auto public_key = Ed25519PublicKey::FromRaw(key.public_key());
-    if (!public_key.ok()) {
-      return malformed(absl::StrCat("key ", key.key_id(), ": ", public_key.status().message()));
-    }
-    if (public_key->KeyId() != key.key_id()) {
-      return malformed(absl::StrCat("key id '", key.key_id(), "' does not match its public key (",
-                                    public_key->KeyId(), ")"));
-    }
-    if (!ids.insert(key.key_id()).second) {
-      return malformed(absl::StrCat("key ", key.key_id(), " is listed twice"));
+  if (root.has_release_keys()) {
+    MD_RETURN_IF_ERROR(CheckRoleWellFormed(root.version(), "release keys",
+                                           root.release_keys().keys(),
+                                           root.release_keys().threshold()));
+  }
+  // An offline key that the server also holds would be online after all.
+  for (const v1::RoleKeys* role : {&root.root_keys(), &root.release_keys()}) {
+    for (const v1::SigningKey& key : role->keys()) {
+      if (online.count(key.key_id()) != 0) {
+        return MakeError(absl::StatusCode::kInvalidArgument, kReasonMalformedRoot,
+                         absl::StrCat("version ", root.version(), ": key ", key.key_id(),
+                                      " is an online key and also a ",
+                                      role == &root.root_keys() ? "root" : "release",
+                                      " key; offline roles need keys of their own"));
+      }
     }
   }
   return absl::OkStatus();
+}
+
+v1::RoleKeys RootSigners(const v1::TrustRoot& root) {
+  if (root.has_root_keys()) return root.root_keys();
+  v1::RoleKeys role;
+  *role.mutable_keys() = root.keys();
+  role.set_threshold(root.threshold());
+  return role;
+}
+
+int CountValidSigners(const google::protobuf::RepeatedPtrField<v1::SigningKey>& keys,
+                      absl::string_view context, absl::string_view message,
+                      const google::protobuf::RepeatedPtrField<v1::Signature>& signatures) {
+  const std::map<std::string, Ed25519PublicKey> by_id = KeysById(keys);
+  std::set<std::string> tried;
+  int valid = 0;
+  for (const v1::Signature& sig : signatures) {
+    auto it = by_id.find(sig.key_id());
+    if (it == by_id.end()) continue;                   // unknown or revoked key: ignored
+    if (!tried.insert(sig.key_id()).second) continue;  // one key counts once
+    if (it->second.Verify(context, message, sig.signature())) ++valid;
+  }
+  return valid;
 }
 
 v1::SignedTrustRoot SignRoot(const v1::TrustRoot& root,
@@ -179,8 +224,8 @@ absl::StatusOr<v1::TrustRoot> VerifyNextRoot(const v1::TrustRoot& trusted,
 absl::StatusOr<v1::Manifest> VerifyManifest(const v1::TrustRoot& root,
                                             const v1::SignedManifest& signed_manifest) {
   MD_RETURN_IF_ERROR(CheckTrusted(root));
-  const int valid = CountValidSigners(root, kManifestSignatureContext, signed_manifest.manifest(),
-                                      signed_manifest.signatures());
+  const int valid = CountValidSigners(root.keys(), kManifestSignatureContext,
+                                      signed_manifest.manifest(), signed_manifest.signatures());
   if (valid < root.threshold()) {
     return MakeError(absl::StatusCode::kPermissionDenied, kReasonSignatureThresholdNotMet,
                      absl::StrCat("the manifest has ", valid,
@@ -194,6 +239,9 @@ absl::StatusOr<v1::Manifest> VerifyManifest(const v1::TrustRoot& root,
   if (!manifest.ParseFromString(signed_manifest.manifest())) {
     return MakeError(absl::StatusCode::kInvalidArgument, kReasonMalformedManifest,
                      "the signed bytes are not a Manifest");
+  }
+  if (root.has_release_keys() && manifest.has_artifact()) {
+    MD_RETURN_IF_ERROR(CheckManifestReleased(root, manifest, signed_manifest.release()));
   }
   return manifest;
 }

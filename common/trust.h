@@ -1,9 +1,9 @@
 // File: trust.h
 //
 // The trust model as pure functions (no I/O, no clock): building and signing trust roots,
-// walking the root chain, and verifying signed manifests. The server uses them before it
-// publishes anything, tests use them as the oracle, and the device agent uses them before it
-// trusts a byte.
+// walking the root chain, and verifying signed manifests (release statements: release.h). The
+// server uses them before it publishes anything, tests use them as the oracle, and the device agent
+// uses them before it trusts a byte.
 //
 // Rules (as TUF teaches):
 // * Signatures cover the exact serialized bytes (`SignedTrustRoot.root`,
@@ -35,6 +35,9 @@
 //                                                            (rollback, replay or a gap)
 //   SIGNATURE_THRESHOLD_NOT_MET         PERMISSION_DENIED    a manifest lacks `threshold`
 //                                                            valid signatures of the root
+//   RELEASE_REQUIRED, MALFORMED_RELEASE,                     the root has release keys and
+//   RELEASE_SIGNATURE_THRESHOLD_NOT_MET,                     the manifest's artifact is not
+//   RELEASE_MISMATCH                                         released (common/release.h)
 //   MALFORMED_MANIFEST                  INVALID_ARGUMENT     signed bytes that do not parse,
 //                                                            or no expires_at
 //   MANIFEST_EXPIRED                    FAILED_PRECONDITION  now >= expires_at + allowed skew
@@ -42,6 +45,14 @@
 //   WRONG_TARGET                        FAILED_PRECONDITION  tier/channel/platform/arch differ
 //                                                            from the request (metadata
 //                                                            field=the first that differs)
+//
+// Roles (TUF-style, docs/trust.md): `TrustRoot.keys` are the online keys and sign manifests.
+// The next root is signed by the root keys, RootSigners(): `root_keys` when set (offline), else
+// `keys` (a single-role root, as every root before roles). With `release_keys` set,
+// VerifyManifest also requires the manifest's artifact to be in a release statement those
+// keys signed (common/release.h), so that the online keys alone can make a device install
+// nothing. A root is well formed only when each role is (keys 1..kMaxRootKeys, ed25519, ids
+// matching, none twice, threshold in 1..keys) and no offline key is also an online key.
 //
 // Signature failures are PERMISSION_DENIED: the bytes are not authorized by the trust root.
 // Expiry, rollback and target failures are FAILED_PRECONDITION: the document is authentic
@@ -78,6 +89,16 @@ inline constexpr absl::string_view kReasonManifestExpired = "MANIFEST_EXPIRED";
 inline constexpr absl::string_view kReasonSequenceRollback = "SEQUENCE_ROLLBACK";
 inline constexpr absl::string_view kReasonWrongTarget = "WRONG_TARGET";
 
+// The keys that sign the root after `root`: its root_keys when set, else its keys and
+// threshold (a single-role root).
+v1::RoleKeys RootSigners(const v1::TrustRoot& root);
+
+// How many distinct keys of `keys` made a valid signature of SignedBytes(context, message).
+// Only the first signature with a given key id is checked; unknown key ids are ignored.
+int CountValidSigners(const google::protobuf::RepeatedPtrField<v1::SigningKey>& keys,
+                      absl::string_view context, absl::string_view message,
+                      const google::protobuf::RepeatedPtrField<v1::Signature>& signatures);
+
 // The TrustRoot entry for `key`: key_id, algorithm and raw public_key (no PEM).
 v1::SigningKey RootKeyFor(const Ed25519PublicKey& key);
 
@@ -93,13 +114,13 @@ v1::SignedTrustRoot SignRoot(const v1::TrustRoot& root,
                              const std::vector<const Ed25519PrivateKey*>& signers);
 
 // Verifies a root a device pinned out of band (usually version 1, but any version it chose to
-// trust): it parses, is well formed, and `threshold` of its own keys signed it. Returns the
-// parsed root on success; MALFORMED_ROOT or ROOT_SIGNATURE_THRESHOLD_NOT_MET otherwise.
+// trust): it parses, is well formed, and the threshold of its own RootSigners signed it. Returns
+// the parsed root on success; MALFORMED_ROOT or ROOT_SIGNATURE_THRESHOLD_NOT_MET otherwise.
 absl::StatusOr<v1::TrustRoot> VerifyFirstRoot(const v1::SignedTrustRoot& signed_root);
 
-// Verifies `next` against the root the caller already trusts: `trusted.threshold` distinct
-// keys of `trusted` signed it, it parses and is well formed, its version is exactly
-// trusted.version + 1, and `threshold` distinct keys of its own signed it. Returns the parsed
+// Verifies `next` against the root the caller already trusts: the threshold of
+// RootSigners(trusted) signed it, it parses and is well formed, its version is exactly
+// trusted.version + 1, and the threshold of its own RootSigners signed it. Returns the parsed
 // root on success (the caller then trusts it instead of `trusted`). Errors:
 // ROOT_SIGNATURE_THRESHOLD_NOT_MET, MALFORMED_ROOT (also for a malformed `trusted`),
 // ROOT_VERSION_NOT_NEXT.
@@ -107,8 +128,10 @@ absl::StatusOr<v1::TrustRoot> VerifyNextRoot(const v1::TrustRoot& trusted,
                                              const v1::SignedTrustRoot& next);
 
 // Verifies that `root.threshold` distinct keys of `root` signed the exact manifest bytes
-// (context kManifestSignatureContext), then parses them. Returns the manifest on success;
-// SIGNATURE_THRESHOLD_NOT_MET, MALFORMED_MANIFEST, or MALFORMED_ROOT for a malformed `root`.
+// (context kManifestSignatureContext), then parses them, and, when the root has release keys
+// and the manifest an artifact, that `signed_manifest.release` releases that artifact
+// (CheckManifestReleased). Returns the manifest on success; SIGNATURE_THRESHOLD_NOT_MET,
+// MALFORMED_MANIFEST, the release errors, or MALFORMED_ROOT for a malformed `root`.
 // Does NOT check expiry, sequence or target: the caller does, with CheckManifestFreshness and
 // CheckManifestTarget, because only it knows its clock, state and request.
 absl::StatusOr<v1::Manifest> VerifyManifest(const v1::TrustRoot& root,

@@ -1,7 +1,10 @@
 // File: admin_auth.h
 //
-// Bearer-token check for admin rpcs. The token is compared in constant time and never
-// logged or echoed in an error.
+// Authentication and scope checks of RegistryService rpcs (registry.proto's header): the
+// bootstrap admin token, named credentials' tokens (services/credentials.h; looked up by
+// SHA-256 in the catalog) and, with --admin-client-ca, TLS client certificates whose subject
+// common name is a credential's name. Tokens are compared in constant time and never logged
+// or echoed in an error. Failed authentications are counted and limited per peer address.
 #ifndef MODELDIST_SERVICES_ADMIN_AUTH_H_
 #define MODELDIST_SERVICES_ADMIN_AUTH_H_
 
@@ -12,19 +15,50 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "services/credentials.h"
+#include "services/metrics/metrics.h"
+#include "storage/catalog.h"
 
 namespace modeldist::services {
 
 class AdminAuth {
  public:
-  // `token` must be non-empty (the server refuses to start without one).
-  explicit AdminAuth(std::string token) : token_(std::move(token)) {}
+  struct Options {
+    // Where named credentials live; nullptr: only the bootstrap token authenticates.
+    storage::Catalog* catalog = nullptr;
+    // Whether the TLS server verifies client certificates against --admin-client-ca, so a
+    // verified certificate's common name may name the caller.
+    bool client_certificates = false;
+    // modeldist_auth_failures_total{reason}; nullptr: not counted.
+    metrics::CounterFamily* failures = nullptr;
+    AuthFailureLimiter::Options limiter;
+  };
 
-  // OK when the call carries `authorization: Bearer <token>`; UNAUTHENTICATED otherwise.
-  absl::Status Check(const grpc::ServerContext& context) const;
+  // `token` (the bootstrap token) must be non-empty (the server refuses to start without one).
+  explicit AdminAuth(std::string token) : AdminAuth(std::move(token), Options()) {}
+  AdminAuth(std::string token, Options options);
+
+  // The caller of `context`, if it may run RegistryService's rpc `method` (its short name,
+  // e.g. "CreateModel"; RequiredScope). RESOURCE_EXHAUSTED (AUTH_RATE_LIMITED) for a peer that
+  // failed too often lately; UNAUTHENTICATED (MISSING_TOKEN, MALFORMED_TOKEN, WRONG_TOKEN,
+  // UNKNOWN_CERTIFICATE); PERMISSION_DENIED (SCOPE_MISSING) naming the scope needed.
+  absl::StatusOr<Caller> Authorize(const grpc::ServerContext& context,
+                                   absl::string_view method) const;
+
+  // The caller of `context`, without a scope check; the errors of Authorize but SCOPE_MISSING.
+  absl::StatusOr<Caller> Authenticate(const grpc::ServerContext& context) const;
 
  private:
-  std::string token_;
+  // Who the call's metadata or certificate names; UNAUTHENTICATED when nobody.
+  absl::StatusOr<Caller> Identify(const grpc::ServerContext& context) const;
+  absl::StatusOr<Caller> FromToken(absl::string_view token) const;
+  absl::StatusOr<Caller> FromCertificate(const grpc::ServerContext& context) const;
+  void Count(absl::string_view reason) const;
+
+  const std::string token_;
+  const Options options_;
+  // Mutable: counting failures is not a change of what the caller sees (it is thread-safe).
+  mutable AuthFailureLimiter limiter_;
 };
 
 // Whether `given` is `secret`, compared in constant time (no early exit on the first

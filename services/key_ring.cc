@@ -71,6 +71,16 @@ absl::Status ThresholdOutOfRange(int threshold, int key_count) {
 }
 
 // `requested` 0 keeps `current`, lowered to `key_count`; otherwise it must be in 1..key_count.
+// FAILED_PRECONDITION (ROOT_KEYS_OFFLINE) when `root`'s next root must be signed offline.
+absl::Status CheckRootKeysOnline(const v1::TrustRoot& root) {
+  if (!root.has_root_keys()) return absl::OkStatus();
+  return MakeError(absl::StatusCode::kFailedPrecondition, "ROOT_KEYS_OFFLINE",
+                   absl::StrCat("trust root ", root.version(),
+                                " has root keys, so the root is signed offline: make the next "
+                                "root with `modeldistctl root add-key|revoke`, sign it, and "
+                                "`modeldistctl root upload` it"));
+}
+
 absl::StatusOr<int> ResolveThreshold(int requested, int current, int key_count) {
   if (requested == 0) return std::min(current, key_count);
   if (requested < 0 || requested > key_count) return ThresholdOutOfRange(requested, key_count);
@@ -284,6 +294,8 @@ absl::StatusOr<KeyRing::VerifiedRoot> KeyRing::Publish(std::vector<v1::SigningKe
   next.set_threshold(threshold);
   *next.mutable_issued_at() = ToProto(options_.now());
   for (v1::SigningKey& key : kept) *next.add_keys() = std::move(key);
+  // A single-role root may already require releases: changing its online keys keeps that.
+  if (newest_.root.has_release_keys()) *next.mutable_release_keys() = newest_.root.release_keys();
 
   // Signed by every key we hold of the old root (it vouches for the new one) and of the new
   // root (it accepts the role); a key in both signs once and counts for both.
@@ -375,6 +387,7 @@ absl::StatusOr<v1::SignedTrustRoot> KeyRing::Root(int64_t version) const {
 absl::StatusOr<KeyRing::VerifiedRoot> KeyRing::AddKey(int threshold) {
   absl::MutexLock lock(&mu_);
   const v1::TrustRoot& current = newest_.root;
+  MD_RETURN_IF_ERROR(CheckRootKeysOnline(current));
   const int key_count = current.keys_size() + 1;
   MD_ASSIGN_OR_RETURN(int resolved, ResolveThreshold(threshold, current.threshold(), key_count));
   std::vector<v1::SigningKey> kept(current.keys().begin(), current.keys().end());
@@ -388,6 +401,7 @@ absl::StatusOr<KeyRing::VerifiedRoot> KeyRing::RevokeKey(absl::string_view key_i
   }
   absl::MutexLock lock(&mu_);
   const v1::TrustRoot& current = newest_.root;
+  MD_RETURN_IF_ERROR(CheckRootKeysOnline(current));
   std::vector<v1::SigningKey> kept;
   bool found = false;
   for (const v1::SigningKey& key : current.keys()) {
@@ -422,6 +436,7 @@ absl::StatusOr<KeyRing::VerifiedRoot> KeyRing::RotateKeys(int count, int thresho
   }
   absl::MutexLock lock(&mu_);
   const v1::TrustRoot& current = newest_.root;
+  MD_RETURN_IF_ERROR(CheckRootKeysOnline(current));
   const int key_count = count == 0 ? current.keys_size() : count;
   MD_ASSIGN_OR_RETURN(int resolved, ResolveThreshold(threshold, current.threshold(), key_count));
   std::vector<std::string> revoked;

@@ -9,9 +9,11 @@
 // an in-memory fake in tests). Key material is never logged or put in a status message; only
 // key ids and paths are.
 //
-// Every change (AddKey, RevokeKey, RotateKeys) builds root N+1, signs it with the keys of root
-// N the ring holds and with the keys of root N+1, checks it with VerifyNextRoot (the same
-// function devices run), and only then persists, in this order:
+// Once the newest root has root keys (roles, common/trust.h) they are offline: AddKey,
+// RevokeKey and RotateKeys refuse (FAILED_PRECONDITION, ROOT_KEYS_OFFLINE) and only UploadRoot
+// changes the root. Every change (AddKey, RevokeKey, RotateKeys) builds root N+1, signs it with the
+// keys of root N the ring holds and with the keys of root N+1, checks it with VerifyNextRoot (the
+// same function devices run), and only then persists, in this order:
 //   1. new private keys are written (atomically, 0600, directory fsynced);
 //   2. the root is appended to the store;
 //   3. revoked private keys are moved to `revoked/`.
@@ -125,6 +127,14 @@ class KeyRing : public ManifestSigner {
   // `count` 0 means as many as now; `threshold` 0 keeps the current one, lowered to `count`.
   // INVALID_ARGUMENT: `count` not in 0..kMaxRotateKeys or `threshold` out of range.
   absl::StatusOr<VerifiedRoot> RotateKeys(int count, int threshold) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Publishes `next`, a root made offline (services/key_ring_upload.cc): adds the signatures
+  // of every held private key that is an online key (`keys`) of the newest root or of `next`
+  // (agents that predate roles check next roots with `keys`), checks it with VerifyNextRoot
+  // and that the ring holds `next.threshold` of its online keys, then appends it. Errors:
+  // MALFORMED_ROOT, ROOT_SIGNATURE_THRESHOLD_NOT_MET, ROOT_VERSION_NOT_NEXT (as devices
+  // answer), FAILED_PRECONDITION SIGNING_KEYS_MISSING, and the store's.
+  absl::StatusOr<VerifiedRoot> UploadRoot(const v1::SignedTrustRoot& next) ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
   // One private key the ring holds.

@@ -55,6 +55,10 @@ int main(int argc, char** argv) {
             "extra Ed25519 PEM key for manifests (default: a key generated in DIR/keys)");
   flags.Add("tls-cert", "FILE", "", "PEM certificate chain; with --tls-key enables TLS");
   flags.Add("tls-key", "FILE", "", "PEM private key for --tls-cert");
+  flags.Add("admin-client-ca", "FILE", "",
+            "with TLS, ask clients for a certificate and verify it against this PEM CA: a "
+            "certificate whose subject CN is a credential's name authenticates admin rpcs "
+            "(modeldistctl creds; devices need none)");
   flags.Add("manifest-ttl", "DURATION", "24h", "how long signed manifests stay valid");
   flags.Add("chunk-size", "BYTES", "1MiB",
             "the most bytes per ArtifactService.Read message (StatResponse.read_message_bytes)");
@@ -63,6 +67,13 @@ int main(int argc, char** argv) {
             "re-read and check every stored blob this often, e.g. 24h or 90m; 0 turns it off");
   flags.Add("scrub-rate", "BYTES", "64MiB",
             "read at most this many bytes per second while scrubbing; 0 is unlimited");
+  flags.Add("min-free-space", "BYTES", "1GiB",
+            "refuse an upload or import that would leave less free space on the data "
+            "directory's disk (RESOURCE_EXHAUSTED, INSUFFICIENT_SPACE); 0 turns it off");
+  flags.Add("max-uploads-per-client", "N", "8",
+            "upload streams one client address may have open at once");
+  flags.Add("upload-idle-timeout", "DURATION", "2m",
+            "cancel an upload stream that sends nothing this long (it resumes)");
   flags.Add("origins", "FILE", "",
             "object stores and CDNs holding copies of blobs (text proto or .json; "
             "docs/origins.md): published blobs are copied to those with `replicate`, and "
@@ -120,6 +131,7 @@ int main(int argc, char** argv) {
   config.signing_key_file = flags.Get("signing-key");
   config.tls_cert_file = flags.Get("tls-cert");
   config.tls_key_file = flags.Get("tls-key");
+  config.admin_client_ca_file = flags.Get("admin-client-ca");
   config.public_address = flags.Get("public-address");
   config.origins_file = flags.Get("origins");
   config.evict_replicated = flags.GetBool("evict-replicated");
@@ -154,6 +166,19 @@ int main(int argc, char** argv) {
   if (!scrub_rate.ok()) return Fail(std::string(scrub_rate.status().message()));
   if (*scrub_rate < 0) return Fail("--scrub-rate must not be negative (0 is unlimited)");
   config.scrub_rate = *scrub_rate;
+  auto min_free = flags.GetInt("min-free-space");
+  if (!min_free.ok()) return Fail(std::string(min_free.status().message()));
+  if (*min_free < 0) return Fail("--min-free-space must not be negative (0 turns it off)");
+  config.min_free_bytes = *min_free;
+  auto uploads = flags.GetInt("max-uploads-per-client");
+  if (!uploads.ok() || *uploads < 1 || *uploads > 10000) {
+    return Fail("--max-uploads-per-client must be a number from 1 to 10000");
+  }
+  config.uploads.max_per_peer = static_cast<int>(*uploads);
+  if (!absl::ParseDuration(flags.Get("upload-idle-timeout"), &config.uploads.idle_timeout) ||
+      config.uploads.idle_timeout < absl::Seconds(1)) {
+    return Fail("--upload-idle-timeout must be a duration of at least 1s, e.g. 2m or 30s");
+  }
   auto token = modeldist::services::LoadAdminToken(flags.Get("admin-token-file"));
   if (!token.ok()) return Fail(std::string(token.status().message()));
   config.admin_token = *std::move(token);

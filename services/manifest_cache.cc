@@ -82,6 +82,16 @@ absl::StatusOr<std::shared_ptr<const ManifestCache::VersionAnswers>> ManifestCac
   }
   answers->inventory = absl::StrJoin(inventory, ", ");
   MD_ASSIGN_OR_RETURN(VersionName name, ParseVersionName("version", version.name()));
+  // Every manifest of the version carries its release statement (unsigned by the online
+  // keys; devices whose root has release keys check it, common/release.h).
+  v1::SignedRelease release;
+  MD_ASSIGN_OR_RETURN(std::string release_bytes, catalog_->GetRelease(name));
+  if (!release.ParseFromString(release_bytes)) {
+    return MakeError(absl::StatusCode::kInternal, "CATALOG_CORRUPT",
+                     absl::StrCat("catalog: the stored release statement of ", version.name(),
+                                  " does not parse"),
+                     {{"resource", version.name()}});
+  }
 
   for (v1::Platform platform : platforms) {
     for (v1::Arch arch : kDeviceArches) {
@@ -135,6 +145,7 @@ absl::StatusOr<std::shared_ptr<const ManifestCache::VersionAnswers>> ManifestCac
         if (artifact->has_model_info()) {
           *signed_manifest->mutable_model_info() = artifact->model_info();
         }
+        if (!release_bytes.empty()) *signed_manifest->mutable_release() = release;
         offer.signed_manifest = std::move(signed_manifest);
         offers.push_back(std::move(offer));
       }

@@ -4,6 +4,7 @@
 #include <iostream>
 #include <map>
 #include <set>
+#include <type_traits>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -15,8 +16,10 @@
 #include "common/names.h"
 #include "common/status.h"
 #include "services/blob_import.h"
+#include "services/credential_admin.h"
 #include "services/origin_admin.h"
 #include "services/publish_checks.h"
+#include "services/release_admin.h"
 #include "services/request_validation.h"
 #include "storage/background_appender.h"
 
@@ -27,11 +30,19 @@ constexpr int64_t kMaxArtifactBytes = storage::kMaxBlobBytes;  // 1 TiB
 // What a device may unpack one artifact to (a zip of many small files may grow that much).
 constexpr int64_t kMaxUnpackedBytes = 64 * kMaxArtifactBytes;
 
-// Runs `body` after the admin check and maps its status at the edge.
+// Runs `body` once the call is authenticated and its caller has the scope of rpc `method`
+// (pass __func__ from the rpc's method, so the name cannot drift from the rpc), and maps its
+// status at the edge. A body that takes a Caller gets the caller: the audit actor.
 template <typename Body>
-grpc::Status Admin(const AdminAuth* auth, const grpc::ServerContext* context, Body&& body) {
-  if (absl::Status s = auth->Check(*context); !s.ok()) return ToGrpcStatus(s);
-  return ToGrpcStatus(std::forward<Body>(body)());
+grpc::Status Admin(const AdminAuth* auth, const grpc::ServerContext* context,
+                   absl::string_view method, Body&& body) {
+  absl::StatusOr<Caller> caller = auth->Authorize(*context, method);
+  if (!caller.ok()) return ToGrpcStatus(caller.status());
+  if constexpr (std::is_invocable_v<Body, const Caller&>) {
+    return ToGrpcStatus(std::forward<Body>(body)(*caller));
+  } else {
+    return ToGrpcStatus(std::forward<Body>(body)());
+  }
 }
 
 absl::Status ValidateArtifact(int index, const v1::Artifact& a) {
@@ -52,21 +63,6 @@ absl::Status ValidateArtifact(int index, const v1::Artifact& a) {
       .Accelerators(field("constraints.required_accelerators"), c.required_accelerators(),
                     /*allow_unspecified=*/false)
       .status();
-}
-
-// The audit actor: `x-modeldist-actor` metadata (printable, at most kMaxActorBytes) or
-// "admin".
-std::string ActorOf(const grpc::ServerContext& context) {
-  const auto& metadata = context.client_metadata();
-  auto it = metadata.find("x-modeldist-actor");
-  if (it == metadata.end() || it->second.empty() || it->second.size() > kMaxActorBytes) {
-    return std::string(storage::kDefaultActor);
-  }
-  std::string actor(it->second.data(), it->second.size());
-  for (char& c : actor) {
-    if (c < 0x20 || c > 0x7e) c = '?';
-  }
-  return actor;
 }
 
 // The origins a model or version asks its blobs to be copied to (`field`: model.replicate_to
@@ -129,7 +125,7 @@ void RegistryServiceImpl::Resign() {
 grpc::Status RegistryServiceImpl::CreateModel(grpc::ServerContext* context,
                                               const v1::CreateModelRequest* request,
                                               v1::Model* response) {
-  return Admin(auth_, context, [&]() -> absl::Status {
+  return Admin(auth_, context, __func__, [&](const Caller& caller) -> absl::Status {
     MD_RETURN_IF_ERROR(RequestCheck()
                            .Id("model_id", request->model_id())
                            .Text("model.description", request->model().description())
@@ -139,7 +135,7 @@ grpc::Status RegistryServiceImpl::CreateModel(grpc::ServerContext* context,
         CheckReplicateTo("model.replicate_to", request->model().replicate_to(), origins_));
     MD_ASSIGN_OR_RETURN(*response,
                         catalog_->CreateModel(request->model_id(), request->model().description(),
-                                              ActorOf(*context), replicate_to));
+                                              caller.name, replicate_to));
     return absl::OkStatus();
   });
 }
@@ -147,7 +143,7 @@ grpc::Status RegistryServiceImpl::CreateModel(grpc::ServerContext* context,
 grpc::Status RegistryServiceImpl::GetModel(grpc::ServerContext* context,
                                            const v1::GetModelRequest* request,
                                            v1::Model* response) {
-  return Admin(auth_, context, [&]() -> absl::Status {
+  return Admin(auth_, context, __func__, [&]() -> absl::Status {
     std::string model;
     MD_RETURN_IF_ERROR(RequestCheck().ModelName("name", request->name(), &model).status());
     MD_ASSIGN_OR_RETURN(*response, catalog_->GetModel(model));
@@ -158,7 +154,7 @@ grpc::Status RegistryServiceImpl::GetModel(grpc::ServerContext* context,
 grpc::Status RegistryServiceImpl::ListModels(grpc::ServerContext* context,
                                              const v1::ListModelsRequest* request,
                                              v1::ListModelsResponse* response) {
-  return Admin(auth_, context, [&]() -> absl::Status {
+  return Admin(auth_, context, __func__, [&]() -> absl::Status {
     MD_RETURN_IF_ERROR(RequestCheck().PageSize(request->page_size()).status());
     MD_ASSIGN_OR_RETURN(auto page,
                         catalog_->ListModels(request->page_size(), request->page_token()));
@@ -171,7 +167,7 @@ grpc::Status RegistryServiceImpl::ListModels(grpc::ServerContext* context,
 grpc::Status RegistryServiceImpl::CreateVersion(grpc::ServerContext* context,
                                                 const v1::CreateVersionRequest* request,
                                                 v1::Version* response) {
-  return Admin(auth_, context, [&]() -> absl::Status {
+  return Admin(auth_, context, __func__, [&](const Caller& caller) -> absl::Status {
     std::string model;
     const int count = request->artifacts_size();
     MD_RETURN_IF_ERROR(RequestCheck()
@@ -193,7 +189,7 @@ grpc::Status RegistryServiceImpl::CreateVersion(grpc::ServerContext* context,
                         CheckReplicateTo("replicate_to", request->replicate_to(), origins_));
     MD_ASSIGN_OR_RETURN(
         *response, catalog_->CreateVersion(VersionName{model, request->version_id()}, artifacts,
-                                           ActorOf(*context), replicate_to));
+                                           caller.name, replicate_to));
     MD_RETURN_IF_ERROR(FillStatus(response));
     return absl::OkStatus();
   });
@@ -202,7 +198,7 @@ grpc::Status RegistryServiceImpl::CreateVersion(grpc::ServerContext* context,
 grpc::Status RegistryServiceImpl::GetVersion(grpc::ServerContext* context,
                                              const v1::GetVersionRequest* request,
                                              v1::Version* response) {
-  return Admin(auth_, context, [&]() -> absl::Status {
+  return Admin(auth_, context, __func__, [&]() -> absl::Status {
     VersionName name;
     MD_RETURN_IF_ERROR(RequestCheck().VersionName("name", request->name(), &name).status());
     MD_ASSIGN_OR_RETURN(*response, catalog_->GetVersion(name));
@@ -214,7 +210,7 @@ grpc::Status RegistryServiceImpl::GetVersion(grpc::ServerContext* context,
 grpc::Status RegistryServiceImpl::ListVersions(grpc::ServerContext* context,
                                                const v1::ListVersionsRequest* request,
                                                v1::ListVersionsResponse* response) {
-  return Admin(auth_, context, [&]() -> absl::Status {
+  return Admin(auth_, context, __func__, [&]() -> absl::Status {
     std::string model;
     MD_RETURN_IF_ERROR(RequestCheck()
                            .ModelName("parent", request->parent(), &model)
@@ -232,7 +228,8 @@ grpc::Status RegistryServiceImpl::ListVersions(grpc::ServerContext* context,
 }
 
 absl::Status RegistryServiceImpl::DoWriteArtifact(
-    grpc::ServerReader<v1::WriteArtifactRequest>* reader, v1::WriteArtifactResponse* response) {
+    grpc::ServerReaderInterface<v1::WriteArtifactRequest>* reader,
+    v1::WriteArtifactResponse* response) {
   v1::WriteArtifactRequest request;
   if (!reader->Read(&request)) {
     return InvalidArgument("digest", "EMPTY_UPLOAD", "the upload stream carried no message");
@@ -291,8 +288,8 @@ absl::Status RegistryServiceImpl::DoWriteArtifact(
 }
 
 absl::Status RegistryServiceImpl::DoWriteSession(
-    grpc::ServerReader<v1::WriteArtifactRequest>* reader, v1::WriteArtifactRequest& request,
-    v1::WriteArtifactResponse* response) {
+    grpc::ServerReaderInterface<v1::WriteArtifactRequest>* reader,
+    v1::WriteArtifactRequest& request, v1::WriteArtifactResponse* response) {
   const std::string id = request.upload_id();
   MD_RETURN_IF_ERROR(ValidateUploadId("upload_id", id));
   const int64_t declared_size = request.size_bytes();
@@ -362,13 +359,18 @@ absl::Status RegistryServiceImpl::DoWriteSession(
 grpc::Status RegistryServiceImpl::WriteArtifact(
     grpc::ServerContext* context, grpc::ServerReader<v1::WriteArtifactRequest>* reader,
     v1::WriteArtifactResponse* response) {
-  return Admin(auth_, context, [&] { return DoWriteArtifact(reader, response); });
+  return Admin(auth_, context, __func__, [&]() -> absl::Status {
+    if (uploads_ == nullptr) return DoWriteArtifact(reader, response);
+    MD_ASSIGN_OR_RETURN(std::unique_ptr<UploadLimiter::Slot> slot, uploads_->Admit(context));
+    TouchingReader touching(reader, slot.get());
+    return DoWriteArtifact(&touching, response);
+  });
 }
 
 grpc::Status RegistryServiceImpl::QueryUpload(grpc::ServerContext* context,
                                               const v1::QueryUploadRequest* request,
                                               v1::QueryUploadResponse* response) {
-  return Admin(auth_, context, [&]() -> absl::Status {
+  return Admin(auth_, context, __func__, [&]() -> absl::Status {
     if (!request->upload_id().empty()) {
       if (!request->digest().empty()) {
         return InvalidArgument("upload_id", "TWO_TARGETS",
@@ -395,7 +397,7 @@ grpc::Status RegistryServiceImpl::QueryUpload(grpc::ServerContext* context,
 grpc::Status RegistryServiceImpl::PublishVersion(grpc::ServerContext* context,
                                                  const v1::PublishVersionRequest* request,
                                                  v1::Version* response) {
-  return Admin(auth_, context, [&]() -> absl::Status {
+  return Admin(auth_, context, __func__, [&](const Caller& caller) -> absl::Status {
     VersionName name;
     MD_RETURN_IF_ERROR(RequestCheck().VersionName("name", request->name(), &name).status());
     // The model checks run before the catalog's transaction, which holds the catalog while it
@@ -415,12 +417,15 @@ grpc::Status RegistryServiceImpl::PublishVersion(grpc::ServerContext* context,
         }
       }
     }
+    // Checked against the newest root; a root uploaded meanwhile applies to the next publish.
+    MD_ASSIGN_OR_RETURN(std::string release,
+                        ReleaseToPublish(keys_->NewestRoot().root, *request, *blobs_, *catalog_));
     auto is_uploaded = [this, &unchecked](const std::string& digest) {
       auto hex = ParseDigest("digest", digest);
       return hex.ok() && unchecked.count(digest) == 0 && blobs_->Contains(*hex);
     };
     MD_ASSIGN_OR_RETURN(
-        *response, catalog_->PublishVersion(name, is_uploaded, ActorOf(*context), model_infos));
+        *response, catalog_->PublishVersion(name, is_uploaded, caller.name, model_infos, release));
     MD_RETURN_IF_ERROR(FillStatus(response));
     Resign();
     if (replicator_ != nullptr) replicator_->Wake();
@@ -431,14 +436,13 @@ grpc::Status RegistryServiceImpl::PublishVersion(grpc::ServerContext* context,
 grpc::Status RegistryServiceImpl::YankVersion(grpc::ServerContext* context,
                                               const v1::YankVersionRequest* request,
                                               v1::Version* response) {
-  return Admin(auth_, context, [&]() -> absl::Status {
+  return Admin(auth_, context, __func__, [&](const Caller& caller) -> absl::Status {
     VersionName name;
     MD_RETURN_IF_ERROR(RequestCheck()
                            .VersionName("name", request->name(), &name)
                            .Text("reason", request->reason())
                            .status());
-    MD_ASSIGN_OR_RETURN(*response,
-                        catalog_->YankVersion(name, request->reason(), ActorOf(*context)));
+    MD_ASSIGN_OR_RETURN(*response, catalog_->YankVersion(name, request->reason(), caller.name));
     MD_RETURN_IF_ERROR(FillStatus(response));
     Resign();
     return absl::OkStatus();
@@ -448,7 +452,7 @@ grpc::Status RegistryServiceImpl::YankVersion(grpc::ServerContext* context,
 grpc::Status RegistryServiceImpl::SetTier(grpc::ServerContext* context,
                                           const v1::SetTierRequest* request,
                                           v1::TierBinding* response) {
-  return Admin(auth_, context, [&]() -> absl::Status {
+  return Admin(auth_, context, __func__, [&](const Caller& caller) -> absl::Status {
     std::string channel;
     VersionName version;
     MD_RETURN_IF_ERROR(RequestCheck()
@@ -456,7 +460,7 @@ grpc::Status RegistryServiceImpl::SetTier(grpc::ServerContext* context,
                            .VersionName("version", request->version(), &version)
                            .status());
     MD_ASSIGN_OR_RETURN(*response,
-                        catalog_->SetTier(request->tier(), channel, version, ActorOf(*context)));
+                        catalog_->SetTier(request->tier(), channel, version, caller.name));
     Resign();
     return absl::OkStatus();
   });
@@ -465,7 +469,7 @@ grpc::Status RegistryServiceImpl::SetTier(grpc::ServerContext* context,
 grpc::Status RegistryServiceImpl::ListTiers(grpc::ServerContext* context,
                                             const v1::ListTiersRequest* request,
                                             v1::ListTiersResponse* response) {
-  return Admin(auth_, context, [&]() -> absl::Status {
+  return Admin(auth_, context, __func__, [&]() -> absl::Status {
     MD_RETURN_IF_ERROR(RequestCheck().PageSize(request->page_size()).status());
     MD_ASSIGN_OR_RETURN(auto page,
                         catalog_->ListTiers(request->page_size(), request->page_token()));
@@ -478,7 +482,7 @@ grpc::Status RegistryServiceImpl::ListTiers(grpc::ServerContext* context,
 grpc::Status RegistryServiceImpl::StartRollout(grpc::ServerContext* context,
                                                const v1::StartRolloutRequest* request,
                                                v1::Rollout* response) {
-  return Admin(auth_, context, [&]() -> absl::Status {
+  return Admin(auth_, context, __func__, [&](const Caller& caller) -> absl::Status {
     std::string channel;
     VersionName to;
     MD_RETURN_IF_ERROR(RequestCheck()
@@ -486,9 +490,8 @@ grpc::Status RegistryServiceImpl::StartRollout(grpc::ServerContext* context,
                            .VersionName("to_version", request->to_version(), &to)
                            .BasisPoints(request->basis_points())
                            .status());
-    MD_ASSIGN_OR_RETURN(
-        *response, catalog_->StartRollout(request->tier(), channel, to, request->basis_points(),
-                                          ActorOf(*context)));
+    MD_ASSIGN_OR_RETURN(*response, catalog_->StartRollout(request->tier(), channel, to,
+                                                          request->basis_points(), caller.name));
     Resign();
     return absl::OkStatus();
   });
@@ -497,15 +500,14 @@ grpc::Status RegistryServiceImpl::StartRollout(grpc::ServerContext* context,
 grpc::Status RegistryServiceImpl::AdvanceRollout(grpc::ServerContext* context,
                                                  const v1::AdvanceRolloutRequest* request,
                                                  v1::Rollout* response) {
-  return Admin(auth_, context, [&]() -> absl::Status {
+  return Admin(auth_, context, __func__, [&](const Caller& caller) -> absl::Status {
     std::string channel;
     MD_RETURN_IF_ERROR(RequestCheck()
                            .TierChannel(request->tier(), request->channel(), &channel)
                            .BasisPoints(request->basis_points())
                            .status());
-    MD_ASSIGN_OR_RETURN(*response,
-                        catalog_->AdvanceRollout(request->tier(), channel, request->basis_points(),
-                                                 ActorOf(*context)));
+    MD_ASSIGN_OR_RETURN(*response, catalog_->AdvanceRollout(request->tier(), channel,
+                                                            request->basis_points(), caller.name));
     Resign();
     return absl::OkStatus();
   });
@@ -513,13 +515,14 @@ grpc::Status RegistryServiceImpl::AdvanceRollout(grpc::ServerContext* context,
 
 template <typename Change>
 grpc::Status RegistryServiceImpl::RolloutChange(grpc::ServerContext* context,
+                                                absl::string_view method,
                                                 const v1::RolloutRequest& request,
                                                 v1::Rollout* response, Change change) {
-  return Admin(auth_, context, [&]() -> absl::Status {
+  return Admin(auth_, context, method, [&](const Caller& caller) -> absl::Status {
     std::string channel;
     MD_RETURN_IF_ERROR(
         RequestCheck().TierChannel(request.tier(), request.channel(), &channel).status());
-    MD_ASSIGN_OR_RETURN(*response, change(request.tier(), channel, ActorOf(*context)));
+    MD_ASSIGN_OR_RETURN(*response, change(request.tier(), channel, caller.name));
     Resign();
     return absl::OkStatus();
   });
@@ -528,35 +531,35 @@ grpc::Status RegistryServiceImpl::RolloutChange(grpc::ServerContext* context,
 grpc::Status RegistryServiceImpl::PauseRollout(grpc::ServerContext* context,
                                                const v1::RolloutRequest* request,
                                                v1::Rollout* response) {
-  return RolloutChange(context, *request, response,
+  return RolloutChange(context, __func__, *request, response,
                        [this](auto&&... args) { return catalog_->PauseRollout(args...); });
 }
 
 grpc::Status RegistryServiceImpl::ResumeRollout(grpc::ServerContext* context,
                                                 const v1::RolloutRequest* request,
                                                 v1::Rollout* response) {
-  return RolloutChange(context, *request, response,
+  return RolloutChange(context, __func__, *request, response,
                        [this](auto&&... args) { return catalog_->ResumeRollout(args...); });
 }
 
 grpc::Status RegistryServiceImpl::CompleteRollout(grpc::ServerContext* context,
                                                   const v1::RolloutRequest* request,
                                                   v1::Rollout* response) {
-  return RolloutChange(context, *request, response,
+  return RolloutChange(context, __func__, *request, response,
                        [this](auto&&... args) { return catalog_->CompleteRollout(args...); });
 }
 
 grpc::Status RegistryServiceImpl::AbortRollout(grpc::ServerContext* context,
                                                const v1::RolloutRequest* request,
                                                v1::Rollout* response) {
-  return RolloutChange(context, *request, response,
+  return RolloutChange(context, __func__, *request, response,
                        [this](auto&&... args) { return catalog_->AbortRollout(args...); });
 }
 
 grpc::Status RegistryServiceImpl::ListRollouts(grpc::ServerContext* context,
                                                const v1::ListRolloutsRequest* request,
                                                v1::ListRolloutsResponse* response) {
-  return Admin(auth_, context, [&]() -> absl::Status {
+  return Admin(auth_, context, __func__, [&]() -> absl::Status {
     MD_RETURN_IF_ERROR(RequestCheck()
                            .OptionalId("tier", request->tier())
                            .That(request->channel().empty() || !request->tier().empty(), "channel",
@@ -576,7 +579,7 @@ grpc::Status RegistryServiceImpl::ListRollouts(grpc::ServerContext* context,
 grpc::Status RegistryServiceImpl::PinDevices(grpc::ServerContext* context,
                                              const v1::PinDevicesRequest* request,
                                              v1::PinDevicesResponse* response) {
-  return Admin(auth_, context, [&]() -> absl::Status {
+  return Admin(auth_, context, __func__, [&](const Caller& caller) -> absl::Status {
     std::string channel;
     VersionName version;
     MD_RETURN_IF_ERROR(RequestCheck()
@@ -585,8 +588,8 @@ grpc::Status RegistryServiceImpl::PinDevices(grpc::ServerContext* context,
                            .VersionName("version", request->version(), &version)
                            .status());
     std::vector<std::string> ids(request->device_ids().begin(), request->device_ids().end());
-    MD_ASSIGN_OR_RETURN(auto change, catalog_->PinDevices(request->tier(), channel, ids, version,
-                                                          ActorOf(*context)));
+    MD_ASSIGN_OR_RETURN(auto change,
+                        catalog_->PinDevices(request->tier(), channel, ids, version, caller.name));
     response->set_changed(change.changed);
     response->set_sequence(change.sequence);
     Resign();
@@ -597,7 +600,7 @@ grpc::Status RegistryServiceImpl::PinDevices(grpc::ServerContext* context,
 grpc::Status RegistryServiceImpl::UnpinDevices(grpc::ServerContext* context,
                                                const v1::UnpinDevicesRequest* request,
                                                v1::PinDevicesResponse* response) {
-  return Admin(auth_, context, [&]() -> absl::Status {
+  return Admin(auth_, context, __func__, [&](const Caller& caller) -> absl::Status {
     std::string channel;
     MD_RETURN_IF_ERROR(RequestCheck()
                            .TierChannel(request->tier(), request->channel(), &channel)
@@ -605,7 +608,7 @@ grpc::Status RegistryServiceImpl::UnpinDevices(grpc::ServerContext* context,
                            .status());
     std::vector<std::string> ids(request->device_ids().begin(), request->device_ids().end());
     MD_ASSIGN_OR_RETURN(auto change,
-                        catalog_->UnpinDevices(request->tier(), channel, ids, ActorOf(*context)));
+                        catalog_->UnpinDevices(request->tier(), channel, ids, caller.name));
     response->set_changed(change.changed);
     response->set_sequence(change.sequence);
     if (change.changed > 0) Resign();
@@ -616,7 +619,7 @@ grpc::Status RegistryServiceImpl::UnpinDevices(grpc::ServerContext* context,
 grpc::Status RegistryServiceImpl::ListPins(grpc::ServerContext* context,
                                            const v1::ListPinsRequest* request,
                                            v1::ListPinsResponse* response) {
-  return Admin(auth_, context, [&]() -> absl::Status {
+  return Admin(auth_, context, __func__, [&]() -> absl::Status {
     MD_RETURN_IF_ERROR(RequestCheck().PageSize(request->page_size()).status());
     MD_ASSIGN_OR_RETURN(auto page, catalog_->ListPins(request->page_size(), request->page_token()));
     for (auto& p : page.items) *response->add_pins() = std::move(p);
@@ -628,7 +631,7 @@ grpc::Status RegistryServiceImpl::ListPins(grpc::ServerContext* context,
 grpc::Status RegistryServiceImpl::ListAuditLog(grpc::ServerContext* context,
                                                const v1::ListAuditLogRequest* request,
                                                v1::ListAuditLogResponse* response) {
-  return Admin(auth_, context, [&]() -> absl::Status {
+  return Admin(auth_, context, __func__, [&]() -> absl::Status {
     MD_RETURN_IF_ERROR(RequestCheck().PageSize(request->page_size()).status());
     MD_ASSIGN_OR_RETURN(auto page,
                         catalog_->ListAuditLog(request->page_size(), request->page_token()));
@@ -639,9 +642,9 @@ grpc::Status RegistryServiceImpl::ListAuditLog(grpc::ServerContext* context,
 }
 
 template <typename Change>
-grpc::Status RegistryServiceImpl::KeyChange(grpc::ServerContext* context,
+grpc::Status RegistryServiceImpl::KeyChange(grpc::ServerContext* context, absl::string_view method,
                                             v1::SignedTrustRoot* response, Change change) {
-  return Admin(auth_, context, [&]() -> absl::Status {
+  return Admin(auth_, context, method, [&]() -> absl::Status {
     MD_ASSIGN_OR_RETURN(KeyRing::VerifiedRoot root, change());
     // The catalog records the new root in its audit log in the same transaction.
     *response = root.signed_root;
@@ -653,21 +656,40 @@ grpc::Status RegistryServiceImpl::KeyChange(grpc::ServerContext* context,
 grpc::Status RegistryServiceImpl::AddSigningKey(grpc::ServerContext* context,
                                                 const v1::AddSigningKeyRequest* request,
                                                 v1::SignedTrustRoot* response) {
-  return KeyChange(context, response, [&] { return keys_->AddKey(request->threshold()); });
+  return KeyChange(context, __func__, response,
+                   [&] { return keys_->AddKey(request->threshold()); });
 }
 
 grpc::Status RegistryServiceImpl::RevokeSigningKey(grpc::ServerContext* context,
                                                    const v1::RevokeSigningKeyRequest* request,
                                                    v1::SignedTrustRoot* response) {
-  return KeyChange(context, response,
+  return KeyChange(context, __func__, response,
                    [&] { return keys_->RevokeKey(request->key_id(), request->threshold()); });
 }
 
 grpc::Status RegistryServiceImpl::RotateSigningKeys(grpc::ServerContext* context,
                                                     const v1::RotateSigningKeysRequest* request,
                                                     v1::SignedTrustRoot* response) {
-  return KeyChange(context, response,
+  return KeyChange(context, __func__, response,
                    [&] { return keys_->RotateKeys(request->count(), request->threshold()); });
+}
+
+grpc::Status RegistryServiceImpl::UploadTrustRoot(grpc::ServerContext* context,
+                                                  const v1::UploadTrustRootRequest* request,
+                                                  v1::SignedTrustRoot* response) {
+  return KeyChange(context, __func__, response, [&] { return keys_->UploadRoot(request->root()); });
+}
+
+grpc::Status RegistryServiceImpl::AttachRelease(grpc::ServerContext* context,
+                                                const v1::AttachReleaseRequest* request,
+                                                v1::Version* response) {
+  return Admin(auth_, context, __func__, [&](const Caller& caller) -> absl::Status {
+    MD_ASSIGN_OR_RETURN(*response, services::AttachRelease(keys_->NewestRoot().root, *request,
+                                                           caller.name, *blobs_, *catalog_));
+    MD_RETURN_IF_ERROR(FillStatus(response));
+    Resign();
+    return absl::OkStatus();
+  });
 }
 
 namespace {
@@ -691,7 +713,7 @@ v1::ScrubBlobsResponse::Outcome ToProto(ScrubOutcome outcome) {
 grpc::Status RegistryServiceImpl::ScrubBlobs(grpc::ServerContext* context,
                                              const v1::ScrubBlobsRequest* request,
                                              grpc::ServerWriter<v1::ScrubBlobsResponse>* writer) {
-  return Admin(auth_, context, [&]() -> absl::Status {
+  return Admin(auth_, context, __func__, [&]() -> absl::Status {
     // A client that cancels (or hangs up: a write fails) stops the pass; so does the server's
     // shutdown, which cancels the calls still running when its deadline passes.
     bool gone = false;
@@ -717,7 +739,7 @@ grpc::Status RegistryServiceImpl::ScrubBlobs(grpc::ServerContext* context,
 grpc::Status RegistryServiceImpl::ListOrigins(grpc::ServerContext* context,
                                               const v1::ListOriginsRequest* /*request*/,
                                               v1::ListOriginsResponse* response) {
-  return Admin(auth_, context, [&] {
+  return Admin(auth_, context, __func__, [&] {
     MD_RETURN_IF_ERROR(services::ListOrigins(origins_, response));
     return services::FillBlobStoreUsage(*blobs_, *catalog_, response->mutable_blob_store());
   });
@@ -726,17 +748,41 @@ grpc::Status RegistryServiceImpl::ListOrigins(grpc::ServerContext* context,
 grpc::Status RegistryServiceImpl::CheckOrigin(grpc::ServerContext* context,
                                               const v1::CheckOriginRequest* request,
                                               v1::CheckOriginResponse* response) {
-  return Admin(auth_, context, [&] { return services::CheckOrigin(origins_, *request, response); });
+  return Admin(auth_, context, __func__,
+               [&] { return services::CheckOrigin(origins_, *request, response); });
 }
 
 grpc::Status RegistryServiceImpl::ImportArtifact(
     grpc::ServerContext* context, const v1::ImportArtifactRequest* request,
     grpc::ServerWriter<v1::ImportArtifactProgress>* writer) {
-  return Admin(auth_, context, [&] {
+  return Admin(auth_, context, __func__, [&] {
     return services::ImportArtifact(
         origins_, blobs_, *request,
         [writer](const v1::ImportArtifactProgress& p) { return writer->Write(p); },
         [context] { return context->IsCancelled(); });
+  });
+}
+
+grpc::Status RegistryServiceImpl::CreateCredential(grpc::ServerContext* context,
+                                                   const v1::CreateCredentialRequest* request,
+                                                   v1::CreateCredentialResponse* response) {
+  return Admin(auth_, context, __func__, [&](const Caller& caller) {
+    return services::CreateCredential(*catalog_, caller, *request, response);
+  });
+}
+
+grpc::Status RegistryServiceImpl::ListCredentials(grpc::ServerContext* context,
+                                                  const v1::ListCredentialsRequest* request,
+                                                  v1::ListCredentialsResponse* response) {
+  return Admin(auth_, context, __func__,
+               [&] { return services::ListCredentials(*catalog_, *request, response); });
+}
+
+grpc::Status RegistryServiceImpl::RevokeCredential(grpc::ServerContext* context,
+                                                   const v1::RevokeCredentialRequest* request,
+                                                   v1::Credential* response) {
+  return Admin(auth_, context, __func__, [&](const Caller& caller) {
+    return services::RevokeCredential(*catalog_, caller, *request, response);
   });
 }
 

@@ -1,6 +1,7 @@
 // File: registry_service.h
 //
-// RegistryService: the admin API. Every rpc checks the admin token first, validates its
+// RegistryService: the admin API. Every rpc authenticates its caller and checks the rpc's
+// scope first (services/admin_auth.h), validates its
 // request (errors name the field), then calls the catalog and blob store; after each
 // successful change of what devices see, the manifest cache re-signs.
 #ifndef MODELDIST_SERVICES_REGISTRY_SERVICE_H_
@@ -17,6 +18,7 @@
 #include "services/manifest_cache.h"
 #include "services/replicator.h"
 #include "services/scrubber.h"
+#include "services/upload_limits.h"
 #include "storage/blob_store.h"
 #include "storage/catalog.h"
 #include "storage/origin/origin_set.h"
@@ -35,7 +37,8 @@ class RegistryServiceImpl final : public v1::RegistryService::Service {
       storage::Catalog* catalog, storage::BlobStore* blobs, ManifestCache* manifests, KeyRing* keys,
       const AdminAuth* auth, BlobHealth* health, Scrubber* scrubber,
       const origin::OriginSet* origins = nullptr, Replicator* replicator = nullptr,
-      std::optional<model_check::CheckOptions> model_checks = model_check::CheckOptions())
+      std::optional<model_check::CheckOptions> model_checks = model_check::CheckOptions(),
+      UploadLimiter* uploads = nullptr)
       : model_checks_(std::move(model_checks)),
         catalog_(catalog),
         blobs_(blobs),
@@ -45,7 +48,8 @@ class RegistryServiceImpl final : public v1::RegistryService::Service {
         health_(health),
         scrubber_(scrubber),
         origins_(origins),
-        replicator_(replicator) {}
+        replicator_(replicator),
+        uploads_(uploads) {}
 
   grpc::Status CreateModel(grpc::ServerContext* context, const v1::CreateModelRequest* request,
                            v1::Model* response) override;
@@ -104,12 +108,28 @@ class RegistryServiceImpl final : public v1::RegistryService::Service {
   grpc::Status RotateSigningKeys(grpc::ServerContext* context,
                                  const v1::RotateSigningKeysRequest* request,
                                  v1::SignedTrustRoot* response) override;
+  // UploadTrustRoot and AttachRelease: services/key_ring_upload.cc, services/release_admin.h.
+  grpc::Status UploadTrustRoot(grpc::ServerContext* context,
+                               const v1::UploadTrustRootRequest* request,
+                               v1::SignedTrustRoot* response) override;
+  grpc::Status AttachRelease(grpc::ServerContext* context, const v1::AttachReleaseRequest* request,
+                             v1::Version* response) override;
   grpc::Status ScrubBlobs(grpc::ServerContext* context, const v1::ScrubBlobsRequest* request,
                           grpc::ServerWriter<v1::ScrubBlobsResponse>* writer) override;
   grpc::Status ListOrigins(grpc::ServerContext* context, const v1::ListOriginsRequest* request,
                            v1::ListOriginsResponse* response) override;
   grpc::Status CheckOrigin(grpc::ServerContext* context, const v1::CheckOriginRequest* request,
                            v1::CheckOriginResponse* response) override;
+  // services/credential_admin.h.
+  grpc::Status CreateCredential(grpc::ServerContext* context,
+                                const v1::CreateCredentialRequest* request,
+                                v1::CreateCredentialResponse* response) override;
+  grpc::Status ListCredentials(grpc::ServerContext* context,
+                               const v1::ListCredentialsRequest* request,
+                               v1::ListCredentialsResponse* response) override;
+  grpc::Status RevokeCredential(grpc::ServerContext* context,
+                                const v1::RevokeCredentialRequest* request,
+                                v1::Credential* response) override;
   // services/blob_import.h.
   grpc::Status ImportArtifact(grpc::ServerContext* context,
                               const v1::ImportArtifactRequest* request,
@@ -119,10 +139,10 @@ class RegistryServiceImpl final : public v1::RegistryService::Service {
   // Sets the output-only fields of every artifact: `uploaded` from the blob store, `replicas`
   // from the replication queue.
   absl::Status FillStatus(v1::Version* version) const;
-  absl::Status DoWriteArtifact(grpc::ServerReader<v1::WriteArtifactRequest>* reader,
+  absl::Status DoWriteArtifact(grpc::ServerReaderInterface<v1::WriteArtifactRequest>* reader,
                                v1::WriteArtifactResponse* response);
   // WriteArtifact for an upload session; `first` is the stream's first message.
-  absl::Status DoWriteSession(grpc::ServerReader<v1::WriteArtifactRequest>* reader,
+  absl::Status DoWriteSession(grpc::ServerReaderInterface<v1::WriteArtifactRequest>* reader,
                               v1::WriteArtifactRequest& first, v1::WriteArtifactResponse* response);
   // Re-signs manifests after a committed change. The change stands even if this fails (the
   // refresher retries); the failure is logged, not returned, so clients do not retry a write
@@ -132,11 +152,12 @@ class RegistryServiceImpl final : public v1::RegistryService::Service {
   // tier/channel, then re-signs.
   // Runs one key change (the catalog audits the new root) and re-signs every manifest.
   template <typename Change>
-  grpc::Status KeyChange(grpc::ServerContext* context, v1::SignedTrustRoot* response,
-                         Change change);
+  grpc::Status KeyChange(grpc::ServerContext* context, absl::string_view method,
+                         v1::SignedTrustRoot* response, Change change);
   template <typename Change>
-  grpc::Status RolloutChange(grpc::ServerContext* context, const v1::RolloutRequest& request,
-                             v1::Rollout* response, Change change);
+  grpc::Status RolloutChange(grpc::ServerContext* context, absl::string_view method,
+                             const v1::RolloutRequest& request, v1::Rollout* response,
+                             Change change);
 
   const std::optional<model_check::CheckOptions> model_checks_;
   storage::Catalog* catalog_;
@@ -148,6 +169,7 @@ class RegistryServiceImpl final : public v1::RegistryService::Service {
   Scrubber* scrubber_;
   const origin::OriginSet* origins_;
   Replicator* replicator_;
+  UploadLimiter* uploads_;  // nullptr: upload streams are not limited
 };
 
 }  // namespace modeldist::services

@@ -6,6 +6,7 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <iostream>
 #include <optional>
@@ -34,6 +35,7 @@
 #include "services/server_http.h"
 #include "services/server_metrics.h"
 #include "services/upstream_manifests.h"
+#include "services/wakeable_loop.h"
 #include "storage/blob_store.h"
 #include "storage/catalog.h"
 #include "storage/origin/origin_config.h"
@@ -83,11 +85,21 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Credentials(const Serve
     return InvalidArgument("tls_key_file", "INVALID_FLAG",
                            "--tls-cert and --tls-key must be given together");
   }
+  if (c.tls_cert_file.empty() && !c.admin_client_ca_file.empty()) {
+    return InvalidArgument("admin_client_ca_file", "INVALID_FLAG",
+                           "--admin-client-ca needs TLS: give --tls-cert and --tls-key too");
+  }
   if (c.tls_cert_file.empty()) return grpc::InsecureServerCredentials();
   MD_ASSIGN_OR_RETURN(std::string cert, ReadFileToString(c.tls_cert_file));
   MD_ASSIGN_OR_RETURN(std::string key, ReadFileToString(c.tls_key_file));
   grpc::SslServerCredentialsOptions options;
   options.pem_key_cert_pairs.push_back({key, cert});
+  if (!c.admin_client_ca_file.empty()) {
+    MD_ASSIGN_OR_RETURN(options.pem_root_certs, ReadFileToString(c.admin_client_ca_file));
+    // Requested, not required: devices and token-carrying admins have no certificate. One
+    // that is sent must verify, or the handshake fails.
+    options.client_certificate_request = GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY;
+  }
   return grpc::SslServerCredentials(options);
 }
 
@@ -118,6 +130,7 @@ struct ModeldistServer::Parts {
   std::unique_ptr<BlobHealth> health;
   std::unique_ptr<Scrubber> scrubber;
   std::unique_ptr<AdminAuth> auth;
+  std::unique_ptr<UploadLimiter> uploads;
   std::unique_ptr<origin::OriginSet> origins;   // nullptr without --origins
   std::unique_ptr<MirrorUrls> mirrors;          // nullptr without --origins
   std::unique_ptr<UpstreamManifests> upstream;  // nullptr unless an origin forwards manifests
@@ -133,6 +146,7 @@ struct ModeldistServer::Parts {
   std::unique_ptr<Replicator> replicator;     // nullptr unless an origin replicates
   std::unique_ptr<OriginRepair> repair;       // nullptr without --origins
   std::unique_ptr<BackgroundScrub> background_scrub;
+  std::unique_ptr<WakeableLoop> upload_sweeper;  // cancels idle upload streams
   std::atomic<bool> stopping{false};  // /readyz says so
   // The very last: its connections call into everything above.
   std::unique_ptr<HttpSide> http;  // nullptr without --http-listen
@@ -150,6 +164,10 @@ absl::StatusOr<std::unique_ptr<ModeldistServer>> ModeldistServer::Start(
   if (config.scrub_interval < absl::ZeroDuration()) {
     return InvalidArgument("scrub_interval", "INVALID_FLAG",
                            "--scrub-interval must not be negative (0 turns it off)");
+  }
+  if (config.min_free_bytes < 0) {
+    return InvalidArgument("min_free_bytes", "INVALID_FLAG",
+                           "--min-free-space must not be negative (0 turns the margin off)");
   }
   if (config.scrub_rate < 0) {
     return InvalidArgument("scrub_rate", "INVALID_FLAG",
@@ -179,6 +197,8 @@ absl::StatusOr<std::unique_ptr<ModeldistServer>> ModeldistServer::Start(
     if (absl::IsNotFound(size.status())) return false;
     return size.status();
   };
+  blob_options.fs = config.fs;
+  blob_options.min_free_bytes = config.min_free_bytes;
   MD_ASSIGN_OR_RETURN(parts->blobs, storage::BlobStore::Open(config.data_dir, blob_options));
   parts->metrics->WatchStores(parts->blobs.get(), parts->catalog.get());
   parts->root_store = std::make_unique<CatalogTrustRootStore>(parts->catalog.get());
@@ -297,11 +317,17 @@ absl::StatusOr<std::unique_ptr<ModeldistServer>> ModeldistServer::Start(
     }
   }
 
-  parts->auth = std::make_unique<AdminAuth>(config.admin_token);
+  AdminAuth::Options auth_options;
+  auth_options.catalog = parts->catalog.get();
+  auth_options.client_certificates = !config.admin_client_ca_file.empty();
+  auth_options.failures = parts->metrics->auth_failures();
+  auth_options.limiter.max_failures = config.max_auth_failures;
+  parts->uploads = std::make_unique<UploadLimiter>(config.uploads);
+  parts->auth = std::make_unique<AdminAuth>(config.admin_token, std::move(auth_options));
   parts->registry = std::make_unique<RegistryServiceImpl>(
       parts->catalog.get(), parts->blobs.get(), parts->manifests.get(), parts->keys.get(),
       parts->auth.get(), parts->health.get(), parts->scrubber.get(), parts->origins.get(),
-      parts->replicator.get(), ModelChecks(config));
+      parts->replicator.get(), ModelChecks(config), parts->uploads.get());
   parts->manifest_service = std::make_unique<ManifestServiceImpl>(
       parts->manifests.get(), parts->keys.get(), parts->mirrors.get(), parts->upstream.get(),
       HttpSide::PublicUrl(config));
@@ -319,6 +345,7 @@ absl::StatusOr<std::unique_ptr<ModeldistServer>> ModeldistServer::Start(
   int port = 0;
   builder.AddListeningPort(config.listen, credentials, &port);
   builder.SetMaxReceiveMessageSize(config.max_receive_message_bytes);
+  ApplyTransportLimits(config.transport, &builder);
   builder.RegisterService(parts->registry.get());
   builder.RegisterService(parts->manifest_service.get());
   builder.RegisterService(parts->artifact_service.get());
@@ -373,6 +400,14 @@ absl::StatusOr<std::unique_ptr<ModeldistServer>> ModeldistServer::Start(
     parts->background_scrub = std::make_unique<BackgroundScrub>(
         parts->scrubber.get(), config.scrub_interval, config.scrub_rate);
   }
+  // Sweeps at a tenth of the idle timeout: a stalled stream is cancelled at most 10% late.
+  UploadLimiter* uploads = parts->uploads.get();
+  const absl::Duration sweep = std::max(config.uploads.idle_timeout / 10, absl::Milliseconds(10));
+  parts->upload_sweeper = std::make_unique<WakeableLoop>([uploads, sweep] {
+    uploads->CancelIdle();
+    return sweep;
+  });
+  parts->upload_sweeper->Start();
   server->parts_ = std::move(parts);
   return server;
 }

@@ -14,7 +14,10 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/fs.h"
 #include "services/request_log.h"
+#include "services/transport_limits.h"
+#include "services/upload_limits.h"
 #include "storage/origin/origin_set.h"
 
 namespace modeldist::services {
@@ -33,6 +36,15 @@ struct ServerConfig {
   // PEM certificate chain and key: both set means TLS, both empty means plaintext.
   std::string tls_cert_file;
   std::string tls_key_file;
+  // PEM CA certificates (--admin-client-ca): with TLS, the server asks clients for a
+  // certificate (devices need none) and verifies one that is sent against these; a verified
+  // certificate whose subject common name is a credential's name authenticates admin rpcs
+  // with its scopes (services/admin_auth.h). Empty: client certificates are not asked for.
+  std::string admin_client_ca_file;
+  // Failed authentications of admin rpcs from one peer address within a minute after which
+  // every call from there is refused (AUTH_RATE_LIMITED) until the minute is over; 0 turns
+  // the limit off (for tests that fail on purpose).
+  int max_auth_failures = 10;
   absl::Duration manifest_ttl = absl::Hours(24);
   // The most bytes of data in one ArtifactService.Read message (the --chunk-size flag;
   // StatResponse.read_message_bytes). Not the chain chunk of manifests, which is fixed. 1 MiB
@@ -48,6 +60,11 @@ struct ServerConfig {
   std::vector<std::string> coreml_required_files;
   // Largest request message accepted; bigger ones fail with RESOURCE_EXHAUSTED.
   int max_receive_message_bytes = 8 * 1024 * 1024;
+  // HTTP/2 limits per connection: concurrent calls, ping policy, keepalive, idle connections.
+  TransportLimits transport;
+  // Upload streams at once per client address (--max-uploads-per-client) and how long one may
+  // send nothing before it is cancelled (--upload-idle-timeout).
+  UploadLimiter::Options uploads;
   // How often the server scrubs its blob store on its own (services/scrubber.h): re-reads
   // every blob from the disk and checks it, so damage is found before a device asks for the
   // bytes. The first pass runs one interval after the start. Zero turns it off.
@@ -85,6 +102,17 @@ struct ServerConfig {
   absl::Duration http_idle_timeout = absl::Seconds(30);
   // Builds each origin; empty means origin::MakeOrigin. A seam for tests.
   origin::OriginFactory origin_factory;
+  // The free space an upload or import must leave on the data directory's disk
+  // (--min-free-space); one that would leave less is refused with RESOURCE_EXHAUSTED
+  // (INSUFFICIENT_SPACE) before a byte of it is written (storage/blob_store.h). 1 GiB: room
+  // for the catalog's journal and WAL, the request log and the sidecars of uploads in flight,
+  // so a full disk never breaks the catalog; small next to a model artifact, and a fixed size,
+  // unlike a percentage, neither wastes hundreds of GB of a large disk nor leaves too little
+  // on a small one. 0: no margin.
+  int64_t min_free_bytes = int64_t{1} << 30;
+  // The file system the blob store writes through (common/fs.h); null: the real one. A seam
+  // for tests (tests/testing/fault_fs.h).
+  Fs* fs = nullptr;
 };
 
 class ModeldistServer {

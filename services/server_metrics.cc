@@ -66,6 +66,12 @@ ServerMetrics::ServerMetrics() {
                            .AddCounter("modeldist_manifest_rebuilds_total",
                                        "Times the pre-signed manifests were rebuilt.")
                            .With({});
+  auth_failures_ = &registry_.AddCounter(
+      "modeldist_auth_failures_total",
+      "Admin calls refused for their authentication, by ErrorInfo reason: MISSING_TOKEN, "
+      "MALFORMED_TOKEN, WRONG_TOKEN, UNKNOWN_CERTIFICATE, and AUTH_RATE_LIMITED for calls from "
+      "a peer that failed too often lately.",
+      {"reason"});
 }
 
 void ServerMetrics::WatchStores(const storage::BlobStore* blobs, storage::Catalog* catalog) {

@@ -16,6 +16,9 @@
 //   modeldist_read_through_misses_total                blob reads that went to the origins
 //   modeldist_origin_fetches_total                     fetches started from the origins
 //   modeldist_manifest_rebuilds_total                  times the signed answers were rebuilt
+//   modeldist_auth_failures_total{reason}              admin calls refused before their rpc ran:
+//                                                      failed authentications by ErrorInfo
+//                                                      reason, and AUTH_RATE_LIMITED refusals
 //   modeldist_blob_store_bytes / _blobs                what the blob store holds (at scrape)
 //   modeldist_catalog_sequence{tier,channel}           each binding's sequence (at scrape)
 //
@@ -61,6 +64,8 @@ class ServerMetrics {
   }
   metrics::Counter* origin_fetches() const { return origin_fetches_; }
   metrics::Counter* manifest_rebuilds() const { return manifest_rebuilds_; }
+  // Labelled by reason (services/admin_auth.h).
+  metrics::CounterFamily* auth_failures() const { return auth_failures_; }
 
   // The exposition text, and its Content-Type (metrics::kContentType).
   std::string Render() const { return registry_.Render(); }
@@ -78,6 +83,7 @@ class ServerMetrics {
   metrics::Counter* read_through_misses_;
   metrics::Counter* origin_fetches_;
   metrics::Counter* manifest_rebuilds_;
+  metrics::CounterFamily* auth_failures_;
 };
 
 }  // namespace modeldist::services

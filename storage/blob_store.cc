@@ -382,20 +382,20 @@ absl::Status BlobStore::WriteChain(absl::string_view hex, int64_t size,
   const std::string tmp = absl::StrCat(root_, "/uploads/", hex, kChainSuffix, ".tmp.", ::getpid(),
                                        ".", counter.fetch_add(1));
   const std::string path = ChainPath(hex);
-  ScopedFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, kBlobMode));
+  ScopedFd fd(fs().Open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, kBlobMode));
   if (!fd.valid()) return ErrnoStatus(errno, absl::StrCat("create ", tmp));
-  absl::Status status = PwriteAll(fd.get(), sidecar.data(), sidecar.size(), 0, tmp);
-  if (status.ok() && ::fsync(fd.get()) != 0) {
+  absl::Status status = PwriteAll(fd.get(), sidecar.data(), sidecar.size(), 0, tmp, fs());
+  if (status.ok() && fs().Fsync(fd.get()) != 0) {
     status = ErrnoStatus(errno, absl::StrCat("fsync ", tmp));
   }
-  if (status.ok() && ::rename(tmp.c_str(), path.c_str()) != 0) {
+  if (status.ok() && fs().Rename(tmp, path) != 0) {
     status = ErrnoStatus(errno, absl::StrCat("rename ", tmp, " to ", path));
   }
   if (!status.ok()) {
-    ::unlink(tmp.c_str());
+    fs().Unlink(tmp);
     return status;
   }
-  return FsyncDir(DirOf(path));
+  return FsyncDir(DirOf(path), fs());
 }
 
 absl::StatusOr<std::vector<std::string>> BlobStore::ChunkChain(absl::string_view hex) const {

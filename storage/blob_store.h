@@ -62,6 +62,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/file_util.h"
+#include "common/fs.h"
 #include "storage/blob_record.h"
 
 namespace modeldist::storage {
@@ -128,14 +129,29 @@ class BlobReader {
 // (services/read_through.h) fetches such a blob from the origins.
 bool IsNotStored(const absl::Status& status);
 
+// What BlobStore::Open takes besides its root.
+struct BlobStoreOptions {
+  // Whether any version declares the blob `hex` (the catalog's answer). Unset: the store
+  // never removes a blob. An error counts as "referenced": a blob is removed only when it
+  // is known to be unwanted.
+  std::function<absl::StatusOr<bool>(absl::string_view hex)> is_referenced;
+  // Where the store's writes go (common/fs.h); null: the real file system. Tests pass a
+  // FaultInjectingFs (tests/testing/fault_fs.h).
+  Fs* fs = nullptr;
+  // The free space an upload must leave on the store's file system (the server's
+  // --min-free-space). An Append that would leave less, counting every byte its upload still
+  // has to write when the size is known (only the bytes at hand for a session of unknown
+  // size), is refused with RESOURCE_EXHAUSTED (reason INSUFFICIENT_SPACE) before a byte is
+  // written: a full disk would break the catalog and every other upload, not just this one.
+  // Read-through's AppendVerified is not limited. 0: no margin.
+  int64_t min_free_bytes = 0;
+};
+
 class BlobStore {
  public:
-  struct Options {
-    // Whether any version declares the blob `hex` (the catalog's answer). Unset: the store
-    // never removes a blob. An error counts as "referenced": a blob is removed only when it
-    // is known to be unwanted.
-    std::function<absl::StatusOr<bool>(absl::string_view hex)> is_referenced;
-  };
+  // Declared outside the class: a nested struct with default member initializers cannot be
+  // the default argument of Open.
+  using Options = BlobStoreOptions;
 
   // Opens the store at `root`, creating its folders. Stale temp files from a crash are removed.
   static absl::StatusOr<std::unique_ptr<BlobStore>> Open(const std::string& root,
@@ -262,6 +278,10 @@ class BlobStore {
 
  private:
   BlobStore(std::string root, Options options);
+  Fs& fs() const { return options_.fs != nullptr ? *options_.fs : RealFs(); }
+  // OK when writing `bytes` more leaves at least Options::min_free_bytes free; else
+  // RESOURCE_EXHAUSTED (INSUFFICIENT_SPACE) with the figures.
+  absl::Status CheckFreeSpace(absl::string_view key, int64_t bytes) const;
   // Uploads are keyed by the blob's hex digest, or by "session-<upload id>" for a session;
   // a session key is never 64 hex digits, so the two never meet.
   std::string PartialPath(absl::string_view key) const;
@@ -294,9 +314,10 @@ class BlobStore {
 
   // The steps of Append/Finish with `upload->mu` held, so Put can run them as one unit, and
   // digest uploads and sessions share them. AppendLocked refuses to grow the upload beyond
-  // `max_size` bytes.
+  // `max_size` bytes, and with `keep_margin` to go below Options::min_free_bytes (uploads;
+  // not read-through's fills, which serve devices what a version already declared).
   absl::Status AppendLocked(Upload& upload, absl::string_view key, int64_t max_size, int64_t offset,
-                            absl::string_view data);
+                            absl::string_view data, bool keep_margin = true);
   absl::Status FinishLocked(Upload& upload, absl::string_view hex, int64_t expected_size);
   // Checks that the upload `key` holds `expected_size` bytes (any number for kAnySize) that
   // hash to `hex`; returns its partial, open. DATA_LOSS, with the partial discarded, when not.

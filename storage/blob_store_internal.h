@@ -89,7 +89,7 @@ struct BlobStore::Upload {
   // Opens the partial at `path` (creating it when `create`) and makes the state describe it,
   // hashing the file once when the state is missing (restart) or stale. Returns an invalid
   // fd, with an empty state, when the partial does not exist and `create` is false.
-  absl::StatusOr<ScopedFd> Sync(const std::string& path, bool create)
+  absl::StatusOr<ScopedFd> Sync(const std::string& path, bool create, Fs& fs)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
 };
 

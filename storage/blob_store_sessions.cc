@@ -58,7 +58,7 @@ absl::StatusOr<UploadSessionState> BlobStore::QuerySession(absl::string_view id)
     return state;
   }
   // As in UploadOffset: a query creates neither a partial nor lasting state.
-  MD_ASSIGN_OR_RETURN(ScopedFd fd, upload->Sync(PartialPath(key), /*create=*/false));
+  MD_ASSIGN_OR_RETURN(ScopedFd fd, upload->Sync(PartialPath(key), /*create=*/false, fs()));
   if (!fd.valid()) ForgetUpload(key, upload.get());
   state.committed_size = upload->offset;
   return state;
@@ -92,7 +92,7 @@ absl::StatusOr<int64_t> BlobStore::FinishSession(absl::string_view id, int64_t d
   absl::StatusOr<int64_t> size = FinishSessionLocked(*upload, key, declared_size, hex);
   if (size.status().code() == absl::StatusCode::kDataLoss) {
     // Discarded: no record of an earlier finish may outlive it either.
-    ::unlink(SessionRecordPath(key).c_str());
+    fs().Unlink(SessionRecordPath(key));
   }
   if (!size.ok() && size.status().code() != absl::StatusCode::kDataLoss) return size;
   ForgetUpload(key, upload.get());
@@ -115,7 +115,8 @@ absl::StatusOr<int64_t> BlobStore::FinishSessionLocked(Upload& upload, absl::str
   absl::ReaderMutexLock claim(&claim_mu_);
   // The record goes first and durably: once the partial is renamed away, it is the only
   // trace of which blob this session became. Until then the partial outranks it.
-  MD_RETURN_IF_ERROR(WriteFileAtomically(SessionRecordPath(key), hex, kPartialMode));
+  MD_RETURN_IF_ERROR(
+      WriteFileAtomically(SessionRecordPath(key), hex, kPartialMode, /*overwrite=*/true, fs()));
   // An upload of the same bytes under another key (a digest upload, another session) holds
   // another lock and may store them at the same moment; whichever rename comes last replaces
   // a file with identical, verified bytes, which readers cannot tell apart.

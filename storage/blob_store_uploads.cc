@@ -50,6 +50,23 @@ absl::Status AlreadyStored(absl::string_view hex) {
 
 }  // namespace
 
+absl::Status BlobStore::CheckFreeSpace(absl::string_view key, int64_t bytes) const {
+  if (options_.min_free_bytes <= 0) return absl::OkStatus();
+  MD_ASSIGN_OR_RETURN(int64_t free_bytes, FreeBytes(fs(), root_));
+  if (free_bytes - bytes >= options_.min_free_bytes) return absl::OkStatus();
+  return MakeError(
+      absl::StatusCode::kResourceExhausted, "INSUFFICIENT_SPACE",
+      absl::StrCat("the server refuses ", UploadName(key), ": its ", bytes,
+                   " bytes still to write would leave ", free_bytes - bytes,
+                   " bytes free on the server's data disk (", free_bytes,
+                   " free now), less than the required margin of ", options_.min_free_bytes,
+                   " bytes (--min-free-space); none of them was written. Free space on the server "
+                   "(remove unused versions, add disk) and upload again"),
+      {{"free_bytes", absl::StrCat(free_bytes)},
+       {"needed_bytes", absl::StrCat(bytes)},
+       {"min_free_bytes", absl::StrCat(options_.min_free_bytes)}});
+}
+
 void BlobStore::Upload::Reset() {
   loaded = true;
   hash = BlobHasher();
@@ -72,8 +89,8 @@ bool BlobStore::Upload::Matches(const struct stat& st) const {
          st.st_mtim.tv_sec == mtime.tv_sec && st.st_mtim.tv_nsec == mtime.tv_nsec;
 }
 
-absl::StatusOr<ScopedFd> BlobStore::Upload::Sync(const std::string& path, bool create) {
-  ScopedFd fd(::open(path.c_str(), O_RDWR | O_CLOEXEC | (create ? O_CREAT : 0), kPartialMode));
+absl::StatusOr<ScopedFd> BlobStore::Upload::Sync(const std::string& path, bool create, Fs& fs) {
+  ScopedFd fd(fs.Open(path, O_RDWR | O_CLOEXEC | (create ? O_CREAT : 0), kPartialMode));
   if (!fd.valid()) {
     if (errno == ENOENT && !create) {
       Reset();
@@ -132,7 +149,7 @@ absl::StatusOr<int64_t> BlobStore::UploadOffset(absl::string_view hex, int64_t e
   }
   // A query must not create a partial file, hence create=false; nor keep state for a digest
   // nobody uploads, or queries for random digests would grow the map without bound.
-  MD_ASSIGN_OR_RETURN(ScopedFd fd, upload->Sync(PartialPath(hex), /*create=*/false));
+  MD_ASSIGN_OR_RETURN(ScopedFd fd, upload->Sync(PartialPath(hex), /*create=*/false, fs()));
   if (!fd.valid()) ForgetUpload(hex, upload.get());
   return upload->offset;
 }
@@ -170,7 +187,8 @@ absl::StatusOr<int64_t> BlobStore::AppendVerified(absl::string_view hex, int64_t
     ForgetUpload(hex, upload.get());
     return AlreadyStored(hex);
   }
-  MD_RETURN_IF_ERROR(AppendLocked(*upload, hex, expected_size, offset, data));
+  MD_RETURN_IF_ERROR(
+      AppendLocked(*upload, hex, expected_size, offset, data, /*keep_margin=*/false));
   // The last chunk's entry is the digest, which Finish checks.
   const int64_t whole = std::min(upload->hash.WholeChunks(), std::max<int64_t>(entries - 1, 0));
   for (int64_t i = upload->checked_chunks; i < whole; ++i) {
@@ -196,7 +214,7 @@ absl::Status BlobStore::RewindUpload(absl::string_view hex, int64_t offset) {
   std::shared_ptr<Upload> upload = GetUpload(hex);
   absl::MutexLock lock(&upload->mu);
   const std::string path = PartialPath(hex);
-  MD_ASSIGN_OR_RETURN(ScopedFd fd, upload->Sync(path, /*create=*/false));
+  MD_ASSIGN_OR_RETURN(ScopedFd fd, upload->Sync(path, /*create=*/false, fs()));
   if (offset % kChunkDigestBytes != 0 || offset > upload->offset) {
     return MakeError(absl::StatusCode::kInvalidArgument, "INVALID_OFFSET",
                      absl::StrCat("cannot rewind ", UploadName(hex), " to byte ", offset,
@@ -206,7 +224,7 @@ absl::Status BlobStore::RewindUpload(absl::string_view hex, int64_t offset) {
   if (offset == upload->offset) return absl::OkStatus();
   const int64_t chunks = offset / kChunkDigestBytes;
   MD_RETURN_IF_ERROR(upload->hash.RewindTo(chunks));
-  if (::ftruncate(fd.get(), offset) != 0) {
+  if (fs().Ftruncate(fd.get(), offset) != 0) {
     upload->loaded = false;  // the next call rebuilds the state from the file
     return ErrnoStatus(errno, absl::StrCat("truncate ", path));
   }
@@ -231,9 +249,17 @@ absl::StatusOr<ScopedFd> BlobStore::OpenPartial(absl::string_view hex) const {
 }
 
 absl::Status BlobStore::AppendLocked(Upload& upload, absl::string_view key, int64_t max_size,
-                                     int64_t offset, absl::string_view data) {
+                                     int64_t offset, absl::string_view data, bool keep_margin) {
   const std::string path = PartialPath(key);
-  MD_ASSIGN_OR_RETURN(ScopedFd fd, upload.Sync(path, /*create=*/true));
+  // Before the partial is created or grown, so that a refused upload leaves nothing behind.
+  if (keep_margin && !data.empty()) {
+    // A session of unknown size (max_size kMaxBlobBytes) is checked as its bytes arrive.
+    const int64_t still_to_write = max_size >= kMaxBlobBytes || offset > max_size
+                                       ? static_cast<int64_t>(data.size())
+                                       : max_size - offset;
+    MD_RETURN_IF_ERROR(CheckFreeSpace(key, still_to_write));
+  }
+  MD_ASSIGN_OR_RETURN(ScopedFd fd, upload.Sync(path, /*create=*/true, fs()));
   if (offset != upload.offset) {
     return MakeError(absl::StatusCode::kInvalidArgument, "WRONG_OFFSET",
                      absl::StrCat(UploadName(key), " has committed ", upload.offset,
@@ -248,11 +274,11 @@ absl::Status BlobStore::AppendLocked(Upload& upload, absl::string_view key, int6
   }
   if (data.empty()) return absl::OkStatus();
 
-  absl::Status written = PwriteAll(fd.get(), data.data(), data.size(), offset, path);
+  absl::Status written = PwriteAll(fd.get(), data.data(), data.size(), offset, path, fs());
   if (!written.ok()) {
     // Cut off whatever part of `data` reached the file so it matches the hash again; if even
     // that fails, the next call rebuilds the state from the file.
-    if (::ftruncate(fd.get(), offset) != 0) upload.loaded = false;
+    if (fs().Ftruncate(fd.get(), offset) != 0) upload.loaded = false;
     struct stat st;
     if (upload.loaded && ::fstat(fd.get(), &st) == 0) {
       upload.Remember(st);
@@ -279,7 +305,7 @@ absl::Status BlobStore::AppendLocked(Upload& upload, absl::string_view key, int6
 }
 
 void BlobStore::DiscardLocked(Upload& upload, absl::string_view key) {
-  ::unlink(PartialPath(key).c_str());
+  fs().Unlink(PartialPath(key));
   upload.Reset();
 }
 
@@ -306,7 +332,7 @@ absl::Status BlobStore::FinishLocked(Upload& upload, absl::string_view hex, int6
 absl::StatusOr<ScopedFd> BlobStore::VerifyLocked(Upload& upload, absl::string_view key,
                                                  int64_t expected_size, absl::string_view hex) {
   // create=true so that the empty blob, which needs no Append, can be finished too.
-  MD_ASSIGN_OR_RETURN(ScopedFd fd, upload.Sync(PartialPath(key), /*create=*/true));
+  MD_ASSIGN_OR_RETURN(ScopedFd fd, upload.Sync(PartialPath(key), /*create=*/true, fs()));
   if (expected_size != kAnySize && upload.offset != expected_size) {
     int64_t got = upload.offset;
     DiscardLocked(upload, key);
@@ -333,7 +359,7 @@ absl::Status BlobStore::CommitLocked(Upload& upload, absl::string_view key, absl
                                      int fd) {
   const std::string partial = PartialPath(key);
   // Durable bytes first, then the name: after a crash blobs/ holds the whole blob or nothing.
-  if (::fsync(fd) != 0) return ErrnoStatus(errno, absl::StrCat("fsync ", partial));
+  if (fs().Fsync(fd) != 0) return ErrnoStatus(errno, absl::StrCat("fsync ", partial));
   if (::fchmod(fd, kBlobMode) != 0) {
     return ErrnoStatus(errno, absl::StrCat("chmod ", partial));
   }
@@ -341,16 +367,16 @@ absl::Status BlobStore::CommitLocked(Upload& upload, absl::string_view key, absl
   const std::string blob_dir = DirOf(blob);
   struct stat st;
   bool new_dir = ::stat(blob_dir.c_str(), &st) != 0;
-  absl::Status status = MakeDirs(blob_dir);
+  absl::Status status = MakeDirs(blob_dir, 0755, fs());
   // A new fan-out directory must itself be durable in blobs/sha256, or the rename is lost.
-  if (status.ok() && new_dir) status = FsyncDir(DirOf(blob_dir));
+  if (status.ok() && new_dir) status = FsyncDir(DirOf(blob_dir), fs());
   // The sidecar is durable (WriteChain fsyncs the directory) before the blob's name exists,
   // so no crash leaves a stored blob without it. A crash in between leaves a sidecar without
   // a blob, which is harmless: the digest fixes the bytes, so it is right for any later blob
   // of that name, and the next Finish replaces it anyway.
   const std::string chain = upload.hash.Chain();
   if (status.ok()) status = WriteChain(hex, upload.offset, chain);
-  if (status.ok() && ::rename(partial.c_str(), blob.c_str()) != 0) {
+  if (status.ok() && fs().Rename(partial, blob) != 0) {
     status = ErrnoStatus(errno, absl::StrCat("rename ", partial, " to ", blob));
   }
   if (!status.ok()) {
@@ -359,7 +385,7 @@ absl::Status BlobStore::CommitLocked(Upload& upload, absl::string_view key, absl
     upload.loaded = false;
     return status;
   }
-  MD_RETURN_IF_ERROR(FsyncDir(blob_dir));
+  MD_RETURN_IF_ERROR(FsyncDir(blob_dir, fs()));
   // Every chunk was just hashed from the very bytes written, and their pages are cached: the
   // first reads may skip hashing under the same rule as later ones (served_bytes_check.h).
   // fstat after the rename, which moves ctime.
@@ -392,7 +418,7 @@ absl::Status BlobStore::Put(absl::string_view hex, absl::string_view data) {
   // Continue an interrupted upload of the same digest instead of clobbering it; if what it
   // had committed turns out wrong (Finish reports DATA_LOSS and discards it), start over
   // once from 0 with our own bytes.
-  MD_ASSIGN_OR_RETURN(ScopedFd fd, upload->Sync(PartialPath(hex), /*create=*/false));
+  MD_ASSIGN_OR_RETURN(ScopedFd fd, upload->Sync(PartialPath(hex), /*create=*/false, fs()));
   int64_t committed = upload->offset;
   if (committed > size) {
     DiscardLocked(*upload, hex);

@@ -121,7 +121,7 @@ Catalog::Catalog(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Catalog::~Catalog() = default;
 
 absl::StatusOr<std::unique_ptr<Catalog>> Catalog::Open(const std::string& path, Options options) {
-  MD_ASSIGN_OR_RETURN(SqliteHandle db, OpenDatabase(path));
+  MD_ASSIGN_OR_RETURN(SqliteHandle db, OpenDatabase(path, options.sqlite_vfs));
   auto impl = std::make_unique<Impl>(std::move(db), std::move(options));
   {
     absl::MutexLock lock(&impl->mu);

@@ -43,6 +43,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "common/names.h"
+#include "modeldist/v1/registry.pb.h"
 #include "modeldist/v1/resources.pb.h"
 
 namespace modeldist::storage {
@@ -98,6 +99,9 @@ struct CatalogOptions {
   // The clock for create/publish/yank/update times and the floor of new sequences (see
   // "Sequences" above); tests inject a fake.
   std::function<absl::Time()> now = [] { return absl::Now(); };
+  // The SQLite VFS to open the file with; empty: SQLite's default. For tests only: a shim that
+  // fails writes and syncs on demand (tests/testing/fault_vfs.h).
+  std::string sqlite_vfs;
 };
 
 class Catalog {
@@ -148,11 +152,12 @@ class Catalog {
   // the transaction; the first that is not gives FAILED_PRECONDITION naming its digest and
   // platform/arch/format. FAILED_PRECONDITION when not a DRAFT; NOT_FOUND when absent.
   // `model_infos` (by digest: what the model checks read from the file) is stored on the
-  // version's artifacts in the same transaction.
+  // version's artifacts in the same transaction, and so is `release` (a serialized
+  // SignedRelease the caller verified; empty: none).
   absl::StatusOr<v1::Version> PublishVersion(
       const VersionName& name, const std::function<bool(const std::string& digest)>& is_uploaded,
       absl::string_view actor = kDefaultActor,
-      const std::map<std::string, v1::ModelInfo>& model_infos = {});
+      const std::map<std::string, v1::ModelInfo>& model_infos = {}, absl::string_view release = {});
 
   // PUBLISHED -> YANKED, atomically with bumping the sequence of every tier/channel that
   // resolved to this version (they now resolve to their newest earlier binding that is not
@@ -291,11 +296,41 @@ class Catalog {
   // Every CONFIRMED row as {digest, origin}, ordered.
   absl::StatusOr<std::vector<std::pair<std::string, std::string>>> ListConfirmedReplicas();
 
+  // --- Release statements (migrations/0008_releases.sql, storage/catalog_releases.cc): the
+  // serialized SignedRelease of a version, verified by the caller (services/release_admin.h).
+  // Stores `release` on a PUBLISHED version, replacing an earlier one, with an audit entry.
+  // NOT_FOUND: no model or version. FAILED_PRECONDITION (VERSION_NOT_PUBLISHED): not PUBLISHED.
+  absl::StatusOr<v1::Version> AttachRelease(const VersionName& name, absl::string_view release,
+                                            absl::string_view actor = kDefaultActor);
+  // The release statement stored for `name`, as stored; empty when it has none. NOT_FOUND when
+  // the version is absent.
+  absl::StatusOr<std::string> GetRelease(const VersionName& name);
+
   // --- Chunk chains kept for read-through (services/read_through.h).
   // Records the chain of blob `digest`; a digest already recorded keeps its first record.
   absl::Status RecordChain(absl::string_view digest, const RecordedChain& chain);
   // NOT_FOUND (CHAIN_NOT_RECORDED) when none is recorded.
   absl::StatusOr<RecordedChain> GetRecordedChain(absl::string_view digest);
+
+  // --- Named admin credentials (migrations/0009_credentials.sql; services/credentials.h).
+  // The token is never given to the catalog, only its SHA-256 (lowercase hex).
+  // Creates one with an audit entry (action CreateCredential, the token left out).
+  // ALREADY_EXISTS (CREDENTIAL_EXISTS) when the name is taken, revoked ones included.
+  absl::StatusOr<v1::Credential> CreateCredential(absl::string_view name,
+                                                  const std::vector<v1::Scope>& scopes,
+                                                  absl::string_view token_sha256,
+                                                  absl::string_view actor);
+  // Ordered by name, revoked ones included. Same paging rules as ListModels.
+  absl::StatusOr<ListPage<v1::Credential>> ListCredentials(int page_size,
+                                                           absl::string_view page_token);
+  // Sets its revoke time, with an audit entry. NOT_FOUND (CREDENTIAL_NOT_FOUND);
+  // FAILED_PRECONDITION (CREDENTIAL_REVOKED) when it already is.
+  absl::StatusOr<v1::Credential> RevokeCredential(absl::string_view name, absl::string_view actor);
+  // The credential whose token hashes to `token_sha256`, revoked or not (the caller checks
+  // revoke_time); NOT_FOUND (CREDENTIAL_NOT_FOUND) when none does.
+  absl::StatusOr<v1::Credential> FindCredentialByTokenHash(absl::string_view token_sha256);
+  // By name, revoked or not; NOT_FOUND (CREDENTIAL_NOT_FOUND).
+  absl::StatusOr<v1::Credential> FindCredentialByName(absl::string_view name);
 
   // Runs PRAGMA integrity_check; returns its text ("ok" when healthy).
   absl::StatusOr<std::string> IntegrityCheck();

@@ -11,6 +11,8 @@
 //   catalog_pins.cc      device pins
 //   catalog_audit.cc     the audit log, trust roots, damaged blobs
 //   catalog_replicas.cc  the replication queue
+//   catalog_releases.cc  release statements of versions
+//   catalog_credentials.cc  named admin credentials
 //
 // Each file holds the SQL of the tables it owns, as string constants (the statement cache is
 // keyed by their addresses); another resource's table is reached through an Impl method of

@@ -24,8 +24,9 @@ constexpr char kListModelsAfter[] =
 constexpr char kInsertModel[] =
     "INSERT INTO models (id, description, create_time, replicate_to) VALUES (?, ?, ?, ?)";
 
-#define MD_VERSION_COLUMNS \
-  "model_id, version_id, state, create_time, publish_time, yank_time, yank_reason, replicate_to"
+#define MD_VERSION_COLUMNS                                                                       \
+  "model_id, version_id, state, create_time, publish_time, yank_time, yank_reason, replicate_to" \
+  ", release IS NOT NULL"
 constexpr char kSelectVersion[] =
     "SELECT " MD_VERSION_COLUMNS " FROM versions WHERE model_id = ? AND version_id = ?";
 constexpr char kListVersionsFirst[] = "SELECT " MD_VERSION_COLUMNS
@@ -38,7 +39,8 @@ constexpr char kInsertVersion[] =
     "INSERT INTO versions (model_id, version_id, state, create_time, replicate_to)"
     " VALUES (?, ?, ?, ?, ?)";
 constexpr char kPublishVersion[] =
-    "UPDATE versions SET state = ?, publish_time = ? WHERE model_id = ? AND version_id = ?";
+    "UPDATE versions SET state = ?, publish_time = ?, release = ?"
+    " WHERE model_id = ? AND version_id = ?";
 constexpr char kYankVersion[] =
     "UPDATE versions SET state = ?, yank_time = ?, yank_reason = ?"
     " WHERE model_id = ? AND version_id = ?";
@@ -98,6 +100,7 @@ v1::Version ReadVersion(const Statement& s) {
   if (!s.ColumnIsNull(5)) *version.mutable_yank_time() = ToTimestamp(s.ColumnInt64(5));
   version.set_yank_reason(s.ColumnText(6));
   for (std::string& origin : SplitOrigins(s.ColumnText(7))) version.add_replicate_to(origin);
+  version.set_released(s.ColumnInt(8) != 0);
   return version;
 }
 
@@ -421,7 +424,8 @@ absl::StatusOr<ListPage<v1::Version>> Catalog::ListVersions(absl::string_view mo
 
 absl::StatusOr<v1::Version> Catalog::PublishVersion(
     const VersionName& name, const std::function<bool(const std::string& digest)>& is_uploaded,
-    absl::string_view actor, const std::map<std::string, v1::ModelInfo>& model_infos) {
+    absl::string_view actor, const std::map<std::string, v1::ModelInfo>& model_infos,
+    absl::string_view release) {
   if (!is_uploaded) {
     return MakeError(absl::StatusCode::kInternal, "CATALOG_ERROR",
                      "PublishVersion needs an is_uploaded callback");
@@ -452,8 +456,13 @@ absl::StatusOr<v1::Version> Catalog::PublishVersion(
     MD_ASSIGN_OR_RETURN(Statement s, impl_->Prepare(kPublishVersion));
     s.BindInt64(0, v1::Version::PUBLISHED);
     s.BindInt64(1, now);
-    s.BindText(2, name.model);
-    s.BindText(3, name.version);
+    if (release.empty()) {
+      s.BindNull(2);
+    } else {
+      s.BindBlob(2, release);
+    }
+    s.BindText(3, name.model);
+    s.BindText(4, name.version);
     MD_RETURN_IF_ERROR(s.Run());
   }
   for (const auto& [digest, info] : model_infos) {

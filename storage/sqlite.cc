@@ -36,9 +36,10 @@ absl::Status SqliteError(sqlite3* db, int rc, absl::string_view what) {
   }
 }
 
-absl::StatusOr<SqliteHandle> OpenDatabase(const std::string& path) {
+absl::StatusOr<SqliteHandle> OpenDatabase(const std::string& path, const std::string& vfs) {
   sqlite3* db = nullptr;
-  int rc = sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr);
+  int rc = sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+                           vfs.empty() ? nullptr : vfs.c_str());
   SqliteHandle handle(db);  // a handle is returned even on failure, and must be closed
   if (rc != SQLITE_OK) return SqliteError(db, rc, absl::StrCat("opening ", path));
   sqlite3_extended_result_codes(db, 1);

@@ -40,8 +40,9 @@ using SqliteHandle = std::unique_ptr<sqlite3, SqliteCloser>;
 
 // Opens (creating if absent) the database file at `path` for reading and writing, with
 // extended result codes on, so errors tell which constraint or I/O step failed. Its folder
-// must exist. Errors as SqliteError gives them (a missing folder is UNAVAILABLE).
-absl::StatusOr<SqliteHandle> OpenDatabase(const std::string& path);
+// must exist. Errors as SqliteError gives them (a missing folder is UNAVAILABLE). `vfs` names
+// a registered SQLite VFS (tests); empty: the default.
+absl::StatusOr<SqliteHandle> OpenDatabase(const std::string& path, const std::string& vfs = "");
 
 class StatementCache;
 

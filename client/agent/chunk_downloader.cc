@@ -201,20 +201,22 @@ class Download {
   }
 
   absl::StatusOr<ChunkDownloadStats> Run() {
-    file_ = ScopedFd(::open(partial_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
+    file_ = ScopedFd(io_.Open(partial_, O_RDWR | O_CREAT | O_CLOEXEC, 0644));
     if (!file_.valid()) return ErrnoStatus(errno, partial_);
     MD_RETURN_IF_ERROR(Resume());
 
     if (next_chunk_ < chunks_) {
       MD_ASSIGN_OR_RETURN(writer_,
-                          client::BlockWriter::Start(file_.get(), partial_, options_.fsync));
+                          client::BlockWriter::Start(file_.get(), partial_, options_.fsync, io_));
       MD_RETURN_IF_ERROR(StartChunk());
       absl::Status fetched = FetchRemaining();
       absl::Status written = writer_->Drain();
       if (!fetched.ok() || !written.ok()) {
         // Bytes past the verified chunks are no use to a later call (the chunk hash state is
         // gone with this one), so the partial keeps exactly what the journal vouches for.
-        ::ftruncate(file_.get(), ChunkOffset(next_chunk_));
+        // Not next_chunk_: a chunk verifies as it arrives, before its blocks are written, so
+        // a failed write may have left a hole in a verified chunk that the journal never got.
+        io_.Ftruncate(file_.get(), ChunkOffset(journaled_chunks_.load()));
       }
       MD_RETURN_IF_ERROR(written);
       MD_RETURN_IF_ERROR(fetched);
@@ -230,7 +232,7 @@ class Download {
                                     " bytes after every chunk verified, the manifest says ", size_),
                        {{"digest", artifact_.digest()}});
     }
-    if (options_.fsync && ::fdatasync(file_.get()) != 0) {
+    if (options_.fsync && io_.Fdatasync(file_.get()) != 0) {
       return ErrnoStatus(errno, absl::StrCat("fsync ", partial_));
     }
     MD_RETURN_IF_ERROR(journal_.Remove());
@@ -301,6 +303,7 @@ class Download {
       if (!ChunkMatches(good, &hash, &got)) break;
     }
     next_chunk_ = good;
+    journaled_chunks_ = good;
     stats_.chunks_reused = good;
     if (good > 0) ReportProgress();
 
@@ -535,7 +538,9 @@ class Download {
     // On the writer's thread once the chunk's bytes are written, so the journal never claims
     // bytes that are not in the file.
     writer_->Checkpoint([this, journal = Journal{artifact_.digest(), chunk_size_, next_chunk_}] {
-      return journal_.Advance(journal);
+      MD_RETURN_IF_ERROR(journal_.Advance(journal));
+      journaled_chunks_ = journal.verified_chunks;
+      return absl::OkStatus();
     });
     ReportProgress();
     if (next_chunk_ < chunks_) return StartChunk();
@@ -549,6 +554,7 @@ class Download {
   // one at a time) while the writer runs, removed once it has drained.
   ChunkJournal journal_;
   const ChunkDownloadOptions& options_;
+  Fs& io_ = options_.fs != nullptr ? *options_.fs : RealFs();
   const int64_t size_;
   const int64_t chunk_size_;
   const int64_t chunks_;
@@ -562,6 +568,8 @@ class Download {
   std::unique_ptr<client::BlockWriter> writer_;
   ChunkDownloadStats stats_;
   int64_t next_chunk_ = 0;    // the first chunk not yet verified
+  // The chunks the journal claims: written and verified (set by the writer's checkpoints).
+  std::atomic<int64_t> journaled_chunks_{0};
   int64_t chunk_fill_ = 0;    // bytes of chunk `next_chunk_` written and hashed so far
   Sha256 chunk_hash_;         // the chain hash over those bytes
   absl::Status local_error_;  // a disk error: no source can fix it

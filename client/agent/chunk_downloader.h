@@ -39,6 +39,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "common/fs.h"
 #include "common/retry_policy.h"
 #include "modeldist/v1/manifest.pb.h"
 
@@ -94,6 +95,9 @@ struct ChunkDownloadOptions {
   std::function<void(int64_t verified_bytes, int64_t total_bytes)> on_progress;
   // Injected for tests; defaults to absl::SleepFor.
   std::function<void(absl::Duration)> sleep;
+  // Where the partial's writes go (common/fs.h); null: the real file system. Tests pass a
+  // FaultInjectingFs (tests/testing/fault_fs.h).
+  Fs* fs = nullptr;
 };
 
 struct ChunkDownloadStats {

@@ -158,6 +158,8 @@ std::vector<std::string> ListDir(const std::string& dir) {
 // The layout's paths, computed in one place.
 struct Layout {
   std::string dir;
+  // Where the store's writes go (ModelStore::Open's `io`).
+  Fs* io = &RealFs();
   std::string Versions() const { return absl::StrCat(dir, "/", kVersionsDir); }
   std::string Staging() const { return absl::StrCat(dir, "/", kStagingDir); }
   std::string VersionDir(absl::string_view key) const { return absl::StrCat(Versions(), "/", key); }
@@ -229,7 +231,7 @@ absl::Status PointLink(const Layout& layout, absl::string_view name, const std::
   if (::symlink(target.c_str(), temp.c_str()) != 0) {
     return ErrnoStatus(errno, absl::StrCat("symlink ", temp));
   }
-  if (::rename(temp.c_str(), link.c_str()) != 0) {
+  if (layout.io->Rename(temp, link) != 0) {
     absl::Status status = ErrnoStatus(errno, absl::StrCat("rename ", temp));
     ::unlink(temp.c_str());
     return status;
@@ -246,7 +248,7 @@ absl::Status SwitchCurrent(const Layout& layout, const std::string& key) {
     MD_RETURN_IF_ERROR(PointLink(layout, kPreviousLink, old_current));
   }
   MD_RETURN_IF_ERROR(PointLink(layout, kCurrentLink, key));
-  return FsyncDir(layout.dir);
+  return FsyncDir(layout.dir, *layout.io);
 }
 
 // Removes the artifact once its content is installed, unless it *is* the installed content
@@ -257,12 +259,12 @@ void ConsumeArtifact(const std::string& artifact_path, const InstalledVersion& i
 
 // Gives a moved single-file artifact its layout mode and makes its data durable (the
 // downloader fsynced it, but the store must not rely on every caller doing so).
-absl::Status SealFile(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+absl::Status SealFile(const std::string& path, Fs& io) {
+  int fd = io.Open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0) return ErrnoStatus(errno, path);
   absl::Status status;
   if (::fchmod(fd, 0644) != 0) status = ErrnoStatus(errno, path);
-  if (status.ok() && ::fsync(fd) != 0) status = ErrnoStatus(errno, absl::StrCat("fsync ", path));
+  if (status.ok() && io.Fsync(fd) != 0) status = ErrnoStatus(errno, absl::StrCat("fsync ", path));
   ::close(fd);
   return status;
 }
@@ -295,7 +297,7 @@ absl::Status ValidateVersion(const std::string& version) {
 
 }  // namespace
 
-absl::StatusOr<ModelStore> ModelStore::Open(const std::string& dir) {
+absl::StatusOr<ModelStore> ModelStore::Open(const std::string& dir, Fs* io) {
   if (dir.empty()) return InvalidArgument("dir", "EMPTY_DIR", "the store directory is required");
   std::error_code ec;
   fs::path absolute = fs::absolute(dir, ec).lexically_normal();
@@ -326,14 +328,14 @@ absl::StatusOr<ModelStore> ModelStore::Open(const std::string& dir) {
   MD_RETURN_IF_ERROR(FsyncDir(layout.Staging()));
   MD_RETURN_IF_ERROR(FsyncDir(layout.Versions()));
   MD_RETURN_IF_ERROR(FsyncDir(layout.dir));
-  return ModelStore(std::move(layout.dir));
+  return ModelStore(std::move(layout.dir), io != nullptr ? io : &RealFs());
 }
 
 absl::StatusOr<InstalledVersion> ModelStore::Activate(const std::string& artifact_path,
                                                       const std::string& version,
                                                       const std::string& digest, v1::Format format,
                                                       const UnzipLimits& limits) {
-  const Layout layout{dir_};
+  const Layout layout{dir_, fs_};
   MD_RETURN_IF_ERROR(ValidateVersion(version));
   MD_ASSIGN_OR_RETURN(std::string digest_hex, ParseDigest("digest", digest));
   const std::string content = ContentName(format);
@@ -394,7 +396,7 @@ absl::StatusOr<InstalledVersion> ModelStore::Activate(const std::string& artifac
       MD_RETURN_IF_ERROR(UnzipSafely(artifact_path, work_content, limits));
       relative_path = UnpackedContentPath(work_content);
     } else {
-      if (::rename(artifact_path.c_str(), work_content.c_str()) != 0) {
+      if (fs_->Rename(artifact_path, work_content) != 0) {
         if (errno == EXDEV) {
           return MakeError(absl::StatusCode::kFailedPrecondition, "ARTIFACT_ON_OTHER_FILESYSTEM",
                            absl::StrCat(artifact_path, " is not on the file system of ", dir_,
@@ -403,16 +405,16 @@ absl::StatusOr<InstalledVersion> ModelStore::Activate(const std::string& artifac
         return ErrnoStatus(errno, absl::StrCat("rename ", artifact_path));
       }
       moved_artifact = work_content;
-      MD_RETURN_IF_ERROR(SealFile(work_content));
+      MD_RETURN_IF_ERROR(SealFile(work_content, *fs_));
     }
-    MD_RETURN_IF_ERROR(FsyncDir(work));
-    if (::rename(work.c_str(), final_dir.c_str()) != 0) {
+    MD_RETURN_IF_ERROR(FsyncDir(work, *fs_));
+    if (fs_->Rename(work, final_dir) != 0) {
       return ErrnoStatus(errno, absl::StrCat("rename to ", final_dir));
     }
     renamed = true;
     if (!moved_artifact.empty()) moved_artifact = absl::StrCat(final_dir, "/", content);
-    MD_RETURN_IF_ERROR(FsyncDir(layout.Staging()));
-    MD_RETURN_IF_ERROR(FsyncDir(layout.Versions()));
+    MD_RETURN_IF_ERROR(FsyncDir(layout.Staging(), *fs_));
+    MD_RETURN_IF_ERROR(FsyncDir(layout.Versions(), *fs_));
     // INSTALLED last: from here on the folder counts as a complete version.
     InstalledVersion installed;
     installed.version = version;
@@ -420,7 +422,7 @@ absl::StatusOr<InstalledVersion> ModelStore::Activate(const std::string& artifac
     installed.format = format;
     MD_RETURN_IF_ERROR(WriteFileAtomically(layout.Installed(key),
                                            FormatInstalled(installed, relative_path), 0644,
-                                           /*overwrite=*/false));
+                                           /*overwrite=*/false, *fs_));
     return SwitchCurrent(layout, key);
   }();
 
@@ -468,7 +470,7 @@ absl::StatusOr<InstalledVersion> ModelStore::ActivatePartial(const std::string& 
   // version is current (the crash cases in model_store.h).
   const std::string activating = absl::StrCat(partial, kActivatingSuffix);
   MD_RETURN_IF_ERROR(UnlinkIfExists(activating));
-  if (::link(partial.c_str(), activating.c_str()) != 0) {
+  if (fs_->Link(partial, activating) != 0) {
     return ErrnoStatus(errno, absl::StrCat("linking ", partial, " to ", activating));
   }
   absl::StatusOr<InstalledVersion> installed =
@@ -483,17 +485,17 @@ absl::StatusOr<InstalledVersion> ModelStore::ActivatePartial(const std::string& 
 }
 
 std::optional<InstalledVersion> ModelStore::Current() const {
-  const Layout layout{dir_};
+  const Layout layout{dir_, fs_};
   return ReadInstalled(layout, ReadLinkKey(layout, kCurrentLink));
 }
 
 std::optional<InstalledVersion> ModelStore::Previous() const {
-  const Layout layout{dir_};
+  const Layout layout{dir_, fs_};
   return ReadInstalled(layout, ReadLinkKey(layout, kPreviousLink));
 }
 
 absl::Status ModelStore::Rollback() {
-  const Layout layout{dir_};
+  const Layout layout{dir_, fs_};
   std::optional<InstalledVersion> previous = Previous();
   if (!previous) {
     return MakeError(absl::StatusCode::kFailedPrecondition, "NO_PREVIOUS_VERSION",
@@ -512,7 +514,7 @@ absl::Status ModelStore::Rollback() {
 }
 
 absl::StatusOr<int64_t> ModelStore::CollectGarbage() {
-  const Layout layout{dir_};
+  const Layout layout{dir_, fs_};
   // Whatever the links name is kept, complete or not: never remove a folder in use.
   std::set<std::string> keep;
   for (absl::string_view link : {kCurrentLink, kPreviousLink}) {
@@ -542,7 +544,7 @@ absl::StatusOr<int64_t> ModelStore::CollectGarbage() {
 }
 
 std::vector<InstalledVersion> ModelStore::List() const {
-  const Layout layout{dir_};
+  const Layout layout{dir_, fs_};
   std::vector<InstalledVersion> out;
   for (const std::string& name : ListDir(layout.Versions())) {
     if (std::optional<InstalledVersion> installed = ReadInstalled(layout, name)) {

@@ -62,6 +62,7 @@
 
 #include "absl/status/statusor.h"
 #include "client/agent/unzip.h"  // UnzipLimits
+#include "common/fs.h"
 #include "modeldist/v1/resources.pb.h"
 
 namespace modeldist::agent {
@@ -79,7 +80,9 @@ class ModelStore {
   // Opens (creating) the layout under `dir`, removing leftovers of a crash: activation work
   // folders in staging/, temporary links and version folders without INSTALLED. Other files
   // in staging/ (downloads being resumed) are kept; CollectGarbage removes them.
-  static absl::StatusOr<ModelStore> Open(const std::string& dir);
+  // Its writes go through `io` (common/fs.h; null: the real file system), so tests can make
+  // them fail (tests/testing/fault_fs.h).
+  static absl::StatusOr<ModelStore> Open(const std::string& dir, Fs* io = nullptr);
 
   // Where a download of `digest` (sha256:<hex>) keeps its bytes until ActivatePartial:
   // staging/<hex>.partial. INVALID_ARGUMENT for a malformed digest.
@@ -133,8 +136,9 @@ class ModelStore {
   std::string StagingDir() const { return dir_ + "/staging"; }
 
  private:
-  explicit ModelStore(std::string dir) : dir_(std::move(dir)) {}
+  ModelStore(std::string dir, Fs* io) : dir_(std::move(dir)), fs_(io) {}
   std::string dir_;
+  Fs* fs_;
 };
 
 }  // namespace modeldist::agent

@@ -30,8 +30,8 @@ constexpr size_t kHugePageBytes = 2 * 1024 * 1024;
 
 // A second, O_DIRECT descriptor of the file `fd` refers to, opened by `path`; invalid where the
 // file system has no O_DIRECT or `path` now names another file (renamed or replaced meanwhile).
-ScopedFd OpenDirectTwin(int fd, const std::string& path) {
-  ScopedFd direct(::open(path.c_str(), O_WRONLY | O_DIRECT | O_CLOEXEC));
+ScopedFd OpenDirectTwin(int fd, const std::string& path, Fs& fs) {
+  ScopedFd direct(fs.Open(path, O_WRONLY | O_DIRECT | O_CLOEXEC));
   struct stat a {};
   struct stat b {};
   if (!direct.valid() || ::fstat(fd, &a) != 0 || ::fstat(direct.get(), &b) != 0 ||
@@ -43,9 +43,10 @@ ScopedFd OpenDirectTwin(int fd, const std::string& path) {
 
 }  // namespace
 
-BlockWriter::BlockWriter(int fd, std::string path, bool writeback)
+BlockWriter::BlockWriter(int fd, std::string path, bool writeback, Fs& fs)
     : fd_(fd),
-      direct_fd_(OpenDirectTwin(fd, path)),
+      fs_(fs),
+      direct_fd_(OpenDirectTwin(fd, path, fs)),
       path_(std::move(path)),
       writeback_(writeback),
       arena_(static_cast<char*>(std::aligned_alloc(kHugePageBytes, kBlocks * Block::kCapacity)),
@@ -65,12 +66,12 @@ BlockWriter::BlockWriter(int fd, std::string path, bool writeback)
 }
 
 absl::StatusOr<std::unique_ptr<BlockWriter>> BlockWriter::Start(int fd, std::string path,
-                                                                bool writeback) {
+                                                                bool writeback, Fs& fs) {
   // The only exceptions here: allocating the blocks, and starting the threads (the ones that
   // did start are joined by the destructor's Drain).
   std::unique_ptr<BlockWriter> writer;
   try {
-    writer.reset(new BlockWriter(fd, std::move(path), writeback));
+    writer.reset(new BlockWriter(fd, std::move(path), writeback, fs));
     writer->workers_.reserve(kWorkers);
     for (size_t i = 0; i < kWorkers; ++i) {
       writer->workers_.emplace_back([w = writer.get()] { w->Run(); });
@@ -210,7 +211,7 @@ absl::Status BlockWriter::Write(const Block& block, int64_t offset) {
     MD_ASSIGN_OR_RETURN(bool written, TryWriteDirect(block, offset));
     if (written) return absl::OkStatus();
   }
-  MD_RETURN_IF_ERROR(PwriteAll(fd_, block.data(), block.size(), offset, path_));
+  MD_RETURN_IF_ERROR(PwriteAll(fd_, block.data(), block.size(), offset, path_, fs_));
   if (writeback_) StartWriteback(offset, static_cast<int64_t>(block.size()));
   return absl::OkStatus();
 }
@@ -218,7 +219,7 @@ absl::Status BlockWriter::Write(const Block& block, int64_t offset) {
 absl::StatusOr<bool> BlockWriter::TryWriteDirect(const Block& block, int64_t offset) {
   ssize_t n;
   do {
-    n = ::pwrite(direct_fd_.get(), block.data(), block.size(), offset);
+    n = fs_.Pwrite(direct_fd_.get(), block.data(), block.size(), offset);
   } while (n < 0 && errno == EINTR);
   if (n < 0 && errno == EINVAL) {
     // The device wants a larger alignment than kAlignment: buffered from now on.
@@ -228,8 +229,8 @@ absl::StatusOr<bool> BlockWriter::TryWriteDirect(const Block& block, int64_t off
   if (n < 0) return ErrnoStatus(errno, absl::StrCat("write ", path_));
   direct_bytes_ += n;
   if (static_cast<size_t>(n) < block.size()) {  // short (e.g. the disk filled): finish buffered
-    MD_RETURN_IF_ERROR(
-        PwriteAll(fd_, block.data() + n, block.size() - static_cast<size_t>(n), offset + n, path_));
+    MD_RETURN_IF_ERROR(PwriteAll(fd_, block.data() + n, block.size() - static_cast<size_t>(n),
+                                 offset + n, path_, fs_));
   }
   return true;
 }

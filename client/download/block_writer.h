@@ -44,6 +44,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "common/file_util.h"
+#include "common/fs.h"
 
 namespace modeldist::client {
 
@@ -83,9 +84,10 @@ class BlockWriter {
   // Starts a writer into `fd` (an open, writable descriptor of `path`, owned by the caller and
   // kept open until Drain returns; O_DIRECT is used only if `path` still names the file `fd`
   // refers to). `writeback`: start and pace writeback of buffered writes (for callers that
-  // fsync at the end). RESOURCE_EXHAUSTED when its blocks or its thread cannot be had.
+  // fsync at the end). The writes go through `fs` (common/fs.h; tests make them fail).
+  // RESOURCE_EXHAUSTED when its blocks or its thread cannot be had.
   static absl::StatusOr<std::unique_ptr<BlockWriter>> Start(int fd, std::string path,
-                                                            bool writeback);
+                                                            bool writeback, Fs& fs = RealFs());
   ~BlockWriter();
   BlockWriter(const BlockWriter&) = delete;
   BlockWriter& operator=(const BlockWriter&) = delete;
@@ -119,7 +121,7 @@ class BlockWriter {
   int64_t direct_bytes() const { return direct_bytes_.load(); }
 
  private:
-  BlockWriter(int fd, std::string path, bool writeback);
+  BlockWriter(int fd, std::string path, bool writeback, Fs& fs);
 
   static constexpr size_t kBlocks = 8;
   static constexpr size_t kWorkers = 2;
@@ -160,6 +162,7 @@ class BlockWriter {
   void StartWriteback(int64_t offset, int64_t length);
 
   const int fd_;
+  Fs& fs_;
   const ScopedFd direct_fd_;  // invalid where O_DIRECT is not supported
   std::atomic<bool> direct_refused_{false};
   std::atomic<int64_t> direct_bytes_{0};

@@ -76,6 +76,23 @@ absl::Status RunAudit(Invocation& inv, const Flags& flags);
 void KeysFlags(Flags* f);
 absl::Status RunKeys(Invocation& inv, const Flags& flags);
 
+// creds_command.cc: `creds create NAME --scope S...|list|revoke NAME`, the server's named
+// admin credentials. create prints the new token alone on stdout (shown only then).
+void CredsFlags(Flags* f);
+absl::Status RunCreds(Invocation& inv, const Flags& flags);
+
+// root_command.cc: `root keygen|fetch|init|add-key|revoke|sign|verify|show|upload`, the
+// offline ceremony that changes the trust root with root keys the server never holds
+// (docs/trust.md). Only fetch and upload talk to the server. Root files: trust_files.h.
+void RootFlags(Flags* f);
+absl::Status RunRoot(Invocation& inv, const Flags& flags);
+
+// release_command.cc: `release sign|show|attach`, release statements signed by the offline
+// release keys where the files are, attached to a published version (publish --release sends
+// one with the version).
+void ReleaseFlags(Flags* f);
+absl::Status RunRelease(Invocation& inv, const Flags& flags);
+
 // scrub_command.cc: `scrub` has the server re-read and check every blob on its disk, printing
 // each damaged, missing or restored blob and a summary; DamageFound (exit 4) when a blob is
 // damaged or missing.

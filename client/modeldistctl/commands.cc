@@ -112,6 +112,44 @@ const Command kCommands[] = {
      "   or: modeldistctl [global flags] keys root [--version N] [--out FILE]",
      "manage the server's manifest-signing keys and trust root; generate a key locally",
      "modeldistctl keys root --out trust-root.bin", KeysFlags, RunKeys},
+    {"creds",
+     "creds create NAME --scope SCOPE [--scope SCOPE...]\n"
+     "   or: modeldistctl [global flags] creds list\n"
+     "   or: modeldistctl [global flags] creds revoke NAME\n"
+     "Scopes: read, publish, rollout, keys, admin (every scope). create prints the token alone\n"
+     "on stdout, once: redirect it into the file --token-file reads.",
+     "manage named admin credentials: tokens with scopes, revocable one by one",
+     "modeldistctl creds create ci-publisher --scope publish --scope read > ci.token", CredsFlags,
+     RunCreds},
+    {"root",
+     "root keygen --out NAME\n"
+     "   or: modeldistctl [global flags] root fetch --out CURRENT [--version N]\n"
+     "   or: modeldistctl [global flags] root init --from CURRENT --root-key PUB[,PUB...]\n"
+     "           [--root-threshold K] [--release-key PUB,... [--release-threshold K]]\n"
+     "           [--online-key PUB,... [--threshold K]] --out NEXT\n"
+     "   or: modeldistctl [global flags] root add-key|revoke --from CURRENT\n"
+     "           --role root|online|release --key PUB | --key-id ID [--threshold K] --out NEXT\n"
+     "   or: modeldistctl [global flags] root sign --key KEY.pem NEXT\n"
+     "   or: modeldistctl [global flags] root verify --trusted CURRENT NEXT\n"
+     "   or: modeldistctl [global flags] root show FILE\n"
+     "   or: modeldistctl [global flags] root upload NEXT\n"
+     "The offline ceremony of docs/trust.md: all but fetch and upload work on files alone.\n"
+     "Root files are JSON (a SignedTrustRoot). Exit code 4: verify found the root not valid yet.",
+     "change the trust root offline: root and release keys that never touch the server",
+     "modeldistctl root sign --key alice-root.pem root-3.json", RootFlags, RunRoot},
+    {"release",
+     "release sign --key KEY.pem --version models/M/versions/V --out REL\n"
+     "           PLATFORM/ARCH/FORMAT=FILE... | --platform P --arch A --format F FILE\n"
+     "   or: modeldistctl [global flags] release sign --key KEY.pem REL\n"
+     "   or: modeldistctl [global flags] release show [--trusted ROOT] REL\n"
+     "   or: modeldistctl [global flags] release attach [--version models/M/versions/V] REL\n"
+     "A release statement lists each file's digest, size and chunk chain, signed by release\n"
+     "keys; `publish --release REL` sends it with the version. Exit code 4: show --trusted\n"
+     "found it not valid.",
+     "sign what a version contains with offline release keys, show it, attach it",
+     "modeldistctl release sign --key rel.pem --version models/llama/versions/2026.12.0 \\\n"
+     "      --out llama-2026.12.0.rel macos/arm64/coreml-zip=llama.zip",
+     ReleaseFlags, RunRelease},
     {"bundle",
      "bundle export --tier T [--channel C] --platform P --arch A [--device-id D]\n"
      "           [--no-blobs] --output FILE\n"
@@ -153,7 +191,9 @@ void AddGlobalFlags(Flags* f, const GetEnv& getenv) {
   f->Add("token-file", "FILE", "",
          "admin token file, first line ($MODELDIST_ADMIN_TOKEN when absent)");
   f->Add("tls-ca", "FILE", "", "use TLS, trusting this CA bundle (PEM); plaintext without it");
-  f->Add("actor", "NAME", "", "who you are in the server's audit log (default: $USER@hostname)");
+  f->Add("actor", "NAME", "",
+         "sent as x-modeldist-actor, which servers now ignore: the audit log records the "
+         "token's credential name (modeldistctl creds); kept so old scripts still run");
   f->AddBool("json", "print results as JSON");
   f->AddBool("help", "show this help");
 }

@@ -626,7 +626,14 @@ absl::Status Publish(RegistryClient& client, const PublishSpec& spec, const Publ
   if (!result->was_published) {
     v1::PublishVersionRequest publish;
     publish.set_name(version_name);
+    if (spec.release.has_value()) *publish.mutable_release() = *spec.release;
     MD_ASSIGN_OR_RETURN(result->version, client.PublishVersion(publish));
+  } else if (spec.release.has_value() && !result->version.released()) {
+    v1::AttachReleaseRequest attach;
+    attach.set_name(version_name);
+    *attach.mutable_release() = *spec.release;
+    MD_ASSIGN_OR_RETURN(result->version, client.AttachRelease(attach));
+    note(absl::StrCat("attached the release statement to ", version_name));
   }
 
   // 6. Tier. A version published before this run may be bound already: binding it again

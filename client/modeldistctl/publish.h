@@ -22,7 +22,8 @@
 //      unpacked size, as the server returns them) is resumed; a PUBLISHED one with the same
 //      artifacts skips to step 6; anything else is an ALREADY_EXISTS error that says what
 //      differs;
-//   5. PublishVersion;
+//   5. PublishVersion, with the release statement when there is one (a version published
+//      before without one gets it through AttachRelease);
 //   6. SetTier, unless the version was already PUBLISHED and the tier is already bound to it
 //      on that channel (ListTiers says so): a rerun that changes nothing then binds nothing,
 //      so the tier's sequence and the audit log stay as they were.
@@ -43,6 +44,7 @@
 #include "client/modeldistctl/registry_client.h"
 #include "client/modeldistctl/upload.h"
 #include "common/digest.h"
+#include "modeldist/v1/manifest.pb.h"
 #include "modeldist/v1/resources.pb.h"
 
 namespace modeldist::ctl {
@@ -75,6 +77,9 @@ struct PublishSpec {
   v1::ArtifactConstraints constraints;
   // Bytes on disk after activation, for every artifact; 0 means each artifact's own size.
   int64_t unpacked_size_bytes = 0;
+  // The version's release statement (`release sign`), sent with PublishVersion; for a version
+  // published before without one, attached (AttachRelease) instead.
+  std::optional<v1::SignedRelease> release;
 };
 
 struct PublishOptions {

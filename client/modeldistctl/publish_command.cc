@@ -14,6 +14,7 @@
 #include "client/modeldistctl/progress.h"
 #include "client/modeldistctl/publish.h"
 #include "client/modeldistctl/registry_client.h"
+#include "client/modeldistctl/trust_files.h"
 #include "common/json.h"
 #include "common/names.h"
 #include "common/status.h"
@@ -115,6 +116,9 @@ void PublishFlags(Flags* f) {
              "nothing is sent (exit 4: a file would be refused)");
   f->Add("require-file", "LIST", "",
          "with --check: file names a CoreML zip must hold (default: a tokenizer file)");
+  f->Add("release", "REL", "",
+         "the version's release statement (`modeldistctl release sign`), required when the "
+         "trust root has release keys");
   f->AddBool("json", "print the result as JSON");
 }
 
@@ -154,6 +158,16 @@ absl::Status RunPublish(Invocation& inv, const Flags& flags) {
                                              flags.Get("requires"), flags.Get("unpacked-size"),
                                              &spec));
   MD_RETURN_IF_ERROR(ValidatePublishSpec(spec));
+  if (const std::string path = flags.Get("release"); !path.empty()) {
+    MD_ASSIGN_OR_RETURN(spec.release, ReadReleaseFile(path));
+    MD_ASSIGN_OR_RETURN(v1::Release release, ReleaseOf(path, *spec.release));
+    // Caught here, before gigabytes are uploaded for a publish the server would refuse.
+    const std::string version = VersionName{spec.model_id, spec.version_id}.ToString();
+    if (release.version() != version) {
+      return UsageError(
+          absl::StrCat("--release ", path, " releases ", release.version(), ", not ", version));
+    }
+  }
   if (flags.GetBool("check")) {
     if (flags.IsSet("import")) return UsageError("--check reads local FILEs; not with --import");
     std::vector<ModelFile> files;

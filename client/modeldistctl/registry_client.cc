@@ -311,6 +311,29 @@ absl::StatusOr<v1::ListAuditLogResponse> RegistryClient::ListAuditLog(
   });
 }
 
+absl::StatusOr<v1::CreateCredentialResponse> RegistryClient::CreateCredential(
+    const v1::CreateCredentialRequest& request) {
+  return Unary<v1::CreateCredentialResponse>(
+      [&](grpc::ClientContext* c, v1::CreateCredentialResponse* r) {
+        return stub_->CreateCredential(c, request, r);
+      });
+}
+
+absl::StatusOr<v1::ListCredentialsResponse> RegistryClient::ListCredentials(
+    const v1::ListCredentialsRequest& request) {
+  return Unary<v1::ListCredentialsResponse>(
+      [&](grpc::ClientContext* c, v1::ListCredentialsResponse* r) {
+        return stub_->ListCredentials(c, request, r);
+      });
+}
+
+absl::StatusOr<v1::Credential> RegistryClient::RevokeCredential(
+    const v1::RevokeCredentialRequest& request) {
+  return Unary<v1::Credential>([&](grpc::ClientContext* c, v1::Credential* r) {
+    return stub_->RevokeCredential(c, request, r);
+  });
+}
+
 absl::StatusOr<v1::SignedTrustRoot> RegistryClient::AddSigningKey(
     const v1::AddSigningKeyRequest& request) {
   return Unary<v1::SignedTrustRoot>([&](grpc::ClientContext* c, v1::SignedTrustRoot* r) {
@@ -330,6 +353,18 @@ absl::StatusOr<v1::SignedTrustRoot> RegistryClient::RotateSigningKeys(
   return Unary<v1::SignedTrustRoot>([&](grpc::ClientContext* c, v1::SignedTrustRoot* r) {
     return stub_->RotateSigningKeys(c, request, r);
   });
+}
+
+absl::StatusOr<v1::SignedTrustRoot> RegistryClient::UploadTrustRoot(
+    const v1::UploadTrustRootRequest& request) {
+  return Unary<v1::SignedTrustRoot>([&](grpc::ClientContext* c, v1::SignedTrustRoot* r) {
+    return stub_->UploadTrustRoot(c, request, r);
+  });
+}
+
+absl::StatusOr<v1::Version> RegistryClient::AttachRelease(const v1::AttachReleaseRequest& request) {
+  return Unary<v1::Version>(
+      [&](grpc::ClientContext* c, v1::Version* r) { return stub_->AttachRelease(c, request, r); });
 }
 
 absl::StatusOr<v1::ListOriginsResponse> RegistryClient::ListOrigins(

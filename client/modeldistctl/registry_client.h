@@ -102,6 +102,13 @@ class RegistryClient {
   absl::StatusOr<v1::SignedTrustRoot> RevokeSigningKey(const v1::RevokeSigningKeyRequest& request);
   absl::StatusOr<v1::SignedTrustRoot> RotateSigningKeys(
       const v1::RotateSigningKeysRequest& request);
+  absl::StatusOr<v1::SignedTrustRoot> UploadTrustRoot(const v1::UploadTrustRootRequest& request);
+  absl::StatusOr<v1::Version> AttachRelease(const v1::AttachReleaseRequest& request);
+  absl::StatusOr<v1::CreateCredentialResponse> CreateCredential(
+      const v1::CreateCredentialRequest& request);
+  absl::StatusOr<v1::ListCredentialsResponse> ListCredentials(
+      const v1::ListCredentialsRequest& request);
+  absl::StatusOr<v1::Credential> RevokeCredential(const v1::RevokeCredentialRequest& request);
   absl::StatusOr<v1::ListOriginsResponse> ListOrigins(const v1::ListOriginsRequest& request);
   absl::StatusOr<v1::CheckOriginResponse> CheckOrigin(const v1::CheckOriginRequest& request);
 

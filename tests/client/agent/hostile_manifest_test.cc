@@ -20,60 +20,13 @@
 #include "gtest/gtest.h"
 #include "modeldist/v1/manifest.grpc.pb.h"
 #include "tests/client/agent/agent_fixture.h"
+#include "tests/client/agent/hostile_manifest_proxy.h"
 #include "tests/testing/test_server.h"
 
 namespace modeldist::testing {
 namespace {
 
 using ::testing::HasSubstr;
-
-// Forwards ManifestService to `upstream`, letting a test rewrite GetManifest's answer.
-class HostileManifestProxy final : public v1::ManifestService::Service {
- public:
-  // Turns the upstream answer for `request` into what the proxy sends.
-  using Rewrite = std::function<grpc::Status(const v1::GetManifestRequest& request,
-                                             v1::SignedManifest* answer)>;
-
-  explicit HostileManifestProxy(std::shared_ptr<grpc::Channel> upstream)
-      : upstream_(v1::ManifestService::NewStub(std::move(upstream))) {
-    grpc::ServerBuilder builder;
-    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
-    builder.RegisterService(this);
-    server_ = builder.BuildAndStart();
-  }
-  ~HostileManifestProxy() override { server_->Shutdown(); }
-
-  int port() const { return port_; }
-  void set_rewrite(Rewrite rewrite) { rewrite_ = std::move(rewrite); }
-  // GetManifest calls forwarded upstream.
-  int forwarded() const { return forwarded_; }
-
-  grpc::Status GetManifest(grpc::ServerContext*, const v1::GetManifestRequest* request,
-                           v1::SignedManifest* answer) override {
-    grpc::ClientContext context;
-    ++forwarded_;
-    grpc::Status status = upstream_->GetManifest(&context, *request, answer);
-    if (!status.ok() || !rewrite_) return status;
-    return rewrite_(*request, answer);
-  }
-  grpc::Status GetTrustRoot(grpc::ServerContext*, const v1::GetTrustRootRequest* request,
-                            v1::SignedTrustRoot* answer) override {
-    grpc::ClientContext context;
-    return upstream_->GetTrustRoot(&context, *request, answer);
-  }
-  grpc::Status GetSigningKeys(grpc::ServerContext*, const v1::GetSigningKeysRequest* request,
-                              v1::GetSigningKeysResponse* answer) override {
-    grpc::ClientContext context;
-    return upstream_->GetSigningKeys(&context, *request, answer);
-  }
-
- private:
-  std::unique_ptr<v1::ManifestService::Stub> upstream_;
-  Rewrite rewrite_;
-  std::atomic<int> forwarded_{0};
-  int port_ = 0;
-  std::unique_ptr<grpc::Server> server_;
-};
 
 class HostileManifestTest : public AgentFixture {
  protected:

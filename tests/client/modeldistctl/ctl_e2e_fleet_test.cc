@@ -34,9 +34,19 @@ TEST_F(CtlE2eTest, RolloutPinAuditAndKeyRotation) {
   const std::string old_version = "models/e2e-model/versions/1.0";
   const std::string new_version = "models/e2e-model/versions/2.0";
 
+  // --- creds create: the releaser's own credential; its token alone on stdout ---
+  CtlRun creds = Ctl({"creds", "create", "e2e-releaser", "--scope", "rollout", "--scope", "read"});
+  ASSERT_EQ(creds.code, 0) << creds.err;
+  EXPECT_THAT(creds.out, ::testing::MatchesRegex("mdc_[A-Za-z0-9_-]{43}\n"));
+  EXPECT_THAT(creds.err, HasSubstr("shown only now"));
+  const std::string releaser_token = dir_.Join("releaser.token");
+  std::ofstream(releaser_token) << creds.out;
+
   // --- rollout start / advance / list / abort ---
-  CtlRun start = Ctl({"--actor", "e2e-releaser@ci", "rollout", "start", "--tier", "llama8b",
-                      "--version", new_version, "--percent", "0.5"});
+  // The audit log records the credential's name; the --actor it claims is ignored.
+  CtlRun start = Ctl({"--token-file", releaser_token, "--actor", "forged@ci", "rollout", "start",
+                      "--tier", "llama8b", "--version", new_version, "--percent", "0.5"},
+                     {}, /*with_token_file=*/false);
   ASSERT_EQ(start.code, 0) << start.err;
   EXPECT_THAT(start.out, HasSubstr(absl::StrCat(" llama8b/stable: ", old_version, " -> ",
                                                 new_version, " at 0.5% (ACTIVE)\n")));
@@ -122,9 +132,11 @@ TEST_F(CtlE2eTest, RolloutPinAuditAndKeyRotation) {
   for (const char* column : {"TIME", "ACTOR", "ACTION", "RESOURCE", "DETAILS"}) {
     EXPECT_THAT(entries[0], HasSubstr(column));
   }
-  EXPECT_THAT(entries[1], HasSubstr("e2e-pinner@"));
+  EXPECT_THAT(entries[1], HasSubstr("admin"));  // the bootstrap token's name, not $USER
   EXPECT_THAT(entries[1], HasSubstr("PinDevices"));
-  EXPECT_THAT(audit.out, HasSubstr("e2e-releaser@ci"));
+  EXPECT_THAT(audit.out, HasSubstr("e2e-releaser"));
+  EXPECT_THAT(audit.out, Not(HasSubstr("forged@ci")));
+  EXPECT_THAT(audit.out, Not(HasSubstr("e2e-pinner")));
   EXPECT_THAT(audit.out, HasSubstr("StartRollout"));
   EXPECT_THAT(audit.out, HasSubstr("AbortRollout"));
   CtlRun newest = Ctl({"audit", "--limit", "1"});
@@ -132,6 +144,23 @@ TEST_F(CtlE2eTest, RolloutPinAuditAndKeyRotation) {
   EXPECT_EQ(std::vector<std::string>(absl::StrSplit(newest.out, '\n', absl::SkipEmpty())).size(),
             2u)
       << newest.out;
+
+  // --- creds list / revoke: never a token; a revoked token stops working at once ---
+  CtlRun listed = Ctl({"creds", "list"});
+  ASSERT_EQ(listed.code, 0) << listed.err;
+  EXPECT_THAT(listed.out, HasSubstr("e2e-releaser"));
+  EXPECT_THAT(listed.out, HasSubstr("read,rollout"));
+  EXPECT_THAT(listed.out, Not(HasSubstr("mdc_")));
+  CtlRun readable = Ctl({"--token-file", releaser_token, "rollout", "list"}, {}, false);
+  EXPECT_EQ(readable.code, 0) << readable.err;
+  CtlRun no_audit = Ctl({"--token-file", releaser_token, "audit"}, {}, /*with_token_file=*/false);
+  EXPECT_EQ(no_audit.code, 2);
+  EXPECT_THAT(no_audit.err, HasSubstr("SCOPE_MISSING"));
+  CtlRun revoke = Ctl({"creds", "revoke", "e2e-releaser"});
+  ASSERT_EQ(revoke.code, 0) << revoke.err;
+  CtlRun revoked = Ctl({"--token-file", releaser_token, "rollout", "list"}, {}, false);
+  EXPECT_EQ(revoked.code, 2);
+  EXPECT_THAT(revoked.err, HasSubstr("WRONG_TOKEN"));
 
   // --- keys root, keys rotate, keys root: a device walks from the pinned root to the new one ---
   const std::string root1_path = dir_.Join("root-1.bin");

@@ -1,5 +1,5 @@
 // model_info_dump --seeds DIR: writes the same GGUF files into DIR/gguf and a few valid CoreML
-// zips into DIR/coreml_zip, the seeds of tools/fuzz-model-check.sh.
+// zips into DIR/coreml_zip, the seeds of the gguf and coreml_zip fuzz targets (tools/fuzz.sh).
 //
 // model_info_dump DIR: writes a few GGUF files made by MakeGguf into DIR and prints, as one JSON
 // array, each file's path and the v1::ModelInfo CheckGguf reads from it. The files differ in

@@ -1,5 +1,5 @@
 // libFuzzer target for what a device reads from a bundle before any signature check
-// (tools/fuzz-bundle.sh builds it): the fuzzer's bytes as a tar through TarReader, reading each
+// (tools/fuzz.sh builds it): the fuzzer's bytes as a tar through TarReader, reading each
 // entry as InstallBundle does (INDEX through ParseBundleIndex, other entries streamed), and the
 // bytes themselves as an INDEX text. Any error but the documented reasons aborts, as do a
 // returned entry that breaks the reader's promises (an unsafe name, a size past the cap) and an

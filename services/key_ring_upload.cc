@@ -1,0 +1,52 @@
+// KeyRing::UploadRoot: publishing a trust root that was made and signed offline (roles,
+// common/trust.h). The server cannot make such a root: it only adds what it holds (online
+// signatures), checks it as devices will, and stores it.
+#include <set>
+#include <string>
+#include <utility>
+
+#include "common/status.h"
+#include "common/trust.h"
+#include "services/key_ring.h"
+
+namespace modeldist::services {
+
+absl::StatusOr<KeyRing::VerifiedRoot> KeyRing::UploadRoot(const v1::SignedTrustRoot& next) {
+  absl::MutexLock lock(&mu_);
+  v1::TrustRoot parsed;
+  if (!parsed.ParseFromString(next.root())) {
+    // Checked before signing: the ring signs only bytes that are a root.
+    return MakeError(absl::StatusCode::kInvalidArgument, kReasonMalformedRoot,
+                     "the uploaded root's signed bytes do not parse as a TrustRoot");
+  }
+
+  // Signatures by the online keys we hold of the newest root (which vouch for the next one
+  // when the newest has no root keys, and which agents that predate roles count) and of the
+  // next root (which accept the role). Only keys of those two roots sign: the ring never
+  // signs a root with a key it merely holds. A signature the upload carries under one of
+  // those key ids is replaced: verifiers count only the first signature per key id.
+  v1::SignedTrustRoot signed_root = next;
+  std::set<std::string> signed_by;
+  for (const v1::TrustRoot* root : {&newest_.root, &parsed}) {
+    for (const v1::SigningKey& key : root->keys()) {
+      auto held = held_.find(key.key_id());
+      if (held == held_.end() || !signed_by.insert(key.key_id()).second) continue;
+      v1::Signature* sig = nullptr;
+      for (v1::Signature& existing : *signed_root.mutable_signatures()) {
+        if (existing.key_id() == key.key_id()) sig = &existing;
+      }
+      if (sig == nullptr) sig = signed_root.add_signatures();
+      sig->set_key_id(key.key_id());
+      sig->set_signature(held->second->key.Sign(kRootSignatureContext, signed_root.root()));
+    }
+  }
+
+  MD_ASSIGN_OR_RETURN(v1::TrustRoot verified, VerifyNextRoot(newest_.root, signed_root));
+  // The server signs every manifest with the new root's online keys: it must hold enough.
+  MD_RETURN_IF_ERROR(CheckHoldThreshold(verified));
+  MD_RETURN_IF_ERROR(store_->Append(verified.version(), signed_root.SerializeAsString()));
+  SetNewest({std::move(signed_root), std::move(verified)});
+  return newest_;
+}
+
+}  // namespace modeldist::services
