@@ -143,6 +143,12 @@ absl::Status CheckRootWellFormed(const v1::TrustRoot& root) {
     MD_RETURN_IF_ERROR(CheckRoleWellFormed(root.version(), "root keys", root.root_keys().keys(),
                                            root.root_keys().threshold()));
   }
+  if (root.has_release_keys() && !root.has_root_keys()) {
+    // The online keys would sign the next root, so whoever holds them could drop the role.
+    return MakeError(
+        absl::StatusCode::kInvalidArgument, kReasonMalformedRoot,
+        absl::StrCat("version ", root.version(), ": release keys need root keys (offline) too"));
+  }
   if (root.has_release_keys()) {
     MD_RETURN_IF_ERROR(CheckRoleWellFormed(root.version(), "release keys",
                                            root.release_keys().keys(),

@@ -38,7 +38,7 @@ constexpr ScopedRpc kScopes[] = {
     {"PinDevices", v1::SCOPE_ROLLOUT},     {"UnpinDevices", v1::SCOPE_ROLLOUT},
     {"ListPins", v1::SCOPE_READ},          {"ListAuditLog", v1::SCOPE_ADMIN},
     {"AddSigningKey", v1::SCOPE_KEYS},     {"RevokeSigningKey", v1::SCOPE_KEYS},
-    {"RotateSigningKeys", v1::SCOPE_KEYS}, {"UploadTrustRoot", v1::SCOPE_KEYS},
+    {"RotateSigningKeys", v1::SCOPE_KEYS}, {"UploadTrustRoot", v1::SCOPE_ADMIN},
     {"CreateCredential", v1::SCOPE_ADMIN}, {"ListCredentials", v1::SCOPE_ADMIN},
     {"RevokeCredential", v1::SCOPE_ADMIN}, {"ScrubBlobs", v1::SCOPE_ADMIN},
     {"ListOrigins", v1::SCOPE_READ},       {"CheckOrigin", v1::SCOPE_READ},

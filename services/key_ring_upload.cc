@@ -44,6 +44,20 @@ absl::StatusOr<KeyRing::VerifiedRoot> KeyRing::UploadRoot(const v1::SignedTrustR
   MD_ASSIGN_OR_RETURN(v1::TrustRoot verified, VerifyNextRoot(newest_.root, signed_root));
   // The server signs every manifest with the new root's online keys: it must hold enough.
   MD_RETURN_IF_ERROR(CheckHoldThreshold(verified));
+  // ...and no online key it does not hold: while the newest root has no root keys, the
+  // signatures added above are what authorizes the change, and they must not vouch for a
+  // key someone else controls (whoever uploads would then sign manifests devices accept).
+  for (const v1::SigningKey& key : verified.keys()) {
+    if (held_.count(key.key_id()) == 0) {
+      return MakeError(
+          absl::StatusCode::kFailedPrecondition, "SIGNING_KEYS_MISSING",
+          absl::StrCat("trust root ", verified.version(), " names online key ", key.key_id(),
+                       ", whose private key this server does not hold (", keys_dir_,
+                       "/<key_id>.pem): every online key must be one "
+                       "the server holds"),
+          {{"missing_key_ids", key.key_id()}});
+    }
+  }
   MD_RETURN_IF_ERROR(store_->Append(verified.version(), signed_root.SerializeAsString()));
   SetNewest({std::move(signed_root), std::move(verified)});
   return newest_;

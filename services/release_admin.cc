@@ -133,8 +133,12 @@ absl::StatusOr<v1::Version> AttachRelease(const v1::TrustRoot& root,
   MD_RETURN_IF_ERROR(RequestCheck().VersionName("name", request.name(), &name).status());
   MD_ASSIGN_OR_RETURN(v1::Version version, catalog.GetVersion(name));
   if (version.state() != v1::Version::PUBLISHED) {
-    // The catalog makes the error (VERSION_NOT_PUBLISHED) and changes nothing.
-    return catalog.AttachRelease(name, request.release().SerializeAsString(), actor);
+    // Refused here, not left to the catalog: a publish committed meanwhile would let an
+    // unchecked statement through.
+    return MakeError(
+        absl::StatusCode::kFailedPrecondition, "VERSION_NOT_PUBLISHED",
+        absl::StrCat(request.name(), " is not PUBLISHED: publish it with --release instead"),
+        {{"resource", request.name()}});
   }
   MD_RETURN_IF_ERROR(CheckVersionRelease(root, request.release(), version, blobs, catalog));
   return catalog.AttachRelease(name, request.release().SerializeAsString(), actor);

@@ -178,6 +178,11 @@ TEST_F(TrustRolesTest, OfflineRolesMustBeWellFormedAndNotOnline) {
     *r.mutable_release_keys()->add_keys() = RootKeyFor(online_.public_key());
     cases.push_back({"online key as a release key", r});
   }
+  {
+    v1::TrustRoot r = WithRoles(2);
+    r.clear_root_keys();
+    cases.push_back({"release keys without root keys", r});
+  }
   for (const Case& c : cases) {
     EXPECT_THAT(CheckRootWellFormed(c.root), HasReason(kInvalid, kReasonMalformedRoot)) << c.name;
   }

@@ -10,6 +10,20 @@
 namespace modeldist::testing::release_roles {
 namespace {
 
+// The server's signatures authorize a change of a single-role root: it must not lend them to
+// a root that names an online key someone else holds (who would then sign manifests).
+TEST_F(ReleaseRolesTest, AnOnlineKeyTheServerDoesNotHoldIsRefused) {
+  std::vector<Ed25519PrivateKey> outsider = GenerateKeys(1);
+  v1::TrustRoot next = NextWithRoles();
+  *next.add_keys() = RootKeyFor(outsider[0].public_key());
+  std::vector<const Ed25519PrivateKey*> signers = Pointers(root_keys_, 2);
+  signers.push_back(&outsider[0]);
+  grpc::Status s = Upload(SignRoot(next, signers));
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << s.error_message();
+  EXPECT_EQ(ErrorReason(FromGrpcStatus(s)), "SIGNING_KEYS_MISSING");
+  EXPECT_EQ(Newest().version(), 1) << "nothing stored";
+}
+
 TEST_F(ReleaseRolesTest, UploadedRoleRootChainsFromTheSingleRoleRootAndIsServed) {
   const v1::TrustRoot before = Newest();
   ASSERT_FALSE(before.has_root_keys());

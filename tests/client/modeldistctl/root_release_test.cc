@@ -218,10 +218,10 @@ TEST_F(RootCeremonyTest, ErrorsSayWhatToDo) {
   EXPECT_THAT(not_a_root.err, HasSubstr("is not a signed trust root"));
   // The online key may not also hold an offline role.
   CtlRun shared =
-      RunInProcess({"root", "add-key", "--from", Path("root-1.json"), "--role", "release", "--key",
+      RunInProcess({"root", "add-key", "--from", Path("root-1.json"), "--role", "root", "--key",
                     Path("online.pub.pem"), "--out", Path("root-2.json")});
   EXPECT_EQ(shared.code, kExitUsage);
-  EXPECT_THAT(shared.err, HasSubstr("is an online key and also a release key"));
+  EXPECT_THAT(shared.err, HasSubstr("is an online key and also a root key"));
   EXPECT_NE(::access(Path("root-2.json").c_str(), F_OK), 0);
   CtlRun wrong_flag = RunInProcess({"root", "show", "--key", Priv("alice"), Path("root-1.json")});
   EXPECT_EQ(wrong_flag.code, kExitUsage);
