@@ -61,6 +61,22 @@ v1::ReleasedArtifact ReleasedArtifactFor(const v1::ManifestArtifact& artifact) {
   return out;
 }
 
+v1::ReleasedArtifact ReleasedArtifactOf(const ChunkChainBuilder& chain, int64_t chunk_size,
+                                        v1::Platform platform, v1::Arch arch, v1::Format format) {
+  v1::ReleasedArtifact out;
+  out.set_digest(FormatDigest(chain.DigestHex()));
+  out.set_size_bytes(chain.bytes());
+  out.set_format(format);
+  out.set_platform(platform);
+  out.set_arch(arch);
+  out.set_chunk_size(chunk_size);
+  // Chain() is the entries concatenated: what ChunkChainSha256 hashes.
+  Sha256 chain_hash;
+  chain_hash.Update(chain.Chain());
+  out.set_chunk_chain_sha256(chain_hash.FinishRaw());
+  return out;
+}
+
 v1::SignedRelease SignRelease(const v1::Release& release,
                               const std::vector<const Ed25519PrivateKey*>& signers) {
   v1::SignedRelease out;

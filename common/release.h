@@ -23,11 +23,14 @@
 #ifndef MODELDIST_COMMON_RELEASE_H_
 #define MODELDIST_COMMON_RELEASE_H_
 
+#include <cstdint>
+#include <string>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "common/chunk_chain.h"
 #include "common/ed25519.h"
 #include "modeldist/v1/manifest.pb.h"
 
@@ -46,6 +49,11 @@ inline constexpr absl::string_view kReasonReleaseKeysNotSet = "RELEASE_KEYS_NOT_
 // What a release lists for `artifact`: its digest, size, format, platform, arch, chunk size
 // and the SHA-256 of its chunk chain.
 v1::ReleasedArtifact ReleasedArtifactFor(const v1::ManifestArtifact& artifact);
+
+// What a release lists for the whole file `chain` was fed, built with `chunk_size`: where
+// the files are (modeldistctl release sign), without a manifest.
+v1::ReleasedArtifact ReleasedArtifactOf(const ChunkChainBuilder& chain, int64_t chunk_size,
+                                        v1::Platform platform, v1::Arch arch, v1::Format format);
 
 // The SHA-256 (32 raw bytes) of chain entries concatenated in order.
 std::string ChunkChainSha256(const google::protobuf::RepeatedPtrField<std::string>& chain);

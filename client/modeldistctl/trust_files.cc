@@ -288,20 +288,7 @@ absl::StatusOr<v1::ReleasedArtifact> ReleasedArtifactOfFile(const std::string& p
     return Local(absl::StatusCode::kAborted,
                  absl::StrCat(path, " changed while it was read; sign it when nothing writes it"));
   }
-  google::protobuf::RepeatedPtrField<std::string> entries;
-  const std::string all = chain.Chain();
-  for (size_t at = 0; at < all.size(); at += storage::kChainEntryBytes) {
-    entries.Add(all.substr(at, storage::kChainEntryBytes));
-  }
-  v1::ReleasedArtifact out;
-  out.set_digest(FormatDigest(chain.DigestHex()));
-  out.set_size_bytes(chain.bytes());
-  out.set_format(format);
-  out.set_platform(platform);
-  out.set_arch(arch);
-  out.set_chunk_size(storage::kChunkDigestBytes);
-  out.set_chunk_chain_sha256(ChunkChainSha256(entries));
-  return out;
+  return ReleasedArtifactOf(chain, storage::kChunkDigestBytes, platform, arch, format);
 }
 
 }  // namespace modeldist::ctl

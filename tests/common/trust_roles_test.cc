@@ -17,14 +17,9 @@
 namespace modeldist {
 namespace {
 
+using ::modeldist::testing::HasReason;
 using ::modeldist::testing::IsOk;
 using ::testing::HasSubstr;
-
-MATCHER_P2(HasReason, code, reason, "") {
-  const absl::Status& s = ::modeldist::testing::GetStatus(arg);
-  *result_listener << "status is " << s << " (reason " << ErrorReason(s) << ")";
-  return s.code() == code && ErrorReason(s) == reason;
-}
 
 constexpr absl::StatusCode kDenied = absl::StatusCode::kPermissionDenied;
 constexpr absl::StatusCode kInvalid = absl::StatusCode::kInvalidArgument;

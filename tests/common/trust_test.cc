@@ -14,15 +14,9 @@
 namespace modeldist {
 namespace {
 
+using ::modeldist::testing::HasReason;
 using ::modeldist::testing::IsOk;
 using ::testing::HasSubstr;
-
-// Matches a Status or StatusOr with `code` and ErrorInfo reason `reason`.
-MATCHER_P2(HasReason, code, reason, "") {
-  const absl::Status& s = ::modeldist::testing::GetStatus(arg);
-  *result_listener << "status is " << s << " (reason " << ErrorReason(s) << ")";
-  return s.code() == code && ErrorReason(s) == reason;
-}
 
 const absl::Time kIssued = absl::FromUnixSeconds(1'800'000'000);
 const absl::Duration kTtl = absl::Hours(24);

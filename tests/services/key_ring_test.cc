@@ -22,6 +22,7 @@
 namespace modeldist::services {
 namespace {
 
+using ::modeldist::testing::HasReason;
 using ::modeldist::testing::IsOk;
 using ::modeldist::testing::ScratchDir;
 using ::modeldist::testing::StatusIs;
@@ -30,12 +31,6 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::Not;
 using ::testing::UnorderedElementsAre;
-
-MATCHER_P2(HasReason, code, reason, "") {
-  const absl::Status& s = ::modeldist::testing::GetStatus(arg);
-  *result_listener << "status is " << s << " (reason " << ErrorReason(s) << ")";
-  return s.code() == code && ErrorReason(s) == reason;
-}
 
 // The catalog's contract in memory, with an injectable Append failure.
 class FakeTrustRootStore : public TrustRootStore {

@@ -35,18 +35,7 @@ inline v1::ReleasedArtifact ReleasedFile(const std::string& bytes, v1::Platform 
                                          v1::Arch arch, v1::Format format) {
   ChunkChainBuilder builder(storage::kChunkDigestBytes);
   builder.Update(bytes);
-  v1::ManifestArtifact artifact;
-  artifact.set_digest("sha256:" + builder.DigestHex());
-  artifact.set_size_bytes(static_cast<int64_t>(bytes.size()));
-  artifact.set_platform(platform);
-  artifact.set_arch(arch);
-  artifact.set_format(format);
-  artifact.set_chunk_size(storage::kChunkDigestBytes);
-  const std::string chain = builder.Chain();
-  for (size_t at = 0; at < chain.size(); at += storage::kChainEntryBytes) {
-    artifact.add_chunk_chain(chain.substr(at, storage::kChainEntryBytes));
-  }
-  return ReleasedArtifactFor(artifact);
+  return ReleasedArtifactOf(builder, storage::kChunkDigestBytes, platform, arch, format);
 }
 
 // One file of a version: its declaration and its bytes.

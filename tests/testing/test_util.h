@@ -1,7 +1,7 @@
 // File: test_util.h
 //
-// Test helpers: StatusIs matchers for absl::Status / StatusOr (the Debian Abseil predates
-// absl's own matchers), and scratch directories removed at the end of a test.
+// Test helpers: StatusIs and HasReason matchers for absl::Status / StatusOr (the Debian Abseil
+// predates absl's own matchers), and scratch directories removed at the end of a test.
 #ifndef MODELDIST_TESTS_TESTING_TEST_UTIL_H_
 #define MODELDIST_TESTS_TESTING_TEST_UTIL_H_
 
@@ -9,6 +9,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/status.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -26,6 +27,14 @@ MATCHER_P2(StatusIs, code, message_matcher, "") {
   *result_listener << "status is " << s;
   return s.code() == code &&
          ::testing::ExplainMatchResult(message_matcher, std::string(s.message()), result_listener);
+}
+
+// Matches a Status or StatusOr whose code is `code` and whose ErrorInfo reason
+// (common/status.h) is `reason`.
+MATCHER_P2(HasReason, code, reason, "") {
+  const absl::Status& s = ::modeldist::testing::GetStatus(arg);
+  *result_listener << "status is " << s << " (reason " << ::modeldist::ErrorReason(s) << ")";
+  return s.code() == code && ::modeldist::ErrorReason(s) == reason;
 }
 
 // Matches an OK Status or StatusOr.

@@ -50,16 +50,8 @@ v1::RoleKeys Role(const std::vector<const Ed25519PrivateKey*>& keys, int thresho
 v1::ReleasedArtifact ReleasedFile(const std::string& bytes) {
   ChunkChainBuilder chain(storage::kChunkDigestBytes);
   chain.Update(bytes);
-  v1::ManifestArtifact artifact;
-  artifact.set_digest("sha256:" + chain.DigestHex());
-  artifact.set_size_bytes(static_cast<int64_t>(bytes.size()));
-  artifact.set_format(v1::FORMAT_GGUF);
-  artifact.set_platform(v1::PLATFORM_LINUX);
-  artifact.set_arch(v1::ARCH_X86_64);
-  artifact.set_chunk_size(storage::kChunkDigestBytes);
-  const std::string entries = chain.Chain();
-  for (size_t i = 0; i < entries.size(); i += 32) artifact.add_chunk_chain(entries.substr(i, 32));
-  return ReleasedArtifactFor(artifact);
+  return ReleasedArtifactOf(chain, storage::kChunkDigestBytes, v1::PLATFORM_LINUX, v1::ARCH_X86_64,
+                            v1::FORMAT_GGUF);
 }
 
 class StolenServerTest : public AgentFixture {
@@ -160,14 +152,20 @@ class StolenServerTest : public AgentFixture {
     forged.mutable_artifact()->clear_sources();
     forged.mutable_artifact()->add_sources()->set_artifact_service(ServerAddress());
     forged.set_sequence(honest.sequence() + 1000);
+    v1::SignedManifest out = SignedByThief(forged);
+    EXPECT_TRUE(VerifyManifest(UnreleasedRoot(), out).ok()) << "the attack is not armed";
+    return out;
+  }
+
+  // `manifest` signed with every stolen key, as the server signs.
+  v1::SignedManifest SignedByThief(const v1::Manifest& manifest) const {
     v1::SignedManifest out;
-    forged.SerializeToString(out.mutable_manifest());
+    manifest.SerializeToString(out.mutable_manifest());
     for (const Ed25519PrivateKey& key : stolen_keys_) {
       v1::Signature* sig = out.add_signatures();
       sig->set_key_id(key.public_key().KeyId());
       sig->set_signature(key.Sign(kManifestSignatureContext, out.manifest()));
     }
-    EXPECT_TRUE(VerifyManifest(UnreleasedRoot(), out).ok()) << "the attack is not armed";
     return out;
   }
 
@@ -233,13 +231,7 @@ TEST_F(StolenServerTest, AReleaseOfOtherBytesDoesNotCoverTheArtifact) {
   ASSERT_TRUE(as_v1.ParseFromString(forged.manifest()));
   as_v1.set_model("models/llama");
   as_v1.set_version("models/llama/versions/1");
-  v1::SignedManifest renamed;
-  as_v1.SerializeToString(renamed.mutable_manifest());
-  for (const Ed25519PrivateKey* key : StolenSigners()) {
-    v1::Signature* sig = renamed.add_signatures();
-    sig->set_key_id(key->public_key().KeyId());
-    sig->set_signature(key->Sign(kManifestSignatureContext, renamed.manifest()));
-  }
+  v1::SignedManifest renamed = SignedByThief(as_v1);
   *renamed.mutable_release() = honest_.release();
   Answer(renamed);
   ExpectRefused(std::string(kReasonReleaseMismatch));
