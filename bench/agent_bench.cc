@@ -210,13 +210,8 @@ absl::Status Run(const Config& config) {
   return absl::OkStatus();
 }
 
-}  // namespace
-}  // namespace modeldist::bench
-
-int main(int argc, char** argv) {
-  using namespace modeldist;
-  bench::InstallChildReaper();
-  Flags flags;
+// The driver's own flags (DriverMain adds --help).
+void AddFlags(Flags& flags) {
   flags.Add("size", "BYTES", "1GiB", "artifact size for the throughput comparison and RSS");
   flags.Add("reps", "N", "3", "repetitions of every measurement (the median is reported)");
   flags.AddBool("big", "also measure the agent's peak RSS (and speed) once at --big-size");
@@ -226,13 +221,9 @@ int main(int argc, char** argv) {
   flags.Add("agent-bin", "PATH", MODELDIST_AGENT_BIN, "modeldist-agent binary");
   flags.Add("tmp", "DIR", "/tmp", "where the artifacts and downloads go (deleted at the end)");
   flags.AddBool("core-only", "skip the nginx P_verify + fsync row");
-  flags.AddBool("help", "show this help");
-  if (std::optional<int> exit =
-          bench::ParseDriverFlags(flags, argc, argv,
-                                  "agent_bench: modeldist-agent sync vs nginx and docker-registry "
-                                  "(curl + openssl), and its peak RSS")) {
-    return *exit;
-  }
+}
+
+int RunWithFlags(const Flags& flags) {
   bench::Config config;
   auto size = flags.GetInt("size");
   auto big_size = flags.GetInt("big-size");
@@ -253,4 +244,15 @@ int main(int argc, char** argv) {
   config.agent_bin = flags.Get("agent-bin");
   config.tmp_parent = flags.Get("tmp");
   return bench::DriverExit("agent_bench", bench::Run(config));
+}
+
+}  // namespace
+}  // namespace modeldist::bench
+
+int main(int argc, char** argv) {
+  return modeldist::bench::DriverMain(
+      argc, argv,
+      "agent_bench: modeldist-agent sync vs nginx and docker-registry "
+      "(curl + openssl), and its peak RSS",
+      modeldist::bench::AddFlags, modeldist::bench::RunWithFlags);
 }

@@ -695,6 +695,17 @@ int DriverExit(const std::string& driver, const absl::Status& status) {
   return 1;
 }
 
+int DriverMain(int argc, char** argv, const std::string& about,
+               const std::function<void(Flags&)>& add_flags,
+               const std::function<int(const Flags&)>& run) {
+  InstallChildReaper();
+  Flags flags;
+  add_flags(flags);
+  flags.AddBool("help", "show this help");
+  if (std::optional<int> code = ParseDriverFlags(flags, argc, argv, about)) return *code;
+  return run(flags);
+}
+
 absl::Status CheckFreeSpace(const std::string& dir, int64_t need) {
   struct statvfs st {};
   if (::statvfs(dir.c_str(), &st) != 0) return ErrnoStatus(errno, dir);
@@ -706,6 +717,53 @@ absl::Status CheckFreeSpace(const std::string& dir, int64_t need) {
                         free_bytes / double(1 << 30), need / double(1 << 30)));
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<Placement> PlaceDriver(const std::string& name, int* driver_cpus) {
+  if (name == "shared") {
+    *driver_cpus = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    return Placement();
+  }
+  if (name != "split") return absl::InvalidArgumentError("--placement must be split or shared");
+  MD_ASSIGN_OR_RETURN(Placement placement, SplitPlacement());
+  MD_RETURN_IF_ERROR(PinThisProcess(placement.driver_cpus));
+  *driver_cpus = static_cast<int>(placement.driver_cpus.size());
+  return placement;
+}
+
+bool PlaceDriverByFlag(const Flags& flags, std::string* name, Placement* placement,
+                       int* driver_cpus) {
+  *name = flags.Get("placement");
+  absl::StatusOr<Placement> placed = PlaceDriver(*name, driver_cpus);
+  if (!placed.ok()) {
+    std::cerr << placed.status().message() << "\n";
+    return false;
+  }
+  *placement = *std::move(placed);
+  return true;
+}
+
+absl::StatusOr<SmallModelServer> StartServerWithSmallModel(const std::string& binary,
+                                                           const std::string& dir,
+                                                           const std::string& token,
+                                                           const std::vector<int>& cpus,
+                                                           const ModeldistExtras& extras) {
+  const std::string token_file = dir + "/token";
+  MD_RETURN_IF_ERROR(WriteFileAtomically(token_file, token, 0600));
+  const std::string art = dir + "/small.bin";
+  MD_ASSIGN_OR_RETURN(FileDigest digest, MakeIncompressibleFile(art, 4096));
+  SmallModelServer result;
+  MD_ASSIGN_OR_RETURN(result.server,
+                      StartModeldistServer(binary, dir + "/data", token_file, 1024 * 1024,
+                                           dir + "/server.log", cpus, extras));
+  absl::StatusOr<Published> published =
+      PublishFile(Connect(result.server.address), token, art, digest, "bench", "v1", "bench");
+  if (!published.ok()) {
+    StopChild(result.server.pid);
+    return published.status();
+  }
+  result.published = *std::move(published);
+  return result;
 }
 
 std::string MedianRange(const std::vector<double>& values, int precision) {

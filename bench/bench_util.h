@@ -3,7 +3,8 @@
 // Shared plumbing for the benchmark drivers: child processes that are always stopped by PID
 // (also when the driver fails or is interrupted), starting modeldist-server and nginx on
 // loopback, a big incompressible test file, publishing a file through RegistryService, and
-// small statistics helpers. The HTTP peers of the download drivers are in bench/peers.h.
+// small statistics helpers. The HTTP peers of the download drivers are in bench/peers.h, the
+// unary gRPC loads (GetManifest, ReportStatus) in bench/grpc_load.h.
 //
 // The drivers compare modeldist with a peer measured in the same run on the same machine, so
 // every figure they print is meant to be read as a ratio, never as an absolute target.
@@ -59,6 +60,17 @@ absl::StatusOr<Placement> SplitPlacement();
 // Restricts this process to `cpus` (no-op when empty). Call at the start of main, before any
 // gRPC use: threads inherit the set only when they are created after it.
 absl::Status PinThisProcess(const std::vector<int>& cpus);
+
+// A load driver's --placement: "split" (SplitPlacement, with this process pinned to the driver
+// CPUs; call it before any gRPC use, as PinThisProcess says) or "shared" (no pinning, empty
+// lists). Sets `driver_cpus` to how many CPUs the load generator may use. INVALID_ARGUMENT for
+// another name.
+absl::StatusOr<Placement> PlaceDriver(const std::string& name, int* driver_cpus);
+
+// PlaceDriver for the driver's --placement flag: sets `name` (the flag's value), `placement`
+// and `driver_cpus`. False, with the error on stderr, for another name or a failed pin.
+bool PlaceDriverByFlag(const Flags& flags, std::string* name, Placement* placement,
+                       int* driver_cpus);
 
 // "0-2,5" style text for a CPU list ("any" when empty).
 std::string CpuListText(const std::vector<int>& cpus);
@@ -144,6 +156,21 @@ absl::StatusOr<Published> PublishFile(const std::shared_ptr<grpc::Channel>& chan
                                       const FileDigest& digest, const std::string& model,
                                       const std::string& version, const std::string& tier);
 
+// A server for the RPC loads (report_bench) and what it serves.
+struct SmallModelServer {
+  ServerProcess server;
+  Published published;
+};
+
+// Writes `token` to `dir`/token, starts modeldist-server (StartModeldistServer: data in
+// `dir`/data, log `dir`/server.log, 1 MiB chunks, on `cpus`) and publishes a 4 KiB
+// incompressible artifact as models/bench/versions/v1 bound to tier `bench`, so a GetManifest
+// for tier bench, linux/x86_64, answers with it. The caller stops server.pid; a failure after
+// the start stops it here.
+absl::StatusOr<SmallModelServer> StartServerWithSmallModel(
+    const std::string& binary, const std::string& dir, const std::string& token,
+    const std::vector<int>& cpus = {}, const ModeldistExtras& extras = ModeldistExtras());
+
 // ---- Helpers -------------------------------------------------------------------------------
 
 // One run of a child process.
@@ -228,6 +255,14 @@ std::optional<int> ParseDriverFlags(Flags& flags, int argc, char** argv, const s
 
 // The driver's exit code for the outcome of its run (1 with the error on stderr).
 int DriverExit(const std::string& driver, const absl::Status& status);
+
+// A driver's whole main: InstallChildReaper, then `add_flags` declares the driver's flags
+// (--help is added after them, so it is listed last), ParseDriverFlags with `about`, and
+// `run` reads the flags into the run's configuration and returns the exit code (2 for a bad
+// flag value, else usually DriverExit of the run).
+int DriverMain(int argc, char** argv, const std::string& about,
+               const std::function<void(Flags&)>& add_flags,
+               const std::function<int(const Flags&)>& run);
 
 // Fails unless the file system holding `dir` has `need` bytes free (plus 1 GiB of slack).
 absl::Status CheckFreeSpace(const std::string& dir, int64_t need);

@@ -232,13 +232,8 @@ absl::Status Run(const Config& config) {
   return absl::OkStatus();
 }
 
-}  // namespace
-}  // namespace modeldist::bench
-
-int main(int argc, char** argv) {
-  using namespace modeldist;
-  bench::InstallChildReaper();
-  Flags flags;
+// The driver's own flags (DriverMain adds --help).
+void AddFlags(Flags& flags) {
   flags.Add("size", "BYTES", "1GiB", "artifact size");
   flags.Add("reps", "N", "3", "repetitions of every measurement (the median is reported)");
   flags.Add("chunk-sizes", "LIST", "64KiB,256KiB,1MiB",
@@ -247,13 +242,9 @@ int main(int argc, char** argv) {
   flags.Add("server-bin", "PATH", MODELDIST_SERVER_BIN, "modeldist-server binary");
   flags.Add("tmp", "DIR", "/tmp", "where the artifact and downloads go (deleted at the end)");
   flags.AddBool("core-only", "skip P_pipe, curl -o /dev/null and the fsync row");
-  flags.AddBool("help", "show this help");
-  if (std::optional<int> exit = bench::ParseDriverFlags(
-          flags, argc, argv,
-          "download_bench: the agent's verified download vs nginx and docker-registry "
-          "(curl + openssl)")) {
-    return *exit;
-  }
+}
+
+int RunWithFlags(const Flags& flags) {
   bench::Config config;
   auto size = flags.GetInt("size");
   auto reps = flags.GetInt("reps");
@@ -280,4 +271,15 @@ int main(int argc, char** argv) {
   config.server_bin = flags.Get("server-bin");
   config.tmp_parent = flags.Get("tmp");
   return bench::DriverExit("download_bench", bench::Run(config));
+}
+
+}  // namespace
+}  // namespace modeldist::bench
+
+int main(int argc, char** argv) {
+  return modeldist::bench::DriverMain(
+      argc, argv,
+      "download_bench: the agent's verified download vs nginx and docker-registry "
+      "(curl + openssl)",
+      modeldist::bench::AddFlags, modeldist::bench::RunWithFlags);
 }

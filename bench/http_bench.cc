@@ -565,13 +565,8 @@ absl::Status Run(const Config& config) {
   return absl::OkStatus();
 }
 
-}  // namespace
-}  // namespace modeldist::bench
-
-int main(int argc, char** argv) {
-  using namespace modeldist;
-  bench::InstallChildReaper();
-  Flags flags;
+// The driver's own flags (DriverMain adds --help).
+void AddFlags(Flags& flags) {
   flags.Add("size", "BYTES", "1GiB", "blob size");
   flags.Add("reps", "N", "5", "repetitions of every measurement (the median is reported)");
   flags.Add("parts", "LIST", "blob,edge", "what to measure: blob, edge or both");
@@ -582,13 +577,9 @@ int main(int argc, char** argv) {
   flags.Add("server-bin", "PATH", MODELDIST_SERVER_BIN, "modeldist-server binary");
   flags.Add("tmp", "DIR", "/tmp", "where the blob and the servers' files go (deleted at the end)");
   flags.AddBool("core-only", "skip the blob row of a fresh server process (chunks hashed)");
-  flags.AddBool("help", "show this help");
-  if (std::optional<int> exit = bench::ParseDriverFlags(
-          flags, argc, argv,
-          "http_bench: modeldist-server's HTTP listener vs nginx and docker-registry (blob GET "
-          "with curl; edge manifest POST with wrk)")) {
-    return *exit;
-  }
+}
+
+int RunWithFlags(const Flags& flags) {
   bench::Config config;
   auto size = flags.GetInt("size");
   auto reps = flags.GetInt("reps");
@@ -623,4 +614,15 @@ int main(int argc, char** argv) {
   config.server_bin = flags.Get("server-bin");
   config.tmp_parent = flags.Get("tmp");
   return bench::DriverExit("http_bench", bench::Run(config));
+}
+
+}  // namespace
+}  // namespace modeldist::bench
+
+int main(int argc, char** argv) {
+  return modeldist::bench::DriverMain(
+      argc, argv,
+      "http_bench: modeldist-server's HTTP listener vs nginx and docker-registry (blob GET "
+      "with curl; edge manifest POST with wrk)",
+      modeldist::bench::AddFlags, modeldist::bench::RunWithFlags);
 }

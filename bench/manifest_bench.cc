@@ -1,10 +1,11 @@
 // manifest_bench: GetManifest throughput and latency, modeldist vs nginx static JSON + wrk.
 //
-// Starts modeldist-server, publishes a small artifact bound to tier `bench`, then runs a
-// closed-loop async client: C channels (each its own TCP connection), driven by one
-// CompletionQueue thread per driver CPU, with K GetManifest calls always in flight on each, for
-// --warmup seconds unmeasured and then --duration seconds measured. Prints QPS, p50/p99/p99.9
-// latency and the server's CPU per request for each C x K.
+// Starts modeldist-server with a small artifact bound to tier `bench`
+// (StartServerWithSmallModel), then runs a closed-loop GetManifest load (bench/grpc_load.h):
+// C channels (each its own TCP connection), driven by one CompletionQueue thread per driver CPU,
+// with K calls always in flight on each, for --warmup seconds unmeasured and then --duration
+// seconds measured. Prints QPS, p50/p99/p99.9 latency and the server's CPU per request for
+// each C x K.
 // Peer: nginx serving a static ~300 B JSON file to `wrk --latency` with the same number of
 // keep-alive connections (and 64, as in docs/perf-baselines). Target: >= 40k QPS with
 // p99 < 2 ms at 32 in flight; the ratio to the peer is printed.
@@ -16,15 +17,12 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
-#include <chrono>
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
 #include <optional>
 #include <sstream>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -33,6 +31,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "bench/bench_util.h"
+#include "bench/grpc_load.h"
 #include "common/file_util.h"
 #include "common/flags.h"
 #include "common/status.h"
@@ -41,8 +40,6 @@
 
 namespace modeldist::bench {
 namespace {
-
-using Clock = std::chrono::steady_clock;
 
 constexpr char kToken[] = "bench-admin-token-0123456789abcdef";
 constexpr double kTargetQps = 40000;
@@ -56,12 +53,7 @@ constexpr char kStaticJson[] =
     R"("size_bytes":4096,"chunk_size":262144},"sequence":1,"expires_at":"2026-12-01T00:00:00Z"})"
     "\n";
 
-struct Shape {
-  int channels = 1;
-  int in_flight = 32;
-};
-
-struct LoadResult {
+struct Figures {
   double qps = 0;
   double p50_ms = 0;
   double p99_ms = 0;
@@ -83,113 +75,20 @@ struct Resources {
   }
 };
 
-double Percentile(const std::vector<int64_t>& sorted_ns, double p) {
-  if (sorted_ns.empty()) return 0;
-  size_t i = std::min(sorted_ns.size() - 1, static_cast<size_t>(p * sorted_ns.size()));
-  return sorted_ns[i] / 1e6;
-}
-
-// One in-flight call. ClientContext cannot be reused, so each call gets a fresh one.
-struct Call {
-  v1::ManifestService::Stub* stub = nullptr;  // the channel this call slot uses
-  std::optional<grpc::ClientContext> context;
-  v1::SignedManifest response;
-  grpc::Status status;
-  std::unique_ptr<grpc::ClientAsyncResponseReader<v1::SignedManifest>> reader;
-  Clock::time_point start;
-};
-
-// Keeps `in_flight` calls outstanding on each of `channels` channels until `end`, all driven
-// from this thread's one CompletionQueue; records the latency of calls that start after
-// `measure_from` and complete by `end`.
-void DriveChannels(const std::string& address, int channels, int in_flight,
-                   Clock::time_point measure_from, Clock::time_point end,
-                   std::vector<int64_t>* latencies_ns, int64_t* errors) {
-  std::vector<std::unique_ptr<v1::ManifestService::Stub>> stubs;
-  for (int c = 0; c < channels; ++c) {
-    stubs.push_back(v1::ManifestService::NewStub(Connect(address, /*unique=*/true)));
-  }
-  grpc::CompletionQueue cq;
-  v1::GetManifestRequest request;
-  request.set_tier("bench");
-  request.set_platform(v1::PLATFORM_LINUX);
-  request.set_arch(v1::ARCH_X86_64);
-  std::vector<Call> calls(static_cast<size_t>(channels) * in_flight);
-  for (size_t i = 0; i < calls.size(); ++i) calls[i].stub = stubs[i % stubs.size()].get();
-  // Every call asks for another device, so that with a rollout active the cohort hash runs
-  // and both versions' answers are served.
-  uint64_t next_device = 0;
-  auto start_call = [&](Call& call) {
-    call.context.emplace();
-    request.set_device_id(absl::StrCat("bench-device-", next_device++ % 100000));
-    call.start = Clock::now();
-    call.reader = call.stub->AsyncGetManifest(&*call.context, request, &cq);
-    call.reader->Finish(&call.response, &call.status, &call);
-  };
-  for (Call& call : calls) start_call(call);
-  size_t outstanding = calls.size();
-  void* tag = nullptr;
-  bool ok = false;
-  while (outstanding > 0 && cq.Next(&tag, &ok)) {
-    Call& call = *static_cast<Call*>(tag);
-    Clock::time_point now = Clock::now();
-    if (call.start >= measure_from && now <= end) {
-      if (call.status.ok()) {
-        latencies_ns->push_back(
-            std::chrono::duration_cast<std::chrono::nanoseconds>(now - call.start).count());
-      } else {
-        ++*errors;
-      }
-    }
-    if (now < end) {
-      start_call(call);
-    } else {
-      --outstanding;
-    }
-  }
-  cq.Shutdown();
-  while (cq.Next(&tag, &ok)) {
-  }
-}
-
-// One driving thread per CPU the driver may use (at most one per channel): more threads than
-// CPUs would make the load generator's own threads wait for time slices, which shows up in
-// the tail as if the server were slow.
-LoadResult RunLoad(const std::string& address, pid_t server, const Shape& shape, int driver_cpus,
-                   double warmup_s, double duration_s) {
-  const Clock::time_point measure_from =
-      Clock::now() +
-      std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(warmup_s));
-  const Clock::time_point end = measure_from + std::chrono::duration_cast<Clock::duration>(
-                                                   std::chrono::duration<double>(duration_s));
-  const int num_threads = std::clamp(driver_cpus, 1, shape.channels);
-  std::vector<std::vector<int64_t>> latencies(num_threads);
-  std::vector<int64_t> errors(num_threads, 0);
-  std::vector<std::thread> threads;
-  for (int t = 0; t < num_threads; ++t) {
-    // Channels dealt out round-robin: thread t drives channels t, t + T, ...
-    const int channels = shape.channels / num_threads + (t < shape.channels % num_threads);
-    latencies[t].reserve(500000);
-    threads.emplace_back(DriveChannels, address, channels, shape.in_flight, measure_from, end,
-                         &latencies[t], &errors[t]);
-  }
-  std::this_thread::sleep_until(measure_from);
-  const double cpu_start = ProcessCpuSeconds(server);
-  std::this_thread::sleep_until(end);
-  const double cpu_used = ProcessCpuSeconds(server) - cpu_start;
-  for (auto& t : threads) t.join();
-  std::vector<int64_t> all;
-  LoadResult result;
-  for (int t = 0; t < num_threads; ++t) {
-    all.insert(all.end(), latencies[t].begin(), latencies[t].end());
-    result.errors += errors[t];
-  }
-  std::sort(all.begin(), all.end());
-  result.qps = all.size() / duration_s;
-  result.p50_ms = Percentile(all, 0.50);
-  result.p99_ms = Percentile(all, 0.99);
-  result.p999_ms = Percentile(all, 0.999);
-  if (!all.empty()) result.server_cpu_us = cpu_used * 1e6 / static_cast<double>(all.size());
+// One closed-loop GetManifest load (grpc_load's RunLoads, one driving thread per CPU the
+// driver may use, at most one per channel) in the figures the table prints.
+Figures RunLoad(const std::string& address, pid_t server, const LoadShape& shape, int driver_cpus,
+                double warmup_s, double duration_s) {
+  LoadWindow w =
+      RunLoads(address, server, {ManifestLoad(shape, driver_cpus)}, warmup_s, duration_s);
+  const bench::LoadResult& load = w.loads[0];
+  Figures result;
+  result.qps = load.calls_per_s;
+  result.p50_ms = load.p50_ms;
+  result.p99_ms = load.p99_ms;
+  result.p999_ms = load.p999_ms;
+  if (load.calls > 0) result.server_cpu_us = w.server_cpu_s * 1e6 / load.calls;
+  result.errors = load.ErrorCount();
   return result;
 }
 
@@ -202,8 +101,8 @@ double WrkDurationMs(const std::string& text) {
   return value;
 }
 
-absl::StatusOr<LoadResult> RunWrk(const std::string& url, pid_t nginx, int threads, int connections,
-                                  double warmup_s, double duration_s, const std::string& out_path) {
+absl::StatusOr<Figures> RunWrk(const std::string& url, pid_t nginx, int threads, int connections,
+                               double warmup_s, double duration_s, const std::string& out_path) {
   // wrk has no warm-up phase: a short unrecorded run first.
   MD_RETURN_IF_ERROR(TimeShell(absl::StrFormat("wrk -t%d -c%d -d%ds %s", threads, connections,
                                                std::max(1, static_cast<int>(warmup_s)), url))
@@ -215,7 +114,7 @@ absl::StatusOr<LoadResult> RunWrk(const std::string& url, pid_t nginx, int threa
                          .status());
   const double cpu_used = ProcessCpuSeconds(nginx, /*with_children=*/true) - cpu_start;
   MD_ASSIGN_OR_RETURN(std::string text, ReadFileToString(out_path));
-  LoadResult result;
+  Figures result;
   std::istringstream lines(text);
   std::string line;
   while (std::getline(lines, line)) {
@@ -237,7 +136,7 @@ struct Config {
   double warmup_s = 1;
   double duration_s = 5;
   int reps = 3;
-  std::vector<Shape> shapes;
+  std::vector<LoadShape> shapes;
   std::vector<int> wrk_connections;
   std::string server_bin;
   std::string tmp_parent;
@@ -253,7 +152,7 @@ struct Row {
   std::string name;
   std::vector<double> qps, p50, p99, p999, cpu_us;
   int64_t errors = 0;
-  void Add(const LoadResult& r) {
+  void Add(const Figures& r) {
     qps.push_back(r.qps);
     cpu_us.push_back(r.server_cpu_us);
     p50.push_back(r.p50_ms);
@@ -271,17 +170,11 @@ int WrkThreads(const Config& config, size_t i) {
 absl::Status Run(const Config& config) {
   Resources res;
   MD_ASSIGN_OR_RETURN(res.dir, MakeTempDir(config.tmp_parent, "manifest"));
-  const std::string token_file = res.dir + "/token";
-  MD_RETURN_IF_ERROR(WriteFileAtomically(token_file, kToken, 0600));
-  const std::string art = res.dir + "/small.bin";
-  MD_ASSIGN_OR_RETURN(FileDigest digest, MakeIncompressibleFile(art, 4096));
   MD_ASSIGN_OR_RETURN(
-      ServerProcess server,
-      StartModeldistServer(config.server_bin, res.dir + "/data", token_file, 1024 * 1024,
-                           res.dir + "/server.log", config.placement.server_cpus));
-  res.server = server.pid;
-  MD_RETURN_IF_ERROR(
-      PublishFile(Connect(server.address), kToken, art, digest, "bench", "v1", "bench").status());
+      SmallModelServer small,
+      StartServerWithSmallModel(config.server_bin, res.dir, kToken, config.placement.server_cpus));
+  res.server = small.server.pid;
+  const ServerProcess& server = small.server;
   if (config.rollout) {
     const std::string art2 = res.dir + "/small2.bin";
     MD_ASSIGN_OR_RETURN(FileDigest digest2, MakeIncompressibleFile(art2, 4096));
@@ -300,17 +193,12 @@ absl::Status Run(const Config& config) {
     std::cerr << "rollout " << rollout.id() << " active: 50 % of devices on v2\n";
   }
   {
-    auto stub = v1::ManifestService::NewStub(Connect(server.address));
-    grpc::ClientContext context;
-    v1::GetManifestRequest request;
-    request.set_tier("bench");
-    request.set_platform(v1::PLATFORM_LINUX);
-    request.set_arch(v1::ARCH_X86_64);
-    v1::SignedManifest response;
-    grpc::Status s = stub->GetManifest(&context, request, &response);
+    grpc::ByteBuffer response;
+    grpc::Status s = CallOnce(server.address, kGetManifestMethod,
+                              ManifestLoad(LoadShape(), 1).request(0), &response);
     if (!s.ok()) return absl::InternalError(absl::StrCat("GetManifest: ", s.error_message()));
     std::cerr << "modeldist-server pid " << server.pid << " on " << server.address
-              << "; SignedManifest is " << response.ByteSizeLong() << " bytes\n";
+              << "; SignedManifest is " << response.Length() << " bytes\n";
   }
 
   const bool have_wrk = ::access("/usr/bin/wrk", X_OK) == 0;
@@ -341,15 +229,15 @@ absl::Status Run(const Config& config) {
   // Interleaved repetitions, so that load drift on the shared machine hits both sides.
   for (int rep = 1; rep <= config.reps; ++rep) {
     for (size_t i = 0; i < config.shapes.size(); ++i) {
-      LoadResult r = RunLoad(server.address, server.pid, config.shapes[i], config.driver_cpus,
-                             config.warmup_s, config.duration_s);
+      Figures r = RunLoad(server.address, server.pid, config.shapes[i], config.driver_cpus,
+                          config.warmup_s, config.duration_s);
       std::cerr << absl::StrFormat(
           "rep %d %-44s %8.0f QPS p50 %.3f p99 %.3f ms, server CPU %.1f us/req\n", rep,
           ours[i].name, r.qps, r.p50_ms, r.p99_ms, r.server_cpu_us);
       ours[i].Add(r);
     }
     for (size_t i = 0; have_wrk && i < config.wrk_connections.size(); ++i) {
-      MD_ASSIGN_OR_RETURN(LoadResult r,
+      MD_ASSIGN_OR_RETURN(Figures r,
                           RunWrk(url, res.nginx, WrkThreads(config, i), config.wrk_connections[i],
                                  config.warmup_s, config.duration_s, res.dir + "/wrk.txt"));
       std::cerr << absl::StrFormat(
@@ -396,13 +284,8 @@ absl::Status Run(const Config& config) {
   return absl::OkStatus();
 }
 
-}  // namespace
-}  // namespace modeldist::bench
-
-int main(int argc, char** argv) {
-  using namespace modeldist;
-  bench::InstallChildReaper();
-  Flags flags;
+// The driver's own flags (DriverMain adds --help).
+void AddFlags(Flags& flags) {
   flags.Add("shapes", "LIST", "1x32,2x16", "CHANNELSxIN_FLIGHT loads to run");
   flags.Add("wrk-connections", "LIST", "32,64", "wrk -c values for the peer (first = ratio base)");
   flags.Add("warmup", "SECONDS", "1", "unmeasured seconds before each measurement");
@@ -413,28 +296,20 @@ int main(int argc, char** argv) {
   flags.Add("placement", "split|shared", "split",
             "split: servers on the last CPU, load generators on the others; shared: anywhere");
   flags.AddBool("rollout", "measure with a 50 % rollout active (devices vary per call)");
-  flags.AddBool("help", "show this help");
-  if (auto s = flags.Parse(argc, argv); !s.ok()) {
-    std::cerr << s.message() << "\n";
-    return 2;
-  }
-  if (flags.GetBool("help")) {
-    std::cout << "manifest_bench: GetManifest QPS/latency vs nginx+wrk\n" << flags.Help();
-    return 0;
-  }
+}
+
+int RunWithFlags(const Flags& flags) {
   bench::Config config;
   config.warmup_s = std::atof(flags.Get("warmup").c_str());
   config.duration_s = std::atof(flags.Get("duration").c_str());
   config.reps = std::max(1, std::atoi(flags.Get("reps").c_str()));
   for (absl::string_view part : absl::StrSplit(flags.Get("shapes"), ',')) {
-    std::vector<std::string> ck = absl::StrSplit(part, 'x');
-    bench::Shape shape;
-    if (ck.size() != 2 || !absl::SimpleAtoi(ck[0], &shape.channels) ||
-        !absl::SimpleAtoi(ck[1], &shape.in_flight) || shape.channels < 1 || shape.in_flight < 1) {
+    std::optional<bench::LoadShape> shape = bench::ParseLoadShape(std::string(part));
+    if (!shape) {
       std::cerr << "bad --shapes entry \"" << part << "\" (want e.g. 2x16)\n";
       return 2;
     }
-    config.shapes.push_back(shape);
+    config.shapes.push_back(*shape);
   }
   for (absl::string_view part : absl::StrSplit(flags.Get("wrk-connections"), ',')) {
     int c = 0;
@@ -451,30 +326,19 @@ int main(int argc, char** argv) {
   config.server_bin = flags.Get("server-bin");
   config.tmp_parent = flags.Get("tmp");
   config.rollout = flags.GetBool("rollout");
-  config.placement_name = flags.Get("placement");
-  if (config.placement_name == "split") {
-    auto placement = bench::SplitPlacement();
-    if (!placement.ok()) {
-      std::cerr << placement.status().message() << "\n";
-      return 2;
-    }
-    config.placement = *std::move(placement);
-    // Before any gRPC use, so that gRPC's threads in this process inherit the set.
-    if (auto s = bench::PinThisProcess(config.placement.driver_cpus); !s.ok()) {
-      std::cerr << s << "\n";
-      return 1;
-    }
-    config.driver_cpus = static_cast<int>(config.placement.driver_cpus.size());
-  } else if (config.placement_name == "shared") {
-    config.driver_cpus = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  } else {
-    std::cerr << "--placement must be split or shared\n";
+  // Before any gRPC use, so that gRPC's threads in this process inherit the CPU set.
+  if (!bench::PlaceDriverByFlag(flags, &config.placement_name, &config.placement,
+                                &config.driver_cpus)) {
     return 2;
   }
-  absl::Status status = bench::Run(config);
-  if (!status.ok()) {
-    std::cerr << "manifest_bench failed: " << status << "\n";
-    return 1;
-  }
-  return 0;
+  return bench::DriverExit("manifest_bench", bench::Run(config));
+}
+
+}  // namespace
+}  // namespace modeldist::bench
+
+int main(int argc, char** argv) {
+  return modeldist::bench::DriverMain(argc, argv,
+                                      "manifest_bench: GetManifest QPS/latency vs nginx+wrk",
+                                      modeldist::bench::AddFlags, modeldist::bench::RunWithFlags);
 }

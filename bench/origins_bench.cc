@@ -400,13 +400,8 @@ absl::Status Run(const Config& config) {
   return absl::OkStatus();
 }
 
-}  // namespace
-}  // namespace modeldist::bench
-
-int main(int argc, char** argv) {
-  using namespace modeldist;
-  bench::InstallChildReaper();
-  Flags flags;
+// The driver's own flags (DriverMain adds --help).
+void AddFlags(Flags& flags) {
   flags.Add("size", "BYTES", "1GiB", "size of the replicated and downloaded files");
   flags.Add("reps", "N", "3", "repetitions of every measurement (the median is reported)");
   flags.Add("part-size", "BYTES", "0",
@@ -417,13 +412,9 @@ int main(int argc, char** argv) {
   flags.AddBool("tls",
                 "reach Swift over HTTPS through an nginx TLS front, as S3 and R2 are reached "
                 "(both sides)");
-  flags.AddBool("help", "show this help");
-  if (std::optional<int> exit = bench::ParseDriverFlags(
-          flags, argc, argv,
-          "origins_bench: replication to Swift's S3 API vs curl's PUT, and modeldist-agent sync "
-          "from a CDN mirror vs curl + openssl")) {
-    return *exit;
-  }
+}
+
+int RunWithFlags(const Flags& flags) {
   bench::Config config;
   auto size = flags.GetInt("size");
   auto reps = flags.GetInt("reps");
@@ -440,4 +431,15 @@ int main(int argc, char** argv) {
   config.agent_bin = flags.Get("agent-bin");
   config.tmp_parent = flags.Get("tmp");
   return bench::DriverExit("origins_bench", bench::Run(config));
+}
+
+}  // namespace
+}  // namespace modeldist::bench
+
+int main(int argc, char** argv) {
+  return modeldist::bench::DriverMain(
+      argc, argv,
+      "origins_bench: replication to Swift's S3 API vs curl's PUT, and modeldist-agent sync "
+      "from a CDN mirror vs curl + openssl",
+      modeldist::bench::AddFlags, modeldist::bench::RunWithFlags);
 }

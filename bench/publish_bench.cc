@@ -204,24 +204,17 @@ absl::Status Run(const Config& config) {
   return absl::OkStatus();
 }
 
-}  // namespace
-}  // namespace modeldist::bench
-
-int main(int argc, char** argv) {
-  using namespace modeldist;
-  bench::InstallChildReaper();
-  Flags flags;
+// The driver's own flags (DriverMain adds --help).
+void AddFlags(Flags& flags) {
   flags.Add("size", "BYTES", "1GiB", "size of the published file");
   flags.Add("reps", "N", "3", "repetitions of every measurement (the median is reported)");
   flags.Add("server-bin", "PATH", MODELDIST_SERVER_BIN, "modeldist-server binary");
   flags.Add("ctl-bin", "PATH", MODELDIST_CTL_BIN, "modeldistctl binary");
   flags.Add("tmp", "DIR", "/tmp", "a directory on the disk to measure (deleted at the end)");
   flags.AddBool("allow-tmpfs", "run even when --tmp is on tmpfs (no write-back to compare)");
-  flags.AddBool("help", "show this help");
-  if (std::optional<int> code = bench::ParseDriverFlags(
-          flags, argc, argv, "publish_bench: modeldistctl publish vs cp + sync of the same file")) {
-    return *code;
-  }
+}
+
+int RunWithFlags(const Flags& flags) {
   bench::Config config;
   auto size = flags.GetInt("size");
   auto reps = flags.GetInt("reps");
@@ -236,4 +229,13 @@ int main(int argc, char** argv) {
   config.ctl_bin = flags.Get("ctl-bin");
   config.tmp_parent = flags.Get("tmp");
   return bench::DriverExit("publish_bench", bench::Run(config));
+}
+
+}  // namespace
+}  // namespace modeldist::bench
+
+int main(int argc, char** argv) {
+  return modeldist::bench::DriverMain(
+      argc, argv, "publish_bench: modeldistctl publish vs cp + sync of the same file",
+      modeldist::bench::AddFlags, modeldist::bench::RunWithFlags);
 }

@@ -363,24 +363,15 @@ absl::Status Run(const Config& config) {
   return absl::OkStatus();
 }
 
-}  // namespace
-}  // namespace modeldist::bench
-
-int main(int argc, char** argv) {
-  using namespace modeldist;
-  bench::InstallChildReaper();
-  Flags flags;
+// The driver's own flags (DriverMain adds --help).
+void AddFlags(Flags& flags) {
   flags.Add("size", "BYTES", "1GiB", "size of the artifact read through");
   flags.Add("reps", "N", "3", "repetitions of every measurement (the median is reported)");
   flags.Add("server-bin", "PATH", MODELDIST_SERVER_BIN, "modeldist-server binary");
   flags.Add("tmp", "DIR", "/tmp", "where the files, Swift's data and downloads go (deleted)");
-  flags.AddBool("help", "show this help");
-  if (std::optional<int> exit = bench::ParseDriverFlags(
-          flags, argc, argv,
-          "read_through_bench: ArtifactService.Read of a blob that is not stored, read through "
-          "from nginx and from Swift, vs curl from the same origin")) {
-    return *exit;
-  }
+}
+
+int RunWithFlags(const Flags& flags) {
   bench::Config config;
   auto size = flags.GetInt("size");
   auto reps = flags.GetInt("reps");
@@ -393,4 +384,15 @@ int main(int argc, char** argv) {
   config.server_bin = flags.Get("server-bin");
   config.tmp_parent = flags.Get("tmp");
   return bench::DriverExit("read_through_bench", bench::Run(config));
+}
+
+}  // namespace
+}  // namespace modeldist::bench
+
+int main(int argc, char** argv) {
+  return modeldist::bench::DriverMain(
+      argc, argv,
+      "read_through_bench: ArtifactService.Read of a blob that is not stored, read through "
+      "from nginx and from Swift, vs curl from the same origin",
+      modeldist::bench::AddFlags, modeldist::bench::RunWithFlags);
 }

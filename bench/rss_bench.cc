@@ -182,13 +182,8 @@ absl::Status Run(const Config& config) {
   return absl::OkStatus();
 }
 
-}  // namespace
-}  // namespace modeldist::bench
-
-int main(int argc, char** argv) {
-  using namespace modeldist;
-  bench::InstallChildReaper();
-  Flags flags;
+// The driver's own flags (DriverMain adds --help).
+void AddFlags(Flags& flags) {
   flags.Add("sizes", "LIST", "256MiB,1GiB", "artifact sizes, smallest first (e.g. add 4GiB)");
   flags.Add("clients", "N", "16", "concurrent downloads");
   flags.Add("sample-ms", "MS", "20", "RSS sampling period");
@@ -196,11 +191,9 @@ int main(int argc, char** argv) {
   flags.AddBool("no-verify", "discard the bytes instead of hashing them (faster)");
   flags.Add("server-bin", "PATH", MODELDIST_SERVER_BIN, "modeldist-server binary");
   flags.Add("tmp", "DIR", "/tmp", "scratch parent directory (deleted at the end)");
-  flags.AddBool("help", "show this help");
-  if (std::optional<int> exit = bench::ParseDriverFlags(
-          flags, argc, argv, "rss_bench: server RSS under concurrent downloads")) {
-    return *exit;
-  }
+}
+
+int RunWithFlags(const Flags& flags) {
   bench::Config config;
   for (absl::string_view part : absl::StrSplit(flags.Get("sizes"), ',')) {
     auto size = ParseSize(std::string(part));
@@ -224,4 +217,13 @@ int main(int argc, char** argv) {
   config.server_bin = flags.Get("server-bin");
   config.tmp_parent = flags.Get("tmp");
   return bench::DriverExit("rss_bench", bench::Run(config));
+}
+
+}  // namespace
+}  // namespace modeldist::bench
+
+int main(int argc, char** argv) {
+  return modeldist::bench::DriverMain(argc, argv,
+                                      "rss_bench: server RSS under concurrent downloads",
+                                      modeldist::bench::AddFlags, modeldist::bench::RunWithFlags);
 }

@@ -33,12 +33,13 @@ command -v wrk >/dev/null ||
 cmake -S "$repo" -B "$build" -DCMAKE_BUILD_TYPE=Release -DMODELDIST_BUILD_TESTS=OFF \
   -DMODELDIST_BUILD_BENCH=ON ${CMAKE_ARGS:-} >/dev/null
 cmake --build "$build" -j "$jobs" --target modeldist-server modeldist-agent modeldistctl download_bench \
-  manifest_bench http_bench rss_bench agent_bench publish_bench
+  manifest_bench report_bench http_bench rss_bench agent_bench publish_bench
 
 mkdir -p "$results"
 if ((quick)); then
   download_args=(--size 256MiB --reps 1)
   manifest_args=(--reps 1 --duration 2)
+  report_args=(--reps 1 --duration 2)
   http_args=(--size 256MiB --reps 1 --duration 2 --warmup 1)
   rss_args=(--sizes 64MiB,256MiB --clients 8)
   agent_args=(--size 256MiB --reps 1)
@@ -46,6 +47,7 @@ if ((quick)); then
 else
   download_args=()
   manifest_args=()
+  report_args=()
   http_args=()
   rss_args=()
   agent_args=()
@@ -72,6 +74,8 @@ fi
 run manifest_bench manifest_bench --tmp "$tmp" "${manifest_args[@]}"
 # The same with the load generator on the server's cores: how much a co-located client costs.
 run manifest_bench_shared manifest_bench --tmp "$tmp" --placement shared "${manifest_args[@]}"
+# ReportStatus at >= 20k reports/s, and what it costs GetManifest in the same run (issue 15).
+run report_bench report_bench --tmp "$tmp" "${report_args[@]}"
 # The HTTP listener: the blob endpoint vs nginx and docker-registry (curl), the edge manifest
 # endpoint vs nginx (wrk); without wrk, the blob part only.
 if command -v wrk >/dev/null; then
@@ -90,7 +94,7 @@ fi
 
 echo
 echo "Summary (also in $results):"
-for f in download_bench download_bench_tmpfs manifest_bench manifest_bench_shared http_bench \
-  rss_bench agent_bench publish_bench; do
+for f in download_bench download_bench_tmpfs manifest_bench manifest_bench_shared report_bench \
+  http_bench rss_bench agent_bench publish_bench; do
   [[ -f "$results/$f.txt" ]] && grep -h '^RESULT' "$results/$f.txt" | sed "s/^/$f: /"
 done

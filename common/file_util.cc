@@ -152,13 +152,26 @@ absl::Status MakeDirs(const std::string& dir, mode_t mode, Fs& fs) {
   return absl::OkStatus();
 }
 
+// WriteFileAtomically tries this many temporary names, all taken meaning something is wrong.
+constexpr int kMaxTempAttempts = 16;
+
 absl::Status WriteFileAtomically(const std::string& path, absl::string_view contents, mode_t mode,
                                  bool overwrite, Fs& fs) {
   std::filesystem::path target(path);
   std::string dir = target.has_parent_path() ? target.parent_path().string() : ".";
-  std::string tmp = absl::StrCat(path, ".tmp.", ::getpid());
-  int fd = fs.Open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-  if (fd < 0) return ErrnoStatus(errno, tmp);
+  // A fresh temporary file, never an existing entry: O_EXCL refuses a file or symlink already
+  // at the name (left by a crash, planted by someone who can write the directory, or being
+  // written by another thread), so nothing is followed, truncated or reused; the next name is
+  // tried instead. O_NOFOLLOW says the same for readers of this line.
+  std::string tmp;
+  int fd = -1;
+  for (int attempt = 0; attempt < kMaxTempAttempts && fd < 0; ++attempt) {
+    tmp = attempt == 0 ? absl::StrCat(path, ".tmp.", ::getpid())
+                       : absl::StrCat(path, ".tmp.", ::getpid(), ".", attempt);
+    fd = fs.Open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+    if (fd < 0 && errno != EEXIST) return ErrnoStatus(errno, tmp);
+  }
+  if (fd < 0) return ErrnoStatus(EEXIST, tmp);
   // PwriteAll (at 0 of the fresh file) rather than WriteAll: its errors name the file.
   absl::Status status = PwriteAll(fd, contents.data(), contents.size(), 0, tmp, fs);
   if (status.ok() && ::fchmod(fd, mode) != 0) status = ErrnoStatus(errno, tmp);

@@ -32,10 +32,13 @@ inline constexpr int kMaxPageSize = 1000;
 
 // Free text for people (a model's description, a yank reason), in bytes.
 inline constexpr size_t kMaxTextBytes = 1024;
-// The `x-modeldist-actor` metadata the audit log records; longer values are ignored.
-inline constexpr size_t kMaxActorBytes = 128;
 // GetManifestRequest.app_version, in bytes.
 inline constexpr size_t kMaxAppVersionBytes = 64;
+// FleetService.ReportStatus: reports in one call, a report's reason (UPPER_SNAKE) and the
+// agent_version, in bytes (app_version: kMaxAppVersionBytes).
+inline constexpr int kMaxStatusReportsPerCall = 100;
+inline constexpr size_t kMaxStatusReasonBytes = 64;
+inline constexpr size_t kMaxAgentVersionBytes = 64;
 // Artifacts in one version.
 inline constexpr int kMaxArtifactsPerVersion = 64;
 // Origins named in one Model.replicate_to or Version.replicate_to.
@@ -61,6 +64,17 @@ constexpr bool IsDottedVersion(absl::string_view text) {
     }
   }
   return !part_empty;
+}
+
+// True when `reason` is what a status report may carry as its reason: UPPER_SNAKE
+// ([A-Z][A-Z0-9_]*), 1 to kMaxStatusReasonBytes bytes (an ErrorInfo reason's shape).
+constexpr bool IsStatusReason(absl::string_view reason) {
+  if (reason.empty() || reason.size() > kMaxStatusReasonBytes) return false;
+  if (reason[0] < 'A' || reason[0] > 'Z') return false;
+  for (char c : reason) {
+    if (!((c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_')) return false;
+  }
+  return true;
 }
 
 }  // namespace modeldist

@@ -1,9 +1,12 @@
 #include "services/credentials.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <openssl/rand.h>
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <utility>
 
 #include "absl/strings/ascii.h"
@@ -42,7 +45,8 @@ constexpr ScopedRpc kScopes[] = {
     {"CreateCredential", v1::SCOPE_ADMIN}, {"ListCredentials", v1::SCOPE_ADMIN},
     {"RevokeCredential", v1::SCOPE_ADMIN}, {"ScrubBlobs", v1::SCOPE_ADMIN},
     {"ListOrigins", v1::SCOPE_READ},       {"CheckOrigin", v1::SCOPE_READ},
-    {"ImportArtifact", v1::SCOPE_PUBLISH},
+    {"ImportArtifact", v1::SCOPE_PUBLISH}, {"GetFleetSummary", v1::SCOPE_READ},
+    {"GetRolloutStatus", v1::SCOPE_READ},
 };
 
 }  // namespace
@@ -114,36 +118,77 @@ std::string PeerAddress(absl::string_view peer) {
   return std::string(peer);
 }
 
+std::string RateLimitKey(absl::string_view address) {
+  // A zone ("fe80::1%eth0") does not change who the peer is.
+  const std::string host(address.substr(0, address.find('%')));
+  in6_addr v6;
+  if (::inet_pton(AF_INET6, host.c_str(), &v6) != 1) return std::string(address);
+  if (IN6_IS_ADDR_V4MAPPED(&v6)) {
+    char v4[INET_ADDRSTRLEN];
+    if (::inet_ntop(AF_INET, &v6.s6_addr[12], v4, sizeof(v4)) != nullptr) return v4;
+  }
+  std::memset(&v6.s6_addr[8], 0, 8);
+  char prefix[INET6_ADDRSTRLEN];
+  if (::inet_ntop(AF_INET6, &v6, prefix, sizeof(prefix)) == nullptr) return std::string(address);
+  return absl::StrCat(prefix, "/64");
+}
+
 absl::Duration AuthFailureLimiter::RefusedFor(const std::string& peer) {
   const absl::Time now = options_.now();
+  const std::string key = RateLimitKey(peer);
   absl::MutexLock lock(&mu_);
-  auto it = peers_.find(peer);
-  if (options_.max_failures <= 0 || it == peers_.end() ||
-      it->second.failures < options_.max_failures) {
+  auto it = peers_.find(key);
+  if (options_.max_failures <= 0 || it == peers_.end() || !it->second.blocked) {
     return absl::ZeroDuration();
   }
   return std::max(absl::ZeroDuration(), it->second.window_start + options_.window - now);
 }
 
+void AuthFailureLimiter::Erase(absl::flat_hash_map<std::string, Entry>::iterator it) {
+  (it->second.blocked ? blocked_ : unblocked_).erase(it->second.order);
+  peers_.erase(it);
+}
+
+bool AuthFailureLimiter::MakeRoom(absl::Time now) {
+  while (peers_.size() >= options_.max_peers) {
+    if (!unblocked_.empty()) {
+      Erase(peers_.find(unblocked_.front()));
+      continue;
+    }
+    // Only blocked peers: free those whose window ended (a scan, but only in this rare state;
+    // blocked_ is in blocking order, which is not quite window order).
+    const size_t before = peers_.size();
+    for (auto order = blocked_.begin(); order != blocked_.end();) {
+      auto it = peers_.find(*order);
+      ++order;
+      if (now - it->second.window_start >= options_.window) Erase(it);
+    }
+    if (peers_.size() == before) return false;
+  }
+  return true;
+}
+
 void AuthFailureLimiter::Failed(const std::string& peer) {
   const absl::Time now = options_.now();
+  const std::string key = RateLimitKey(peer);
   absl::MutexLock lock(&mu_);
-  auto it = peers_.find(peer);
+  auto it = peers_.find(key);
   if (it != peers_.end() && now - it->second.window_start >= options_.window) {
     // The window passed: a new one starts with this failure, last in the eviction order.
-    order_.erase(it->second.order);
-    peers_.erase(it);
+    Erase(it);
     it = peers_.end();
   }
   if (it == peers_.end()) {
-    while (peers_.size() >= options_.max_peers && !order_.empty()) {
-      peers_.erase(order_.front());
-      order_.pop_front();
-    }
-    order_.push_back(peer);
-    it = peers_.emplace(peer, Entry{now, 0, std::prev(order_.end())}).first;
+    if (!MakeRoom(now)) return;
+    unblocked_.push_back(key);
+    it = peers_.emplace(key, Entry{now, 0, false, std::prev(unblocked_.end())}).first;
   }
-  ++it->second.failures;
+  Entry& entry = it->second;
+  ++entry.failures;
+  if (!entry.blocked && options_.max_failures > 0 && entry.failures >= options_.max_failures) {
+    blocked_.splice(blocked_.end(), unblocked_, entry.order);
+    entry.blocked = true;
+  }
 }
 
 size_t AuthFailureLimiter::tracked() const {

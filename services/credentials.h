@@ -62,11 +62,20 @@ std::string TokenSha256Hex(absl::string_view token);
 // are returned whole.
 std::string PeerAddress(absl::string_view peer);
 
-// Counts failed authentications per peer address. A peer with `max_failures` failures in its
-// current window (which starts at its first failure and lasts `window`) is refused until the
-// window ends. At most `max_peers` peers are tracked; a new one evicts the peer whose window
-// started first, so a flood of addresses costs bounded memory (and at worst frees an old
-// peer early). `max_failures` 0 turns the limit off. Thread-safe.
+// What AuthFailureLimiter counts failures under for a PeerAddress: an IPv4 address (also one
+// written as IPv4-mapped IPv6, ::ffff:a.b.c.d) as is, an IPv6 address by its /64 prefix
+// ("2001:db8:0:1::/64": one attacker commonly owns a whole /64, so counting single addresses
+// would give it 2^64 tries), anything else (unix sockets, in-process) whole.
+std::string RateLimitKey(absl::string_view address);
+
+// Counts failed authentications per peer (its RateLimitKey). A peer with `max_failures`
+// failures in its current window (which starts at its first failure and lasts `window`) is
+// refused until the window ends. At most `max_peers` peers are tracked, so a flood of
+// addresses costs bounded memory: a new peer evicts the unblocked peer whose window started
+// first. A blocked peer is never evicted before its window ends (else an attacker could free
+// itself by failing from other addresses); when every tracked peer is blocked, failures of
+// untracked peers are not counted until a window ends. `max_failures` 0 turns the limit off.
+// Thread-safe.
 class AuthFailureLimiter {
  public:
   struct Options {
@@ -90,14 +99,22 @@ class AuthFailureLimiter {
   struct Entry {
     absl::Time window_start;
     int failures = 0;
-    std::list<std::string>::iterator order;  // its place in order_
+    bool blocked = false;                    // failures reached max_failures in this window
+    std::list<std::string>::iterator order;  // its place in unblocked_ or blocked_
   };
+
+  // Makes room for one more peer; false when every tracked peer is still blocked.
+  bool MakeRoom(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Erase(absl::flat_hash_map<std::string, Entry>::iterator it)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const Options options_;
   mutable absl::Mutex mu_;
-  absl::flat_hash_map<std::string, Entry> peers_ ABSL_GUARDED_BY(mu_);
-  // Peers by window start, oldest first: the eviction order.
-  std::list<std::string> order_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, Entry> peers_ ABSL_GUARDED_BY(mu_);  // by RateLimitKey
+  // Unblocked peers by window start, oldest first: the eviction order.
+  std::list<std::string> unblocked_ ABSL_GUARDED_BY(mu_);
+  // Blocked peers, in the order they became blocked (evicted only once their window ended).
+  std::list<std::string> blocked_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace modeldist::services

@@ -189,7 +189,7 @@ absl::Status KeyRing::LoadOrCreateRoots() {
     }
     v1::SignedTrustRoot signed_root = SignRoot(root, signers);
     MD_ASSIGN_OR_RETURN(v1::TrustRoot verified, VerifyFirstRoot(signed_root));
-    MD_RETURN_IF_ERROR(store_->Append(1, signed_root.SerializeAsString()));
+    MD_RETURN_IF_ERROR(store_->Append(1, signed_root.SerializeAsString(), kFirstRootActor));
     SetNewest({std::move(signed_root), std::move(verified)});
     return absl::OkStatus();
   }
@@ -269,7 +269,8 @@ void KeyRing::SetNewest(VerifiedRoot root) {
 
 absl::StatusOr<KeyRing::VerifiedRoot> KeyRing::Publish(std::vector<v1::SigningKey> kept,
                                                        int new_keys, int threshold,
-                                                       const std::vector<std::string>& revoked) {
+                                                       const std::vector<std::string>& revoked,
+                                                       absl::string_view actor) {
   const int key_count = static_cast<int>(kept.size()) + new_keys;
   if (key_count > kMaxRootKeys) {
     return MakeError(absl::StatusCode::kInvalidArgument, "TOO_MANY_KEYS",
@@ -318,7 +319,7 @@ absl::StatusOr<KeyRing::VerifiedRoot> KeyRing::Publish(std::vector<v1::SigningKe
   }
 
   // 2. The root.
-  MD_RETURN_IF_ERROR(store_->Append(next.version(), signed_root.SerializeAsString()));
+  MD_RETURN_IF_ERROR(store_->Append(next.version(), signed_root.SerializeAsString(), actor));
   SetNewest({std::move(signed_root), *std::move(verified)});
 
   // 3. Revoked private keys out of the way. The root is committed whatever happens here; a
@@ -384,17 +385,18 @@ absl::StatusOr<v1::SignedTrustRoot> KeyRing::Root(int64_t version) const {
   return ParseSignedRoot(version, bytes);
 }
 
-absl::StatusOr<KeyRing::VerifiedRoot> KeyRing::AddKey(int threshold) {
+absl::StatusOr<KeyRing::VerifiedRoot> KeyRing::AddKey(int threshold, absl::string_view actor) {
   absl::MutexLock lock(&mu_);
   const v1::TrustRoot& current = newest_.root;
   MD_RETURN_IF_ERROR(CheckRootKeysOnline(current));
   const int key_count = current.keys_size() + 1;
   MD_ASSIGN_OR_RETURN(int resolved, ResolveThreshold(threshold, current.threshold(), key_count));
   std::vector<v1::SigningKey> kept(current.keys().begin(), current.keys().end());
-  return Publish(std::move(kept), 1, resolved, {});
+  return Publish(std::move(kept), 1, resolved, {}, actor);
 }
 
-absl::StatusOr<KeyRing::VerifiedRoot> KeyRing::RevokeKey(absl::string_view key_id, int threshold) {
+absl::StatusOr<KeyRing::VerifiedRoot> KeyRing::RevokeKey(absl::string_view key_id, int threshold,
+                                                         absl::string_view actor) {
   if (!IsKeyId(key_id)) {
     return InvalidArgument("key_id", "MALFORMED_KEY_ID",
                            "a key id is 16 lowercase hex digits (see GetSigningKeys)");
@@ -425,10 +427,11 @@ absl::StatusOr<KeyRing::VerifiedRoot> KeyRing::RevokeKey(absl::string_view key_i
   }
   const int key_count = static_cast<int>(kept.size());
   MD_ASSIGN_OR_RETURN(int resolved, ResolveThreshold(threshold, current.threshold(), key_count));
-  return Publish(std::move(kept), 0, resolved, {std::string(key_id)});
+  return Publish(std::move(kept), 0, resolved, {std::string(key_id)}, actor);
 }
 
-absl::StatusOr<KeyRing::VerifiedRoot> KeyRing::RotateKeys(int count, int threshold) {
+absl::StatusOr<KeyRing::VerifiedRoot> KeyRing::RotateKeys(int count, int threshold,
+                                                          absl::string_view actor) {
   if (count < 0 || count > kMaxRotateKeys) {
     return InvalidArgument("count", "KEY_COUNT_OUT_OF_RANGE",
                            absl::StrCat("count ", count, " is not in 1..", kMaxRotateKeys,
@@ -441,7 +444,7 @@ absl::StatusOr<KeyRing::VerifiedRoot> KeyRing::RotateKeys(int count, int thresho
   MD_ASSIGN_OR_RETURN(int resolved, ResolveThreshold(threshold, current.threshold(), key_count));
   std::vector<std::string> revoked;
   for (const v1::SigningKey& key : current.keys()) revoked.push_back(key.key_id());
-  return Publish({}, key_count, resolved, revoked);
+  return Publish({}, key_count, resolved, revoked, actor);
 }
 
 }  // namespace modeldist::services

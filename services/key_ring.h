@@ -49,9 +49,11 @@ namespace modeldist::services {
 class TrustRootStore {
  public:
   virtual ~TrustRootStore() = default;
-  // Durably stores root `version`. FAILED_PRECONDITION unless `version` is the newest stored
-  // + 1 (1 for the first), so the chain has no gaps.
-  virtual absl::Status Append(int64_t version, absl::string_view signed_root) = 0;
+  // Durably stores root `version`, recording `actor` (the authenticated caller's name) in the
+  // audit log. FAILED_PRECONDITION unless `version` is the newest stored + 1 (1 for the
+  // first), so the chain has no gaps.
+  virtual absl::Status Append(int64_t version, absl::string_view signed_root,
+                              absl::string_view actor) = 0;
   // Root `version`; 0 means the newest. NOT_FOUND when absent (or when none is stored).
   virtual absl::StatusOr<std::string> Get(int64_t version) = 0;
 };
@@ -60,6 +62,8 @@ class TrustRootStore {
 inline constexpr absl::string_view kLegacySigningKeyFile = "manifest-signing.pem";
 // RotateKeys creates 1..kMaxRotateKeys keys.
 inline constexpr int kMaxRotateKeys = 16;
+// The audit actor of root 1, which the server makes on its own at first start.
+inline constexpr absl::string_view kFirstRootActor = "modeldist-server";
 
 struct KeyRingOptions {
   // A private key file outside `keys_dir` (the server's --signing-key). With an empty store it
@@ -83,7 +87,8 @@ class KeyRing : public ManifestSigner {
   // Loads the private keys in `keys_dir` (created 0700 if missing) and the chain of roots in
   // `store`, verifying it from root 1 to the newest. With no root stored, creates root 1
   // (threshold 1) from the --signing-key file if given, else from the keys in `keys_dir`,
-  // else from a newly generated key, and appends it. `store` must outlive the ring.
+  // else from a newly generated key, and appends it (actor kFirstRootActor). `store` must
+  // outlive the ring.
   // Errors:
   // * FAILED_PRECONDITION: a key file is readable or writable by group or others (the message
   //   names it and says `chmod 600`), a `<key_id>.pem` file holds another key, or the ring
@@ -108,10 +113,14 @@ class KeyRing : public ManifestSigner {
   // NOT_FOUND above the newest (the message gives the newest), DATA_LOSS if it does not parse.
   absl::StatusOr<v1::SignedTrustRoot> Root(int64_t version) const ABSL_LOCKS_EXCLUDED(mu_);
 
+  // Every change below records `actor`, the authenticated caller's name, as the audit actor
+  // of the root it appends.
+
   // Publishes root N+1 = root N plus one new key (written to keys_dir). `threshold` is the
   // new root's threshold; 0 keeps the current one. Returns the new root.
   // INVALID_ARGUMENT: `threshold` not in 0..key count, or the root would exceed kMaxRootKeys.
-  absl::StatusOr<VerifiedRoot> AddKey(int threshold) ABSL_LOCKS_EXCLUDED(mu_);
+  absl::StatusOr<VerifiedRoot> AddKey(int threshold, absl::string_view actor)
+      ABSL_LOCKS_EXCLUDED(mu_);
 
   // Publishes root N+1 = root N without `key_id`; the revoked key still signs this transition
   // (it is in root N) but nothing after it. `threshold` 0 keeps the current one, lowered to
@@ -120,21 +129,24 @@ class KeyRing : public ManifestSigner {
   // * NOT_FOUND: no such key in the newest root.
   // * FAILED_PRECONDITION: it is the last key, or the ring would hold fewer than `threshold`
   //   private keys of the new root (it could not sign manifests any more).
-  absl::StatusOr<VerifiedRoot> RevokeKey(absl::string_view key_id, int threshold)
-      ABSL_LOCKS_EXCLUDED(mu_);
+  absl::StatusOr<VerifiedRoot> RevokeKey(absl::string_view key_id, int threshold,
+                                         absl::string_view actor) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Publishes root N+1 with `count` new keys replacing all keys of root N (signed by both).
   // `count` 0 means as many as now; `threshold` 0 keeps the current one, lowered to `count`.
   // INVALID_ARGUMENT: `count` not in 0..kMaxRotateKeys or `threshold` out of range.
-  absl::StatusOr<VerifiedRoot> RotateKeys(int count, int threshold) ABSL_LOCKS_EXCLUDED(mu_);
+  absl::StatusOr<VerifiedRoot> RotateKeys(int count, int threshold, absl::string_view actor)
+      ABSL_LOCKS_EXCLUDED(mu_);
 
   // Publishes `next`, a root made offline (services/key_ring_upload.cc): adds the signatures
   // of every held private key that is an online key (`keys`) of the newest root or of `next`
   // (agents that predate roles check next roots with `keys`), checks it with VerifyNextRoot
-  // and that the ring holds `next.threshold` of its online keys, then appends it. Errors:
-  // MALFORMED_ROOT, ROOT_SIGNATURE_THRESHOLD_NOT_MET, ROOT_VERSION_NOT_NEXT (as devices
-  // answer), FAILED_PRECONDITION SIGNING_KEYS_MISSING, and the store's.
-  absl::StatusOr<VerifiedRoot> UploadRoot(const v1::SignedTrustRoot& next) ABSL_LOCKS_EXCLUDED(mu_);
+  // and that the ring holds the private key of every one of its online keys (the error names
+  // every missing one), then appends it. Errors: MALFORMED_ROOT,
+  // ROOT_SIGNATURE_THRESHOLD_NOT_MET, ROOT_VERSION_NOT_NEXT (as devices answer),
+  // FAILED_PRECONDITION SIGNING_KEYS_MISSING, and the store's.
+  absl::StatusOr<VerifiedRoot> UploadRoot(const v1::SignedTrustRoot& next, absl::string_view actor)
+      ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
   // One private key the ring holds.
@@ -161,8 +173,8 @@ class KeyRing : public ManifestSigner {
   // (already range-checked): generates and writes the new keys, signs, verifies, appends,
   // then moves the private keys of `revoked` to revoked/ (see the order in the file comment).
   absl::StatusOr<VerifiedRoot> Publish(std::vector<v1::SigningKey> kept, int new_keys,
-                                       int threshold, const std::vector<std::string>& revoked)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+                                       int threshold, const std::vector<std::string>& revoked,
+                                       absl::string_view actor) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Makes `root` the newest and recomputes signers_.
   void SetNewest(VerifiedRoot root) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 

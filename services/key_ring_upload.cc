@@ -4,14 +4,17 @@
 #include <set>
 #include <string>
 #include <utility>
+#include <vector>
 
+#include "absl/strings/str_join.h"
 #include "common/status.h"
 #include "common/trust.h"
 #include "services/key_ring.h"
 
 namespace modeldist::services {
 
-absl::StatusOr<KeyRing::VerifiedRoot> KeyRing::UploadRoot(const v1::SignedTrustRoot& next) {
+absl::StatusOr<KeyRing::VerifiedRoot> KeyRing::UploadRoot(const v1::SignedTrustRoot& next,
+                                                          absl::string_view actor) {
   absl::MutexLock lock(&mu_);
   v1::TrustRoot parsed;
   if (!parsed.ParseFromString(next.root())) {
@@ -42,23 +45,26 @@ absl::StatusOr<KeyRing::VerifiedRoot> KeyRing::UploadRoot(const v1::SignedTrustR
   }
 
   MD_ASSIGN_OR_RETURN(v1::TrustRoot verified, VerifyNextRoot(newest_.root, signed_root));
-  // The server signs every manifest with the new root's online keys: it must hold enough.
-  MD_RETURN_IF_ERROR(CheckHoldThreshold(verified));
-  // ...and no online key it does not hold: while the newest root has no root keys, the
-  // signatures added above are what authorizes the change, and they must not vouch for a
-  // key someone else controls (whoever uploads would then sign manifests devices accept).
+  // The ring must hold the private key of every online key of the new root, for two reasons:
+  // the server signs every manifest with them (it needs at least the threshold), and while
+  // the newest root has no root keys the signatures added above are what authorizes the
+  // change, so they must not vouch for a key someone else controls (whoever uploads would
+  // then sign manifests devices accept). Holding them all covers both.
+  std::vector<std::string> missing;
   for (const v1::SigningKey& key : verified.keys()) {
-    if (held_.count(key.key_id()) == 0) {
-      return MakeError(
-          absl::StatusCode::kFailedPrecondition, "SIGNING_KEYS_MISSING",
-          absl::StrCat("trust root ", verified.version(), " names online key ", key.key_id(),
-                       ", whose private key this server does not hold (", keys_dir_,
-                       "/<key_id>.pem): every online key must be one "
-                       "the server holds"),
-          {{"missing_key_ids", key.key_id()}});
-    }
+    if (held_.count(key.key_id()) == 0) missing.push_back(key.key_id());
   }
-  MD_RETURN_IF_ERROR(store_->Append(verified.version(), signed_root.SerializeAsString()));
+  if (!missing.empty()) {
+    return MakeError(
+        absl::StatusCode::kFailedPrecondition, "SIGNING_KEYS_MISSING",
+        absl::StrCat("trust root ", verified.version(), " names online keys whose private keys ",
+                     "this server does not hold: ", absl::StrJoin(missing, ", "), " (expected as ",
+                     keys_dir_,
+                     "/<key_id>.pem, mode 0600); the server signs manifests with the online "
+                     "keys, so it must hold every one"),
+        {{"missing_key_ids", absl::StrJoin(missing, ",")}});
+  }
+  MD_RETURN_IF_ERROR(store_->Append(verified.version(), signed_root.SerializeAsString(), actor));
   SetNewest({std::move(signed_root), std::move(verified)});
   return newest_;
 }

@@ -65,6 +65,8 @@ int main(int argc, char** argv) {
   flags.Add("public-address", "HOST:PORT", "", "address put in manifests for devices");
   flags.Add("scrub-interval", "DURATION", "24h",
             "re-read and check every stored blob this often, e.g. 24h or 90m; 0 turns it off");
+  flags.Add("rollout-check-interval", "DURATION", "5s",
+            "judge the health gates of rollouts and take their scheduled steps this often");
   flags.Add("scrub-rate", "BYTES", "64MiB",
             "read at most this many bytes per second while scrubbing; 0 is unlimited");
   flags.Add("min-free-space", "BYTES", "1GiB",
@@ -72,6 +74,8 @@ int main(int argc, char** argv) {
             "directory's disk (RESOURCE_EXHAUSTED, INSUFFICIENT_SPACE); 0 turns it off");
   flags.Add("max-uploads-per-client", "N", "8",
             "upload streams one client address may have open at once");
+  flags.Add("max-uploads-per-credential", "N", "16",
+            "upload streams one admin credential may have open at once");
   flags.Add("upload-idle-timeout", "DURATION", "2m",
             "cancel an upload stream that sends nothing this long (it resumes)");
   flags.Add("origins", "FILE", "",
@@ -162,6 +166,10 @@ int main(int argc, char** argv) {
       config.scrub_interval < absl::ZeroDuration()) {
     return Fail("--scrub-interval must be a duration, e.g. 24h or 90m, or 0 to turn it off");
   }
+  if (!absl::ParseDuration(flags.Get("rollout-check-interval"), &config.rollout_check_interval) ||
+      config.rollout_check_interval <= absl::ZeroDuration()) {
+    return Fail("--rollout-check-interval must be a positive duration, e.g. 5s");
+  }
   auto scrub_rate = flags.GetInt("scrub-rate");
   if (!scrub_rate.ok()) return Fail(std::string(scrub_rate.status().message()));
   if (*scrub_rate < 0) return Fail("--scrub-rate must not be negative (0 is unlimited)");
@@ -175,6 +183,11 @@ int main(int argc, char** argv) {
     return Fail("--max-uploads-per-client must be a number from 1 to 10000");
   }
   config.uploads.max_per_peer = static_cast<int>(*uploads);
+  auto per_credential = flags.GetInt("max-uploads-per-credential");
+  if (!per_credential.ok() || *per_credential < 1 || *per_credential > 10000) {
+    return Fail("--max-uploads-per-credential must be a number from 1 to 10000");
+  }
+  config.uploads.max_per_credential = static_cast<int>(*per_credential);
   if (!absl::ParseDuration(flags.Get("upload-idle-timeout"), &config.uploads.idle_timeout) ||
       config.uploads.idle_timeout < absl::Seconds(1)) {
     return Fail("--upload-idle-timeout must be a duration of at least 1s, e.g. 2m or 30s");

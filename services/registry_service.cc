@@ -21,6 +21,7 @@
 #include "services/publish_checks.h"
 #include "services/release_admin.h"
 #include "services/request_validation.h"
+#include "services/rollout_status.h"
 #include "storage/background_appender.h"
 
 namespace modeldist::services {
@@ -359,9 +360,10 @@ absl::Status RegistryServiceImpl::DoWriteSession(
 grpc::Status RegistryServiceImpl::WriteArtifact(
     grpc::ServerContext* context, grpc::ServerReader<v1::WriteArtifactRequest>* reader,
     v1::WriteArtifactResponse* response) {
-  return Admin(auth_, context, __func__, [&]() -> absl::Status {
+  return Admin(auth_, context, __func__, [&](const Caller& caller) -> absl::Status {
     if (uploads_ == nullptr) return DoWriteArtifact(reader, response);
-    MD_ASSIGN_OR_RETURN(std::unique_ptr<UploadLimiter::Slot> slot, uploads_->Admit(context));
+    MD_ASSIGN_OR_RETURN(std::unique_ptr<UploadLimiter::Slot> slot,
+                        uploads_->Admit(context, caller.name));
     TouchingReader touching(reader, slot.get());
     return DoWriteArtifact(&touching, response);
   });
@@ -490,8 +492,17 @@ grpc::Status RegistryServiceImpl::StartRollout(grpc::ServerContext* context,
                            .VersionName("to_version", request->to_version(), &to)
                            .BasisPoints(request->basis_points())
                            .status());
-    MD_ASSIGN_OR_RETURN(*response, catalog_->StartRollout(request->tier(), channel, to,
-                                                          request->basis_points(), caller.name));
+    MD_RETURN_IF_ERROR(CheckRolloutPolicy(request->policy(), request->basis_points()));
+    storage::RolloutNote note;
+    if (autopilot_ != nullptr) {
+      // From is what the tier resolves to now; the catalog checks it again in its transaction.
+      absl::StatusOr<v1::TierBinding> binding = catalog_->GetTier(request->tier(), channel);
+      note = autopilot_->NoteFor(request->tier(), channel, to.ToString(),
+                                 binding.ok() ? binding->version() : "");
+    }
+    MD_ASSIGN_OR_RETURN(
+        *response, catalog_->StartRollout(request->tier(), channel, to, request->basis_points(),
+                                          caller.name, request->policy(), note));
     Resign();
     return absl::OkStatus();
   });
@@ -506,8 +517,10 @@ grpc::Status RegistryServiceImpl::AdvanceRollout(grpc::ServerContext* context,
                            .TierChannel(request->tier(), request->channel(), &channel)
                            .BasisPoints(request->basis_points())
                            .status());
-    MD_ASSIGN_OR_RETURN(*response, catalog_->AdvanceRollout(request->tier(), channel,
-                                                            request->basis_points(), caller.name));
+    MD_ASSIGN_OR_RETURN(
+        *response,
+        catalog_->AdvanceRollout(request->tier(), channel, request->basis_points(), caller.name,
+                                 RolloutNoteNow(*catalog_, autopilot_, request->tier(), channel)));
     Resign();
     return absl::OkStatus();
   });
@@ -522,7 +535,9 @@ grpc::Status RegistryServiceImpl::RolloutChange(grpc::ServerContext* context,
     std::string channel;
     MD_RETURN_IF_ERROR(
         RequestCheck().TierChannel(request.tier(), request.channel(), &channel).status());
-    MD_ASSIGN_OR_RETURN(*response, change(request.tier(), channel, caller.name));
+    MD_ASSIGN_OR_RETURN(*response,
+                        change(request.tier(), channel, caller.name,
+                               RolloutNoteNow(*catalog_, autopilot_, request.tier(), channel)));
     Resign();
     return absl::OkStatus();
   });
@@ -573,6 +588,14 @@ grpc::Status RegistryServiceImpl::ListRollouts(grpc::ServerContext* context,
     for (auto& r : page.items) *response->add_rollouts() = std::move(r);
     response->set_next_page_token(page.next_page_token);
     return absl::OkStatus();
+  });
+}
+
+grpc::Status RegistryServiceImpl::GetRolloutStatus(grpc::ServerContext* context,
+                                                   const v1::RolloutRequest* request,
+                                                   v1::RolloutStatus* response) {
+  return Admin(auth_, context, __func__, [&]() {
+    return services::GetRolloutStatus(*catalog_, autopilot_, *request, response);
   });
 }
 
@@ -644,9 +667,10 @@ grpc::Status RegistryServiceImpl::ListAuditLog(grpc::ServerContext* context,
 template <typename Change>
 grpc::Status RegistryServiceImpl::KeyChange(grpc::ServerContext* context, absl::string_view method,
                                             v1::SignedTrustRoot* response, Change change) {
-  return Admin(auth_, context, method, [&]() -> absl::Status {
-    MD_ASSIGN_OR_RETURN(KeyRing::VerifiedRoot root, change());
-    // The catalog records the new root in its audit log in the same transaction.
+  return Admin(auth_, context, method, [&](const Caller& caller) -> absl::Status {
+    MD_ASSIGN_OR_RETURN(KeyRing::VerifiedRoot root, change(caller.name));
+    // The catalog records the new root in its audit log, with the caller as actor, in the same
+    // transaction.
     *response = root.signed_root;
     Resign();
     return absl::OkStatus();
@@ -656,28 +680,33 @@ grpc::Status RegistryServiceImpl::KeyChange(grpc::ServerContext* context, absl::
 grpc::Status RegistryServiceImpl::AddSigningKey(grpc::ServerContext* context,
                                                 const v1::AddSigningKeyRequest* request,
                                                 v1::SignedTrustRoot* response) {
-  return KeyChange(context, __func__, response,
-                   [&] { return keys_->AddKey(request->threshold()); });
+  return KeyChange(context, __func__, response, [&](absl::string_view actor) {
+    return keys_->AddKey(request->threshold(), actor);
+  });
 }
 
 grpc::Status RegistryServiceImpl::RevokeSigningKey(grpc::ServerContext* context,
                                                    const v1::RevokeSigningKeyRequest* request,
                                                    v1::SignedTrustRoot* response) {
-  return KeyChange(context, __func__, response,
-                   [&] { return keys_->RevokeKey(request->key_id(), request->threshold()); });
+  return KeyChange(context, __func__, response, [&](absl::string_view actor) {
+    return keys_->RevokeKey(request->key_id(), request->threshold(), actor);
+  });
 }
 
 grpc::Status RegistryServiceImpl::RotateSigningKeys(grpc::ServerContext* context,
                                                     const v1::RotateSigningKeysRequest* request,
                                                     v1::SignedTrustRoot* response) {
-  return KeyChange(context, __func__, response,
-                   [&] { return keys_->RotateKeys(request->count(), request->threshold()); });
+  return KeyChange(context, __func__, response, [&](absl::string_view actor) {
+    return keys_->RotateKeys(request->count(), request->threshold(), actor);
+  });
 }
 
 grpc::Status RegistryServiceImpl::UploadTrustRoot(grpc::ServerContext* context,
                                                   const v1::UploadTrustRootRequest* request,
                                                   v1::SignedTrustRoot* response) {
-  return KeyChange(context, __func__, response, [&] { return keys_->UploadRoot(request->root()); });
+  return KeyChange(context, __func__, response, [&](absl::string_view actor) {
+    return keys_->UploadRoot(request->root(), actor);
+  });
 }
 
 grpc::Status RegistryServiceImpl::AttachRelease(grpc::ServerContext* context,

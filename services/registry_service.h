@@ -14,9 +14,11 @@
 #include "modeldist/v1/registry.grpc.pb.h"
 #include "services/admin_auth.h"
 #include "services/blob_health.h"
+#include "services/fleet_stats.h"
 #include "services/key_ring.h"
 #include "services/manifest_cache.h"
 #include "services/replicator.h"
+#include "services/rollout_autopilot.h"
 #include "services/scrubber.h"
 #include "services/upload_limits.h"
 #include "storage/blob_store.h"
@@ -92,6 +94,19 @@ class RegistryServiceImpl final : public v1::RegistryService::Service {
                             v1::Rollout* response) override;
   grpc::Status ListRollouts(grpc::ServerContext* context, const v1::ListRolloutsRequest* request,
                             v1::ListRolloutsResponse* response) override;
+  // services/rollout_status.cc.
+  grpc::Status GetRolloutStatus(grpc::ServerContext* context, const v1::RolloutRequest* request,
+                                v1::RolloutStatus* response) override;
+  // Where rollout changes read the report counts their steps record, and which GetRolloutStatus
+  // reports (nullptr, the default: every count reads 0). Set before serving; outlives this.
+  void set_autopilot(RolloutAutopilot* autopilot) { autopilot_ = autopilot; }
+  // services/fleet_admin.cc.
+  grpc::Status GetFleetSummary(grpc::ServerContext* context,
+                               const v1::GetFleetSummaryRequest* request,
+                               v1::FleetSummary* response) override;
+  // What GetFleetSummary reads (nullptr, the default: an empty summary). Set before serving;
+  // outlives this.
+  void set_fleet(const FleetStats* fleet) { fleet_ = fleet; }
   grpc::Status PinDevices(grpc::ServerContext* context, const v1::PinDevicesRequest* request,
                           v1::PinDevicesResponse* response) override;
   grpc::Status UnpinDevices(grpc::ServerContext* context, const v1::UnpinDevicesRequest* request,
@@ -150,7 +165,8 @@ class RegistryServiceImpl final : public v1::RegistryService::Service {
   void Resign();
   // Runs one rollout state change (pause, resume, complete, abort) after validating the
   // tier/channel, then re-signs.
-  // Runs one key change (the catalog audits the new root) and re-signs every manifest.
+  // Runs one key change, `change(actor)` with the authenticated caller's name (the catalog
+  // audits the new root under it), and re-signs every manifest.
   template <typename Change>
   grpc::Status KeyChange(grpc::ServerContext* context, absl::string_view method,
                          v1::SignedTrustRoot* response, Change change);
@@ -170,6 +186,8 @@ class RegistryServiceImpl final : public v1::RegistryService::Service {
   const origin::OriginSet* origins_;
   Replicator* replicator_;
   UploadLimiter* uploads_;  // nullptr: upload streams are not limited
+  RolloutAutopilot* autopilot_ = nullptr;
+  const FleetStats* fleet_ = nullptr;
 };
 
 }  // namespace modeldist::services

@@ -21,6 +21,8 @@
 #include "services/artifact_service.h"
 #include "services/blob_health.h"
 #include "services/call_observer.h"
+#include "services/fleet_service.h"
+#include "services/fleet_stats.h"
 #include "services/key_ring.h"
 #include "services/malformed_request.h"
 #include "services/manifest_cache.h"
@@ -31,6 +33,7 @@
 #include "services/registry_service.h"
 #include "services/replica_eviction.h"
 #include "services/replicator.h"
+#include "services/rollout_autopilot.h"
 #include "services/scrubber.h"
 #include "services/server_http.h"
 #include "services/server_metrics.h"
@@ -69,8 +72,9 @@ class DataDirLock {
 class CatalogTrustRootStore : public TrustRootStore {
  public:
   explicit CatalogTrustRootStore(storage::Catalog* catalog) : catalog_(catalog) {}
-  absl::Status Append(int64_t version, absl::string_view signed_root) override {
-    return catalog_->AppendTrustRoot(version, signed_root);
+  absl::Status Append(int64_t version, absl::string_view signed_root,
+                      absl::string_view actor) override {
+    return catalog_->AppendTrustRoot(version, signed_root, actor);
   }
   absl::StatusOr<std::string> Get(int64_t version) override {
     return catalog_->GetTrustRoot(version);
@@ -102,6 +106,9 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Credentials(const Serve
   }
   return grpc::SslServerCredentials(options);
 }
+
+// How often reports counted in memory are written to the catalog: what a crash can lose.
+constexpr absl::Duration kFleetFlushInterval = absl::Seconds(1);
 
 // --evict-replicated evicts only what has confirmed copies on the origins that replicate.
 absl::Status NoReplicaToEvictFor() {
@@ -137,9 +144,11 @@ struct ModeldistServer::Parts {
   std::unique_ptr<CatalogTrustRootStore> root_store;
   std::unique_ptr<KeyRing> keys;
   std::unique_ptr<ManifestCache> manifests;
+  std::unique_ptr<FleetStats> fleet;
   std::unique_ptr<RegistryServiceImpl> registry;
   std::unique_ptr<ManifestServiceImpl> manifest_service;
   std::unique_ptr<ArtifactServiceImpl> artifact_service;
+  std::unique_ptr<FleetServiceImpl> fleet_service;
   // Last, so they are destroyed (stopped) first, before anything their threads use.
   std::unique_ptr<ReadThrough> read_through;  // nullptr without --origins
   std::unique_ptr<ReplicaEviction> eviction;  // nullptr without --evict-replicated
@@ -147,7 +156,9 @@ struct ModeldistServer::Parts {
   std::unique_ptr<OriginRepair> repair;       // nullptr without --origins
   std::unique_ptr<BackgroundScrub> background_scrub;
   std::unique_ptr<WakeableLoop> upload_sweeper;  // cancels idle upload streams
-  std::atomic<bool> stopping{false};  // /readyz says so
+  std::unique_ptr<WakeableLoop> fleet_flusher;   // writes fleet reports to the catalog
+  std::unique_ptr<RolloutAutopilot> autopilot;   // judges rollout gates, takes scheduled steps
+  std::atomic<bool> stopping{false};             // /readyz says so
   // The very last: its connections call into everything above.
   std::unique_ptr<HttpSide> http;  // nullptr without --http-listen
 };
@@ -201,6 +212,8 @@ absl::StatusOr<std::unique_ptr<ModeldistServer>> ModeldistServer::Start(
   blob_options.min_free_bytes = config.min_free_bytes;
   MD_ASSIGN_OR_RETURN(parts->blobs, storage::BlobStore::Open(config.data_dir, blob_options));
   parts->metrics->WatchStores(parts->blobs.get(), parts->catalog.get());
+  MD_ASSIGN_OR_RETURN(parts->fleet, FleetStats::Load(parts->catalog.get()));
+  parts->metrics->WatchFleet(parts->fleet.get());
   parts->root_store = std::make_unique<CatalogTrustRootStore>(parts->catalog.get());
   KeyRing::Options key_options;
   key_options.signing_key_file = config.signing_key_file;
@@ -331,6 +344,25 @@ absl::StatusOr<std::unique_ptr<ModeldistServer>> ModeldistServer::Start(
   parts->manifest_service = std::make_unique<ManifestServiceImpl>(
       parts->manifests.get(), parts->keys.get(), parts->mirrors.get(), parts->upstream.get(),
       HttpSide::PublicUrl(config));
+  parts->registry->set_fleet(parts->fleet.get());
+  {
+    RolloutAutopilot::Options autopilot;
+    autopilot.period = config.rollout_check_interval;
+    ReportCounter counts = [fleet = parts->fleet.get()](absl::string_view tier,
+                                                        absl::string_view channel,
+                                                        absl::string_view version) {
+      return fleet->Totals(tier, channel, version);
+    };
+    parts->autopilot = std::make_unique<RolloutAutopilot>(
+        parts->catalog.get(), parts->manifests.get(), std::move(counts), std::move(autopilot));
+    parts->registry->set_autopilot(parts->autopilot.get());
+  }
+  {
+    FleetServiceOptions fleet;
+    fleet.on_counted = [autopilot = parts->autopilot.get()] { autopilot->Wake(); };
+    parts->fleet_service =
+        std::make_unique<FleetServiceImpl>(parts->fleet.get(), parts->metrics.get(), fleet);
+  }
   parts->artifact_service = std::make_unique<ArtifactServiceImpl>(
       parts->blobs.get(), parts->health.get(), config.read_message_bytes, /*read_threads=*/4,
       parts->read_through.get(), parts->metrics.get());
@@ -349,6 +381,7 @@ absl::StatusOr<std::unique_ptr<ModeldistServer>> ModeldistServer::Start(
   builder.RegisterService(parts->registry.get());
   builder.RegisterService(parts->manifest_service.get());
   builder.RegisterService(parts->artifact_service.get());
+  builder.RegisterService(parts->fleet_service.get());
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors =
       MalformedRequestInterceptors();
   // After them: it sees the status they set.
@@ -408,6 +441,16 @@ absl::StatusOr<std::unique_ptr<ModeldistServer>> ModeldistServer::Start(
     return sweep;
   });
   parts->upload_sweeper->Start();
+  parts->fleet_flusher = std::make_unique<WakeableLoop>([fleet = parts->fleet.get()] {
+    const absl::Status flushed = fleet->Flush(absl::Now());
+    if (!flushed.ok()) {
+      std::cerr << "modeldist-server: fleet reports not written yet (retried): " << flushed << "\n";
+    }
+    return kFleetFlushInterval;
+  });
+  parts->fleet_flusher->Start();
+  // Only once serving, like the other loops: its changes re-sign manifests.
+  parts->autopilot->Start();
   server->parts_ = std::move(parts);
   return server;
 }
@@ -447,8 +490,17 @@ void ModeldistServer::Shutdown() {
   // A copy in progress is cancelled; its row stays due and resumes at the next start.
   if (parts_ != nullptr && parts_->replicator != nullptr) parts_->replicator->Stop();
   if (parts_ != nullptr && parts_->repair != nullptr) parts_->repair->Stop();
+  if (parts_ != nullptr && parts_->autopilot != nullptr) parts_->autopilot->Stop();
   if (server_ != nullptr)
     server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  // Once no report can come in any more: the last ones are written too.
+  if (parts_ != nullptr && parts_->fleet_flusher != nullptr) {
+    parts_->fleet_flusher->Stop();
+    const absl::Status flushed = parts_->fleet->Flush(absl::Now());
+    if (!flushed.ok()) {
+      std::cerr << "modeldist-server: the newest fleet reports were lost: " << flushed << "\n";
+    }
+  }
   // After read-through stopped: a body waiting for an origin has ended, so its connection's
   // thread can be joined.
   if (parts_ != nullptr) parts_->http.reset();

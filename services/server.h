@@ -62,13 +62,17 @@ struct ServerConfig {
   int max_receive_message_bytes = 8 * 1024 * 1024;
   // HTTP/2 limits per connection: concurrent calls, ping policy, keepalive, idle connections.
   TransportLimits transport;
-  // Upload streams at once per client address (--max-uploads-per-client) and how long one may
-  // send nothing before it is cancelled (--upload-idle-timeout).
+  // Upload streams at once per client address (--max-uploads-per-client) and per credential
+  // (--max-uploads-per-credential), and how long one may send nothing before it is cancelled
+  // (--upload-idle-timeout).
   UploadLimiter::Options uploads;
   // How often the server scrubs its blob store on its own (services/scrubber.h): re-reads
   // every blob from the disk and checks it, so damage is found before a device asks for the
   // bytes. The first pass runs one interval after the start. Zero turns it off.
   absl::Duration scrub_interval = absl::Hours(24);
+  // How often the rollout autopilot judges the health gates of rollouts and takes their
+  // scheduled steps (services/rollout_autopilot.h); it also runs soon after device reports.
+  absl::Duration rollout_check_interval = absl::Seconds(5);
   // The most bytes per second such a pass reads, so downloads keep most of the disk; 0 reads
   // as fast as the disk allows.
   int64_t scrub_rate = 64 * 1024 * 1024;

@@ -2,7 +2,11 @@
 
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "modeldist/v1/fleet.pb.h"
+#include "services/fleet_stats.h"
 #include "storage/blob_store_usage.h"
 
 namespace modeldist::services {
@@ -72,6 +76,15 @@ ServerMetrics::ServerMetrics() {
       "MALFORMED_TOKEN, WRONG_TOKEN, UNKNOWN_CERTIFICATE, and AUTH_RATE_LIMITED for calls from "
       "a peer that failed too often lately.",
       {"reason"});
+  metrics::CounterFamily& fleet_reports = registry_.AddCounter(
+      "modeldist_fleet_reports_total",
+      "Status reports devices sent (FleetService.ReportStatus) that were accepted, by event.",
+      {"event"});
+  for (int event = 1; event < kFleetEvents; ++event) {
+    const std::string name = v1::StatusEvent_Name(static_cast<v1::StatusEvent>(event));
+    fleet_reports_[event] =
+        fleet_reports.With({absl::AsciiStrToLower(absl::StripPrefix(name, "STATUS_EVENT_"))});
+  }
 }
 
 void ServerMetrics::WatchStores(const storage::BlobStore* blobs, storage::Catalog* catalog) {
@@ -100,6 +113,26 @@ void ServerMetrics::WatchStores(const storage::BlobStore* blobs, storage::Catalo
           }
           token = page->next_page_token;
         } while (!token.empty());
+        return values;
+      });
+}
+
+void ServerMetrics::WatchFleet(FleetStats* fleet) {
+  fleet->CountDropsIn(&registry_.AddCounter(
+      "modeldist_fleet_reports_dropped_total",
+      "Status reports accepted but not counted: about a tier/channel or version the catalog "
+      "does not know.",
+      {"why"}));
+  registry_.AddGaugeCallback(
+      "modeldist_fleet_devices",
+      absl::StrCat("Devices whose newest report (activated, load confirmed, rolled back) is "
+                   "about a version, for the ",
+                   kFleetMetricVersions, " versions with the most devices."),
+      {"version"}, [fleet] {
+        metrics::GaugeValues values;
+        for (const auto& [version, devices] : fleet->DevicesPerVersion(kFleetMetricVersions)) {
+          values.push_back({{version}, static_cast<double>(devices)});
+        }
         return values;
       });
 }

@@ -21,6 +21,13 @@
 //                                                      reason, and AUTH_RATE_LIMITED refusals
 //   modeldist_blob_store_bytes / _blobs                what the blob store holds (at scrape)
 //   modeldist_catalog_sequence{tier,channel}           each binding's sequence (at scrape)
+//   modeldist_fleet_reports_total{event}               status reports accepted (FleetService)
+//   modeldist_fleet_reports_dropped_total{why}         status reports accepted but not counted:
+//                                                      why unknown_tier or unknown_version (a
+//                                                      name the catalog does not know)
+//   modeldist_fleet_devices{version}                   devices whose newest state is on a
+//                                                      version, for the kFleetMetricVersions
+//                                                      most common versions (at scrape)
 //
 // Counters that the hot paths touch are looked up once here, so counting is one atomic add.
 #ifndef MODELDIST_SERVICES_SERVER_METRICS_H_
@@ -36,6 +43,12 @@
 
 namespace modeldist::services {
 
+class FleetStats;
+
+// modeldist_fleet_devices has a series for this many versions at most: devices choose what
+// they report, so the label's values are bounded here rather than trusted.
+inline constexpr size_t kFleetMetricVersions = 50;
+
 class ServerMetrics {
  public:
   ServerMetrics();
@@ -44,6 +57,13 @@ class ServerMetrics {
 
   // The at-scrape gauges of the blob store and the catalog; both must outlive this.
   void WatchStores(const storage::BlobStore* blobs, storage::Catalog* catalog);
+  // The at-scrape gauge of devices per version, and the counter of reports `fleet` drops;
+  // `fleet` must outlive this.
+  void WatchFleet(FleetStats* fleet);
+  // One status report counted, of `event` (a StatusEvent number; others are not counted).
+  void FleetReport(int event) const {
+    if (event > 0 && event < kFleetEvents) fleet_reports_[event]->Increment();
+  }
 
   // One answered rpc: `method` as gRPC names it ("/modeldist.v1.ManifestService/GetManifest"),
   // `code` the status code's name ("OK", "NOT_FOUND").
@@ -84,6 +104,9 @@ class ServerMetrics {
   metrics::Counter* origin_fetches_;
   metrics::Counter* manifest_rebuilds_;
   metrics::CounterFamily* auth_failures_;
+  // By StatusEvent number, 1..7 (0 unused).
+  static constexpr int kFleetEvents = 8;
+  metrics::Counter* fleet_reports_[kFleetEvents] = {};
 };
 
 }  // namespace modeldist::services

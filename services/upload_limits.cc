@@ -16,26 +16,41 @@ void UploadLimiter::Slot::Touch() {
 }
 
 absl::StatusOr<std::unique_ptr<UploadLimiter::Slot>> UploadLimiter::Admit(
-    grpc::ServerContext* context) {
+    grpc::ServerContext* context, absl::string_view credential) {
   std::string peer = PeerAddress(context->peer());
   absl::MutexLock lock(&mu_);
-  int& open_by_peer = per_peer_[peer];
+  auto by_peer = per_peer_.find(peer);
+  const int open_by_peer = by_peer == per_peer_.end() ? 0 : by_peer->second;
   if (open_by_peer >= options_.max_per_peer) {
-    if (open_by_peer == 0) per_peer_.erase(peer);
     return MakeError(absl::StatusCode::kResourceExhausted, kReasonTooManyUploads,
                      absl::StrCat(peer, " has ", open_by_peer, " upload streams open, at most ",
                                   options_.max_per_peer,
-                                  " at once per client address: finish or close one first"));
+                                  " at once per client address: finish or close one first"),
+                     {{"limit", "max-uploads-per-client"}});
   }
-  ++open_by_peer;
-  streams_.push_front(Stream{context, std::move(peer), options_.now()});
+  auto by_credential = per_credential_.find(credential);
+  const int open_by_credential = by_credential == per_credential_.end() ? 0 : by_credential->second;
+  if (open_by_credential >= options_.max_per_credential) {
+    return MakeError(absl::StatusCode::kResourceExhausted, kReasonTooManyUploads,
+                     absl::StrCat("credential \"", credential, "\" has ", open_by_credential,
+                                  " upload streams open, at most ", options_.max_per_credential,
+                                  " at once per credential: finish or close one first"),
+                     {{"limit", "max-uploads-per-credential"}});
+  }
+  ++per_peer_[peer];
+  ++per_credential_[credential];
+  streams_.push_front(Stream{context, std::move(peer), std::string(credential), options_.now()});
   return std::unique_ptr<Slot>(new Slot(this, streams_.begin()));
 }
 
 void UploadLimiter::Release(std::list<Stream>::iterator stream) {
   absl::MutexLock lock(&mu_);
-  auto it = per_peer_.find(stream->peer);
-  if (it != per_peer_.end() && --it->second <= 0) per_peer_.erase(it);
+  auto peer = per_peer_.find(stream->peer);
+  if (peer != per_peer_.end() && --peer->second <= 0) per_peer_.erase(peer);
+  auto credential = per_credential_.find(stream->credential);
+  if (credential != per_credential_.end() && --credential->second <= 0) {
+    per_credential_.erase(credential);
+  }
   streams_.erase(stream);
 }
 

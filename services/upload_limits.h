@@ -1,8 +1,10 @@
 // File: upload_limits.h
 //
 // Limits on upload streams (RegistryService.WriteArtifact), so that one client cannot hold
-// the server's upload capacity: at most `max_per_peer` streams at once per peer address (more
-// are refused at once with RESOURCE_EXHAUSTED, reason TOO_MANY_UPLOADS), and a stream that
+// the server's upload capacity: at most `max_per_peer` streams at once per peer address and
+// `max_per_credential` per authenticated credential (a leaked or buggy token used from many
+// addresses), more being refused at once with RESOURCE_EXHAUSTED, reason TOO_MANY_UPLOADS;
+// and a stream that
 // sends nothing for `idle_timeout` is cancelled (its committed bytes are kept, so the client
 // resumes with QueryUpload): a stalled or slow-loris client frees its slot instead of keeping
 // a server thread blocked in Read for ever. CancelIdle does the sweeping; the server runs it
@@ -23,6 +25,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "modeldist/v1/registry.pb.h"
@@ -35,6 +38,7 @@ class UploadLimiter {
  public:
   struct Options {
     int max_per_peer = 8;
+    int max_per_credential = 16;
     absl::Duration idle_timeout = absl::Minutes(2);
     std::function<absl::Time()> now = [] { return absl::Now(); };
   };
@@ -52,6 +56,7 @@ class UploadLimiter {
     struct Stream {
       grpc::ServerContext* context;
       std::string peer;
+      std::string credential;
       absl::Time last_activity;
       bool cancelled = false;
     };
@@ -64,9 +69,11 @@ class UploadLimiter {
   UploadLimiter() : UploadLimiter(Options()) {}
   explicit UploadLimiter(Options options) : options_(std::move(options)) {}
 
-  // Admits the stream of `context` unless its peer has max_per_peer streams open:
-  // RESOURCE_EXHAUSTED (TOO_MANY_UPLOADS) then, saying how many are open.
-  absl::StatusOr<std::unique_ptr<Slot>> Admit(grpc::ServerContext* context)
+  // Admits the stream of `context`, authenticated as `credential` (Caller.name), unless its
+  // peer has max_per_peer streams open or the credential max_per_credential:
+  // RESOURCE_EXHAUSTED (TOO_MANY_UPLOADS) then, saying which limit and how many are open.
+  absl::StatusOr<std::unique_ptr<Slot>> Admit(grpc::ServerContext* context,
+                                              absl::string_view credential)
       ABSL_LOCKS_EXCLUDED(mu_);
 
   // Cancels (grpc TryCancel) every stream idle for idle_timeout or longer; returns how many
@@ -86,6 +93,7 @@ class UploadLimiter {
   mutable absl::Mutex mu_;
   std::list<Stream> streams_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, int> per_peer_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, int> per_credential_ ABSL_GUARDED_BY(mu_);
 };
 
 // A ServerReaderInterface that touches `slot` on every message read, so the limiter sees

@@ -81,6 +81,12 @@ struct BlobStore::Upload {
   dev_t dev ABSL_GUARDED_BY(mu) = 0;
   ino_t ino ABSL_GUARDED_BY(mu) = 0;
   struct timespec mtime ABSL_GUARDED_BY(mu) = {};
+  // An fsync of the partial failed. Its bytes on disk are then unknown, and the page cache
+  // may not show it (Linux marks pages whose write-back failed clean, so a second fsync
+  // "succeeds" over bytes that never reached the disk). The next Sync drops the file's cached
+  // pages and hashes it from the disk again, so that only bytes the disk really holds are
+  // verified and committed.
+  bool reread_from_disk ABSL_GUARDED_BY(mu) = false;
 
   void Reset() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   void Remember(const struct stat& st) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);

@@ -76,6 +76,7 @@ void BlobStore::Upload::Reset() {
   dev = 0;
   ino = 0;
   mtime = {};
+  reread_from_disk = false;
 }
 
 void BlobStore::Upload::Remember(const struct stat& st) {
@@ -100,11 +101,14 @@ absl::StatusOr<ScopedFd> BlobStore::Upload::Sync(const std::string& path, bool c
   }
   struct stat st;
   if (::fstat(fd.get(), &st) != 0) return ErrnoStatus(errno, absl::StrCat("stat ", path));
-  if (Matches(st)) return fd;
+  if (Matches(st) && !reread_from_disk) return fd;
 
   // Rebuild: hash what is on disk, chunk chain included. Mark unloaded first so that a
   // failure part way leaves the next call to try again rather than trust half a hash.
   loaded = false;
+  // After a failed fsync: clean cached pages are dropped, so the hash below reads the disk.
+  // (Pages still dirty stay, and the next fsync writes them back or fails again.)
+  if (reread_from_disk) ::posix_fadvise(fd.get(), 0, 0, POSIX_FADV_DONTNEED);
   BlobHasher rebuilt;
   MD_ASSIGN_OR_RETURN(int64_t size, HashWholeFile(fd.get(), path, &rebuilt));
   if (::fstat(fd.get(), &st) != 0) return ErrnoStatus(errno, absl::StrCat("stat ", path));
@@ -113,6 +117,7 @@ absl::StatusOr<ScopedFd> BlobStore::Upload::Sync(const std::string& path, bool c
   written_back = 0;
   checked_chunks = 0;
   loaded = true;
+  reread_from_disk = false;
   Remember(st);
   return fd;
 }
@@ -359,7 +364,14 @@ absl::Status BlobStore::CommitLocked(Upload& upload, absl::string_view key, absl
                                      int fd) {
   const std::string partial = PartialPath(key);
   // Durable bytes first, then the name: after a crash blobs/ holds the whole blob or nothing.
-  if (fs().Fsync(fd) != 0) return ErrnoStatus(errno, absl::StrCat("fsync ", partial));
+  if (fs().Fsync(fd) != 0) {
+    // The state in memory describes bytes that may never reach the disk: a retried Finish
+    // must not commit on its word (see Upload::reread_from_disk), it verifies them again.
+    const int err = errno;
+    upload.loaded = false;
+    upload.reread_from_disk = true;
+    return ErrnoStatus(err, absl::StrCat("fsync ", partial));
+  }
   if (::fchmod(fd, kBlobMode) != 0) {
     return ErrnoStatus(errno, absl::StrCat("chmod ", partial));
   }

@@ -45,6 +45,7 @@
 #include "common/names.h"
 #include "modeldist/v1/registry.pb.h"
 #include "modeldist/v1/resources.pb.h"
+#include "storage/fleet_rows.h"
 
 namespace modeldist::storage {
 
@@ -73,6 +74,56 @@ struct ResolvedTier {
 
 // The audit actor recorded when a caller names none.
 inline constexpr absl::string_view kDefaultActor = "admin";
+
+// Cumulative fleet report counts about one version on one tier/channel, as a rollout step
+// keeps them (services/fleet_stats.h VersionCounts; catalog_rollout_steps.cc).
+struct ReportCounts {
+  int64_t activated = 0;
+  int64_t load_confirmed = 0;
+  int64_t load_failed = 0;
+  int64_t rolled_back = 0;
+  int64_t sync_failed = 0;
+};
+
+// What a rollout change records besides the change itself.
+struct RolloutNote {
+  // The counts about `counts_version` (a version's resource name) read just before the
+  // change: the snapshot of the step it writes. They are read outside the catalog's lock, so
+  // they are used only when `counts_version` is the rollout's to_version; otherwise (a racing
+  // change, or none given) the rollout's previous snapshot is repeated.
+  std::string counts_version;
+  ReportCounts counts;
+  // The same about the rollout's from_version.
+  std::string from_counts_version;
+  ReportCounts from_counts;
+  // When set (`r-<n>`): change only this rollout; NOT_FOUND (ROLLOUT_NOT_FOUND) when the open
+  // rollout of the tier/channel is another one. The autopilot acts on what it judged.
+  std::string rollout_id;
+  // When set (with rollout_id): the rollout's update_time, in microseconds since the Unix
+  // epoch, when it was judged; NOT_FOUND (ROLLOUT_NOT_FOUND) when it changed since (an admin
+  // paused, resumed or advanced it in between), so the judgement is not applied to a rollout
+  // it did not see.
+  int64_t judged_update_micros = 0;
+  // Rollout.state_reason afterwards (a gate's verdict); empty clears it. Also audited.
+  std::string state_reason;
+};
+
+// One share a rollout took (kind kShare), or its end (kEnd: completed or aborted).
+struct RolloutStepRecord {
+  enum Kind { kShare = 1, kEnd = 2 };
+  Kind kind = kShare;
+  int32_t basis_points = 0;
+  absl::Time time;
+  std::string actor;
+  ReportCounts counts;       // about to_version, cumulative, when the step was taken
+  ReportCounts from_counts;  // about from_version, likewise
+};
+
+// A rollout with its steps, oldest first (none for a rollout older than the steps table).
+struct RolloutRecord {
+  v1::Rollout rollout;
+  std::vector<RolloutStepRecord> steps;
+};
 
 // A blob recorded as damaged: its digest (`sha256:<hex>`), what was found, and when.
 struct DamagedBlob {
@@ -194,31 +245,46 @@ class Catalog {
   // Starts a rollout from the current resolved version to `to_version` at `basis_points`.
   // INVALID_ARGUMENT: basis_points not 0..10000 (field basis_points). NOT_FOUND: tier/channel
   // not bound or no such version. FAILED_PRECONDITION: to_version not PUBLISHED, or equal to
-  // the current version, or a rollout is already ACTIVE/PAUSED.
+  // the current version, or a rollout is already ACTIVE/PAUSED. `policy` (validated by the
+  // caller, services/rollout_autopilot.h) is stored with it. Every change records a step
+  // (each new share, and the end) with the note's snapshot, and keeps next_step_time: now +
+  // the policy's step_interval while ACTIVE with a schedule step above the share, else unset.
   absl::StatusOr<v1::Rollout> StartRollout(absl::string_view tier, absl::string_view channel,
                                            const VersionName& to_version, int32_t basis_points,
-                                           absl::string_view actor = kDefaultActor);
+                                           absl::string_view actor = kDefaultActor,
+                                           const v1::RolloutPolicy& policy = v1::RolloutPolicy(),
+                                           const RolloutNote& note = RolloutNote());
   // INVALID_ARGUMENT: out of range or lower than now. NOT_FOUND: no ACTIVE/PAUSED rollout.
   // FAILED_PRECONDITION: PAUSED.
   absl::StatusOr<v1::Rollout> AdvanceRollout(absl::string_view tier, absl::string_view channel,
                                              int32_t basis_points,
-                                             absl::string_view actor = kDefaultActor);
+                                             absl::string_view actor = kDefaultActor,
+                                             const RolloutNote& note = RolloutNote());
   // ACTIVE -> PAUSED. NOT_FOUND: none ACTIVE/PAUSED. FAILED_PRECONDITION: not ACTIVE.
   absl::StatusOr<v1::Rollout> PauseRollout(absl::string_view tier, absl::string_view channel,
-                                           absl::string_view actor = kDefaultActor);
+                                           absl::string_view actor = kDefaultActor,
+                                           const RolloutNote& note = RolloutNote());
   // PAUSED -> ACTIVE. NOT_FOUND: none ACTIVE/PAUSED. FAILED_PRECONDITION: not PAUSED.
   absl::StatusOr<v1::Rollout> ResumeRollout(absl::string_view tier, absl::string_view channel,
-                                            absl::string_view actor = kDefaultActor);
+                                            absl::string_view actor = kDefaultActor,
+                                            const RolloutNote& note = RolloutNote());
   // -> COMPLETED, binding the tier to to_version (a tier history entry). NOT_FOUND: none.
   absl::StatusOr<v1::Rollout> CompleteRollout(absl::string_view tier, absl::string_view channel,
-                                              absl::string_view actor = kDefaultActor);
+                                              absl::string_view actor = kDefaultActor,
+                                              const RolloutNote& note = RolloutNote());
   // -> ABORTED. NOT_FOUND: none ACTIVE/PAUSED.
   absl::StatusOr<v1::Rollout> AbortRollout(absl::string_view tier, absl::string_view channel,
-                                           absl::string_view actor = kDefaultActor);
+                                           absl::string_view actor = kDefaultActor,
+                                           const RolloutNote& note = RolloutNote());
   // Newest first; `tier`/`channel` empty = no filter. Same paging rules as ListModels.
   absl::StatusOr<ListPage<v1::Rollout>> ListRollouts(absl::string_view tier,
                                                      absl::string_view channel, int page_size,
                                                      absl::string_view page_token);
+  // The ACTIVE or PAUSED rollout of tier/channel, or else its newest, with its steps
+  // (catalog_rollout_steps.cc). NOT_FOUND (ROLLOUT_NOT_FOUND): it never had one.
+  absl::StatusOr<RolloutRecord> GetRolloutRecord(absl::string_view tier, absl::string_view channel);
+  // Every ACTIVE rollout that has a policy, with its steps: what the autopilot judges.
+  absl::StatusOr<std::vector<RolloutRecord>> ListGatedRollouts();
 
   // --- Device pins. Bumps the sequence; returns {changed, new sequence}.
   struct PinChange {
@@ -331,6 +397,13 @@ class Catalog {
   absl::StatusOr<v1::Credential> FindCredentialByTokenHash(absl::string_view token_sha256);
   // By name, revoked or not; NOT_FOUND (CREDENTIAL_NOT_FOUND).
   absl::StatusOr<v1::Credential> FindCredentialByName(absl::string_view name);
+
+  // --- Fleet reports (storage/fleet_rows.h; services/fleet_stats.h keeps them in memory and
+  // is their only writer). Not audited: statistics, not changes of what devices get.
+  // Writes `changes` in one transaction.
+  absl::Status SaveFleet(const FleetChanges& changes);
+  // Every stored row.
+  absl::StatusOr<FleetRows> LoadFleet();
 
   // Runs PRAGMA integrity_check; returns its text ("ok" when healthy).
   absl::StatusOr<std::string> IntegrityCheck();

@@ -8,11 +8,13 @@
 //   catalog_models.cc    models, versions, artifacts and the digests they declare
 //   catalog_tiers.cc     tier bindings: history, sequences, resolution
 //   catalog_rollouts.cc  rollouts
+//   catalog_rollout_steps.cc  the steps of rollouts, with their report-count snapshots
 //   catalog_pins.cc      device pins
 //   catalog_audit.cc     the audit log, trust roots, damaged blobs
 //   catalog_replicas.cc  the replication queue
 //   catalog_releases.cc  release statements of versions
 //   catalog_credentials.cc  named admin credentials
+//   catalog_fleet.cc     what the fleet reported (services/fleet_stats.h)
 //
 // Each file holds the SQL of the tables it owns, as string constants (the statement cache is
 // keyed by their addresses); another resource's table is reached through an Impl method of
@@ -75,6 +77,15 @@ struct StoredRollout {
 
 // FAILED_PRECONDITION (ROLLOUT_IN_PROGRESS): `what` cannot be done while `rollout` is open.
 absl::Status RolloutInProgress(const v1::Rollout& rollout, absl::string_view what);
+
+// --- catalog_rollout_steps.cc
+
+// When the schedule takes its next step after a change of `rollout` at `now` (micros), if any.
+std::optional<int64_t> NextStepTime(const v1::Rollout& rollout, int64_t now);
+// NOT_FOUND (ROLLOUT_NOT_FOUND) when the note names another rollout than `stored`.
+absl::Status CheckNoteRollout(const StoredRollout& stored, const RolloutNote& note);
+// The audit details' tail for a change a gate made ("" otherwise).
+std::string ReasonSuffix(const RolloutNote& note);
 
 // --- catalog_pins.cc
 
@@ -172,9 +183,17 @@ struct Catalog::Impl {
   absl::StatusOr<StoredRollout> RequireOpenRollout(absl::string_view tier,
                                                    absl::string_view channel)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
-  // Stores a new share and state, and reflects them in `stored`.
+  // Stores a new share, state and state_reason, and reflects them in `stored`; sets
+  // next_step_time from the policy (catalog.h, StartRollout).
   absl::Status UpdateRollout(StoredRollout* stored, int32_t basis_points, v1::Rollout::State state,
-                             int64_t now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+                             int64_t now, absl::string_view state_reason = "")
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+  // The open rollout of tier/channel, or else its newest, if any.
+  absl::StatusOr<std::optional<StoredRollout>> LoadNewestRollout(absl::string_view tier,
+                                                                 absl::string_view channel)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+  // Every ACTIVE rollout with a policy, oldest first.
+  absl::StatusOr<std::vector<StoredRollout>> LoadGatedRollouts() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   // Aborts every ACTIVE/PAUSED rollout whose to_version is `version` and returns them, ABORTED.
   // Sequences are the caller's to bump.
   absl::StatusOr<std::vector<StoredRollout>> AbortRolloutsTo(const VersionName& version,
@@ -189,14 +208,27 @@ struct Catalog::Impl {
                                                 v1::Rollout::State required,
                                                 absl::string_view reason, v1::Rollout::State target,
                                                 absl::string_view action, absl::string_view verb,
-                                                absl::string_view actor)
+                                                absl::string_view actor,
+                                                const RolloutNote& note = RolloutNote())
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   // TransitionRollout in a write transaction of its own, under the catalog lock: the whole of
   // PauseRollout, ResumeRollout, CompleteRollout and AbortRollout.
   absl::StatusOr<v1::Rollout> TransitionRolloutAtomically(
       absl::string_view tier, absl::string_view channel, v1::Rollout::State required,
       absl::string_view reason, v1::Rollout::State target, absl::string_view action,
-      absl::string_view verb, absl::string_view actor) ABSL_LOCKS_EXCLUDED(mu);
+      absl::string_view verb, absl::string_view actor, const RolloutNote& note = RolloutNote())
+      ABSL_LOCKS_EXCLUDED(mu);
+
+  // --- catalog_rollout_steps.cc
+
+  // Appends a step of `kind` at the rollout's current share, with the note's snapshot when it
+  // is about the rollout's to_version (else the previous step's, or zeros for the first).
+  absl::Status InsertRolloutStep(const StoredRollout& stored, RolloutStepRecord::Kind kind,
+                                 int64_t now, absl::string_view actor, const RolloutNote& note)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+  // The steps of rollout `rollout_id`, oldest first.
+  absl::StatusOr<std::vector<RolloutStepRecord>> LoadRolloutSteps(int64_t rollout_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
 
   // --- catalog_pins.cc
 

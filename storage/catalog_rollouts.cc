@@ -22,7 +22,7 @@ namespace {
 // ACTIVE and PAUSED rollouts, at most one per tier/channel.
 #define MD_ROLLOUT_COLUMNS                                                         \
   "id, tier, channel, from_model_id, from_version_id, to_model_id, to_version_id," \
-  " basis_points, state, create_time, update_time"
+  " basis_points, state, create_time, update_time, policy, state_reason, next_step_time"
 constexpr char kSelectOpenRollout[] = "SELECT " MD_ROLLOUT_COLUMNS
                                       " FROM rollouts WHERE tier = ? AND channel = ?"
                                       " AND state IN (1, 2) ORDER BY id LIMIT 1";
@@ -34,12 +34,19 @@ constexpr char kListRollouts[] = "SELECT " MD_ROLLOUT_COLUMNS
                                  " FROM rollouts WHERE (?1 = '' OR tier = ?1)"
                                  " AND (?2 = '' OR channel = ?2) AND id < ?3"
                                  " ORDER BY id DESC LIMIT ?4";
+constexpr char kSelectNewestRollout[] = "SELECT " MD_ROLLOUT_COLUMNS
+                                        " FROM rollouts WHERE tier = ? AND channel = ?"
+                                        " ORDER BY id DESC LIMIT 1";
+constexpr char kSelectGatedRollouts[] = "SELECT " MD_ROLLOUT_COLUMNS
+                                        " FROM rollouts WHERE state = 1 AND policy IS NOT NULL"
+                                        " ORDER BY id";
 constexpr char kInsertRollout[] =
     "INSERT INTO rollouts (tier, channel, from_model_id, from_version_id, to_model_id,"
-    " to_version_id, basis_points, state, create_time, update_time)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    " to_version_id, basis_points, state, create_time, update_time, policy, next_step_time)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 constexpr char kUpdateRollout[] =
-    "UPDATE rollouts SET basis_points = ?, state = ?, update_time = ? WHERE id = ?";
+    "UPDATE rollouts SET basis_points = ?, state = ?, update_time = ?, state_reason = ?,"
+    " next_step_time = ? WHERE id = ?";
 
 #undef MD_ROLLOUT_COLUMNS
 
@@ -59,6 +66,11 @@ StoredRollout ReadRollout(const Statement& s) {
   rollout.set_state(static_cast<v1::Rollout::State>(s.ColumnInt(8)));
   *rollout.mutable_create_time() = ToTimestamp(s.ColumnInt64(9));
   *rollout.mutable_update_time() = ToTimestamp(s.ColumnInt64(10));
+  // Written by this catalog from a message it serialized: a parse failure cannot happen short
+  // of a corrupt row, which the integrity check reports; the rollout then reads as ungated.
+  if (!s.ColumnIsNull(11)) (void)rollout.mutable_policy()->ParseFromString(s.ColumnBlob(11));
+  rollout.set_state_reason(s.ColumnText(12));
+  if (!s.ColumnIsNull(13)) *rollout.mutable_next_step_time() = ToTimestamp(s.ColumnInt64(13));
   return stored;
 }
 
@@ -124,17 +136,54 @@ absl::StatusOr<StoredRollout> Catalog::Impl::RequireOpenRollout(absl::string_vie
 }
 
 absl::Status Catalog::Impl::UpdateRollout(StoredRollout* stored, int32_t basis_points,
-                                          v1::Rollout::State state, int64_t now) {
+                                          v1::Rollout::State state, int64_t now,
+                                          absl::string_view state_reason) {
+  v1::Rollout& rollout = stored->rollout;
+  rollout.set_basis_points(basis_points);
+  rollout.set_state(state);
+  rollout.set_state_reason(std::string(state_reason));
+  *rollout.mutable_update_time() = ToTimestamp(now);
+  const std::optional<int64_t> next = NextStepTime(rollout, now);
+  if (next) {
+    *rollout.mutable_next_step_time() = ToTimestamp(*next);
+  } else {
+    rollout.clear_next_step_time();
+  }
   MD_ASSIGN_OR_RETURN(Statement s, Prepare(kUpdateRollout));
   s.BindInt64(0, basis_points);
   s.BindInt64(1, state);
   s.BindInt64(2, now);
-  s.BindInt64(3, stored->id);
-  MD_RETURN_IF_ERROR(s.Run());
-  stored->rollout.set_basis_points(basis_points);
-  stored->rollout.set_state(state);
-  *stored->rollout.mutable_update_time() = ToTimestamp(now);
-  return absl::OkStatus();
+  s.BindText(3, state_reason);
+  if (next) {
+    s.BindInt64(4, *next);
+  } else {
+    s.BindNull(4);
+  }
+  s.BindInt64(5, stored->id);
+  return s.Run();
+}
+
+absl::StatusOr<std::optional<StoredRollout>> Catalog::Impl::LoadNewestRollout(
+    absl::string_view tier, absl::string_view channel) {
+  MD_ASSIGN_OR_RETURN(std::optional<StoredRollout> open, LoadOpenRollout(tier, channel));
+  if (open) return open;
+  MD_ASSIGN_OR_RETURN(Statement s, Prepare(kSelectNewestRollout));
+  s.BindText(0, tier);
+  s.BindText(1, channel);
+  MD_ASSIGN_OR_RETURN(bool found, s.Step());
+  if (!found) return std::nullopt;
+  return ReadRollout(s);
+}
+
+absl::StatusOr<std::vector<StoredRollout>> Catalog::Impl::LoadGatedRollouts() {
+  std::vector<StoredRollout> gated;
+  MD_ASSIGN_OR_RETURN(Statement s, Prepare(kSelectGatedRollouts));
+  while (true) {
+    MD_ASSIGN_OR_RETURN(bool row, s.Step());
+    if (!row) break;
+    gated.push_back(ReadRollout(s));
+  }
+  return gated;
 }
 
 absl::StatusOr<std::vector<StoredRollout>> Catalog::Impl::AbortRolloutsTo(
@@ -160,13 +209,18 @@ absl::StatusOr<std::vector<StoredRollout>> Catalog::Impl::AbortRolloutsTo(
 absl::StatusOr<v1::Rollout> Catalog::Impl::TransitionRollout(
     absl::string_view tier, absl::string_view channel, v1::Rollout::State required,
     absl::string_view reason, v1::Rollout::State target, absl::string_view action,
-    absl::string_view verb, absl::string_view actor) {
+    absl::string_view verb, absl::string_view actor, const RolloutNote& note) {
   MD_ASSIGN_OR_RETURN(StoredRollout stored, RequireOpenRollout(tier, channel));
+  MD_RETURN_IF_ERROR(CheckNoteRollout(stored, note));
   if (required != v1::Rollout::STATE_UNSPECIFIED && stored.rollout.state() != required) {
     return RolloutNotInState(stored.rollout, required, reason, verb);
   }
   const int64_t now = NowMicros();
-  MD_RETURN_IF_ERROR(UpdateRollout(&stored, stored.rollout.basis_points(), target, now));
+  MD_RETURN_IF_ERROR(
+      UpdateRollout(&stored, stored.rollout.basis_points(), target, now, note.state_reason));
+  if (target == v1::Rollout::COMPLETED || target == v1::Rollout::ABORTED) {
+    MD_RETURN_IF_ERROR(InsertRolloutStep(stored, RolloutStepRecord::kEnd, now, actor, note));
+  }
   MD_ASSIGN_OR_RETURN(int64_t sequence, BumpSequence(tier, channel, now));
   std::string details;
   switch (target) {
@@ -187,19 +241,20 @@ absl::StatusOr<v1::Rollout> Catalog::Impl::TransitionRollout(
                              stored.rollout.basis_points(), " bp (sequence ", sequence, ")");
       break;
   }
-  MD_RETURN_IF_ERROR(Audit(now, actor, action, TierResource(tier, channel), details));
+  MD_RETURN_IF_ERROR(Audit(now, actor, action, TierResource(tier, channel),
+                           absl::StrCat(details, ReasonSuffix(note))));
   return std::move(stored.rollout);
 }
 
 absl::StatusOr<v1::Rollout> Catalog::Impl::TransitionRolloutAtomically(
     absl::string_view tier, absl::string_view channel, v1::Rollout::State required,
     absl::string_view reason, v1::Rollout::State target, absl::string_view action,
-    absl::string_view verb, absl::string_view actor) {
+    absl::string_view verb, absl::string_view actor, const RolloutNote& note) {
   absl::MutexLock lock(&mu);
   Transaction txn(&statements);
   MD_RETURN_IF_ERROR(txn.BeginWrite());
   MD_ASSIGN_OR_RETURN(v1::Rollout rollout, TransitionRollout(tier, channel, required, reason,
-                                                             target, action, verb, actor));
+                                                             target, action, verb, actor, note));
   MD_RETURN_IF_ERROR(txn.Commit());
   return rollout;
 }
@@ -209,7 +264,9 @@ absl::StatusOr<v1::Rollout> Catalog::Impl::TransitionRolloutAtomically(
 
 absl::StatusOr<v1::Rollout> Catalog::StartRollout(absl::string_view tier, absl::string_view channel,
                                                   const VersionName& to_version,
-                                                  int32_t basis_points, absl::string_view actor) {
+                                                  int32_t basis_points, absl::string_view actor,
+                                                  const v1::RolloutPolicy& policy,
+                                                  const RolloutNote& note) {
   MD_RETURN_IF_ERROR(CheckBasisPoints(basis_points));
   absl::MutexLock lock(&impl_->mu);
   Transaction txn(&impl_->statements);
@@ -249,9 +306,25 @@ absl::StatusOr<v1::Rollout> Catalog::StartRollout(absl::string_view tier, absl::
     s.BindInt64(7, v1::Rollout::ACTIVE);
     s.BindInt64(8, now);
     s.BindInt64(9, now);
+    v1::Rollout started;
+    started.set_state(v1::Rollout::ACTIVE);
+    started.set_basis_points(basis_points);
+    const bool gated = policy.ByteSizeLong() > 0;
+    if (gated) *started.mutable_policy() = policy;
+    if (gated) {
+      s.BindBlob(10, policy.SerializeAsString());
+    } else {
+      s.BindNull(10);
+    }
+    if (std::optional<int64_t> next = NextStepTime(started, now)) {
+      s.BindInt64(11, *next);
+    } else {
+      s.BindNull(11);
+    }
     MD_RETURN_IF_ERROR(s.Run());
   }
   MD_ASSIGN_OR_RETURN(StoredRollout stored, impl_->RequireOpenRollout(tier, channel));
+  MD_RETURN_IF_ERROR(impl_->InsertRolloutStep(stored, RolloutStepRecord::kShare, now, actor, note));
   MD_ASSIGN_OR_RETURN(int64_t sequence, impl_->BumpSequence(tier, channel, now));
   MD_RETURN_IF_ERROR(impl_->Audit(
       now, actor, "StartRollout", TierResource(tier, channel),
@@ -263,12 +336,14 @@ absl::StatusOr<v1::Rollout> Catalog::StartRollout(absl::string_view tier, absl::
 
 absl::StatusOr<v1::Rollout> Catalog::AdvanceRollout(absl::string_view tier,
                                                     absl::string_view channel, int32_t basis_points,
-                                                    absl::string_view actor) {
+                                                    absl::string_view actor,
+                                                    const RolloutNote& note) {
   MD_RETURN_IF_ERROR(CheckBasisPoints(basis_points));
   absl::MutexLock lock(&impl_->mu);
   Transaction txn(&impl_->statements);
   MD_RETURN_IF_ERROR(txn.BeginWrite());
   MD_ASSIGN_OR_RETURN(StoredRollout stored, impl_->RequireOpenRollout(tier, channel));
+  MD_RETURN_IF_ERROR(CheckNoteRollout(stored, note));
   if (stored.rollout.state() != v1::Rollout::ACTIVE) {
     return RolloutNotInState(stored.rollout, v1::Rollout::ACTIVE, "ROLLOUT_PAUSED", "advance");
   }
@@ -288,6 +363,8 @@ absl::StatusOr<v1::Rollout> Catalog::AdvanceRollout(absl::string_view tier,
     details = absl::StrCat(stored.rollout.id(), ": unchanged at ", current, " bp");
   } else {
     MD_RETURN_IF_ERROR(impl_->UpdateRollout(&stored, basis_points, v1::Rollout::ACTIVE, now));
+    MD_RETURN_IF_ERROR(
+        impl_->InsertRolloutStep(stored, RolloutStepRecord::kShare, now, actor, note));
     MD_ASSIGN_OR_RETURN(int64_t sequence, impl_->BumpSequence(tier, channel, now));
     details = absl::StrCat(stored.rollout.id(), ": ", current, " -> ", basis_points,
                            " bp (sequence ", sequence, ")");
@@ -299,32 +376,37 @@ absl::StatusOr<v1::Rollout> Catalog::AdvanceRollout(absl::string_view tier,
 }
 
 absl::StatusOr<v1::Rollout> Catalog::PauseRollout(absl::string_view tier, absl::string_view channel,
-                                                  absl::string_view actor) {
+                                                  absl::string_view actor,
+                                                  const RolloutNote& note) {
   return impl_->TransitionRolloutAtomically(tier, channel, v1::Rollout::ACTIVE,
                                             "ROLLOUT_NOT_ACTIVE", v1::Rollout::PAUSED,
-                                            "PauseRollout", "pause", actor);
+                                            "PauseRollout", "pause", actor, note);
 }
 
 absl::StatusOr<v1::Rollout> Catalog::ResumeRollout(absl::string_view tier,
                                                    absl::string_view channel,
-                                                   absl::string_view actor) {
+                                                   absl::string_view actor,
+                                                   const RolloutNote& note) {
   return impl_->TransitionRolloutAtomically(tier, channel, v1::Rollout::PAUSED,
                                             "ROLLOUT_NOT_PAUSED", v1::Rollout::ACTIVE,
-                                            "ResumeRollout", "resume", actor);
+                                            "ResumeRollout", "resume", actor, note);
 }
 
 absl::StatusOr<v1::Rollout> Catalog::CompleteRollout(absl::string_view tier,
                                                      absl::string_view channel,
-                                                     absl::string_view actor) {
+                                                     absl::string_view actor,
+                                                     const RolloutNote& note) {
   return impl_->TransitionRolloutAtomically(tier, channel, v1::Rollout::STATE_UNSPECIFIED, "",
                                             v1::Rollout::COMPLETED, "CompleteRollout", "complete",
-                                            actor);
+                                            actor, note);
 }
 
 absl::StatusOr<v1::Rollout> Catalog::AbortRollout(absl::string_view tier, absl::string_view channel,
-                                                  absl::string_view actor) {
+                                                  absl::string_view actor,
+                                                  const RolloutNote& note) {
   return impl_->TransitionRolloutAtomically(tier, channel, v1::Rollout::STATE_UNSPECIFIED, "",
-                                            v1::Rollout::ABORTED, "AbortRollout", "abort", actor);
+                                            v1::Rollout::ABORTED, "AbortRollout", "abort", actor,
+                                            note);
 }
 
 absl::StatusOr<ListPage<v1::Rollout>> Catalog::ListRollouts(absl::string_view tier,

@@ -43,10 +43,12 @@ packages=(
   grpc-proto            # grpc/health/v1/health.proto, compiled into the server
   libssl-dev libsqlite3-dev libcurl4-openssl-dev libabsl-dev libzip-dev
   libmicrohttpd-dev     # the HTTP listener (CDN origin, edge endpoint, /metrics)
+  libp11-kit-dev        # pkcs11.h, for modeldistctl's keys in PKCS#11 tokens (dlopen'd)
   # Tests and benchmarks; clang with libFuzzer (in libclang-rt-14-dev) and GNU time for
   # tools/fuzz.sh.
   libgtest-dev libgmock-dev libbenchmark-dev clang libclang-rt-14-dev time
   sqlite3 nginx-light jq openssl ca-certificates
+  softhsm2              # a PKCS#11 token for the tests of modeldistctl's pkcs11: keys
   # Origins the tests run on loopback: OpenStack Swift with its S3 API (it checks SigV4
   # signatures) and the memcached its proxy requires; the curl program fetches a presigned
   # URL as a device would.

@@ -11,6 +11,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "client/agent/device_state.h"
+#include "client/agent/trial.h"
+#include "client/agent/trial_state.h"
 #include "client/rpc/channel.h"
 #include "common/digest.h"
 #include "common/file_util.h"
@@ -69,6 +71,20 @@ absl::StatusOr<SyncResult> Sync(const SyncOptions& options) {
       options.platform != v1::PLATFORM_UNSPECIFIED ? options.platform : DetectPlatform();
   const v1::Arch arch = options.arch != v1::ARCH_UNSPECIFIED ? options.arch : DetectArch();
   MD_RETURN_IF_ERROR(MakeDirs(options.dir, 0755));
+  TrialOptions trial_options{options.dir, options.tier, channel, platform, arch};
+  // Reports go with a device id, unless turned off (reporting.h).
+  trial_options.queue_reports = options.queue_reports && !options.device_id.empty();
+  trial_options.now = [now] { return now; };
+  SyncResult result;
+  // A trial whose time is up is rolled back before anything else (trial.h). Only a trial
+  // record can need it: without one a sync does not open the store twice.
+  if (ReadTrial(options.dir).has_value()) {
+    MD_ASSIGN_OR_RETURN(TrialState trial, SettleTrial(trial_options));
+    if (trial.rolled_back) {
+      result.rolled_back = trial.rolled_back->version;
+      result.rollback_reason = trial.rollback_reason;
+    }
+  }
 
   MD_ASSIGN_OR_RETURN(TrustState trust, TrustState::Load(options.dir, options.trust_root_file));
   MD_ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> channel_to_server, Connect(options));
@@ -90,7 +106,6 @@ absl::StatusOr<SyncResult> Sync(const SyncOptions& options) {
     if (!s.ok()) return FromGrpcStatus(s, "GetManifest");
   }
 
-  SyncResult result;
   result.selection_reason = signed_manifest.selection_reason();
   MD_ASSIGN_OR_RETURN(
       AcceptedManifest accepted,
@@ -98,8 +113,24 @@ absl::StatusOr<SyncResult> Sync(const SyncOptions& options) {
                      {.now = now, .clock_skew = options.clock_skew}));
   result.manifest = std::move(accepted.manifest);
   const v1::Manifest& manifest = result.manifest;
+  if (options.on_manifest) options.on_manifest(manifest);
 
   MD_ASSIGN_OR_RETURN(ModelStore store, ModelStore::Open(options.dir));
+  const std::string& digest = manifest.artifact().digest();
+  if (std::optional<Rejected> rejected = FindRejected(options.dir, options.tier, channel)) {
+    if (rejected->digest == digest) {
+      // Rolled back here: not again while the manifest names it (trial.h).
+      result.held_back = true;
+      result.selection_reason =
+          absl::StrCat("held back: ", digest, " was rolled back on this device (", rejected->reason,
+                       "); waiting for a manifest naming another artifact");
+      if (std::optional<InstalledVersion> current = store.Current()) {
+        result.installed = *std::move(current);
+      }
+      return result;
+    }
+    MD_RETURN_IF_ERROR(ClearRejected(options.dir, options.tier, channel));
+  }
   if (std::optional<InstalledVersion> current =
           store.CurrentIfInstalled(manifest.version(), manifest.artifact().digest())) {
     result.installed = *std::move(current);
@@ -138,10 +169,19 @@ absl::StatusOr<SyncResult> Sync(const SyncOptions& options) {
 
   MD_ASSIGN_OR_RETURN(result.download,
                       DownloadChunks(manifest.artifact(), sources, partial, options.download));
+  if (options.on_verified) options.on_verified(manifest);
+  store.StartTrials({options.tier, channel, now, options.trial});
   MD_ASSIGN_OR_RETURN(result.installed,
                       store.ActivatePartial(manifest.version(), manifest.artifact().digest(),
                                             manifest.artifact().format()));
   result.action = SyncResult::Action::kActivated;
+  // A report that cannot be queued does not undo the activation.
+  if (absl::Status queued =
+          AppendTrialEvent(trial_options, v1::STATUS_EVENT_ACTIVATED, options.tier, channel,
+                           result.installed.version, result.installed.digest, "");
+      !queued.ok()) {
+    result.report_error = std::string(queued.message());
+  }
   return result;
 }
 

@@ -20,6 +20,8 @@
 //                     manifest installs (model, version, artifact digest, size, format,
 //                     platform, arch); lines of older agents have the first three fields only.
 //   versions/, current, previous, staging/   see model_store.h
+//   trial, rejected, trial.lock              the trial of `current`, see trial_state.h
+//   reports/          status reports not yet accepted by the server, see report_queue.h
 #ifndef MODELDIST_CLIENT_AGENT_AGENT_H_
 #define MODELDIST_CLIENT_AGENT_AGENT_H_
 
@@ -56,6 +58,19 @@ struct SyncOptions {
   // How far the device clock may be behind the server's without refusing a fresh manifest.
   absl::Duration clock_skew = absl::Minutes(5);
   ChunkDownloadOptions download;
+  // A version this sync activates is on trial until the app confirms it loads (trial.h);
+  // unconfirmed past these limits it is rolled back. 0/0 (the default): only a reported load
+  // failure rolls it back.
+  TrialLimits trial;
+  // Called with the manifest once it is accepted, before its artifact is fetched: a failure
+  // after it is about this version (reporting.h names it in the SYNC_FAILED report).
+  std::function<void(const v1::Manifest&)> on_manifest;
+  // Called once its artifact is downloaded and verified, before it is activated (reporting.h
+  // queues DOWNLOADED and VERIFIED here, so that they precede the trial's ACTIVATED).
+  std::function<void(const v1::Manifest&)> on_verified;
+  // Off: this sync queues no status reports (the trial's ACTIVATED, ROLLED_BACK), as
+  // ReportingOptions::enabled off (reporting.h). Reports also need a device_id.
+  bool queue_reports = true;
   // The clock, for tests.
   std::function<absl::Time()> now = [] { return absl::Now(); };
 };
@@ -68,6 +83,16 @@ struct SyncResult {
   InstalledVersion installed;
   ChunkDownloadStats download;
   std::string selection_reason;
+  // The manifest names a digest rolled back on this device (trial.h): nothing was installed
+  // (kUpToDate; `installed` is the current version, empty when there is none) and
+  // selection_reason says so.
+  bool held_back = false;
+  // The version a trial past its time limit was rolled back from at the start of this sync,
+  // and why; "" when none.
+  std::string rolled_back;
+  std::string rollback_reason;
+  // A status report that could not be queued (the sync's result stands); "" when none.
+  std::string report_error;
 };
 
 // Brings the model up to date. Errors carry an ErrorInfo reason (common/status.h) that
@@ -78,6 +103,10 @@ struct SyncResult {
 // * NO_TRUST_ROOT: FAILED_PRECONDITION when `dir` has no root and no `trust_root_file` is given.
 // * INSUFFICIENT_DISK: RESOURCE_EXHAUSTED before downloading.
 // * download and activation errors as their components return them; the old model stays.
+// A new version becomes current on trial (trial.h): the app confirms it with
+// md_agent_confirm_loaded / `modeldist-agent confirm`, or reports a failure, which rolls back.
+// A trial past its time limit is rolled back at the start of a sync, and a digest rolled back
+// is not installed again while the manifest names it (held_back).
 absl::StatusOr<SyncResult> Sync(const SyncOptions& options);
 
 // Detects this machine's platform and architecture (uname).

@@ -1,15 +1,19 @@
-// The C ABI (include/modeldist/agent.h) over agent::Sync and agent::InstallBundle. No exception
+// The C ABI (include/modeldist/agent.h) over agent::Sync, agent::InstallBundle and the trial
+// calls of trial.h. No exception
 // or C++ type crosses it.
 #include <new>
 #include <string>
 
 #include "client/agent/agent.h"
 #include "client/agent/bundle_install.h"
+#include "client/agent/reporting.h"
+#include "client/agent/trial.h"
 #include "common/enum_names.h"
 #include "modeldist/agent.h"
 
 struct md_agent {
   modeldist::agent::SyncOptions options;
+  modeldist::agent::ReportingOptions reporting;
   std::string last_error;
   std::string config_error;  // a bad platform/arch, reported by every sync
   // Backing storage for the strings of the last md_sync_result.
@@ -18,6 +22,21 @@ struct md_agent {
 
 namespace {
 std::string Str(const char* s) { return s == nullptr ? std::string() : std::string(s); }
+
+modeldist::agent::TrialOptions TrialOptionsOf(const md_agent& agent) {
+  const modeldist::agent::SyncOptions& o = agent.options;
+  modeldist::agent::TrialOptions trial{o.dir, o.tier, o.channel, o.platform, o.arch};
+  // As SyncAndReport: reports are queued only when they can be sent (reporting.h); the next
+  // sync sends them (an app's launch path does not wait for the network).
+  trial.queue_reports = agent.reporting.enabled && !o.device_id.empty();
+  return trial;
+}
+
+// MD_OK, or the error's code with its message kept for md_agent_last_error.
+int Finish(md_agent* agent, const absl::Status& status) {
+  agent->last_error = std::string(status.message());
+  return modeldist::agent::ExitCodeFor(status);
+}
 
 }  // namespace
 
@@ -33,6 +52,13 @@ extern "C" md_agent* md_agent_new(const md_agent_config* config) {
   o.tls_ca_file = Str(config->tls_ca_file);
   o.device_id = Str(config->device_id);
   o.download.max_bytes_per_second = config->max_bytes_per_second;
+  agent->reporting.enabled = config->no_reports == 0;
+  agent->reporting.app_version = Str(config->app_version);
+  if (config->trial_launches < 0 || config->trial_timeout_seconds < 0) {
+    agent->config_error = "trial_launches and trial_timeout_seconds must not be negative";
+  }
+  o.trial.max_launches = config->trial_launches;
+  o.trial.timeout = absl::Seconds(config->trial_timeout_seconds);
   if (config->platform != nullptr && *config->platform != '\0') {
     if (!modeldist::ParsePlatformName(config->platform, &o.platform)) {
       agent->config_error = "unknown platform \"" + Str(config->platform) + "\"";
@@ -59,7 +85,7 @@ extern "C" int md_agent_sync(md_agent* agent, md_progress_fn progress, void* use
       progress(user, done, total);
     };
   }
-  auto synced = modeldist::agent::Sync(options);
+  auto synced = modeldist::agent::SyncAndReport(options, agent->reporting);
   if (!synced.ok()) {
     agent->last_error = std::string(synced.status().message());
     return modeldist::agent::ExitCodeFor(synced.status());
@@ -93,6 +119,7 @@ extern "C" int md_agent_install_bundle(md_agent* agent, const char* bundle_file,
   options.channel = o.channel;
   options.platform = o.platform;
   options.arch = o.arch;
+  options.trial = o.trial;
   auto installed = modeldist::agent::InstallBundle(options);
   if (!installed.ok()) {
     agent->last_error = std::string(installed.status().message());
@@ -116,3 +143,27 @@ extern "C" const char* md_agent_last_error(const md_agent* agent) {
 }
 
 extern "C" void md_agent_free(md_agent* agent) { delete agent; }
+
+extern "C" int md_agent_current_path(md_agent* agent, const char** model_path) {
+  if (agent == nullptr || model_path == nullptr) return MD_INVALID_ARGUMENT;
+  auto state = modeldist::agent::LaunchCurrent(TrialOptionsOf(*agent));
+  if (!state.ok()) return Finish(agent, state.status());
+  agent->version = state->current->version;
+  agent->digest = state->current->digest;
+  agent->model_path = state->current->path;
+  *model_path = agent->model_path.c_str();
+  return Finish(agent, absl::OkStatus());
+}
+
+extern "C" int md_agent_confirm_loaded(md_agent* agent) {
+  if (agent == nullptr) return MD_INVALID_ARGUMENT;
+  return Finish(
+      agent, modeldist::agent::ConfirmLoaded(TrialOptionsOf(*agent), agent->model_path).status());
+}
+
+extern "C" int md_agent_report_load_failed(md_agent* agent, const char* reason) {
+  if (agent == nullptr) return MD_INVALID_ARGUMENT;
+  return Finish(agent, modeldist::agent::ReportLoadFailed(TrialOptionsOf(*agent), Str(reason),
+                                                          agent->model_path)
+                           .status());
+}

@@ -3,6 +3,7 @@
 
 #include <cstdio>
 #include <iostream>
+#include <optional>
 #include <string>
 
 #include "absl/strings/ascii.h"
@@ -13,6 +14,10 @@
 #include "absl/time/time.h"
 #include "client/agent/agent.h"
 #include "client/agent/bundle_install.h"
+#include "client/agent/cli_flags.h"
+#include "client/agent/reporting.h"
+#include "client/agent/trial_cli.h"
+#include "client/agent/trial_state.h"
 #include "common/digest.h"
 #include "common/enum_names.h"
 #include "common/flags.h"
@@ -32,6 +37,8 @@ constexpr char kUsage[] =
     "  install-bundle FILE   verify a bundle (`modeldistctl bundle export`) and activate it\n"
     "  adopt   --bundle FILE --file MODEL   verify a model file the app ships against a\n"
     "          manifest-only bundle and activate it (cloned where the file system can)\n"
+    "  current print the model to load (counts a launch of a version on trial)\n"
+    "  confirm the app loaded it (ends its trial); --failed REASON: it did not (rolls back)\n"
     "\n"
     "example:\n"
     "  modeldist-agent sync --server models.example.com:8470 --tier llama8b \\\n"
@@ -60,6 +67,31 @@ void AddCommonFlags(Flags& flags) {
   flags.AddBool("help", "show this help");
 }
 
+// The limits of the trial an activated version starts (trial.h), for sync and bundles.
+void AddTrialFlags(Flags& flags) {
+  flags.Add("trial-launches", "N", "0",
+            "roll a newly activated version back unless `confirm` comes within N launches "
+            "(`current` calls; 0 = no limit)");
+  flags.Add("trial-timeout", "DURATION", "0",
+            "roll a newly activated version back unless `confirm` comes within this, e.g. 24h "
+            "(0 = no limit)");
+}
+
+// False (after saying why) when the trial flags do not parse.
+bool ParseTrialFlags(const std::string& command, const Flags& flags, TrialLimits* limits) {
+  absl::StatusOr<int64_t> launches = flags.GetInt("trial-launches");
+  if (!launches.ok() || *launches < 0 ||
+      !absl::ParseDuration(flags.Get("trial-timeout"), &limits->timeout) ||
+      limits->timeout < absl::ZeroDuration()) {
+    std::cerr << "modeldist-agent " << command
+              << ": --trial-launches must be a count and --trial-timeout a duration like 24h (0 "
+                 "= no limit)\n";
+    return false;
+  }
+  limits->max_launches = *launches;
+  return true;
+}
+
 int RunSync(int argc, char** argv) {
   Flags flags;
   flags.Add("server", "HOST:PORT", "", "modeldist-server address (required)");
@@ -77,16 +109,17 @@ int RunSync(int argc, char** argv) {
   flags.Add("accelerators", "LIST", "", "e.g. ane,metal, reported for artifact constraints");
   flags.Add("max-rate", "BYTES", "0", "download bandwidth cap per second, e.g. 20MiB (0 = none)");
   flags.Add("clock-skew", "DURATION", "5m", "how far behind the server's clock this one may be");
+  AddTrialFlags(flags);
+  flags.Add("app-version", "V", "", "the app's version, sent with status reports");
+  flags.AddBool("no-reports",
+                "send no status reports (otherwise sent with --device-id: docs/agent.md)");
   AddCommonFlags(flags);
-  if (absl::Status s = flags.Parse(argc, argv, 2); !s.ok()) {
-    std::cerr << "modeldist-agent sync: " << s.message() << "\n";
-    return 2;
-  }
-  if (flags.GetBool("help")) {
-    std::cout << "usage: modeldist-agent sync --server HOST:PORT --tier T --dir DIR "
-                 "[--trust-root FILE] [flags]\n\n"
-              << flags.Help();
-    return 0;
+  if (std::optional<int> code =
+          ParseCommandFlags("sync",
+                            "usage: modeldist-agent sync --server HOST:PORT --tier T --dir DIR "
+                            "[--trust-root FILE] [flags]\n\n",
+                            flags, argc, argv)) {
+    return *code;
   }
   const bool json = flags.GetBool("json");
   SyncOptions o;
@@ -136,6 +169,7 @@ int RunSync(int argc, char** argv) {
     std::cerr << "modeldist-agent sync: --clock-skew must be a duration like 5m\n";
     return 2;
   }
+  if (!ParseTrialFlags("sync", flags, &o.trial)) return 2;
   const absl::Time start = absl::Now();
   if (Tty() && !json) {
     o.download.on_progress = [start](int64_t done, int64_t total) {
@@ -145,19 +179,39 @@ int RunSync(int argc, char** argv) {
                    s > 0 ? done / 1e6 / s : 0.0);
     };
   }
-  auto result = Sync(o);
+  ReportingOptions reporting;
+  reporting.enabled = !flags.GetBool("no-reports");
+  reporting.app_version = flags.Get("app-version");
+  ReportingOutcome reported;
+  auto result = SyncAndReport(o, reporting, &reported);
   if (Tty() && !json) std::fprintf(stderr, "\n");
+  // Reports are best effort: a failure here is a note, never the sync's exit code. A server
+  // that cannot be reached is not worth one (the reports wait for the next sync).
+  if (!reported.queued.ok()) {
+    std::cerr << "modeldist-agent: status reports not queued: " << reported.queued.message()
+              << "\n";
+  }
+  if (reported.stats.dropped > 0) {
+    std::cerr << "modeldist-agent: the server refused " << reported.stats.dropped
+              << " status reports, dropped: " << reported.stats.drop_message << "\n";
+  }
   if (!result.ok()) return Fail(result.status(), json);
   const bool activated = result->action == SyncResult::Action::kActivated;
+  if (!result->rolled_back.empty()) {
+    std::cerr << "modeldist-agent: rolled back " << result->rolled_back << " ("
+              << result->rollback_reason << ": not confirmed within its trial)\n";
+  }
+  if (result->held_back) std::cerr << "modeldist-agent: " << result->selection_reason << "\n";
   if (json) {
     std::cout << absl::StrFormat(
         "{\"ok\":true,\"action\":\"%s\",\"version\":\"%s\",\"digest\":\"%s\",\"path\":\"%s\","
         "\"sequence\":%d,\"chunksTotal\":%d,\"chunksReused\":%d,\"chunksFetched\":%d,"
-        "\"chunksRefetched\":%d,\"bytesReceived\":%d}\n",
+        "\"chunksRefetched\":%d,\"bytesReceived\":%d,\"heldBack\":%s,\"rolledBack\":\"%s\"}\n",
         activated ? "activated" : "up-to-date", result->installed.version, result->installed.digest,
         result->installed.path, result->manifest.sequence(), result->download.chunks_total,
         result->download.chunks_reused, result->download.chunks_fetched,
-        result->download.chunks_refetched, result->download.bytes_received);
+        result->download.chunks_refetched, result->download.bytes_received,
+        result->held_back ? "true" : "false", result->rolled_back);
   } else {
     std::cout << (activated ? "activated " : "up to date: ") << result->installed.version << " ("
               << result->installed.digest << ") at " << result->installed.path << "\n";
@@ -168,13 +222,10 @@ int RunSync(int argc, char** argv) {
 int RunStore(const std::string& command, int argc, char** argv) {
   Flags flags;
   AddCommonFlags(flags);
-  if (absl::Status s = flags.Parse(argc, argv, 2); !s.ok()) {
-    std::cerr << "modeldist-agent " << command << ": " << s.message() << "\n";
-    return 2;
-  }
-  if (flags.GetBool("help")) {
-    std::cout << "usage: modeldist-agent " << command << " --dir DIR [--json]\n\n" << flags.Help();
-    return 0;
+  if (std::optional<int> code = ParseCommandFlags(
+          command, "usage: modeldist-agent " + command + " --dir DIR [--json]\n\n", flags, argc,
+          argv)) {
+    return *code;
   }
   const bool json = flags.GetBool("json");
   if (flags.Get("dir").empty()) {
@@ -216,12 +267,19 @@ int RunStore(const std::string& command, int argc, char** argv) {
   }
   // status
   auto previous = store->Previous();
+  // Read only: the next launch query, confirm or sync settles a record a crash left
+  // (trial_state.h says when `current` is on trial).
+  const std::optional<TrialRecord> trial = ReadTrial(store->dir());
+  const bool on_trial = trial && current && current->key != trial->confirmed;
   if (json) {
-    std::cout << absl::StrFormat("{\"ok\":true,\"current\":\"%s\",\"previous\":\"%s\"}\n",
-                                 current ? current->version : "",
-                                 previous ? previous->version : "");
+    std::cout << absl::StrFormat(
+        "{\"ok\":true,\"current\":\"%s\",\"previous\":\"%s\",\"onTrial\":%s,"
+        "\"trialLaunches\":%d}\n",
+        current ? current->version : "", previous ? previous->version : "",
+        on_trial ? "true" : "false", on_trial ? trial->launches : 0);
   } else {
     std::cout << "current:  " << (current ? current->version + " " + current->path : "none")
+              << (on_trial ? absl::StrCat(" (on trial, ", trial->launches, " launches)") : "")
               << "\nprevious: " << (previous ? previous->version : "none") << "\n";
   }
   return 0;
@@ -239,18 +297,14 @@ int RunInstallBundle(const std::string& command, int argc, char** argv) {
   flags.Add("channel", "CHANNEL", "", "the channel (default: the bundle manifest's)");
   flags.Add("platform", "P", "", "macos|ios|linux|windows|android (default: detected)");
   flags.Add("arch", "A", "", "arm64|x86_64 (default: detected)");
+  AddTrialFlags(flags);
   AddCommonFlags(flags);
   const std::string usage =
       command == "adopt"
           ? "usage: modeldist-agent adopt --bundle FILE --file MODEL --dir DIR [flags]\n\n"
           : "usage: modeldist-agent install-bundle FILE --dir DIR [--file MODEL] [flags]\n\n";
-  if (absl::Status s = flags.Parse(argc, argv, 2); !s.ok()) {
-    std::cerr << "modeldist-agent " << command << ": " << s.message() << "\n";
-    return 2;
-  }
-  if (flags.GetBool("help")) {
-    std::cout << usage << flags.Help();
-    return 0;
+  if (std::optional<int> code = ParseCommandFlags(command, usage, flags, argc, argv)) {
+    return *code;
   }
   const bool json = flags.GetBool("json");
   BundleInstallOptions o;
@@ -259,6 +313,7 @@ int RunInstallBundle(const std::string& command, int argc, char** argv) {
   o.adopt_file = flags.Get("file");
   o.tier = flags.Get("tier");
   o.channel = flags.Get("channel");
+  if (!ParseTrialFlags(command, flags, &o.trial)) return 2;
   const auto& args = flags.positional();
   if (command == "adopt") {
     o.bundle = flags.Get("bundle");
@@ -337,6 +392,9 @@ int main(int argc, char** argv) {
   if (command == "sync") return modeldist::agent::RunSync(argc, argv);
   if (command == "install-bundle" || command == "adopt") {
     return modeldist::agent::RunInstallBundle(command, argc, argv);
+  }
+  if (command == "current" || command == "confirm") {
+    return modeldist::agent::RunTrialCommand(command, argc, argv, modeldist::agent::Fail);
   }
   if (command == "status" || command == "verify" || command == "gc") {
     return modeldist::agent::RunStore(command, argc, argv);

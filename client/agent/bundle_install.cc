@@ -333,6 +333,9 @@ absl::StatusOr<BundleInstallResult> InstallBundle(const BundleInstallOptions& op
     return end;
   }
   result.stats = *stats;
+  // As a sync's: the installed version is on trial until the app confirms it loads.
+  store.StartTrials(
+      {result.manifest.tier(), result.manifest.channel(), options.now(), options.trial});
   absl::StatusOr<InstalledVersion> installed =
       store.ActivatePartial(result.manifest.version(), artifact.digest(), artifact.format());
   if (!installed.ok()) {

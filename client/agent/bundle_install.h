@@ -58,6 +58,8 @@ struct BundleInstallOptions {
   v1::Arch arch = v1::ARCH_UNSPECIFIED;
   // Make the installed bytes durable before activation; off only in tests.
   bool fsync = true;
+  // The limits of the trial the installed version starts (trial.h), as SyncOptions::trial.
+  TrialLimits trial;
   std::function<void(int64_t verified_bytes, int64_t total_bytes)> on_progress;
   std::function<absl::Time()> now = [] { return absl::Now(); };
 };

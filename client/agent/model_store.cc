@@ -20,6 +20,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
+#include "client/agent/trial_state.h"
 #include "common/digest.h"
 #include "common/file_util.h"
 #include "common/names.h"
@@ -239,12 +240,66 @@ absl::Status PointLink(const Layout& layout, absl::string_view name, const std::
   return absl::OkStatus();
 }
 
-// Makes `key` current and the old current previous (unless it is `key` itself).
-absl::Status SwitchCurrent(const Layout& layout, const std::string& key) {
+// Makes `key` current. Without a trial (none open, none to start) the old current becomes
+// previous (unless it is `key` itself). With one, the trial record is written first and
+// `previous` moves only when the old current was confirmed: `previous` is always a confirmed
+// version (the crash cases of model_store.h and trial_state.h).
+absl::Status SwitchCurrent(const Layout& layout, const std::string& key,
+                           const std::optional<TrialStart>& start) {
+  // Serialized with the app's launch counting and confirmation (trial_state.h). Without a
+  // trial to start or continue there is nothing to serialize: only an activation writes a
+  // record.
+  std::optional<TrialLock> lock;
+  if (start || ReadTrial(layout.dir)) {
+    MD_ASSIGN_OR_RETURN(TrialLock acquired, TrialLock::Acquire(layout.dir));
+    lock.emplace(std::move(acquired));
+  }
   const std::string old_current = ReadLinkKey(layout, kCurrentLink);
+  const std::optional<TrialRecord> open = ReadTrial(layout.dir);
+  if (old_current == key) {
+    MD_RETURN_IF_ERROR(PointLink(layout, kCurrentLink, key));
+    return FsyncDir(layout.dir, *layout.io);
+  }
+  if (open && key == open->confirmed) {
+    // Back to the last confirmed version (the manifest went back to it): the trial ends
+    // without a verdict. The link first, so that a crash leaves a record the recovery removes
+    // (`current` is its `confirmed`).
+    MD_RETURN_IF_ERROR(PointLink(layout, kCurrentLink, key));
+    MD_RETURN_IF_ERROR(FsyncDir(layout.dir, *layout.io));
+    return RemoveTrial(layout.dir, *layout.io);
+  }
+  const bool old_on_trial = open && old_current != open->confirmed;
+  const bool old_complete = !old_current.empty() && ReadInstalled(layout, old_current).has_value();
+  if (start || old_on_trial) {
+    std::optional<InstalledVersion> installed = ReadInstalled(layout, key);
+    if (!installed) return absl::InternalError(absl::StrCat("versions/", key, " is incomplete"));
+    TrialRecord record;
+    record.key = key;
+    record.version = installed->version;
+    record.digest = installed->digest;
+    if (start) {
+      record.tier = start->tier;
+      record.channel = start->channel;
+      record.activated = start->now;
+      record.limits = start->limits;
+    } else {
+      record.tier = open->tier;
+      record.channel = open->channel;
+      record.activated = absl::Now();
+      record.limits = open->limits;
+    }
+    record.confirmed = old_on_trial ? open->confirmed : (old_complete ? old_current : "");
+    // Before any link moves: a crash after it leaves `current` on a version the record does
+    // not name, which the recovery (trial.h) reads correctly either way.
+    MD_RETURN_IF_ERROR(WriteTrial(layout.dir, record, *layout.io));
+  } else if (open) {
+    // A record whose activation never completed (`current` is its `confirmed`): left in
+    // place it would put the version activated now on trial.
+    MD_RETURN_IF_ERROR(RemoveTrial(layout.dir, *layout.io));
+  }
   // `previous` first: a crash between the two renames leaves both naming the old current,
   // which is complete, rather than `current` moved on and the rollback target lost.
-  if (!old_current.empty() && old_current != key && ReadInstalled(layout, old_current)) {
+  if (!old_on_trial && old_complete) {
     MD_RETURN_IF_ERROR(PointLink(layout, kPreviousLink, old_current));
   }
   MD_RETURN_IF_ERROR(PointLink(layout, kCurrentLink, key));
@@ -370,7 +425,7 @@ absl::StatusOr<InstalledVersion> ModelStore::Activate(const std::string& artifac
     if (installed && installed->version == version && installed->digest == digest &&
         installed->format == format) {
       // Still installed (e.g. as previous): switch back without unpacking again.
-      MD_RETURN_IF_ERROR(SwitchCurrent(layout, candidate));
+      MD_RETURN_IF_ERROR(SwitchCurrent(layout, candidate, trial_));
       ConsumeArtifact(artifact_path, *installed);
       return *installed;
     }
@@ -423,7 +478,7 @@ absl::StatusOr<InstalledVersion> ModelStore::Activate(const std::string& artifac
     MD_RETURN_IF_ERROR(WriteFileAtomically(layout.Installed(key),
                                            FormatInstalled(installed, relative_path), 0644,
                                            /*overwrite=*/false, *fs_));
-    return SwitchCurrent(layout, key);
+    return SwitchCurrent(layout, key, trial_);
   }();
 
   if (!status.ok()) {
@@ -489,6 +544,24 @@ std::optional<InstalledVersion> ModelStore::Current() const {
   return ReadInstalled(layout, ReadLinkKey(layout, kCurrentLink));
 }
 
+std::optional<InstalledVersion> ModelStore::Installed(const std::string& key) const {
+  return ReadInstalled(Layout{dir_, fs_}, key);
+}
+
+absl::Status ModelStore::SetCurrent(const std::string& key) {
+  const Layout layout{dir_, fs_};
+  if (key.empty()) {
+    MD_RETURN_IF_ERROR(UnlinkIfExists(layout.Link(kCurrentLink)));
+  } else {
+    if (!ReadInstalled(layout, key)) {
+      return MakeError(absl::StatusCode::kFailedPrecondition, "VERSION_NOT_INSTALLED",
+                       absl::StrCat("versions/", key, " is not a complete version"));
+    }
+    MD_RETURN_IF_ERROR(PointLink(layout, kCurrentLink, key));
+  }
+  return FsyncDir(layout.dir, *fs_);
+}
+
 std::optional<InstalledVersion> ModelStore::Previous() const {
   const Layout layout{dir_, fs_};
   return ReadInstalled(layout, ReadLinkKey(layout, kPreviousLink));
@@ -520,6 +593,10 @@ absl::StatusOr<int64_t> ModelStore::CollectGarbage() {
   for (absl::string_view link : {kCurrentLink, kPreviousLink}) {
     std::string key = ReadLinkKey(layout, link);
     if (!key.empty()) keep.insert(std::move(key));
+  }
+  // And the trial's rollback target, should a link not name it (trial_state.h).
+  if (std::optional<TrialRecord> trial = ReadTrial(dir_); trial && !trial->confirmed.empty()) {
+    keep.insert(trial->confirmed);
   }
   int64_t freed = 0;
   for (const std::string& name : ListDir(layout.Versions())) {

@@ -52,16 +52,43 @@
 // Before the fsync of `<dir>` in step 5 a power loss may undo a rename; either way `current`
 // names a complete version, the old or the new one. After any crash `current` names a
 // complete version.
+//
+// Trials (client/agent/trial.h; the files in trial_state.h). A sync activates on trial: in
+// step 5, before any link moves, the trial record `<dir>/trial` is written naming the new key
+// and `confirmed`, the rollback target: the old current when it was confirmed (no trial
+// open), else the open trial's `confirmed`. Then `previous` moves to the old current only when
+// that was confirmed, so `previous` always names a confirmed version (or one that was current
+// before trials existed). `current` is on trial exactly when a record exists and `current` is
+// not its `confirmed`. Confirming removes the record. A rollback (1) records the rejected
+// digest for the tier/channel in `<dir>/rejected`, (2) points `current` at `confirmed` (or
+// removes `current` when there is none: the app sees no model rather than one that failed),
+// (3) removes the record. What a crash leaves, and what the next launch query, confirm or sync
+// (trial.h's RecoverTrial, under `<dir>/trial.lock`) makes of it:
+//   * Record written, links not moved: `current` is the record's `confirmed` (it was
+//     confirmed): the record is removed, nothing was activated. Or `current` is an earlier
+//     version still on trial whose record was replaced: a record for it is written again (its
+//     launches and clock start over: a crash can only lengthen a trial).
+//   * Between the renames of step 5: `previous` and `current` both name the old current; as
+//     above.
+//   * After step 5: the new version is on trial; its record is complete.
+//   * Confirm: the record is there (still on trial) or not (confirmed); unlink is atomic.
+//   * Rollback after (1), before (2): `current` is on trial and its digest is rejected: the
+//     rollback is redone. After (2), before (3): `current` is `confirmed`: the record is
+//     removed. Either way `current` ends on the version confirmed before (or on none).
+//   * Launch counting rewrites the record atomically: the old count or the new one.
 #ifndef MODELDIST_CLIENT_AGENT_MODEL_STORE_H_
 #define MODELDIST_CLIENT_AGENT_MODEL_STORE_H_
 
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "client/agent/unzip.h"  // UnzipLimits
+#include "absl/time/time.h"
+#include "client/agent/trial_state.h"  // TrialLimits
+#include "client/agent/unzip.h"        // UnzipLimits
 #include "common/fs.h"
 #include "modeldist/v1/resources.pb.h"
 
@@ -73,6 +100,15 @@ struct InstalledVersion {
   std::string digest;   // sha256:<hex> of the artifact it was made from
   v1::Format format = v1::FORMAT_UNSPECIFIED;
   std::string path;  // absolute path of the activated content
+};
+
+// What a sync's activations put on trial: the target they were synced for, when, and the
+// limits after which an unconfirmed version is rolled back (trial.h).
+struct TrialStart {
+  std::string tier;
+  std::string channel;
+  absl::Time now = absl::UnixEpoch();
+  TrialLimits limits;
 };
 
 class ModelStore {
@@ -108,7 +144,8 @@ class ModelStore {
   // GGUF and other single files are placed as `model.<ext>`; FORMAT_COREML_ZIP is unpacked
   // (entries with `..`, absolute paths, symlinks, devices, too many entries or absurd sizes or
   // ratios are refused with INVALID_ARGUMENT / RESOURCE_EXHAUSTED and nothing is installed).
-  // Then makes it current and the old current previous. Idempotent for the current version;
+  // Then makes it current and the old current previous (unless a trial is open: see Trials
+  // above). Idempotent for the current version;
   // a version still installed (e.g. previous) is switched to without unpacking again.
   // The folder is versions/<key>, key = the version id with anything outside [A-Za-z0-9._-]
   // mapped to '_', '-', and the first 8 hex digits of `digest` (e.g. `2026.11.0-ab12cd34`).
@@ -120,12 +157,27 @@ class ModelStore {
                                             const std::string& version, const std::string& digest,
                                             v1::Format format, const UnzipLimits& limits = {});
 
+  // From now on activations of another version than `current` put it on trial (the trial
+  // notes above). Without it an activation starts no trial (the new version counts as
+  // confirmed, e.g. tools and tests) unless one is open, which then goes on with the new
+  // version (the open trial's tier, channel and limits), so that `previous` never becomes an
+  // unconfirmed version.
+  void StartTrials(TrialStart start) { trial_ = std::move(start); }
+
   std::optional<InstalledVersion> Current() const;
   std::optional<InstalledVersion> Previous() const;
-  // Makes `previous` current again (and the old current previous). FAILED_PRECONDITION
+  // The complete version in versions/`key`, nullopt when there is none.
+  std::optional<InstalledVersion> Installed(const std::string& key) const;
+  // Points `current` at the complete version `key` (link renamed over, as in step 5; `previous`
+  // untouched), or removes `current` when `key` is empty. The door a trial's rollback goes
+  // through (trial.h). FAILED_PRECONDITION (VERSION_NOT_INSTALLED) for an incomplete `key`.
+  absl::Status SetCurrent(const std::string& key);
+  // Makes `previous` current again (and the old current previous), for tools; it knows
+  // nothing of trials (a trial's rollback is trial.h's). FAILED_PRECONDITION
   // (NO_PREVIOUS_VERSION) when there is no complete previous version.
   absl::Status Rollback();
-  // Removes every version folder that is neither current nor previous, and everything in
+  // Removes every version folder that is neither current nor previous (nor an open trial's
+  // rollback target), and everything in
   // staging/ (including partial downloads: call it when no download is in progress).
   // Returns the bytes freed (sum of the removed files' sizes).
   absl::StatusOr<int64_t> CollectGarbage();
@@ -139,6 +191,7 @@ class ModelStore {
   ModelStore(std::string dir, Fs* io) : dir_(std::move(dir)), fs_(io) {}
   std::string dir_;
   Fs* fs_;
+  std::optional<TrialStart> trial_;
 };
 
 }  // namespace modeldist::agent

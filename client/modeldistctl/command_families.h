@@ -66,6 +66,11 @@ absl::Status RunUnpin(Invocation& inv, const Flags& flags);
 void PinsFlags(Flags* f);
 absl::Status RunPins(Invocation& inv, const Flags& flags);
 
+// fleet_command.cc: `fleet`, what devices reported (RegistryService.GetFleetSummary): versions
+// in the field per tier, platform and arch, event counts, failure reasons, recent failures.
+void FleetFlags(Flags* f);
+absl::Status RunFleet(Invocation& inv, const Flags& flags);
+
 // audit_command.cc: `audit`, the server's audit log of catalog changes, newest first.
 void AuditFlags(Flags* f);
 absl::Status RunAudit(Invocation& inv, const Flags& flags);

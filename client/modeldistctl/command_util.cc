@@ -70,7 +70,12 @@ std::string PlatformArch(const v1::Artifact& a) {
 std::string OneLine(absl::string_view text) {
   std::string out(text);
   for (char& c : out) {
-    if (c == '\n' || c == '\r' || c == '\t') c = ' ';
+    const auto byte = static_cast<unsigned char>(c);
+    if (c == '\n' || c == '\r' || c == '\t') {
+      c = ' ';
+    } else if (byte < 0x20 || byte == 0x7f) {
+      c = '?';  // ESC and other controls: a terminal would act on them
+    }
   }
   return out;
 }

@@ -66,7 +66,10 @@ void PrintTable(std::ostream& out, const std::vector<std::vector<std::string>>& 
 // "macos/arm64".
 std::string PlatformArch(const v1::Artifact& a);
 
-// Details are free text from the server; a newline or tab would break the table's rows.
+// Details are free text from the server (some of it sent by devices without a token, e.g. a
+// fleet report's app version): a newline or tab would break the table's rows, and an escape
+// sequence would reach the admin's terminal. Whitespace controls become spaces, other control
+// bytes '?'.
 std::string OneLine(absl::string_view text);
 
 // --- Arguments -------------------------------------------------------------------------------

@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <iostream>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "client/modeldistctl/command_families.h"
@@ -77,13 +78,17 @@ const Command kCommands[] = {
      YankFlags, RunYank},
     {"rollout",
      "rollout start --tier T [--channel C] --version models/M/versions/V --percent P\n"
+     "      [--max-load-failure P] [--max-sync-failure P] [--min-reports N]\n"
+     "      [--on-trip pause|abort] [--schedule P,P,... --every DURATION]\n"
      "   or: modeldistctl [global flags] rollout advance --tier T [--channel C] --percent P\n"
      "   or: modeldistctl [global flags] rollout pause|resume|complete|abort --tier T "
      "[--channel C]\n"
-     "   or: modeldistctl [global flags] rollout list [--tier T [--channel C]]",
+     "   or: modeldistctl [global flags] rollout list [--tier T [--channel C]]\n"
+     "   or: modeldistctl [global flags] rollout status T [--channel C] [--json]",
      "move a tier to a new version for a growing share of devices (P in %, e.g. 0.5 or 10)",
      "modeldistctl rollout start --tier llama8b \\\n"
-     "      --version models/llama-3.1-8b-instruct/versions/2026.12.0 --percent 0.5",
+     "      --version models/llama-3.1-8b-instruct/versions/2026.12.0 --percent 1 \\\n"
+     "      --max-load-failure 3 --schedule 10%,50%,100% --every 6h",
      RolloutFlags, RunRollout},
     {"pin",
      "pin --tier T [--channel C] --version models/M/versions/V DEVICE_ID... | --devices-file FILE",
@@ -102,6 +107,9 @@ const Command kCommands[] = {
     {"status", "status [--json]",
      "the server at a glance: tiers and rollouts, replication, trust root, blob store",
      "modeldistctl status --json", StatusFlags, RunStatus},
+    {"fleet", "fleet [--tier T [--channel C]] [--window 24h] [--json]",
+     "what devices reported: versions in the field, events, failure reasons, recent failures",
+     "modeldistctl fleet --tier llama8b --window 7d", FleetFlags, RunFleet},
     {"audit", "audit [--limit N]", "show the audit log of catalog changes, newest first",
      "modeldistctl audit --limit 20", AuditFlags, RunAudit},
     {"keys",
@@ -122,19 +130,22 @@ const Command kCommands[] = {
      "modeldistctl creds create ci-publisher --scope publish --scope read > ci.token", CredsFlags,
      RunCreds},
     {"root",
-     "root keygen --out NAME\n"
+     "root keygen [--key pkcs11:URI [--pkcs11-module SO] [--pin-file F]] --out NAME\n"
+     "   or: modeldistctl [global flags] root pubkey --key KEY.pem|pkcs11:URI --out PUB\n"
      "   or: modeldistctl [global flags] root fetch --out CURRENT [--version N]\n"
      "   or: modeldistctl [global flags] root init --from CURRENT --root-key PUB[,PUB...]\n"
      "           [--root-threshold K] [--release-key PUB,... [--release-threshold K]]\n"
      "           [--online-key PUB,... [--threshold K]] --out NEXT\n"
      "   or: modeldistctl [global flags] root add-key|revoke --from CURRENT\n"
      "           --role root|online|release --key PUB | --key-id ID [--threshold K] --out NEXT\n"
-     "   or: modeldistctl [global flags] root sign --key KEY.pem NEXT\n"
+     "   or: modeldistctl [global flags] root sign --key KEY.pem|pkcs11:URI\n"
+     "           [--pkcs11-module SO] [--pin-file F] NEXT\n"
      "   or: modeldistctl [global flags] root verify --trusted CURRENT NEXT\n"
      "   or: modeldistctl [global flags] root show FILE\n"
      "   or: modeldistctl [global flags] root upload NEXT\n"
      "The offline ceremony of docs/trust.md: all but fetch and upload work on files alone.\n"
-     "Root files are JSON (a SignedTrustRoot). Exit code 4: verify found the root not valid yet.",
+     "Root files are JSON (a SignedTrustRoot). A key in a hardware token is a pkcs11: URI\n"
+     "(docs/trust.md). Exit code 4: verify found the root not valid yet.",
      "change the trust root offline: root and release keys that never touch the server",
      "modeldistctl root sign --key alice-root.pem root-3.json", RootFlags, RunRoot},
     {"release",
@@ -144,8 +155,9 @@ const Command kCommands[] = {
      "   or: modeldistctl [global flags] release show [--trusted ROOT] REL\n"
      "   or: modeldistctl [global flags] release attach [--version models/M/versions/V] REL\n"
      "A release statement lists each file's digest, size and chunk chain, signed by release\n"
-     "keys; `publish --release REL` sends it with the version. Exit code 4: show --trusted\n"
-     "found it not valid.",
+     "keys; `publish --release REL` sends it with the version. `--key pkcs11:URI\n"
+     "[--pkcs11-module SO] [--pin-file F]` signs with a token's key (docs/trust.md).\n"
+     "Exit code 4: show --trusted found it not valid.",
      "sign what a version contains with offline release keys, show it, attach it",
      "modeldistctl release sign --key rel.pem --version models/llama/versions/2026.12.0 \\\n"
      "      --out llama-2026.12.0.rel macos/arm64/coreml-zip=llama.zip",
@@ -191,9 +203,6 @@ void AddGlobalFlags(Flags* f, const GetEnv& getenv) {
   f->Add("token-file", "FILE", "",
          "admin token file, first line ($MODELDIST_ADMIN_TOKEN when absent)");
   f->Add("tls-ca", "FILE", "", "use TLS, trusting this CA bundle (PEM); plaintext without it");
-  f->Add("actor", "NAME", "",
-         "sent as x-modeldist-actor, which servers now ignore: the audit log records the "
-         "token's credential name (modeldistctl creds); kept so old scripts still run");
   f->AddBool("json", "print results as JSON");
   f->AddBool("help", "show this help");
 }
@@ -204,7 +213,7 @@ std::string MainHelp(const GetEnv& getenv) {
   std::string out =
       "modeldistctl: the admin CLI of a modeldist server (RegistryService).\n\n"
       "usage: modeldistctl [--server HOST:PORT] [--token-file FILE] [--tls-ca FILE] "
-      "[--actor NAME] [--json] COMMAND [args]\n\ncommands:\n";
+      "[--json] COMMAND [args]\n\ncommands:\n";
   for (const Command& c : kCommands)
     absl::StrAppend(&out, absl::StrFormat("  %-10s %s\n", c.name, c.summary));
   absl::StrAppend(&out, "\nglobal flags (before the command):\n", global.Help(), "\nexamples:\n");
@@ -254,6 +263,14 @@ Console ProcessConsole() {
 
 absl::StatusOr<CommandLine> ParseCommandLine(const std::vector<std::string>& args,
                                              const GetEnv& getenv) {
+  // Scripts from before named credentials pass --actor (before or after the command, which
+  // has no such flag either): say why it is gone rather than that it is unknown.
+  for (size_t i = 1; i < args.size() && args[i] != "--"; ++i) {
+    if (args[i] == "--actor" || absl::StartsWith(args[i], "--actor=")) {
+      return UsageError(
+          "--actor was removed: the audit log records the authenticated credential's name");
+    }
+  }
   Flags global;
   AddGlobalFlags(&global, getenv);
   std::vector<char*> argv = Argv(args);
@@ -263,9 +280,6 @@ absl::StatusOr<CommandLine> ParseCommandLine(const std::vector<std::string>& arg
   line.global.server = global.Get("server");
   line.global.token_file = global.Get("token-file");
   line.global.tls_ca = global.Get("tls-ca");
-  if (global.IsSet("actor")) {
-    MD_ASSIGN_OR_RETURN(line.global.actor, ValidateActor(global.Get("actor")));
-  }
   line.global.json = global.GetBool("json");
   line.global.help = global.GetBool("help");
   line.command_args.assign(args.begin() + *command_at, args.end());

@@ -2,8 +2,7 @@
 //
 // The modeldistctl command line: global flags, then one command with its own flags.
 //
-//   modeldistctl [--server HOST:PORT] [--token-file FILE] [--tls-ca FILE] [--actor NAME]
-//                [--json] COMMAND ...
+//   modeldistctl [--server HOST:PORT] [--token-file FILE] [--tls-ca FILE] [--json] COMMAND ...
 //
 // RunCtl is the whole program minus the process: it writes to the given streams and returns
 // the exit code (errors.h), so tests can drive it in-process.
@@ -40,7 +39,6 @@ struct GlobalOptions {
   std::string server;      // --server, else $MODELDIST_SERVER, else kDefaultServer.
   std::string token_file;  // --token-file; empty means $MODELDIST_ADMIN_TOKEN.
   std::string tls_ca;      // --tls-ca; empty means plaintext.
-  std::string actor;       // --actor, validated; empty means DefaultActor() (user@host).
   bool json = false;
   bool help = false;
 };
@@ -52,7 +50,8 @@ struct CommandLine {
 };
 
 // Splits `args` (args[0] is the program name) into global flags and the command. A usage
-// error for an unknown global flag or a missing value.
+// error for an unknown global flag or a missing value, and for --actor anywhere (removed: the
+// audit log records the authenticated credential's name).
 absl::StatusOr<CommandLine> ParseCommandLine(
     const std::vector<std::string>& args,
     const std::function<std::optional<std::string>(const std::string&)>& getenv);

@@ -21,9 +21,7 @@ absl::StatusOr<RegistryClient*> Invocation::Client() {
   if (!client_) {
     MD_ASSIGN_OR_RETURN(std::string token, LoadAdminToken(global_.token_file, console_.getenv));
     MD_ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> channel, Channel());
-    std::string actor = global_.actor.empty() ? DefaultActor(console_.getenv) : global_.actor;
-    client_ =
-        std::make_unique<RegistryClient>(std::move(channel), std::move(token), std::move(actor));
+    client_ = std::make_unique<RegistryClient>(std::move(channel), std::move(token));
   }
   return client_.get();
 }

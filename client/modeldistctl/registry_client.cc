@@ -1,13 +1,9 @@
 #include "client/modeldistctl/registry_client.h"
 
 #include <grpc/grpc.h>
-#include <pwd.h>
-#include <unistd.h>
 
-#include <climits>
 #include <tuple>
 #include <utility>
-#include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
@@ -75,55 +71,6 @@ absl::StatusOr<std::string> LoadAdminToken(
   return token;
 }
 
-std::string SanitizeActor(absl::string_view actor) {
-  std::string out(absl::StripAsciiWhitespace(actor));
-  // gRPC refuses (fails the call on) a header value with control or non-ASCII bytes, and the
-  // server ignores an actor longer than it records; both would lose the name altogether.
-  for (char& c : out) {
-    if (c < 0x20 || c > 0x7e) c = '?';
-  }
-  if (out.size() > kMaxActorBytes) out.resize(kMaxActorBytes);
-  return out;
-}
-
-std::string DefaultActor(
-    const std::function<std::optional<std::string>(const std::string&)>& getenv) {
-  std::string user;
-  if (std::optional<std::string> env = getenv ? getenv("USER") : std::nullopt;
-      env.has_value() && !env->empty()) {
-    user = *env;
-  } else {
-    // getpwuid_r, not getpwuid: the library may be used from threads (tests run servers).
-    std::vector<char> buffer(16384);
-    struct passwd entry;
-    struct passwd* found = nullptr;
-    if (::getpwuid_r(::getuid(), &entry, buffer.data(), buffer.size(), &found) == 0 &&
-        found != nullptr && found->pw_name != nullptr && found->pw_name[0] != '\0') {
-      user = found->pw_name;
-    } else {
-      user = absl::StrCat("uid", ::getuid());
-    }
-  }
-  char host[HOST_NAME_MAX + 1] = {};
-  std::string hostname = "unknown-host";
-  if (::gethostname(host, sizeof(host) - 1) == 0 && host[0] != '\0') hostname = host;
-  return SanitizeActor(absl::StrCat(user, "@", hostname));
-}
-
-absl::StatusOr<std::string> ValidateActor(absl::string_view actor) {
-  if (actor.empty()) return UsageError("--actor must not be empty");
-  if (actor.size() > kMaxActorBytes) {
-    return UsageError(
-        absl::StrCat("--actor is ", actor.size(), " bytes; at most ", kMaxActorBytes));
-  }
-  for (char c : actor) {
-    if (c < 0x20 || c > 0x7e) {
-      return UsageError("--actor must be printable ASCII (it is sent as a header)");
-    }
-  }
-  return std::string(actor);
-}
-
 absl::StatusOr<v1::SignedTrustRoot> FetchTrustRoot(
     const std::shared_ptr<grpc::ChannelInterface>& channel, int64_t version,
     absl::Duration timeout) {
@@ -139,16 +86,14 @@ absl::StatusOr<v1::SignedTrustRoot> FetchTrustRoot(
 }
 
 RegistryClient::RegistryClient(std::shared_ptr<grpc::ChannelInterface> channel, std::string token,
-                               std::string actor, absl::Duration rpc_timeout)
+                               absl::Duration rpc_timeout)
     : stub_(v1::RegistryService::NewStub(channel)),
       token_(std::move(token)),
-      actor_(std::move(actor)),
       rpc_timeout_(rpc_timeout) {}
 
 std::unique_ptr<grpc::ClientContext> RegistryClient::NewStreamContext() const {
   auto context = std::make_unique<grpc::ClientContext>();
   context->AddMetadata("authorization", absl::StrCat("Bearer ", token_));
-  if (!actor_.empty()) context->AddMetadata("x-modeldist-actor", actor_);
   return context;
 }
 
@@ -256,6 +201,13 @@ absl::StatusOr<v1::Rollout> RegistryClient::AdvanceRollout(
       [&](grpc::ClientContext* c, v1::Rollout* r) { return stub_->AdvanceRollout(c, request, r); });
 }
 
+absl::StatusOr<v1::RolloutStatus> RegistryClient::GetRolloutStatus(
+    const v1::RolloutRequest& request) {
+  return Unary<v1::RolloutStatus>([&](grpc::ClientContext* c, v1::RolloutStatus* r) {
+    return stub_->GetRolloutStatus(c, request, r);
+  });
+}
+
 absl::StatusOr<v1::Rollout> RegistryClient::PauseRollout(const v1::RolloutRequest& request) {
   return Unary<v1::Rollout>(
       [&](grpc::ClientContext* c, v1::Rollout* r) { return stub_->PauseRollout(c, request, r); });
@@ -308,6 +260,13 @@ absl::StatusOr<v1::ListAuditLogResponse> RegistryClient::ListAuditLog(
     const v1::ListAuditLogRequest& request) {
   return Unary<v1::ListAuditLogResponse>([&](grpc::ClientContext* c, v1::ListAuditLogResponse* r) {
     return stub_->ListAuditLog(c, request, r);
+  });
+}
+
+absl::StatusOr<v1::FleetSummary> RegistryClient::GetFleetSummary(
+    const v1::GetFleetSummaryRequest& request) {
+  return Unary<v1::FleetSummary>([&](grpc::ClientContext* c, v1::FleetSummary* r) {
+    return stub_->GetFleetSummary(c, request, r);
   });
 }
 

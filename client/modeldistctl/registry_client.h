@@ -1,8 +1,8 @@
 // File: registry_client.h
 //
 // The CLI's view of RegistryService: one method per unary rpc returning absl::StatusOr, each
-// call carrying `authorization: Bearer <token>`, `x-modeldist-actor` (who, for the server's
-// audit log) and a deadline. Server errors keep their code,
+// call carrying `authorization: Bearer <token>` and a deadline. The server's audit log names
+// the token's credential, so the CLI sends no name of its own. Server errors keep their code,
 // message and ErrorInfo reason (common/status.h), so the CLI can print them as sent.
 //
 // The token is held only to build call metadata; nothing here logs or formats it.
@@ -22,8 +22,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
-#include "common/grpc_status.h"
-#include "common/limits.h"  // kMaxActorBytes: the server ignores a longer actor  // FromGrpcStatus, for every rpc answer of the CLI
+#include "common/grpc_status.h"  // FromGrpcStatus, for every rpc answer of the CLI
 #include "modeldist/v1/manifest.grpc.pb.h"
 #include "modeldist/v1/registry.grpc.pb.h"
 
@@ -42,23 +41,8 @@ absl::StatusOr<std::string> LoadAdminToken(
     const std::string& token_file,
     const std::function<std::optional<std::string>(const std::string&)>& getenv);
 
-// `actor` made safe to send as `x-modeldist-actor`: outer whitespace trimmed, every byte
-// outside printable ASCII replaced by '?', cut to kMaxActorBytes. May return "".
-std::string SanitizeActor(absl::string_view actor);
-
-// Who runs this command, as `user@host` (sanitized): the user from $USER via `getenv`, else
-// the password entry of the real uid, else `uid<N>`; the host from gethostname(), else
-// `unknown-host`. Never fails: an audit entry with a rough name beats a refused command.
-std::string DefaultActor(
-    const std::function<std::optional<std::string>(const std::string&)>& getenv);
-
-// An actor given explicitly (--actor): the name itself, or a usage error when it is empty,
-// longer than kMaxActorBytes or not printable ASCII. Unlike DefaultActor nothing is rewritten,
-// since the user chose the name the audit log will show.
-absl::StatusOr<std::string> ValidateActor(absl::string_view actor);
-
 // ManifestService.GetTrustRoot: the signed trust root `version` (0 = the newest). The service
-// is open to the fleet, so no token or actor is sent.
+// is open to the fleet, so no token is sent.
 absl::StatusOr<v1::SignedTrustRoot> FetchTrustRoot(
     const std::shared_ptr<grpc::ChannelInterface>& channel, int64_t version,
     absl::Duration timeout = absl::Seconds(30));
@@ -67,10 +51,8 @@ class RegistryClient {
  public:
   static constexpr absl::Duration kDefaultRpcTimeout = absl::Seconds(30);
 
-  // `actor` is sent as `x-modeldist-actor` on every call; empty sends none (the server then
-  // records `admin`).
   RegistryClient(std::shared_ptr<grpc::ChannelInterface> channel, std::string token,
-                 std::string actor = "", absl::Duration rpc_timeout = kDefaultRpcTimeout);
+                 absl::Duration rpc_timeout = kDefaultRpcTimeout);
 
   absl::StatusOr<v1::Model> CreateModel(const v1::CreateModelRequest& request);
   absl::StatusOr<v1::ListModelsResponse> ListModels(const v1::ListModelsRequest& request);
@@ -94,10 +76,12 @@ class RegistryClient {
   absl::StatusOr<v1::Rollout> CompleteRollout(const v1::RolloutRequest& request);
   absl::StatusOr<v1::Rollout> AbortRollout(const v1::RolloutRequest& request);
   absl::StatusOr<v1::ListRolloutsResponse> ListRollouts(const v1::ListRolloutsRequest& request);
+  absl::StatusOr<v1::RolloutStatus> GetRolloutStatus(const v1::RolloutRequest& request);
   absl::StatusOr<v1::PinDevicesResponse> PinDevices(const v1::PinDevicesRequest& request);
   absl::StatusOr<v1::PinDevicesResponse> UnpinDevices(const v1::UnpinDevicesRequest& request);
   absl::StatusOr<v1::ListPinsResponse> ListPins(const v1::ListPinsRequest& request);
   absl::StatusOr<v1::ListAuditLogResponse> ListAuditLog(const v1::ListAuditLogRequest& request);
+  absl::StatusOr<v1::FleetSummary> GetFleetSummary(const v1::GetFleetSummaryRequest& request);
   absl::StatusOr<v1::SignedTrustRoot> AddSigningKey(const v1::AddSigningKeyRequest& request);
   absl::StatusOr<v1::SignedTrustRoot> RevokeSigningKey(const v1::RevokeSigningKeyRequest& request);
   absl::StatusOr<v1::SignedTrustRoot> RotateSigningKeys(
@@ -112,7 +96,7 @@ class RegistryClient {
   absl::StatusOr<v1::ListOriginsResponse> ListOrigins(const v1::ListOriginsRequest& request);
   absl::StatusOr<v1::CheckOriginResponse> CheckOrigin(const v1::CheckOriginRequest& request);
 
-  // For streaming calls: a context with the token and actor and no deadline, since a multi-GB
+  // For streaming calls: a context with the token and no deadline, since a multi-GB
   // upload has no sensible bound; a dead connection is detected by keepalive instead.
   std::unique_ptr<grpc::ClientContext> NewStreamContext() const;
   v1::RegistryService::Stub& stub() { return *stub_; }
@@ -123,7 +107,6 @@ class RegistryClient {
 
   std::unique_ptr<v1::RegistryService::Stub> stub_;
   std::string token_;
-  std::string actor_;
   absl::Duration rpc_timeout_;
 };
 

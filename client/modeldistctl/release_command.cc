@@ -1,6 +1,7 @@
 // `modeldistctl release`: release statements, signed by the offline release keys where the
 // model files are (docs/trust.md), then sent with `publish --release` or `release attach`.
 #include <initializer_list>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -14,6 +15,7 @@
 #include "client/modeldistctl/progress.h"
 #include "client/modeldistctl/publish.h"
 #include "client/modeldistctl/registry_client.h"
+#include "client/modeldistctl/signer.h"
 #include "client/modeldistctl/trust_files.h"
 #include "common/digest.h"
 #include "common/release.h"
@@ -23,7 +25,8 @@ namespace modeldist::ctl {
 namespace {
 
 constexpr std::initializer_list<absl::string_view> kReleaseFlags = {
-    "key", "model", "version", "platform", "arch", "format", "out", "trusted"};
+    "key",    "model", "version", "platform",      "arch",
+    "format", "out",   "trusted", "pkcs11-module", "pin-file"};
 
 void PrintRelease(Invocation& inv, const v1::Release& release,
                   const v1::SignedRelease& signed_release) {
@@ -41,7 +44,7 @@ void PrintRelease(Invocation& inv, const v1::Release& release,
 }
 
 // `release sign --version V ... --out REL`: a new statement of the given files.
-absl::Status SignNew(Invocation& inv, const Flags& flags, const Ed25519PrivateKey& key) {
+absl::Status SignNew(Invocation& inv, const Flags& flags, const Signer& key) {
   const std::string out = flags.Get("out");
   if (out.empty()) return UsageError("--out REL (the release file to write) is required");
   MD_ASSIGN_OR_RETURN(VersionName version, VersionFromFlags(flags));
@@ -62,7 +65,10 @@ absl::Status SignNew(Invocation& inv, const Flags& flags, const Ed25519PrivateKe
     MD_ASSIGN_OR_RETURN(*release.add_artifacts(),
                         ReleasedArtifactOfFile(a.file, a.platform, a.arch, a.format));
   }
-  const v1::SignedRelease signed_release = SignRelease(release, {&key});
+  v1::SignedRelease signed_release;
+  release.SerializeToString(signed_release.mutable_release());
+  MD_RETURN_IF_ERROR(AddSignature(key, kReleaseSignatureContext, signed_release.release(),
+                                  signed_release.mutable_signatures()));
   MD_RETURN_IF_ERROR(WriteReleaseFile(out, signed_release, /*overwrite=*/false));
   inv.out() << "wrote " << out << ", signed by " << key.public_key().KeyId() << "\n";
   PrintRelease(inv, release, signed_release);
@@ -70,10 +76,11 @@ absl::Status SignNew(Invocation& inv, const Flags& flags, const Ed25519PrivateKe
 }
 
 // `release sign --key K REL`: one more signature over the same bytes.
-absl::Status SignExisting(Invocation& inv, const std::string& path, const Ed25519PrivateKey& key) {
+absl::Status SignExisting(Invocation& inv, const std::string& path, const Signer& key) {
   MD_ASSIGN_OR_RETURN(v1::SignedRelease signed_release, ReadReleaseFile(path));
   MD_ASSIGN_OR_RETURN(v1::Release release, ReleaseOf(path, signed_release));
-  AddReleaseSignature(key, &signed_release);
+  MD_RETURN_IF_ERROR(AddSignature(key, kReleaseSignatureContext, signed_release.release(),
+                                  signed_release.mutable_signatures()));
   MD_RETURN_IF_ERROR(WriteReleaseFile(path, signed_release, /*overwrite=*/true));
   inv.out() << "signed " << path << " (" << release.version() << ") with key "
             << key.public_key().KeyId() << "; " << signed_release.signatures_size()
@@ -82,7 +89,9 @@ absl::Status SignExisting(Invocation& inv, const std::string& path, const Ed2551
 }
 
 absl::Status ReleaseSign(Invocation& inv, const Flags& flags) {
-  if (!flags.IsSet("key")) return UsageError("--key KEY.pem (a release key) is required");
+  if (!flags.IsSet("key")) {
+    return UsageError("--key KEY.pem (a release key file or a pkcs11: URI) is required");
+  }
   const bool new_statement = flags.IsSet("version") || flags.IsSet("out");
   if (!new_statement && flags.positional().size() != 2) {
     return UsageError(
@@ -94,9 +103,9 @@ absl::Status ReleaseSign(Invocation& inv, const Flags& flags) {
       if (flags.IsSet(flag)) return UsageError(absl::StrCat("--", flag, " goes with --version"));
     }
   }
-  MD_ASSIGN_OR_RETURN(Ed25519PrivateKey key, ReadSigningKey(flags.Get("key")));
-  if (new_statement) return SignNew(inv, flags, key);
-  return SignExisting(inv, flags.positional()[1], key);
+  MD_ASSIGN_OR_RETURN(std::unique_ptr<Signer> key, OpenSigner(inv, flags));
+  if (new_statement) return SignNew(inv, flags, *key);
+  return SignExisting(inv, flags.positional()[1], *key);
 }
 
 absl::Status ReleaseShow(Invocation& inv, const Flags& flags) {
@@ -148,7 +157,9 @@ absl::Status ReleaseAttach(Invocation& inv, const Flags& flags) {
 }  // namespace
 
 void ReleaseFlags(Flags* f) {
-  f->Add("key", "FILE", "", "sign: a release key (PKCS#8 PEM private key)");
+  f->Add("key", "FILE", "",
+         "sign: a release key (PKCS#8 PEM private key, or a pkcs11:token=T;object=L URI)");
+  AddPkcs11Flags(f);
   f->Add("version", "V", "",
          "sign, attach: the version, models/M/versions/V (or the id with --model)");
   f->Add("model", "M", "", "with --version V: the model id");
@@ -168,7 +179,8 @@ absl::Status RunRelease(Invocation& inv, const Flags& flags) {
   const std::string command = absl::StrCat("release ", sub);
   if (sub == "sign") {
     MD_RETURN_IF_ERROR(OnlyFlags(flags, command,
-                                 {"key", "model", "version", "platform", "arch", "format", "out"},
+                                 {"key", "model", "version", "platform", "arch", "format", "out",
+                                  "pkcs11-module", "pin-file"},
                                  kReleaseFlags));
     return ReleaseSign(inv, flags);
   }

@@ -20,7 +20,10 @@
 #include "client/modeldistctl/command_families.h"
 #include "client/modeldistctl/command_util.h"
 #include "client/modeldistctl/errors.h"
+#include "client/modeldistctl/pkcs11_signer.h"
+#include "client/modeldistctl/pkcs11_uri.h"
 #include "client/modeldistctl/registry_client.h"
+#include "client/modeldistctl/signer.h"
 #include "client/modeldistctl/trust_files.h"
 #include "common/ed25519.h"
 #include "common/file_util.h"
@@ -36,7 +39,8 @@ constexpr std::initializer_list<absl::string_view> kRootFlags = {"out",         
                                                                  "online-key",  "threshold",
                                                                  "role",        "key",
                                                                  "key-id",      "trusted",
-                                                                 "version"};
+                                                                 "version",     "pkcs11-module",
+                                                                 "pin-file"};
 
 // "a.pub.pem,b.pub.pem" -> {"a.pub.pem", "b.pub.pem"}: flags take one value each, so lists are
 // comma-separated.
@@ -93,10 +97,41 @@ absl::Status WriteNext(Invocation& inv, const Flags& flags, const v1::TrustRoot&
   return absl::OkStatus();
 }
 
+// `root keygen --key pkcs11:...;object=LABEL --out NAME`: the key pair is made inside the
+// token, which keeps the private key; NAME.pub.pem is written for `root init --root-key`.
+absl::Status RootKeygenInToken(Invocation& inv, const Flags& flags, const std::string& name) {
+  const std::string public_path = absl::StrCat(name, ".pub.pem");
+  if (::access(public_path.c_str(), F_OK) == 0) {
+    return LocalError(
+        absl::AlreadyExistsError(absl::StrCat(public_path, " exists; refusing to overwrite it")));
+  }
+  MD_ASSIGN_OR_RETURN(Pkcs11Uri uri, ParsePkcs11Uri(flags.Get("key")));
+  MD_ASSIGN_OR_RETURN(Pkcs11Access access,
+                      Pkcs11AccessFromFlags(inv, flags, uri.module_path.value_or("")));
+  MD_ASSIGN_OR_RETURN(Ed25519PublicKey key, GeneratePkcs11Key(uri, access));
+  MD_RETURN_IF_ERROR(
+      LocalError(WriteFileAtomically(public_path, key.ToPem(), 0644, /*overwrite=*/false)));
+  inv.out() << "made the key pair in the token (its private key stays there): " << flags.Get("key")
+            << "\n"
+            << "wrote public key " << public_path << "\n"
+            << "key id: " << key.KeyId() << "\n";
+  return absl::OkStatus();
+}
+
 absl::Status RootKeygen(Invocation& inv, const Flags& flags) {
   std::string name = flags.Get("out");
   if (name.empty()) return UsageError("--out NAME is required (writes NAME.pem and NAME.pub.pem)");
   if (absl::EndsWith(name, ".pem")) name.resize(name.size() - 4);
+  if (flags.IsSet("key")) {
+    if (!IsPkcs11Uri(flags.Get("key"))) {
+      return UsageError("keygen --key takes a pkcs11: URI (a key made in a token)");
+    }
+    if (absl::EndsWith(name, ".pub")) name.resize(name.size() - 4);  // --out NAME.pub.pem
+    return RootKeygenInToken(inv, flags, name);
+  }
+  if (flags.IsSet("pkcs11-module") || flags.IsSet("pin-file")) {
+    return UsageError("--pkcs11-module and --pin-file go with a pkcs11: --key");
+  }
   const std::string private_path = absl::StrCat(name, ".pem");
   const std::string public_path = absl::StrCat(name, ".pub.pem");
   for (const std::string& path : {private_path, public_path}) {
@@ -113,6 +148,20 @@ absl::Status RootKeygen(Invocation& inv, const Flags& flags) {
   inv.out() << "wrote private key " << private_path << " (mode 0600; keep it offline)\n"
             << "wrote public key " << public_path << "\n"
             << "key id: " << key.public_key().KeyId() << "\n";
+  return absl::OkStatus();
+}
+
+// `root pubkey --key KEY --out NAME.pub.pem`: the public half of a signing key, for a key made
+// in a token by other tools (or a lost .pub.pem).
+absl::Status RootPubkey(Invocation& inv, const Flags& flags) {
+  const std::string out = flags.Get("out");
+  if (out.empty() || !flags.IsSet("key")) {
+    return UsageError("--key KEY (a private key file or a pkcs11: URI) and --out PUB are required");
+  }
+  MD_ASSIGN_OR_RETURN(std::unique_ptr<Signer> key, OpenSigner(inv, flags));
+  MD_RETURN_IF_ERROR(
+      LocalError(WriteFileAtomically(out, key->public_key().ToPem(), 0644, /*overwrite=*/false)));
+  inv.out() << "wrote public key " << out << "\nkey id: " << key->public_key().KeyId() << "\n";
   return absl::OkStatus();
 }
 
@@ -230,14 +279,17 @@ absl::Status RootChangeKey(Invocation& inv, const Flags& flags, bool add) {
 
 absl::Status RootSign(Invocation& inv, const Flags& flags) {
   if (flags.positional().size() != 2) return UsageError("root sign needs exactly one FILE");
-  if (!flags.IsSet("key")) return UsageError("--key KEY.pem (a private key file) is required");
+  if (!flags.IsSet("key")) {
+    return UsageError("--key KEY.pem (a private key file or a pkcs11: URI) is required");
+  }
   const std::string path = flags.positional()[1];
   MD_ASSIGN_OR_RETURN(v1::SignedTrustRoot signed_root, ReadRootFile(path));
   MD_ASSIGN_OR_RETURN(v1::TrustRoot root, RootOf(path, signed_root));
-  MD_ASSIGN_OR_RETURN(Ed25519PrivateKey key, ReadSigningKey(flags.Get("key")));
-  AddRootSignature(key, &signed_root);
+  MD_ASSIGN_OR_RETURN(std::unique_ptr<Signer> key, OpenSigner(inv, flags));
+  MD_RETURN_IF_ERROR(AddSignature(*key, kRootSignatureContext, signed_root.root(),
+                                  signed_root.mutable_signatures()));
   MD_RETURN_IF_ERROR(WriteRootFile(path, signed_root, /*overwrite=*/true));
-  const std::string id = key.public_key().KeyId();
+  const std::string id = key->public_key().KeyId();
   bool own = false;
   const v1::RoleKeys signers = RootSigners(root);
   for (const v1::SigningKey& k : signers.keys()) own = own || k.key_id() == id;
@@ -302,8 +354,8 @@ absl::Status RootUpload(Invocation& inv, const Flags& flags) {
 
 void RootFlags(Flags* f) {
   f->Add("out", "FILE", "",
-         "keygen: NAME for NAME.pem and NAME.pub.pem; fetch, init, add-key, revoke: the root "
-         "file to write");
+         "keygen: NAME for NAME.pem and NAME.pub.pem; pubkey: the public key file; fetch, init, "
+         "add-key, revoke: the root file to write");
   f->Add("from", "CURRENT", "", "init, add-key, revoke: the current root file (root fetch)");
   f->Add("root-key", "PUB,...", "", "init: public key files of the root keys");
   f->Add("root-threshold", "K", "", "init: root keys that must sign (needed with 2+ keys)");
@@ -316,7 +368,10 @@ void RootFlags(Flags* f) {
          "threshold (default: kept)");
   f->Add("role", "ROLE", "", "add-key, revoke: root, online or release");
   f->Add("key", "FILE", "",
-         "sign: the private key (PKCS#8 PEM); add-key, revoke: a public key file");
+         "sign: the private key (PKCS#8 PEM, or a pkcs11:token=T;object=L URI of a key in a "
+         "token); keygen: a pkcs11: URI to make the key in that token; pubkey: the private key "
+         "whose public half to write; add-key, revoke: a public key file");
+  AddPkcs11Flags(f);
   f->Add("key-id", "ID", "", "revoke: the key id instead of --key");
   f->Add("trusted", "CURRENT", "", "verify: the root devices trust now");
   f->Add("version", "N", "", "fetch: the root version (default: the newest)");
@@ -326,7 +381,7 @@ void RootFlags(Flags* f) {
 absl::Status RunRoot(Invocation& inv, const Flags& flags) {
   const auto& args = flags.positional();
   constexpr absl::string_view kSubcommands =
-      "keygen, fetch, init, add-key, revoke, sign, verify, show, upload";
+      "keygen, pubkey, fetch, init, add-key, revoke, sign, verify, show, upload";
   if (args.empty()) return UsageError(absl::StrCat("root needs a subcommand: ", kSubcommands));
   const std::string& sub = args[0];
   const std::string command = absl::StrCat("root ", sub);
@@ -338,9 +393,14 @@ absl::Status RunRoot(Invocation& inv, const Flags& flags) {
     return absl::OkStatus();
   };
   if (sub == "keygen") {
-    MD_RETURN_IF_ERROR(only({"out"}));
+    MD_RETURN_IF_ERROR(only({"out", "key", "pkcs11-module", "pin-file"}));
     MD_RETURN_IF_ERROR(no_args());
     return RootKeygen(inv, flags);
+  }
+  if (sub == "pubkey") {
+    MD_RETURN_IF_ERROR(only({"out", "key", "pkcs11-module", "pin-file"}));
+    MD_RETURN_IF_ERROR(no_args());
+    return RootPubkey(inv, flags);
   }
   if (sub == "fetch") {
     MD_RETURN_IF_ERROR(only({"out", "version"}));
@@ -361,7 +421,7 @@ absl::Status RunRoot(Invocation& inv, const Flags& flags) {
     return RootChangeKey(inv, flags, sub == "add-key");
   }
   if (sub == "sign") {
-    MD_RETURN_IF_ERROR(only({"key"}));
+    MD_RETURN_IF_ERROR(only({"key", "pkcs11-module", "pin-file"}));
     return RootSign(inv, flags);
   }
   if (sub == "verify") {

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <map>
 #include <string>
+#include <utility>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -210,31 +211,19 @@ absl::StatusOr<Ed25519PublicKey> ReadPublicKeyFile(const std::string& path) {
   return key;
 }
 
-absl::StatusOr<Ed25519PrivateKey> ReadSigningKey(const std::string& path) {
-  if (absl::StartsWith(path, "pkcs11:")) {
-    return Local(absl::StatusCode::kUnimplemented,
-                 "PKCS#11 keys need OpenSSL's pkcs11-provider, which this build does not use; "
-                 "sign with a PKCS#8 key file (on an offline machine), see docs/trust.md");
-  }
-  absl::StatusOr<Ed25519PrivateKey> key = Ed25519PrivateKey::LoadPemFile(path);
-  if (!key.ok()) {
-    return Local(key.status().code(),
-                 absl::StrCat("--key ", path, ": ", key.status().message(),
-                              " (expected a PKCS#8 Ed25519 private key, e.g. NAME.pem from "
-                              "`root keygen`)"));
-  }
-  return key;
-}
-
-void AddRootSignature(const Ed25519PrivateKey& signer, v1::SignedTrustRoot* signed_root) {
+absl::Status AddSignature(const Signer& signer, absl::string_view context,
+                          absl::string_view message,
+                          google::protobuf::RepeatedPtrField<v1::Signature>* signatures) {
+  MD_ASSIGN_OR_RETURN(std::string signature, signer.Sign(context, message));
   const std::string key_id = signer.public_key().KeyId();
   v1::Signature* sig = nullptr;
-  for (v1::Signature& existing : *signed_root->mutable_signatures()) {
+  for (v1::Signature& existing : *signatures) {
     if (existing.key_id() == key_id) sig = &existing;
   }
-  if (sig == nullptr) sig = signed_root->add_signatures();
+  if (sig == nullptr) sig = signatures->Add();
   sig->set_key_id(key_id);
-  sig->set_signature(signer.Sign(kRootSignatureContext, signed_root->root()));
+  sig->set_signature(std::move(signature));
+  return absl::OkStatus();
 }
 
 std::set<std::string> ValidSigners(const google::protobuf::RepeatedPtrField<v1::SigningKey>& keys,

@@ -6,7 +6,8 @@
 //     can check what they carry between machines; `root` stays the exact signed bytes. The
 //     binary SignedTrustRoot of `keys root --out` is read too;
 //   - release files: a SignedRelease, the same way;
-//   - key files: PKCS#8 PEM private keys (mode 0600) and SubjectPublicKeyInfo PEM public keys.
+//   - key files: PKCS#8 PEM private keys (mode 0600) and SubjectPublicKeyInfo PEM public keys;
+//     the keys that sign are opened as a Signer (signer.h), from a file or a PKCS#11 token.
 // Every failure here is a local error (exit 3) naming the file.
 #ifndef MODELDIST_CLIENT_MODELDISTCTL_TRUST_FILES_H_
 #define MODELDIST_CLIENT_MODELDISTCTL_TRUST_FILES_H_
@@ -18,6 +19,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "client/modeldistctl/signer.h"
 #include "common/ed25519.h"
 #include "modeldist/v1/manifest.pb.h"
 
@@ -45,13 +47,12 @@ absl::StatusOr<v1::Release> ReleaseOf(const std::string& path,
 // message pointing at its .pub.pem: public keys go into roots, private ones never travel.
 absl::StatusOr<Ed25519PublicKey> ReadPublicKeyFile(const std::string& path);
 
-// The private key that signs: a PKCS#8 PEM file. A `pkcs11:` URI is refused with a message
-// saying so: this build has no OpenSSL PKCS#11 provider to reach a token through.
-absl::StatusOr<Ed25519PrivateKey> ReadSigningKey(const std::string& path);
-
-// Adds `signer`'s root signature (kRootSignatureContext over the exact `root` bytes); a
-// second signature by the same key replaces the first, so signing twice is harmless.
-void AddRootSignature(const Ed25519PrivateKey& signer, v1::SignedTrustRoot* signed_root);
+// Adds `signer`'s signature of SignedBytes(context, message) to `signatures` (the signers of
+// a root or a release file sign the exact `root` or `release` bytes); a second signature by
+// the same key replaces the first, so signing twice is harmless. Fails only when a token does.
+absl::Status AddSignature(const Signer& signer, absl::string_view context,
+                          absl::string_view message,
+                          google::protobuf::RepeatedPtrField<v1::Signature>* signatures);
 
 // The key ids of `keys` with a valid signature in `signatures` over SignedBytes(context,
 // message), counting, like CountValidSigners, only the first signature of each key id.

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "common/status.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -18,6 +19,7 @@ namespace modeldist {
 namespace {
 
 using ::modeldist::testing::IsOk;
+using ::modeldist::testing::IsOkAndHolds;
 using ::modeldist::testing::RandomBytes;
 using ::modeldist::testing::ScratchDir;
 using ::modeldist::testing::StatusIs;
@@ -99,6 +101,29 @@ TEST(WriteFileAtomicallyTest, MissingDirectoryIsNotFound) {
   ScratchDir dir;
   EXPECT_THAT(WriteFileAtomically(dir.Join("no/such/f"), "v", 0600),
               StatusIs(absl::StatusCode::kNotFound, _));
+}
+
+TEST(WriteFileAtomicallyTest, NeverFollowsOrReusesWhatIsPlantedAtTheTempName) {
+  ScratchDir dir;
+  const std::string path = dir.Join("key.pem");
+  const std::string victim = dir.Join("victim");
+  ASSERT_THAT(WriteFileAtomically(victim, "precious", 0600), IsOk());
+  // A symlink where the temp file goes: following it would overwrite the victim.
+  const std::string tmp = absl::StrCat(path, ".tmp.", ::getpid());
+  ASSERT_EQ(::symlink(victim.c_str(), tmp.c_str()), 0);
+  // ...and a file at the next name, which must not be reused (its mode stays wide open).
+  const std::string next = absl::StrCat(tmp, ".1");
+  ASSERT_THAT(WriteFileAtomically(next, "planted", 0666), IsOk());
+  ASSERT_EQ(::chmod(next.c_str(), 0666), 0);
+
+  ASSERT_THAT(WriteFileAtomically(path, "secret", 0600), IsOk());
+  EXPECT_THAT(ReadFileToString(path), IsOkAndHolds("secret"));
+  EXPECT_EQ(ModeOf(path), 0600u);
+  EXPECT_THAT(ReadFileToString(victim), IsOkAndHolds("precious"));
+  struct stat st;
+  ASSERT_EQ(::lstat(tmp.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISLNK(st.st_mode)) << "the planted symlink is someone else's: left alone";
+  EXPECT_THAT(ReadFileToString(next), IsOkAndHolds("planted"));
 }
 
 TEST(ReadFileToStringTest, MissingIsNotFound) {

@@ -119,21 +119,74 @@ TEST(AuthFailureLimiterTest, RefusesAPeerAfterTenFailuresUntilItsWindowEnds) {
   EXPECT_EQ(limiter.RefusedFor("10.0.0.1"), absl::ZeroDuration());
 }
 
-TEST(AuthFailureLimiterTest, TracksAtMostMaxPeersEvictingTheOldest) {
+TEST(AuthFailureLimiterTest, TracksAtMostMaxPeersEvictingTheOldestUnblocked) {
   absl::Time now = absl::FromUnixSeconds(1000);
   AuthFailureLimiter::Options options;
-  options.max_failures = 1;
+  options.max_failures = 2;
   options.max_peers = 3;
   options.now = [&now] { return now; };
   AuthFailureLimiter limiter(options);
+  limiter.Failed("10.0.0.100");
+  limiter.Failed("10.0.0.100");  // blocked, and the oldest
   for (int i = 0; i < 5; ++i) {
-    limiter.Failed(absl::StrCat("peer-", i));
     now += absl::Seconds(1);
+    limiter.Failed(absl::StrCat("10.0.0.", i));
   }
   EXPECT_EQ(limiter.tracked(), 3u);
-  EXPECT_EQ(limiter.RefusedFor("peer-0"), absl::ZeroDuration()) << "evicted";
-  EXPECT_EQ(limiter.RefusedFor("peer-1"), absl::ZeroDuration()) << "evicted";
-  EXPECT_GT(limiter.RefusedFor("peer-4"), absl::ZeroDuration());
+  EXPECT_GT(limiter.RefusedFor("10.0.0.100"), absl::ZeroDuration()) << "a blocked peer stays";
+  // 10.0.0.0..2 were evicted (their one failure forgotten), 3 and 4 are tracked: one more
+  // failure blocks them.
+  limiter.Failed("10.0.0.0");
+  EXPECT_EQ(limiter.RefusedFor("10.0.0.0"), absl::ZeroDuration()) << "evicted";
+  limiter.Failed("10.0.0.4");
+  EXPECT_GT(limiter.RefusedFor("10.0.0.4"), absl::ZeroDuration());
+}
+
+TEST(AuthFailureLimiterTest, WhenEveryTrackedPeerIsBlockedNoneIsEvictedBeforeItsWindowEnds) {
+  absl::Time now = absl::FromUnixSeconds(1000);
+  AuthFailureLimiter::Options options;
+  options.max_failures = 1;
+  options.max_peers = 2;
+  options.now = [&now] { return now; };
+  AuthFailureLimiter limiter(options);
+  limiter.Failed("10.0.0.1");
+  limiter.Failed("10.0.0.2");
+  for (int i = 0; i < 100; ++i) limiter.Failed(absl::StrCat("192.168.0.", i));
+  EXPECT_EQ(limiter.tracked(), 2u);
+  EXPECT_GT(limiter.RefusedFor("10.0.0.1"), absl::ZeroDuration());
+  EXPECT_GT(limiter.RefusedFor("10.0.0.2"), absl::ZeroDuration());
+  EXPECT_EQ(limiter.RefusedFor("192.168.0.99"), absl::ZeroDuration()) << "not tracked";
+  // Once their window ended, the table takes new peers again.
+  now += options.window;
+  limiter.Failed("192.168.0.99");
+  EXPECT_GT(limiter.RefusedFor("192.168.0.99"), absl::ZeroDuration());
+  EXPECT_EQ(limiter.RefusedFor("10.0.0.1"), absl::ZeroDuration());
+}
+
+TEST(RateLimitKeyTest, IPv6PeersShareTheirSlash64AndIPv4PeersAreSingleAddresses) {
+  EXPECT_EQ(services::RateLimitKey("10.0.0.1"), "10.0.0.1");
+  EXPECT_EQ(services::RateLimitKey("::ffff:10.0.0.1"), "10.0.0.1");
+  EXPECT_EQ(services::RateLimitKey("2001:db8:1:2:3:4:5:6"), "2001:db8:1:2::/64");
+  EXPECT_EQ(services::RateLimitKey("2001:db8:1:2::1"), "2001:db8:1:2::/64");
+  EXPECT_EQ(services::RateLimitKey("fe80::1%eth0"), "fe80::/64");
+  EXPECT_EQ(services::RateLimitKey("::1"), "::/64");
+  EXPECT_EQ(services::RateLimitKey("unix:/tmp/s"), "unix:/tmp/s");
+}
+
+TEST(AuthFailureLimiterTest, AnIPv6AttackerCannotEscapeByChangingAddressesInItsSlash64) {
+  absl::Time now = absl::FromUnixSeconds(1000);
+  AuthFailureLimiter::Options options;
+  options.now = [&now] { return now; };
+  AuthFailureLimiter limiter(options);
+  for (int i = 0; i < options.max_failures; ++i) {
+    limiter.Failed(absl::StrCat("2001:db8:1:2::", absl::Hex(i + 1)));
+  }
+  EXPECT_GT(limiter.RefusedFor("2001:db8:1:2:ffff:ffff:ffff:ffff"), absl::ZeroDuration());
+  EXPECT_EQ(limiter.RefusedFor("2001:db8:1:3::1"), absl::ZeroDuration()) << "another /64";
+  EXPECT_EQ(limiter.tracked(), 1u);
+  // IPv4 peers are single addresses.
+  for (int i = 0; i < options.max_failures; ++i) limiter.Failed(absl::StrCat("10.0.0.", i));
+  EXPECT_EQ(limiter.RefusedFor("10.0.0.0"), absl::ZeroDuration());
 }
 
 TEST(AuthFailureLimiterTest, ZeroMaxFailuresTurnsTheLimitOff) {
@@ -307,6 +360,45 @@ TEST_F(CredentialsTest, TheAuditActorIsTheCredentialNameWhateverTheClientClaims)
   EXPECT_EQ(log.entries(1).action(), "CreateCredential");
   EXPECT_EQ(log.entries(1).resource(), "credentials/release-bot");
   EXPECT_THAT(log.entries(1).details(), HasSubstr("SCOPE_PUBLISH"));
+}
+
+TEST_F(CredentialsTest, KeyChangesAreAuditedUnderTheCredentialName) {
+  const std::string keys = Create("key-officer", {v1::SCOPE_KEYS});
+  const std::string admin = Create("root-admin", {v1::SCOPE_ADMIN});
+  v1::AddSigningKeyRequest add;
+  v1::SignedTrustRoot added;
+  ASSERT_TRUE(server_.registry().AddSigningKey(WithToken(keys).get(), add, &added).ok());
+  v1::TrustRoot root;
+  ASSERT_TRUE(root.ParseFromString(added.root()));
+  v1::RevokeSigningKeyRequest revoke;
+  revoke.set_key_id(root.keys(0).key_id());
+  v1::SignedTrustRoot revoked;
+  ASSERT_TRUE(server_.registry().RevokeSigningKey(WithToken(admin).get(), revoke, &revoked).ok());
+  v1::RotateSigningKeysRequest rotate;
+  v1::SignedTrustRoot rotated;
+  ASSERT_TRUE(server_.registry().RotateSigningKeys(WithToken(keys).get(), rotate, &rotated).ok());
+  // An uploaded root: the next version with the same online keys, which the server signs.
+  ASSERT_TRUE(root.ParseFromString(rotated.root()));
+  root.set_version(root.version() + 1);
+  v1::UploadTrustRootRequest upload;
+  upload.mutable_root()->set_root(root.SerializeAsString());
+  v1::SignedTrustRoot uploaded;
+  grpc::Status s = server_.registry().UploadTrustRoot(WithToken(admin).get(), upload, &uploaded);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+
+  v1::ListAuditLogResponse log;
+  ASSERT_TRUE(server_.registry().ListAuditLog(server_.Admin().get(), {}, &log).ok());
+  std::vector<std::string> roots;
+  for (const v1::AuditEntry& e : log.entries()) {
+    if (e.action() != "AppendTrustRoot") continue;
+    roots.push_back(absl::StrCat(e.actor(), " ", e.resource()));
+  }
+  EXPECT_THAT(roots,
+              ::testing::ElementsAre(absl::StrCat("root-admin trustRoots/", root.version()),
+                                     absl::StrCat("key-officer trustRoots/", root.version() - 1),
+                                     absl::StrCat("root-admin trustRoots/", root.version() - 2),
+                                     absl::StrCat("key-officer trustRoots/", root.version() - 3),
+                                     "modeldist-server trustRoots/1"));
 }
 
 TEST(AuthRateLimitTest, ElevenBadTokensFromOnePeerLockItOutAndAreCounted) {

@@ -41,7 +41,8 @@ namespace {
 using ::testing::IsEmpty;
 
 constexpr absl::string_view kServices[] = {
-    "modeldist.v1.RegistryService", "modeldist.v1.ManifestService", "modeldist.v1.ArtifactService"};
+    "modeldist.v1.RegistryService", "modeldist.v1.ManifestService", "modeldist.v1.ArtifactService",
+    "modeldist.v1.FleetService"};
 
 // The folders whose code the server runs.
 constexpr absl::string_view kServerFolders[] = {"common", "storage", "services"};
@@ -466,6 +467,7 @@ TEST(EveryRpcTest, AnswersABadRequestWithADeclaredError) {
       {"RegistryService/CompleteRollout", "tier: 'a..b'", kInvalid, "INVALID_ID"},
       {"RegistryService/AbortRollout", "tier: 't' channel: '.x'", kInvalid, "INVALID_ID"},
       {"RegistryService/ListRollouts", "channel: 'beta'", kInvalid, "CHANNEL_WITHOUT_TIER"},
+      {"RegistryService/GetRolloutStatus", "tier: 't'", kNotFound, "ROLLOUT_NOT_FOUND"},
       {"RegistryService/PinDevices", "tier: 't' version: 'models/m/versions/v'", kInvalid,
        "INVALID_DEVICE_IDS"},
       {"RegistryService/UnpinDevices", "tier: 't' device_ids: 'd'", kNotFound, "TIER_NOT_FOUND"},
@@ -485,6 +487,11 @@ TEST(EveryRpcTest, AnswersABadRequestWithADeclaredError) {
       {"RegistryService/RevokeCredential", "name: 'nobody'", kNotFound, "CREDENTIAL_NOT_FOUND"},
       {"RegistryService/ImportArtifact", "digest: 'sha256:00' url: 'https://x.example/m'", kInvalid,
        "INVALID_DIGEST"},
+      {"RegistryService/GetFleetSummary", "window { seconds: -1 }", kInvalid, "INVALID_WINDOW"},
+      {"FleetService/ReportStatus",
+       "device_id: 'd' reports { tier: 't' event: STATUS_EVENT_ACTIVATED platform: PLATFORM_MACOS "
+       "arch: ARCH_ANY }",
+       kInvalid, "INVALID_ARCH"},
       {"ManifestService/GetManifest",
        "tier: 't' platform: PLATFORM_MACOS arch: ARCH_ARM64 device { os_version: '14..0' }",
        kInvalid, "INVALID_OS_VERSION"},

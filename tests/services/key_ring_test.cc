@@ -35,7 +35,8 @@ using ::testing::UnorderedElementsAre;
 // The catalog's contract in memory, with an injectable Append failure.
 class FakeTrustRootStore : public TrustRootStore {
  public:
-  absl::Status Append(int64_t version, absl::string_view signed_root) override {
+  absl::Status Append(int64_t version, absl::string_view signed_root,
+                      absl::string_view /*actor*/) override {
     absl::MutexLock lock(&mu_);
     if (!fail_appends_.ok()) return fail_appends_;
     if (version != static_cast<int64_t>(roots_.size()) + 1) {
@@ -208,7 +209,7 @@ TEST_F(KeyRingTest, SigningKeyFlagBecomesRootOne) {
   EXPECT_TRUE(std::filesystem::is_empty(KeysDir()));  // nothing generated
 
   // Rotating it away leaves the operator's file where it is.
-  ASSERT_THAT(ring->RotateKeys(1, 0), IsOk());
+  ASSERT_THAT(ring->RotateKeys(1, 0, "ops"), IsOk());
   EXPECT_TRUE(std::filesystem::exists(path));
   EXPECT_THAT(ring->SignManifest(SomeManifest()),
               Not(::testing::Contains(
@@ -220,24 +221,24 @@ TEST_F(KeyRingTest, AddRevokeRotateFormAChainDevicesAccept) {
   ASSERT_NE(ring, nullptr);
   const std::string first = ring->NewestRoot().root.keys(0).key_id();
 
-  auto v2 = ring->AddKey(0);  // 2 keys, threshold stays 1
+  auto v2 = ring->AddKey(0, "ops");  // 2 keys, threshold stays 1
   ASSERT_THAT(v2, IsOk());
   EXPECT_EQ(v2->root.version(), 2);
   EXPECT_EQ(v2->root.keys_size(), 2);
   EXPECT_EQ(v2->root.threshold(), 1);
 
-  auto v3 = ring->AddKey(2);  // 3 keys, 2-of-3
+  auto v3 = ring->AddKey(2, "ops");  // 3 keys, 2-of-3
   ASSERT_THAT(v3, IsOk());
   EXPECT_EQ(v3->root.threshold(), 2);
   EXPECT_EQ(ring->SignManifest(SomeManifest()).size(), 3u);
 
-  auto v4 = ring->RevokeKey(first, 0);  // 2 keys, still 2-of-2
+  auto v4 = ring->RevokeKey(first, 0, "ops");  // 2 keys, still 2-of-2
   ASSERT_THAT(v4, IsOk());
   EXPECT_EQ(v4->root.keys_size(), 2);
   EXPECT_EQ(v4->root.threshold(), 2);
   EXPECT_THAT(KeyIds(v4->root), Not(::testing::Contains(first)));
 
-  auto v5 = ring->RotateKeys(3, 2);  // 3 new keys, 2-of-3
+  auto v5 = ring->RotateKeys(3, 2, "ops");  // 3 new keys, 2-of-3
   ASSERT_THAT(v5, IsOk());
   EXPECT_EQ(v5->root.keys_size(), 3);
   for (const std::string& id : KeyIds(v4->root)) {
@@ -246,7 +247,7 @@ TEST_F(KeyRingTest, AddRevokeRotateFormAChainDevicesAccept) {
     EXPECT_TRUE(std::filesystem::exists(KeysDir() + "/revoked/" + id + ".pem"));
   }
 
-  auto v6 = ring->RevokeKey(v5->root.keys(0).key_id(), 0);  // threshold 2 of the 2 left
+  auto v6 = ring->RevokeKey(v5->root.keys(0).key_id(), 0, "ops");  // threshold 2 of the 2 left
   ASSERT_THAT(v6, IsOk());
   EXPECT_EQ(v6->root.threshold(), 2);
 
@@ -273,8 +274,8 @@ TEST_F(KeyRingTest, RevokedKeyNoLongerSigns) {
   auto ring = OpenOk();
   ASSERT_NE(ring, nullptr);
   const std::string revoked = ring->NewestRoot().root.keys(0).key_id();
-  ASSERT_THAT(ring->AddKey(0), IsOk());
-  auto after = ring->RevokeKey(revoked, 0);
+  ASSERT_THAT(ring->AddKey(0, "ops"), IsOk());
+  auto after = ring->RevokeKey(revoked, 0, "ops");
   ASSERT_THAT(after, IsOk());
 
   std::vector<v1::Signature> sigs = ring->SignManifest(SomeManifest());
@@ -311,8 +312,8 @@ TEST_F(KeyRingTest, RevokedKeyNoLongerSigns) {
 TEST_F(KeyRingTest, KeyFilesAreOwnerOnly) {
   auto ring = OpenOk();
   ASSERT_NE(ring, nullptr);
-  ASSERT_THAT(ring->AddKey(0), IsOk());
-  ASSERT_THAT(ring->RotateKeys(2, 0), IsOk());
+  ASSERT_THAT(ring->AddKey(0, "ops"), IsOk());
+  ASSERT_THAT(ring->RotateKeys(2, 0, "ops"), IsOk());
   int files = 0;
   for (const auto& entry : std::filesystem::recursive_directory_iterator(KeysDir())) {
     if (entry.is_directory()) {
@@ -395,12 +396,44 @@ TEST_F(KeyRingTest, StoredRootWhoseKeysWeDoNotHoldIsRefused) {
   EXPECT_THAT(VerifyManifest(root, SignedBy(**ring, SomeManifest())), IsOk());
 
   // Revoking one of the two it holds would leave it unable to reach threshold 2.
-  EXPECT_THAT((*ring)->RevokeKey(a.public_key().KeyId(), 0),
+  EXPECT_THAT((*ring)->RevokeKey(a.public_key().KeyId(), 0, "ops"),
               HasReason(absl::StatusCode::kFailedPrecondition, "SIGNING_KEYS_MISSING"));
   // Revoking the one it lacks is fine (signed by a and c of the old root and of the new one).
-  auto next = (*ring)->RevokeKey(b.public_key().KeyId(), 0);
+  auto next = (*ring)->RevokeKey(b.public_key().KeyId(), 0, "ops");
   ASSERT_THAT(next, IsOk());
   EXPECT_THAT(VerifyNextRoot(root, next->signed_root), IsOk());
+}
+
+TEST_F(KeyRingTest, UploadedRootNamingOnlineKeysWeDoNotHoldListsEveryOne) {
+  auto ring = OpenOk();
+  ASSERT_NE(ring, nullptr);
+  const KeyRing::VerifiedRoot first = ring->NewestRoot();
+  // Threshold 1 is met by the key the ring holds, but two online keys are someone else's.
+  Ed25519PrivateKey b = NewKey();
+  Ed25519PrivateKey c = NewKey();
+  v1::TrustRoot next = first.root;
+  next.set_version(2);
+  for (const Ed25519PrivateKey* k : {&b, &c}) *next.add_keys() = RootKeyFor(k->public_key());
+  v1::SignedTrustRoot upload;
+  upload.set_root(next.SerializeAsString());
+
+  auto uploaded = ring->UploadRoot(upload, "ops");
+  EXPECT_THAT(uploaded, HasReason(absl::StatusCode::kFailedPrecondition, "SIGNING_KEYS_MISSING"));
+  // Every missing key, in root order.
+  EXPECT_EQ(ErrorMetadataValue(uploaded.status(), "missing_key_ids"),
+            absl::StrCat(b.public_key().KeyId(), ",", c.public_key().KeyId()));
+  EXPECT_THAT(uploaded.status().message(),
+              AllOf(HasSubstr(b.public_key().KeyId()), HasSubstr(c.public_key().KeyId()),
+                    Not(HasSubstr(first.root.keys(0).key_id()))));
+  EXPECT_EQ(store_.size(), 1);  // nothing appended
+
+  // Without the foreign keys the same upload is stored.
+  next.mutable_keys()->DeleteSubrange(1, 2);
+  upload.set_root(next.SerializeAsString());
+  auto stored = ring->UploadRoot(upload, "ops");
+  ASSERT_THAT(stored, IsOk());
+  EXPECT_THAT(VerifyNextRoot(first.root, stored->signed_root), IsOk());
+  EXPECT_EQ(store_.size(), 2);
 }
 
 TEST_F(KeyRingTest, TamperedChainIsRefused) {
@@ -428,28 +461,29 @@ TEST_F(KeyRingTest, ArgumentErrors) {
   const std::string only = ring->NewestRoot().root.keys(0).key_id();
   constexpr absl::StatusCode kInvalid = absl::StatusCode::kInvalidArgument;
 
-  EXPECT_THAT(ring->AddKey(-1), HasReason(kInvalid, "THRESHOLD_OUT_OF_RANGE"));
-  EXPECT_THAT(ring->AddKey(3), HasReason(kInvalid, "THRESHOLD_OUT_OF_RANGE"));
-  EXPECT_THAT(ring->RevokeKey("not-a-key-id", 0), HasReason(kInvalid, "MALFORMED_KEY_ID"));
-  EXPECT_THAT(ring->RevokeKey("0123456789ABCDEF", 0), HasReason(kInvalid, "MALFORMED_KEY_ID"));
-  EXPECT_THAT(ring->RevokeKey("0123456789abcdef", 0),
+  EXPECT_THAT(ring->AddKey(-1, "ops"), HasReason(kInvalid, "THRESHOLD_OUT_OF_RANGE"));
+  EXPECT_THAT(ring->AddKey(3, "ops"), HasReason(kInvalid, "THRESHOLD_OUT_OF_RANGE"));
+  EXPECT_THAT(ring->RevokeKey("not-a-key-id", 0, "ops"), HasReason(kInvalid, "MALFORMED_KEY_ID"));
+  EXPECT_THAT(ring->RevokeKey("0123456789ABCDEF", 0, "ops"),
+              HasReason(kInvalid, "MALFORMED_KEY_ID"));
+  EXPECT_THAT(ring->RevokeKey("0123456789abcdef", 0, "ops"),
               HasReason(absl::StatusCode::kNotFound, "SIGNING_KEY_NOT_FOUND"));
-  EXPECT_THAT(ring->RevokeKey(only, 0),
+  EXPECT_THAT(ring->RevokeKey(only, 0, "ops"),
               HasReason(absl::StatusCode::kFailedPrecondition, "LAST_SIGNING_KEY"));
-  EXPECT_THAT(ring->RotateKeys(-1, 0), HasReason(kInvalid, "KEY_COUNT_OUT_OF_RANGE"));
-  EXPECT_THAT(ring->RotateKeys(kMaxRotateKeys + 1, 0),
+  EXPECT_THAT(ring->RotateKeys(-1, 0, "ops"), HasReason(kInvalid, "KEY_COUNT_OUT_OF_RANGE"));
+  EXPECT_THAT(ring->RotateKeys(kMaxRotateKeys + 1, 0, "ops"),
               HasReason(kInvalid, "KEY_COUNT_OUT_OF_RANGE"));
-  EXPECT_THAT(ring->RotateKeys(2, 3), HasReason(kInvalid, "THRESHOLD_OUT_OF_RANGE"));
+  EXPECT_THAT(ring->RotateKeys(2, 3, "ops"), HasReason(kInvalid, "THRESHOLD_OUT_OF_RANGE"));
   EXPECT_EQ(store_.size(), 1);  // nothing was published
   EXPECT_TRUE(std::filesystem::exists(KeyPath(only)));
 
   // Threshold 0 on revoke keeps the current one, lowered to what is left.
-  ASSERT_THAT(ring->AddKey(2), IsOk());
-  auto lowered = ring->RevokeKey(only, 0);
+  ASSERT_THAT(ring->AddKey(2, "ops"), IsOk());
+  auto lowered = ring->RevokeKey(only, 0, "ops");
   ASSERT_THAT(lowered, IsOk());
   EXPECT_EQ(lowered->root.threshold(), 1);
   // Count 0 on rotate keeps the key count.
-  auto rotated = ring->RotateKeys(0, 0);
+  auto rotated = ring->RotateKeys(0, 0, "ops");
   ASSERT_THAT(rotated, IsOk());
   EXPECT_EQ(rotated->root.keys_size(), 1);
 }
@@ -457,7 +491,7 @@ TEST_F(KeyRingTest, ArgumentErrors) {
 TEST_F(KeyRingTest, RootByVersion) {
   auto ring = OpenOk();
   ASSERT_NE(ring, nullptr);
-  ASSERT_THAT(ring->AddKey(0), IsOk());
+  ASSERT_THAT(ring->AddKey(0, "ops"), IsOk());
   EXPECT_EQ(ring->Root(0)->SerializeAsString(), *store_.Get(2));
   EXPECT_EQ(ring->Root(1)->SerializeAsString(), *store_.Get(1));
   EXPECT_EQ(ring->Root(2)->SerializeAsString(), *store_.Get(2));
@@ -472,7 +506,8 @@ TEST_F(KeyRingTest, FailedAppendPublishesNothingAndKeepsKeysFirst) {
   const KeyRing::VerifiedRoot before = ring->NewestRoot();
   store_.FailAppends(absl::UnavailableError("disk gone"));
 
-  EXPECT_THAT(ring->AddKey(0), StatusIs(absl::StatusCode::kUnavailable, HasSubstr("disk gone")));
+  EXPECT_THAT(ring->AddKey(0, "ops"),
+              StatusIs(absl::StatusCode::kUnavailable, HasSubstr("disk gone")));
   EXPECT_EQ(ring->NewestRoot().signed_root.SerializeAsString(),
             before.signed_root.SerializeAsString());
   EXPECT_EQ(ring->SignManifest(SomeManifest()).size(), 1u);
@@ -484,9 +519,9 @@ TEST_F(KeyRingTest, FailedAppendPublishesNothingAndKeepsKeysFirst) {
   EXPECT_EQ(key_files, 2);
 
   const std::string only = before.root.keys(0).key_id();
-  ASSERT_THAT(ring->AddKey(0).status().code(), absl::StatusCode::kUnavailable);
-  EXPECT_THAT(ring->RevokeKey(only, 0), HasReason(absl::StatusCode::kFailedPrecondition,
-                                                  "LAST_SIGNING_KEY"));  // still root 1
+  ASSERT_THAT(ring->AddKey(0, "ops").status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(ring->RevokeKey(only, 0, "ops"), HasReason(absl::StatusCode::kFailedPrecondition,
+                                                         "LAST_SIGNING_KEY"));  // still root 1
   EXPECT_TRUE(std::filesystem::exists(KeyPath(only)));
 
   // A restart with the orphan key files: still root 1, signed by its one key only.
@@ -498,7 +533,7 @@ TEST_F(KeyRingTest, FailedAppendPublishesNothingAndKeepsKeysFirst) {
   std::vector<v1::Signature> sigs = ring->SignManifest(SomeManifest());
   ASSERT_EQ(sigs.size(), 1u);
   EXPECT_EQ(sigs[0].key_id(), only);
-  ASSERT_THAT(ring->AddKey(0), IsOk());
+  ASSERT_THAT(ring->AddKey(0, "ops"), IsOk());
   WalkChain(store_);
 }
 
@@ -519,9 +554,9 @@ TEST_F(KeyRingTest, SignManifestDuringChangesAlwaysMatchesARoot) {
       }
     });
   }
-  ASSERT_THAT(ring->AddKey(2), IsOk());
-  ASSERT_THAT(ring->RotateKeys(3, 2), IsOk());
-  ASSERT_THAT(ring->RevokeKey(ring->NewestRoot().root.keys(0).key_id(), 0), IsOk());
+  ASSERT_THAT(ring->AddKey(2, "ops"), IsOk());
+  ASSERT_THAT(ring->RotateKeys(3, 2, "ops"), IsOk());
+  ASSERT_THAT(ring->RevokeKey(ring->NewestRoot().root.keys(0).key_id(), 0, "ops"), IsOk());
   stop = true;
   for (std::thread& t : signers) t.join();
 

@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/digest.h"
 #include "common/file_util.h"
 #include "common/grpc_status.h"
 #include "common/status.h"
@@ -36,10 +37,15 @@ struct OpenUpload {
   std::unique_ptr<grpc::ClientWriter<v1::WriteArtifactRequest>> writer;
 };
 
+// With `token`, the stream is authenticated as that credential; else with the admin token.
 OpenUpload StartUpload(TestServer& server, const std::string& upload_id, const std::string& data,
-                       v1::RegistryService::Stub* stub = nullptr) {
+                       v1::RegistryService::Stub* stub = nullptr, const std::string& token = "") {
   OpenUpload upload;
   upload.context = server.Admin();
+  if (!token.empty()) {
+    upload.context = std::make_unique<grpc::ClientContext>();
+    upload.context->AddMetadata("authorization", "Bearer " + token);
+  }
   if (stub == nullptr) stub = &server.registry();
   upload.writer = stub->WriteArtifact(upload.context.get(), upload.response.get());
   v1::WriteArtifactRequest first;
@@ -70,8 +76,25 @@ std::string Id(int i) { return "stalled-upload-" + std::to_string(1000 + i); }
 services::ServerConfig LimitedConfig() {
   services::ServerConfig config;
   config.uploads.max_per_peer = 2;
-  config.uploads.idle_timeout = absl::Milliseconds(500);
+  // Long enough that the stalled streams still hold their slots when the third one comes, on
+  // a loaded machine too.
+  config.uploads.idle_timeout = absl::Seconds(2);
   return config;
+}
+
+// Waits until the server has admitted upload `id` (read its first byte).
+void AwaitAdmitted(TestServer& server, const std::string& id) {
+  for (int i = 0; i < 400; ++i) {
+    v1::QueryUploadRequest query;
+    query.set_upload_id(id);
+    v1::QueryUploadResponse state;
+    if (server.registry().QueryUpload(server.Admin().get(), query, &state).ok() &&
+        state.committed_size() == 1) {
+      return;
+    }
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  ADD_FAILURE() << "upload " << id << " was never admitted";
 }
 
 TEST(UploadLimitsTest, UploadStreamsPerClientAreBoundedAndOthersAreServed) {
@@ -82,17 +105,9 @@ TEST(UploadLimitsTest, UploadStreamsPerClientAreBoundedAndOthersAreServed) {
   std::vector<OpenUpload> open;
   open.push_back(StartUpload(server, Id(0), "a"));
   open.push_back(StartUpload(server, Id(1), "b"));
-  // Both are admitted once the server has read their first message.
-  for (int i = 0; i < 200; ++i) {
-    v1::QueryUploadRequest query;
-    query.set_upload_id(Id(1));
-    v1::QueryUploadResponse state;
-    if (server.registry().QueryUpload(server.Admin().get(), query, &state).ok() &&
-        state.committed_size() == 1) {
-      break;
-    }
-    absl::SleepFor(absl::Milliseconds(5));
-  }
+  // Both are admitted once the server has read their first message, in either order.
+  AwaitAdmitted(server, Id(0));
+  AwaitAdmitted(server, Id(1));
 
   OpenUpload third = StartUpload(server, Id(2), "c");
   third.writer->WritesDone();
@@ -118,6 +133,73 @@ TEST(UploadLimitsTest, UploadStreamsPerClientAreBoundedAndOthersAreServed) {
   retry.bytes = RandomBytes(1 << 20, 3);
   grpc::Status done = server.UploadSession(retry);
   EXPECT_TRUE(done.ok()) << done.error_message();
+}
+
+// A new credential with SCOPE_PUBLISH; returns its token.
+std::string PublishCredential(TestServer& server, const std::string& name) {
+  v1::CreateCredentialRequest request;
+  request.set_name(name);
+  request.add_scopes(v1::SCOPE_PUBLISH);
+  v1::CreateCredentialResponse created;
+  grpc::Status s = server.registry().CreateCredential(server.Admin().get(), request, &created);
+  EXPECT_TRUE(s.ok()) << s.error_message();
+  return created.token();
+}
+
+TEST(UploadLimitsTest, UploadStreamsPerCredentialAreBoundedAndOtherCredentialsUpload) {
+  services::ServerConfig config;
+  config.uploads.max_per_peer = 10;  // one address here: the credential limit must bite first
+  config.uploads.max_per_credential = 2;
+  config.uploads.idle_timeout = absl::Minutes(5);
+  TestServer server(config);
+  const std::string greedy = PublishCredential(server, "greedy-bot");
+  const std::string other = PublishCredential(server, "other-bot");
+  std::vector<OpenUpload> open;
+  open.push_back(StartUpload(server, Id(20), "a", nullptr, greedy));
+  open.push_back(StartUpload(server, Id(21), "b", nullptr, greedy));
+  AwaitAdmitted(server, Id(20));
+  AwaitAdmitted(server, Id(21));
+
+  OpenUpload third = StartUpload(server, Id(22), "c", nullptr, greedy);
+  third.writer->WritesDone();
+  grpc::Status refused = third.writer->Finish();
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << refused.error_message();
+  EXPECT_EQ(ErrorReason(FromGrpcStatus(refused)), "TOO_MANY_UPLOADS");
+  EXPECT_THAT(refused.error_message(), HasSubstr("credential \"greedy-bot\""));
+  EXPECT_THAT(refused.error_message(), HasSubstr("at most 2"));
+
+  // Another credential, from the same address, uploads a whole blob meanwhile.
+  const std::string bytes = RandomBytes(1 << 16, 5);
+  auto context = std::make_unique<grpc::ClientContext>();
+  context->AddMetadata("authorization", "Bearer " + other);
+  v1::WriteArtifactResponse response;
+  auto writer = server.registry().WriteArtifact(context.get(), &response);
+  v1::WriteArtifactRequest whole;
+  whole.set_upload_id(Id(23));
+  whole.set_size_bytes(static_cast<int64_t>(bytes.size()));
+  whole.set_data(bytes);
+  whole.set_digest(FormatDigest(Sha256::HexOf(bytes)));
+  whole.set_finish_write(true);
+  EXPECT_TRUE(writer->Write(whole));
+  writer->WritesDone();
+  grpc::Status done = writer->Finish();
+  EXPECT_TRUE(done.ok()) << done.error_message();
+  EXPECT_EQ(response.committed_size(), static_cast<int64_t>(bytes.size()));
+
+  // Once one of its streams ends, the greedy credential may open another.
+  open[0].context->TryCancel();
+  open[0].writer->Finish();
+  grpc::Status admitted;
+  for (int i = 0; i < 200; ++i) {
+    OpenUpload next = StartUpload(server, Id(24), "d", nullptr, greedy);
+    next.writer->WritesDone();
+    admitted = next.writer->Finish();
+    if (ErrorReason(FromGrpcStatus(admitted)) != "TOO_MANY_UPLOADS") break;
+    absl::SleepFor(absl::Milliseconds(10));  // the server may not have seen the cancel yet
+  }
+  EXPECT_NE(ErrorReason(FromGrpcStatus(admitted)), "TOO_MANY_UPLOADS") << admitted.error_message();
+  open[1].context->TryCancel();
+  open[1].writer->Finish();
 }
 
 TEST(UploadLimitsTest, CallsOpenOnOneConnectionAreBoundedAndOtherConnectionsAreServed) {

@@ -4,13 +4,16 @@
 // failed fsync), the upload fails with a clear error (DISK_FULL or IO_ERROR, naming the file),
 // no blob is stored or served, and once the disk is healthy again the same upload resumes and
 // stores a blob that verifies. Also the free-space margin (Options::min_free_bytes).
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "common/digest.h"
+#include "common/file_util.h"
 #include "common/status.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -71,7 +74,10 @@ const FaultCase kCases[] = {
      absl::StatusCode::kUnavailable, "IO_ERROR", "rename"},
 };
 
-class BlobStoreFaultTest : public ::testing::TestWithParam<FaultCase> {
+// A blob store on FaultInjectingFs in a scratch directory. `Base` is ::testing::Test or a
+// ::testing::TestWithParam.
+template <typename Base>
+class FaultyDiskTest : public Base {
  protected:
   void SetUp() override {
     BlobStore::Options options;
@@ -81,6 +87,13 @@ class BlobStoreFaultTest : public ::testing::TestWithParam<FaultCase> {
     store_ = *std::move(store);
   }
 
+  ::modeldist::testing::ScratchDir dir_;
+  FaultInjectingFs fs_;
+  std::unique_ptr<BlobStore> store_;
+};
+
+class BlobStoreFaultTest : public FaultyDiskTest<::testing::TestWithParam<FaultCase>> {
+ protected:
   // Arms the case's fault. A Finish-stage write fault must miss the partial's own appends,
   // so it targets the sidecar's temp file by name.
   void Arm(const std::string& hex) {
@@ -118,10 +131,6 @@ class BlobStoreFaultTest : public ::testing::TestWithParam<FaultCase> {
     EXPECT_THAT(store_->Verify(hex), IsOk());
     EXPECT_THAT(store_->ChunkChain(hex), HoldsChain(ExpectedChain(data)));
   }
-
-  ::modeldist::testing::ScratchDir dir_;
-  FaultInjectingFs fs_;
-  std::unique_ptr<BlobStore> store_;
 };
 
 TEST_P(BlobStoreFaultTest, DigestUploadFailsClearlyStoresNothingAndResumes) {
@@ -186,6 +195,70 @@ TEST_P(BlobStoreFaultTest, SessionFailsClearlyStoresNothingAndResumes) {
 
 INSTANTIATE_TEST_SUITE_P(EveryWriteAndFault, BlobStoreFaultTest, ::testing::ValuesIn(kCases),
                          PrintCase);
+
+// A failed fsync leaves the partial's bytes on disk unknown, whatever the page cache shows. A
+// retried finish must verify what the file holds then, not commit on the hash it had before.
+class BlobStoreFsyncTest : public FaultyDiskTest<::testing::Test> {
+ protected:
+  // Makes what the disk holds differ from what was hashed (the byte at `offset` of `data`
+  // lost in the failed write-back), while the file looks the same: size and mtime unchanged.
+  static void FlipByteKeepingMtime(const std::string& path, const std::string& data,
+                                   size_t offset) {
+    struct stat before;
+    ASSERT_EQ(::stat(path.c_str(), &before), 0);
+    ScopedFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
+    ASSERT_TRUE(fd.valid());
+    const char flipped = static_cast<char>(data[offset] ^ 0x5a);
+    ASSERT_EQ(::pwrite(fd.get(), &flipped, 1, static_cast<off_t>(offset)), 1);
+    const struct timespec times[2] = {before.st_atim, before.st_mtim};
+    ASSERT_EQ(::futimens(fd.get(), times), 0);
+  }
+};
+
+TEST_F(BlobStoreFsyncTest, AFinishRetriedAfterAFailedFsyncVerifiesTheBytesAgain) {
+  const std::string data = ::modeldist::testing::RandomBytes(kChunkDigestBytes + 4321, 9);
+  const std::string hex = Sha256::HexOf(data);
+  const int64_t size = static_cast<int64_t>(data.size());
+  const std::string partial = dir_.Join(absl::StrCat("uploads/", hex, ".partial"));
+  MD_ASSERT_OK(store_->Append(hex, size, 0, data));
+
+  fs_.Inject({FsOp::kFsync, Fault::kIoError, partial, /*skip=*/0, /*times=*/1});
+  absl::Status failed = store_->Finish(hex, size);
+  ASSERT_EQ(fs_.injected(), 1);
+  EXPECT_EQ(ErrorReason(failed), "IO_ERROR") << failed;
+  EXPECT_FALSE(store_->Contains(hex));
+
+  ASSERT_NO_FATAL_FAILURE(FlipByteKeepingMtime(partial, data, data.size() / 2));
+
+  absl::Status retried = store_->Finish(hex, size);
+  EXPECT_EQ(retried.code(), absl::StatusCode::kDataLoss) << retried;
+  EXPECT_EQ(ErrorReason(retried), "DIGEST_MISMATCH") << retried;
+  EXPECT_FALSE(store_->Contains(hex)) << "bytes that do not hash to the digest were stored";
+
+  // The upload starts over and stores the right bytes.
+  EXPECT_THAT(store_->UploadOffset(hex, size), IsOkAndHolds(0));
+  MD_ASSERT_OK(store_->Append(hex, size, 0, data));
+  MD_ASSERT_OK(store_->Finish(hex, size));
+  EXPECT_EQ(ReadAll(*store_, hex), data);
+  EXPECT_THAT(store_->Verify(hex), IsOk());
+}
+
+// The same for an upload session, whose finish goes through the same commit.
+TEST_F(BlobStoreFsyncTest, ASessionFinishRetriedAfterAFailedFsyncVerifiesTheBytesAgain) {
+  const std::string data = ::modeldist::testing::RandomBytes(kChunkDigestBytes + 99, 10);
+  const std::string hex = Sha256::HexOf(data);
+  const int64_t size = static_cast<int64_t>(data.size());
+  const std::string partial = dir_.Join(absl::StrCat("uploads/session-", kSession, ".partial"));
+  MD_ASSERT_OK(store_->AppendToSession(kSession, size, 0, data));
+
+  fs_.Inject({FsOp::kFsync, Fault::kIoError, partial, /*skip=*/0, /*times=*/1});
+  EXPECT_EQ(ErrorReason(store_->FinishSession(kSession, size, hex).status()), "IO_ERROR");
+  ASSERT_EQ(fs_.injected(), 1);
+  ASSERT_NO_FATAL_FAILURE(FlipByteKeepingMtime(partial, data, 7));
+  absl::StatusOr<int64_t> retried = store_->FinishSession(kSession, size, hex);
+  EXPECT_EQ(ErrorReason(retried.status()), "DIGEST_MISMATCH") << retried.status();
+  EXPECT_FALSE(store_->Contains(hex)) << "bytes that do not hash to the digest were stored";
+}
 
 // The free-space margin: an upload that would leave less than Options::min_free_bytes is
 // refused before a byte is written, and smaller uploads still go through.

@@ -2,6 +2,9 @@
 
 #include <sys/wait.h>
 
+#include <cstdlib>
+#include <random>
+
 #include "absl/status/statusor.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -60,6 +63,19 @@ int64_t JsonInt(const std::string& json, const std::string& key) {
   std::optional<std::string> text = JsonField(json, key);
   if (!text.has_value() || !absl::SimpleAtoi(*text, &value)) return -1;
   return value;
+}
+
+int KillTrialsFromEnv(int default_trials) {
+  const char* env = std::getenv("MODELDIST_AGENT_KILL_TRIALS");
+  const int trials = env != nullptr ? std::atoi(env) : 0;
+  return trials > 0 ? trials : default_trials;
+}
+
+uint64_t KillSeedFromEnv() {
+  if (const char* env = std::getenv("MODELDIST_AGENT_KILL_SEED"); env != nullptr && *env != 0) {
+    return std::strtoull(env, nullptr, 10);
+  }
+  return std::random_device()();
 }
 
 }  // namespace modeldist::testing

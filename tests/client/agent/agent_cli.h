@@ -32,6 +32,12 @@ std::optional<std::string> JsonField(const std::string& json, const std::string&
 // JsonField as a number, -1 when absent or not a number.
 int64_t JsonInt(const std::string& json, const std::string& key);
 
+// The kill -9 trials' knobs (agent_kill_test, agent_trial_kill_test): the number of trials,
+// MODELDIST_AGENT_KILL_TRIALS when it is a positive count, else `default_trials`; and the seed,
+// MODELDIST_AGENT_KILL_SEED to replay a run, else a random one.
+int KillTrialsFromEnv(int default_trials);
+uint64_t KillSeedFromEnv();
+
 }  // namespace modeldist::testing
 
 #endif  // MODELDIST_TESTS_CLIENT_AGENT_AGENT_CLI_H_

@@ -2,7 +2,8 @@
 //
 // What the agent's Sync tests share: a real server on loopback with tier `llama8b`, the trust
 // root the app ships (root 1, fetched once out of band) in a file, and the SyncOptions of a
-// linux/x86_64 device that keeps its models under the test's scratch directory.
+// linux/x86_64 device that keeps its models under the test's scratch directory (and its
+// md_agent_config for the C ABI).
 #ifndef MODELDIST_TESTS_CLIENT_AGENT_AGENT_FIXTURE_H_
 #define MODELDIST_TESTS_CLIENT_AGENT_AGENT_FIXTURE_H_
 
@@ -12,6 +13,7 @@
 #include "client/agent/agent.h"
 #include "common/file_util.h"
 #include "gtest/gtest.h"
+#include "modeldist/agent.h"
 #include "tests/testing/test_server.h"
 
 namespace modeldist::testing {
@@ -53,9 +55,28 @@ class AgentFixture : public ::testing::Test {
     return o;
   }
 
+  // The same device as Options() for the C ABI (modeldist/agent.h). Its strings point into
+  // this fixture, so it stays valid while the test runs; md_agent_new copies them.
+  md_agent_config CApiConfig() {
+    c_server_ = ServerAddress();
+    c_dir_ = Options().dir;
+    md_agent_config config = {};
+    config.server = c_server_.c_str();
+    config.tier = "llama8b";
+    config.dir = c_dir_.c_str();
+    config.trust_root_file = root_file_.c_str();
+    config.platform = "linux";
+    config.arch = "x86_64";
+    return config;
+  }
+
   TestServer server_;
   ScratchDir dir_;
   const std::string root_file_ = dir_.Join("root.bin");
+
+ private:
+  std::string c_server_;  // what CApiConfig() points at
+  std::string c_dir_;
 };
 
 }  // namespace modeldist::testing

@@ -65,19 +65,6 @@ constexpr double kDelayFactor = 1.2;
 // A sync that runs to completion must finish within this; a hang is a failure, not a wait.
 constexpr auto kSyncTimeout = std::chrono::seconds(60);
 
-int TrialsFromEnv() {
-  const char* env = std::getenv("MODELDIST_AGENT_KILL_TRIALS");
-  const int trials = env != nullptr ? std::atoi(env) : 0;
-  return trials > 0 ? trials : kDefaultTrials;
-}
-
-uint64_t SeedFromEnv() {
-  if (const char* env = std::getenv("MODELDIST_AGENT_KILL_SEED"); env != nullptr && *env != 0) {
-    return std::strtoull(env, nullptr, 10);
-  }
-  return std::random_device()();
-}
-
 std::string ReadOrEmpty(const std::string& path) {
   absl::StatusOr<std::string> text = ReadFileToString(path);
   return text.ok() ? *text : "";
@@ -262,8 +249,8 @@ TEST_F(AgentKillTest, SecondCliSyncNeedsNoTrustRoot) {
 }
 
 TEST_F(AgentKillTest, KilledSyncLeavesOldOrNewAndResumesWithoutRefetching) {
-  const int trials = TrialsFromEnv();
-  const uint64_t seed = SeedFromEnv();
+  const int trials = KillTrialsFromEnv(kDefaultTrials);
+  const uint64_t seed = KillSeedFromEnv();
   std::cout << "agent kill trials: " << trials << ", seed " << seed
             << " (replay: MODELDIST_AGENT_KILL_SEED=" << seed << ")" << std::endl;
   std::mt19937_64 rng(seed);

@@ -9,6 +9,7 @@
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
+#include "client/agent/trial.h"
 #include "common/file_util.h"
 #include "common/status.h"
 #include "gtest/gtest.h"
@@ -50,6 +51,8 @@ TEST_F(AgentTest, SyncActivatesThenUpdatesKeepingPreviousThenGc) {
   ASSERT_TRUE(again.ok()) << again.status();
   EXPECT_EQ(again->action, agent::SyncResult::Action::kUpToDate);
   EXPECT_EQ(again->download.bytes_received, 0);
+  // The app loaded it: only a confirmed version becomes `previous` (trial.h).
+  ASSERT_TRUE(agent::ConfirmLoaded({.dir = Options().dir}).ok());
 
   server_.SetTier("llama8b", "", Publish("2", v2_));
   auto second = agent::Sync(Options());
@@ -63,6 +66,7 @@ TEST_F(AgentTest, SyncActivatesThenUpdatesKeepingPreviousThenGc) {
   EXPECT_EQ(store->Previous()->version, "models/llama/versions/1");
   EXPECT_EQ(store->Current()->version, "models/llama/versions/2");
 
+  ASSERT_TRUE(agent::ConfirmLoaded({.dir = Options().dir}).ok());
   server_.SetTier("llama8b", "", Publish("3", RandomBytes(1000, 3)));
   ASSERT_TRUE(agent::Sync(Options()).ok());
   EXPECT_EQ(store->List().size(), 3u);
@@ -187,15 +191,7 @@ TEST_F(AgentTest, MissingTrustRootSaysWhatToDo) {
 }
 
 TEST_F(AgentTest, CApiSyncs) {
-  md_agent_config config = {};
-  const std::string server = ServerAddress();
-  const std::string dir = Options().dir;
-  config.server = server.c_str();
-  config.tier = "llama8b";
-  config.dir = dir.c_str();
-  config.trust_root_file = root_file_.c_str();
-  config.platform = "linux";
-  config.arch = "x86_64";
+  md_agent_config config = CApiConfig();
   md_agent* agent = md_agent_new(&config);
   ASSERT_NE(agent, nullptr);
   int64_t last_progress = 0;

@@ -19,6 +19,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "client/agent/agent.h"
+#include "client/agent/trial_state.h"
 #include "common/bundle_format.h"
 #include "common/digest.h"
 #include "common/file_util.h"
@@ -127,6 +128,14 @@ TEST_F(BundleInstallTest, InstallsWhatANetworkSyncInstalls) {
       std::filesystem::path(synced->installed.path).lexically_relative(o.dir));
   EXPECT_EQ(ReadAll(dir_.Join("device/trust/sequence")), ReadAll(o.dir + "/trust/sequence"));
   EXPECT_EQ(ReadAll(dir_.Join("device/trust/root.bin")), ReadAll(o.dir + "/trust/root.bin"));
+  // Installed from a bundle as from the network: on trial until the app confirms it loads.
+  const std::optional<agent::TrialRecord> bundled_trial = agent::ReadTrial(dir_.Join("device"));
+  const std::optional<agent::TrialRecord> synced_trial = agent::ReadTrial(o.dir);
+  ASSERT_TRUE(bundled_trial.has_value());
+  ASSERT_TRUE(synced_trial.has_value());
+  EXPECT_EQ(bundled_trial->digest, installed->installed.digest);
+  EXPECT_EQ(bundled_trial->key, synced_trial->key);
+  EXPECT_EQ(bundled_trial->tier, synced_trial->tier);
 
   // The bundled device is then as current as the networked one: no byte to fetch.
   o.dir = dir_.Join("device");

@@ -18,27 +18,21 @@
 
 namespace modeldist::testing {
 
-// Forwards ManifestService to `upstream`, letting a test rewrite GetManifest's answer.
-class HostileManifestProxy final : public v1::ManifestService::Service {
+// Forwards ManifestService to `upstream`, letting a test rewrite GetManifest's answer and
+// answer GetTrustRoot itself. A service only: register it where the test needs it.
+class ManifestForwarder final : public v1::ManifestService::Service {
  public:
-  // Turns the upstream answer for `request` into what the proxy sends.
+  // Turns the upstream answer for `request` into what the forwarder sends.
   using Rewrite = std::function<grpc::Status(const v1::GetManifestRequest& request,
                                              v1::SignedManifest* answer)>;
-
-  explicit HostileManifestProxy(std::shared_ptr<grpc::Channel> upstream)
-      : upstream_(v1::ManifestService::NewStub(std::move(upstream))) {
-    grpc::ServerBuilder builder;
-    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
-    builder.RegisterService(this);
-    server_ = builder.BuildAndStart();
-  }
-  ~HostileManifestProxy() override { server_->Shutdown(); }
-
-  int port() const { return port_; }
-  void set_rewrite(Rewrite rewrite) { rewrite_ = std::move(rewrite); }
-  // Answers GetTrustRoot itself when `rewrite` returns a status, else forwards the call.
+  // Answers GetTrustRoot itself when it returns a status, else the call is forwarded.
   using RootRewrite = std::function<std::optional<grpc::Status>(
       const v1::GetTrustRootRequest& request, v1::SignedTrustRoot* answer)>;
+
+  explicit ManifestForwarder(std::shared_ptr<grpc::Channel> upstream)
+      : upstream_(v1::ManifestService::NewStub(std::move(upstream))) {}
+
+  void set_rewrite(Rewrite rewrite) { rewrite_ = std::move(rewrite); }
   void set_root_rewrite(RootRewrite rewrite) { root_rewrite_ = std::move(rewrite); }
   // GetManifest calls forwarded upstream.
   int forwarded() const { return forwarded_; }
@@ -70,6 +64,30 @@ class HostileManifestProxy final : public v1::ManifestService::Service {
   Rewrite rewrite_;
   RootRewrite root_rewrite_;
   std::atomic<int> forwarded_{0};
+};
+
+// A ManifestForwarder of its own on 127.0.0.1, port 0, in front of `upstream`.
+class HostileManifestProxy {
+ public:
+  using Rewrite = ManifestForwarder::Rewrite;
+  using RootRewrite = ManifestForwarder::RootRewrite;
+
+  explicit HostileManifestProxy(std::shared_ptr<grpc::Channel> upstream)
+      : forwarder_(std::move(upstream)) {
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
+    builder.RegisterService(&forwarder_);
+    server_ = builder.BuildAndStart();
+  }
+  ~HostileManifestProxy() { server_->Shutdown(); }
+
+  int port() const { return port_; }
+  void set_rewrite(Rewrite rewrite) { forwarder_.set_rewrite(std::move(rewrite)); }
+  void set_root_rewrite(RootRewrite rewrite) { forwarder_.set_root_rewrite(std::move(rewrite)); }
+  int forwarded() const { return forwarder_.forwarded(); }
+
+ private:
+  ManifestForwarder forwarder_;
   int port_ = 0;
   std::unique_ptr<grpc::Server> server_;
 };

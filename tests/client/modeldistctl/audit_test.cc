@@ -18,12 +18,11 @@ TEST_F(FakeServerTest, AuditShowsTheNewestEntriesWithTheirActors) {
   PublishFakeVersion("1.0");
   PublishFakeVersion("2.0");
   for (const char* actor : {"alice@a", "bob@b", "carol@c"}) {
-    ASSERT_EQ(RunInProcess(Ctl({"--actor", actor, "rollout", "start", "--tier", "llama8b",
-                                "--version", "models/llama/versions/2.0", "--percent", "1"}))
+    ASSERT_EQ(RunInProcess(CtlAs(actor, {"rollout", "start", "--tier", "llama8b", "--version",
+                                         "models/llama/versions/2.0", "--percent", "1"}))
                   .code,
               kExitOk);
-    ASSERT_EQ(RunInProcess(Ctl({"--actor", actor, "rollout", "abort", "--tier", "llama8b"})).code,
-              kExitOk);
+    ASSERT_EQ(RunInProcess(CtlAs(actor, {"rollout", "abort", "--tier", "llama8b"})).code, kExitOk);
   }
   CtlRun run = RunInProcess(Ctl({"audit", "--limit", "3"}));
   ASSERT_EQ(run.code, kExitOk) << run.err;

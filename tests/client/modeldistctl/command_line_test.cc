@@ -1,5 +1,5 @@
-// Tests of the command line as a whole (commands.h): global flags, the admin token and the
-// actor, help, usage errors of every command before any call, and exit codes.
+// Tests of the command line as a whole (commands.h): global flags, the admin token, the
+// removed --actor, help, usage errors of every command before any call, and exit codes.
 #include <string>
 #include <utility>
 #include <vector>
@@ -124,7 +124,7 @@ TEST(RunCtlTest, HelpListsEveryCommandWithAnExample) {
     EXPECT_THAT(run.out, HasSubstr(absl::StrCat("\n  ", c, " ")));
     EXPECT_THAT(run.out, HasSubstr(absl::StrCat("modeldistctl ", c, " ")));
   }
-  EXPECT_THAT(run.out, HasSubstr("--actor NAME"));
+  EXPECT_THAT(run.out, Not(HasSubstr("--actor")));
   for (const char* c : kCommands) {
     CtlRun sub = RunInProcess({c, "--help"});
     EXPECT_EQ(sub.code, kExitOk) << c;
@@ -167,35 +167,20 @@ TEST(RunCtlTest, UnreachableServerExitsTwoWithCodeName) {
   EXPECT_THAT(run.err, Not(HasSubstr(kToken)));
 }
 
-TEST(ActorTest, SanitizesToPrintableAsciiOfAtMost128Bytes) {
-  EXPECT_EQ(SanitizeActor("  alice@build-01 \n"), "alice@build-01");
-  EXPECT_EQ(SanitizeActor("bob\x01@h\xc3\xa9st"), "bob?@h??st");
-  EXPECT_EQ(SanitizeActor(std::string(300, 'x')).size(), kMaxActorBytes);
-}
-
-TEST(ActorTest, DefaultIsUserAtHost) {
-  std::string actor = DefaultActor(Env({{"USER", "carol"}}));
-  EXPECT_TRUE(absl::StartsWith(actor, "carol@")) << actor;
-  EXPECT_GT(actor.size(), std::string("carol@").size());
-  // Without $USER the password database names the user; either way there is a user@host.
-  std::string fallback = DefaultActor(Env({}));
-  EXPECT_THAT(fallback, HasSubstr("@"));
-  EXPECT_NE(fallback.front(), '@');
-  EXPECT_LE(DefaultActor(Env({{"USER", std::string(200, 'u')}})).size(), kMaxActorBytes);
-}
-
-TEST(ActorTest, ExplicitActorIsCheckedNotRewritten) {
-  EXPECT_EQ(*ValidateActor("release-bot"), "release-bot");
-  EXPECT_EQ(ExitCodeFor(ValidateActor("").status()), kExitUsage);
-  EXPECT_THAT(ValidateActor(std::string(129, 'a')),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("at most 128")));
-  EXPECT_THAT(ValidateActor("tab\there"),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("printable ASCII")));
-  auto line = ParseCommandLine({"modeldistctl", "--actor", "ci@runner-7", "pins"}, Env({}));
-  ASSERT_THAT(line, IsOk());
-  EXPECT_EQ(line->global.actor, "ci@runner-7");
-  EXPECT_EQ(ExitCodeFor(ParseCommandLine({"modeldistctl", "--actor=", "pins"}, Env({})).status()),
-            kExitUsage);
+TEST(ActorTest, TheRemovedActorFlagIsAUsageErrorThatSaysWhy) {
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"modeldistctl", "--actor", "ci@runner-7", "pins"},
+        std::vector<std::string>{"modeldistctl", "--actor=ci", "pins"},
+        std::vector<std::string>{"modeldistctl", "pins", "--actor", "ci"}}) {
+    auto line = ParseCommandLine(args, Env({}));
+    EXPECT_EQ(ExitCodeFor(line.status()), kExitUsage) << absl::StrJoin(args, " ");
+    EXPECT_THAT(line.status().message(),
+                HasSubstr("--actor was removed: the audit log records the authenticated "
+                          "credential's name"));
+  }
+  CtlRun run = RunInProcess({"--actor", "ci", "pins"});
+  EXPECT_EQ(run.code, kExitUsage);
+  EXPECT_THAT(run.err, HasSubstr("--actor was removed"));
 }
 
 TEST(RunCtlTest, FleetCommandUsageErrorsExitOneBeforeAnyCall) {
@@ -246,21 +231,18 @@ TEST(RunCtlTest, FleetCommandUsageErrorsExitOneBeforeAnyCall) {
   }
 }
 
-TEST_F(FakeServerTest, EveryRegistryCallCarriesTheDefaultActor) {
+TEST_F(FakeServerTest, NoCallCarriesAnActorHeaderTheTokenNamesTheCaller) {
   CtlRun run = RunInProcess(Ctl({"pins"}), {{"USER", "dora"}});
   ASSERT_EQ(run.code, kExitOk) << run.err;
-  ASSERT_FALSE(fake_.actors().empty());
-  EXPECT_TRUE(absl::StartsWith(fake_.actors().back(), "dora@")) << fake_.actors().back();
 
-  // Publish sends it on every call, the upload stream included.
-  ScratchDir dir;
-  CtlRun publish =
-      RunInProcess(Ctl({"--actor", "ci", "publish", "--model", "llama", "--version", "9.0",
-                        "--tier", "llama8b", absl::StrCat("macos/x86_64/gguf=", path_)}));
+  // Publish makes many calls, the upload stream included.
+  CtlRun publish = RunInProcess(Ctl({"publish", "--model", "llama", "--version", "9.0", "--tier",
+                                     "llama8b", absl::StrCat("macos/x86_64/gguf=", path_)}));
   ASSERT_EQ(publish.code, kExitOk) << publish.err;
-  std::vector<std::string> actors = fake_.actors();
-  EXPECT_GE(actors.size(), 6u);
-  for (size_t i = 1; i < actors.size(); ++i) EXPECT_EQ(actors[i], "ci") << i;
+  EXPECT_EQ(fake_.actor_headers(), 0);
+  std::vector<std::string> callers = fake_.callers();
+  EXPECT_GE(callers.size(), 6u);
+  for (const std::string& caller : callers) EXPECT_EQ(caller, "admin");
 }
 
 }  // namespace

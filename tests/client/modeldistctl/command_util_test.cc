@@ -16,6 +16,13 @@ using ::modeldist::testing::StatusIs;
 using ::testing::AllOf;
 using ::testing::HasSubstr;
 
+TEST(OneLineTest, KeepsTextOnOneLineAndNoControlReachesTheTerminal) {
+  EXPECT_EQ(OneLine("a\nb\rc\td"), "a b c d");
+  // An app version a device sent without a token: clear screen, then a title change.
+  EXPECT_EQ(OneLine("1.0\x1b[2J\x1b]0;owned\x07\x7f"), "1.0?[2J?]0;owned??");
+  EXPECT_EQ(OneLine("caf\xc3\xa9 2.1"), "caf\xc3\xa9 2.1");  // UTF-8 passes
+}
+
 TEST(ParsePercentTest, DecimalsBecomeBasisPoints) {
   EXPECT_EQ(*ParsePercent("percent", "0.5"), 50);
   EXPECT_EQ(*ParsePercent("percent", "1"), 100);

@@ -130,6 +130,16 @@ std::vector<std::string> FakeServerTest::Ctl(std::vector<std::string> args) {
   return args;
 }
 
+std::vector<std::string> FakeServerTest::CtlAs(const std::string& name,
+                                               std::vector<std::string> args) {
+  const std::string token = absl::StrCat("token-of-", name);
+  fake_.AddCredential(token, name);
+  const std::string file = dir_.Join(absl::StrCat(name, ".token"));
+  WriteFile(file, absl::StrCat(token, "\n"));
+  args.insert(args.begin(), {"--server", Address(), "--token-file", file});
+  return args;
+}
+
 void FakeServerTest::PublishFakeVersion(const std::string& version) {
   ASSERT_THAT(Publish(*client_, Spec(version), PublishOptions{.upload = FastUpload()}, &ignored_),
               IsOk());

@@ -80,6 +80,9 @@ class FakeServerTest : public ::testing::Test {
 
   // Global flags that reach the fake with the token, as a user would run modeldistctl.
   std::vector<std::string> Ctl(std::vector<std::string> args);
+  // Like Ctl, with the token of a credential `name` (added to the fake): the caller the fake
+  // records and audits.
+  std::vector<std::string> CtlAs(const std::string& name, std::vector<std::string> args);
 
   // A published version of the fake to roll out or pin to.
   void PublishFakeVersion(const std::string& version);

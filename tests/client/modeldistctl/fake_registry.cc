@@ -381,20 +381,25 @@ void FakeRegistry::Audit(grpc::ServerContext*, const std::string& action, const 
   v1::AuditEntry& e = audit_.emplace_back();
   e.set_id(static_cast<int64_t>(audit_.size()));
   e.mutable_time()->set_seconds(1767225600 + e.id());
-  e.set_actor(actors_.empty() || actors_.back() == "<none>" ? "admin" : actors_.back());
+  e.set_actor(callers_.empty() ? "<none>" : callers_.back());
   e.set_action(action);
   e.set_resource(absl::StrCat("tiers/", tier, "/channels/", channel));
   e.set_details(details);
 }
 
 bool FakeRegistry::Authorized(grpc::ServerContext* context) {
-  auto actor = context->client_metadata().find("x-modeldist-actor");
-  actors_.push_back(actor == context->client_metadata().end()
-                        ? "<none>"
-                        : std::string(actor->second.data(), actor->second.size()));
+  if (context->client_metadata().count("x-modeldist-actor") > 0) ++actor_headers_;
   auto [begin, end] = context->client_metadata().equal_range("authorization");
-  return begin != end && std::string(begin->second.data(), begin->second.size()) ==
-                             absl::StrCat("Bearer ", admin_token_);
+  std::string caller = "<none>";
+  if (begin != end) {
+    const std::string value(begin->second.data(), begin->second.size());
+    if (value == absl::StrCat("Bearer ", admin_token_)) caller = "admin";
+    for (const auto& [token, name] : credentials_) {
+      if (value == absl::StrCat("Bearer ", token)) caller = name;
+    }
+  }
+  callers_.push_back(caller);
+  return caller != "<none>";
 }
 
 grpc::Status FakeRegistry::Unauthenticated() {

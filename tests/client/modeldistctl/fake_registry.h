@@ -25,12 +25,19 @@ namespace modeldist::ctl {
 // the fleet commands (rollouts, pins, audit log, key changes). Faults are injected per test:
 // drop the next WriteArtifact stream after N bytes, corrupt a byte on its way in, fail
 // QueryUpload, or fail the Nth PinDevices.
-// Every call's `x-modeldist-actor` is recorded; the calls that change something also append
-// it to the audit log, as the real server does.
+// Every call's caller (the name of the credential its token authenticates) is recorded; the
+// calls that change something also append it to the audit log, as the real server does.
 class FakeRegistry final : public v1::RegistryService::Service {
  public:
-  // Accepts calls that carry `authorization: Bearer <admin_token>`.
+  // Accepts calls that carry `authorization: Bearer <admin_token>` (caller `admin`), or the
+  // token of a credential added with AddCredential.
   explicit FakeRegistry(std::string admin_token) : admin_token_(std::move(admin_token)) {}
+
+  // Accepts `token` too, as the credential `name`.
+  void AddCredential(const std::string& token, const std::string& name) {
+    std::lock_guard<std::mutex> lock(mu_);
+    credentials_[token] = name;
+  }
 
   struct Blob {
     std::string data;
@@ -83,10 +90,15 @@ class FakeRegistry final : public v1::RegistryService::Service {
     std::lock_guard<std::mutex> lock(mu_);
     return versions_.count(name) > 0;
   }
-  // The `x-modeldist-actor` of every call so far ("<none>" when absent), in order.
-  std::vector<std::string> actors() {
+  // The caller of every call so far ("<none>" when its token was wrong or absent), in order.
+  std::vector<std::string> callers() {
     std::lock_guard<std::mutex> lock(mu_);
-    return actors_;
+    return callers_;
+  }
+  // How many calls carried `x-modeldist-actor`, which modeldistctl no longer sends.
+  int actor_headers() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return actor_headers_;
   }
   // The device_ids count of every PinDevices call so far.
   std::vector<int> pin_batches() {
@@ -198,7 +210,7 @@ class FakeRegistry final : public v1::RegistryService::Service {
 
   void Audit(grpc::ServerContext*, const std::string& action, const std::string& tier,
              const std::string& channel, const std::string& details);
-  // Called with mu_ held by every rpc, so it also records the actor.
+  // Called with mu_ held by every rpc, so it also records the caller.
   bool Authorized(grpc::ServerContext* context);
   static grpc::Status Unauthenticated();
 
@@ -218,7 +230,9 @@ class FakeRegistry final : public v1::RegistryService::Service {
   int write_streams_ = 0;
   int64_t bytes_received_ = 0;
   int64_t sequence_ = 0;
-  std::vector<std::string> actors_;
+  std::map<std::string, std::string> credentials_;  // token -> name
+  std::vector<std::string> callers_;
+  int actor_headers_ = 0;
   std::map<std::pair<std::string, std::string>, v1::TierBinding> bound_;  // By (tier, channel).
   int set_tier_calls_ = 0;
   std::vector<v1::Rollout> rollouts_;          // Oldest first.

@@ -20,13 +20,13 @@ TEST_F(FakeServerTest, RolloutStartAdvanceListAbortSendBasisPointsAndTheActor) {
   PublishFakeVersion("1.0");
 
   CtlRun start =
-      RunInProcess(Ctl({"--actor", "release-bot", "rollout", "start", "--tier", "llama8b",
-                        "--model", "llama", "--version", "2.0", "--percent", "0.5"}));
+      RunInProcess(CtlAs("release-bot", {"rollout", "start", "--tier", "llama8b", "--model",
+                                         "llama", "--version", "2.0", "--percent", "0.5"}));
   ASSERT_EQ(start.code, kExitOk) << start.err;
   EXPECT_EQ(start.out,
             "rollout r-1 llama8b/stable: models/llama/versions/1.0 -> models/llama/versions/2.0 "
             "at 0.5% (ACTIVE)\n");
-  EXPECT_EQ(fake_.actors().back(), "release-bot");
+  EXPECT_EQ(fake_.callers().back(), "release-bot");
 
   CtlRun advance =
       RunInProcess(Ctl({"--json", "rollout", "advance", "--tier", "llama8b", "--percent", "10"}));
