@@ -61,12 +61,6 @@ int Fail(const absl::Status& status, bool json) {
   return code;
 }
 
-void AddCommonFlags(Flags& flags) {
-  flags.Add("dir", "DIR", "", "where models and agent state live (required)");
-  flags.AddBool("json", "print the result as one JSON object on stdout");
-  flags.AddBool("help", "show this help");
-}
-
 // The limits of the trial an activated version starts (trial.h), for sync and bundles.
 void AddTrialFlags(Flags& flags) {
   flags.Add("trial-launches", "N", "0",
@@ -134,19 +128,7 @@ int RunSync(int argc, char** argv) {
     std::cerr << "modeldist-agent sync: --server, --tier and --dir are required (see --help)\n";
     return 2;
   }
-  if (!flags.Get("platform").empty()) {
-    if (!ParsePlatformName(flags.Get("platform"), &o.platform)) {
-      std::cerr << "modeldist-agent sync: --platform must be macos, ios, linux, windows or "
-                   "android\n";
-      return 2;
-    }
-  }
-  if (!flags.Get("arch").empty()) {
-    if (!ParseArchName(flags.Get("arch"), &o.arch)) {
-      std::cerr << "modeldist-agent sync: --arch must be arm64 or x86_64\n";
-      return 2;
-    }
-  }
+  if (!ParseTargetFlags("sync", flags, &o.platform, &o.arch)) return 2;
   o.device.set_os_version(flags.Get("os-version"));
   auto ram = flags.GetInt("ram");
   auto rate = flags.GetInt("max-rate");
@@ -325,15 +307,7 @@ int RunInstallBundle(const std::string& command, int argc, char** argv) {
     std::cerr << "modeldist-agent " << command << ": " << usage;
     return 2;
   }
-  if (!flags.Get("platform").empty() && !ParsePlatformName(flags.Get("platform"), &o.platform)) {
-    std::cerr << "modeldist-agent " << command
-              << ": --platform must be macos, ios, linux, windows or android\n";
-    return 2;
-  }
-  if (!flags.Get("arch").empty() && !ParseArchName(flags.Get("arch"), &o.arch)) {
-    std::cerr << "modeldist-agent " << command << ": --arch must be arm64 or x86_64\n";
-    return 2;
-  }
+  if (!ParseTargetFlags(command, flags, &o.platform, &o.arch)) return 2;
   auto result = InstallBundle(o);
   if (!result.ok()) return Fail(result.status(), json);
   const char* action = "activated";

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "common/flags.h"
+#include "modeldist/v1/resources.pb.h"
 
 namespace modeldist::agent {
 
@@ -18,6 +19,14 @@ namespace modeldist::agent {
 // and the flags on stdout); nullopt to go on.
 std::optional<int> ParseCommandFlags(const std::string& command, const std::string& usage,
                                      Flags& flags, int argc, char** argv);
+
+// --dir, --json and --help, which every command has.
+void AddCommonFlags(Flags& flags);
+
+// Reads --platform and --arch (each optional: unset leaves `platform`/`arch` as they are).
+// False, after saying which value is wrong, when one does not parse.
+bool ParseTargetFlags(const std::string& command, const Flags& flags, v1::Platform* platform,
+                      v1::Arch* arch);
 
 }  // namespace modeldist::agent
 

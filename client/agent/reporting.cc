@@ -8,6 +8,7 @@
 #include "common/limits.h"
 #include "common/names.h"
 #include "common/status.h"
+#include "google/protobuf/util/time_util.h"
 
 namespace modeldist::agent {
 namespace {
@@ -43,9 +44,8 @@ v1::StatusReport NewReport(const SyncOptions& options, v1::StatusEvent event) {
                                                                    : DetectPlatform());
   report.set_arch(options.arch != v1::ARCH_UNSPECIFIED ? options.arch : DetectArch());
   const absl::Time now = options.now ? options.now() : absl::Now();
-  const int64_t nanos = absl::ToUnixNanos(now);
-  report.mutable_time()->set_seconds(nanos / 1000000000);
-  report.mutable_time()->set_nanos(static_cast<int32_t>(nanos % 1000000000));
+  *report.mutable_time() =
+      google::protobuf::util::TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(now));
   return report;
 }
 

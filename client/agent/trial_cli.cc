@@ -7,7 +7,6 @@
 #include "absl/strings/str_format.h"
 #include "client/agent/cli_flags.h"
 #include "client/agent/trial.h"
-#include "common/enum_names.h"
 #include "common/flags.h"
 
 namespace modeldist::agent {
@@ -15,7 +14,6 @@ namespace modeldist::agent {
 int RunTrialCommand(const std::string& command, int argc, char** argv,
                     int (*fail)(const absl::Status& status, bool json)) {
   Flags flags;
-  flags.Add("dir", "DIR", "", "where models and agent state live (required)");
   flags.Add("tier", "TIER", "", "the tier, for reports (default: the trial's)");
   flags.Add("channel", "CHANNEL", "", "the channel, for reports (default: the trial's)");
   flags.Add("platform", "P", "",
@@ -30,8 +28,7 @@ int RunTrialCommand(const std::string& command, int argc, char** argv,
               "moved on since");
   }
   flags.AddBool("no-reports", "queue no status report for this");
-  flags.AddBool("json", "print the result as one JSON object on stdout");
-  flags.AddBool("help", "show this help");
+  AddCommonFlags(flags);
   const std::string usage =
       command == "current"
           ? "usage: modeldist-agent current --dir DIR [--json]\n\nPrints the model to load; "
@@ -53,11 +50,7 @@ int RunTrialCommand(const std::string& command, int argc, char** argv,
     std::cerr << "modeldist-agent " << command << ": " << usage;
     return 2;
   }
-  if ((!flags.Get("platform").empty() && !ParsePlatformName(flags.Get("platform"), &o.platform)) ||
-      (!flags.Get("arch").empty() && !ParseArchName(flags.Get("arch"), &o.arch))) {
-    std::cerr << "modeldist-agent " << command << ": unknown --platform or --arch\n";
-    return 2;
-  }
+  if (!ParseTargetFlags(command, flags, &o.platform, &o.arch)) return 2;
   absl::StatusOr<TrialState> state;
   if (command == "current") {
     state = LaunchCurrent(o);
